@@ -1,0 +1,70 @@
+//! The admin HTTP server: `GET /health`, `GET /metrics`, `GET /status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::status::{MemberView, StatusView};
+use crate::node::NodeView;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The node's live view.
+    pub view: NodeView,
+    /// The metrics registry.
+    pub prometheus: PrometheusHandle,
+}
+
+/// How often histogram and summary buffers are drained even if nobody scrapes.
+pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    if state.view.mesh().is_some() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "mesh not running\n")
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+}
+
+async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusView> {
+    Json(status_view(&state.view))
+}
+
+/// The `/status` document for `view`.
+pub fn status_view(view: &NodeView) -> StatusView {
+    let members = view
+        .mesh()
+        .map(|mesh| {
+            mesh.members()
+                .into_iter()
+                .map(|member| MemberView {
+                    id: member.id.0,
+                    addr: member.addr.to_string(),
+                    alive: member.alive,
+                    last_seen_ms: member.last_seen_ms,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    StatusView { node: view.node().0, leader: None, members }
+}

@@ -1,0 +1,60 @@
+//! The `/status` document, shared by the server that writes it and the CLI that reads it.
+
+use serde::{Deserialize, Serialize};
+
+/// One member in `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Node id.
+    pub id: u64,
+    /// Mesh address.
+    pub addr: String,
+    /// Whether the reporting node considers it up.
+    pub alive: bool,
+    /// Milliseconds since the reporting node last heard from it; `null` if never.
+    pub last_seen_ms: Option<u64>,
+}
+
+/// The whole `/status` document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The reporting node.
+    pub node: u64,
+    /// The coordinator leader, once the coordinator exists; `null` until then.
+    pub leader: Option<u64>,
+    /// Every member, the reporting node first.
+    pub members: Vec<MemberView>,
+}
+
+impl StatusView {
+    /// A fixed-width table for people.
+    pub fn to_table(&self) -> String {
+        let leader = self.leader.map_or_else(|| "none".to_string(), |leader| leader.to_string());
+        let mut out = format!("node {}  leader {}\n", self.node, leader);
+        out.push_str(&format!("{:<6} {:<24} {:<6} {:>12}\n", "ID", "ADDRESS", "ALIVE", "LAST SEEN"));
+        for member in &self.members {
+            let seen = member.last_seen_ms.map_or_else(|| "never".to_string(), |ms| format!("{ms} ms ago"));
+            let alive = if member.alive { "yes" } else { "no" };
+            out.push_str(&format!("{:<6} {:<24} {:<6} {:>12}\n", member.id, member.addr, alive, seen));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_has_the_documented_shape() {
+        let view = StatusView {
+            node: 1,
+            leader: None,
+            members: vec![MemberView { id: 1, addr: "127.0.0.1:7101".into(), alive: true, last_seen_ms: Some(12) }],
+        };
+        let json = serde_json::to_string(&view).expect("serializes");
+        assert_eq!(json, r#"{"node":1,"leader":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12}]}"#);
+        let table = view.to_table();
+        assert!(table.contains("127.0.0.1:7101") && table.contains("12 ms ago"), "{table}");
+    }
+}

@@ -1,0 +1,163 @@
+//! The `gridkeeper` command line: `certs`, `node`, `status`.
+//!
+//! Parses flags with clap (usage errors exit 2), runs the command, and turns every error into one
+//! line on stderr with exit status 1.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin::StatusView;
+use crate::credentials::issue_into_dir;
+use crate::ids::NodeId;
+use crate::node::{self, NodeSettings};
+
+/// gridkeeper: an actor-based task grid with a replicated coordinator.
+#[derive(Debug, Parser)]
+#[command(name = "gridkeeper", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a cluster CA, node and operator certificates, and an admin token.
+    Certs(CertsArgs),
+    /// Run a node.
+    Node(NodeArgs),
+    /// Show a node's view of the cluster.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Directory to write into (created if missing; an existing CA is reused).
+    #[arg(long)]
+    out: PathBuf,
+    /// Node ids to issue certificates for, comma separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<NodeId>,
+}
+
+#[derive(Debug, Args)]
+struct NodeArgs {
+    /// TOML file with the same settings; flags win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long)]
+    id: Option<u64>,
+    /// Every member as ID=IP:PORT, comma separated, the same on every node.
+    #[arg(long)]
+    peers: Option<String>,
+    /// Mesh listen address (default: this node's entry in --peers).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Credentials directory from `gridkeeper certs`.
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// Directory for this node's durable state.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Admin HTTP address (default 127.0.0.1:9100+id).
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Heartbeat interval in milliseconds (default 100).
+    #[arg(long)]
+    heartbeat_interval_ms: Option<u64>,
+    /// Silence in milliseconds after which a peer is down (default 500).
+    #[arg(long)]
+    peer_silence_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The node's admin address.
+    #[arg(long)]
+    admin: SocketAddr,
+    /// Print the JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl NodeArgs {
+    fn settings(self) -> Result<NodeSettings, String> {
+        let file = match &self.config {
+            Some(path) => NodeSettings::from_file(path).map_err(|error| error.to_string())?,
+            None => NodeSettings::default(),
+        };
+        let flags = NodeSettings {
+            id: self.id,
+            peers: self.peers,
+            listen: self.listen,
+            certs: self.certs,
+            data_dir: self.data_dir,
+            admin: self.admin,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            peer_silence_max_ms: self.peer_silence_max_ms,
+        };
+        Ok(flags.or(file))
+    }
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("gridkeeper: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runtime for the node's control plane: mesh, admin, (later) the coordinator. Task work will run
+/// on a separate runtime so that it can never starve heartbeats.
+fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gk-control")
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Certs(args) => {
+            let report = issue_into_dir(&args.out, &args.nodes).map_err(|error| error.to_string())?;
+            for path in &report.created {
+                println!("wrote {}", path.display());
+            }
+            for path in &report.kept {
+                println!("kept  {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Node(args) => {
+            let config = args.settings()?.validate().map_err(|error| error.to_string())?;
+            control_runtime()?.block_on(node::run(config)).map_err(|error| error.to_string())
+        }
+        Command::Status(args) => {
+            let runtime = control_runtime()?;
+            let body = runtime.block_on(crate::admin::client::get(args.admin, "/status")).map_err(|error| error.to_string())?;
+            let view: StatusView = serde_json::from_slice(&body).map_err(|error| format!("bad /status document: {error}"))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
+            } else {
+                print!("{}", view.to_table());
+            }
+            Ok(())
+        }
+    }
+}

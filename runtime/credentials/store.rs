@@ -1,0 +1,281 @@
+//! Credentials on disk: issuing into a directory, loading and checking a node's files.
+//!
+//! Layout of a credentials directory: `ca.pem`, `ca.key`, `node-<id>.pem`, `node-<id>.key`,
+//! `operator.pem`, `operator.key`, `admin.token`. Keys and the token are written 0600.
+//!
+//! Invariant: an existing key file is never overwritten; issuing into a directory that already holds a
+//! CA reuses that CA, so nodes that join later are signed by the same authority.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use super::authority::{parse_key, Authority};
+use super::identity::node_server_name;
+use super::{CredentialError, NodeCredentials};
+use crate::ids::NodeId;
+
+/// Bytes of randomness in the admin token.
+const ADMIN_TOKEN_BYTES: usize = 32;
+
+/// The files of a credentials directory.
+#[derive(Debug, Clone)]
+pub struct CredentialFiles {
+    dir: PathBuf,
+}
+
+impl CredentialFiles {
+    /// The layout under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        CredentialFiles { dir: dir.into() }
+    }
+    /// The CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    /// The CA key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    /// A node's certificate.
+    pub fn node_cert(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("node-{node}.pem"))
+    }
+    /// A node's key.
+    pub fn node_key(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("node-{node}.key"))
+    }
+    /// The operator's certificate.
+    pub fn operator_cert(&self) -> PathBuf {
+        self.dir.join("operator.pem")
+    }
+    /// The operator's key.
+    pub fn operator_key(&self) -> PathBuf {
+        self.dir.join("operator.key")
+    }
+    /// The admin token.
+    pub fn admin_token(&self) -> PathBuf {
+        self.dir.join("admin.token")
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CredentialError + '_ {
+    move |source| CredentialError::Io { path: path.display().to_string(), source }
+}
+
+fn read_text(path: &Path) -> Result<String, CredentialError> {
+    fs::read_to_string(path).map_err(io_error(path))
+}
+
+/// Writes `contents` to a new file with `mode`, fsync'd. Fails if the file exists.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CredentialError> {
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io_error(path))?;
+    file.write_all(contents).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+/// What [`issue_into_dir`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IssueReport {
+    /// Files written by this call.
+    pub created: Vec<PathBuf>,
+    /// Files that existed and were kept as they are.
+    pub kept: Vec<PathBuf>,
+}
+
+/// Issues a CA (or reuses the one in `dir`), certificates for `nodes`, the operator certificate and
+/// the admin token, writing only what does not exist yet.
+///
+/// # Errors
+/// [`CredentialError`] if the directory cannot be written, or an existing CA does not load.
+pub fn issue_into_dir(dir: &Path, nodes: &[NodeId]) -> Result<IssueReport, CredentialError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let files = CredentialFiles::new(dir);
+    let mut report = IssueReport::default();
+    let authority = if files.ca_key().exists() {
+        report.kept.extend([files.ca_cert(), files.ca_key()]);
+        let origin = files.ca_cert().display().to_string();
+        Authority::from_pem(&read_text(&files.ca_cert())?, &read_text(&files.ca_key())?, &origin)?
+    } else {
+        if files.ca_cert().exists() {
+            return Err(CredentialError::Invalid {
+                path: files.ca_cert().display().to_string(),
+                reason: "a CA certificate exists without its key; refusing to replace it".into(),
+            });
+        }
+        let authority = Authority::generate()?;
+        write_new(&files.ca_key(), authority.key_pem().as_bytes(), 0o600)?;
+        write_new(&files.ca_cert(), authority.cert_pem().as_bytes(), 0o644)?;
+        report.created.extend([files.ca_key(), files.ca_cert()]);
+        authority
+    };
+    for &node in nodes {
+        write_pair(&files.node_cert(node), &files.node_key(node), || authority.issue_node(node), &mut report)?;
+    }
+    write_pair(&files.operator_cert(), &files.operator_key(), || authority.issue_operator(), &mut report)?;
+    let token_path = files.admin_token();
+    if token_path.exists() {
+        report.kept.push(token_path);
+    } else {
+        let token: String = (0..ADMIN_TOKEN_BYTES).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        write_new(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
+        report.created.push(token_path);
+    }
+    Ok(report)
+}
+
+fn write_pair(
+    cert: &Path,
+    key: &Path,
+    issue: impl FnOnce() -> Result<super::authority::IssuedPem, CredentialError>,
+    report: &mut IssueReport,
+) -> Result<(), CredentialError> {
+    if key.exists() || cert.exists() {
+        report.kept.extend([cert.to_path_buf(), key.to_path_buf()]);
+        return Ok(());
+    }
+    let issued = issue()?;
+    write_new(key, issued.key_pem.as_bytes(), 0o600)?;
+    write_new(cert, issued.cert_pem.as_bytes(), 0o644)?;
+    report.created.extend([cert.to_path_buf(), key.to_path_buf()]);
+    Ok(())
+}
+
+/// Parses one certificate from PEM.
+pub(crate) fn parse_cert(pem: &str, origin: &str) -> Result<CertificateDer<'static>, CredentialError> {
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|error| CredentialError::Invalid {
+        path: origin.to_string(),
+        reason: format!("not a PEM certificate: {error}"),
+    })
+}
+
+/// Builds node credentials from PEM, checking that the certificate is signed by the CA, names
+/// `node`, and matches the key.
+pub(crate) fn credentials_from_pem(
+    node: NodeId,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    origin: &str,
+) -> Result<NodeCredentials, CredentialError> {
+    let ca = parse_cert(ca_pem, &format!("{origin}: CA"))?;
+    let cert = parse_cert(cert_pem, origin)?;
+    let key = parse_key(key_pem, origin)?;
+    let invalid = |reason: String| CredentialError::Invalid { path: origin.to_string(), reason };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).map_err(|error| invalid(format!("CA certificate unusable: {error}")))?;
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|error| invalid(format!("CA certificate unusable: {error}")))?;
+    let name = ServerName::try_from(node_server_name(node)).map_err(|error| invalid(error.to_string()))?;
+    verifier
+        .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+        .map_err(|error| invalid(format!("certificate is not valid for node {node} under this CA: {error}")))?;
+    rustls::sign::CertifiedKey::from_der(vec![cert.clone()], PrivateKeyDer::Pkcs8(key.clone_key()), &provider)
+        .map_err(|error| invalid(format!("key does not match certificate: {error}")))?;
+    Ok(NodeCredentials { node, ca, cert, key })
+}
+
+/// Loads and checks `node`'s credentials from `dir`.
+///
+/// # Errors
+/// [`CredentialError`] naming the file that is missing, unreadable, or does not match.
+pub fn load_node_credentials(dir: &Path, node: NodeId) -> Result<NodeCredentials, CredentialError> {
+    let files = CredentialFiles::new(dir);
+    let origin = files.node_cert(node).display().to_string();
+    credentials_from_pem(
+        node,
+        &read_text(&files.ca_cert())?,
+        &read_text(&files.node_cert(node))?,
+        &read_text(&files.node_key(node))?,
+        &origin,
+    )
+}
+
+/// Reads the admin token from `dir`.
+///
+/// # Errors
+/// [`CredentialError`] if the file is missing or empty.
+pub fn load_admin_token(dir: &Path) -> Result<String, CredentialError> {
+    let path = CredentialFiles::new(dir).admin_token();
+    let token = read_text(&path)?.trim().to_string();
+    if token.is_empty() {
+        return Err(CredentialError::Invalid { path: path.display().to_string(), reason: "empty token".into() });
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gk-creds-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn issue_writes_private_keys_0600_and_loads_back() {
+        let dir = temp_dir("issue");
+        let report = issue_into_dir(&dir, &[NodeId(1), NodeId(2)]).expect("issue");
+        assert!(report.kept.is_empty());
+        let files = CredentialFiles::new(&dir);
+        for key in [files.ca_key(), files.node_key(NodeId(1)), files.operator_key(), files.admin_token()] {
+            let mode = fs::metadata(&key).expect("exists").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", key.display());
+        }
+        let loaded = load_node_credentials(&dir, NodeId(2)).expect("node 2 loads");
+        assert_eq!(loaded.node, NodeId(2));
+        assert_eq!(load_admin_token(&dir).expect("token").len(), 2 * ADMIN_TOKEN_BYTES);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn reissue_reuses_the_ca_and_never_overwrites_keys() {
+        let dir = temp_dir("reissue");
+        issue_into_dir(&dir, &[NodeId(1)]).expect("first");
+        let files = CredentialFiles::new(&dir);
+        let ca_before = fs::read(files.ca_cert()).expect("ca");
+        let key_before = fs::read(files.node_key(NodeId(1))).expect("key");
+        let report = issue_into_dir(&dir, &[NodeId(1), NodeId(4)]).expect("second");
+        assert_eq!(fs::read(files.ca_cert()).expect("ca"), ca_before);
+        assert_eq!(fs::read(files.node_key(NodeId(1))).expect("key"), key_before);
+        assert!(report.created.contains(&files.node_cert(NodeId(4))));
+        load_node_credentials(&dir, NodeId(4)).expect("joined node is signed by the same CA");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_certificate_for_another_node_or_ca_is_refused() {
+        let dir = temp_dir("mismatch");
+        issue_into_dir(&dir, &[NodeId(1), NodeId(2)]).expect("issue");
+        let files = CredentialFiles::new(&dir);
+        // Node 1's files renamed to node 3: the certificate names node 1, not 3.
+        fs::copy(files.node_cert(NodeId(1)), files.node_cert(NodeId(3))).expect("copy");
+        fs::copy(files.node_key(NodeId(1)), files.node_key(NodeId(3))).expect("copy");
+        let error = load_node_credentials(&dir, NodeId(3)).expect_err("names node 1").to_string();
+        assert!(error.contains("not valid for node 3"), "{error}");
+        // Node 2's key with node 1's certificate.
+        fs::remove_file(files.node_key(NodeId(1))).expect("rm");
+        fs::copy(files.node_key(NodeId(2)), files.node_key(NodeId(1))).expect("copy");
+        let error = load_node_credentials(&dir, NodeId(1)).expect_err("wrong key").to_string();
+        assert!(error.contains("does not match"), "{error}");
+        // A certificate from another CA.
+        let other = temp_dir("other-ca");
+        issue_into_dir(&other, &[NodeId(2)]).expect("other");
+        fs::remove_file(files.node_cert(NodeId(2))).expect("rm");
+        fs::copy(CredentialFiles::new(&other).node_cert(NodeId(2)), files.node_cert(NodeId(2))).expect("copy");
+        assert!(load_node_credentials(&dir, NodeId(2)).is_err());
+        fs::remove_dir_all(&dir).ok();
+        fs::remove_dir_all(&other).ok();
+    }
+}

@@ -1,0 +1,21 @@
+//! gridkeeper: an actor-based task grid runtime.
+//!
+//! Nodes launched with a peer list form a QUIC mesh with mutual TLS ([`mesh`]), exchange validated
+//! rkyv frames ([`wire`]), run under a ractor supervision tree ([`node`]), and serve health, status
+//! and Prometheus metrics ([`admin`]). See `runtime/ARCHITECTURE.md` for the map and invariants.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod cli;
+pub mod clock;
+pub mod credentials;
+pub mod ids;
+pub mod limits;
+pub mod mesh;
+pub mod node;
+pub mod sim;
+pub mod wire;
+
+pub use ids::{Millis, NodeId};

@@ -1,0 +1,5 @@
+//! The `gridkeeper` binary; everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    gridkeeper::cli::main()
+}

@@ -1,0 +1,396 @@
+//! Connection handling: dialing with backoff, accepting with identity checks, and the per-connection
+//! stream readers and writers.
+//!
+//! Invariant: a connection carries traffic only after its peer is identified: by TLS server-name
+//! verification when we dial, by certificate plus a matching `Hello` when we accept.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::backoff::Backoff;
+use super::detector::PeerEvent;
+use super::endpoint::{close_code, Inbound, Shared};
+use super::stream::{read_class, read_frame, write_message, StreamReadError};
+use super::telemetry::{class_index, count_frame_error, count_handshake_refusal};
+use crate::credentials::{node_id_of, node_server_name};
+use crate::ids::NodeId;
+use crate::wire::frame::FrameBuffer;
+use crate::wire::message::PROTOCOL_REVISION;
+use crate::wire::{Hello, Message, TrafficClass};
+
+/// A dial or an incoming handshake that takes longer than this is abandoned.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pongs waiting to be written; if the control writer falls this far behind, a pong is dropped and
+/// the peer's detector simply hears the next one.
+const PONGS_QUEUED_MAX: usize = 16;
+
+/// Handshakes in progress at once; more incoming connections are refused until one finishes.
+const HANDSHAKES_IN_FLIGHT_MAX: usize = 64;
+
+impl Shared {
+    fn on_heard(&self, peer: NodeId) {
+        let mut out = Vec::new();
+        let mut detector = self.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        detector.on_heard(self.clock.now(), peer, &mut out);
+        // Published under the lock so that events for one peer keep their Up/Down alternation.
+        self.publish(out);
+    }
+
+    fn on_departed(&self, peer: NodeId) {
+        let mut out = Vec::new();
+        let mut detector = self.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        detector.on_departed(peer, &mut out);
+        self.publish(out);
+    }
+
+    /// Publishes detector events; callers hold the detector lock.
+    pub(super) fn publish(&self, events: Vec<PeerEvent>) {
+        for event in events {
+            let peer = event.peer();
+            let Some(link) = self.peers.get(&peer) else { continue };
+            match event {
+                PeerEvent::Up(_) => {
+                    link.telemetry.up.set(1.0);
+                    info!(node = %self.config.node, %peer, "peer up");
+                }
+                PeerEvent::Down(_) => {
+                    link.telemetry.up.set(0.0);
+                    info!(node = %self.config.node, %peer, "peer down");
+                    // A silent connection is useless; closing it lets the dialer start afresh.
+                    if let Some((_, connection)) = self.connections().get(&peer) {
+                        connection.close(close_code::SILENT.into(), b"silent");
+                    }
+                }
+            }
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn connections(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<NodeId, (u64, quinn::Connection)>> {
+        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes `connection` the current one for `peer`, closing any older one.
+    fn register(&self, peer: NodeId, connection: &quinn::Connection) -> u64 {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        if let Some((_, old)) = self.connections().insert(peer, (generation, connection.clone())) {
+            old.close(close_code::REPLACED.into(), b"replaced");
+        }
+        generation
+    }
+
+    fn unregister(&self, peer: NodeId, generation: u64) {
+        let mut connections = self.connections();
+        if connections.get(&peer).is_some_and(|(current, _)| *current == generation) {
+            connections.remove(&peer);
+        }
+    }
+}
+
+/// Redials `peer` forever, with backoff after failures, running each connection until it ends.
+pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
+    let seed = shared.config.node.0 ^ peer.0.rotate_left(32) ^ shared.config.incarnation;
+    let mut jitter = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut backoff = Backoff::default();
+    loop {
+        match dial(&shared, peer).await {
+            Ok(connection) => {
+                backoff.on_success();
+                run_connection(shared.clone(), peer, connection, None).await;
+            }
+            Err(reason) => debug!(node = %shared.config.node, %peer, %reason, "dial failed"),
+        }
+        let wait = backoff.on_failure(jitter.random::<f64>());
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+async fn dial(shared: &Shared, peer: NodeId) -> Result<quinn::Connection, String> {
+    let addr = shared.peers[&peer].addr;
+    let connecting = shared
+        .endpoint
+        .connect_with(shared.client_config.clone(), addr, &node_server_name(peer))
+        .map_err(|error| error.to_string())?;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+        Err(_) => Err("handshake timed out".into()),
+        Ok(Err(quinn::ConnectionError::TransportError(error))) => {
+            count_handshake_refusal("tls");
+            warn!(node = %shared.config.node, %peer, %addr, %error, "refused peer: TLS handshake failed");
+            Err(error.to_string())
+        }
+        Ok(Err(error)) => Err(error.to_string()),
+        Ok(Ok(connection)) => Ok(connection),
+    }
+}
+
+/// Accepts incoming connections, bounding handshakes in flight.
+pub(super) async fn accept_loop(shared: Arc<Shared>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
+    let mut handlers = JoinSet::new();
+    while let Some(incoming) = shared.endpoint.accept().await {
+        while handlers.try_join_next().is_some() {}
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            count_handshake_refusal("busy");
+            incoming.refuse();
+            continue;
+        };
+        let shared = shared.clone();
+        handlers.spawn(async move {
+            let remote = incoming.remote_address();
+            match identify(&shared, incoming).await {
+                Ok((peer, connection, control)) => {
+                    drop(permit);
+                    run_connection(shared, peer, connection, Some(control)).await;
+                }
+                Err(Refusal { reason, detail }) => {
+                    count_handshake_refusal(reason);
+                    warn!(node = %shared.config.node, %remote, reason, %detail, "refused peer");
+                }
+            }
+        });
+    }
+}
+
+struct Refusal {
+    reason: &'static str,
+    detail: String,
+}
+
+fn refuse(connection: &quinn::Connection, reason: &'static str, detail: String) -> Refusal {
+    connection.close(close_code::REFUSED.into(), detail.as_bytes());
+    Refusal { reason, detail }
+}
+
+/// Completes the handshake and checks the dialer is the member its certificate and `Hello` say.
+async fn identify(
+    shared: &Shared,
+    incoming: quinn::Incoming,
+) -> Result<(NodeId, quinn::Connection, quinn::RecvStream), Refusal> {
+    let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
+        Err(_) => return Err(Refusal { reason: "timeout", detail: "handshake timed out".into() }),
+        Ok(Err(error)) => return Err(Refusal { reason: "tls", detail: format!("TLS handshake failed: {error}") }),
+        Ok(Ok(connection)) => connection,
+    };
+    let cert = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().cloned());
+    let Some(cert) = cert else {
+        return Err(refuse(&connection, "identity", "no client certificate".into()));
+    };
+    let peer = node_id_of(cert.as_ref()).map_err(|error| refuse(&connection, "identity", error.to_string()))?;
+    if !shared.peers.contains_key(&peer) || peer > shared.config.node {
+        let detail = format!("node {peer} is not a member that dials node {}", shared.config.node);
+        return Err(refuse(&connection, "not_member", detail));
+    }
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&connection, shared.config.frame_bytes_max)).await;
+    let (hello, control) = match hello {
+        Err(_) => return Err(refuse(&connection, "timeout", "no hello in time".into())),
+        Ok(Err(detail)) => return Err(refuse(&connection, "hello", detail)),
+        Ok(Ok(found)) => found,
+    };
+    if hello.node != peer.0 {
+        let detail = format!("certificate names node {peer} but the peer claims to be node {}", hello.node);
+        return Err(refuse(&connection, "identity_mismatch", detail));
+    }
+    if hello.protocol != PROTOCOL_REVISION {
+        let detail = format!("peer speaks protocol {}, this node {PROTOCOL_REVISION}", hello.protocol);
+        return Err(refuse(&connection, "protocol", detail));
+    }
+    Ok((peer, connection, control))
+}
+
+async fn read_hello(connection: &quinn::Connection, body_bytes_max: usize) -> Result<(Hello, quinn::RecvStream), String> {
+    let mut recv = connection.accept_uni().await.map_err(|error| error.to_string())?;
+    let class = read_class(&mut recv).await.map_err(|error| error.to_string())?;
+    if class != TrafficClass::Control {
+        return Err(format!("first stream is {class:?}, expected Control"));
+    }
+    let mut buffer = FrameBuffer::new();
+    match read_frame(&mut recv, &mut buffer, body_bytes_max).await {
+        Ok((Message::Hello(hello), _)) => Ok((hello, recv)),
+        Ok((other, _)) => Err(format!("expected Hello, got {other:?}")),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+/// Runs an identified connection until it closes: writers for our three streams, readers for the
+/// peer's. `control` is the peer's control stream when we accepted (already read up to its Hello).
+async fn run_connection(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connection, control: Option<quinn::RecvStream>) {
+    let generation = shared.register(peer, &connection);
+    shared.peers[&peer].telemetry.connections.increment(1);
+    debug!(node = %shared.config.node, %peer, remote = %connection.remote_address(), "connected");
+    let mut tasks = JoinSet::new();
+    let (pong_sender, pong_receiver) = mpsc::channel(PONGS_QUEUED_MAX);
+    let mut pong_receiver = Some(pong_receiver);
+    let dialed = control.is_none();
+    for class in TrafficClass::ALL {
+        let pongs = if class == TrafficClass::Control { pong_receiver.take() } else { None };
+        tasks.spawn(write_stream(shared.clone(), peer, connection.clone(), class, dialed, pongs));
+    }
+    let expected_streams = if let Some(control) = control {
+        tasks.spawn(read_stream(shared.clone(), peer, TrafficClass::Control, control, pong_sender.clone()));
+        TrafficClass::ALL.len() - 1
+    } else {
+        TrafficClass::ALL.len()
+    };
+    tasks.spawn(accept_streams(shared.clone(), peer, connection.clone(), expected_streams, pong_sender));
+    let reason = tokio::select! {
+        reason = connection.closed() => reason,
+        Some(Ok(Err(error))) = tasks.join_next() => {
+            let code = match &error {
+                StreamReadError::Frame(_) => close_code::FRAME_ERROR,
+                _ => close_code::PROTOCOL,
+            };
+            if let Some(kind) = error.error_kind() {
+                count_frame_error(Some(peer), kind);
+            }
+            warn!(node = %shared.config.node, %peer, %error, "closing connection");
+            connection.close(code.into(), error.to_string().as_bytes());
+            connection.closed().await
+        }
+    };
+    tasks.shutdown().await;
+    shared.unregister(peer, generation);
+    debug!(node = %shared.config.node, %peer, %reason, "connection ended");
+    if let quinn::ConnectionError::ApplicationClosed(close) = &reason {
+        if close.error_code == close_code::GOODBYE.into() {
+            shared.on_departed(peer);
+        }
+    }
+}
+
+async fn accept_streams(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    connection: quinn::Connection,
+    expected: usize,
+    pongs: mpsc::Sender<Message>,
+) -> Result<(), StreamReadError> {
+    let mut readers = JoinSet::new();
+    for _ in 0..expected {
+        let mut recv = connection.accept_uni().await.map_err(|error| StreamReadError::Transport(error.to_string()))?;
+        let class = read_class(&mut recv).await?;
+        readers.spawn(read_stream(shared.clone(), peer, class, recv, pongs.clone()));
+    }
+    // Any reader's end ends the connection: a healthy peer never finishes a stream.
+    match readers.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(join_error)) => Err(StreamReadError::Transport(join_error.to_string())),
+        None => Ok(()),
+    }
+}
+
+async fn read_stream(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    class: TrafficClass,
+    mut recv: quinn::RecvStream,
+    pongs: mpsc::Sender<Message>,
+) -> Result<(), StreamReadError> {
+    let counters = shared.peers[&peer].telemetry.class(class).clone();
+    let inbound = shared.inbound[class_index(class)].clone();
+    let mut buffer = FrameBuffer::new();
+    loop {
+        let (message, bytes) = read_frame(&mut recv, &mut buffer, shared.config.frame_bytes_max).await?;
+        counters.frames_received.increment(1);
+        counters.bytes_received.increment(bytes as u64);
+        if class == TrafficClass::Control {
+            shared.on_heard(peer);
+        }
+        match message {
+            Message::Ping { seq, sent_us } if class == TrafficClass::Control => {
+                let _ = pongs.try_send(Message::Pong { seq, sent_us });
+            }
+            Message::Pong { sent_us, .. } if class == TrafficClass::Control => {
+                let rtt_us = shared.clock.micros().saturating_sub(sent_us);
+                shared.peers[&peer].telemetry.heartbeat_rtt.record(rtt_us as f64 / 1e6);
+            }
+            Message::Payload(payload) => {
+                if inbound.send(Inbound { from: peer, payload }).await.is_err() {
+                    return Ok(());
+                }
+            }
+            other => {
+                let detail = format!("unexpected {other:?} on the {} stream", class.label());
+                return Err(StreamReadError::Transport(detail));
+            }
+        }
+    }
+}
+
+async fn write_stream(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    connection: quinn::Connection,
+    class: TrafficClass,
+    dialed: bool,
+    mut pongs: Option<mpsc::Receiver<Message>>,
+) -> Result<(), StreamReadError> {
+    let transport = |error: String| StreamReadError::Transport(error);
+    let mut send = connection.open_uni().await.map_err(|error| transport(error.to_string()))?;
+    send.set_priority(class.send_priority()).map_err(|error| transport(error.to_string()))?;
+    send.write_all(&[class.tag()]).await.map_err(|error| transport(error.to_string()))?;
+    let max = shared.config.frame_bytes_max;
+    let counters = shared.peers[&peer].telemetry.class(class).clone();
+    if dialed && class == TrafficClass::Control {
+        let hello = Hello { node: shared.config.node.0, incarnation: shared.config.incarnation, protocol: PROTOCOL_REVISION };
+        let bytes = write_message(&mut send, &Message::Hello(hello), max).await?;
+        counters.frames_sent.increment(1);
+        counters.bytes_sent.increment(bytes as u64);
+    }
+    let queue = shared.peers[&peer].queues[class_index(class)].receiver.clone();
+    let mut queue = queue.lock().await;
+    let mut heartbeat = tokio::time::interval(Duration::from_millis(shared.config.detector.heartbeat_interval_ms));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let control = class == TrafficClass::Control;
+    let mut seq = 0u64;
+    loop {
+        let bytes = tokio::select! {
+            biased;
+            _ = heartbeat.tick(), if control => {
+                seq += 1;
+                write_message(&mut send, &Message::Ping { seq, sent_us: shared.clock.micros() }, max).await?
+            }
+            Some(pong) = recv_optional(&mut pongs), if control => write_message(&mut send, &pong, max).await?,
+            frame = queue.recv() => {
+                let Some(frame) = frame else { return Ok(()) };
+                send.write_all(&frame).await.map_err(|error| transport(error.to_string()))?;
+                frame.len()
+            }
+        };
+        counters.frames_sent.increment(1);
+        counters.bytes_sent.increment(bytes as u64);
+    }
+}
+
+async fn recv_optional(receiver: &mut Option<mpsc::Receiver<Message>>) -> Option<Message> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ticks the detector at its next deadline (or every heartbeat interval when nobody is up).
+pub(super) async fn detector_loop(shared: Arc<Shared>) {
+    let interval = shared.config.detector.heartbeat_interval_ms;
+    loop {
+        let now = shared.clock.now();
+        let next = {
+            let detector = shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            detector.next_deadline().map_or(now.plus(interval), |deadline| deadline.min(now.plus(interval)))
+        };
+        tokio::time::sleep_until(shared.clock.instant_at(next)).await;
+        let mut out = Vec::new();
+        let mut detector = shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        detector.on_tick(shared.clock.now(), &mut out);
+        shared.publish(out);
+    }
+}

@@ -1,0 +1,292 @@
+//! The failure detector: a deterministic state machine fed with "heard from peer" and clock ticks.
+//!
+//! It owns each peer's liveness and nothing else: it sends no heartbeat and reads no clock. The shell
+//! calls [`FailureDetector::on_heard`] when a control frame arrives, [`FailureDetector::on_tick`] at
+//! [`FailureDetector::next_deadline`], and publishes the [`PeerEvent`]s pushed to `out`.
+//!
+//! Invariant: events for one peer alternate Up, Down, Up, ...; the first event for a peer is Up.
+
+use std::collections::BTreeMap;
+
+use crate::ids::{Millis, NodeId};
+use crate::limits::{HEARTBEAT_INTERVAL_MS_MIN, SILENCE_INTERVALS_MIN};
+
+/// Timing of heartbeats and of the down verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DetectorConfig {
+    /// How often a node pings each connected peer.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a peer is declared down.
+    pub peer_silence_max_ms: u64,
+}
+
+impl Default for DetectorConfig {
+    /// 100 ms heartbeats and 500 ms of silence: a kill -9'd peer is down within about 0.55 s
+    /// (silence plus one check), and five consecutive heartbeats must be lost for a false down.
+    fn default() -> Self {
+        DetectorConfig { heartbeat_interval_ms: 100, peer_silence_max_ms: 500 }
+    }
+}
+
+/// Why a detector configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetectorConfigError {
+    /// The interval is below [`HEARTBEAT_INTERVAL_MS_MIN`].
+    #[error("heartbeat interval {0} ms is below the minimum of {HEARTBEAT_INTERVAL_MS_MIN} ms")]
+    IntervalTooShort(u64),
+    /// The silence allows fewer than [`SILENCE_INTERVALS_MIN`] heartbeats.
+    #[error("peer silence {silence_ms} ms must be at least {SILENCE_INTERVALS_MIN} heartbeat intervals ({interval_ms} ms each)")]
+    SilenceTooShort {
+        /// Configured silence.
+        silence_ms: u64,
+        /// Configured interval.
+        interval_ms: u64,
+    },
+}
+
+impl DetectorConfig {
+    /// Checks the bounds that keep the detector from flapping.
+    ///
+    /// # Errors
+    /// A [`DetectorConfigError`] naming the bad value.
+    pub fn validate(&self) -> Result<(), DetectorConfigError> {
+        if self.heartbeat_interval_ms < HEARTBEAT_INTERVAL_MS_MIN {
+            return Err(DetectorConfigError::IntervalTooShort(self.heartbeat_interval_ms));
+        }
+        if self.peer_silence_max_ms < SILENCE_INTERVALS_MIN * self.heartbeat_interval_ms {
+            return Err(DetectorConfigError::SilenceTooShort {
+                silence_ms: self.peer_silence_max_ms,
+                interval_ms: self.heartbeat_interval_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A change of a peer's liveness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerEvent {
+    /// The peer was heard from after being down or never heard.
+    Up(NodeId),
+    /// The peer fell silent for longer than the configured maximum, or said goodbye.
+    Down(NodeId),
+}
+
+impl PeerEvent {
+    /// The peer the event is about.
+    pub fn peer(&self) -> NodeId {
+        match *self {
+            PeerEvent::Up(peer) | PeerEvent::Down(peer) => peer,
+        }
+    }
+}
+
+/// What the detector knows of one peer, for status views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerLiveness {
+    /// Whether the peer is currently considered up.
+    pub alive: bool,
+    /// When it was last heard from, if ever.
+    pub last_heard: Option<Millis>,
+}
+
+/// Liveness of every peer, decided from what was heard and when.
+#[derive(Debug, Clone)]
+pub struct FailureDetector {
+    config: DetectorConfig,
+    peers: BTreeMap<NodeId, PeerLiveness>,
+}
+
+impl FailureDetector {
+    /// A detector watching `peers`, all initially down and never heard.
+    pub fn new(config: DetectorConfig, peers: impl IntoIterator<Item = NodeId>) -> Self {
+        let peers = peers.into_iter().map(|peer| (peer, PeerLiveness { alive: false, last_heard: None })).collect();
+        FailureDetector { config, peers }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> DetectorConfig {
+        self.config
+    }
+
+    /// Starts watching `peer` (a node that joined), initially down.
+    pub fn on_peer_added(&mut self, peer: NodeId) {
+        self.peers.entry(peer).or_insert(PeerLiveness { alive: false, last_heard: None });
+    }
+
+    /// Stops watching `peer`; a live peer gets a final Down.
+    pub fn on_peer_removed(&mut self, peer: NodeId, out: &mut Vec<PeerEvent>) {
+        if let Some(liveness) = self.peers.remove(&peer) {
+            if liveness.alive {
+                out.push(PeerEvent::Down(peer));
+            }
+        }
+    }
+
+    /// Records a frame from `peer` at `now`. Frames from unwatched peers are ignored.
+    pub fn on_heard(&mut self, now: Millis, peer: NodeId, out: &mut Vec<PeerEvent>) {
+        let Some(liveness) = self.peers.get_mut(&peer) else { return };
+        liveness.last_heard = Some(liveness.last_heard.map_or(now, |seen| seen.max(now)));
+        if !liveness.alive {
+            liveness.alive = true;
+            out.push(PeerEvent::Up(peer));
+        }
+    }
+
+    /// Records that `peer` closed its connection on purpose: it is down now, without waiting out
+    /// the silence.
+    pub fn on_departed(&mut self, peer: NodeId, out: &mut Vec<PeerEvent>) {
+        if let Some(liveness) = self.peers.get_mut(&peer) {
+            if liveness.alive {
+                liveness.alive = false;
+                out.push(PeerEvent::Down(peer));
+            }
+        }
+    }
+
+    /// Declares down every live peer silent for longer than the configured maximum at `now`.
+    pub fn on_tick(&mut self, now: Millis, out: &mut Vec<PeerEvent>) {
+        let silence_max = self.config.peer_silence_max_ms;
+        for (&peer, liveness) in &mut self.peers {
+            let silent_for = liveness.last_heard.map_or(u64::MAX, |seen| now.since(seen));
+            if liveness.alive && silent_for > silence_max {
+                liveness.alive = false;
+                out.push(PeerEvent::Down(peer));
+            }
+        }
+    }
+
+    /// The earliest time at which [`Self::on_tick`] could declare a peer down, if any peer is up.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.peers
+            .values()
+            .filter(|liveness| liveness.alive)
+            .filter_map(|liveness| liveness.last_heard)
+            .map(|seen| seen.plus(self.config.peer_silence_max_ms + 1))
+            .min()
+    }
+
+    /// Every watched peer and its liveness, by id.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, PeerLiveness)> + '_ {
+        self.peers.iter().map(|(&peer, &liveness)| (peer, liveness))
+    }
+
+    /// Whether `peer` is currently considered up.
+    pub fn is_alive(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|liveness| liveness.alive)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: NodeId = NodeId(1);
+    const B: NodeId = NodeId(2);
+
+    fn detector() -> FailureDetector {
+        FailureDetector::new(DetectorConfig { heartbeat_interval_ms: 100, peer_silence_max_ms: 500 }, [A, B])
+    }
+
+    #[test]
+    fn first_frame_brings_a_peer_up_once() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        detector.on_heard(Millis(10), A, &mut out);
+        detector.on_heard(Millis(20), A, &mut out);
+        assert_eq!(out, vec![PeerEvent::Up(A)]);
+        assert!(detector.is_alive(A));
+        assert!(!detector.is_alive(B));
+    }
+
+    #[test]
+    fn silence_longer_than_the_maximum_means_down() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        detector.on_heard(Millis(0), A, &mut out);
+        out.clear();
+        detector.on_tick(Millis(500), &mut out);
+        assert!(out.is_empty(), "exactly the maximum silence is still alive");
+        detector.on_tick(Millis(501), &mut out);
+        assert_eq!(out, vec![PeerEvent::Down(A)]);
+        detector.on_tick(Millis(900), &mut out);
+        assert_eq!(out, vec![PeerEvent::Down(A)], "down is reported once");
+    }
+
+    #[test]
+    fn regular_heartbeats_never_cause_a_down() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        for now in (0..10_000).step_by(100) {
+            detector.on_heard(Millis(now), A, &mut out);
+            detector.on_tick(Millis(now + 50), &mut out);
+        }
+        assert_eq!(out, vec![PeerEvent::Up(A)]);
+    }
+
+    #[test]
+    fn a_peer_comes_back_after_being_down() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        detector.on_heard(Millis(0), A, &mut out);
+        detector.on_tick(Millis(600), &mut out);
+        detector.on_heard(Millis(700), A, &mut out);
+        assert_eq!(out, vec![PeerEvent::Up(A), PeerEvent::Down(A), PeerEvent::Up(A)]);
+    }
+
+    #[test]
+    fn next_deadline_is_the_earliest_possible_down() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        assert_eq!(detector.next_deadline(), None, "nobody up, nothing to check");
+        detector.on_heard(Millis(100), A, &mut out);
+        detector.on_heard(Millis(40), B, &mut out);
+        assert_eq!(detector.next_deadline(), Some(Millis(541)));
+        detector.on_tick(Millis(541), &mut out);
+        assert_eq!(out.last(), Some(&PeerEvent::Down(B)));
+        assert_eq!(detector.next_deadline(), Some(Millis(601)));
+    }
+
+    #[test]
+    fn goodbye_is_down_at_once_and_unknown_peers_are_ignored() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        detector.on_heard(Millis(0), NodeId(99), &mut out);
+        assert!(out.is_empty());
+        detector.on_heard(Millis(0), A, &mut out);
+        detector.on_departed(A, &mut out);
+        detector.on_departed(A, &mut out);
+        assert_eq!(out, vec![PeerEvent::Up(A), PeerEvent::Down(A)]);
+    }
+
+    #[test]
+    fn out_of_order_observations_do_not_move_last_heard_back() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        detector.on_heard(Millis(400), A, &mut out);
+        detector.on_heard(Millis(100), A, &mut out);
+        detector.on_tick(Millis(700), &mut out);
+        assert!(detector.is_alive(A));
+    }
+
+    #[test]
+    fn config_bounds_are_checked() {
+        assert!(DetectorConfig::default().validate().is_ok());
+        assert_eq!(
+            DetectorConfig { heartbeat_interval_ms: 5, peer_silence_max_ms: 500 }.validate(),
+            Err(DetectorConfigError::IntervalTooShort(5))
+        );
+        assert!(DetectorConfig { heartbeat_interval_ms: 100, peer_silence_max_ms: 250 }.validate().is_err());
+    }
+
+    #[test]
+    fn removing_a_live_peer_reports_it_down() {
+        let mut detector = detector();
+        let mut out = Vec::new();
+        detector.on_heard(Millis(0), A, &mut out);
+        detector.on_peer_removed(A, &mut out);
+        detector.on_peer_added(NodeId(3));
+        assert_eq!(out, vec![PeerEvent::Up(A), PeerEvent::Down(A)]);
+        assert_eq!(detector.peers().map(|(peer, _)| peer).collect::<Vec<_>>(), vec![B, NodeId(3)]);
+    }
+}

@@ -1,0 +1,389 @@
+//! The mesh shell: one quinn endpoint, a connection per peer, the failure detector fed and ticked.
+//!
+//! Owns the endpoint, the per-peer outbound queues, the inbound queues and the membership event
+//! channel. It makes no decision of its own: liveness is `detector.rs`'s, reconnect timing is
+//! `backoff.rs`'s; connection handling lives in `connection.rs`.
+//!
+//! Delivery is at most once and ordered per (peer, traffic class) within one connection; layers
+//! above (Raft, task dispatch) retransmit what matters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::detector::{DetectorConfig, FailureDetector, PeerEvent};
+use super::telemetry::{class_index, PeerTelemetry};
+use super::tls::{self, TlsConfigError};
+use crate::clock::Clock;
+use crate::credentials::NodeCredentials;
+use crate::ids::NodeId;
+use crate::limits::{FRAME_BYTES_MAX, INBOUND_QUEUE_FRAMES_MAX, PEERS_MAX, PEER_EVENTS_BUFFERED_MAX, PEER_QUEUE_FRAMES_MAX};
+use crate::wire::{encode_frame, FrameError, Message, Payload, TrafficClass};
+
+/// QUIC application close codes the mesh uses; a peer's logs show them.
+pub mod close_code {
+    /// The node is shutting down on purpose: peers mark it down at once.
+    pub const GOODBYE: u32 = 1;
+    /// A newer connection to the same peer replaced this one.
+    pub const REPLACED: u32 = 2;
+    /// The peer sent a frame that failed validation.
+    pub const FRAME_ERROR: u32 = 3;
+    /// The peer's identity or protocol was refused.
+    pub const REFUSED: u32 = 4;
+    /// The peer fell silent and was declared down.
+    pub const SILENT: u32 = 5;
+    /// The peer broke the stream protocol (wrong class, unexpected message).
+    pub const PROTOCOL: u32 = 6;
+}
+
+/// What a mesh needs to start.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// This node.
+    pub node: NodeId,
+    /// Distinguishes this process from earlier ones with the same id.
+    pub incarnation: u64,
+    /// Every member and its address, this node included.
+    pub members: BTreeMap<NodeId, SocketAddr>,
+    /// Heartbeat timing.
+    pub detector: DetectorConfig,
+    /// Largest frame body accepted or sent.
+    pub frame_bytes_max: usize,
+}
+
+impl MeshConfig {
+    /// A configuration with default detector timing and frame bound.
+    pub fn new(node: NodeId, members: BTreeMap<NodeId, SocketAddr>) -> MeshConfig {
+        MeshConfig {
+            node,
+            incarnation: 0,
+            members,
+            detector: DetectorConfig::default(),
+            frame_bytes_max: FRAME_BYTES_MAX,
+        }
+    }
+}
+
+/// The socket the endpoint runs on.
+pub enum MeshSocket {
+    /// A real UDP socket bound to this address.
+    Udp(SocketAddr),
+    /// Any quinn socket (the simulator's), with a fixed RNG seed for QUIC's own randomness.
+    Abstract {
+        /// The socket.
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        /// Seed for quinn's connection ids and packet number skips.
+        seed: [u8; 32],
+    },
+}
+
+/// Why a mesh could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The listen address could not be bound.
+    #[error("listen address {addr} is unavailable: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The credentials do not make a TLS configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    /// The member list is unusable.
+    #[error("invalid mesh configuration: {0}")]
+    Config(String),
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The destination is not a member.
+    #[error("node {0} is not a member of the mesh")]
+    UnknownPeer(NodeId),
+    /// The peer's queue for this class is full; retry later or shed load.
+    #[error("queue to node {peer} for {class:?} traffic is full")]
+    Overloaded {
+        /// The destination.
+        peer: NodeId,
+        /// The traffic class.
+        class: TrafficClass,
+    },
+    /// The message does not encode within the frame bound.
+    #[error(transparent)]
+    Encode(#[from] FrameError),
+    /// The mesh was shut down.
+    #[error("the mesh is shut down")]
+    ShutDown,
+}
+
+/// A payload that arrived from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The sender.
+    pub from: NodeId,
+    /// What it sent.
+    pub payload: Payload,
+}
+
+/// One member as shown by `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberStatus {
+    /// Its id.
+    pub id: NodeId,
+    /// Its mesh address.
+    pub addr: SocketAddr,
+    /// Whether it is considered up (this node always is).
+    pub alive: bool,
+    /// Milliseconds since it was last heard from; `None` if never.
+    pub last_seen_ms: Option<u64>,
+}
+
+pub(super) struct ClassQueue {
+    pub(super) sender: mpsc::Sender<Vec<u8>>,
+    /// Held by the writer of the peer's current connection; a newer connection's writer waits for
+    /// the older one to end.
+    pub(super) receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+}
+
+pub(super) struct PeerLink {
+    pub(super) addr: SocketAddr,
+    pub(super) queues: [ClassQueue; 3],
+    pub(super) telemetry: PeerTelemetry,
+}
+
+pub(super) struct Shared {
+    pub(super) config: MeshConfig,
+    pub(super) endpoint: quinn::Endpoint,
+    pub(super) client_config: quinn::ClientConfig,
+    pub(super) clock: Clock,
+    pub(super) detector: Mutex<FailureDetector>,
+    pub(super) events: broadcast::Sender<PeerEvent>,
+    pub(super) peers: BTreeMap<NodeId, PeerLink>,
+    pub(super) inbound: [mpsc::Sender<Inbound>; 3],
+    pub(super) connections: Mutex<BTreeMap<NodeId, (u64, quinn::Connection)>>,
+    pub(super) next_generation: AtomicU64,
+}
+
+/// A running mesh. Cheap to clone; every clone is the same mesh.
+#[derive(Clone)]
+pub struct Mesh {
+    shared: Arc<Shared>,
+    inbound_receivers: Arc<Mutex<[Option<mpsc::Receiver<Inbound>>; 3]>>,
+    /// Set when one of the mesh's long-running tasks ended, which only a bug can cause.
+    failure: watch::Receiver<Option<String>>,
+    stop: watch::Sender<bool>,
+    monitor: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh").field("node", &self.shared.config.node).finish_non_exhaustive()
+    }
+}
+
+fn validate(config: &MeshConfig, credentials: &NodeCredentials) -> Result<(), MeshError> {
+    if !config.members.contains_key(&config.node) {
+        return Err(MeshError::Config(format!("node {} is not in the member list", config.node)));
+    }
+    if config.members.len() > PEERS_MAX {
+        return Err(MeshError::Config(format!("{} members exceed the limit of {PEERS_MAX}", config.members.len())));
+    }
+    if credentials.node != config.node {
+        return Err(MeshError::Config(format!("credentials are for node {}, not {}", credentials.node, config.node)));
+    }
+    config.detector.validate().map_err(|error| MeshError::Config(error.to_string()))
+}
+
+fn bind_endpoint(socket: MeshSocket, server: quinn::ServerConfig) -> Result<quinn::Endpoint, MeshError> {
+    let runtime = Arc::new(quinn::TokioRuntime);
+    match socket {
+        MeshSocket::Udp(addr) => {
+            let udp = std::net::UdpSocket::bind(addr).map_err(|source| MeshError::Bind { addr, source })?;
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), udp, runtime)
+                .map_err(|source| MeshError::Bind { addr, source })
+        }
+        MeshSocket::Abstract { socket, seed } => {
+            let addr = socket.local_addr().map_err(|source| MeshError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
+            let mut endpoint_config = quinn::EndpointConfig::default();
+            endpoint_config.rng_seed(Some(seed));
+            quinn::Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
+                .map_err(|source| MeshError::Bind { addr, source })
+        }
+    }
+}
+
+impl Mesh {
+    /// Binds the endpoint and starts accepting, dialing and heartbeating.
+    ///
+    /// Must run inside a tokio runtime; every task it spawns lives until [`Mesh::shutdown`].
+    ///
+    /// # Errors
+    /// [`MeshError`] if the configuration is inconsistent, the TLS setup fails or the address is taken.
+    pub fn start(config: MeshConfig, credentials: &NodeCredentials, socket: MeshSocket) -> Result<Mesh, MeshError> {
+        validate(&config, credentials)?;
+        let endpoint = bind_endpoint(socket, tls::server_config(credentials)?)?;
+        let peer_ids: Vec<NodeId> = config.members.keys().copied().filter(|&peer| peer != config.node).collect();
+        let peers = peer_ids
+            .iter()
+            .map(|&peer| {
+                let queues = TrafficClass::ALL.map(|_| {
+                    let (sender, receiver) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
+                    ClassQueue { sender, receiver: Arc::new(tokio::sync::Mutex::new(receiver)) }
+                });
+                (peer, PeerLink { addr: config.members[&peer], queues, telemetry: PeerTelemetry::register(peer) })
+            })
+            .collect();
+        let (events, _) = broadcast::channel(PEER_EVENTS_BUFFERED_MAX);
+        let channels = TrafficClass::ALL.map(|_| mpsc::channel(INBOUND_QUEUE_FRAMES_MAX));
+        let [(s0, r0), (s1, r1), (s2, r2)] = channels;
+        let shared = Arc::new(Shared {
+            detector: Mutex::new(FailureDetector::new(config.detector, peer_ids.iter().copied())),
+            client_config: tls::client_config(credentials)?,
+            clock: Clock::start(),
+            events,
+            peers,
+            inbound: [s0, s1, s2],
+            connections: Mutex::new(BTreeMap::new()),
+            next_generation: AtomicU64::new(1),
+            endpoint,
+            config,
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(super::connection::accept_loop(shared.clone()));
+        tasks.spawn(super::connection::detector_loop(shared.clone()));
+        for &peer in &peer_ids {
+            // One connection per pair: the lower id dials, the higher accepts.
+            if peer > shared.config.node {
+                tasks.spawn(super::connection::dial_loop(shared.clone(), peer));
+            }
+        }
+        let (failure_sender, failure) = watch::channel(None);
+        let (stop, stop_receiver) = watch::channel(false);
+        let monitor = tokio::spawn(monitor_tasks(tasks, failure_sender, stop_receiver));
+        Ok(Mesh {
+            shared,
+            inbound_receivers: Arc::new(Mutex::new([Some(r0), Some(r1), Some(r2)])),
+            failure,
+            stop,
+            monitor: Arc::new(Mutex::new(Some(monitor))),
+        })
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.shared.config.node
+    }
+
+    /// The address the endpoint is bound to.
+    ///
+    /// # Errors
+    /// The OS error if the socket has no address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.shared.endpoint.local_addr()
+    }
+
+    /// Queues `message` for `peer` on `class`'s stream.
+    ///
+    /// # Errors
+    /// [`SendError::Overloaded`] when that queue is full; the other variants for bad destinations,
+    /// oversized messages, or a stopped mesh.
+    pub fn send(&self, peer: NodeId, class: TrafficClass, message: &Message) -> Result<(), SendError> {
+        let link = self.shared.peers.get(&peer).ok_or(SendError::UnknownPeer(peer))?;
+        let frame = encode_frame(message, self.shared.config.frame_bytes_max)?;
+        match link.queues[class_index(class)].sender.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                link.telemetry.class(class).send_rejections.increment(1);
+                Err(SendError::Overloaded { peer, class })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::ShutDown),
+        }
+    }
+
+    /// A receiver of every liveness change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Takes the receiver of payloads arriving on `class`; there is one per class, so a second call
+    /// returns `None`.
+    pub fn take_inbound(&self, class: TrafficClass) -> Option<mpsc::Receiver<Inbound>> {
+        let mut receivers = self.inbound_receivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        receivers[class_index(class)].take()
+    }
+
+    /// Every member with its liveness, this node first.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        let now = self.shared.clock.now();
+        let config = &self.shared.config;
+        let mut members = vec![MemberStatus {
+            id: config.node,
+            addr: config.members[&config.node],
+            alive: true,
+            last_seen_ms: Some(0),
+        }];
+        let detector = self.shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        members.extend(detector.peers().map(|(peer, liveness)| MemberStatus {
+            id: peer,
+            addr: config.members[&peer],
+            alive: liveness.alive,
+            last_seen_ms: liveness.last_heard.map(|seen| now.since(seen)),
+        }));
+        members
+    }
+
+    /// Whether `peer` is currently considered up.
+    pub fn is_alive(&self, peer: NodeId) -> bool {
+        self.shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_alive(peer)
+    }
+
+    /// Says goodbye to every peer, waits (bounded) for the goodbyes to leave, and stops every task.
+    pub async fn shutdown(&self) {
+        self.shared.endpoint.close(close_code::GOODBYE.into(), b"shutdown");
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), self.shared.endpoint.wait_idle()).await;
+        let _ = self.stop.send(true);
+        let monitor = self.monitor.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(monitor) = monitor {
+            let _ = monitor.await;
+        }
+    }
+
+    /// Resolves when one of the mesh's long-running tasks has ended (a bug: they loop forever),
+    /// with the reason; the owner should shut the mesh down and start a new one.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        let reported = failure.wait_for(Option::is_some).await.map(|reason| reason.clone());
+        match reported {
+            Ok(reason) => reason.unwrap_or_default(),
+            // The monitor is gone without reporting a failure: the mesh was shut down.
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// Owns the mesh's long-running tasks: reports the first to end, and stops them all on request.
+async fn monitor_tasks(mut tasks: JoinSet<()>, failure: watch::Sender<Option<String>>, mut stop: watch::Receiver<bool>) {
+    let ended = tokio::select! {
+        _ = stop.wait_for(|stopped| *stopped) => None,
+        Some(ended) = tasks.join_next() => Some(ended),
+    };
+    if let Some(ended) = ended {
+        let reason = match ended {
+            Ok(()) => "a mesh task ended unexpectedly".to_string(),
+            Err(error) => format!("a mesh task failed: {error}"),
+        };
+        tracing::error!(%reason, "mesh failure");
+        let _ = failure.send(Some(reason));
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
+    tasks.shutdown().await;
+}

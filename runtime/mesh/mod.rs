@@ -1,0 +1,19 @@
+//! The QUIC mesh: mutual-TLS connections between members, framed streams per traffic class, and
+//! liveness of every peer.
+//!
+//! Core (no I/O): `detector.rs` (failure detector), `backoff.rs` (redial timing).
+//! Shell: `endpoint.rs` (the [`Mesh`] handle), `connection.rs` (dial, accept, stream tasks),
+//! `stream.rs` (frames over quinn streams), `tls.rs` (rustls/quinn configs), `telemetry.rs` (metric
+//! handles), `sim_socket.rs` (quinn over turmoil's simulated UDP).
+
+pub mod backoff;
+mod connection;
+pub mod detector;
+pub mod endpoint;
+pub mod sim_socket;
+pub mod stream;
+pub mod telemetry;
+pub mod tls;
+
+pub use detector::{DetectorConfig, FailureDetector, PeerEvent};
+pub use endpoint::{Inbound, MemberStatus, Mesh, MeshConfig, MeshError, MeshSocket, SendError};

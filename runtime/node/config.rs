@@ -1,0 +1,257 @@
+//! Node configuration: flags and an optional TOML file, merged (flags win) and validated once.
+//!
+//! Parse, don't validate: everything after [`NodeSettings::validate`] takes a [`NodeConfig`] whose
+//! values are known to be consistent. Checks that need the file system (certificates, data dir) live
+//! in `node/preflight.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ids::NodeId;
+use crate::limits::{CONFIG_FILE_BYTES_MAX, PEERS_MAX};
+use crate::mesh::DetectorConfig;
+
+/// Settings as given, before validation; every field optional so a file and flags can be merged.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// This node's id.
+    pub id: Option<u64>,
+    /// `1=host:port,2=host:port,...`, identical on every node.
+    pub peers: Option<String>,
+    /// Overrides the listen address taken from this node's `peers` entry.
+    pub listen: Option<SocketAddr>,
+    /// Credentials directory from `gridkeeper certs`.
+    pub certs: Option<PathBuf>,
+    /// Where this node keeps its durable state.
+    pub data_dir: Option<PathBuf>,
+    /// Admin HTTP address.
+    pub admin: Option<SocketAddr>,
+    /// Heartbeat interval.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Silence after which a peer is down.
+    pub peer_silence_max_ms: Option<u64>,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Every member's mesh address, this node included.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Where the mesh binds.
+    pub listen: SocketAddr,
+    /// Credentials directory.
+    pub certs: PathBuf,
+    /// Durable state directory.
+    pub data_dir: PathBuf,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+    /// Failure detector timing.
+    pub detector: DetectorConfig,
+}
+
+/// Why a configuration was refused. Each message names the setting at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is absent.
+    #[error("missing setting: {0}")]
+    Missing(&'static str),
+    /// A setting's value is malformed or out of range.
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The configuration file cannot be used.
+    #[error("config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting, reason: reason.into() }
+}
+
+/// Parses `1=127.0.0.1:7101,2=127.0.0.1:7102`, refusing duplicate ids or addresses.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the bad entry.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    let mut addrs = BTreeSet::new();
+    for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid("peers", format!("entry {entry:?} is not ID=HOST:PORT")))?;
+        let id: NodeId = id.parse().map_err(|error: crate::ids::NodeIdError| invalid("peers", error.to_string()))?;
+        let addr: SocketAddr =
+            addr.trim().parse().map_err(|_| invalid("peers", format!("{addr:?} is not an IP:PORT address")))?;
+        if !addrs.insert(addr) {
+            return Err(invalid("peers", format!("address {addr} is listed twice")));
+        }
+        if peers.insert(id, addr).is_some() {
+            return Err(invalid("peers", format!("node id {id} is listed twice")));
+        }
+    }
+    if peers.is_empty() {
+        return Err(invalid("peers", "the list is empty"));
+    }
+    if peers.len() > PEERS_MAX {
+        return Err(invalid("peers", format!("{} members exceed the limit of {PEERS_MAX}", peers.len())));
+    }
+    Ok(peers)
+}
+
+impl NodeSettings {
+    /// Reads settings from a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError::File`] if the file is unreadable, too large, or not valid TOML for these settings.
+    pub fn from_file(path: &Path) -> Result<NodeSettings, ConfigError> {
+        let file_error = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+        let size = std::fs::metadata(path).map_err(|error| file_error(error.to_string()))?.len();
+        if size > CONFIG_FILE_BYTES_MAX {
+            return Err(file_error(format!("{size} bytes exceeds the limit of {CONFIG_FILE_BYTES_MAX}")));
+        }
+        let text = std::fs::read_to_string(path).map_err(|error| file_error(error.to_string()))?;
+        toml::from_str(&text).map_err(|error| file_error(error.message().to_string()))
+    }
+
+    /// These settings with every unset field taken from `fallback` (flags over file).
+    pub fn or(self, fallback: NodeSettings) -> NodeSettings {
+        NodeSettings {
+            id: self.id.or(fallback.id),
+            peers: self.peers.or(fallback.peers),
+            listen: self.listen.or(fallback.listen),
+            certs: self.certs.or(fallback.certs),
+            data_dir: self.data_dir.or(fallback.data_dir),
+            admin: self.admin.or(fallback.admin),
+            heartbeat_interval_ms: self.heartbeat_interval_ms.or(fallback.heartbeat_interval_ms),
+            peer_silence_max_ms: self.peer_silence_max_ms.or(fallback.peer_silence_max_ms),
+        }
+    }
+
+    /// Checks and completes the settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first problem found.
+    pub fn validate(self) -> Result<NodeConfig, ConfigError> {
+        let id = self.id.ok_or(ConfigError::Missing("id"))?;
+        let id: NodeId = id.to_string().parse().map_err(|error: crate::ids::NodeIdError| invalid("id", error.to_string()))?;
+        let peers = parse_peers(&self.peers.ok_or(ConfigError::Missing("peers"))?)?;
+        let own_addr = *peers
+            .get(&id)
+            .ok_or_else(|| invalid("id", format!("node {id} is not in the peer list")))?;
+        let listen = self.listen.unwrap_or(own_addr);
+        let admin = match self.admin {
+            Some(admin) => admin,
+            // Loopback by default: the admin API is for operators on the machine, not the network.
+            None => default_admin(id)?,
+        };
+        if peers.values().any(|&addr| addr == admin) || admin == listen && admin.port() != 0 {
+            return Err(invalid("admin", format!("{admin} is also a mesh address")));
+        }
+        let defaults = DetectorConfig::default();
+        let detector = DetectorConfig {
+            heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(defaults.heartbeat_interval_ms),
+            peer_silence_max_ms: self.peer_silence_max_ms.unwrap_or(defaults.peer_silence_max_ms),
+        };
+        detector.validate().map_err(|error| invalid("heartbeat", error.to_string()))?;
+        Ok(NodeConfig {
+            id,
+            peers,
+            listen,
+            certs: self.certs.ok_or(ConfigError::Missing("certs"))?,
+            data_dir: self.data_dir.ok_or(ConfigError::Missing("data-dir"))?,
+            admin,
+            detector,
+        })
+    }
+}
+
+fn default_admin(id: NodeId) -> Result<SocketAddr, ConfigError> {
+    let port = u16::try_from(9100 + id.0).map_err(|_| invalid("admin", format!("no default port for node {id}; give --admin")))?;
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> NodeSettings {
+        NodeSettings {
+            id: Some(1),
+            peers: Some("1=127.0.0.1:7101, 2=127.0.0.1:7102,3=127.0.0.1:7103".into()),
+            certs: Some("certs".into()),
+            data_dir: Some("d1".into()),
+            ..NodeSettings::default()
+        }
+    }
+
+    #[test]
+    fn a_complete_configuration_validates_with_defaults() {
+        let config = settings().validate().expect("valid");
+        assert_eq!(config.id, NodeId(1));
+        assert_eq!(config.peers.len(), 3);
+        assert_eq!(config.listen, "127.0.0.1:7101".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(config.admin, "127.0.0.1:9101".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(config.detector, DetectorConfig::default());
+    }
+
+    #[test]
+    fn bad_configurations_name_their_problem() {
+        let cases: Vec<(NodeSettings, &str)> = vec![
+            (NodeSettings { id: Some(4), ..settings() }, "node 4 is not in the peer list"),
+            (NodeSettings { id: None, ..settings() }, "missing setting: id"),
+            (NodeSettings { id: Some(0), ..settings() }, "invalid id"),
+            (NodeSettings { peers: Some("1=127.0.0.1:1,1=127.0.0.1:2".into()), ..settings() }, "listed twice"),
+            (NodeSettings { peers: Some("1=127.0.0.1:1,2=127.0.0.1:1".into()), ..settings() }, "address 127.0.0.1:1 is listed twice"),
+            (NodeSettings { peers: Some("1=nowhere".into()), ..settings() }, "not an IP:PORT"),
+            (NodeSettings { peers: Some("1".into()), ..settings() }, "not ID=HOST:PORT"),
+            (NodeSettings { peers: Some("".into()), ..settings() }, "empty"),
+            (NodeSettings { certs: None, ..settings() }, "missing setting: certs"),
+            (NodeSettings { admin: Some("127.0.0.1:7102".parse().expect("addr")), ..settings() }, "also a mesh address"),
+            (NodeSettings { heartbeat_interval_ms: Some(1), ..settings() }, "heartbeat"),
+            (NodeSettings { peer_silence_max_ms: Some(150), ..settings() }, "at least 3 heartbeat intervals"),
+        ];
+        for (settings, expected) in cases {
+            let error = settings.clone().validate().expect_err("must be refused").to_string();
+            assert!(error.contains(expected), "{settings:?}: {error:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = NodeSettings { id: Some(2), admin: Some("127.0.0.1:9999".parse().expect("addr")), ..settings() };
+        let flags = NodeSettings { id: Some(3), ..NodeSettings::default() };
+        let merged = flags.or(file).validate().expect("valid");
+        assert_eq!(merged.id, NodeId(3));
+        assert_eq!(merged.admin.port(), 9999);
+    }
+
+    #[test]
+    fn config_files_parse_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gk-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "id = 2\npeers = \"1=127.0.0.1:7101,2=127.0.0.1:7102\"\ncerts = \"c\"\ndata_dir = \"d\"\n").expect("write");
+        assert_eq!(NodeSettings::from_file(&good).expect("parses").id, Some(2));
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "id = 2\ncolour = \"blue\"\n").expect("write");
+        let error = NodeSettings::from_file(&bad).expect_err("unknown key").to_string();
+        assert!(error.contains("colour"), "{error}");
+        assert!(NodeSettings::from_file(&dir.join("missing.toml")).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

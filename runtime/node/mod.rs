@@ -1,0 +1,119 @@
+//! The node: configuration, preflight checks, and the supervision tree that runs the mesh and the
+//! admin server.
+//!
+//! `config.rs` parses and validates settings, `preflight.rs` checks the disk, `restart.rs` is the
+//! restart-intensity core, `supervisor.rs` holds the ractor actors, and [`run`] ties them to signals.
+
+pub mod config;
+pub mod preflight;
+pub mod restart;
+pub mod supervisor;
+
+use std::sync::{Arc, RwLock};
+
+use tracing::info;
+
+use crate::credentials::{load_node_credentials, CredentialError};
+use crate::ids::NodeId;
+use crate::mesh::Mesh;
+
+pub use config::{ConfigError, NodeConfig, NodeSettings};
+
+/// The live parts of a node that read-only surfaces (admin, status) look at. The supervisor swaps
+/// the mesh in and out as its actor starts and restarts.
+#[derive(Clone, Debug)]
+pub struct NodeView {
+    node: NodeId,
+    mesh: Arc<RwLock<Option<Mesh>>>,
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl NodeView {
+    /// A view of `node` with nothing running yet.
+    pub fn new(node: NodeId) -> NodeView {
+        NodeView { node, mesh: Arc::new(RwLock::new(None)), started: Arc::default() }
+    }
+
+    /// The node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The running mesh, if any.
+    pub fn mesh(&self) -> Option<Mesh> {
+        self.mesh.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Whether a mesh was ever published: later starts are restarts.
+    pub fn has_started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Publishes (or withdraws) the running mesh.
+    pub fn set_mesh(&self, mesh: Option<Mesh>) {
+        if mesh.is_some() {
+            self.started.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        *self.mesh.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = mesh;
+    }
+}
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Credentials are missing or do not match.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// The data directory is unusable.
+    #[error(transparent)]
+    DataDir(#[from] preflight::DataDirError),
+    /// Metrics could not be set up.
+    #[error(transparent)]
+    Telemetry(#[from] crate::admin::telemetry::TelemetryError),
+    /// A child failed to start (address in use, say).
+    #[error("{0}")]
+    Startup(String),
+    /// The supervisor gave up after repeated child failures.
+    #[error("{0}")]
+    Supervisor(String),
+}
+
+/// Runs a node until SIGTERM or Ctrl-C (clean exit) or until its supervisor gives up (error).
+///
+/// # Errors
+/// [`NodeError`] for every setup problem, with a message naming it.
+pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let prometheus = crate::admin::telemetry::install()?;
+    let credentials = load_node_credentials(&config.certs, config.id)?;
+    let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
+    let view = NodeView::new(config.id);
+    let args = Arc::new(supervisor::SupervisorArgs { config: config.clone(), credentials, view, prometheus });
+    let (supervisor, ended) = supervisor::start(args).await?;
+    info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
+    let signal = wait_for_signal();
+    tokio::pin!(ended);
+    tokio::select! {
+        reason = signal => {
+            info!(node = %config.id, reason, "shutting down");
+            supervisor.stop(Some(reason.to_string()));
+            let _ = (&mut ended).await;
+            Ok(())
+        }
+        _ = &mut ended => Err(NodeError::Supervisor("the node supervisor stopped after repeated child failures".into())),
+    }
+}
+
+async fn wait_for_signal() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupt",
+        () = terminate => "terminate",
+    }
+}

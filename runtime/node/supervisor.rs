@@ -1,0 +1,263 @@
+//! The supervision tree: a node supervisor over the mesh actor and the admin actor.
+//!
+//! Actors are adapters: the mesh actor owns a [`Mesh`] and fails when the mesh reports a broken
+//! task; the admin actor owns the HTTP server and fails when it stops serving. The supervisor
+//! restarts a failed child within [`RestartBudget`] and otherwise stops, taking the node down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{error, warn};
+
+use super::restart::{RestartBudget, RestartDecision};
+use super::{NodeConfig, NodeError, NodeView};
+use crate::admin::http::{router, AdminState, METRICS_UPKEEP_INTERVAL};
+use crate::clock::Clock;
+use crate::credentials::NodeCredentials;
+use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
+use crate::mesh::{Mesh, MeshConfig, MeshSocket};
+
+/// Everything the tree needs to (re)start its children.
+pub struct SupervisorArgs {
+    /// Validated configuration.
+    pub config: NodeConfig,
+    /// Loaded credentials.
+    pub credentials: NodeCredentials,
+    /// Where children publish what they run.
+    pub view: NodeView,
+    /// The metrics registry.
+    pub prometheus: PrometheusHandle,
+}
+
+/// Tries to rebind a mesh address still held by a mesh that is shutting down.
+const REBIND_ATTEMPTS: u32 = 10;
+const REBIND_WAIT: Duration = Duration::from_millis(100);
+
+/// Starts the tree; resolves once every child is running.
+///
+/// # Errors
+/// [`NodeError::Startup`] with the failing child's error (address in use, say).
+pub async fn start(args: Arc<SupervisorArgs>) -> Result<(ActorRef<()>, impl std::future::Future<Output = ()>), NodeError> {
+    let (supervisor, handle) = Actor::spawn(None, NodeSupervisor, args).await.map_err(|error| NodeError::Startup(root_cause(&error)))?;
+    Ok((supervisor, async move {
+        let _ = handle.await;
+    }))
+}
+
+/// The innermost message of an error chain: what an operator needs, without actor plumbing.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Child {
+    Mesh,
+    Admin,
+}
+
+impl Child {
+    fn label(self) -> &'static str {
+        match self {
+            Child::Mesh => "mesh",
+            Child::Admin => "admin",
+        }
+    }
+}
+
+/// The node's root actor.
+pub struct NodeSupervisor;
+
+/// The supervisor's state.
+pub struct SupervisorState {
+    args: Arc<SupervisorArgs>,
+    children: Vec<(Child, ActorCell)>,
+    budget: RestartBudget,
+    clock: Clock,
+}
+
+async fn spawn_child(child: Child, args: Arc<SupervisorArgs>, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
+    let spawned = match child {
+        Child::Mesh => Actor::spawn_linked(None, MeshActor, args, supervisor).await.map(|(actor, _)| actor.get_cell()),
+        Child::Admin => Actor::spawn_linked(None, AdminActor, args, supervisor).await.map(|(actor, _)| actor.get_cell()),
+    };
+    spawned.map_err(|error| root_cause(&error).into())
+}
+
+impl Actor for NodeSupervisor {
+    type Msg = ();
+    type State = SupervisorState;
+    type Arguments = Arc<SupervisorArgs>;
+
+    async fn pre_start(&self, myself: ActorRef<()>, args: Arc<SupervisorArgs>) -> Result<SupervisorState, ActorProcessingErr> {
+        let mut children = Vec::new();
+        for child in [Child::Mesh, Child::Admin] {
+            children.push((child, spawn_child(child, args.clone(), myself.get_cell()).await?));
+        }
+        Ok(SupervisorState { args, children, budget: RestartBudget::new(RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS), clock: Clock::start() })
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<()>, event: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        let (cell, reason) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
+            _ => return Ok(()),
+        };
+        let Some(position) = state.children.iter().position(|(_, child)| child.get_id() == cell.get_id()) else { return Ok(()) };
+        let (child, _) = state.children.remove(position);
+        metrics::counter!("gridkeeper_supervisor_child_failures_total", "child" => child.label()).increment(1);
+        match state.budget.on_failure(state.clock.now()) {
+            RestartDecision::Restart => {
+                warn!(child = child.label(), %reason, "child stopped; restarting");
+                metrics::counter!("gridkeeper_supervisor_restarts_total", "child" => child.label()).increment(1);
+                let cell = spawn_child(child, state.args.clone(), myself.get_cell()).await?;
+                state.children.push((child, cell));
+                Ok(())
+            }
+            RestartDecision::GiveUp => {
+                error!(child = child.label(), %reason, "restart intensity exceeded; stopping the node");
+                Err(format!("{} child failed too often: {reason}", child.label()).into())
+            }
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<()>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+        // Children stop before the supervisor reports stopped, so that the mesh says goodbye.
+        for (_, child) in state.children.drain(..) {
+            child.unlink(_myself.get_cell());
+            let _ = child.stop_and_wait(Some("node shutdown".into()), Some(Duration::from_secs(2))).await;
+        }
+        Ok(())
+    }
+}
+
+/// Owns the mesh.
+pub struct MeshActor;
+
+/// The mesh actor's messages.
+pub enum MeshMsg {
+    /// The mesh reported a broken task.
+    Failed(String),
+}
+
+/// The mesh actor's state.
+pub struct MeshActorState {
+    mesh: Mesh,
+    view: NodeView,
+}
+
+impl MeshActorState {
+    async fn stop_mesh(&self) {
+        self.view.set_mesh(None);
+        self.mesh.shutdown().await;
+    }
+}
+
+impl Actor for MeshActor {
+    type Msg = MeshMsg;
+    type State = MeshActorState;
+    type Arguments = Arc<SupervisorArgs>;
+
+    async fn pre_start(&self, myself: ActorRef<MeshMsg>, args: Arc<SupervisorArgs>) -> Result<MeshActorState, ActorProcessingErr> {
+        let config = &args.config;
+        let mut mesh_config = MeshConfig::new(config.id, config.peers.clone());
+        mesh_config.detector = config.detector;
+        mesh_config.incarnation = crate::clock::unix_millis();
+        // A first start reports a taken address at once; a restart may find the old mesh's socket
+        // still closing, so it retries briefly.
+        let attempts = if args.view.has_started() { REBIND_ATTEMPTS } else { 1 };
+        let mut outcome = Mesh::start(mesh_config.clone(), &args.credentials, MeshSocket::Udp(config.listen));
+        for _ in 1..attempts {
+            if outcome.is_ok() {
+                break;
+            }
+            tokio::time::sleep(REBIND_WAIT).await;
+            outcome = Mesh::start(mesh_config.clone(), &args.credentials, MeshSocket::Udp(config.listen));
+        }
+        let mesh = outcome.map_err(Box::new)?;
+        args.view.set_mesh(Some(mesh.clone()));
+        let watched = mesh.clone();
+        tokio::spawn(async move {
+            let reason = watched.failed().await;
+            let _ = myself.send_message(MeshMsg::Failed(reason));
+        });
+        Ok(MeshActorState { mesh, view: args.view.clone() })
+    }
+
+    async fn handle(&self, _myself: ActorRef<MeshMsg>, message: MeshMsg, state: &mut MeshActorState) -> Result<(), ActorProcessingErr> {
+        match message {
+            MeshMsg::Failed(reason) => {
+                state.stop_mesh().await;
+                Err(reason.into())
+            }
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<MeshMsg>, state: &mut MeshActorState) -> Result<(), ActorProcessingErr> {
+        state.stop_mesh().await;
+        Ok(())
+    }
+}
+
+/// Owns the admin HTTP server.
+pub struct AdminActor;
+
+/// The admin actor's messages.
+pub enum AdminMsg {
+    /// The server stopped serving.
+    Stopped(String),
+}
+
+/// The admin actor's state: the server task and the metrics upkeep task.
+pub struct AdminTasks {
+    server: tokio::task::JoinHandle<()>,
+    upkeep: tokio::task::JoinHandle<()>,
+}
+
+impl Actor for AdminActor {
+    type Msg = AdminMsg;
+    type State = AdminTasks;
+    type Arguments = Arc<SupervisorArgs>;
+
+    async fn pre_start(&self, myself: ActorRef<AdminMsg>, args: Arc<SupervisorArgs>) -> Result<AdminTasks, ActorProcessingErr> {
+        let addr = args.config.admin;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|error| format!("admin address {addr} is unavailable: {error}"))?;
+        let state = Arc::new(AdminState { view: args.view.clone(), prometheus: args.prometheus.clone() });
+        let app = router(state);
+        let server = tokio::spawn(async move {
+            let reason = match axum::serve(listener, app).await {
+                Ok(()) => "admin server stopped".to_string(),
+                Err(error) => format!("admin server failed: {error}"),
+            };
+            let _ = myself.send_message(AdminMsg::Stopped(reason));
+        });
+        let prometheus = args.prometheus.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
+        Ok(AdminTasks { server, upkeep })
+    }
+
+    async fn handle(&self, _myself: ActorRef<AdminMsg>, message: AdminMsg, _tasks: &mut AdminTasks) -> Result<(), ActorProcessingErr> {
+        match message {
+            AdminMsg::Stopped(reason) => Err(reason.into()),
+        }
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<AdminMsg>, tasks: &mut AdminTasks) -> Result<(), ActorProcessingErr> {
+        tasks.server.abort();
+        tasks.upkeep.abort();
+        Ok(())
+    }
+}

@@ -196,6 +196,27 @@ impl<'a> SimCluster<'a> {
         self.sim.repair(host_name(a), host_name(b));
     }
 
+    /// Holds every datagram between `a` and `b` (both ways) until [`Self::release`]: a long delay.
+    pub fn hold(&self, a: NodeId, b: NodeId) {
+        self.sim.hold(host_name(a), host_name(b));
+    }
+
+    /// Delivers what [`Self::hold`] held, and lets traffic flow again.
+    pub fn release(&self, a: NodeId, b: NodeId) {
+        self.sim.release(host_name(a), host_name(b));
+    }
+
+    /// Sets the longest one-way delay of every datagram from now on.
+    pub fn set_latency_max(&self, latency: Duration) {
+        self.sim.set_max_message_latency(latency);
+    }
+
+    /// Sets the probability, per step, that a link starts dropping everything (turmoil's link
+    /// failure; links recover at the configured repair rate).
+    pub fn set_fail_rate(&mut self, rate: f64) {
+        self.sim.set_fail_rate(rate);
+    }
+
     /// Kills `node` as kill -9 would: its tasks stop, its sockets vanish, nothing is said.
     pub fn crash(&mut self, node: NodeId) {
         locked(&self.meshes).remove(&node);

@@ -46,11 +46,14 @@ pub async fn start(args: Arc<SupervisorArgs>) -> Result<(ActorRef<()>, impl std:
     }))
 }
 
-/// The innermost message of an error chain: what an operator needs, without actor plumbing.
+/// The first error in the chain that is not actor plumbing: what an operator needs to read.
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
+    while current.downcast_ref::<ractor::SpawnErr>().is_some() {
+        match current.source() {
+            Some(source) => current = source,
+            None => break,
+        }
     }
     current.to_string()
 }

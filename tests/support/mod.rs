@@ -1,0 +1,203 @@
+//! Real-process test support: launch `gridkeeper` nodes on 127.0.0.1, read their admin API, kill
+//! them. Every wait is bounded and polls for the awaited state; nothing sleeps blindly.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use gridkeeper::admin::StatusView;
+
+/// Longest any test waits for a cluster to reach a state.
+pub const WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often a waiting test looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_gridkeeper")
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let unique = format!("gk-{name}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+        let dir = std::env::temp_dir().join(unique);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback UDP port that was free a moment ago.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`.
+pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Runs `gridkeeper certs`.
+pub fn issue_certs(dir: &Path, nodes: &str) {
+    let output = Command::new(binary()).args(["certs", "--out"]).arg(dir).args(["--nodes", nodes]).output().expect("run certs");
+    assert!(output.status.success(), "certs failed: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// One `gridkeeper node` process.
+pub struct NodeProcess {
+    pub id: u64,
+    pub admin: SocketAddr,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl NodeProcess {
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_none())
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let status = wait_for(WAIT_MAX, || child.try_wait().ok().flatten());
+        if status.is_none() {
+            let _ = child.kill();
+        }
+        status
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster's launch parameters: ids, addresses, credentials.
+pub struct ClusterSpec {
+    pub dir: TempDir,
+    pub ids: Vec<u64>,
+    pub mesh_ports: Vec<u16>,
+    pub admin_ports: Vec<u16>,
+}
+
+impl ClusterSpec {
+    pub fn new(name: &str, size: u64) -> ClusterSpec {
+        let dir = TempDir::new(name);
+        let ids: Vec<u64> = (1..=size).collect();
+        let nodes = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        issue_certs(&dir.path().join("certs"), &nodes);
+        ClusterSpec {
+            mesh_ports: ids.iter().map(|_| free_udp_port()).collect(),
+            admin_ports: ids.iter().map(|_| free_tcp_port()).collect(),
+            ids,
+            dir,
+        }
+    }
+
+    pub fn peers(&self) -> String {
+        self.ids.iter().zip(&self.mesh_ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    pub fn admin(&self, id: u64) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_ports[(id - 1) as usize]))
+    }
+
+    /// Starts node `id` with this spec's credentials.
+    pub fn start(&self, id: u64) -> NodeProcess {
+        self.start_with_certs(id, &self.certs())
+    }
+
+    /// Starts node `id` with the credentials in `certs`.
+    pub fn start_with_certs(&self, id: u64, certs: &Path) -> NodeProcess {
+        let log = self.dir.path().join(format!("node-{id}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary())
+            .args(["node", "--id", &id.to_string(), "--peers", &self.peers(), "--certs"])
+            .arg(certs)
+            .arg("--data-dir")
+            .arg(self.dir.path().join(format!("data-{id}")))
+            .args(["--admin", &self.admin(id).to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn node");
+        NodeProcess { id, admin: self.admin(id), child: Some(child), log }
+    }
+}
+
+/// GET `path` from a node's admin API.
+pub fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let body = runtime.block_on(gridkeeper::admin::client::get(admin, path)).ok()?;
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A node's `/status`, if it answers.
+pub fn status(admin: SocketAddr) -> Option<StatusView> {
+    serde_json::from_str(&admin_get(admin, "/status")?).ok()
+}
+
+/// Whether `observer` reports exactly `alive` as its live members (itself included).
+pub fn sees_alive(admin: SocketAddr, alive: &[u64]) -> bool {
+    status(admin).is_some_and(|view| {
+        let mut up: Vec<u64> = view.members.iter().filter(|member| member.alive).map(|member| member.id).collect();
+        up.sort_unstable();
+        up == alive
+    })
+}
+
+/// The value of a Prometheus sample whose line starts with `prefix` (name and labels), summed.
+pub fn metric_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

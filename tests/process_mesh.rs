@@ -27,11 +27,18 @@ fn three_nodes_form_the_mesh_and_serve_status_metrics_and_health() {
     assert!(metric_sum(&metrics, "gridkeeper_mesh_bytes_sent_total") > 0.0, "{metrics}");
     assert!(metrics.contains("gridkeeper_mesh_heartbeat_rtt_seconds_bucket{"), "real histogram buckets: {metrics}");
 
-    let table = Command::new(binary()).args(["status", "--admin", &spec.admin(3).to_string()]).output().expect("status");
+    let table =
+        Command::new(binary()).args(["status", "--admin", &spec.admin(3).to_string()]).output().expect("status");
     assert!(table.status.success());
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("leader none") && table.lines().filter(|line| line.contains(" yes ")).count() == 3, "{table}");
-    let json = Command::new(binary()).args(["status", "--json", "--admin", &spec.admin(3).to_string()]).output().expect("status");
+    assert!(
+        table.contains("leader none") && table.lines().filter(|line| line.contains(" yes ")).count() == 3,
+        "{table}"
+    );
+    let json = Command::new(binary())
+        .args(["status", "--json", "--admin", &spec.admin(3).to_string()])
+        .output()
+        .expect("status");
     let parsed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json prints JSON");
     assert_eq!(parsed["node"], 3);
     assert_eq!(parsed["members"].as_array().map(Vec::len), Some(3));
@@ -42,7 +49,10 @@ fn a_killed_node_is_reported_down_and_rejoins_when_restarted() {
     let spec = ClusterSpec::new("kill", 3);
     let mut nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
     for &id in &spec.ids {
-        assert!(wait_for(WAIT_MAX, || sees_alive(spec.admin(id), &[1, 2, 3]).then_some(())).is_some(), "mesh never formed");
+        assert!(
+            wait_for(WAIT_MAX, || sees_alive(spec.admin(id), &[1, 2, 3]).then_some(())).is_some(),
+            "mesh never formed"
+        );
     }
     for victim in [3u64, 1] {
         let others: Vec<u64> = spec.ids.iter().copied().filter(|&id| id != victim).collect();
@@ -54,7 +64,11 @@ fn a_killed_node_is_reported_down_and_rejoins_when_restarted() {
         nodes[(victim - 1) as usize] = spec.start(victim);
         for &observer in &spec.ids {
             let back = wait_for(WAIT_MAX, || sees_alive(spec.admin(observer), &[1, 2, 3]).then_some(()));
-            assert!(back.is_some(), "node {observer} never saw restarted node {victim}: {:?}", status(spec.admin(observer)));
+            assert!(
+                back.is_some(),
+                "node {observer} never saw restarted node {victim}: {:?}",
+                status(spec.admin(observer))
+            );
         }
     }
 }
@@ -88,7 +102,10 @@ fn sigterm_stops_a_node_cleanly_and_peers_see_it_leave() {
     assert!(wait_for(WAIT_MAX, || sees_alive(spec.admin(2), &[1, 2]).then_some(())).is_some(), "mesh never formed");
     let status = one.terminate().expect("node exits after SIGTERM");
     assert!(status.success(), "clean shutdown exits 0, got {status:?}: {}", one.log_text());
-    assert!(wait_for(WAIT_MAX, || sees_alive(spec.admin(2), &[2]).then_some(())).is_some(), "peer never saw node 1 leave");
+    assert!(
+        wait_for(WAIT_MAX, || sees_alive(spec.admin(2), &[2]).then_some(())).is_some(),
+        "peer never saw node 1 leave"
+    );
 }
 
 #[test]
@@ -104,17 +121,42 @@ fn bad_configuration_exits_non_zero_with_a_one_line_error() {
     let certs_s = certs.to_string_lossy().to_string();
     let data_s = data.to_string_lossy().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["node", "--id", "5", "--peers", &peers, "--certs", &certs_s, "--data-dir", &data_s], "node 5 is not in the peer list"),
-        (vec!["node", "--id", "1", "--peers", "1=127.0.0.1:7,1=127.0.0.1:8", "--certs", &certs_s, "--data-dir", &data_s], "listed twice"),
-        (vec!["node", "--id", "1", "--peers", &peers, "--certs", "/nonexistent", "--data-dir", &data_s], "/nonexistent/ca.pem"),
-        (vec!["node", "--id", "1", "--peers", &peers, "--certs", &certs_s, "--data-dir", "/proc/gk-nope"], "not writable"),
+        (
+            vec!["node", "--id", "5", "--peers", &peers, "--certs", &certs_s, "--data-dir", &data_s],
+            "node 5 is not in the peer list",
+        ),
+        (
+            vec![
+                "node",
+                "--id",
+                "1",
+                "--peers",
+                "1=127.0.0.1:7,1=127.0.0.1:8",
+                "--certs",
+                &certs_s,
+                "--data-dir",
+                &data_s,
+            ],
+            "listed twice",
+        ),
+        (
+            vec!["node", "--id", "1", "--peers", &peers, "--certs", "/nonexistent", "--data-dir", &data_s],
+            "/nonexistent/ca.pem",
+        ),
+        (
+            vec!["node", "--id", "1", "--peers", &peers, "--certs", &certs_s, "--data-dir", "/proc/gk-nope"],
+            "not writable",
+        ),
         (vec!["node", "--config", "/nonexistent.toml"], "config file /nonexistent.toml"),
     ];
     for (args, expected) in cases {
         let (code, stderr) = run(&args);
         assert_eq!(code, Some(1), "{args:?} must exit 1; stderr: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: one line expected, got {stderr:?}");
-        assert!(stderr.starts_with("gridkeeper: error: ") && stderr.contains(expected), "{args:?}: {stderr:?} lacks {expected:?}");
+        assert!(
+            stderr.starts_with("gridkeeper: error: ") && stderr.contains(expected),
+            "{args:?}: {stderr:?} lacks {expected:?}"
+        );
     }
     // Node 2's certificate presented as node 1's.
     std::fs::copy(certs.join("node-2.pem"), certs.join("node-1.pem")).expect("copy");
@@ -124,7 +166,19 @@ fn bad_configuration_exits_non_zero_with_a_one_line_error() {
     // The mesh address already taken.
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let peers_taken = format!("2=127.0.0.1:{}", taken.local_addr().expect("addr").port());
-    let (code, stderr) = run(&["node", "--id", "2", "--peers", &peers_taken, "--certs", &certs_s, "--data-dir", &data_s, "--admin", &format!("127.0.0.1:{}", free_tcp_port())]);
+    let (code, stderr) = run(&[
+        "node",
+        "--id",
+        "2",
+        "--peers",
+        &peers_taken,
+        "--certs",
+        &certs_s,
+        "--data-dir",
+        &data_s,
+        "--admin",
+        &format!("127.0.0.1:{}", free_tcp_port()),
+    ]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("is unavailable") && stderr.lines().count() == 1, "{stderr}");
     // Usage errors exit 2.
@@ -141,5 +195,7 @@ fn certs_reuses_the_ca_and_adds_nodes_without_overwriting_keys() {
     issue_certs(&certs, "1,4");
     assert_eq!(std::fs::read(certs.join("ca.pem")).expect("ca"), ca);
     assert_eq!(std::fs::read(certs.join("node-1.key")).expect("key"), key);
-    assert!(certs.join("node-4.pem").exists() && certs.join("admin.token").exists() && certs.join("operator.pem").exists());
+    assert!(
+        certs.join("node-4.pem").exists() && certs.join("admin.token").exists() && certs.join("operator.pem").exists()
+    );
 }

@@ -41,8 +41,15 @@ fn partition_and_heal(seed: u64) -> Vec<TraceEntry> {
         })
         .expect("runs");
     assert!(isolated, "seed {seed}: the partition was not noticed on both sides");
-    assert!(cluster.sees_alive(N2, N3) && cluster.sees_alive(N3, N2), "seed {seed}: the majority side must stay connected");
-    let downs: Vec<_> = cluster.trace()[formed_at..].iter().filter(|entry| matches!(entry.event, PeerEvent::Down(_))).copied().collect();
+    assert!(
+        cluster.sees_alive(N2, N3) && cluster.sees_alive(N3, N2),
+        "seed {seed}: the majority side must stay connected"
+    );
+    let downs: Vec<_> = cluster.trace()[formed_at..]
+        .iter()
+        .filter(|entry| matches!(entry.event, PeerEvent::Down(_)))
+        .copied()
+        .collect();
     for (observer, peer) in [(N1, N2), (N1, N3), (N2, N1), (N3, N1)] {
         assert!(
             downs.iter().any(|entry| entry.observer == observer && entry.event == PeerEvent::Down(peer)),
@@ -66,7 +73,11 @@ fn partition_produces_downs_on_both_sides_and_healing_brings_them_back() {
         let trace = partition_and_heal(seed);
         for observer in ALL {
             for peer in ALL.iter().copied().filter(|&peer| peer != observer) {
-                let events: Vec<_> = trace.iter().filter(|e| e.observer == observer && e.event.peer() == peer).map(|e| e.event).collect();
+                let events: Vec<_> = trace
+                    .iter()
+                    .filter(|e| e.observer == observer && e.event.peer() == peer)
+                    .map(|e| e.event)
+                    .collect();
                 // Up/Down must alternate, starting with Up.
                 for (index, event) in events.iter().enumerate() {
                     let expected = if index % 2 == 0 { PeerEvent::Up(peer) } else { PeerEvent::Down(peer) };
@@ -92,7 +103,8 @@ fn a_crashed_node_is_reported_down_and_rejoins_after_restart() {
         assert!(cluster.run_until(FORM_STEPS_MAX, all_see_each_other).expect("runs"), "seed {seed}: mesh never formed");
         let crashed_at = cluster.elapsed_ms();
         cluster.crash(N3);
-        let noticed = cluster.run_until(NOTICE_STEPS_MAX, |c| !c.sees_alive(N1, N3) && !c.sees_alive(N2, N3)).expect("runs");
+        let noticed =
+            cluster.run_until(NOTICE_STEPS_MAX, |c| !c.sees_alive(N1, N3) && !c.sees_alive(N2, N3)).expect("runs");
         assert!(noticed, "seed {seed}: the crash was not noticed");
         let detection_ms = cluster.elapsed_ms() - crashed_at;
         assert!(detection_ms < 1_000, "seed {seed}: a crash took {detection_ms} simulated ms to notice");
@@ -122,11 +134,15 @@ fn a_held_link_is_declared_down_and_recovers_when_released() {
         let mut cluster = SimCluster::new(SimConfig::new(seed, 3)).expect("cluster builds");
         assert!(cluster.run_until(FORM_STEPS_MAX, all_see_each_other).expect("runs"), "seed {seed}: mesh never formed");
         cluster.hold(N2, N3);
-        let noticed = cluster.run_until(NOTICE_STEPS_MAX, |c| !c.sees_alive(N2, N3) && !c.sees_alive(N3, N2)).expect("runs");
+        let noticed =
+            cluster.run_until(NOTICE_STEPS_MAX, |c| !c.sees_alive(N2, N3) && !c.sees_alive(N3, N2)).expect("runs");
         assert!(noticed, "seed {seed}: a held link was never declared down");
         assert!(cluster.sees_alive(N1, N2) && cluster.sees_alive(N1, N3), "seed {seed}: other links must stay up");
         cluster.release(N2, N3);
-        assert!(cluster.run_until(NOTICE_STEPS_MAX, all_see_each_other).expect("runs"), "seed {seed}: no recovery after release");
+        assert!(
+            cluster.run_until(NOTICE_STEPS_MAX, all_see_each_other).expect("runs"),
+            "seed {seed}: no recovery after release"
+        );
     }
 }
 
@@ -141,12 +157,19 @@ fn flapping_links_keep_events_alternating_and_the_mesh_heals_after() {
         cluster.set_fail_rate(0.002);
         cluster.run_for(5_000).expect("runs");
         cluster.set_fail_rate(0.0);
-        assert!(cluster.run_until(3 * NOTICE_STEPS_MAX, all_see_each_other).expect("runs"), "seed {seed}: no heal after flapping");
+        assert!(
+            cluster.run_until(3 * NOTICE_STEPS_MAX, all_see_each_other).expect("runs"),
+            "seed {seed}: no heal after flapping"
+        );
         let trace = cluster.trace();
         downs_seen += trace.iter().filter(|entry| matches!(entry.event, PeerEvent::Down(_))).count();
         for observer in ALL {
             for peer in ALL.iter().copied().filter(|&peer| peer != observer) {
-                let events: Vec<_> = trace.iter().filter(|e| e.observer == observer && e.event.peer() == peer).map(|e| e.event).collect();
+                let events: Vec<_> = trace
+                    .iter()
+                    .filter(|e| e.observer == observer && e.event.peer() == peer)
+                    .map(|e| e.event)
+                    .collect();
                 for pair in events.windows(2) {
                     assert_ne!(pair[0], pair[1], "seed {seed}: node {observer} repeated an event about node {peer}");
                 }

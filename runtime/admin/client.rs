@@ -73,7 +73,11 @@ async fn get_inner(addr: SocketAddr, path: &str) -> Result<Bytes, AdminClientErr
         .to_bytes();
     driver.abort();
     if !status.is_success() {
-        return Err(AdminClientError::Status { addr, status: status.as_u16(), body: String::from_utf8_lossy(&body).trim().to_string() });
+        return Err(AdminClientError::Status {
+            addr,
+            status: status.as_u16(),
+            body: String::from_utf8_lossy(&body).trim().to_string(),
+        });
     }
     Ok(body)
 }

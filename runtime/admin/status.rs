@@ -53,7 +53,10 @@ mod tests {
             members: vec![MemberView { id: 1, addr: "127.0.0.1:7101".into(), alive: true, last_seen_ms: Some(12) }],
         };
         let json = serde_json::to_string(&view).expect("serializes");
-        assert_eq!(json, r#"{"node":1,"leader":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12}]}"#);
+        assert_eq!(
+            json,
+            r#"{"node":1,"leader":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12}]}"#
+        );
         let table = view.to_table();
         assert!(table.contains("127.0.0.1:7101") && table.contains("12 ms ago"), "{table}");
     }

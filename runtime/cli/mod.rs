@@ -117,7 +117,8 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -150,8 +151,11 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Status(args) => {
             let runtime = control_runtime()?;
-            let body = runtime.block_on(crate::admin::client::get(args.admin, "/status")).map_err(|error| error.to_string())?;
-            let view: StatusView = serde_json::from_slice(&body).map_err(|error| format!("bad /status document: {error}"))?;
+            let body = runtime
+                .block_on(crate::admin::client::get(args.admin, "/status"))
+                .map_err(|error| error.to_string())?;
+            let view: StatusView =
+                serde_json::from_slice(&body).map_err(|error| format!("bad /status document: {error}"))?;
             if args.json {
                 println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
             } else {

@@ -50,7 +50,8 @@ impl Authority {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(issue_error)?;
         params.distinguished_name.push(DnType::CommonName, "gridkeeper cluster CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let cert = params.self_signed(&key).map_err(issue_error)?;
         Ok(Authority { cert_pem: cert.pem(), issuer: Issuer::new(params, key) })
     }
@@ -62,7 +63,8 @@ impl Authority {
     pub fn from_pem(cert_pem: &str, key_pem: &str, origin: &str) -> Result<Authority, CredentialError> {
         let invalid = |reason: String| CredentialError::Invalid { path: origin.to_string(), reason };
         let key = KeyPair::from_pem(key_pem).map_err(|error| invalid(format!("CA key: {error}")))?;
-        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(|error| invalid(format!("CA certificate: {error}")))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(cert_pem, key).map_err(|error| invalid(format!("CA certificate: {error}")))?;
         Ok(Authority { issuer, cert_pem: cert_pem.to_string() })
     }
 
@@ -93,10 +95,19 @@ impl Authority {
     /// # Errors
     /// [`CredentialError::Issue`] if rcgen fails.
     pub fn issue_operator(&self) -> Result<IssuedPem, CredentialError> {
-        self.issue(OPERATOR_NAME.to_string(), "gridkeeper operator".to_string(), vec![ExtendedKeyUsagePurpose::ClientAuth])
+        self.issue(
+            OPERATOR_NAME.to_string(),
+            "gridkeeper operator".to_string(),
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
     }
 
-    fn issue(&self, dns_name: String, common_name: String, usages: Vec<ExtendedKeyUsagePurpose>) -> Result<IssuedPem, CredentialError> {
+    fn issue(
+        &self,
+        dns_name: String,
+        common_name: String,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<IssuedPem, CredentialError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(issue_error)?;
         let mut params = CertificateParams::new(vec![dns_name]).map_err(issue_error)?;
         params.distinguished_name.push(DnType::CommonName, common_name);

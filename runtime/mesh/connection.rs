@@ -207,7 +207,10 @@ async fn identify(
     Ok((peer, connection, control))
 }
 
-async fn read_hello(connection: &quinn::Connection, body_bytes_max: usize) -> Result<(Hello, quinn::RecvStream), String> {
+async fn read_hello(
+    connection: &quinn::Connection,
+    body_bytes_max: usize,
+) -> Result<(Hello, quinn::RecvStream), String> {
     let mut recv = connection.accept_uni().await.map_err(|error| error.to_string())?;
     let class = read_class(&mut recv).await.map_err(|error| error.to_string())?;
     if class != TrafficClass::Control {
@@ -223,7 +226,12 @@ async fn read_hello(connection: &quinn::Connection, body_bytes_max: usize) -> Re
 
 /// Runs an identified connection until it closes: writers for our three streams, readers for the
 /// peer's. `control` is the peer's control stream when we accepted (already read up to its Hello).
-async fn run_connection(shared: Arc<Shared>, peer: NodeId, connection: quinn::Connection, control: Option<quinn::RecvStream>) {
+async fn run_connection(
+    shared: Arc<Shared>,
+    peer: NodeId,
+    connection: quinn::Connection,
+    control: Option<quinn::RecvStream>,
+) {
     let generation = shared.register(peer, &connection);
     shared.peers[&peer].telemetry.connections.increment(1);
     debug!(node = %shared.config.node, %peer, remote = %connection.remote_address(), "connected");
@@ -341,7 +349,8 @@ async fn write_stream(
     let max = shared.config.frame_bytes_max;
     let counters = shared.peers[&peer].telemetry.class(class).clone();
     if dialed && class == TrafficClass::Control {
-        let hello = Hello { node: shared.config.node.0, incarnation: shared.config.incarnation, protocol: PROTOCOL_REVISION };
+        let hello =
+            Hello { node: shared.config.node.0, incarnation: shared.config.incarnation, protocol: PROTOCOL_REVISION };
         let bytes = write_message(&mut send, &Message::Hello(hello), max).await?;
         counters.frames_sent.increment(1);
         counters.bytes_sent.increment(bytes as u64);

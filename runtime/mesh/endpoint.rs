@@ -21,7 +21,9 @@ use super::tls::{self, TlsConfigError};
 use crate::clock::Clock;
 use crate::credentials::NodeCredentials;
 use crate::ids::NodeId;
-use crate::limits::{FRAME_BYTES_MAX, INBOUND_QUEUE_FRAMES_MAX, PEERS_MAX, PEER_EVENTS_BUFFERED_MAX, PEER_QUEUE_FRAMES_MAX};
+use crate::limits::{
+    FRAME_BYTES_MAX, INBOUND_QUEUE_FRAMES_MAX, PEERS_MAX, PEER_EVENTS_BUFFERED_MAX, PEER_QUEUE_FRAMES_MAX,
+};
 use crate::wire::{encode_frame, FrameError, Message, Payload, TrafficClass};
 
 /// QUIC application close codes the mesh uses; a peer's logs show them.
@@ -209,7 +211,8 @@ fn bind_endpoint(socket: MeshSocket, server: quinn::ServerConfig) -> Result<quin
                 .map_err(|source| MeshError::Bind { addr, source })
         }
         MeshSocket::Abstract { socket, seed } => {
-            let addr = socket.local_addr().map_err(|source| MeshError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
+            let addr =
+                socket.local_addr().map_err(|source| MeshError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
             let mut endpoint_config = quinn::EndpointConfig::default();
             endpoint_config.rng_seed(Some(seed));
             quinn::Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
@@ -371,7 +374,11 @@ impl Mesh {
 }
 
 /// Owns the mesh's long-running tasks: reports the first to end, and stops them all on request.
-async fn monitor_tasks(mut tasks: JoinSet<()>, failure: watch::Sender<Option<String>>, mut stop: watch::Receiver<bool>) {
+async fn monitor_tasks(
+    mut tasks: JoinSet<()>,
+    failure: watch::Sender<Option<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let ended = tokio::select! {
         _ = stop.wait_for(|stopped| *stopped) => None,
         Some(ended) = tasks.join_next() => Some(ended),

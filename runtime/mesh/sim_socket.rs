@@ -60,18 +60,25 @@ impl quinn::AsyncUdpSocket for SimUdpSocket {
         self.socket.try_send_to(transmit.contents, transmit.destination).map(|_| ())
     }
 
-    fn poll_recv(&self, cx: &mut Context, bufs: &mut [IoSliceMut<'_>], meta: &mut [RecvMeta]) -> Poll<io::Result<usize>> {
+    fn poll_recv(
+        &self,
+        cx: &mut Context,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
         let (Some(buf), Some(slot)) = (bufs.first_mut(), meta.first_mut()) else {
             return Poll::Ready(Ok(0));
         };
         loop {
             match self.socket.try_recv_from(buf) {
                 Ok((len, from)) => {
-                    let mut received = RecvMeta::default();
-                    received.addr = from;
-                    received.len = len;
-                    received.stride = len;
-                    received.dst_ip = Some(self.local_addr.ip());
+                    let received = RecvMeta {
+                        addr: from,
+                        len,
+                        stride: len,
+                        dst_ip: Some(self.local_addr.ip()),
+                        ..RecvMeta::default()
+                    };
                     *slot = received;
                     return Poll::Ready(Ok(1));
                 }

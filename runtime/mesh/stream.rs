@@ -86,7 +86,11 @@ pub async fn read_class(recv: &mut quinn::RecvStream) -> Result<TrafficClass, St
 ///
 /// # Errors
 /// [`StreamReadError::Frame`] if it cannot be encoded, [`StreamReadError::Transport`] if the write fails.
-pub async fn write_message(send: &mut quinn::SendStream, message: &Message, body_bytes_max: usize) -> Result<usize, StreamReadError> {
+pub async fn write_message(
+    send: &mut quinn::SendStream,
+    message: &Message,
+    body_bytes_max: usize,
+) -> Result<usize, StreamReadError> {
     let frame = encode_frame(message, body_bytes_max)?;
     send.write_all(&frame).await.map_err(|error| StreamReadError::Transport(error.to_string()))?;
     Ok(frame.len())

@@ -91,9 +91,8 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, ConfigErr
     let mut peers = BTreeMap::new();
     let mut addrs = BTreeSet::new();
     for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
-        let (id, addr) = entry
-            .split_once('=')
-            .ok_or_else(|| invalid("peers", format!("entry {entry:?} is not ID=HOST:PORT")))?;
+        let (id, addr) =
+            entry.split_once('=').ok_or_else(|| invalid("peers", format!("entry {entry:?} is not ID=HOST:PORT")))?;
         let id: NodeId = id.parse().map_err(|error: crate::ids::NodeIdError| invalid("peers", error.to_string()))?;
         let addr: SocketAddr =
             addr.trim().parse().map_err(|_| invalid("peers", format!("{addr:?} is not an IP:PORT address")))?;
@@ -148,11 +147,10 @@ impl NodeSettings {
     /// [`ConfigError`] naming the first problem found.
     pub fn validate(self) -> Result<NodeConfig, ConfigError> {
         let id = self.id.ok_or(ConfigError::Missing("id"))?;
-        let id: NodeId = id.to_string().parse().map_err(|error: crate::ids::NodeIdError| invalid("id", error.to_string()))?;
+        let id: NodeId =
+            id.to_string().parse().map_err(|error: crate::ids::NodeIdError| invalid("id", error.to_string()))?;
         let peers = parse_peers(&self.peers.ok_or(ConfigError::Missing("peers"))?)?;
-        let own_addr = *peers
-            .get(&id)
-            .ok_or_else(|| invalid("id", format!("node {id} is not in the peer list")))?;
+        let own_addr = *peers.get(&id).ok_or_else(|| invalid("id", format!("node {id} is not in the peer list")))?;
         let listen = self.listen.unwrap_or(own_addr);
         let admin = match self.admin {
             Some(admin) => admin,
@@ -181,7 +179,8 @@ impl NodeSettings {
 }
 
 fn default_admin(id: NodeId) -> Result<SocketAddr, ConfigError> {
-    let port = u16::try_from(9100 + id.0).map_err(|_| invalid("admin", format!("no default port for node {id}; give --admin")))?;
+    let port = u16::try_from(9100 + id.0)
+        .map_err(|_| invalid("admin", format!("no default port for node {id}; give --admin")))?;
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -216,12 +215,18 @@ mod tests {
             (NodeSettings { id: None, ..settings() }, "missing setting: id"),
             (NodeSettings { id: Some(0), ..settings() }, "invalid id"),
             (NodeSettings { peers: Some("1=127.0.0.1:1,1=127.0.0.1:2".into()), ..settings() }, "listed twice"),
-            (NodeSettings { peers: Some("1=127.0.0.1:1,2=127.0.0.1:1".into()), ..settings() }, "address 127.0.0.1:1 is listed twice"),
+            (
+                NodeSettings { peers: Some("1=127.0.0.1:1,2=127.0.0.1:1".into()), ..settings() },
+                "address 127.0.0.1:1 is listed twice",
+            ),
             (NodeSettings { peers: Some("1=nowhere".into()), ..settings() }, "not an IP:PORT"),
             (NodeSettings { peers: Some("1".into()), ..settings() }, "not ID=HOST:PORT"),
             (NodeSettings { peers: Some("".into()), ..settings() }, "empty"),
             (NodeSettings { certs: None, ..settings() }, "missing setting: certs"),
-            (NodeSettings { admin: Some("127.0.0.1:7102".parse().expect("addr")), ..settings() }, "also a mesh address"),
+            (
+                NodeSettings { admin: Some("127.0.0.1:7102".parse().expect("addr")), ..settings() },
+                "also a mesh address",
+            ),
             (NodeSettings { heartbeat_interval_ms: Some(1), ..settings() }, "heartbeat"),
             (NodeSettings { peer_silence_max_ms: Some(150), ..settings() }, "at least 3 heartbeat intervals"),
         ];
@@ -245,7 +250,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("gk-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let good = dir.join("good.toml");
-        std::fs::write(&good, "id = 2\npeers = \"1=127.0.0.1:7101,2=127.0.0.1:7102\"\ncerts = \"c\"\ndata_dir = \"d\"\n").expect("write");
+        std::fs::write(
+            &good,
+            "id = 2\npeers = \"1=127.0.0.1:7101,2=127.0.0.1:7102\"\ncerts = \"c\"\ndata_dir = \"d\"\n",
+        )
+        .expect("write");
         assert_eq!(NodeSettings::from_file(&good).expect("parses").id, Some(2));
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "id = 2\ncolour = \"blue\"\n").expect("write");

@@ -50,7 +50,8 @@ pub fn prepare_data_dir(path: &Path) -> Result<DataDir, DataDirError> {
     let mut file = File::create(&probe).map_err(not_writable)?;
     file.write_all(b"ok").and_then(|()| file.sync_all()).map_err(not_writable)?;
     fs::remove_file(&probe).map_err(not_writable)?;
-    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(path.join("LOCK")).map_err(not_writable)?;
+    let lock =
+        OpenOptions::new().create(true).truncate(false).write(true).open(path.join("LOCK")).map_err(not_writable)?;
     match lock.try_lock() {
         Ok(()) => Ok(DataDir { path: path.to_path_buf(), _lock: lock }),
         Err(std::fs::TryLockError::WouldBlock) => Err(DataDirError::Locked { path: path.display().to_string() }),

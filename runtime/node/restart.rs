@@ -50,7 +50,10 @@ mod tests {
     fn restarts_within_budget_then_gives_up() {
         let mut budget = RestartBudget::new(3, 1000);
         let decisions: Vec<_> = [0, 10, 20, 30].into_iter().map(|at| budget.on_failure(Millis(at))).collect();
-        assert_eq!(decisions, [RestartDecision::Restart, RestartDecision::Restart, RestartDecision::Restart, RestartDecision::GiveUp]);
+        assert_eq!(
+            decisions,
+            [RestartDecision::Restart, RestartDecision::Restart, RestartDecision::Restart, RestartDecision::GiveUp]
+        );
     }
 
     #[test]

@@ -39,8 +39,11 @@ const REBIND_WAIT: Duration = Duration::from_millis(100);
 ///
 /// # Errors
 /// [`NodeError::Startup`] with the failing child's error (address in use, say).
-pub async fn start(args: Arc<SupervisorArgs>) -> Result<(ActorRef<()>, impl std::future::Future<Output = ()>), NodeError> {
-    let (supervisor, handle) = Actor::spawn(None, NodeSupervisor, args).await.map_err(|error| NodeError::Startup(root_cause(&error)))?;
+pub async fn start(
+    args: Arc<SupervisorArgs>,
+) -> Result<(ActorRef<()>, impl std::future::Future<Output = ()>), NodeError> {
+    let (supervisor, handle) =
+        Actor::spawn(None, NodeSupervisor, args).await.map_err(|error| NodeError::Startup(root_cause(&error)))?;
     Ok((supervisor, async move {
         let _ = handle.await;
     }))
@@ -84,10 +87,16 @@ pub struct SupervisorState {
     clock: Clock,
 }
 
-async fn spawn_child(child: Child, args: Arc<SupervisorArgs>, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
+async fn spawn_child(
+    child: Child,
+    args: Arc<SupervisorArgs>,
+    supervisor: ActorCell,
+) -> Result<ActorCell, ActorProcessingErr> {
     let spawned = match child {
         Child::Mesh => Actor::spawn_linked(None, MeshActor, args, supervisor).await.map(|(actor, _)| actor.get_cell()),
-        Child::Admin => Actor::spawn_linked(None, AdminActor, args, supervisor).await.map(|(actor, _)| actor.get_cell()),
+        Child::Admin => {
+            Actor::spawn_linked(None, AdminActor, args, supervisor).await.map(|(actor, _)| actor.get_cell())
+        }
     };
     spawned.map_err(|error| root_cause(&error).into())
 }
@@ -97,21 +106,37 @@ impl Actor for NodeSupervisor {
     type State = SupervisorState;
     type Arguments = Arc<SupervisorArgs>;
 
-    async fn pre_start(&self, myself: ActorRef<()>, args: Arc<SupervisorArgs>) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<()>,
+        args: Arc<SupervisorArgs>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         let mut children = Vec::new();
         for child in [Child::Mesh, Child::Admin] {
             children.push((child, spawn_child(child, args.clone(), myself.get_cell()).await?));
         }
-        Ok(SupervisorState { args, children, budget: RestartBudget::new(RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS), clock: Clock::start() })
+        Ok(SupervisorState {
+            args,
+            children,
+            budget: RestartBudget::new(RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS),
+            clock: Clock::start(),
+        })
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<()>, event: SupervisionEvent, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<()>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, reason) = match event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
             SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
             _ => return Ok(()),
         };
-        let Some(position) = state.children.iter().position(|(_, child)| child.get_id() == cell.get_id()) else { return Ok(()) };
+        let Some(position) = state.children.iter().position(|(_, child)| child.get_id() == cell.get_id()) else {
+            return Ok(());
+        };
         let (child, _) = state.children.remove(position);
         metrics::counter!("gridkeeper_supervisor_child_failures_total", "child" => child.label()).increment(1);
         match state.budget.on_failure(state.clock.now()) {
@@ -166,7 +191,11 @@ impl Actor for MeshActor {
     type State = MeshActorState;
     type Arguments = Arc<SupervisorArgs>;
 
-    async fn pre_start(&self, myself: ActorRef<MeshMsg>, args: Arc<SupervisorArgs>) -> Result<MeshActorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<MeshMsg>,
+        args: Arc<SupervisorArgs>,
+    ) -> Result<MeshActorState, ActorProcessingErr> {
         let config = &args.config;
         let mut mesh_config = MeshConfig::new(config.id, config.peers.clone());
         mesh_config.detector = config.detector;
@@ -192,7 +221,12 @@ impl Actor for MeshActor {
         Ok(MeshActorState { mesh, view: args.view.clone() })
     }
 
-    async fn handle(&self, _myself: ActorRef<MeshMsg>, message: MeshMsg, state: &mut MeshActorState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<MeshMsg>,
+        message: MeshMsg,
+        state: &mut MeshActorState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             MeshMsg::Failed(reason) => {
                 state.stop_mesh().await;
@@ -201,7 +235,11 @@ impl Actor for MeshActor {
         }
     }
 
-    async fn post_stop(&self, _myself: ActorRef<MeshMsg>, state: &mut MeshActorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<MeshMsg>,
+        state: &mut MeshActorState,
+    ) -> Result<(), ActorProcessingErr> {
         state.stop_mesh().await;
         Ok(())
     }
@@ -227,7 +265,11 @@ impl Actor for AdminActor {
     type State = AdminTasks;
     type Arguments = Arc<SupervisorArgs>;
 
-    async fn pre_start(&self, myself: ActorRef<AdminMsg>, args: Arc<SupervisorArgs>) -> Result<AdminTasks, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AdminMsg>,
+        args: Arc<SupervisorArgs>,
+    ) -> Result<AdminTasks, ActorProcessingErr> {
         let addr = args.config.admin;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -252,7 +294,12 @@ impl Actor for AdminActor {
         Ok(AdminTasks { server, upkeep })
     }
 
-    async fn handle(&self, _myself: ActorRef<AdminMsg>, message: AdminMsg, _tasks: &mut AdminTasks) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<AdminMsg>,
+        message: AdminMsg,
+        _tasks: &mut AdminTasks,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             AdminMsg::Stopped(reason) => Err(reason.into()),
         }

@@ -140,7 +140,11 @@ impl<'a> SimCluster<'a> {
     ///
     /// # Errors
     /// [`SimError::Run`] if a host failed.
-    pub fn run_until(&mut self, steps_max: u64, mut done: impl FnMut(&SimCluster<'a>) -> bool) -> Result<bool, SimError> {
+    pub fn run_until(
+        &mut self,
+        steps_max: u64,
+        mut done: impl FnMut(&SimCluster<'a>) -> bool,
+    ) -> Result<bool, SimError> {
         for _ in 0..steps_max {
             if done(self) {
                 return Ok(true);

@@ -77,10 +77,7 @@ pub fn parse_header(header: [u8; FRAME_HEADER_BYTES], body_bytes_max: usize) -> 
 pub fn encode_frame(message: &Message, body_bytes_max: usize) -> Result<Vec<u8>, FrameError> {
     let body = rkyv::to_bytes::<rancor::Error>(message).map_err(|error| FrameError::Encode(error.to_string()))?;
     if body.len() > body_bytes_max {
-        return Err(FrameError::Encode(format!(
-            "body of {} bytes exceeds the limit of {body_bytes_max}",
-            body.len()
-        )));
+        return Err(FrameError::Encode(format!("body of {} bytes exceeds the limit of {body_bytes_max}", body.len())));
     }
     let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + body.len());
     frame.push(FRAME_VERSION);
@@ -161,10 +158,7 @@ mod tests {
     #[test]
     fn oversized_length_is_refused_before_reading_the_body() {
         let header = [FRAME_VERSION, 0xff, 0xff, 0xff, 0xff];
-        assert_eq!(
-            decode_frame(&header, MAX),
-            Err(FrameError::Oversized { bytes: u32::MAX as usize, max: MAX })
-        );
+        assert_eq!(decode_frame(&header, MAX), Err(FrameError::Oversized { bytes: u32::MAX as usize, max: MAX }));
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Opt
 
 /// Runs `gridkeeper certs`.
 pub fn issue_certs(dir: &Path, nodes: &str) {
-    let output = Command::new(binary()).args(["certs", "--out"]).arg(dir).args(["--nodes", nodes]).output().expect("run certs");
+    let output =
+        Command::new(binary()).args(["certs", "--out"]).arg(dir).args(["--nodes", nodes]).output().expect("run certs");
     assert!(output.status.success(), "certs failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
@@ -136,7 +137,12 @@ impl ClusterSpec {
     }
 
     pub fn peers(&self) -> String {
-        self.ids.iter().zip(&self.mesh_ports).map(|(id, port)| format!("{id}=127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+        self.ids
+            .iter()
+            .zip(&self.mesh_ports)
+            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     pub fn certs(&self) -> PathBuf {

@@ -32,7 +32,10 @@ fn codec_cost(label: &str, message: &Message) {
         std::hint::black_box(decode_body(std::hint::black_box(&body)).expect("valid"));
     }
     let decode_ns = started.elapsed().as_nanos() as f64 / f64::from(CODEC_ITERATIONS);
-    println!("codec {label:<16} frame {:>5} B  encode {encode_ns:>7.0} ns  validate+decode {decode_ns:>7.0} ns", frame.len());
+    println!(
+        "codec {label:<16} frame {:>5} B  encode {encode_ns:>7.0} ns  validate+decode {decode_ns:>7.0} ns",
+        frame.len()
+    );
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -44,8 +47,10 @@ async fn two_meshes() -> (Mesh, Mesh) {
     let ports: Vec<u16> = (0..2)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port())
         .collect();
-    let members: BTreeMap<NodeId, SocketAddr> =
-        [(NodeId(1), ports[0]), (NodeId(2), ports[1])].into_iter().map(|(id, port)| (id, ([127, 0, 0, 1], port).into())).collect();
+    let members: BTreeMap<NodeId, SocketAddr> = [(NodeId(1), ports[0]), (NodeId(2), ports[1])]
+        .into_iter()
+        .map(|(id, port)| (id, ([127, 0, 0, 1], port).into()))
+        .collect();
     let start = |id: NodeId| {
         let credentials = authority.node_credentials(id).expect("creds");
         Mesh::start(MeshConfig::new(id, members.clone()), &credentials, MeshSocket::Udp(members[&id])).expect("mesh")

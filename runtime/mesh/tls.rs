@@ -19,6 +19,9 @@ pub const MESH_ALPN: &[u8] = b"gridkeeper-mesh/1";
 /// far more often; this only reclaims connections to peers that vanished.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Round-trip estimate before the first measurement.
+const INITIAL_RTT: Duration = Duration::from_millis(25);
+
 /// Uni streams a peer may open at once: one per traffic class, with room for a reconnect overlap.
 const PEER_UNI_STREAMS_MAX: u32 = 8;
 
@@ -51,6 +54,9 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("5 s is a valid idle timeout")));
     transport.max_concurrent_uni_streams(PEER_UNI_STREAMS_MAX.into());
     transport.max_concurrent_bidi_streams(0u32.into());
+    // quinn's default initial RTT (333 ms) makes a lost first handshake packet (a peer still
+    // starting) cost a full second; cluster members sit on a LAN, so start from a LAN guess.
+    transport.initial_rtt(INITIAL_RTT);
     Arc::new(transport)
 }
 

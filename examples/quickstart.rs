@@ -192,7 +192,7 @@ fn record(ledger: &mut Ledger, from: NodeId, body: &[u8]) {
         return;
     }
     ledger.done.insert(item, from);
-    if ledger.done.len() % 100 == 0 {
+    if ledger.done.len().is_multiple_of(100) {
         progress(ledger.done.len() as u64, "");
     }
 }

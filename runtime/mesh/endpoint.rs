@@ -358,18 +358,15 @@ impl Mesh {
     }
 
     /// Resolves when one of the mesh's long-running tasks has ended (a bug: they loop forever),
-    /// with the reason; the owner should shut the mesh down and start a new one.
+    /// with the reason, or with `None` once the mesh was shut down without failing. On a failure the
+    /// owner should shut the mesh down and start a new one.
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn failed(&self) -> String {
+    pub async fn failed(&self) -> Option<String> {
         let mut failure = self.failure.clone();
         let reported = failure.wait_for(Option::is_some).await.map(|reason| reason.clone());
-        match reported {
-            Ok(reason) => reason.unwrap_or_default(),
-            // The monitor is gone without reporting a failure: the mesh was shut down.
-            Err(_) => std::future::pending().await,
-        }
+        reported.ok().flatten()
     }
 }
 

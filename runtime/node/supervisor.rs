@@ -61,6 +61,16 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
+/// Registry name of `node`'s mesh actor (for operators' tooling and fault-injection tests).
+pub fn mesh_actor_name(node: crate::ids::NodeId) -> String {
+    format!("gridkeeper-mesh-{node}")
+}
+
+/// Registry name of `node`'s admin actor.
+pub fn admin_actor_name(node: crate::ids::NodeId) -> String {
+    format!("gridkeeper-admin-{node}")
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Child {
     Mesh,
@@ -93,9 +103,13 @@ async fn spawn_child(
     supervisor: ActorCell,
 ) -> Result<ActorCell, ActorProcessingErr> {
     let spawned = match child {
-        Child::Mesh => Actor::spawn_linked(None, MeshActor, args, supervisor).await.map(|(actor, _)| actor.get_cell()),
+        Child::Mesh => {
+            let name = Some(mesh_actor_name(args.config.id));
+            Actor::spawn_linked(name, MeshActor, args, supervisor).await.map(|(actor, _)| actor.get_cell())
+        }
         Child::Admin => {
-            Actor::spawn_linked(None, AdminActor, args, supervisor).await.map(|(actor, _)| actor.get_cell())
+            let name = Some(admin_actor_name(args.config.id));
+            Actor::spawn_linked(name, AdminActor, args, supervisor).await.map(|(actor, _)| actor.get_cell())
         }
     };
     spawned.map_err(|error| root_cause(&error).into())
@@ -138,18 +152,25 @@ impl Actor for NodeSupervisor {
             return Ok(());
         };
         let (child, _) = state.children.remove(position);
-        metrics::counter!("gridkeeper_supervisor_child_failures_total", "child" => child.label()).increment(1);
-        match state.budget.on_failure(state.clock.now()) {
-            RestartDecision::Restart => {
-                warn!(child = child.label(), %reason, "child stopped; restarting");
-                metrics::counter!("gridkeeper_supervisor_restarts_total", "child" => child.label()).increment(1);
-                let cell = spawn_child(child, state.args.clone(), myself.get_cell()).await?;
-                state.children.push((child, cell));
-                Ok(())
-            }
-            RestartDecision::GiveUp => {
+        let mut reason = reason;
+        loop {
+            metrics::counter!("gridkeeper_supervisor_child_failures_total", "child" => child.label()).increment(1);
+            if state.budget.on_failure(state.clock.now()) == RestartDecision::GiveUp {
                 error!(child = child.label(), %reason, "restart intensity exceeded; stopping the node");
-                Err(format!("{} child failed too often: {reason}", child.label()).into())
+                return Err(format!("{} child failed too often: {reason}", child.label()).into());
+            }
+            warn!(child = child.label(), %reason, "child stopped; restarting");
+            metrics::counter!("gridkeeper_supervisor_restarts_total", "child" => child.label()).increment(1);
+            match spawn_child(child, state.args.clone(), myself.get_cell()).await {
+                Ok(cell) => {
+                    state.children.push((child, cell));
+                    return Ok(());
+                }
+                // A child that cannot even start counts as failing again, within the same budget.
+                Err(error) => {
+                    reason = error.to_string();
+                    tokio::time::sleep(REBIND_WAIT).await;
+                }
             }
         }
     }
@@ -215,8 +236,9 @@ impl Actor for MeshActor {
         args.view.set_mesh(Some(mesh.clone()));
         let watched = mesh.clone();
         tokio::spawn(async move {
-            let reason = watched.failed().await;
-            let _ = myself.send_message(MeshMsg::Failed(reason));
+            if let Some(reason) = watched.failed().await {
+                let _ = myself.send_message(MeshMsg::Failed(reason));
+            }
         });
         Ok(MeshActorState { mesh, view: args.view.clone() })
     }
@@ -301,13 +323,24 @@ impl Actor for AdminActor {
         _tasks: &mut AdminTasks,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            AdminMsg::Stopped(reason) => Err(reason.into()),
+            AdminMsg::Stopped(reason) => {
+                stop_tasks(_tasks).await;
+                Err(reason.into())
+            }
         }
     }
 
     async fn post_stop(&self, _myself: ActorRef<AdminMsg>, tasks: &mut AdminTasks) -> Result<(), ActorProcessingErr> {
-        tasks.server.abort();
-        tasks.upkeep.abort();
+        stop_tasks(tasks).await;
         Ok(())
     }
+}
+
+/// Stops the admin tasks and waits until they are gone, so the listener is closed before a restarted
+/// actor binds the same address.
+async fn stop_tasks(tasks: &mut AdminTasks) {
+    tasks.server.abort();
+    tasks.upkeep.abort();
+    let _ = (&mut tasks.server).await;
+    let _ = (&mut tasks.upkeep).await;
 }

@@ -1,0 +1,118 @@
+//! A hostile or broken peer against a real mesh on loopback: every bad frame or identity closes the
+//! connection with the documented code, and the node keeps serving well-behaved peers.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gridkeeper::credentials::{Authority, NodeCredentials};
+use gridkeeper::ids::NodeId;
+use gridkeeper::mesh::endpoint::close_code;
+use gridkeeper::mesh::{tls, Mesh, MeshConfig, MeshSocket};
+use gridkeeper::wire::frame::FRAME_VERSION;
+use gridkeeper::wire::{encode_frame, Hello, Message, TrafficClass};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn loopback_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Target {
+    authority: Authority,
+    members: BTreeMap<NodeId, SocketAddr>,
+    mesh: Mesh,
+}
+
+fn start_target() -> Target {
+    let authority = Authority::generate().expect("CA");
+    let members: BTreeMap<NodeId, SocketAddr> =
+        [1, 2].into_iter().map(|id| (NodeId(id), SocketAddr::from(([127, 0, 0, 1], loopback_port())))).collect();
+    let credentials = authority.node_credentials(NodeId(2)).expect("credentials");
+    let mesh =
+        Mesh::start(MeshConfig::new(NodeId(2), members.clone()), &credentials, MeshSocket::Udp(members[&NodeId(2)]))
+            .expect("mesh starts");
+    Target { authority, members, mesh }
+}
+
+/// Connects to node 2 as whoever `credentials` say, sends `hello` (if any) then `bytes` on a new
+/// control stream, and returns the application close code the mesh answered with.
+async fn close_code_after(target: &Target, credentials: &NodeCredentials, hello: Option<Hello>, bytes: &[u8]) -> u64 {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    endpoint.set_default_client_config(tls::client_config(credentials).expect("client config"));
+    let connection = endpoint
+        .connect(target.members[&NodeId(2)], "node-2.gridkeeper")
+        .expect("connect")
+        .await
+        .expect("TLS handshake with a CA-signed certificate succeeds");
+    let mut send = connection.open_uni().await.expect("stream");
+    send.write_all(&[TrafficClass::Control.tag()]).await.expect("tag");
+    if let Some(hello) = hello {
+        send.write_all(&encode_frame(&Message::Hello(hello), 1 << 20).expect("hello")).await.expect("hello");
+    }
+    let _ = send.write_all(bytes).await;
+    let reason = tokio::time::timeout(WAIT, connection.closed()).await.expect("the mesh closes the connection");
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close) => close.error_code.into_inner(),
+        other => panic!("expected an application close, got {other}"),
+    }
+}
+
+fn hello(node: u64) -> Option<Hello> {
+    Some(Hello { node, incarnation: 1, protocol: 1 })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_and_identities_close_the_connection_with_their_codes() {
+    let target = start_target();
+    let node_one = target.authority.node_credentials(NodeId(1)).expect("node 1");
+    let frame_error = u64::from(close_code::FRAME_ERROR);
+    let refused = u64::from(close_code::REFUSED);
+
+    let cases: Vec<(&str, Option<Hello>, Vec<u8>, u64)> = vec![
+        ("unknown version", hello(1), vec![9, 1, 0, 0, 0, 0], frame_error),
+        ("oversized length", hello(1), vec![FRAME_VERSION, 0xff, 0xff, 0xff, 0xff], frame_error),
+        ("malformed body", hello(1), [vec![FRAME_VERSION, 8, 0, 0, 0], vec![0xee; 8]].concat(), frame_error),
+        ("hello claims another node", hello(3), vec![], refused),
+        ("no hello, garbage first", None, vec![FRAME_VERSION, 4, 0, 0, 0, 1, 2, 3, 4], refused),
+        (
+            "a second hello",
+            hello(1),
+            encode_frame(&Message::Hello(Hello { node: 1, incarnation: 1, protocol: 1 }), 1 << 20).expect("hello"),
+            u64::from(close_code::PROTOCOL),
+        ),
+    ];
+    for (label, hello, bytes, expected) in cases {
+        let code = close_code_after(&target, &node_one, hello, &bytes).await;
+        assert_eq!(code, expected, "{label}");
+    }
+
+    // The operator's certificate is CA-signed but names no node: refused.
+    let operator = target.authority.issue_operator().expect("operator");
+    use rustls::pki_types::pem::PemObject;
+    let operator_credentials = NodeCredentials {
+        node: NodeId(1),
+        ca: node_one.ca.clone(),
+        cert: rustls::pki_types::CertificateDer::from_pem_slice(operator.cert_pem.as_bytes()).expect("cert"),
+        key: rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(operator.key_pem.as_bytes()).expect("key"),
+    };
+    assert_eq!(close_code_after(&target, &operator_credentials, hello(1), &[]).await, refused, "operator certificate");
+
+    // After all that, the real node 1 joins and both sides see each other.
+    let one = Mesh::start(
+        MeshConfig::new(NodeId(1), target.members.clone()),
+        &node_one,
+        MeshSocket::Udp(target.members[&NodeId(1)]),
+    )
+    .expect("node 1 starts");
+    let mut events = target.mesh.subscribe();
+    tokio::time::timeout(WAIT, async {
+        while !target.mesh.is_alive(NodeId(1)) {
+            let _ = events.recv().await;
+        }
+    })
+    .await
+    .expect("the mesh still accepts a well-behaved peer");
+    one.shutdown().await;
+    target.mesh.shutdown().await;
+}

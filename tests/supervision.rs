@@ -31,7 +31,7 @@ async fn wait_until<T>(mut check: impl FnMut() -> Option<T>) -> T {
 /// Waits for an actor registered as `name` other than `previous`.
 async fn next_actor(name: &str, previous: Option<&ActorCell>) -> ActorCell {
     wait_until(|| {
-        ractor::registry::where_is(name.to_string())
+        ractor::registry::where_is(name)
             .filter(|cell| previous.is_none_or(|previous| previous.get_id() != cell.get_id()))
     })
     .await

@@ -1,0 +1,379 @@
+//! What the registry state machine takes (commands, replicated through the log) and gives back.
+//!
+//! Commands carry everything apply needs, including the proposer's wall-clock time, so that every
+//! replica computes the same result from the same log.
+
+use serde::{Deserialize, Serialize};
+
+use super::path::ZPath;
+
+/// A client session's id; 0 means "no session".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// How a znode lives and is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CreateMode {
+    /// Lives until deleted.
+    #[default]
+    Persistent,
+    /// Persistent, with a 10-digit per-parent counter appended to the name.
+    PersistentSequential,
+    /// Deleted when its session ends; cannot have children.
+    Ephemeral,
+    /// Ephemeral and sequential.
+    EphemeralSequential,
+    /// Deleted once its last child is deleted.
+    Container,
+}
+
+impl CreateMode {
+    /// Whether the node belongs to a session.
+    pub fn is_ephemeral(self) -> bool {
+        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+    }
+
+    /// Whether a counter is appended to the name.
+    pub fn is_sequential(self) -> bool {
+        matches!(self, CreateMode::PersistentSequential | CreateMode::EphemeralSequential)
+    }
+}
+
+/// A znode's metadata, as ZooKeeper's `Stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Stat {
+    /// Zxid of the create.
+    pub czxid: u64,
+    /// Zxid of the last data change.
+    pub mzxid: u64,
+    /// Zxid of the last change to the children.
+    pub pzxid: u64,
+    /// Creation time, Unix ms (proposer's clock).
+    pub ctime: u64,
+    /// Last data change time, Unix ms.
+    pub mtime: u64,
+    /// Number of data changes.
+    pub version: u32,
+    /// Number of changes to the children.
+    pub cversion: u32,
+    /// Owning session of an ephemeral node, 0 otherwise.
+    pub ephemeral_owner: u64,
+    /// Bytes of data.
+    pub data_length: u32,
+    /// Number of children.
+    pub num_children: u32,
+}
+
+/// One step of a [`Command::Multi`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MultiOp {
+    /// Fails unless the node's version is `version`.
+    Check {
+        /// The node.
+        path: ZPath,
+        /// Expected version.
+        version: u32,
+    },
+    /// As [`Command::Create`].
+    Create {
+        /// The node (prefix, if sequential).
+        path: ZPath,
+        /// Its data.
+        #[serde(default)]
+        data: Vec<u8>,
+        /// Its mode.
+        #[serde(default)]
+        mode: CreateMode,
+    },
+    /// As [`Command::Set`].
+    Set {
+        /// The node.
+        path: ZPath,
+        /// New data.
+        data: Vec<u8>,
+        /// Expected version, or any.
+        version: Option<u32>,
+    },
+    /// As [`Command::Delete`].
+    Delete {
+        /// The node.
+        path: ZPath,
+        /// Expected version, or any.
+        version: Option<u32>,
+    },
+}
+
+/// A change to the registry, as replicated through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates a node; its parent must exist.
+    Create {
+        /// The node (prefix, if sequential).
+        path: ZPath,
+        /// Its data.
+        data: Vec<u8>,
+        /// Its mode.
+        mode: CreateMode,
+        /// Owner for ephemeral modes.
+        session: Option<SessionId>,
+        /// Time to live for persistent nodes without children, in ms.
+        ttl_ms: Option<u64>,
+    },
+    /// Replaces a node's data.
+    Set {
+        /// The node.
+        path: ZPath,
+        /// New data.
+        data: Vec<u8>,
+        /// Expected version, or any.
+        version: Option<u32>,
+    },
+    /// Deletes a childless node.
+    Delete {
+        /// The node.
+        path: ZPath,
+        /// Expected version, or any.
+        version: Option<u32>,
+    },
+    /// All of `ops` or none.
+    Multi {
+        /// The steps, in order.
+        ops: Vec<MultiOp>,
+        /// Owner for ephemeral creates.
+        session: Option<SessionId>,
+    },
+    /// Opens a session; its id is derived from the command's zxid.
+    OpenSession {
+        /// Silence after which the session expires.
+        timeout_ms: u64,
+    },
+    /// Closes a session, deleting its ephemeral nodes in the same step.
+    CloseSession {
+        /// The session.
+        session: SessionId,
+    },
+    /// Expires sessions the leader found silent, deleting their ephemerals in one step.
+    ExpireSessions {
+        /// The sessions.
+        sessions: Vec<SessionId>,
+    },
+    /// Deletes TTL nodes the leader found expired; each is re-checked at apply.
+    ExpireTtl {
+        /// Candidate nodes.
+        paths: Vec<ZPath>,
+    },
+    /// Does nothing; used to commit a barrier (sync) and as a leader's first entry.
+    Noop,
+}
+
+/// A command with the proposer's clock reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Unix ms at the proposer; stored as ctime/mtime and used for TTL checks.
+    pub now_ms: u64,
+    /// The change.
+    pub command: Command,
+}
+
+/// What a successful command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A node was created under this (final) path.
+    Created {
+        /// The path, with the sequential suffix if any.
+        path: ZPath,
+        /// Its stat.
+        stat: Stat,
+    },
+    /// A node's data was replaced.
+    Set {
+        /// Its new stat.
+        stat: Stat,
+    },
+    /// A node was deleted.
+    Deleted,
+    /// A multi succeeded; one result per op.
+    Multi {
+        /// Per-op outcomes.
+        results: Vec<Outcome>,
+    },
+    /// A check passed.
+    Checked,
+    /// A session was opened.
+    SessionOpened {
+        /// Its id.
+        session: SessionId,
+        /// Its timeout.
+        timeout_ms: u64,
+    },
+    /// Sessions were closed or expired, with the ephemerals deleted.
+    SessionsEnded {
+        /// How many sessions ended.
+        sessions: u32,
+        /// How many ephemeral nodes went with them.
+        ephemerals: u32,
+    },
+    /// TTL nodes deleted.
+    TtlExpired {
+        /// How many.
+        deleted: u32,
+    },
+    /// Nothing changed.
+    Nothing,
+}
+
+/// A registry error, named as ZooKeeper users know them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistryError {
+    /// The node (or, for create, its parent) does not exist.
+    #[error("no node: {path}")]
+    NoNode {
+        /// The missing path.
+        path: String,
+    },
+    /// The node already exists.
+    #[error("node exists: {path}")]
+    NodeExists {
+        /// The path.
+        path: String,
+    },
+    /// The expected version does not match.
+    #[error("bad version: {path} is at version {actual}, expected {expected}")]
+    BadVersion {
+        /// The path.
+        path: String,
+        /// Expected.
+        expected: u32,
+        /// Actual.
+        actual: u32,
+    },
+    /// The node has children.
+    #[error("not empty: {path}")]
+    NotEmpty {
+        /// The path.
+        path: String,
+    },
+    /// The parent is ephemeral.
+    #[error("no children for ephemerals: {path}")]
+    NoChildrenForEphemerals {
+        /// The ephemeral parent.
+        path: String,
+    },
+    /// The path is not valid.
+    #[error("invalid path: {reason}")]
+    InvalidPath {
+        /// Why.
+        reason: String,
+    },
+    /// The data exceeds the limit.
+    #[error("too large: {bytes} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Size given.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The session does not exist or has expired.
+    #[error("session expired: {session}")]
+    SessionExpired {
+        /// The session.
+        session: SessionId,
+    },
+    /// The arguments are inconsistent (TTL on an ephemeral, ephemeral without a session, ...).
+    #[error("bad arguments: {reason}")]
+    BadArguments {
+        /// Why.
+        reason: String,
+    },
+    /// A registry-wide bound was reached.
+    #[error("quota exceeded: {reason}")]
+    QuotaExceeded {
+        /// Which bound.
+        reason: String,
+    },
+    /// A multi failed at `index`; nothing was applied.
+    #[error("multi failed at op {index}: {cause}")]
+    MultiFailed {
+        /// The failing op.
+        index: usize,
+        /// Its error.
+        cause: Box<RegistryError>,
+    },
+}
+
+impl RegistryError {
+    /// The short name users see on the CLI (`bad version`, `no node`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RegistryError::NoNode { .. } => "no node",
+            RegistryError::NodeExists { .. } => "node exists",
+            RegistryError::BadVersion { .. } => "bad version",
+            RegistryError::NotEmpty { .. } => "not empty",
+            RegistryError::NoChildrenForEphemerals { .. } => "no children for ephemerals",
+            RegistryError::InvalidPath { .. } => "invalid path",
+            RegistryError::TooLarge { .. } => "too large",
+            RegistryError::SessionExpired { .. } => "session expired",
+            RegistryError::BadArguments { .. } => "bad arguments",
+            RegistryError::QuotaExceeded { .. } => "quota exceeded",
+            RegistryError::MultiFailed { cause, .. } => cause.name(),
+        }
+    }
+}
+
+impl From<super::path::PathError> for RegistryError {
+    fn from(error: super::path::PathError) -> Self {
+        RegistryError::InvalidPath { reason: error.to_string() }
+    }
+}
+
+/// The result of applying one command.
+pub type Applied = Result<Outcome, RegistryError>;
+
+/// A change the watch table turns into events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// A node was created.
+    NodeCreated {
+        /// The node.
+        path: ZPath,
+    },
+    /// A node was deleted.
+    NodeDeleted {
+        /// The node.
+        path: ZPath,
+    },
+    /// A node's data changed.
+    NodeDataChanged {
+        /// The node.
+        path: ZPath,
+    },
+    /// A node's set of children changed.
+    NodeChildrenChanged {
+        /// The parent.
+        path: ZPath,
+    },
+}
+
+impl Change {
+    /// The path the change is about.
+    pub fn path(&self) -> &ZPath {
+        match self {
+            Change::NodeCreated { path }
+            | Change::NodeDeleted { path }
+            | Change::NodeDataChanged { path }
+            | Change::NodeChildrenChanged { path } => path,
+        }
+    }
+}

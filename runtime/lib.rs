@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod cli;
 pub mod clock;
+pub mod consensus;
 pub mod credentials;
 pub mod ids;
 pub mod limits;

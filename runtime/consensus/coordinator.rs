@@ -1,0 +1,512 @@
+//! The coordinator: one openraft instance per node, its storage, its network over the mesh, and
+//! the registry API on top (writes, reads at two consistencies, sessions, watches).
+//!
+//! Followers serve linearizable reads themselves: they ask the leader for a quorum-confirmed read
+//! index (ReadIndex) and wait until they have applied it. Writes and keepalives go to the leader,
+//! forwarded transparently; callers never see "not leader".
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
+use tokio::task::JoinSet;
+
+use super::disk::Disk;
+use super::log_store::LogStore;
+use super::network::MeshNetwork;
+use super::request::{Consistency, CoordinatorError, ReadOp, ReadResult, Reply, Request};
+use super::rpc::{self, decode, encode, RpcClient, RpcKind};
+use super::state_machine::{ApplyObserver, StateMachine};
+use super::types::{RaftRuntime, TypeConfig};
+use super::watch_hub::WatchHub;
+use crate::clock::{unix_millis, Clock};
+use crate::ids::NodeId;
+use crate::mesh::Mesh;
+use crate::registry::session::SessionTracker;
+use crate::registry::{Applied, Change, Command, Outcome, Proposal, Registry, RegistryLimits, SessionId, WatchKind, WatcherId, ZPath};
+use crate::wire::TrafficClass;
+
+/// The openraft handle.
+pub type Raft = openraft::Raft<TypeConfig, Arc<StateMachine>>;
+
+/// How long a write or read may look for a leader before failing as unavailable.
+const LEADER_SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline of one forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause between attempts while no leader is known.
+const LEADER_RETRY_WAIT: Duration = Duration::from_millis(20);
+/// Period of the leader's session and TTL checks.
+const LEADER_DUTY_INTERVAL: Duration = Duration::from_millis(50);
+/// TTL nodes expired per proposal.
+const TTL_EXPIRIES_PER_PROPOSAL: usize = 256;
+
+/// Raft timing.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTimings {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Election timeout, lower bound.
+    pub election_min_ms: u64,
+    /// Election timeout, upper bound.
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftTimings {
+    /// 50 ms heartbeats and 150–300 ms election timeouts: a dead leader is replaced in about 0.3 s.
+    fn default() -> Self {
+        RaftTimings { heartbeat_ms: 50, election_min_ms: 150, election_max_ms: 300 }
+    }
+}
+
+/// What a coordinator needs to start.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// This node.
+    pub node: NodeId,
+    /// The voters and their mesh addresses.
+    pub voters: BTreeMap<NodeId, SocketAddr>,
+    /// Where the log, vote and snapshots live.
+    pub data_dir: PathBuf,
+    /// Registry bounds.
+    pub limits: RegistryLimits,
+    /// Raft timing.
+    pub timings: RaftTimings,
+    /// Seed of openraft's random choices (election timeouts).
+    pub seed: u64,
+}
+
+/// Feeds applied changes to the watch hub, the session clocks and metrics.
+struct Observer {
+    hub: Arc<WatchHub>,
+    tracker: Arc<Mutex<SessionTracker>>,
+    clock: Clock,
+}
+
+impl ApplyObserver for Observer {
+    fn on_applied(&self, zxid: u64, proposal: &Proposal, result: &Applied, changes: &[Change]) {
+        self.hub.on_changes(zxid, changes);
+        let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (&proposal.command, result) {
+            (Command::OpenSession { .. }, Ok(Outcome::SessionOpened { session, timeout_ms })) => {
+                tracker.on_opened(self.clock.now(), *session, *timeout_ms);
+            }
+            (Command::CloseSession { session }, _) => tracker.on_ended(*session),
+            (Command::ExpireSessions { sessions }, _) => {
+                metrics::counter!("gridkeeper_registry_sessions_expired_total").increment(sessions.len() as u64);
+                sessions.iter().for_each(|session| tracker.on_ended(*session));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_reset(&self, _registry: &Registry) {
+        self.hub.on_reset();
+    }
+}
+
+struct Inner {
+    node: NodeId,
+    raft: Raft,
+    machine: Arc<StateMachine>,
+    rpc: RpcClient,
+    hub: Arc<WatchHub>,
+    tracker: Arc<Mutex<SessionTracker>>,
+    clock: Clock,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+/// A node's coordinator. Cheap to clone.
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").field("node", &self.inner.node).finish_non_exhaustive()
+    }
+}
+
+/// Consensus health, for `/status` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ConsensusStatus {
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// The current term.
+    pub term: u64,
+    /// Index of the last entry known committed.
+    pub commit_index: u64,
+    /// Index of the last entry applied here.
+    pub applied_index: u64,
+    /// Whether this node leads.
+    pub is_leader: bool,
+}
+
+/// Why a coordinator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened.
+    #[error("coordinator storage in {dir}: {reason}")]
+    Storage {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        reason: String,
+    },
+    /// openraft refused to start.
+    #[error("consensus: {0}")]
+    Raft(String),
+}
+
+fn raft_config(timings: RaftTimings) -> Result<Config, StartError> {
+    Config {
+        cluster_name: "gridkeeper".into(),
+        heartbeat_interval: timings.heartbeat_ms,
+        election_timeout_min: timings.election_min_ms,
+        election_timeout_max: timings.election_max_ms,
+        max_payload_entries: 1024,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
+        max_in_snapshot_log_to_keep: 2_000,
+        purge_batch_size: 256,
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|error| StartError::Raft(error.to_string()))
+}
+
+impl Coordinator {
+    /// Opens storage, starts openraft over `mesh`, and (on the lowest-id voter of a fresh cluster)
+    /// initialises the voter set.
+    ///
+    /// # Errors
+    /// [`StartError`] if storage cannot be opened or openraft refuses to start.
+    pub async fn start(config: CoordinatorConfig, mesh: Mesh) -> Result<Coordinator, StartError> {
+        let storage_error = |reason: String| StartError::Storage { dir: config.data_dir.display().to_string(), reason };
+        let disk = Disk::open(&config.data_dir).map_err(|error| storage_error(error.to_string()))?;
+        let log = LogStore::load(disk).map_err(|error| storage_error(error.to_string()))?;
+        let hub = Arc::new(WatchHub::default());
+        let tracker = Arc::new(Mutex::new(SessionTracker::default()));
+        let clock = Clock::start();
+        let observer = Arc::new(Observer { hub: hub.clone(), tracker: tracker.clone(), clock });
+        let machine = StateMachine::open(&config.data_dir, config.limits, observer).map_err(|error| storage_error(error.to_string()))?;
+        let rpc = RpcClient::new(mesh.clone());
+        let raft_config = Arc::new(raft_config(config.timings)?);
+        let node = config.node;
+        let raft = RaftRuntime::scope(
+            config.seed,
+            Raft::new(node.0, raft_config, MeshNetwork::new(rpc.clone()), log, machine.clone()),
+        )
+        .await
+        .map_err(|error| StartError::Raft(error.to_string()))?;
+        let inner = Arc::new(Inner { node, raft, machine, rpc, hub, tracker, clock, tasks: Mutex::new(JoinSet::new()) });
+        let coordinator = Coordinator { inner };
+        let inbound = mesh.take_inbound(TrafficClass::Consensus).ok_or_else(|| StartError::Raft("consensus stream already taken".into()))?;
+        {
+            let mut tasks = coordinator.tasks();
+            let handler = Arc::new(coordinator.clone());
+            tasks.spawn(rpc::serve(coordinator.inner.rpc.clone(), inbound, handler));
+            tasks.spawn(coordinator.clone().leader_duties());
+        }
+        let lowest = config.voters.keys().next().copied();
+        if lowest == Some(node) && !coordinator.inner.raft.is_initialized().await.map_err(|error| StartError::Raft(error.to_string()))? {
+            let members: BTreeMap<u64, BasicNode> =
+                config.voters.iter().map(|(id, addr)| (id.0, BasicNode::new(addr.to_string()))).collect();
+            if let Err(error) = coordinator.inner.raft.initialize(members).await {
+                tracing::info!(%node, %error, "cluster already initialised");
+            }
+        }
+        Ok(coordinator)
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        self.inner.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The local watch hub.
+    pub fn watches(&self) -> &Arc<WatchHub> {
+        &self.inner.hub
+    }
+
+    /// Stops openraft and every coordinator task.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+        let mut tasks = std::mem::take(&mut *self.tasks());
+        tasks.shutdown().await;
+    }
+
+    /// The openraft handle (tests, tooling).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// Consensus health as this node sees it.
+    pub fn status(&self) -> ConsensusStatus {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        ConsensusStatus {
+            leader: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index: metrics.local_committed.map_or(0, |id| id.index),
+            applied_index: self.inner.machine.applied_index(),
+            is_leader: metrics.state == ServerState::Leader,
+        }
+    }
+
+    /// Runs `read` on the local registry, as of now (no consistency wait).
+    pub fn read_local<T>(&self, read: impl FnOnce(&Registry) -> T) -> T {
+        self.inner.machine.read(read)
+    }
+
+    /// Applies `command` through the leader.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Unavailable`] if no leader is reachable in time (nothing applied);
+    /// [`CoordinatorError::OutcomeUnknown`] if it was proposed but the outcome was lost.
+    /// The registry's own refusal comes back as `Ok(Err(..))` inside [`Applied`].
+    pub async fn write(&self, command: Command) -> Result<Applied, CoordinatorError> {
+        let started = Instant::now();
+        let result = match self.request(Request::Write(command)).await? {
+            Reply::Applied(applied) => Ok(applied),
+            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        };
+        metrics::histogram!("gridkeeper_registry_proposal_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Reads at the given consistency.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Registry`] for registry errors (`no node`), [`CoordinatorError::Unavailable`]
+    /// if a linearizable read cannot reach a quorum.
+    pub async fn read(&self, op: &ReadOp, consistency: Consistency) -> Result<ReadResult, CoordinatorError> {
+        if consistency == Consistency::Linearizable {
+            self.sync().await?;
+        }
+        self.inner.machine.read(|registry| read_registry(registry, op)).map_err(CoordinatorError::Registry)
+    }
+
+    /// Reads and sets a watch in one step, so no change between the two can be missed.
+    ///
+    /// # Errors
+    /// As [`Self::read`], or [`CoordinatorError::Watch`].
+    pub async fn read_and_watch(
+        &self,
+        op: &ReadOp,
+        consistency: Consistency,
+        watcher: WatcherId,
+        kind: WatchKind,
+    ) -> Result<ReadResult, CoordinatorError> {
+        if consistency == Consistency::Linearizable {
+            self.sync().await?;
+        }
+        let path = match op {
+            ReadOp::Get(path) | ReadOp::Exists(path) | ReadOp::Children(path) => path.clone(),
+        };
+        self.inner.machine.read(|registry| {
+            let result = read_registry(registry, op);
+            // A failed get on a missing node still leaves a watch (for its creation), as `exists` does.
+            self.inner.hub.register(registry, watcher, &path, kind, None).map_err(|error| CoordinatorError::Watch(error.to_string()))?;
+            result.map_err(CoordinatorError::Registry)
+        })
+    }
+
+    /// Waits until this node has applied every write acknowledged before the call (ZooKeeper's `sync`).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Unavailable`] if no quorum confirms a read index in time.
+    pub async fn sync(&self) -> Result<(), CoordinatorError> {
+        let index = match self.request(Request::ReadIndex).await? {
+            Reply::ReadIndex(index) => index,
+            other => return Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        };
+        self.inner.machine.wait_applied(index).await;
+        Ok(())
+    }
+
+    /// Tells the leader `session`'s client is alive. Returns whether the session is still open.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Unavailable`] if no leader is reachable.
+    pub async fn keepalive(&self, session: SessionId) -> Result<bool, CoordinatorError> {
+        match self.request(Request::Keepalive(session)).await? {
+            Reply::Keepalive(alive) => Ok(alive),
+            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Serves `request` here if this node leads, or forwards it to the leader, retrying while no
+    /// leader is known (bounded by [`LEADER_SEARCH_TIMEOUT`]).
+    async fn request(&self, request: Request) -> Result<Reply, CoordinatorError> {
+        let deadline = Instant::now() + LEADER_SEARCH_TIMEOUT;
+        loop {
+            let leader = self.inner.raft.metrics().borrow_watched().current_leader;
+            let attempt = match leader {
+                Some(leader) if leader == self.inner.node.0 => self.serve(request.clone()).await,
+                Some(leader) => self.forward(NodeId(leader), &request).await,
+                None => Reply::Unavailable("no leader".into()),
+            };
+            match attempt {
+                Reply::Unavailable(reason) if Instant::now() < deadline => {
+                    tracing::debug!(node = %self.inner.node, %reason, "retrying request");
+                    tokio::time::sleep(LEADER_RETRY_WAIT).await;
+                }
+                Reply::Unavailable(reason) => return Err(CoordinatorError::Unavailable(reason)),
+                Reply::OutcomeUnknown(reason) => return Err(CoordinatorError::OutcomeUnknown(reason)),
+                reply => return Ok(reply),
+            }
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, request: &Request) -> Reply {
+        let body = match encode(request) {
+            Ok(body) => body,
+            Err(error) => return Reply::Unavailable(error.to_string()),
+        };
+        match self.inner.rpc.call(leader, RpcKind::Forward, body, FORWARD_TIMEOUT).await {
+            Ok(reply) => decode(&reply).unwrap_or_else(|error| Reply::Unavailable(error.to_string())),
+            // A write that timed out may have been applied: never retried blindly.
+            Err(error @ rpc::RpcError::Timeout { .. }) if matches!(request, Request::Write(_)) => {
+                Reply::OutcomeUnknown(error.to_string())
+            }
+            Err(error) => Reply::Unavailable(error.to_string()),
+        }
+    }
+
+    /// Serves a request as the leader (or says it is not).
+    async fn serve(&self, request: Request) -> Reply {
+        let raft = &self.inner.raft;
+        match request {
+            Request::Write(command) => match raft.client_write(Proposal { now_ms: unix_millis(), command }).await {
+                Ok(response) => Reply::Applied(response.data.result),
+                Err(error) if error.forward_to_leader().is_some() => {
+                    if let Some(openraft::errors::ClientWriteError::ForwardToLeader(_)) = error.api_error() {
+                        Reply::Unavailable(format!("not the leader: {error}"))
+                    } else {
+                        outcome_unknown(error.to_string())
+                    }
+                }
+                Err(error) => outcome_unknown(error.to_string()),
+            },
+            Request::Keepalive(session) => {
+                if raft.metrics().borrow_watched().state != ServerState::Leader {
+                    return Reply::Unavailable("not the leader".into());
+                }
+                let now = self.inner.clock.now();
+                Reply::Keepalive(self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_heard(now, session))
+            }
+            Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
+                Err(error) => Reply::Unavailable(error.to_string()),
+            },
+        }
+    }
+
+    /// The leader's periodic work: restart session clocks on election, expire silent sessions and
+    /// idle TTL nodes.
+    async fn leader_duties(self) {
+        let mut leading_term = None;
+        let mut tick = tokio::time::interval(LEADER_DUTY_INTERVAL);
+        loop {
+            tick.tick().await;
+            let metrics = self.inner.raft.metrics().borrow_watched().clone();
+            if metrics.state != ServerState::Leader {
+                leading_term = None;
+                continue;
+            }
+            let now = self.inner.clock.now();
+            if leading_term != Some(metrics.current_term) {
+                leading_term = Some(metrics.current_term);
+                let sessions: Vec<(SessionId, u64)> = self.inner.machine.read(|registry| registry.sessions().collect());
+                self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_leadership(now, sessions);
+                metrics::counter!("gridkeeper_raft_leader_changes_total").increment(1);
+            }
+            let expired = self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_tick(now);
+            if !expired.is_empty() {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let command = Command::ExpireSessions { sessions: expired.clone() };
+                    if this.write(command).await.is_err() {
+                        this.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_expiry_failed(&expired);
+                    }
+                });
+            }
+            let due = self.inner.machine.read(|registry| registry.ttl_candidates(unix_millis(), TTL_EXPIRIES_PER_PROPOSAL));
+            if !due.is_empty() {
+                let _ = self.write(Command::ExpireTtl { paths: due }).await;
+            }
+            self.record_metrics();
+        }
+    }
+
+    fn record_metrics(&self) {
+        let status = self.status();
+        metrics::gauge!("gridkeeper_raft_term").set(status.term as f64);
+        metrics::gauge!("gridkeeper_raft_commit_index").set(status.commit_index as f64);
+        metrics::gauge!("gridkeeper_raft_applied_index").set(status.applied_index as f64);
+        let (znodes, sessions) = self.inner.machine.read(|registry| (registry.znode_count(), registry.session_count()));
+        metrics::gauge!("gridkeeper_registry_znodes").set(znodes as f64);
+        metrics::gauge!("gridkeeper_registry_sessions").set(sessions as f64);
+        metrics::gauge!("gridkeeper_registry_watches").set(self.inner.hub.watch_count() as f64);
+    }
+}
+
+fn outcome_unknown(reason: String) -> Reply {
+    Reply::OutcomeUnknown(reason)
+}
+
+/// Runs a read against a registry.
+///
+/// # Errors
+/// The registry's error (`no node`).
+pub fn read_registry(registry: &Registry, op: &ReadOp) -> Result<ReadResult, crate::registry::RegistryError> {
+    match op {
+        ReadOp::Get(path) => registry.get(path).map(|(data, stat)| ReadResult::Data { data: data.to_vec(), stat }),
+        ReadOp::Exists(path) => Ok(ReadResult::Exists(registry.exists(path))),
+        ReadOp::Children(path) => registry.children(path).map(|(children, stat)| ReadResult::Children { children, stat }),
+    }
+}
+
+impl rpc::RpcHandler for Coordinator {
+    async fn handle(&self, _from: NodeId, kind: RpcKind, body: Vec<u8>) -> Result<Vec<u8>, String> {
+        let raft = &self.inner.raft;
+        let text = |error: &dyn std::fmt::Display| error.to_string();
+        match kind {
+            RpcKind::AppendEntries => {
+                let request = decode(&body).map_err(|error| text(&error))?;
+                let response = raft.append_entries(request).await.map_err(|error| text(&error))?;
+                encode(&response).map_err(|error| text(&error))
+            }
+            RpcKind::Vote => {
+                let request = decode(&body).map_err(|error| text(&error))?;
+                let response = raft.vote(request).await.map_err(|error| text(&error))?;
+                encode(&response).map_err(|error| text(&error))
+            }
+            RpcKind::Snapshot => {
+                let request: super::network::SnapshotRequest = decode(&body).map_err(|error| text(&error))?;
+                let snapshot = super::types::Snapshot { meta: request.meta, snapshot: request.bytes };
+                let response = raft.install_full_snapshot(request.vote, snapshot).await.map_err(|error| text(&error))?;
+                encode(&response).map_err(|error| text(&error))
+            }
+            RpcKind::Forward => {
+                let request: Request = decode(&body).map_err(|error| text(&error))?;
+                encode(&self.serve(request).await).map_err(|error| text(&error))
+            }
+        }
+    }
+}
+
+/// The path of a node's own registration.
+///
+/// # Panics
+/// Never: the format always yields a valid path.
+pub fn node_registration_path(node: NodeId) -> ZPath {
+    ZPath::parse(&format!("/grid/nodes/{node}")).expect("a numeric segment is a valid path")
+}

@@ -1,0 +1,167 @@
+//! openraft's log storage over [`Disk`]: the vote, the committed id and the log entries.
+//!
+//! The log tail since the last purge is also kept in memory (bounded by the snapshot policy), so
+//! reads never wait for the disk, and entries are readable as soon as `append` returns while their
+//! fsync completes in the group committer.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::OptionalSend;
+
+use super::disk::{Disk, WriteBatch};
+use super::types::{Entry, LogId, TypeConfig, Vote};
+
+const META_VOTE: &str = "vote";
+const META_COMMITTED: &str = "committed";
+const META_PURGED: &str = "purged";
+
+fn io_error(error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_stdvec(value).map_err(io_error)
+}
+
+fn decode<T: for<'de> serde::Deserialize<'de>>(bytes: &[u8]) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(io_error)
+}
+
+#[derive(Default)]
+struct Tail {
+    entries: BTreeMap<u64, Entry>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    purged: Option<LogId>,
+}
+
+/// The log store; clones share the same log.
+#[derive(Clone)]
+pub struct LogStore {
+    disk: Disk,
+    tail: Arc<Mutex<Tail>>,
+}
+
+impl LogStore {
+    /// Loads the log, vote and marks from `disk`.
+    ///
+    /// # Errors
+    /// An I/O error if the stored bytes do not decode.
+    pub fn load(disk: Disk) -> io::Result<LogStore> {
+        let meta = |key| -> io::Result<Option<Vec<u8>>> { disk.meta(key).map_err(io_error) };
+        let mut tail = Tail {
+            vote: meta(META_VOTE)?.map(|bytes| decode(&bytes)).transpose()?,
+            committed: meta(META_COMMITTED)?.map(|bytes| decode(&bytes)).transpose()?,
+            purged: meta(META_PURGED)?.map(|bytes| decode(&bytes)).transpose()?,
+            entries: BTreeMap::new(),
+        };
+        for (index, bytes) in disk.entries(0, u64::MAX).map_err(io_error)? {
+            tail.entries.insert(index, decode(&bytes)?);
+        }
+        Ok(LogStore { disk, tail: Arc::new(Mutex::new(tail)) })
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Index of the last entry in the log, if any.
+    pub fn last_index(&self) -> Option<u64> {
+        self.tail().entries.keys().next_back().copied()
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        Ok(self.tail().entries.range(range).map(|(_, entry)| entry.clone()).collect())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.tail().vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let tail = self.tail();
+        let last = tail.entries.values().next_back().map(|entry| entry.log_id).or(tail.purged);
+        Ok(LogState { last_purged_log_id: tail.purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let bytes = encode(vote)?;
+        self.disk.write(WriteBatch { meta: vec![(META_VOTE, Some(bytes))], ..WriteBatch::default() }).await.map_err(io_error)?;
+        self.tail().vote = Some(*vote);
+        Ok(())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let bytes = committed.as_ref().map(encode).transpose()?;
+        self.tail().committed = committed;
+        // Not awaited: the committed mark is an optimisation (fewer re-applies after restart); losing
+        // the newest one only means re-learning it from the leader.
+        let _ = self.disk.submit(WriteBatch { meta: vec![(META_COMMITTED, bytes)], ..WriteBatch::default() }).await;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.tail().committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut appends = Vec::new();
+        {
+            let mut tail = self.tail();
+            for entry in entries {
+                appends.push((entry.log_id.index, encode(&entry)?));
+                tail.entries.insert(entry.log_id.index, entry);
+            }
+        }
+        let flushed = self.disk.submit(WriteBatch { appends, ..WriteBatch::default() }).await.map_err(io_error)?;
+        // The acknowledgement waits for the group commit's fsync, off this task.
+        tokio::spawn(async move {
+            let outcome = match flushed.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(io_error(error)),
+                Err(_) => Err(io_error("committer stopped")),
+            };
+            callback.io_completed(outcome);
+        });
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        self.tail().entries.split_off(&from);
+        self.disk.write(WriteBatch { truncate_from: Some(from), ..WriteBatch::default() }).await.map_err(io_error)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let bytes = encode(&log_id)?;
+        {
+            let mut tail = self.tail();
+            tail.entries = tail.entries.split_off(&(log_id.index + 1));
+            tail.purged = Some(log_id);
+        }
+        let batch = WriteBatch { purge_through: Some(log_id.index), meta: vec![(META_PURGED, Some(bytes))], ..WriteBatch::default() };
+        self.disk.write(batch).await.map_err(io_error)
+    }
+}

@@ -1,0 +1,19 @@
+//! Consensus: openraft behind one module, with its storage (redb, group commit), its network (the
+//! mesh's consensus stream), the registry state machine, and the [`Coordinator`] API on top.
+//!
+//! `types.rs` (openraft type config), `disk.rs` (redb file and group committer), `log_store.rs`,
+//! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `request.rs` (client
+//! requests), `watch_hub.rs` (watch delivery), `coordinator.rs` (the API).
+
+pub mod coordinator;
+pub mod disk;
+pub mod log_store;
+pub mod network;
+pub mod request;
+pub mod rpc;
+pub mod state_machine;
+pub mod types;
+pub mod watch_hub;
+
+pub use coordinator::{ConsensusStatus, Coordinator, CoordinatorConfig, RaftTimings};
+pub use request::{Consistency, CoordinatorError, ReadOp, ReadResult, Reply, Request};

@@ -1,0 +1,223 @@
+//! Request/response over the mesh's consensus stream: Raft RPCs and requests forwarded to the leader.
+//!
+//! Each call is one [`Payload`] frame carrying a postcard-encoded [`Envelope`]; replies carry the same
+//! id. Pending calls are bounded, and every call has a deadline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::ids::NodeId;
+use crate::mesh::{Inbound, Mesh};
+use crate::wire::{Message, Payload, TrafficClass};
+
+/// Topic of consensus-stream payloads carrying [`Envelope`]s.
+pub const TOPIC_RPC: u32 = 0x7261_6674;
+
+/// Calls awaiting a reply at once; past this a call fails at once with [`RpcError::Overloaded`].
+pub const PENDING_CALLS_MAX: usize = 4096;
+
+/// Requests from peers handled at once; further requests wait (and the stream pushes back).
+pub const HANDLERS_IN_FLIGHT_MAX: usize = 256;
+
+/// What a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RpcKind {
+    /// Raft AppendEntries.
+    AppendEntries,
+    /// Raft RequestVote.
+    Vote,
+    /// Raft snapshot transfer.
+    Snapshot,
+    /// A client request forwarded to the leader.
+    Forward,
+}
+
+/// One request or reply on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Matches a reply to its request.
+    pub id: u64,
+    /// The call.
+    pub kind: RpcKind,
+    /// `Some` on replies: `Ok(body)` or the handler's error text.
+    pub reply: Option<Result<(), String>>,
+    /// postcard-encoded request or reply.
+    pub body: Vec<u8>,
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// The request could not be queued (peer unknown, queue full, mesh down).
+    #[error("cannot send to node {peer}: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// No reply before the deadline.
+    #[error("node {peer} did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// The peer.
+        peer: NodeId,
+        /// The deadline.
+        timeout_ms: u64,
+    },
+    /// Too many calls pending.
+    #[error("too many calls in flight")]
+    Overloaded,
+    /// The peer's handler failed.
+    #[error("node {peer} failed the call: {reason}")]
+    Remote {
+        /// The peer.
+        peer: NodeId,
+        /// Its error.
+        reason: String,
+    },
+    /// Bytes did not decode.
+    #[error("bad encoding: {0}")]
+    Codec(String),
+}
+
+/// Encodes a value for an envelope body.
+///
+/// # Errors
+/// [`RpcError::Codec`].
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, RpcError> {
+    postcard::to_stdvec(value).map_err(|error| RpcError::Codec(error.to_string()))
+}
+
+/// Decodes an envelope body.
+///
+/// # Errors
+/// [`RpcError::Codec`].
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, RpcError> {
+    postcard::from_bytes(bytes).map_err(|error| RpcError::Codec(error.to_string()))
+}
+
+/// Serves requests from peers.
+pub trait RpcHandler: Send + Sync + 'static {
+    /// Handles one request and returns the encoded reply or an error text.
+    fn handle(
+        &self,
+        from: NodeId,
+        kind: RpcKind,
+        body: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+type Pending = Mutex<HashMap<(NodeId, u64), oneshot::Sender<Result<Vec<u8>, String>>>>;
+
+/// Sends calls over the mesh and matches replies.
+#[derive(Clone)]
+pub struct RpcClient {
+    mesh: Mesh,
+    pending: Arc<Pending>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl std::fmt::Debug for RpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient").finish_non_exhaustive()
+    }
+}
+
+fn send_envelope(mesh: &Mesh, peer: NodeId, envelope: &Envelope) -> Result<(), RpcError> {
+    let body = encode(envelope)?;
+    mesh.send(peer, TrafficClass::Consensus, &Message::Payload(Payload { topic: TOPIC_RPC, body }))
+        .map_err(|error| RpcError::Unreachable { peer, reason: error.to_string() })
+}
+
+impl RpcClient {
+    /// A client over `mesh`; [`serve`] must run to deliver replies.
+    pub fn new(mesh: Mesh) -> RpcClient {
+        RpcClient { mesh, pending: Arc::default(), next_id: Arc::new(std::sync::atomic::AtomicU64::new(1)) }
+    }
+
+    /// The mesh underneath.
+    pub fn mesh(&self) -> &Mesh {
+        &self.mesh
+    }
+
+    /// Calls `peer` and waits for its reply, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`RpcError`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled call's pending slot is removed.
+    pub async fn call(&self, peer: NodeId, kind: RpcKind, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if pending.len() >= PENDING_CALLS_MAX {
+                return Err(RpcError::Overloaded);
+            }
+            pending.insert((peer, id), sender);
+        }
+        let slot = PendingSlot { pending: &self.pending, key: (peer, id) };
+        send_envelope(&self.mesh, peer, &Envelope { id, kind, reply: None, body })?;
+        let outcome = tokio::time::timeout(timeout, receiver).await;
+        drop(slot);
+        match outcome {
+            Err(_) => Err(RpcError::Timeout { peer, timeout_ms: timeout.as_millis() as u64 }),
+            Ok(Err(_)) => Err(RpcError::Unreachable { peer, reason: "reply channel closed".into() }),
+            Ok(Ok(Err(reason))) => Err(RpcError::Remote { peer, reason }),
+            Ok(Ok(Ok(body))) => Ok(body),
+        }
+    }
+
+    fn complete(&self, from: NodeId, envelope: Envelope) {
+        let sender = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&(from, envelope.id));
+        if let (Some(sender), Some(reply)) = (sender, envelope.reply) {
+            let _ = sender.send(reply.map(|()| envelope.body));
+        }
+    }
+}
+
+/// Removes a call's pending slot when the call ends, however it ends.
+struct PendingSlot<'a> {
+    pending: &'a Pending,
+    key: (NodeId, u64),
+}
+
+impl Drop for PendingSlot<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.key);
+    }
+}
+
+/// Reads the consensus stream: completes replies, and runs `handler` on requests (bounded).
+pub async fn serve<H: RpcHandler>(client: RpcClient, mut inbound: tokio::sync::mpsc::Receiver<Inbound>, handler: Arc<H>) {
+    let permits = Arc::new(Semaphore::new(HANDLERS_IN_FLIGHT_MAX));
+    while let Some(Inbound { from, payload }) = inbound.recv().await {
+        if payload.topic != TOPIC_RPC {
+            continue;
+        }
+        let Ok(envelope) = decode::<Envelope>(&payload.body) else {
+            tracing::warn!(%from, "undecodable consensus envelope dropped");
+            continue;
+        };
+        if envelope.reply.is_some() {
+            client.complete(from, envelope);
+            continue;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let (handler, mesh) = (handler.clone(), client.mesh.clone());
+        tokio::spawn(async move {
+            let result = handler.handle(from, envelope.kind, envelope.body).await;
+            let (reply, body) = match result {
+                Ok(body) => (Ok(()), body),
+                Err(reason) => (Err(reason), Vec::new()),
+            };
+            let _ = send_envelope(&mesh, from, &Envelope { id: envelope.id, kind: envelope.kind, reply: Some(reply), body });
+            drop(permit);
+        });
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod consensus;
 pub mod credentials;

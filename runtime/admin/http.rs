@@ -20,6 +20,8 @@ pub struct AdminState {
     pub view: NodeView,
     /// The metrics registry.
     pub prometheus: PrometheusHandle,
+    /// Bearer token mutating calls must present.
+    pub admin_token: String,
 }
 
 /// How often histogram and summary buffers are drained even if nobody scrapes.
@@ -31,6 +33,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .merge(super::registry_api::routes())
         .with_state(state)
 }
 
@@ -66,5 +69,13 @@ pub fn status_view(view: &NodeView) -> StatusView {
                 .collect()
         })
         .unwrap_or_default();
-    StatusView { node: view.node().0, leader: None, members }
+    let consensus = view.coordinator().map(|coordinator| coordinator.status());
+    StatusView {
+        node: view.node().0,
+        leader: consensus.and_then(|status| status.leader),
+        term: consensus.map(|status| status.term),
+        commit_index: consensus.map(|status| status.commit_index),
+        applied_index: consensus.map(|status| status.applied_index),
+        members,
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod http;
+pub mod registry_api;
 pub mod status;
 pub mod telemetry;
 

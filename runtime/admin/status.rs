@@ -20,8 +20,17 @@ pub struct MemberView {
 pub struct StatusView {
     /// The reporting node.
     pub node: u64,
-    /// The coordinator leader, once the coordinator exists; `null` until then.
+    /// The coordinator leader this node knows of; `null` while none is known.
     pub leader: Option<u64>,
+    /// The Raft term.
+    #[serde(default)]
+    pub term: Option<u64>,
+    /// Index of the last entry known committed.
+    #[serde(default)]
+    pub commit_index: Option<u64>,
+    /// Index of the last entry applied on this node.
+    #[serde(default)]
+    pub applied_index: Option<u64>,
     /// Every member, the reporting node first.
     pub members: Vec<MemberView>,
 }
@@ -30,7 +39,15 @@ impl StatusView {
     /// A fixed-width table for people.
     pub fn to_table(&self) -> String {
         let leader = self.leader.map_or_else(|| "none".to_string(), |leader| leader.to_string());
-        let mut out = format!("node {}  leader {}\n", self.node, leader);
+        let show = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+        let mut out = format!(
+            "node {}  leader {}  term {}  commit {}  applied {}\n",
+            self.node,
+            leader,
+            show(self.term),
+            show(self.commit_index),
+            show(self.applied_index)
+        );
         out.push_str(&format!("{:<6} {:<24} {:<6} {:>12}\n", "ID", "ADDRESS", "ALIVE", "LAST SEEN"));
         for member in &self.members {
             let seen = member.last_seen_ms.map_or_else(|| "never".to_string(), |ms| format!("{ms} ms ago"));
@@ -50,6 +67,9 @@ mod tests {
         let view = StatusView {
             node: 1,
             leader: None,
+            term: None,
+            commit_index: None,
+            applied_index: None,
             members: vec![MemberView { id: 1, addr: "127.0.0.1:7101".into(), alive: true, last_seen_ms: Some(12) }],
         };
         let json = serde_json::to_string(&view).expect("serializes");

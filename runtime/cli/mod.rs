@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod registry;
+
 use crate::admin::StatusView;
 use crate::credentials::issue_into_dir;
 use crate::ids::NodeId;
@@ -30,6 +32,8 @@ enum Command {
     Node(NodeArgs),
     /// Show a node's view of the cluster.
     Status(StatusArgs),
+    /// Read and change the replicated registry.
+    Registry(registry::RegistryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +153,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let config = args.settings()?.validate().map_err(|error| error.to_string())?;
             control_runtime()?.block_on(node::run(config)).map_err(|error| error.to_string())
         }
+        Command::Registry(args) => control_runtime()?.block_on(registry::run(args)).map_err(|error| error.to_string()),
         Command::Status(args) => {
             let runtime = control_runtime()?;
             let body = runtime

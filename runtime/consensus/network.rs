@@ -16,6 +16,11 @@ use crate::ids::NodeId;
 /// Snapshots get longer than ordinary calls: they carry the whole tree.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Floor of an AppendEntries deadline. openraft's soft TTL (3/4 of a heartbeat) is right for
+/// heartbeats, but a follower answers a replication batch only after its fsync; under load a
+/// deadline that short would declare healthy followers unreachable and back off for 200 ms.
+const APPEND_TIMEOUT_MIN: Duration = Duration::from_millis(1_000);
+
 /// Creates a connection per peer; connections are lazy (the mesh is always connected or redialing).
 #[derive(Clone, Debug)]
 pub struct MeshNetwork {
@@ -73,7 +78,8 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         request: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RpcKind::AppendEntries, &request, option.soft_ttl()).await.map_err(rpc_error)
+        let timeout = option.soft_ttl().max(APPEND_TIMEOUT_MIN);
+        self.call(RpcKind::AppendEntries, &request, timeout).await.map_err(rpc_error)
     }
 
     async fn vote(

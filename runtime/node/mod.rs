@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod preflight;
+pub mod registration;
 pub mod restart;
 pub mod supervisor;
 
@@ -15,6 +16,7 @@ use tracing::info;
 
 use crate::credentials::{load_node_credentials, CredentialError};
 use crate::ids::NodeId;
+use crate::consensus::Coordinator;
 use crate::mesh::Mesh;
 
 pub use config::{ConfigError, NodeConfig, NodeSettings};
@@ -25,13 +27,14 @@ pub use config::{ConfigError, NodeConfig, NodeSettings};
 pub struct NodeView {
     node: NodeId,
     mesh: Arc<RwLock<Option<Mesh>>>,
+    coordinator: Arc<RwLock<Option<Coordinator>>>,
     started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl NodeView {
     /// A view of `node` with nothing running yet.
     pub fn new(node: NodeId) -> NodeView {
-        NodeView { node, mesh: Arc::new(RwLock::new(None)), started: Arc::default() }
+        NodeView { node, mesh: Arc::default(), coordinator: Arc::default(), started: Arc::default() }
     }
 
     /// The node's id.
@@ -42,6 +45,16 @@ impl NodeView {
     /// The running mesh, if any.
     pub fn mesh(&self) -> Option<Mesh> {
         self.mesh.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The running coordinator, if any.
+    pub fn coordinator(&self) -> Option<Coordinator> {
+        self.coordinator.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Publishes (or withdraws) the running coordinator.
+    pub fn set_coordinator(&self, coordinator: Option<Coordinator>) {
+        *self.coordinator.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = coordinator;
     }
 
     /// Whether a mesh was ever published: later starts are restarts.
@@ -85,9 +98,10 @@ pub enum NodeError {
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let prometheus = crate::admin::telemetry::install()?;
     let credentials = load_node_credentials(&config.certs, config.id)?;
+    let admin_token = crate::credentials::load_admin_token(&config.certs)?;
     let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
     let view = NodeView::new(config.id);
-    let args = Arc::new(supervisor::SupervisorArgs { config: config.clone(), credentials, view, prometheus });
+    let args = Arc::new(supervisor::SupervisorArgs { config: config.clone(), credentials, view, prometheus, admin_token });
     let (supervisor, ended) = supervisor::start(args).await?;
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
     let signal = wait_for_signal();

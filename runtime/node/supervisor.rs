@@ -17,7 +17,9 @@ use crate::admin::http::{router, AdminState, METRICS_UPKEEP_INTERVAL};
 use crate::clock::Clock;
 use crate::credentials::NodeCredentials;
 use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
+use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::mesh::{Mesh, MeshConfig, MeshSocket};
+use crate::registry::RegistryLimits;
 
 /// Everything the tree needs to (re)start its children.
 pub struct SupervisorArgs {
@@ -29,6 +31,8 @@ pub struct SupervisorArgs {
     pub view: NodeView,
     /// The metrics registry.
     pub prometheus: PrometheusHandle,
+    /// Bearer token required by mutating admin calls.
+    pub admin_token: String,
 }
 
 /// Tries to rebind a mesh address still held by a mesh that is shutting down.
@@ -194,15 +198,20 @@ pub enum MeshMsg {
     Failed(String),
 }
 
-/// The mesh actor's state.
+/// The mesh actor's state: the mesh, the coordinator running over it, and the node's registration.
 pub struct MeshActorState {
     mesh: Mesh,
+    coordinator: Coordinator,
+    registration: tokio::task::JoinHandle<()>,
     view: NodeView,
 }
 
 impl MeshActorState {
     async fn stop_mesh(&self) {
+        self.view.set_coordinator(None);
         self.view.set_mesh(None);
+        self.registration.abort();
+        self.coordinator.shutdown().await;
         self.mesh.shutdown().await;
     }
 }
@@ -233,14 +242,31 @@ impl Actor for MeshActor {
             outcome = Mesh::start(mesh_config.clone(), &args.credentials, MeshSocket::Udp(config.listen));
         }
         let mesh = outcome.map_err(Box::new)?;
+        let coordinator_config = CoordinatorConfig {
+            node: config.id,
+            voters: config.peers.clone(),
+            data_dir: config.data_dir.join("raft"),
+            limits: RegistryLimits::default(),
+            timings: RaftTimings::default(),
+            seed: config.id.0 ^ crate::clock::unix_millis(),
+        };
+        let coordinator = match Coordinator::start(coordinator_config, mesh.clone()).await {
+            Ok(coordinator) => coordinator,
+            Err(error) => {
+                mesh.shutdown().await;
+                return Err(Box::new(error));
+            }
+        };
+        let registration = tokio::spawn(crate::node::registration::keep_registered(coordinator.clone(), config.id, config.listen));
         args.view.set_mesh(Some(mesh.clone()));
+        args.view.set_coordinator(Some(coordinator.clone()));
         let watched = mesh.clone();
         tokio::spawn(async move {
             if let Some(reason) = watched.failed().await {
                 let _ = myself.send_message(MeshMsg::Failed(reason));
             }
         });
-        Ok(MeshActorState { mesh, view: args.view.clone() })
+        Ok(MeshActorState { mesh, coordinator, registration, view: args.view.clone() })
     }
 
     async fn handle(
@@ -296,7 +322,7 @@ impl Actor for AdminActor {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|error| format!("admin address {addr} is unavailable: {error}"))?;
-        let state = Arc::new(AdminState { view: args.view.clone(), prometheus: args.prometheus.clone() });
+        let state = Arc::new(AdminState { view: args.view.clone(), prometheus: args.prometheus.clone(), admin_token: args.admin_token.clone() });
         let app = router(state);
         let server = tokio::spawn(async move {
             let reason = match axum::serve(listener, app).await {

@@ -1,0 +1,377 @@
+//! The registry over the admin HTTP API, as JSON. Reads are open; every call that changes the
+//! registry (or opens a session) needs `Authorization: Bearer <admin token>`.
+//!
+//! Errors answer with a status and `{"error": "<name>", "message": "..."}`: 404 `no node`, 409 for the
+//! other registry refusals, 400 for bad input, 401 without the token, 503 when no leader is reachable.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::http::AdminState;
+use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
+use crate::registry::{Command, CreateMode, MultiOp, Outcome, RegistryError, SessionId, Stat, WatchKind, ZPath};
+
+/// The registry routes, to merge into the admin router.
+pub fn routes() -> Router<Arc<AdminState>> {
+    Router::new()
+        .route("/registry/node", get(get_node))
+        .route("/registry/stat", get(stat))
+        .route("/registry/children", get(children))
+        .route("/registry/watch", get(watch))
+        .route("/registry/create", post(create))
+        .route("/registry/set", post(set))
+        .route("/registry/delete", post(delete))
+        .route("/registry/multi", post(multi))
+        .route("/registry/sync", post(sync))
+        .route("/registry/session/open", post(open_session))
+        .route("/registry/session/keepalive", post(keepalive))
+        .route("/registry/session/close", post(close_session))
+}
+
+/// An error answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The short name (`no node`, `bad version`, `unauthorized`, ...).
+    pub error: String,
+    /// The full message.
+    pub message: String,
+}
+
+/// An error as an HTTP answer.
+pub struct ApiError(StatusCode, ErrorBody);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+fn api_error(status: StatusCode, name: &str, message: impl ToString) -> ApiError {
+    ApiError(status, ErrorBody { error: name.to_string(), message: message.to_string() })
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        let status = match error.name() {
+            "no node" => StatusCode::NOT_FOUND,
+            "invalid path" | "bad arguments" | "too large" => StatusCode::BAD_REQUEST,
+            _ => StatusCode::CONFLICT,
+        };
+        api_error(status, error.name(), &error)
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(error: CoordinatorError) -> Self {
+        match error {
+            CoordinatorError::Registry(error) => error.into(),
+            CoordinatorError::Watch(_) => api_error(StatusCode::TOO_MANY_REQUESTS, error.name(), &error),
+            CoordinatorError::Unavailable(_) | CoordinatorError::OutcomeUnknown(_) => {
+                api_error(StatusCode::SERVICE_UNAVAILABLE, error.name(), &error)
+            }
+        }
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn coordinator(state: &AdminState) -> Result<Coordinator, ApiError> {
+    state.view.coordinator().ok_or_else(|| api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "coordinator not running"))
+}
+
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers.get("authorization").and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "));
+    // Constant-time comparison: the token must not leak through response timing.
+    let expected = state.admin_token.as_bytes();
+    let matches = presented.is_some_and(|presented| {
+        presented.len() == expected.len() && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(api_error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token"))
+    }
+}
+
+fn parse_path(text: &str) -> Result<ZPath, ApiError> {
+    ZPath::parse(text).map_err(|error| RegistryError::from(error).into())
+}
+
+/// Query of the read routes.
+#[derive(Debug, Deserialize)]
+pub struct ReadQuery {
+    path: String,
+    #[serde(default)]
+    consistency: Consistency,
+}
+
+/// A node's data and stat.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeBody {
+    /// The path.
+    pub path: String,
+    /// The data as UTF-8 (lossy for binary data; `data_hex` is exact).
+    pub data: String,
+    /// The data in hex.
+    pub data_hex: String,
+    /// The stat.
+    pub stat: Stat,
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+async fn read(state: &AdminState, op: ReadOp, consistency: Consistency) -> Result<ReadResult, ApiError> {
+    Ok(coordinator(state)?.read(&op, consistency).await?)
+}
+
+async fn get_node(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<NodeBody> {
+    let path = parse_path(&query.path)?;
+    match read(&state, ReadOp::Get(path.clone()), query.consistency).await? {
+        ReadResult::Data { data, stat } => {
+            Ok(Json(NodeBody { path: path.to_string(), data: String::from_utf8_lossy(&data).into_owned(), data_hex: hex(&data), stat }))
+        }
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+/// A stat answer (`stat` is `null` when the node does not exist).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatBody {
+    /// The path.
+    pub path: String,
+    /// The stat, if the node exists.
+    pub stat: Option<Stat>,
+}
+
+async fn stat(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<StatBody> {
+    let path = parse_path(&query.path)?;
+    match read(&state, ReadOp::Exists(path.clone()), query.consistency).await? {
+        ReadResult::Exists(stat) => Ok(Json(StatBody { path: path.to_string(), stat })),
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+/// A children answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChildrenBody {
+    /// The parent.
+    pub path: String,
+    /// Child names, sorted.
+    pub children: Vec<String>,
+    /// The parent's stat.
+    pub stat: Stat,
+}
+
+async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<ChildrenBody> {
+    let path = parse_path(&query.path)?;
+    match read(&state, ReadOp::Children(path.clone()), query.consistency).await? {
+        ReadResult::Children { children, stat } => Ok(Json(ChildrenBody { path: path.to_string(), children, stat })),
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+/// A create request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateBody {
+    /// The path (a prefix for sequential modes).
+    pub path: String,
+    /// UTF-8 data.
+    #[serde(default)]
+    pub data: String,
+    /// The mode.
+    #[serde(default)]
+    pub mode: CreateMode,
+    /// Owner session for ephemeral modes.
+    #[serde(default)]
+    pub session: Option<u64>,
+    /// Time to live for persistent modes.
+    #[serde(default)]
+    pub ttl_ms: Option<u64>,
+}
+
+/// A create answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreatedBody {
+    /// The final path.
+    pub path: String,
+    /// Its stat.
+    pub stat: Stat,
+}
+
+async fn write(state: &AdminState, headers: &HeaderMap, command: Command) -> Result<Outcome, ApiError> {
+    authorize(state, headers)?;
+    Ok(coordinator(state)?.write(command).await??)
+}
+
+async fn create(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<CreateBody>) -> ApiResult<CreatedBody> {
+    let command = Command::Create {
+        path: parse_path(&body.path)?,
+        data: body.data.into_bytes(),
+        mode: body.mode,
+        session: body.session.map(SessionId),
+        ttl_ms: body.ttl_ms,
+    };
+    match write(&state, &headers, command).await? {
+        Outcome::Created { path, stat } => Ok(Json(CreatedBody { path: path.to_string(), stat })),
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+/// A set request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SetBody {
+    /// The path.
+    pub path: String,
+    /// New UTF-8 data.
+    pub data: String,
+    /// Expected version.
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+async fn set(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<SetBody>) -> ApiResult<StatBody> {
+    let path = parse_path(&body.path)?;
+    let command = Command::Set { path: path.clone(), data: body.data.into_bytes(), version: body.version };
+    match write(&state, &headers, command).await? {
+        Outcome::Set { stat } => Ok(Json(StatBody { path: path.to_string(), stat: Some(stat) })),
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+/// A delete request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeleteBody {
+    /// The path.
+    pub path: String,
+    /// Expected version.
+    #[serde(default)]
+    pub version: Option<u32>,
+}
+
+async fn delete(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<DeleteBody>) -> ApiResult<serde_json::Value> {
+    let command = Command::Delete { path: parse_path(&body.path)?, version: body.version };
+    write(&state, &headers, command).await?;
+    Ok(Json(serde_json::json!({ "deleted": body.path })))
+}
+
+/// A multi request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MultiBody {
+    /// The ops.
+    pub ops: Vec<MultiOp>,
+    /// Owner session for ephemeral creates.
+    #[serde(default)]
+    pub session: Option<u64>,
+}
+
+async fn multi(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<MultiBody>) -> ApiResult<Outcome> {
+    let command = Command::Multi { ops: body.ops, session: body.session.map(SessionId) };
+    Ok(Json(write(&state, &headers, command).await?))
+}
+
+async fn sync(State(state): State<Arc<AdminState>>) -> ApiResult<serde_json::Value> {
+    let coordinator = coordinator(&state)?;
+    coordinator.sync().await?;
+    Ok(Json(serde_json::json!({ "applied_index": coordinator.status().applied_index })))
+}
+
+/// A session request/answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SessionBody {
+    /// The session (absent when opening).
+    #[serde(default)]
+    pub session: Option<u64>,
+    /// Timeout (when opening; the granted one in answers).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Whether it is alive (keepalive answers).
+    #[serde(default)]
+    pub alive: Option<bool>,
+}
+
+async fn open_session(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
+    let timeout_ms = body.timeout_ms.unwrap_or(10_000);
+    match write(&state, &headers, Command::OpenSession { timeout_ms }).await? {
+        Outcome::SessionOpened { session, timeout_ms } => {
+            Ok(Json(SessionBody { session: Some(session.0), timeout_ms: Some(timeout_ms), alive: Some(true) }))
+        }
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+fn session_of(body: &SessionBody) -> Result<SessionId, ApiError> {
+    body.session.map(SessionId).ok_or_else(|| api_error(StatusCode::BAD_REQUEST, "bad arguments", "missing session"))
+}
+
+async fn keepalive(State(state): State<Arc<AdminState>>, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
+    let session = session_of(&body)?;
+    let alive = coordinator(&state)?.keepalive(session).await?;
+    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(alive) }))
+}
+
+async fn close_session(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
+    let session = session_of(&body)?;
+    write(&state, &headers, Command::CloseSession { session }).await?;
+    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(false) }))
+}
+
+/// Query of the watch route.
+#[derive(Debug, Deserialize)]
+pub struct WatchQuery {
+    path: String,
+    #[serde(default = "default_kind")]
+    kind: WatchKind,
+    /// The last zxid the client saw: changes after it are reported at once.
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+fn default_kind() -> WatchKind {
+    WatchKind::Data
+}
+
+/// Removes the watcher when the HTTP stream ends, however it ends.
+struct WatcherGuard {
+    coordinator: Coordinator,
+    watcher: crate::registry::WatcherId,
+    events: tokio::sync::mpsc::Receiver<crate::registry::WatchEvent>,
+}
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.coordinator.watches().close(self.watcher);
+    }
+}
+
+/// Streams watch events as newline-delimited JSON. A one-shot watch ends the stream after its event;
+/// a persistent recursive watch streams until the client disconnects.
+async fn watch(State(state): State<Arc<AdminState>>, Query(query): Query<WatchQuery>) -> Result<Response, ApiError> {
+    let path = parse_path(&query.path)?;
+    let coordinator = coordinator(&state)?;
+    let (watcher, events) = coordinator.watches().open().map_err(|error| CoordinatorError::Watch(error.to_string()))?;
+    let guard = WatcherGuard { coordinator: coordinator.clone(), watcher, events };
+    coordinator.sync().await?;
+    coordinator.read_local(|registry| coordinator.watches().register(registry, watcher, &path, query.kind, query.since))
+        .map_err(|error| CoordinatorError::Watch(error.to_string()))?;
+    let one_shot = query.kind != WatchKind::PersistentRecursive;
+    let stream = futures_util::stream::unfold((guard, false), move |(mut guard, done)| async move {
+        if done {
+            return None;
+        }
+        let event = guard.events.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), (guard, one_shot)))
+    });
+    Ok(([("content-type", "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}

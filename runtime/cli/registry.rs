@@ -1,0 +1,176 @@
+//! `gridkeeper registry ...`: the registry from the command line, over a node's admin API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::client::{Client, ClientError};
+use crate::consensus::Consistency;
+use crate::registry::{CreateMode, WatchKind};
+
+/// Options shared by every registry command.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// A node's admin address (any node: followers forward).
+    #[arg(long)]
+    admin: SocketAddr,
+    /// Credentials directory (its admin token authorises writes).
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Read this node's state without a linearizable barrier (faster, may lag).
+    #[arg(long, global = true)]
+    local: bool,
+    #[command(subcommand)]
+    command: RegistryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// List a node's children.
+    Ls { path: String },
+    /// Print a node's data (`--json`: path, data and stat).
+    Get { path: String },
+    /// Print a node's stat.
+    Stat { path: String },
+    /// Create a node.
+    Create {
+        path: String,
+        #[arg(default_value = "")]
+        data: String,
+        /// Deleted when the creating session ends (here: about 10 s after this command exits).
+        #[arg(long)]
+        ephemeral: bool,
+        /// Append a 10-digit counter to the name.
+        #[arg(long)]
+        sequential: bool,
+        /// Deleted once its last child goes.
+        #[arg(long, conflicts_with_all = ["ephemeral", "sequential"])]
+        container: bool,
+        /// Time to live for persistent nodes without children.
+        #[arg(long, conflicts_with_all = ["ephemeral", "container"])]
+        ttl_ms: Option<u64>,
+    },
+    /// Replace a node's data.
+    Set {
+        path: String,
+        data: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Delete a node.
+    Delete {
+        path: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Print changes to a node as they happen (one event; `--recursive`: all below, until stopped).
+    Watch {
+        path: String,
+        #[arg(long)]
+        recursive: bool,
+        /// Children instead of data.
+        #[arg(long, conflicts_with = "recursive")]
+        children: bool,
+    },
+}
+
+fn mode(ephemeral: bool, sequential: bool, container: bool) -> CreateMode {
+    match (ephemeral, sequential, container) {
+        (_, _, true) => CreateMode::Container,
+        (true, true, _) => CreateMode::EphemeralSequential,
+        (true, false, _) => CreateMode::Ephemeral,
+        (false, true, _) => CreateMode::PersistentSequential,
+        (false, false, _) => CreateMode::Persistent,
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), ClientError> {
+    println!("{}", serde_json::to_string(value).map_err(|error| ClientError::Transport(error.to_string()))?);
+    Ok(())
+}
+
+/// Runs a registry command.
+///
+/// # Errors
+/// [`ClientError`]; its message starts with the registry error's name.
+pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
+    let client = match &args.certs {
+        Some(certs) => Client::connect_with_certs(args.admin, certs).await?,
+        None => Client::connect(args.admin, None).await?,
+    };
+    let consistency = if args.local { Consistency::Local } else { Consistency::Linearizable };
+    match args.command {
+        RegistryCommand::Ls { path } => {
+            let listing = client.children(&path, consistency).await?;
+            if args.json {
+                print_json(&listing.children)?;
+            } else {
+                listing.children.iter().for_each(|child| println!("{child}"));
+            }
+        }
+        RegistryCommand::Get { path } => {
+            let node = client.get(&path, consistency).await?;
+            if args.json {
+                print_json(&serde_json::json!({ "path": node.path, "data": node.data, "stat": node.stat }))?;
+            } else {
+                println!("{}", node.data);
+            }
+        }
+        RegistryCommand::Stat { path } => match client.exists(&path, consistency).await? {
+            Some(stat) if args.json => print_json(&stat)?,
+            Some(stat) => {
+                let value = serde_json::to_value(stat).map_err(|error| ClientError::Transport(error.to_string()))?;
+                if let Some(fields) = value.as_object() {
+                    fields.iter().for_each(|(key, value)| println!("{key} = {value}"));
+                }
+            }
+            None => return Err(ClientError::Registry { name: "no node".into(), message: format!("no node: {path}") }),
+        },
+        RegistryCommand::Create { path, data, ephemeral, sequential, container, ttl_ms } => {
+            let created = match ttl_ms {
+                Some(ttl) if !sequential => client.create_with_ttl(&path, &data, ttl).await?,
+                _ => {
+                    let session = if ephemeral { Some(client.open_session(10_000).await?) } else { None };
+                    let created = client.create(&path, &data, mode(ephemeral, sequential, container), session.as_ref().map(|s| s.id())).await?;
+                    // The session is left to expire, so the ephemeral node outlives this command briefly.
+                    std::mem::forget(session);
+                    created
+                }
+            };
+            if args.json {
+                print_json(&created)?;
+            } else {
+                println!("{}", created.path);
+            }
+        }
+        RegistryCommand::Set { path, data, version } => {
+            let stat = client.set(&path, &data, version).await?;
+            if args.json {
+                print_json(&stat)?;
+            }
+        }
+        RegistryCommand::Delete { path, version } => client.delete(&path, version).await?,
+        RegistryCommand::Watch { path, recursive, children } => {
+            let kind = if recursive {
+                WatchKind::PersistentRecursive
+            } else if children {
+                WatchKind::Child
+            } else {
+                WatchKind::Data
+            };
+            let mut events = client.watch(&path, kind, None).await?;
+            while let Some(event) = events.recv().await {
+                if args.json {
+                    print_json(&event)?;
+                } else {
+                    println!("{} {:?}", event.zxid, event.change);
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! A registry client for other processes: the admin HTTP API over one kept-alive connection, with
+//! sessions that keep themselves alive and watches as async streams.
+//!
+//! Any node serves any call: followers forward writes and serve linearizable reads themselves, so a
+//! client never sees "not leader".
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::admin::registry_api::{ChildrenBody, CreateBody, CreatedBody, DeleteBody, ErrorBody, NodeBody, SessionBody, SetBody, StatBody};
+use crate::consensus::Consistency;
+use crate::limits::ADMIN_RESPONSE_BYTES_MAX;
+use crate::registry::{CreateMode, Stat, WatchEvent, WatchKind};
+
+/// Deadline of one call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Events buffered per watch stream in the client.
+const WATCH_BUFFER: usize = 256;
+/// Bytes of one watch event line.
+const WATCH_LINE_BYTES_MAX: usize = 64 << 10;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The registry refused the operation; `name` is the error's short name (`no node`, `bad version`).
+    #[error("{}", registry_message(name, message))]
+    Registry {
+        /// Short name.
+        name: String,
+        /// Full message.
+        message: String,
+    },
+    /// The node could not be reached or answered with garbage.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl ClientError {
+    /// The short name (`no node`, `unavailable`, `transport`).
+    pub fn name(&self) -> &str {
+        match self {
+            ClientError::Registry { name, .. } => name,
+            ClientError::Transport(_) => "transport",
+        }
+    }
+}
+
+fn registry_message(name: &str, message: &str) -> String {
+    if message.starts_with(name) {
+        message.to_string()
+    } else {
+        format!("{name}: {message}")
+    }
+}
+
+fn transport(error: impl std::fmt::Display) -> ClientError {
+    ClientError::Transport(error.to_string())
+}
+
+/// A connection to one node's admin API.
+#[derive(Clone)]
+pub struct Client {
+    admin: SocketAddr,
+    token: Option<Arc<str>>,
+    connection: Arc<Mutex<Option<SendRequest<Full<Bytes>>>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("admin", &self.admin).finish_non_exhaustive()
+    }
+}
+
+async fn dial(admin: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ClientError> {
+    let stream = tokio::net::TcpStream::connect(admin).await.map_err(transport)?;
+    stream.set_nodelay(true).map_err(transport)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(transport)?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+impl Client {
+    /// Connects to the node whose admin API is at `admin`. `token` (from the credentials directory's
+    /// `admin.token`) is needed for writes and sessions.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if the node cannot be reached.
+    pub async fn connect(admin: SocketAddr, token: Option<String>) -> Result<Client, ClientError> {
+        let sender = dial(admin).await?;
+        Ok(Client { admin, token: token.map(Arc::from), connection: Arc::new(Mutex::new(Some(sender))) })
+    }
+
+    /// Connects with the admin token read from a credentials directory.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if the token cannot be read or the node reached.
+    pub async fn connect_with_certs(admin: SocketAddr, certs: &Path) -> Result<Client, ClientError> {
+        let token = crate::credentials::load_admin_token(certs).map_err(transport)?;
+        Client::connect(admin, Some(token)).await
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: hyper::Method, uri: String, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+        tokio::time::timeout(CALL_TIMEOUT, self.call_inner(method, uri, body))
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Transport("call timed out".into())))
+    }
+
+    async fn call_inner<T: DeserializeOwned>(&self, method: hyper::Method, uri: String, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+        let mut slot = self.connection.lock().await;
+        let mut sender = match slot.take() {
+            Some(sender) if !sender.is_closed() => sender,
+            _ => dial(self.admin).await?,
+        };
+        let mut request = hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, self.admin.to_string());
+        if let Some(token) = &self.token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(transport)?;
+        sender.ready().await.map_err(transport)?;
+        let response = sender.send_request(request).await.map_err(transport)?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX).collect().await.map_err(transport)?.to_bytes();
+        *slot = Some(sender);
+        drop(slot);
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(transport);
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
+            Err(_) => Err(ClientError::Transport(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
+        }
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(transport)?;
+        self.call(hyper::Method::POST, path.to_string(), Some(body)).await
+    }
+
+    fn read_uri(route: &str, path: &str, consistency: Consistency) -> String {
+        let consistency = match consistency {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Local => "local",
+        };
+        format!("/registry/{route}?path={}&consistency={consistency}", encode_query(path))
+    }
+
+    /// Data and stat of `path`.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `no node` if it does not exist.
+    pub async fn get(&self, path: &str, consistency: Consistency) -> Result<NodeBody, ClientError> {
+        self.call(hyper::Method::GET, Self::read_uri("node", path, consistency), None).await
+    }
+
+    /// Stat of `path`, or `None`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn exists(&self, path: &str, consistency: Consistency) -> Result<Option<Stat>, ClientError> {
+        let body: StatBody = self.call(hyper::Method::GET, Self::read_uri("stat", path, consistency), None).await?;
+        Ok(body.stat)
+    }
+
+    /// Sorted children of `path`.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `no node` if it does not exist.
+    pub async fn children(&self, path: &str, consistency: Consistency) -> Result<ChildrenBody, ClientError> {
+        self.call(hyper::Method::GET, Self::read_uri("children", path, consistency), None).await
+    }
+
+    /// Creates `path` and returns its final path (with the sequential suffix, if any) and stat.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `node exists`, `no node` (parent missing), ...
+    pub async fn create(&self, path: &str, data: &str, mode: CreateMode, session: Option<u64>) -> Result<CreatedBody, ClientError> {
+        self.post("/registry/create", &CreateBody { path: path.into(), data: data.into(), mode, session, ttl_ms: None }).await
+    }
+
+    /// Creates a persistent node with a time to live.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn create_with_ttl(&self, path: &str, data: &str, ttl_ms: u64) -> Result<CreatedBody, ClientError> {
+        let body = CreateBody { path: path.into(), data: data.into(), mode: CreateMode::Persistent, session: None, ttl_ms: Some(ttl_ms) };
+        self.post("/registry/create", &body).await
+    }
+
+    /// Replaces the data of `path`, if its version is `version` (or any).
+    ///
+    /// # Errors
+    /// [`ClientError`]; `bad version`, `no node`.
+    pub async fn set(&self, path: &str, data: &str, version: Option<u32>) -> Result<Stat, ClientError> {
+        let body: StatBody = self.post("/registry/set", &SetBody { path: path.into(), data: data.into(), version }).await?;
+        body.stat.ok_or_else(|| ClientError::Transport("set answered without a stat".into()))
+    }
+
+    /// Deletes `path`, if its version is `version` (or any).
+    ///
+    /// # Errors
+    /// [`ClientError`]; `not empty`, `bad version`, `no node`.
+    pub async fn delete(&self, path: &str, version: Option<u32>) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/registry/delete", &DeleteBody { path: path.into(), version }).await?;
+        Ok(())
+    }
+
+    /// An atomic batch.
+    ///
+    /// # Errors
+    /// [`ClientError`] naming the first failing op's error; nothing is applied then.
+    pub async fn multi(&self, ops: Vec<crate::registry::MultiOp>, session: Option<u64>) -> Result<crate::registry::Outcome, ClientError> {
+        self.post("/registry/multi", &crate::admin::registry_api::MultiBody { ops, session }).await
+    }
+
+    /// Waits until the node has applied every write acknowledged before the call.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn sync(&self) -> Result<(), ClientError> {
+        let _: serde_json::Value = self.post("/registry/sync", &serde_json::json!({})).await?;
+        Ok(())
+    }
+
+    /// Opens a session that this client keeps alive until [`Session::close`] or drop.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn open_session(&self, timeout_ms: u64) -> Result<Session, ClientError> {
+        let opened: SessionBody = self.post("/registry/session/open", &SessionBody { session: None, timeout_ms: Some(timeout_ms), alive: None }).await?;
+        let id = opened.session.ok_or_else(|| ClientError::Transport("no session id".into()))?;
+        let granted = opened.timeout_ms.unwrap_or(timeout_ms);
+        let keeper = self.clone();
+        let keepalive = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis((granted / 4).max(50)));
+            loop {
+                tick.tick().await;
+                let body = SessionBody { session: Some(id), timeout_ms: None, alive: None };
+                if let Ok(SessionBody { alive: Some(false), .. }) = keeper.post::<_, SessionBody>("/registry/session/keepalive", &body).await {
+                    return;
+                }
+            }
+        });
+        Ok(Session { id, timeout_ms: granted, client: self.clone(), keepalive })
+    }
+
+    /// Sets a watch and returns its events. A data or child watch yields one event and ends; a
+    /// persistent recursive one streams until dropped. With `since` (the last zxid seen), changes
+    /// missed since then are reported at once.
+    ///
+    /// # Errors
+    /// [`ClientError`] if the watch cannot be set.
+    pub async fn watch(&self, path: &str, kind: WatchKind, since: Option<u64>) -> Result<mpsc::Receiver<WatchEvent>, ClientError> {
+        let kind = match kind {
+            WatchKind::Data => "data",
+            WatchKind::Child => "child",
+            WatchKind::PersistentRecursive => "persistent_recursive",
+        };
+        let mut uri = format!("/registry/watch?path={}&kind={kind}", encode_query(path));
+        if let Some(since) = since {
+            uri.push_str(&format!("&since={since}"));
+        }
+        let mut sender = dial(self.admin).await?;
+        let request = hyper::Request::get(uri).header(hyper::header::HOST, self.admin.to_string()).body(Full::new(Bytes::new())).map_err(transport)?;
+        let response = sender.send_request(request).await.map_err(transport)?;
+        if !response.status().is_success() {
+            let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX).collect().await.map_err(transport)?.to_bytes();
+            return match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
+                Err(_) => Err(ClientError::Transport(String::from_utf8_lossy(&bytes).into_owned())),
+            };
+        }
+        let (events, receiver) = mpsc::channel(WATCH_BUFFER);
+        let mut body = response.into_body();
+        tokio::spawn(async move {
+            let _sender = sender;
+            let mut pending = Vec::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                let Ok(chunk) = frame.into_data() else { continue };
+                pending.extend_from_slice(&chunk);
+                if pending.len() > WATCH_LINE_BYTES_MAX {
+                    return;
+                }
+                while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let Ok(event) = serde_json::from_slice::<WatchEvent>(&line) else { return };
+                    if events.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(receiver)
+    }
+}
+
+fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// An open session, kept alive in the background.
+#[derive(Debug)]
+pub struct Session {
+    id: u64,
+    timeout_ms: u64,
+    client: Client,
+    keepalive: tokio::task::JoinHandle<()>,
+}
+
+impl Session {
+    /// The session id, for ephemeral creates.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The granted timeout.
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
+    }
+
+    /// Closes the session: its ephemeral nodes are deleted at once.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.keepalive.abort();
+        let _: SessionBody = self.client.post("/registry/session/close", &SessionBody { session: Some(self.id), timeout_ms: None, alive: None }).await?;
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Without keepalives the session expires after its timeout, taking its ephemerals with it.
+        self.keepalive.abort();
+    }
+}

@@ -1,0 +1,83 @@
+//! A node's own registration in the registry: a session it keeps alive, owning the ephemeral
+//! `/grid/nodes/<id>` whose data is the node's address and load. When the node dies, the session
+//! expires and the node disappears from `/grid/nodes`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::consensus::coordinator::node_registration_path;
+use crate::consensus::{Coordinator, CoordinatorError};
+use crate::ids::NodeId;
+use crate::registry::{Command, CreateMode, Outcome, RegistryError, SessionId, ZPath};
+
+/// Session timeout of a node's own session: the registry notices a dead node this long after its last
+/// keepalive.
+pub const NODE_SESSION_TIMEOUT_MS: u64 = 750;
+/// Keepalives per session timeout: several may be lost before the session expires.
+const KEEPALIVES_PER_TIMEOUT: u64 = 5;
+/// Wait before retrying a failed registration.
+const RETRY_WAIT: Duration = Duration::from_millis(100);
+
+/// The data of `/grid/nodes/<id>`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRecord {
+    /// Mesh address.
+    pub addr: String,
+    /// Running attempts over slots (0 until the grid runs work).
+    pub load: f64,
+}
+
+/// Keeps the node registered for as long as it runs (re-registering after a lost session).
+pub async fn keep_registered(coordinator: Coordinator, node: NodeId, addr: SocketAddr) {
+    loop {
+        match register(&coordinator, node, addr).await {
+            Ok(session) => {
+                tracing::info!(%node, %session, "registered in /grid/nodes");
+                keep_alive(&coordinator, session).await;
+                tracing::warn!(%node, %session, "node session lost; registering again");
+            }
+            Err(error) => {
+                tracing::debug!(%node, %error, "registration failed; retrying");
+                tokio::time::sleep(RETRY_WAIT).await;
+            }
+        }
+    }
+}
+
+async fn keep_alive(coordinator: &Coordinator, session: SessionId) {
+    let period = Duration::from_millis(NODE_SESSION_TIMEOUT_MS / KEEPALIVES_PER_TIMEOUT);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match coordinator.keepalive(session).await {
+            Ok(true) | Err(CoordinatorError::Unavailable(_)) => {}
+            Ok(false) | Err(_) => return,
+        }
+    }
+}
+
+async fn create_persistent(coordinator: &Coordinator, path: &str) -> Result<(), CoordinatorError> {
+    let path = ZPath::parse(path).expect("constant paths are valid");
+    let command = Command::Create { path, data: Vec::new(), mode: CreateMode::Persistent, session: None, ttl_ms: None };
+    match coordinator.write(command).await? {
+        Ok(_) | Err(RegistryError::NodeExists { .. }) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn register(coordinator: &Coordinator, node: NodeId, addr: SocketAddr) -> Result<SessionId, CoordinatorError> {
+    create_persistent(coordinator, "/grid").await?;
+    create_persistent(coordinator, "/grid/nodes").await?;
+    let session = match coordinator.write(Command::OpenSession { timeout_ms: NODE_SESSION_TIMEOUT_MS }).await?? {
+        Outcome::SessionOpened { session, .. } => session,
+        other => return Err(CoordinatorError::Unavailable(format!("unexpected {other:?}"))),
+    };
+    let record = NodeRecord { addr: addr.to_string(), load: 0.0 };
+    let data = serde_json::to_vec(&record).expect("a record serializes");
+    let path = node_registration_path(node);
+    // A previous incarnation's node may still be there until its session expires: replace it.
+    let _ = coordinator.write(Command::Delete { path: path.clone(), version: None }).await?;
+    coordinator.write(Command::Create { path, data, mode: CreateMode::Ephemeral, session: Some(session), ttl_ms: None }).await??;
+    Ok(session)
+}

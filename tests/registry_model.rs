@@ -86,9 +86,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 fn command(op: &Op) -> Command {
     let path = |text: &str| ZPath::parse(text).expect("strategy makes valid paths");
     match op {
-        Op::Create { path: p, data } => {
-            Command::Create { path: path(p), data: data.clone(), mode: CreateMode::Persistent, session: None, ttl_ms: None }
-        }
+        Op::Create { path: p, data } => Command::Create {
+            path: path(p),
+            data: data.clone(),
+            mode: CreateMode::Persistent,
+            session: None,
+            ttl_ms: None,
+        },
         Op::Set { path: p, data, version } => Command::Set { path: path(p), data: data.clone(), version: *version },
         Op::Delete { path: p, version } => Command::Delete { path: path(p), version: *version },
     }

@@ -84,11 +84,17 @@ impl From<CoordinatorError> for ApiError {
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 fn coordinator(state: &AdminState) -> Result<Coordinator, ApiError> {
-    state.view.coordinator().ok_or_else(|| api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "coordinator not running"))
+    state
+        .view
+        .coordinator()
+        .ok_or_else(|| api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "coordinator not running"))
 }
 
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let presented = headers.get("authorization").and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "));
+    let presented = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
     // Constant-time comparison: the token must not leak through response timing.
     let expected = state.admin_token.as_bytes();
     let matches = presented.is_some_and(|presented| {
@@ -137,9 +143,12 @@ async fn read(state: &AdminState, op: ReadOp, consistency: Consistency) -> Resul
 async fn get_node(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<NodeBody> {
     let path = parse_path(&query.path)?;
     match read(&state, ReadOp::Get(path.clone()), query.consistency).await? {
-        ReadResult::Data { data, stat } => {
-            Ok(Json(NodeBody { path: path.to_string(), data: String::from_utf8_lossy(&data).into_owned(), data_hex: hex(&data), stat }))
-        }
+        ReadResult::Data { data, stat } => Ok(Json(NodeBody {
+            path: path.to_string(),
+            data: String::from_utf8_lossy(&data).into_owned(),
+            data_hex: hex(&data),
+            stat,
+        })),
         other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
     }
 }
@@ -213,7 +222,11 @@ async fn write(state: &AdminState, headers: &HeaderMap, command: Command) -> Res
     Ok(coordinator(state)?.write(command).await??)
 }
 
-async fn create(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<CreateBody>) -> ApiResult<CreatedBody> {
+async fn create(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> ApiResult<CreatedBody> {
     let command = Command::Create {
         path: parse_path(&body.path)?,
         data: body.data.into_bytes(),
@@ -239,7 +252,11 @@ pub struct SetBody {
     pub version: Option<u32>,
 }
 
-async fn set(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<SetBody>) -> ApiResult<StatBody> {
+async fn set(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(body): Json<SetBody>,
+) -> ApiResult<StatBody> {
     let path = parse_path(&body.path)?;
     let command = Command::Set { path: path.clone(), data: body.data.into_bytes(), version: body.version };
     match write(&state, &headers, command).await? {
@@ -258,7 +275,11 @@ pub struct DeleteBody {
     pub version: Option<u32>,
 }
 
-async fn delete(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<DeleteBody>) -> ApiResult<serde_json::Value> {
+async fn delete(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(body): Json<DeleteBody>,
+) -> ApiResult<serde_json::Value> {
     let command = Command::Delete { path: parse_path(&body.path)?, version: body.version };
     write(&state, &headers, command).await?;
     Ok(Json(serde_json::json!({ "deleted": body.path })))
@@ -274,7 +295,11 @@ pub struct MultiBody {
     pub session: Option<u64>,
 }
 
-async fn multi(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<MultiBody>) -> ApiResult<Outcome> {
+async fn multi(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(body): Json<MultiBody>,
+) -> ApiResult<Outcome> {
     let command = Command::Multi { ops: body.ops, session: body.session.map(SessionId) };
     Ok(Json(write(&state, &headers, command).await?))
 }
@@ -299,7 +324,11 @@ pub struct SessionBody {
     pub alive: Option<bool>,
 }
 
-async fn open_session(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
+async fn open_session(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(body): Json<SessionBody>,
+) -> ApiResult<SessionBody> {
     let timeout_ms = body.timeout_ms.unwrap_or(10_000);
     match write(&state, &headers, Command::OpenSession { timeout_ms }).await? {
         Outcome::SessionOpened { session, timeout_ms } => {
@@ -319,7 +348,11 @@ async fn keepalive(State(state): State<Arc<AdminState>>, Json(body): Json<Sessio
     Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(alive) }))
 }
 
-async fn close_session(State(state): State<Arc<AdminState>>, headers: HeaderMap, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
+async fn close_session(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(body): Json<SessionBody>,
+) -> ApiResult<SessionBody> {
     let session = session_of(&body)?;
     write(&state, &headers, Command::CloseSession { session }).await?;
     Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(false) }))
@@ -361,7 +394,8 @@ async fn watch(State(state): State<Arc<AdminState>>, Query(query): Query<WatchQu
     let (watcher, events) = coordinator.watches().open().map_err(|error| CoordinatorError::Watch(error.to_string()))?;
     let guard = WatcherGuard { coordinator: coordinator.clone(), watcher, events };
     coordinator.sync().await?;
-    coordinator.read_local(|registry| coordinator.watches().register(registry, watcher, &path, query.kind, query.since))
+    coordinator
+        .read_local(|registry| coordinator.watches().register(registry, watcher, &path, query.kind, query.since))
         .map_err(|error| CoordinatorError::Watch(error.to_string()))?;
     let one_shot = query.kind != WatchKind::PersistentRecursive;
     let stream = futures_util::stream::unfold((guard, false), move |(mut guard, done)| async move {

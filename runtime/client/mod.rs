@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::admin::registry_api::{ChildrenBody, CreateBody, CreatedBody, DeleteBody, ErrorBody, NodeBody, SessionBody, SetBody, StatBody};
+use crate::admin::registry_api::{
+    ChildrenBody, CreateBody, CreatedBody, DeleteBody, ErrorBody, NodeBody, SessionBody, SetBody, StatBody,
+};
 use crate::consensus::Consistency;
 use crate::limits::ADMIN_RESPONSE_BYTES_MAX;
 use crate::registry::{CreateMode, Stat, WatchEvent, WatchKind};
@@ -83,7 +85,8 @@ impl std::fmt::Debug for Client {
 async fn dial(admin: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ClientError> {
     let stream = tokio::net::TcpStream::connect(admin).await.map_err(transport)?;
     stream.set_nodelay(true).map_err(transport)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(transport)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(transport)?;
     tokio::spawn(connection);
     Ok(sender)
 }
@@ -108,19 +111,30 @@ impl Client {
         Client::connect(admin, Some(token)).await
     }
 
-    async fn call<T: DeserializeOwned>(&self, method: hyper::Method, uri: String, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: hyper::Method,
+        uri: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
         tokio::time::timeout(CALL_TIMEOUT, self.call_inner(method, uri, body))
             .await
             .unwrap_or_else(|_| Err(ClientError::Transport("call timed out".into())))
     }
 
-    async fn call_inner<T: DeserializeOwned>(&self, method: hyper::Method, uri: String, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+    async fn call_inner<T: DeserializeOwned>(
+        &self,
+        method: hyper::Method,
+        uri: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
         let mut slot = self.connection.lock().await;
         let mut sender = match slot.take() {
             Some(sender) if !sender.is_closed() => sender,
             _ => dial(self.admin).await?,
         };
-        let mut request = hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, self.admin.to_string());
+        let mut request =
+            hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, self.admin.to_string());
         if let Some(token) = &self.token {
             request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -131,7 +145,8 @@ impl Client {
         sender.ready().await.map_err(transport)?;
         let response = sender.send_request(request).await.map_err(transport)?;
         let status = response.status();
-        let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX).collect().await.map_err(transport)?.to_bytes();
+        let bytes =
+            Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX).collect().await.map_err(transport)?.to_bytes();
         *slot = Some(sender);
         drop(slot);
         if status.is_success() {
@@ -185,8 +200,15 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`]; `node exists`, `no node` (parent missing), ...
-    pub async fn create(&self, path: &str, data: &str, mode: CreateMode, session: Option<u64>) -> Result<CreatedBody, ClientError> {
-        self.post("/registry/create", &CreateBody { path: path.into(), data: data.into(), mode, session, ttl_ms: None }).await
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &str,
+        mode: CreateMode,
+        session: Option<u64>,
+    ) -> Result<CreatedBody, ClientError> {
+        self.post("/registry/create", &CreateBody { path: path.into(), data: data.into(), mode, session, ttl_ms: None })
+            .await
     }
 
     /// Creates a persistent node with a time to live.
@@ -194,7 +216,13 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn create_with_ttl(&self, path: &str, data: &str, ttl_ms: u64) -> Result<CreatedBody, ClientError> {
-        let body = CreateBody { path: path.into(), data: data.into(), mode: CreateMode::Persistent, session: None, ttl_ms: Some(ttl_ms) };
+        let body = CreateBody {
+            path: path.into(),
+            data: data.into(),
+            mode: CreateMode::Persistent,
+            session: None,
+            ttl_ms: Some(ttl_ms),
+        };
         self.post("/registry/create", &body).await
     }
 
@@ -203,7 +231,8 @@ impl Client {
     /// # Errors
     /// [`ClientError`]; `bad version`, `no node`.
     pub async fn set(&self, path: &str, data: &str, version: Option<u32>) -> Result<Stat, ClientError> {
-        let body: StatBody = self.post("/registry/set", &SetBody { path: path.into(), data: data.into(), version }).await?;
+        let body: StatBody =
+            self.post("/registry/set", &SetBody { path: path.into(), data: data.into(), version }).await?;
         body.stat.ok_or_else(|| ClientError::Transport("set answered without a stat".into()))
     }
 
@@ -220,7 +249,11 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`] naming the first failing op's error; nothing is applied then.
-    pub async fn multi(&self, ops: Vec<crate::registry::MultiOp>, session: Option<u64>) -> Result<crate::registry::Outcome, ClientError> {
+    pub async fn multi(
+        &self,
+        ops: Vec<crate::registry::MultiOp>,
+        session: Option<u64>,
+    ) -> Result<crate::registry::Outcome, ClientError> {
         self.post("/registry/multi", &crate::admin::registry_api::MultiBody { ops, session }).await
     }
 
@@ -238,7 +271,9 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn open_session(&self, timeout_ms: u64) -> Result<Session, ClientError> {
-        let opened: SessionBody = self.post("/registry/session/open", &SessionBody { session: None, timeout_ms: Some(timeout_ms), alive: None }).await?;
+        let opened: SessionBody = self
+            .post("/registry/session/open", &SessionBody { session: None, timeout_ms: Some(timeout_ms), alive: None })
+            .await?;
         let id = opened.session.ok_or_else(|| ClientError::Transport("no session id".into()))?;
         let granted = opened.timeout_ms.unwrap_or(timeout_ms);
         let keeper = self.clone();
@@ -247,7 +282,9 @@ impl Client {
             loop {
                 tick.tick().await;
                 let body = SessionBody { session: Some(id), timeout_ms: None, alive: None };
-                if let Ok(SessionBody { alive: Some(false), .. }) = keeper.post::<_, SessionBody>("/registry/session/keepalive", &body).await {
+                if let Ok(SessionBody { alive: Some(false), .. }) =
+                    keeper.post::<_, SessionBody>("/registry/session/keepalive", &body).await
+                {
                     return;
                 }
             }
@@ -261,7 +298,12 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError`] if the watch cannot be set.
-    pub async fn watch(&self, path: &str, kind: WatchKind, since: Option<u64>) -> Result<mpsc::Receiver<WatchEvent>, ClientError> {
+    pub async fn watch(
+        &self,
+        path: &str,
+        kind: WatchKind,
+        since: Option<u64>,
+    ) -> Result<mpsc::Receiver<WatchEvent>, ClientError> {
         let kind = match kind {
             WatchKind::Data => "data",
             WatchKind::Child => "child",
@@ -272,10 +314,17 @@ impl Client {
             uri.push_str(&format!("&since={since}"));
         }
         let mut sender = dial(self.admin).await?;
-        let request = hyper::Request::get(uri).header(hyper::header::HOST, self.admin.to_string()).body(Full::new(Bytes::new())).map_err(transport)?;
+        let request = hyper::Request::get(uri)
+            .header(hyper::header::HOST, self.admin.to_string())
+            .body(Full::new(Bytes::new()))
+            .map_err(transport)?;
         let response = sender.send_request(request).await.map_err(transport)?;
         if !response.status().is_success() {
-            let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX).collect().await.map_err(transport)?.to_bytes();
+            let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX)
+                .collect()
+                .await
+                .map_err(transport)?
+                .to_bytes();
             return match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
                 Err(_) => Err(ClientError::Transport(String::from_utf8_lossy(&bytes).into_owned())),
@@ -340,7 +389,10 @@ impl Session {
     /// [`ClientError`].
     pub async fn close(self) -> Result<(), ClientError> {
         self.keepalive.abort();
-        let _: SessionBody = self.client.post("/registry/session/close", &SessionBody { session: Some(self.id), timeout_ms: None, alive: None }).await?;
+        let _: SessionBody = self
+            .client
+            .post("/registry/session/close", &SessionBody { session: Some(self.id), timeout_ms: None, alive: None })
+            .await?;
         Ok(())
     }
 }

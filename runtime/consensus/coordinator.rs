@@ -27,7 +27,9 @@ use crate::clock::{unix_millis, Clock};
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
 use crate::registry::session::SessionTracker;
-use crate::registry::{Applied, Change, Command, Outcome, Proposal, Registry, RegistryLimits, SessionId, WatchKind, WatcherId, ZPath};
+use crate::registry::{
+    Applied, Change, Command, Outcome, Proposal, Registry, RegistryLimits, SessionId, WatchKind, WatcherId, ZPath,
+};
 use crate::wire::TrafficClass;
 
 /// The openraft handle.
@@ -192,7 +194,8 @@ impl Coordinator {
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));
         let clock = Clock::start();
         let observer = Arc::new(Observer { hub: hub.clone(), tracker: tracker.clone(), clock });
-        let machine = StateMachine::open(&config.data_dir, config.limits, observer).map_err(|error| storage_error(error.to_string()))?;
+        let machine = StateMachine::open(&config.data_dir, config.limits, observer)
+            .map_err(|error| storage_error(error.to_string()))?;
         let rpc = RpcClient::new(mesh.clone());
         let raft_config = Arc::new(raft_config(config.timings)?);
         let node = config.node;
@@ -202,9 +205,12 @@ impl Coordinator {
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
-        let inner = Arc::new(Inner { node, raft, machine, rpc, hub, tracker, clock, tasks: Mutex::new(JoinSet::new()) });
+        let inner =
+            Arc::new(Inner { node, raft, machine, rpc, hub, tracker, clock, tasks: Mutex::new(JoinSet::new()) });
         let coordinator = Coordinator { inner };
-        let inbound = mesh.take_inbound(TrafficClass::Consensus).ok_or_else(|| StartError::Raft("consensus stream already taken".into()))?;
+        let inbound = mesh
+            .take_inbound(TrafficClass::Consensus)
+            .ok_or_else(|| StartError::Raft("consensus stream already taken".into()))?;
         {
             let mut tasks = coordinator.tasks();
             let handler = Arc::new(coordinator.clone());
@@ -212,7 +218,9 @@ impl Coordinator {
             tasks.spawn(coordinator.clone().leader_duties());
         }
         let lowest = config.voters.keys().next().copied();
-        if lowest == Some(node) && !coordinator.inner.raft.is_initialized().await.map_err(|error| StartError::Raft(error.to_string()))? {
+        if lowest == Some(node)
+            && !coordinator.inner.raft.is_initialized().await.map_err(|error| StartError::Raft(error.to_string()))?
+        {
             let members: BTreeMap<u64, BasicNode> =
                 config.voters.iter().map(|(id, addr)| (id.0, BasicNode::new(addr.to_string()))).collect();
             if let Err(error) = coordinator.inner.raft.initialize(members).await {
@@ -313,7 +321,10 @@ impl Coordinator {
         self.inner.machine.read(|registry| {
             let result = read_registry(registry, op);
             // A failed get on a missing node still leaves a watch (for its creation), as `exists` does.
-            self.inner.hub.register(registry, watcher, &path, kind, None).map_err(|error| CoordinatorError::Watch(error.to_string()))?;
+            self.inner
+                .hub
+                .register(registry, watcher, &path, kind, None)
+                .map_err(|error| CoordinatorError::Watch(error.to_string()))?;
             result.map_err(CoordinatorError::Registry)
         })
     }
@@ -400,7 +411,9 @@ impl Coordinator {
                     return Reply::Unavailable("not the leader".into());
                 }
                 let now = self.inner.clock.now();
-                Reply::Keepalive(self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_heard(now, session))
+                Reply::Keepalive(
+                    self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_heard(now, session),
+                )
             }
             Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
@@ -434,11 +447,16 @@ impl Coordinator {
                 tokio::spawn(async move {
                     let command = Command::ExpireSessions { sessions: expired.clone() };
                     if this.write(command).await.is_err() {
-                        this.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_expiry_failed(&expired);
+                        this.inner
+                            .tracker
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .on_expiry_failed(&expired);
                     }
                 });
             }
-            let due = self.inner.machine.read(|registry| registry.ttl_candidates(unix_millis(), TTL_EXPIRIES_PER_PROPOSAL));
+            let due =
+                self.inner.machine.read(|registry| registry.ttl_candidates(unix_millis(), TTL_EXPIRIES_PER_PROPOSAL));
             if !due.is_empty() {
                 let _ = self.write(Command::ExpireTtl { paths: due }).await;
             }
@@ -470,7 +488,9 @@ pub fn read_registry(registry: &Registry, op: &ReadOp) -> Result<ReadResult, cra
     match op {
         ReadOp::Get(path) => registry.get(path).map(|(data, stat)| ReadResult::Data { data: data.to_vec(), stat }),
         ReadOp::Exists(path) => Ok(ReadResult::Exists(registry.exists(path))),
-        ReadOp::Children(path) => registry.children(path).map(|(children, stat)| ReadResult::Children { children, stat }),
+        ReadOp::Children(path) => {
+            registry.children(path).map(|(children, stat)| ReadResult::Children { children, stat })
+        }
     }
 }
 
@@ -492,7 +512,8 @@ impl rpc::RpcHandler for Coordinator {
             RpcKind::Snapshot => {
                 let request: super::network::SnapshotRequest = decode(&body).map_err(|error| text(&error))?;
                 let snapshot = super::types::Snapshot { meta: request.meta, snapshot: request.bytes };
-                let response = raft.install_full_snapshot(request.vote, snapshot).await.map_err(|error| text(&error))?;
+                let response =
+                    raft.install_full_snapshot(request.vote, snapshot).await.map_err(|error| text(&error))?;
                 encode(&response).map_err(|error| text(&error))
             }
             RpcKind::Forward => {

@@ -273,7 +273,9 @@ mod tests {
                 tokio::spawn(async move {
                     for round in 0..20u64 {
                         let index = writer * 1000 + round;
-                        disk.write(WriteBatch { appends: vec![(index, vec![1])], ..WriteBatch::default() }).await.expect("write");
+                        disk.write(WriteBatch { appends: vec![(index, vec![1])], ..WriteBatch::default() })
+                            .await
+                            .expect("write");
                     }
                 })
             })
@@ -282,7 +284,10 @@ mod tests {
             writer.await.expect("writer");
         }
         let stats = disk.stats();
-        let (commits, writes) = (stats.commits.load(std::sync::atomic::Ordering::Relaxed), stats.writes.load(std::sync::atomic::Ordering::Relaxed));
+        let (commits, writes) = (
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+        );
         assert_eq!(writes, 64 * 20);
         assert!(commits < writes, "64 concurrent writers must share fsyncs ({commits} commits for {writes} writes)");
         assert_eq!(disk.entries(0, u64::MAX).expect("read").len(), 64 * 20);

@@ -104,7 +104,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let bytes = encode(vote)?;
-        self.disk.write(WriteBatch { meta: vec![(META_VOTE, Some(bytes))], ..WriteBatch::default() }).await.map_err(io_error)?;
+        self.disk
+            .write(WriteBatch { meta: vec![(META_VOTE, Some(bytes))], ..WriteBatch::default() })
+            .await
+            .map_err(io_error)?;
         self.tail().vote = Some(*vote);
         Ok(())
     }
@@ -161,7 +164,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             tail.entries = tail.entries.split_off(&(log_id.index + 1));
             tail.purged = Some(log_id);
         }
-        let batch = WriteBatch { purge_through: Some(log_id.index), meta: vec![(META_PURGED, Some(bytes))], ..WriteBatch::default() };
+        let batch = WriteBatch {
+            purge_through: Some(log_id.index),
+            meta: vec![(META_PURGED, Some(bytes))],
+            ..WriteBatch::default()
+        };
         self.disk.write(batch).await.map_err(io_error)
     }
 }

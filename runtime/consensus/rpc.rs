@@ -151,7 +151,13 @@ impl RpcClient {
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled call's pending slot is removed.
-    pub async fn call(&self, peer: NodeId, kind: RpcKind, body: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, RpcError> {
+    pub async fn call(
+        &self,
+        peer: NodeId,
+        kind: RpcKind,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, RpcError> {
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         {
@@ -194,7 +200,11 @@ impl Drop for PendingSlot<'_> {
 }
 
 /// Reads the consensus stream: completes replies, and runs `handler` on requests (bounded).
-pub async fn serve<H: RpcHandler>(client: RpcClient, mut inbound: tokio::sync::mpsc::Receiver<Inbound>, handler: Arc<H>) {
+pub async fn serve<H: RpcHandler>(
+    client: RpcClient,
+    mut inbound: tokio::sync::mpsc::Receiver<Inbound>,
+    handler: Arc<H>,
+) {
     let permits = Arc::new(Semaphore::new(HANDLERS_IN_FLIGHT_MAX));
     while let Some(Inbound { from, payload }) = inbound.recv().await {
         if payload.topic != TOPIC_RPC {
@@ -216,7 +226,11 @@ pub async fn serve<H: RpcHandler>(client: RpcClient, mut inbound: tokio::sync::m
                 Ok(body) => (Ok(()), body),
                 Err(reason) => (Err(reason), Vec::new()),
             };
-            let _ = send_envelope(&mesh, from, &Envelope { id: envelope.id, kind: envelope.kind, reply: Some(reply), body });
+            let _ = send_envelope(
+                &mesh,
+                from,
+                &Envelope { id: envelope.id, kind: envelope.kind, reply: Some(reply), body },
+            );
             drop(permit);
         });
     }

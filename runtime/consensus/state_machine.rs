@@ -79,14 +79,24 @@ impl StateMachine {
                 (state, Some((meta, bytes)))
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                let state = SmState { registry: Registry::new(limits), last_applied: None, membership: StoredMembership::default() };
+                let state = SmState {
+                    registry: Registry::new(limits),
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                };
                 (state, None)
             }
             Err(error) => return Err(error),
         };
         observer.on_reset(&state.registry);
         let (applied, _) = watch::channel(state.last_applied.map_or(0, |id| id.index));
-        Ok(Arc::new(StateMachine { state: RwLock::new(state), snapshot: Mutex::new(snapshot), snapshot_path, observer, applied }))
+        Ok(Arc::new(StateMachine {
+            state: RwLock::new(state),
+            snapshot: Mutex::new(snapshot),
+            snapshot_path,
+            observer,
+            applied,
+        }))
     }
 
     /// Runs `read` on the current registry.

@@ -158,7 +158,9 @@ fn missed_change(registry: &Registry, path: &ZPath, kind: WatchKind, since: u64)
         (None, WatchKind::Data | WatchKind::Child) => Some(Change::NodeDeleted { path: path.clone() }),
         (Some(stat), WatchKind::Data) if stat.czxid > since => Some(Change::NodeCreated { path: path.clone() }),
         (Some(stat), WatchKind::Data) if stat.mzxid > since => Some(Change::NodeDataChanged { path: path.clone() }),
-        (Some(stat), WatchKind::Child) if stat.pzxid > since => Some(Change::NodeChildrenChanged { path: path.clone() }),
+        (Some(stat), WatchKind::Child) if stat.pzxid > since => {
+            Some(Change::NodeChildrenChanged { path: path.clone() })
+        }
         (Some(stat), WatchKind::PersistentRecursive) if stat.pzxid.max(stat.mzxid) > since => {
             Some(Change::NodeChildrenChanged { path: path.clone() })
         }

@@ -14,9 +14,9 @@ use std::sync::{Arc, RwLock};
 
 use tracing::info;
 
+use crate::consensus::Coordinator;
 use crate::credentials::{load_node_credentials, CredentialError};
 use crate::ids::NodeId;
-use crate::consensus::Coordinator;
 use crate::mesh::Mesh;
 
 pub use config::{ConfigError, NodeConfig, NodeSettings};
@@ -101,7 +101,8 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let admin_token = crate::credentials::load_admin_token(&config.certs)?;
     let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
     let view = NodeView::new(config.id);
-    let args = Arc::new(supervisor::SupervisorArgs { config: config.clone(), credentials, view, prometheus, admin_token });
+    let args =
+        Arc::new(supervisor::SupervisorArgs { config: config.clone(), credentials, view, prometheus, admin_token });
     let (supervisor, ended) = supervisor::start(args).await?;
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
     let signal = wait_for_signal();

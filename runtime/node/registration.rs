@@ -78,6 +78,8 @@ async fn register(coordinator: &Coordinator, node: NodeId, addr: SocketAddr) -> 
     let path = node_registration_path(node);
     // A previous incarnation's node may still be there until its session expires: replace it.
     let _ = coordinator.write(Command::Delete { path: path.clone(), version: None }).await?;
-    coordinator.write(Command::Create { path, data, mode: CreateMode::Ephemeral, session: Some(session), ttl_ms: None }).await??;
+    coordinator
+        .write(Command::Create { path, data, mode: CreateMode::Ephemeral, session: Some(session), ttl_ms: None })
+        .await??;
     Ok(session)
 }

@@ -15,9 +15,9 @@ use super::restart::{RestartBudget, RestartDecision};
 use super::{NodeConfig, NodeError, NodeView};
 use crate::admin::http::{router, AdminState, METRICS_UPKEEP_INTERVAL};
 use crate::clock::Clock;
+use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::NodeCredentials;
 use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
-use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::mesh::{Mesh, MeshConfig, MeshSocket};
 use crate::registry::RegistryLimits;
 
@@ -257,7 +257,8 @@ impl Actor for MeshActor {
                 return Err(Box::new(error));
             }
         };
-        let registration = tokio::spawn(crate::node::registration::keep_registered(coordinator.clone(), config.id, config.listen));
+        let registration =
+            tokio::spawn(crate::node::registration::keep_registered(coordinator.clone(), config.id, config.listen));
         args.view.set_mesh(Some(mesh.clone()));
         args.view.set_coordinator(Some(coordinator.clone()));
         let watched = mesh.clone();
@@ -322,7 +323,11 @@ impl Actor for AdminActor {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|error| format!("admin address {addr} is unavailable: {error}"))?;
-        let state = Arc::new(AdminState { view: args.view.clone(), prometheus: args.prometheus.clone(), admin_token: args.admin_token.clone() });
+        let state = Arc::new(AdminState {
+            view: args.view.clone(),
+            prometheus: args.prometheus.clone(),
+            admin_token: args.admin_token.clone(),
+        });
         let app = router(state);
         let server = tokio::spawn(async move {
             let reason = match axum::serve(listener, app).await {

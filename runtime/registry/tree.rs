@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat};
+use super::command::{
+    Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat,
+};
 use super::path::ZPath;
 
 /// Largest sequential suffix: ten decimal digits.
@@ -191,10 +193,12 @@ impl Registry {
         self.last_zxid = zxid;
         let mut ctx = Ctx { zxid, now_ms: proposal.now_ms, changes: Vec::new(), undo: None };
         let result = match &proposal.command {
-            Command::Create { path, data, mode, session, ttl_ms } => {
-                self.create(&mut ctx, path, data, *mode, *session, *ttl_ms).map(|(path, stat)| Outcome::Created { path, stat })
+            Command::Create { path, data, mode, session, ttl_ms } => self
+                .create(&mut ctx, path, data, *mode, *session, *ttl_ms)
+                .map(|(path, stat)| Outcome::Created { path, stat }),
+            Command::Set { path, data, version } => {
+                self.set(&mut ctx, path, data, *version).map(|stat| Outcome::Set { stat })
             }
-            Command::Set { path, data, version } => self.set(&mut ctx, path, data, *version).map(|stat| Outcome::Set { stat }),
             Command::Delete { path, version } => self.delete(&mut ctx, path, *version).map(|()| Outcome::Deleted),
             Command::Multi { ops, session } => self.multi(&mut ctx, ops, *session),
             Command::OpenSession { timeout_ms } => self.open_session(zxid, *timeout_ms),
@@ -251,7 +255,9 @@ impl Registry {
         let owner = match (mode.is_ephemeral(), session) {
             (true, Some(session)) if self.sessions.contains_key(&session) => session.0,
             (true, Some(session)) => return Err(RegistryError::SessionExpired { session }),
-            (true, None) => return Err(RegistryError::BadArguments { reason: "an ephemeral node needs a session".into() }),
+            (true, None) => {
+                return Err(RegistryError::BadArguments { reason: "an ephemeral node needs a session".into() })
+            }
             (false, _) => 0,
         };
         let parent = self.nodes.get(&parent_path).ok_or_else(|| no_node(&parent_path))?;
@@ -322,7 +328,8 @@ impl Registry {
     }
 
     fn delete(&mut self, ctx: &mut Ctx, path: &ZPath, version: Option<u32>) -> Result<(), RegistryError> {
-        let parent_path = path.parent().ok_or_else(|| RegistryError::BadArguments { reason: "the root cannot be deleted".into() })?;
+        let parent_path =
+            path.parent().ok_or_else(|| RegistryError::BadArguments { reason: "the root cannot be deleted".into() })?;
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
         if let Some(expected) = version.filter(|&expected| expected != node.stat.version) {
             return Err(RegistryError::BadVersion { path: path.to_string(), expected, actual: node.stat.version });
@@ -357,7 +364,9 @@ impl Registry {
 
     fn multi(&mut self, ctx: &mut Ctx, ops: &[MultiOp], session: Option<SessionId>) -> Applied {
         if ops.len() > self.limits.multi_ops_max {
-            return Err(RegistryError::QuotaExceeded { reason: format!("more than {} ops in a multi", self.limits.multi_ops_max) });
+            return Err(RegistryError::QuotaExceeded {
+                reason: format!("more than {} ops in a multi", self.limits.multi_ops_max),
+            });
         }
         ctx.undo = Some(Undo::default());
         let mut results = Vec::with_capacity(ops.len());
@@ -365,15 +374,19 @@ impl Registry {
             let result = match op {
                 MultiOp::Check { path, version } => match self.nodes.get(path) {
                     None => Err(no_node(path)),
-                    Some(node) if node.stat.version != *version => {
-                        Err(RegistryError::BadVersion { path: path.to_string(), expected: *version, actual: node.stat.version })
-                    }
+                    Some(node) if node.stat.version != *version => Err(RegistryError::BadVersion {
+                        path: path.to_string(),
+                        expected: *version,
+                        actual: node.stat.version,
+                    }),
                     Some(_) => Ok(Outcome::Checked),
                 },
-                MultiOp::Create { path, data, mode } => {
-                    self.create(ctx, path, data, *mode, session, None).map(|(path, stat)| Outcome::Created { path, stat })
+                MultiOp::Create { path, data, mode } => self
+                    .create(ctx, path, data, *mode, session, None)
+                    .map(|(path, stat)| Outcome::Created { path, stat }),
+                MultiOp::Set { path, data, version } => {
+                    self.set(ctx, path, data, *version).map(|stat| Outcome::Set { stat })
                 }
-                MultiOp::Set { path, data, version } => self.set(ctx, path, data, *version).map(|stat| Outcome::Set { stat }),
                 MultiOp::Delete { path, version } => self.delete(ctx, path, *version).map(|()| Outcome::Deleted),
             };
             match result {
@@ -505,7 +518,10 @@ mod tests {
         assert_eq!(children, vec!["a".to_string()]);
         assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 1, 1));
         assert_eq!(f.create("/a", CreateMode::Persistent, None).unwrap_err().name(), "node exists");
-        assert_eq!(f.create("/x/y", CreateMode::Persistent, None).unwrap_err(), RegistryError::NoNode { path: "/x".into() });
+        assert_eq!(
+            f.create("/x/y", CreateMode::Persistent, None).unwrap_err(),
+            RegistryError::NoNode { path: "/x".into() }
+        );
     }
 
     #[test]
@@ -514,7 +530,10 @@ mod tests {
         f.create("/a", CreateMode::Persistent, None).expect("create");
         let bad = f.run(Command::Set { path: p("/a"), data: vec![1], version: Some(3) });
         assert_eq!(bad.unwrap_err().name(), "bad version");
-        let Ok(Outcome::Set { stat }) = f.run(Command::Set { path: p("/a"), data: vec![1, 2], version: Some(0) }) else { panic!() };
+        let Ok(Outcome::Set { stat }) = f.run(Command::Set { path: p("/a"), data: vec![1, 2], version: Some(0) })
+        else {
+            panic!()
+        };
         assert_eq!((stat.version, stat.mzxid, stat.czxid, stat.data_length), (1, 3, 1, 2));
         f.create("/a/b", CreateMode::Persistent, None).expect("child");
         assert_eq!(f.run(Command::Delete { path: p("/a"), version: None }).unwrap_err().name(), "not empty");
@@ -537,7 +556,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["item-0000000000", "item-0000000001", "item-0000000002"]);
         f.create("/r", CreateMode::Persistent, None).expect("other parent");
-        let Ok(Outcome::Created { path, .. }) = f.create("/r/x", CreateMode::PersistentSequential, None) else { panic!() };
+        let Ok(Outcome::Created { path, .. }) = f.create("/r/x", CreateMode::PersistentSequential, None) else {
+            panic!()
+        };
         assert_eq!(path.as_str(), "/r/x0000000000");
     }
 
@@ -550,7 +571,10 @@ mod tests {
         let Ok(Outcome::Created { stat, .. }) = f.create("/e", CreateMode::Ephemeral, Some(session)) else { panic!() };
         assert_eq!(stat.ephemeral_owner, session.0);
         f.create("/e2", CreateMode::EphemeralSequential, Some(session)).expect("sequential ephemeral");
-        assert_eq!(f.create("/e/child", CreateMode::Persistent, None).unwrap_err().name(), "no children for ephemerals");
+        assert_eq!(
+            f.create("/e/child", CreateMode::Persistent, None).unwrap_err().name(),
+            "no children for ephemerals"
+        );
         let (result, changes) = f.run_at(2_000, Command::ExpireSessions { sessions: vec![session] });
         assert_eq!(result, Ok(Outcome::SessionsEnded { sessions: 1, ephemerals: 2 }));
         assert!(changes.contains(&Change::NodeDeleted { path: p("/e") }));
@@ -571,15 +595,33 @@ mod tests {
     #[test]
     fn ttl_nodes_expire_only_when_idle_and_childless() {
         let mut f = Fixture::new();
-        let create = Command::Create { path: p("/t"), data: vec![], mode: CreateMode::Persistent, session: None, ttl_ms: Some(100) };
+        let create = Command::Create {
+            path: p("/t"),
+            data: vec![],
+            mode: CreateMode::Persistent,
+            session: None,
+            ttl_ms: Some(100),
+        };
         f.run_at(1_000, create).0.expect("ttl node");
         assert_eq!(f.registry.ttl_candidates(1_099, 10), Vec::<ZPath>::new());
         assert_eq!(f.registry.ttl_candidates(1_100, 10), vec![p("/t")]);
         // Touched since: the apply-time re-check keeps it.
         f.run_at(1_090, Command::Set { path: p("/t"), data: vec![1], version: None }).0.expect("set");
-        assert_eq!(f.run_at(1_150, Command::ExpireTtl { paths: vec![p("/t")] }).0, Ok(Outcome::TtlExpired { deleted: 0 }));
-        assert_eq!(f.run_at(1_200, Command::ExpireTtl { paths: vec![p("/t")] }).0, Ok(Outcome::TtlExpired { deleted: 1 }));
-        let bad = Command::Create { path: p("/u"), data: vec![], mode: CreateMode::Ephemeral, session: None, ttl_ms: Some(5) };
+        assert_eq!(
+            f.run_at(1_150, Command::ExpireTtl { paths: vec![p("/t")] }).0,
+            Ok(Outcome::TtlExpired { deleted: 0 })
+        );
+        assert_eq!(
+            f.run_at(1_200, Command::ExpireTtl { paths: vec![p("/t")] }).0,
+            Ok(Outcome::TtlExpired { deleted: 1 })
+        );
+        let bad = Command::Create {
+            path: p("/u"),
+            data: vec![],
+            mode: CreateMode::Ephemeral,
+            session: None,
+            ttl_ms: Some(5),
+        };
         assert_eq!(f.run(bad).unwrap_err().name(), "bad arguments");
     }
 
@@ -613,9 +655,13 @@ mod tests {
     fn session_timeouts_are_clamped_and_ids_are_zxids() {
         let mut f = Fixture::new();
         let limits = RegistryLimits::default();
-        let Ok(Outcome::SessionOpened { session, timeout_ms }) = f.run(Command::OpenSession { timeout_ms: 1 }) else { panic!() };
+        let Ok(Outcome::SessionOpened { session, timeout_ms }) = f.run(Command::OpenSession { timeout_ms: 1 }) else {
+            panic!()
+        };
         assert_eq!((session, timeout_ms), (SessionId(1), limits.session_timeout_ms_min));
-        let Ok(Outcome::SessionOpened { timeout_ms, .. }) = f.run(Command::OpenSession { timeout_ms: u64::MAX }) else { panic!() };
+        let Ok(Outcome::SessionOpened { timeout_ms, .. }) = f.run(Command::OpenSession { timeout_ms: u64::MAX }) else {
+            panic!()
+        };
         assert_eq!(timeout_ms, limits.session_timeout_ms_max);
     }
 
@@ -624,7 +670,7 @@ mod tests {
     fn zxids_must_increase() {
         let mut registry = Registry::new(RegistryLimits::default());
         let noop = Proposal { now_ms: 0, command: Command::Noop };
-        registry.apply(2, &noop);
-        registry.apply(2, &noop);
+        let _ = registry.apply(2, &noop);
+        let _ = registry.apply(2, &noop);
     }
 }

@@ -99,7 +99,14 @@ impl WatchTable {
         }
     }
 
-    fn fire_once(&mut self, kind: WatchKind, path: &ZPath, zxid: u64, change: &Change, out: &mut Vec<(WatcherId, WatchEvent)>) {
+    fn fire_once(
+        &mut self,
+        kind: WatchKind,
+        path: &ZPath,
+        zxid: u64,
+        change: &Change,
+        out: &mut Vec<(WatcherId, WatchEvent)>,
+    ) {
         if let Some(watchers) = self.by_kind[index(kind)].remove(path) {
             self.count -= watchers.len();
             out.extend(watchers.into_iter().map(|watcher| (watcher, WatchEvent { zxid, change: change.clone() })));

@@ -1,0 +1,154 @@
+//! The replicated registry with real processes: kill -9 of the leader, kill -9 of every node and a
+//! full restart, and ephemeral registrations of dead nodes.
+
+mod support;
+
+use gridkeeper::client::Client;
+use gridkeeper::consensus::Consistency;
+use gridkeeper::registry::CreateMode;
+use std::collections::BTreeMap;
+use support::*;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+fn leader_of(spec: &ClusterSpec, alive: &[u64]) -> Option<u64> {
+    let leaders: Vec<Option<u64>> =
+        alive.iter().map(|&id| status(spec.admin(id)).and_then(|view| view.leader)).collect();
+    match leaders.first() {
+        Some(Some(leader)) if leaders.iter().all(|other| *other == Some(*leader)) && alive.contains(leader) => {
+            Some(*leader)
+        }
+        _ => None,
+    }
+}
+
+async fn client(spec: &ClusterSpec, id: u64) -> Client {
+    Client::connect_with_certs(spec.admin(id), &spec.certs()).await.expect("client connects")
+}
+
+/// Every node under `/data`, with its data, as read linearizably through `id`.
+async fn dump(spec: &ClusterSpec, id: u64) -> BTreeMap<String, String> {
+    let client = client(spec, id).await;
+    let mut out = BTreeMap::new();
+    for child in client.children("/data", Consistency::Linearizable).await.expect("list").children {
+        let node = client.get(&format!("/data/{child}"), Consistency::Linearizable).await.expect("get");
+        out.insert(child, node.data);
+    }
+    out
+}
+
+#[test]
+fn the_leader_is_killed_and_every_acknowledged_write_survives() {
+    let spec = ClusterSpec::new("leaderkill", 3);
+    let mut nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    let leader = wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
+    let survivor = spec.ids.iter().copied().find(|&id| id != leader).expect("two others");
+    let runtime = runtime();
+    let acknowledged = runtime.block_on(async {
+        let writer = client(&spec, survivor).await;
+        writer.create("/data", "", CreateMode::Persistent, None).await.expect("parent");
+        let mut acknowledged = BTreeMap::new();
+        for index in 0..50 {
+            let key = format!("k{index:03}");
+            writer
+                .create(&format!("/data/{key}"), &format!("v{index}"), CreateMode::Persistent, None)
+                .await
+                .expect("write before the kill");
+            acknowledged.insert(key, format!("v{index}"));
+        }
+        acknowledged
+    });
+    nodes[(leader - 1) as usize].kill();
+    let others: Vec<u64> = spec.ids.iter().copied().filter(|&id| id != leader).collect();
+    let new_leader = wait_for(WAIT_MAX, || leader_of(&spec, &others)).expect("a new leader is elected");
+    assert_ne!(new_leader, leader);
+    let acknowledged = runtime.block_on(async {
+        let writer = client(&spec, survivor).await;
+        let mut acknowledged = acknowledged;
+        for index in 50..100 {
+            let key = format!("k{index:03}");
+            // Writes may fail while the cluster fails over; only acknowledged ones must survive.
+            if writer.create(&format!("/data/{key}"), &format!("v{index}"), CreateMode::Persistent, None).await.is_ok()
+            {
+                acknowledged.insert(key, format!("v{index}"));
+            }
+        }
+        acknowledged
+    });
+    assert!(acknowledged.len() > 90, "the new leader serves writes: {} acknowledged", acknowledged.len());
+    for &reader in &others {
+        let stored = runtime.block_on(dump(&spec, reader));
+        for (key, value) in &acknowledged {
+            assert_eq!(stored.get(key), Some(value), "node {reader} lost acknowledged write {key}");
+        }
+    }
+    // The old leader comes back as a follower with every write.
+    nodes[(leader - 1) as usize] = spec.start(leader);
+    let caught_up = wait_for(WAIT_MAX, || {
+        let stored = runtime.block_on(async {
+            let client = Client::connect_with_certs(spec.admin(leader), &spec.certs()).await.ok()?;
+            client.sync().await.ok()?;
+            Some(client.children("/data", Consistency::Local).await.ok()?.children.len())
+        });
+        (stored? >= acknowledged.len()).then_some(())
+    });
+    assert!(caught_up.is_some(), "the restarted node catches up");
+}
+
+#[test]
+fn every_node_killed_and_restarted_keeps_identical_data() {
+    let spec = ClusterSpec::new("fullrestart", 3);
+    let mut nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
+    let runtime = runtime();
+    let before = runtime.block_on(async {
+        let writer = client(&spec, 1).await;
+        writer.create("/data", "", CreateMode::Persistent, None).await.expect("parent");
+        for index in 0..40 {
+            writer
+                .create("/data/s-", &format!("v{index}"), CreateMode::PersistentSequential, None)
+                .await
+                .expect("write");
+        }
+        writer.set("/data/s-0000000007", "changed", Some(0)).await.expect("set");
+        writer.delete("/data/s-0000000009", None).await.expect("delete");
+        dump(&spec, 2).await
+    });
+    assert_eq!(before.len(), 39);
+    for node in &mut nodes {
+        node.kill();
+    }
+    let _restarted: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected after the restart");
+    for id in [1, 2, 3] {
+        let after = runtime.block_on(dump(&spec, id));
+        assert_eq!(after, before, "node {id} differs after a full restart");
+    }
+}
+
+#[test]
+fn a_killed_nodes_registration_disappears() {
+    let spec = ClusterSpec::new("ephemeral", 3);
+    let mut nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    let runtime = runtime();
+    let registered = |expected: &[&str]| {
+        runtime.block_on(async {
+            let client = Client::connect(spec.admin(1), None).await.ok()?;
+            let listing = client.children("/grid/nodes", Consistency::Linearizable).await.ok()?;
+            (listing.children == expected).then_some(())
+        })
+    };
+    wait_for(WAIT_MAX, || registered(&["1", "2", "3"])).expect("every node registers itself");
+    nodes[2].kill();
+    wait_for(WAIT_MAX, || registered(&["1", "2"])).expect("the dead node's ephemeral registration goes");
+    nodes[2] = spec.start(3);
+    wait_for(WAIT_MAX, || registered(&["1", "2", "3"])).expect("it registers again after restart");
+    let data = runtime.block_on(async {
+        let client = Client::connect(spec.admin(2), None).await.expect("client");
+        client.get("/grid/nodes/3", Consistency::Linearizable).await.expect("get").data
+    });
+    let record: gridkeeper::node::registration::NodeRecord = serde_json::from_str(&data).expect("node record JSON");
+    assert_eq!(record.addr, format!("127.0.0.1:{}", spec.mesh_ports[2]));
+}

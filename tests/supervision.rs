@@ -67,6 +67,7 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         credentials: authority.node_credentials(node).expect("credentials"),
         view: view.clone(),
         prometheus: gridkeeper::admin::telemetry::install().expect("recorder"),
+        admin_token: "test-token".into(),
     });
     let (_supervisor, ended) = start(args).await.expect("tree starts");
     tokio::pin!(ended);

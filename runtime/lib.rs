@@ -17,6 +17,7 @@ pub mod ids;
 pub mod limits;
 pub mod mesh;
 pub mod node;
+pub mod recipes;
 pub mod registry;
 pub mod sim;
 pub mod wire;

@@ -68,14 +68,15 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         view: view.clone(),
         prometheus: gridkeeper::admin::telemetry::install().expect("recorder"),
         admin_token: "test-token".into(),
+        instance: String::new(),
     });
     let (_supervisor, ended) = start(args).await.expect("tree starts");
     tokio::pin!(ended);
 
     // The admin server fails: it is restarted on the same address, and the restart is counted.
-    let first_admin = next_actor(&admin_actor_name(node), None).await;
+    let first_admin = next_actor(&admin_actor_name(node, ""), None).await;
     first_admin.send_message(AdminMsg::Stopped("injected failure".into())).expect("send");
-    next_actor(&admin_actor_name(node), Some(&first_admin)).await;
+    next_actor(&admin_actor_name(node, ""), Some(&first_admin)).await;
     let counted = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(text) = metrics_text(admin).await {
@@ -91,20 +92,20 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
     assert!(counted.contains("gridkeeper_supervisor_child_failures_total{child=\"admin\"} 1"), "{counted}");
 
     // The mesh fails: it is shut down and a new one binds the same UDP address.
-    let first_mesh = next_actor(&mesh_actor_name(node), None).await;
+    let first_mesh = next_actor(&mesh_actor_name(node, ""), None).await;
     first_mesh.send_message(MeshMsg::Failed("injected failure".into())).expect("send");
-    next_actor(&mesh_actor_name(node), Some(&first_mesh)).await;
+    next_actor(&mesh_actor_name(node, ""), Some(&first_mesh)).await;
     let new_mesh = wait_until(|| view.mesh().filter(|mesh| mesh.local_addr().ok() == Some(listen))).await;
     assert_eq!(new_mesh.local_addr().expect("bound"), listen);
 
     // A crash loop: failures beyond the budget stop the supervisor.
     let mut failures = 2;
-    let mut current = next_actor(&admin_actor_name(node), Some(&first_admin)).await;
+    let mut current = next_actor(&admin_actor_name(node, ""), Some(&first_admin)).await;
     while failures <= RESTARTS_IN_WINDOW_MAX {
         current.send_message(AdminMsg::Stopped("crash loop".into())).expect("send");
         failures += 1;
         if failures <= RESTARTS_IN_WINDOW_MAX {
-            current = next_actor(&admin_actor_name(node), Some(&current)).await;
+            current = next_actor(&admin_actor_name(node, ""), Some(&current)).await;
         }
     }
     tokio::time::timeout(WAIT, &mut ended).await.expect("the supervisor gives up after the budget is spent");

@@ -5,6 +5,7 @@
 //! restart-intensity core, `supervisor.rs` holds the ractor actors, and [`run`] ties them to signals.
 
 pub mod config;
+pub mod local;
 pub mod preflight;
 pub mod registration;
 pub mod restart;
@@ -101,8 +102,14 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     let admin_token = crate::credentials::load_admin_token(&config.certs)?;
     let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
     let view = NodeView::new(config.id);
-    let args =
-        Arc::new(supervisor::SupervisorArgs { config: config.clone(), credentials, view, prometheus, admin_token });
+    let args = Arc::new(supervisor::SupervisorArgs {
+        config: config.clone(),
+        credentials,
+        view,
+        prometheus,
+        admin_token,
+        instance: String::new(),
+    });
     let (supervisor, ended) = supervisor::start(args).await?;
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
     let signal = wait_for_signal();

@@ -33,6 +33,8 @@ pub struct SupervisorArgs {
     pub prometheus: PrometheusHandle,
     /// Bearer token required by mutating admin calls.
     pub admin_token: String,
+    /// Suffix of actor names; empty for a node process.
+    pub instance: String,
 }
 
 /// Tries to rebind a mesh address still held by a mesh that is shutting down.
@@ -65,14 +67,15 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// Registry name of `node`'s mesh actor (for operators' tooling and fault-injection tests).
-pub fn mesh_actor_name(node: crate::ids::NodeId) -> String {
-    format!("gridkeeper-mesh-{node}")
+/// Registry name of a node's mesh actor (for operators' tooling and fault-injection tests);
+/// `instance` tells apart nodes of the same id started in one process (in-process test clusters).
+pub fn mesh_actor_name(node: crate::ids::NodeId, instance: &str) -> String {
+    format!("gridkeeper-mesh-{node}{instance}")
 }
 
-/// Registry name of `node`'s admin actor.
-pub fn admin_actor_name(node: crate::ids::NodeId) -> String {
-    format!("gridkeeper-admin-{node}")
+/// Registry name of a node's admin actor.
+pub fn admin_actor_name(node: crate::ids::NodeId, instance: &str) -> String {
+    format!("gridkeeper-admin-{node}{instance}")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,11 +111,11 @@ async fn spawn_child(
 ) -> Result<ActorCell, ActorProcessingErr> {
     let spawned = match child {
         Child::Mesh => {
-            let name = Some(mesh_actor_name(args.config.id));
+            let name = Some(mesh_actor_name(args.config.id, &args.instance));
             Actor::spawn_linked(name, MeshActor, args, supervisor).await.map(|(actor, _)| actor.get_cell())
         }
         Child::Admin => {
-            let name = Some(admin_actor_name(args.config.id));
+            let name = Some(admin_actor_name(args.config.id, &args.instance));
             Actor::spawn_linked(name, AdminActor, args, supervisor).await.map(|(actor, _)| actor.get_cell())
         }
     };

@@ -1,0 +1,174 @@
+//! An in-process cluster of real nodes (real QUIC, real disk, real Raft) for examples, benchmarks
+//! and tests. Each node runs its own supervision tree on its own tokio runtime; killing a node tears
+//! its runtime down without a goodbye, which peers see as they would see kill -9.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::supervisor::{start, SupervisorArgs};
+use super::{NodeConfig, NodeError, NodeView};
+use crate::credentials::{issue_into_dir, load_admin_token, load_node_credentials};
+use crate::ids::NodeId;
+use crate::mesh::DetectorConfig;
+
+/// Distinguishes actor names of every node started in this process.
+static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// How long a killed node's runtime gets to drop its tasks (and release its sockets and files).
+const TEARDOWN_WAIT: Duration = Duration::from_secs(5);
+
+struct RunningNode {
+    runtime: tokio::runtime::Runtime,
+    view: NodeView,
+}
+
+/// A local cluster of nodes in this process.
+pub struct LocalCluster {
+    dir: PathBuf,
+    peers: BTreeMap<NodeId, SocketAddr>,
+    admins: BTreeMap<NodeId, SocketAddr>,
+    token: String,
+    running: BTreeMap<NodeId, RunningNode>,
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster").field("dir", &self.dir).field("peers", &self.peers).finish_non_exhaustive()
+    }
+}
+
+fn free_port(udp: bool) -> Result<u16, NodeError> {
+    let port = if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr())
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|socket| socket.local_addr())
+    };
+    port.map(|addr| addr.port()).map_err(|error| NodeError::Startup(format!("no free port: {error}")))
+}
+
+impl LocalCluster {
+    /// Issues credentials under `dir` and starts nodes `1..=size` on free loopback ports.
+    ///
+    /// # Errors
+    /// [`NodeError`] if credentials, ports or a node fail.
+    pub fn start(size: u64, dir: &Path) -> Result<LocalCluster, NodeError> {
+        let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
+        issue_into_dir(&dir.join("certs"), &ids)?;
+        let mut peers = BTreeMap::new();
+        let mut admins = BTreeMap::new();
+        for &id in &ids {
+            peers.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(true)?)));
+            admins.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(false)?)));
+        }
+        let token = load_admin_token(&dir.join("certs"))?;
+        let mut cluster = LocalCluster { dir: dir.to_path_buf(), peers, admins, token, running: BTreeMap::new() };
+        for id in ids {
+            cluster.start_node(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The credentials directory.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Every node's admin address.
+    pub fn admins(&self) -> &BTreeMap<NodeId, SocketAddr> {
+        &self.admins
+    }
+
+    /// A node's admin address.
+    ///
+    /// # Panics
+    /// If `id` is not a member.
+    pub fn admin(&self, id: NodeId) -> SocketAddr {
+        self.admins[&id]
+    }
+
+    /// The running node's live view (mesh, coordinator).
+    pub fn view(&self, id: NodeId) -> Option<NodeView> {
+        self.running.get(&id).map(|node| node.view.clone())
+    }
+
+    /// Starts (or restarts) node `id`.
+    ///
+    /// # Errors
+    /// [`NodeError`] if it fails to start.
+    pub fn start_node(&mut self, id: NodeId) -> Result<(), NodeError> {
+        let config = NodeConfig {
+            id,
+            peers: self.peers.clone(),
+            listen: self.peers[&id],
+            certs: self.certs(),
+            data_dir: self.dir.join(format!("data-{id}")),
+            admin: self.admins[&id],
+            detector: DetectorConfig::default(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(format!("gk-node-{id}"))
+            .enable_all()
+            .build()
+            .map_err(|error| NodeError::Startup(error.to_string()))?;
+        let view = NodeView::new(id);
+        let args = Arc::new(SupervisorArgs {
+            credentials: load_node_credentials(&config.certs, id)?,
+            prometheus: crate::admin::telemetry::install()?,
+            admin_token: self.token.clone(),
+            instance: format!("-local{}", INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+            view: view.clone(),
+            config,
+        });
+        // The supervisor runs on the node runtime until it is torn down; its handle is not needed.
+        let _supervisor = runtime.block_on(start(args))?;
+        self.running.insert(id, RunningNode { runtime, view });
+        Ok(())
+    }
+
+    /// Kills node `id` abruptly: no goodbye, no flush beyond what was already fsync'd.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(node) = self.running.remove(&id) {
+            node.runtime.shutdown_timeout(TEARDOWN_WAIT);
+        }
+    }
+
+    /// The leader every running node agrees on, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        let mut leaders = self.running.values().map(|node| node.view.coordinator().and_then(|c| c.status().leader));
+        let first = leaders.next()??;
+        leaders
+            .all(|other| other == Some(first))
+            .then_some(NodeId(first))
+            .filter(|leader| self.running.contains_key(leader))
+    }
+
+    /// Waits (bounded) until the running nodes agree on a leader.
+    pub fn wait_for_leader(&self, limit: Duration) -> Option<NodeId> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(leader) = self.leader() {
+                return Some(leader);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let ids: Vec<NodeId> = self.running.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}

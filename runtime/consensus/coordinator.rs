@@ -79,6 +79,8 @@ pub struct CoordinatorConfig {
     pub timings: RaftTimings,
     /// Seed of openraft's random choices (election timeouts).
     pub seed: u64,
+    /// Commit each write inline instead of through the group committer (deterministic simulation).
+    pub inline_disk: bool,
 }
 
 /// Feeds applied changes to the watch hub, the session clocks and metrics.
@@ -188,7 +190,8 @@ impl Coordinator {
     /// [`StartError`] if storage cannot be opened or openraft refuses to start.
     pub async fn start(config: CoordinatorConfig, mesh: Mesh) -> Result<Coordinator, StartError> {
         let storage_error = |reason: String| StartError::Storage { dir: config.data_dir.display().to_string(), reason };
-        let disk = Disk::open(&config.data_dir).map_err(|error| storage_error(error.to_string()))?;
+        let disk = if config.inline_disk { Disk::open_inline(&config.data_dir) } else { Disk::open(&config.data_dir) };
+        let disk = disk.map_err(|error| storage_error(error.to_string()))?;
         let log = LogStore::load(disk).map_err(|error| storage_error(error.to_string()))?;
         let hub = Arc::new(WatchHub::default());
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));

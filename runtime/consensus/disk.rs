@@ -59,11 +59,21 @@ pub struct CommitStats {
     pub writes: std::sync::atomic::AtomicU64,
 }
 
+/// How writes reach the file.
+#[derive(Clone)]
+enum Writer {
+    /// A committer thread batches concurrent writes into one fsync (group commit).
+    Grouped(mpsc::Sender<Queued>),
+    /// Each write commits in the caller, one fsync each. For deterministic simulation, where an OS
+    /// thread finishing at its own pace would make runs unrepeatable.
+    Inline,
+}
+
 /// The store: reads from any thread, writes through the committer.
 #[derive(Clone)]
 pub struct Disk {
     db: Arc<Database>,
-    queue: mpsc::Sender<Queued>,
+    writer: Writer,
     stats: Arc<CommitStats>,
 }
 
@@ -79,6 +89,19 @@ impl Disk {
     /// # Errors
     /// [`DiskError`] if the file cannot be opened or initialised.
     pub fn open(dir: &Path) -> Result<Disk, DiskError> {
+        Disk::open_with(dir, true)
+    }
+
+    /// Opens the store with writes committed inline in the caller (no committer thread, no group
+    /// commit): for deterministic simulation.
+    ///
+    /// # Errors
+    /// [`DiskError`] if the file cannot be opened or initialised.
+    pub fn open_inline(dir: &Path) -> Result<Disk, DiskError> {
+        Disk::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, grouped: bool) -> Result<Disk, DiskError> {
         std::fs::create_dir_all(dir).map_err(disk_error)?;
         let db = open_database(&dir.join("raft.redb"))?;
         let setup = db.begin_write().map_err(disk_error)?;
@@ -86,14 +109,17 @@ impl Disk {
         setup.open_table(META).map_err(disk_error)?;
         setup.commit().map_err(disk_error)?;
         let db = Arc::new(db);
-        let (queue, receiver) = mpsc::channel(WRITES_QUEUED_MAX);
         let stats = Arc::new(CommitStats::default());
+        if !grouped {
+            return Ok(Disk { db, writer: Writer::Inline, stats });
+        }
+        let (queue, receiver) = mpsc::channel(WRITES_QUEUED_MAX);
         let (committer_db, committer_stats) = (db.clone(), stats.clone());
         std::thread::Builder::new()
             .name("gk-commit".into())
             .spawn(move || run_committer(&committer_db, receiver, &committer_stats))
             .map_err(disk_error)?;
-        Ok(Disk { db, queue, stats })
+        Ok(Disk { db, writer: Writer::Grouped(queue), stats })
     }
 
     /// Group-commit figures so far.
@@ -121,8 +147,20 @@ impl Disk {
     /// Cancel safe: a cancelled submit queued nothing.
     pub async fn submit(&self, batch: WriteBatch) -> Result<oneshot::Receiver<Result<(), DiskError>>, DiskError> {
         let (done, receiver) = oneshot::channel();
-        // Waits for room when the committer is behind: backpressure on openraft's storage task.
-        self.queue.send(Queued { batch, done }).await.map_err(|_| DiskError("committer stopped".into()))?;
+        match &self.writer {
+            // Waits for room when the committer is behind: backpressure on openraft's storage task.
+            Writer::Grouped(queue) => {
+                queue.send(Queued { batch, done }).await.map_err(|_| DiskError("committer stopped".into()))?;
+            }
+            Writer::Inline => {
+                let queued = [Queued { batch, done }];
+                let outcome = commit(&self.db, &queued).map_err(disk_error);
+                self.stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let [Queued { done, .. }] = queued;
+                let _ = done.send(outcome);
+            }
+        }
         Ok(receiver)
     }
 

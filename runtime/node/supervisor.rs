@@ -252,6 +252,7 @@ impl Actor for MeshActor {
             limits: RegistryLimits::default(),
             timings: RaftTimings::default(),
             seed: config.id.0 ^ crate::clock::unix_millis(),
+            inline_disk: false,
         };
         let coordinator = match Coordinator::start(coordinator_config, mesh.clone()).await {
             Ok(coordinator) => coordinator,

@@ -10,6 +10,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::{Authority, NodeCredentials};
 use crate::ids::NodeId;
 use crate::mesh::sim_socket::SimUdpSocket;
@@ -18,8 +23,12 @@ use crate::mesh::{DetectorConfig, MemberStatus, Mesh, MeshConfig, MeshSocket, Pe
 /// Port every simulated node listens on (each has its own simulated IP).
 const SIM_PORT: u16 = 7000;
 
+/// Client work a simulated node runs against its own coordinator, started with the node (and again
+/// after each restart).
+pub type Workload = Arc<dyn Fn(NodeId, Coordinator) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// How a simulated cluster is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimConfig {
     /// Seed of everything random in the run.
     pub seed: u64,
@@ -35,6 +44,16 @@ pub struct SimConfig {
     pub fail_rate: f64,
     /// Probability a failed link is repaired at each step.
     pub repair_rate: f64,
+    /// Run a coordinator on every node, with its storage under this directory.
+    pub registry_dir: Option<PathBuf>,
+    /// Client work each node runs (needs `registry_dir`).
+    pub workload: Option<Workload>,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig").field("seed", &self.seed).field("nodes", &self.nodes).finish_non_exhaustive()
+    }
 }
 
 impl SimConfig {
@@ -48,6 +67,8 @@ impl SimConfig {
             latency_max: Duration::from_millis(1),
             fail_rate: 0.0,
             repair_rate: 0.0,
+            registry_dir: None,
+            workload: None,
         }
     }
 }
@@ -85,6 +106,20 @@ pub struct SimCluster<'a> {
     sim: turmoil::Sim<'a>,
     trace: Shared<Vec<TraceEntry>>,
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
+    coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
+}
+
+/// What each simulated host runs.
+#[derive(Clone)]
+struct HostPlan {
+    mesh: MeshConfig,
+    credentials: NodeCredentials,
+    seed: u64,
+    registry_dir: Option<PathBuf>,
+    workload: Option<Workload>,
+    trace: Shared<Vec<TraceEntry>>,
+    meshes: Shared<BTreeMap<NodeId, Mesh>>,
+    coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
 }
 
 /// Host name of a node in the simulation.
@@ -113,18 +148,24 @@ impl<'a> SimCluster<'a> {
         let authority = Authority::generate()?;
         let trace: Shared<Vec<TraceEntry>> = Arc::default();
         let meshes: Shared<BTreeMap<NodeId, Mesh>> = Arc::default();
+        let coordinators: Shared<BTreeMap<NodeId, Coordinator>> = Arc::default();
         for &id in &ids {
-            let credentials = authority.node_credentials(id)?;
-            let mut mesh_config = MeshConfig::new(id, members.clone());
-            mesh_config.detector = config.detector;
-            mesh_config.incarnation = config.seed;
-            let seed = config.seed;
-            let (trace, meshes) = (trace.clone(), meshes.clone());
-            sim.host(host_name(id), move || {
-                run_host(mesh_config.clone(), credentials.clone(), seed, trace.clone(), meshes.clone())
-            });
+            let mut mesh = MeshConfig::new(id, members.clone());
+            mesh.detector = config.detector;
+            mesh.incarnation = config.seed;
+            let plan = HostPlan {
+                mesh,
+                credentials: authority.node_credentials(id)?,
+                seed: config.seed,
+                registry_dir: config.registry_dir.clone(),
+                workload: config.workload.clone(),
+                trace: trace.clone(),
+                meshes: meshes.clone(),
+                coordinators: coordinators.clone(),
+            };
+            sim.host(host_name(id), move || run_host(plan.clone()));
         }
-        Ok(SimCluster { sim, trace, meshes })
+        Ok(SimCluster { sim, trace, meshes, coordinators })
     }
 
     /// Advances simulated time by one tick. Returns `true` once every client finished (never, here:
@@ -221,9 +262,15 @@ impl<'a> SimCluster<'a> {
         self.sim.set_fail_rate(rate);
     }
 
+    /// The running coordinator of `node`.
+    pub fn coordinator(&self, node: NodeId) -> Option<Coordinator> {
+        locked(&self.coordinators).get(&node).cloned()
+    }
+
     /// Kills `node` as kill -9 would: its tasks stop, its sockets vanish, nothing is said.
     pub fn crash(&mut self, node: NodeId) {
         locked(&self.meshes).remove(&node);
+        locked(&self.coordinators).remove(&node);
         self.sim.crash(host_name(node));
     }
 
@@ -233,26 +280,37 @@ impl<'a> SimCluster<'a> {
     }
 }
 
-async fn run_host(
-    config: MeshConfig,
-    credentials: NodeCredentials,
-    seed: u64,
-    trace: Shared<Vec<TraceEntry>>,
-    meshes: Shared<BTreeMap<NodeId, Mesh>>,
-) -> turmoil::Result {
-    let node = config.node;
+async fn run_host(plan: HostPlan) -> turmoil::Result {
+    let node = plan.mesh.node;
     let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SIM_PORT)).await?;
     let mut quinn_seed = [0u8; 32];
-    quinn_seed[..8].copy_from_slice(&seed.to_le_bytes());
+    quinn_seed[..8].copy_from_slice(&plan.seed.to_le_bytes());
     quinn_seed[8..16].copy_from_slice(&node.0.to_le_bytes());
-    let mesh = Mesh::start(config, &credentials, MeshSocket::Abstract { socket, seed: quinn_seed })?;
+    let members = plan.mesh.members.clone();
+    let mesh = Mesh::start(plan.mesh, &plan.credentials, MeshSocket::Abstract { socket, seed: quinn_seed })?;
     let mut events = mesh.subscribe();
-    locked(&meshes).insert(node, mesh);
+    locked(&plan.meshes).insert(node, mesh.clone());
+    if let Some(dir) = &plan.registry_dir {
+        let config = CoordinatorConfig {
+            node,
+            voters: members,
+            data_dir: dir.join(format!("node-{node}")),
+            limits: crate::registry::RegistryLimits::default(),
+            timings: RaftTimings::default(),
+            seed: plan.seed ^ node.0.rotate_left(17),
+            inline_disk: true,
+        };
+        let coordinator = Coordinator::start(config, mesh).await?;
+        locked(&plan.coordinators).insert(node, coordinator.clone());
+        if let Some(workload) = &plan.workload {
+            tokio::spawn(workload(node, coordinator));
+        }
+    }
     loop {
         match events.recv().await {
             Ok(event) => {
                 let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
-                locked(&trace).push(TraceEntry { at_ms, observer: node, event });
+                locked(&plan.trace).push(TraceEntry { at_ms, observer: node, event });
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),

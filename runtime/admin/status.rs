@@ -75,7 +75,7 @@ mod tests {
         let json = serde_json::to_string(&view).expect("serializes");
         assert_eq!(
             json,
-            r#"{"node":1,"leader":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12}]}"#
+            r#"{"node":1,"leader":null,"term":null,"commit_index":null,"applied_index":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12}]}"#
         );
         let table = view.to_table();
         assert!(table.contains("127.0.0.1:7101") && table.contains("12 ms ago"), "{table}");

@@ -1,0 +1,198 @@
+//! Registry benchmark on a 3-node loopback cluster (real QUIC, real Raft, redb with fsync), clients
+//! on the same machine, one outstanding request per client: set of 256-byte values over 1,000 keys,
+//! sequential create, linearizable get and local get at 1, 16 and 128 clients; then leader failover
+//! under a 16-client write load (kill of the leader; the longest gap without an acknowledged write).
+//!
+//! Run: `cargo bench --bench registry` (`-- --quick` for short windows). Prints figures; asserts nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gridkeeper::client::Client;
+use gridkeeper::consensus::Consistency;
+use gridkeeper::ids::NodeId;
+use gridkeeper::node::local::LocalCluster;
+use gridkeeper::registry::CreateMode;
+
+const KEYS: usize = 1_000;
+const VALUE_BYTES: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Workload {
+    Set,
+    Create,
+    ReadLinearizable,
+    ReadLocal,
+}
+
+impl Workload {
+    fn label(self) -> &'static str {
+        match self {
+            Workload::Set => "write (set 256 B)",
+            Workload::Create => "create sequential",
+            Workload::ReadLinearizable => "read linearizable",
+            Workload::ReadLocal => "read local",
+        }
+    }
+}
+
+struct Figures {
+    ops: usize,
+    errors: usize,
+    latencies: Vec<Duration>,
+}
+
+async fn one_client(client: Client, workload: Workload, index: usize, stop: Arc<AtomicBool>) -> Figures {
+    let value = "v".repeat(VALUE_BYTES);
+    let mut figures = Figures { ops: 0, errors: 0, latencies: Vec::with_capacity(1 << 16) };
+    let mut key = index * 7919;
+    while !stop.load(Ordering::Relaxed) {
+        key = (key + 1) % KEYS;
+        let path = format!("/bench/k{key:04}");
+        let started = Instant::now();
+        let ok = match workload {
+            Workload::Set => client.set(&path, &value, None).await.is_ok(),
+            Workload::Create => {
+                client.create("/bench/seq/n-", "x", CreateMode::PersistentSequential, None).await.is_ok()
+            }
+            Workload::ReadLinearizable => client.get(&path, Consistency::Linearizable).await.is_ok(),
+            Workload::ReadLocal => client.get(&path, Consistency::Local).await.is_ok(),
+        };
+        if ok {
+            figures.ops += 1;
+            figures.latencies.push(started.elapsed());
+        } else {
+            figures.errors += 1;
+        }
+    }
+    figures
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 * fraction) as usize).min(sorted.len() - 1)].as_secs_f64() * 1e6
+}
+
+async fn clients(cluster: &LocalCluster, count: usize) -> Vec<Client> {
+    let admins: Vec<_> = cluster.admins().values().copied().collect();
+    let mut clients = Vec::with_capacity(count);
+    for index in 0..count {
+        clients.push(
+            Client::connect(admins[index % admins.len()], Some(cluster.token().to_string())).await.expect("client"),
+        );
+    }
+    clients
+}
+
+async fn measure(cluster: &LocalCluster, workload: Workload, count: usize, window: Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = clients(cluster, count)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(index, client)| tokio::spawn(one_client(client, workload, index, stop.clone())))
+        .collect();
+    tokio::time::sleep(window).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ops, mut errors, mut latencies) = (0, 0, Vec::new());
+    for task in tasks {
+        let figures = task.await.expect("client task");
+        ops += figures.ops;
+        errors += figures.errors;
+        latencies.extend(figures.latencies);
+    }
+    latencies.sort_unstable();
+    println!(
+        "{:<20} {:>4} clients: {:>9.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  errors {}",
+        workload.label(),
+        count,
+        ops as f64 / window.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        errors
+    );
+}
+
+async fn prepare(cluster: &LocalCluster) {
+    let client = clients(cluster, 1).await.remove(0);
+    let value = "v".repeat(VALUE_BYTES);
+    for path in ["/bench", "/bench/seq"] {
+        let _ = client.create(path, "", CreateMode::Persistent, None).await;
+    }
+    for key in 0..KEYS {
+        let _ = client.create(&format!("/bench/k{key:04}"), &value, CreateMode::Persistent, None).await;
+    }
+}
+
+/// Kills the leader under a 16-client write load and reports the longest gap between acknowledged
+/// writes, and how long the cluster had no leader.
+fn failover(cluster: &mut LocalCluster, runtime: &tokio::runtime::Runtime) {
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let survivors: Vec<NodeId> = cluster.admins().keys().copied().filter(|&id| id != leader).collect();
+    let admins: Vec<_> = survivors.iter().map(|&id| cluster.admin(id)).collect();
+    let token = cluster.token().to_string();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let tasks: Vec<_> = (0..16)
+        .map(|index| {
+            let (admin, token, stop, acks) = (admins[index % admins.len()], token.clone(), stop.clone(), acks.clone());
+            runtime.spawn(async move {
+                let client = Client::connect(admin, Some(token)).await.expect("client");
+                let value = "v".repeat(VALUE_BYTES);
+                let mut key = index * 61;
+                while !stop.load(Ordering::Relaxed) {
+                    key = (key + 1) % KEYS;
+                    if client.set(&format!("/bench/k{key:04}"), &value, None).await.is_ok() {
+                        acks.lock().expect("acks").push(Instant::now());
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    let new_leader = cluster.wait_for_leader(Duration::from_secs(10));
+    let elected_after = killed_at.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = runtime.block_on(task);
+    }
+    let acks = acks.lock().expect("acks");
+    let gap = acks.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or_default();
+    let around_kill =
+        acks.windows(2).filter(|pair| pair[1] >= killed_at).map(|pair| pair[1] - pair[0]).next().unwrap_or_default();
+    println!(
+        "failover (kill leader {leader}, 16 writers): new leader {:?} after {} ms; longest gap without an acknowledged write {} ms (first gap after the kill {} ms); {} writes acknowledged",
+        new_leader.map(|id| id.0),
+        elected_after.as_millis(),
+        gap.as_millis(),
+        around_kill.as_millis(),
+        acks.len()
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let window = if quick { Duration::from_secs(2) } else { Duration::from_secs(5) };
+    let dir = std::env::temp_dir().join(format!("gk-bench-registry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cluster = LocalCluster::start(3, &dir).expect("cluster starts");
+    cluster.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    println!("== gridkeeper registry benchmark: 3 nodes in-process on loopback, fsync on, window {window:?} ==");
+    runtime.block_on(prepare(&cluster));
+    let failover_only = std::env::args().any(|arg| arg == "--failover-only");
+    for workload in [Workload::Set, Workload::Create, Workload::ReadLinearizable, Workload::ReadLocal] {
+        for count in [1, 16, 128].into_iter().filter(|_| !failover_only) {
+            runtime.block_on(measure(&cluster, workload, count, window));
+        }
+    }
+    failover(&mut cluster, &runtime);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}

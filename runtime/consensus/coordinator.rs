@@ -113,8 +113,23 @@ impl ApplyObserver for Observer {
     }
 }
 
+/// Coalesces concurrent read-index requests: one quorum round answers every waiter that was queued
+/// before the round began (a waiter arriving during a round waits for the next one, so its index is
+/// never older than its arrival). Under load a round serves many reads; alone, a read gets its own.
+#[derive(Default)]
+struct ReadIndexBatch {
+    waiters: Mutex<Vec<tokio::sync::oneshot::Sender<Result<u64, CoordinatorError>>>>,
+    wake: tokio::sync::Notify,
+}
+
+/// Reads waiting for a read index at most; more are refused as unavailable.
+const READ_INDEX_WAITERS_MAX: usize = 100_000;
+/// Read-index rounds in flight at once.
+const READ_INDEX_ROUNDS_MAX: usize = 4;
+
 struct Inner {
     node: NodeId,
+    read_index: ReadIndexBatch,
     raft: Raft,
     machine: Arc<StateMachine>,
     rpc: RpcClient,
@@ -209,8 +224,17 @@ impl Coordinator {
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
-        let inner =
-            Arc::new(Inner { node, raft, machine, rpc, hub, tracker, clock, tasks: Mutex::new(JoinSet::new()) });
+        let inner = Arc::new(Inner {
+            node,
+            read_index: ReadIndexBatch::default(),
+            raft,
+            machine,
+            rpc,
+            hub,
+            tracker,
+            clock,
+            tasks: Mutex::new(JoinSet::new()),
+        });
         let coordinator = Coordinator { inner };
         let inbound = mesh
             .take_inbound(TrafficClass::Consensus)
@@ -220,6 +244,7 @@ impl Coordinator {
             let handler = Arc::new(coordinator.clone());
             tasks.spawn(rpc::serve(coordinator.inner.rpc.clone(), inbound, handler));
             tasks.spawn(coordinator.clone().leader_duties());
+            tasks.spawn(coordinator.clone().read_index_rounds());
         }
         let lowest = config.voters.keys().next().copied();
         if lowest == Some(node)
@@ -338,12 +363,50 @@ impl Coordinator {
     /// # Errors
     /// [`CoordinatorError::Unavailable`] if no quorum confirms a read index in time.
     pub async fn sync(&self) -> Result<(), CoordinatorError> {
-        let index = match self.request(Request::ReadIndex).await? {
-            Reply::ReadIndex(index) => index,
-            other => return Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
-        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        {
+            let mut waiters = self.inner.read_index.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if waiters.len() >= READ_INDEX_WAITERS_MAX {
+                return Err(CoordinatorError::Unavailable("too many reads waiting".into()));
+            }
+            waiters.push(sender);
+        }
+        self.inner.read_index.wake.notify_one();
+        let index = receiver.await.map_err(|_| CoordinatorError::Unavailable("coordinator stopped".into()))??;
         self.inner.machine.wait_applied(index).await;
         Ok(())
+    }
+
+    /// Runs read-index rounds for queued waiters: each round takes every waiter queued so far; up to
+    /// [`READ_INDEX_ROUNDS_MAX`] rounds overlap, so batches grow with load instead of queueing behind
+    /// one round.
+    async fn read_index_rounds(self) {
+        let rounds = Arc::new(tokio::sync::Semaphore::new(READ_INDEX_ROUNDS_MAX));
+        loop {
+            self.inner.read_index.wake.notified().await;
+            loop {
+                let Ok(permit) = rounds.clone().acquire_owned().await else { return };
+                let waiters = std::mem::take(
+                    &mut *self.inner.read_index.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+                );
+                if waiters.is_empty() {
+                    break;
+                }
+                metrics::histogram!("gridkeeper_registry_read_index_batch").record(waiters.len() as f64);
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let outcome = match this.request(Request::ReadIndex).await {
+                        Ok(Reply::ReadIndex(index)) => Ok(index),
+                        Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+                        Err(error) => Err(error),
+                    };
+                    for waiter in waiters {
+                        let _ = waiter.send(outcome.clone());
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
 
     /// Tells the leader `session`'s client is alive. Returns whether the session is still open.

@@ -152,3 +152,40 @@ fn a_killed_nodes_registration_disappears() {
     let record: gridkeeper::node::registration::NodeRecord = serde_json::from_str(&data).expect("node record JSON");
     assert_eq!(record.addr, format!("127.0.0.1:{}", spec.mesh_ports[2]));
 }
+
+#[test]
+fn the_lock_passes_on_when_the_holders_node_is_killed() {
+    let spec = ClusterSpec::new("lockkill", 3);
+    let mut nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
+    let runtime = runtime();
+    // The holder talks to node 3 only; when node 3 dies, its keepalives stop reaching the cluster.
+    let (holder_session, guard) = runtime.block_on(async {
+        let holder = client(&spec, 3).await;
+        let session = holder.open_session(1_000).await.expect("session");
+        let guard =
+            gridkeeper::recipes::lock::acquire(&holder, &session, "/locks/job").await.expect("holder takes the lock");
+        (session, guard)
+    });
+    let waiter = runtime.spawn({
+        let admin = spec.admin(1);
+        let certs = spec.certs();
+        async move {
+            let waiter = Client::connect_with_certs(admin, &certs).await.expect("client");
+            let session = waiter.open_session(5_000).await.expect("session");
+            let guard = gridkeeper::recipes::lock::acquire(&waiter, &session, "/locks/job")
+                .await
+                .expect("waiter takes the lock");
+            (guard.path().to_string(), session)
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!waiter.is_finished(), "the lock is held");
+    nodes[2].kill();
+    let (path, _session) = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(20), waiter).await.expect("handover in time").expect("task")
+    });
+    assert!(path.ends_with("lock-0000000001"), "the next waiter holds the lock: {path}");
+    assert_ne!(path, guard.path());
+    drop(holder_session);
+}

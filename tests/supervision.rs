@@ -60,6 +60,7 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         data_dir: data_dir.clone(),
         admin,
         detector: DetectorConfig::default(),
+        registry: gridkeeper::registry::RegistryLimits::default(),
     };
     let view = NodeView::new(node);
     let args = Arc::new(SupervisorArgs {

@@ -75,6 +75,9 @@ struct NodeArgs {
     /// Silence in milliseconds after which a peer is down (default 500).
     #[arg(long)]
     peer_silence_max_ms: Option<u64>,
+    /// Largest znode data in bytes (default 1 MiB).
+    #[arg(long)]
+    znode_data_bytes_max: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +105,7 @@ impl NodeArgs {
             admin: self.admin,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             peer_silence_max_ms: self.peer_silence_max_ms,
+            znode_data_bytes_max: self.znode_data_bytes_max,
         };
         Ok(flags.or(file))
     }

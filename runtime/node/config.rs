@@ -13,6 +13,10 @@ use serde::Deserialize;
 use crate::ids::NodeId;
 use crate::limits::{CONFIG_FILE_BYTES_MAX, PEERS_MAX};
 use crate::mesh::DetectorConfig;
+use crate::registry::RegistryLimits;
+
+/// Largest znode data a configuration may allow: a value must fit a consensus frame with room to spare.
+const ZNODE_DATA_BYTES_CEILING: usize = crate::limits::FRAME_BYTES_MAX / 4;
 
 /// Settings as given, before validation; every field optional so a file and flags can be merged.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
@@ -34,6 +38,8 @@ pub struct NodeSettings {
     pub heartbeat_interval_ms: Option<u64>,
     /// Silence after which a peer is down.
     pub peer_silence_max_ms: Option<u64>,
+    /// Largest znode data accepted, in bytes.
+    pub znode_data_bytes_max: Option<usize>,
 }
 
 /// A validated node configuration.
@@ -53,6 +59,8 @@ pub struct NodeConfig {
     pub admin: SocketAddr,
     /// Failure detector timing.
     pub detector: DetectorConfig,
+    /// Registry bounds.
+    pub registry: RegistryLimits,
 }
 
 /// Why a configuration was refused. Each message names the setting at fault.
@@ -138,6 +146,7 @@ impl NodeSettings {
             admin: self.admin.or(fallback.admin),
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(fallback.heartbeat_interval_ms),
             peer_silence_max_ms: self.peer_silence_max_ms.or(fallback.peer_silence_max_ms),
+            znode_data_bytes_max: self.znode_data_bytes_max.or(fallback.znode_data_bytes_max),
         }
     }
 
@@ -166,6 +175,16 @@ impl NodeSettings {
             peer_silence_max_ms: self.peer_silence_max_ms.unwrap_or(defaults.peer_silence_max_ms),
         };
         detector.validate().map_err(|error| invalid("heartbeat", error.to_string()))?;
+        let mut registry = RegistryLimits::default();
+        if let Some(bytes) = self.znode_data_bytes_max {
+            if bytes == 0 || bytes > ZNODE_DATA_BYTES_CEILING {
+                return Err(invalid(
+                    "znode-data-bytes-max",
+                    format!("{bytes} is outside 1..={ZNODE_DATA_BYTES_CEILING}"),
+                ));
+            }
+            registry.data_bytes_max = bytes;
+        }
         Ok(NodeConfig {
             id,
             peers,
@@ -174,6 +193,7 @@ impl NodeSettings {
             data_dir: self.data_dir.ok_or(ConfigError::Missing("data-dir"))?,
             admin,
             detector,
+            registry,
         })
     }
 }
@@ -229,6 +249,7 @@ mod tests {
             ),
             (NodeSettings { heartbeat_interval_ms: Some(1), ..settings() }, "heartbeat"),
             (NodeSettings { peer_silence_max_ms: Some(150), ..settings() }, "at least 3 heartbeat intervals"),
+            (NodeSettings { znode_data_bytes_max: Some(0), ..settings() }, "znode-data-bytes-max"),
         ];
         for (settings, expected) in cases {
             let error = settings.clone().validate().expect_err("must be refused").to_string();

@@ -112,6 +112,7 @@ impl LocalCluster {
             data_dir: self.dir.join(format!("data-{id}")),
             admin: self.admins[&id],
             detector: DetectorConfig::default(),
+            registry: crate::registry::RegistryLimits::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -19,7 +19,6 @@ use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::NodeCredentials;
 use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
 use crate::mesh::{Mesh, MeshConfig, MeshSocket};
-use crate::registry::RegistryLimits;
 
 /// Everything the tree needs to (re)start its children.
 pub struct SupervisorArgs {
@@ -249,7 +248,7 @@ impl Actor for MeshActor {
             node: config.id,
             voters: config.peers.clone(),
             data_dir: config.data_dir.join("raft"),
-            limits: RegistryLimits::default(),
+            limits: config.registry,
             timings: RaftTimings::default(),
             seed: config.id.0 ^ crate::clock::unix_millis(),
             inline_disk: false,

@@ -3,9 +3,8 @@
 
 use crate::client::{Client, ClientError, Session};
 use crate::consensus::Consistency;
-use crate::registry::{CreateMode, WatchKind};
 
-use super::{ensure_path, sequenced_children};
+use super::{sequenced_children, wait_first_in_line};
 
 const PREFIX: &str = "candidate-";
 
@@ -39,28 +38,8 @@ pub async fn campaign(
     dir: &str,
     identity: &str,
 ) -> Result<Leadership, ClientError> {
-    ensure_path(client, dir).await?;
-    let created = client
-        .create(&format!("{dir}/{PREFIX}"), identity, CreateMode::EphemeralSequential, Some(session.id()))
-        .await?;
-    let mine = created.path.rsplit('/').next().unwrap_or_default().to_string();
-    loop {
-        let candidates = sequenced_children(client, dir, PREFIX).await?;
-        let Some(position) = candidates.iter().position(|name| *name == mine) else {
-            return Err(ClientError::Registry {
-                name: "session expired".into(),
-                message: "the candidate node is gone".into(),
-            });
-        };
-        if position == 0 {
-            return Ok(Leadership { client: client.clone(), path: created.path });
-        }
-        let predecessor = format!("{dir}/{}", candidates[position - 1]);
-        let mut events = client.watch(&predecessor, WatchKind::Data, None).await?;
-        if client.exists(&predecessor, Consistency::Linearizable).await?.is_some() {
-            events.recv().await;
-        }
-    }
+    let path = wait_first_in_line(client, session, dir, PREFIX, identity).await?;
+    Ok(Leadership { client: client.clone(), path })
 }
 
 /// The current leader's identity at `dir`, if any candidate stands.

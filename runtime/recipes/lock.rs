@@ -2,10 +2,8 @@
 //! watches only its predecessor, so a release wakes exactly one waiter.
 
 use crate::client::{Client, ClientError, Session};
-use crate::consensus::Consistency;
-use crate::registry::{CreateMode, WatchKind};
 
-use super::{ensure_path, sequenced_children};
+use super::wait_first_in_line;
 
 const PREFIX: &str = "lock-";
 
@@ -42,26 +40,6 @@ impl LockGuard {
 /// # Cancel safety
 /// Not cancel safe: a cancelled wait leaves its contender node until the session ends.
 pub async fn acquire(client: &Client, session: &Session, dir: &str) -> Result<LockGuard, ClientError> {
-    ensure_path(client, dir).await?;
-    let created =
-        client.create(&format!("{dir}/{PREFIX}"), "", CreateMode::EphemeralSequential, Some(session.id())).await?;
-    let mine = created.path.rsplit('/').next().unwrap_or_default().to_string();
-    loop {
-        let contenders = sequenced_children(client, dir, PREFIX).await?;
-        let Some(position) = contenders.iter().position(|name| *name == mine) else {
-            return Err(ClientError::Registry {
-                name: "session expired".into(),
-                message: "the lock contender node is gone".into(),
-            });
-        };
-        if position == 0 {
-            return Ok(LockGuard { client: client.clone(), path: created.path });
-        }
-        let predecessor = format!("{dir}/{}", contenders[position - 1]);
-        let mut events = client.watch(&predecessor, WatchKind::Data, None).await?;
-        // The predecessor may have gone between the listing and the watch.
-        if client.exists(&predecessor, Consistency::Linearizable).await?.is_some() {
-            events.recv().await;
-        }
-    }
+    let path = wait_first_in_line(client, session, dir, PREFIX, "").await?;
+    Ok(LockGuard { client: client.clone(), path })
 }

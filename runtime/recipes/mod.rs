@@ -56,6 +56,42 @@ pub async fn sequenced_children(client: &Client, dir: &str, prefix: &str) -> Res
     Ok(children)
 }
 
+/// Queues `session` under `dir` as an ephemeral-sequential node named `prefix…` holding `data`, and
+/// waits until it is first in line, watching only its predecessor (no herd effect). Returns its path.
+///
+/// # Errors
+/// [`ClientError`]; `session expired` if the node vanished while waiting.
+pub(crate) async fn wait_first_in_line(
+    client: &Client,
+    session: &crate::client::Session,
+    dir: &str,
+    prefix: &str,
+    data: &str,
+) -> Result<String, ClientError> {
+    ensure_path(client, dir).await?;
+    let created =
+        client.create(&format!("{dir}/{prefix}"), data, CreateMode::EphemeralSequential, Some(session.id())).await?;
+    let mine = created.path.rsplit('/').next().unwrap_or_default().to_string();
+    loop {
+        let line = sequenced_children(client, dir, prefix).await?;
+        let Some(position) = line.iter().position(|name| *name == mine) else {
+            return Err(ClientError::Registry {
+                name: "session expired".into(),
+                message: format!("{} is gone", created.path),
+            });
+        };
+        if position == 0 {
+            return Ok(created.path);
+        }
+        let predecessor = format!("{dir}/{}", line[position - 1]);
+        let mut events = client.watch(&predecessor, crate::registry::WatchKind::Data, None).await?;
+        // The predecessor may have gone between the listing and the watch.
+        if client.exists(&predecessor, Consistency::Linearizable).await?.is_some() {
+            events.recv().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

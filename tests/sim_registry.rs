@@ -291,3 +291,83 @@ fn the_same_seed_replays_the_same_history() {
     let second = describe(run(seed, 3).0);
     assert_eq!(first, second, "seed {seed}: two runs diverged");
 }
+
+/// A follower that misses more than the retained log catches up from a snapshot (built, purged and
+/// installed through openraft), and a restarted leader recovers from its own snapshot file.
+#[test]
+fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
+    const WRITES: usize = 300;
+    let seed = seeds(42..43)[0];
+    let written = Arc::new(AtomicU64::new(0));
+    let writer: Workload = {
+        let written = written.clone();
+        Arc::new(move |node: NodeId, coordinator: Coordinator| {
+            let written = written.clone();
+            Box::pin(async move {
+                if node != NodeId(1) {
+                    return;
+                }
+                while (written.load(Ordering::Relaxed) as usize) < WRITES {
+                    let index = written.load(Ordering::Relaxed);
+                    let path = ZPath::parse(&format!("/s{index:04}")).expect("valid");
+                    let create = Command::Create {
+                        path,
+                        data: index.to_string().into_bytes(),
+                        mode: CreateMode::Persistent,
+                        session: None,
+                        ttl_ms: None,
+                    };
+                    match coordinator.write(create).await {
+                        Ok(Ok(_)) | Ok(Err(RegistryError::NodeExists { .. })) => {
+                            written.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            })
+        })
+    };
+    let dir = data_root(seed, 3);
+    let mut config = SimConfig::new(seed, 3);
+    config.registry_dir = Some(dir.clone());
+    config.workload = Some(writer);
+    config.snapshot_logs = 50;
+    let mut cluster = SimCluster::new(config).expect("cluster");
+    let leader_known =
+        |cluster: &SimCluster<'_>| cluster.coordinator(NodeId(3)).is_some_and(|c| c.status().leader.is_some());
+    assert!(cluster.run_until(10_000, leader_known).expect("runs"), "seed {seed}: no leader");
+    cluster.crash(NodeId(3));
+    let all_written = cluster.run_until(120_000, |_| written.load(Ordering::Relaxed) as usize >= WRITES).expect("runs");
+    assert!(all_written, "seed {seed}: only {} of {WRITES} writes", written.load(Ordering::Relaxed));
+    // Followers snapshot and purge; the leader keeps what lagging node 3 still needs.
+    let purged_on_two = |cluster: &SimCluster<'_>| {
+        use openraft::async_runtime::WatchReceiver;
+        cluster
+            .coordinator(NodeId(2))
+            .and_then(|c| c.raft().metrics().borrow_watched().purged)
+            .is_some_and(|id| id.index > 50)
+    };
+    assert!(
+        cluster.run_until(10_000, purged_on_two).expect("runs"),
+        "seed {seed}: node 2 never snapshotted and purged"
+    );
+    // Node 1 dies and node 3 returns: node 2 must lead, and node 3 is behind node 2's purged log, so
+    // it can only catch up by installing node 2's snapshot.
+    cluster.crash(NodeId(1));
+    cluster.restart(NodeId(3));
+    let last = ZPath::parse(&format!("/s{:04}", WRITES - 1)).expect("valid");
+    let has_last = |node: u64| {
+        let last = last.clone();
+        move |c: &SimCluster<'_>| {
+            c.coordinator(NodeId(node)).is_some_and(|c| c.read_local(|registry| registry.exists(&last).is_some()))
+        }
+    };
+    assert!(cluster.run_until(60_000, has_last(3)).expect("runs"), "seed {seed}: node 3 never caught up");
+    let count = cluster.coordinator(NodeId(3)).map(|c| c.read_local(|registry| registry.znode_count()));
+    assert!(count.is_some_and(|count| count > WRITES), "seed {seed}: node 3 holds {count:?} znodes");
+    // Node 1 restarts from its own snapshot file plus its retained log.
+    cluster.restart(NodeId(1));
+    assert!(cluster.run_until(60_000, has_last(1)).expect("runs"), "seed {seed}: node 1 did not recover its state");
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}

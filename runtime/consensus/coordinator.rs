@@ -80,9 +80,16 @@ pub struct CoordinatorConfig {
     pub timings: RaftTimings,
     /// Seed of openraft's random choices (election timeouts).
     pub seed: u64,
-    /// Commit each write inline instead of through the group committer (deterministic simulation).
+    /// Commit each write inline instead of through the group committer, and build snapshots inline
+    /// (deterministic simulation).
     pub inline_disk: bool,
+    /// Log entries since the last snapshot that trigger a new one (and let older entries be purged).
+    pub snapshot_logs: u64,
 }
+
+/// Default of [`CoordinatorConfig::snapshot_logs`]: large enough that snapshots are rare under steady
+/// load, small enough that a restarted follower's catch-up and the in-memory log tail stay bounded.
+pub const SNAPSHOT_LOGS_DEFAULT: u64 = 20_000;
 
 /// Feeds applied changes to the watch hub, the session clocks and metrics.
 struct Observer {
@@ -182,15 +189,15 @@ pub enum StartError {
     Raft(String),
 }
 
-fn raft_config(timings: RaftTimings) -> Result<Config, StartError> {
+fn raft_config(timings: RaftTimings, snapshot_logs: u64) -> Result<Config, StartError> {
     Config {
         cluster_name: "gridkeeper".into(),
         heartbeat_interval: timings.heartbeat_ms,
         election_timeout_min: timings.election_min_ms,
         election_timeout_max: timings.election_max_ms,
         max_payload_entries: 1024,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
-        max_in_snapshot_log_to_keep: 2_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs),
+        max_in_snapshot_log_to_keep: (snapshot_logs / 10).min(2_000),
         purge_batch_size: 256,
         ..Config::default()
     }
@@ -213,10 +220,10 @@ impl Coordinator {
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));
         let clock = Clock::start();
         let observer = Arc::new(Observer { hub: hub.clone(), tracker: tracker.clone(), clock });
-        let machine = StateMachine::open(&config.data_dir, config.limits, observer)
+        let machine = StateMachine::open(&config.data_dir, config.limits, observer, config.inline_disk)
             .map_err(|error| storage_error(error.to_string()))?;
         let rpc = RpcClient::new(mesh.clone());
-        let raft_config = Arc::new(raft_config(config.timings)?);
+        let raft_config = Arc::new(raft_config(config.timings, config.snapshot_logs)?);
         let node = config.node;
         let raft = RaftRuntime::scope(
             config.seed,

@@ -40,6 +40,8 @@ pub struct StateMachine {
     snapshot_path: PathBuf,
     observer: Arc<dyn ApplyObserver>,
     applied: watch::Sender<u64>,
+    /// Build snapshots on the calling task (deterministic simulation) instead of a blocking thread.
+    inline_snapshots: bool,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -70,7 +72,12 @@ impl StateMachine {
     ///
     /// # Errors
     /// An I/O error if the snapshot exists but cannot be read.
-    pub fn open(dir: &Path, limits: RegistryLimits, observer: Arc<dyn ApplyObserver>) -> io::Result<Arc<StateMachine>> {
+    pub fn open(
+        dir: &Path,
+        limits: RegistryLimits,
+        observer: Arc<dyn ApplyObserver>,
+        inline_snapshots: bool,
+    ) -> io::Result<Arc<StateMachine>> {
         let snapshot_path = dir.join("snapshot.bin");
         let (state, snapshot) = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -96,6 +103,7 @@ impl StateMachine {
             snapshot_path,
             observer,
             applied,
+            inline_snapshots,
         }))
     }
 
@@ -132,6 +140,9 @@ impl RaftSnapshotBuilder<TypeConfig> for Arc<StateMachine> {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        if self.inline_snapshots {
+            return self.snapshot_now();
+        }
         let machine = self.clone();
         // Serialising and fsyncing a large tree is blocking work.
         tokio::task::spawn_blocking(move || machine.snapshot_now()).await.map_err(io_error)?

@@ -252,6 +252,7 @@ impl Actor for MeshActor {
             timings: RaftTimings::default(),
             seed: config.id.0 ^ crate::clock::unix_millis(),
             inline_disk: false,
+            snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
         };
         let coordinator = match Coordinator::start(coordinator_config, mesh.clone()).await {
             Ok(coordinator) => coordinator,

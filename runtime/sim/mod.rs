@@ -48,6 +48,8 @@ pub struct SimConfig {
     pub registry_dir: Option<PathBuf>,
     /// Client work each node runs (needs `registry_dir`).
     pub workload: Option<Workload>,
+    /// Log entries between snapshots.
+    pub snapshot_logs: u64,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -69,6 +71,7 @@ impl SimConfig {
             repair_rate: 0.0,
             registry_dir: None,
             workload: None,
+            snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
         }
     }
 }
@@ -117,6 +120,7 @@ struct HostPlan {
     seed: u64,
     registry_dir: Option<PathBuf>,
     workload: Option<Workload>,
+    snapshot_logs: u64,
     trace: Shared<Vec<TraceEntry>>,
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
     coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
@@ -159,6 +163,7 @@ impl<'a> SimCluster<'a> {
                 seed: config.seed,
                 registry_dir: config.registry_dir.clone(),
                 workload: config.workload.clone(),
+                snapshot_logs: config.snapshot_logs,
                 trace: trace.clone(),
                 meshes: meshes.clone(),
                 coordinators: coordinators.clone(),
@@ -299,6 +304,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
             timings: RaftTimings::default(),
             seed: plan.seed ^ node.0.rotate_left(17),
             inline_disk: true,
+            snapshot_logs: plan.snapshot_logs,
         };
         let coordinator = Coordinator::start(config, mesh).await?;
         locked(&plan.coordinators).insert(node, coordinator.clone());

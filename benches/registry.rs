@@ -176,6 +176,29 @@ fn failover(cluster: &mut LocalCluster, runtime: &tokio::runtime::Runtime) {
     );
 }
 
+/// Writes acknowledged per fsync across the cluster (the metrics recorder is process-wide here, so this
+/// sums all three nodes' committers).
+fn report_group_commit(cluster: &LocalCluster, runtime: &tokio::runtime::Runtime) {
+    let admin = *cluster.admins().values().next().expect("a node");
+    let Ok(body) = runtime.block_on(gridkeeper::admin::client::get(admin, "/metrics")) else { return };
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (writes, commits) =
+        (value("gridkeeper_raft_commit_batch_writes_sum"), value("gridkeeper_raft_commit_batch_writes_count"));
+    let batches = value("gridkeeper_registry_read_index_batch_count");
+    let reads = value("gridkeeper_registry_read_index_batch_sum");
+    println!(
+        "group commit: {writes:.0} log writes in {commits:.0} fsyncs ({:.1} per fsync); read index: {reads:.0} reads in {batches:.0} rounds ({:.1} per round)",
+        writes / commits.max(1.0),
+        reads / batches.max(1.0)
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let window = if quick { Duration::from_secs(2) } else { Duration::from_secs(5) };
@@ -192,6 +215,7 @@ fn main() {
             runtime.block_on(measure(&cluster, workload, count, window));
         }
     }
+    report_group_commit(&cluster, &runtime);
     failover(&mut cluster, &runtime);
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);

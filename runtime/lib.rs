@@ -13,6 +13,7 @@ pub mod client;
 pub mod clock;
 pub mod consensus;
 pub mod credentials;
+pub mod grid;
 pub mod ids;
 pub mod limits;
 pub mod mesh;

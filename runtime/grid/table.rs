@@ -1,0 +1,516 @@
+//! The task table: the grid's replicated state machine. Every replica applies the same assignment,
+//! start, finish, timeout, node-loss and cancel events in log order and reaches the same table; the
+//! leader plans assignments from it ([`TaskTable::plan_dispatch`]) and proposes them.
+//!
+//! Invariant: an attempt's report is recorded only if its fencing token is the task's current
+//! assignment, so a completion is recorded exactly once whatever duplicates or zombies report.
+//! Invariant: a task in a terminal state never changes again.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::placement::{NodeLoad, Placement};
+use super::queue::ReadyQueue;
+use super::task::{Attempt, AttemptState, FencingToken, Task, TaskId, TaskSpec, TaskState};
+use crate::ids::NodeId;
+
+/// Bounds on what the table keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableLimits {
+    /// Tasks held (all states); submissions past it are refused.
+    pub tasks_max: usize,
+    /// Bytes of a task's input.
+    pub input_bytes_max: usize,
+    /// Bytes of a stored result; a larger result fails its attempt.
+    pub result_bytes_max: usize,
+    /// Bytes of a stored error message; longer ones are cut.
+    pub error_bytes_max: usize,
+    /// Attempts a task may ask for.
+    pub attempts_max: u32,
+}
+
+impl Default for TableLimits {
+    fn default() -> Self {
+        TableLimits {
+            tasks_max: 2_000_000,
+            input_bytes_max: 1 << 20,
+            result_bytes_max: 1 << 20,
+            error_bytes_max: 4 << 10,
+            attempts_max: 100,
+        }
+    }
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum GridError {
+    /// No such task.
+    #[error("no task {0:?}")]
+    UnknownTask(TaskId),
+    /// The report is from an attempt that is no longer current (a zombie or a duplicate).
+    #[error("stale report for task {task:?}: token {reported:?} is not the current assignment")]
+    StaleToken {
+        /// The task.
+        task: TaskId,
+        /// The token reported.
+        reported: FencingToken,
+    },
+    /// The task is not in a state that allows this event.
+    #[error("task {task:?} is {state:?}")]
+    WrongState {
+        /// The task.
+        task: TaskId,
+        /// Its state.
+        state: TaskState,
+    },
+    /// The submission is invalid or over a bound.
+    #[error("task refused: {0}")]
+    Refused(String),
+}
+
+/// The replicated table of tasks.
+#[derive(Debug, Clone)]
+pub struct TaskTable {
+    limits: TableLimits,
+    tasks: BTreeMap<TaskId, Task>,
+    queue: ReadyQueue,
+    by_node: BTreeMap<NodeId, BTreeSet<TaskId>>,
+}
+
+fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text[..cut].to_string()
+}
+
+impl TaskTable {
+    /// An empty table; waiting tasks gain one priority level per `aging_step_ms`.
+    pub fn new(limits: TableLimits, aging_step_ms: u64) -> TaskTable {
+        TaskTable { limits, tasks: BTreeMap::new(), queue: ReadyQueue::new(aging_step_ms), by_node: BTreeMap::new() }
+    }
+
+    /// A task by id.
+    pub fn get(&self, task: TaskId) -> Option<&Task> {
+        self.tasks.get(&task)
+    }
+
+    /// Tasks waiting to be placed.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Attempts assigned to or running on `node`.
+    pub fn running_on(&self, node: NodeId) -> u32 {
+        self.by_node.get(&node).map_or(0, |tasks| tasks.len() as u32)
+    }
+
+    /// Accepts a task at `now_ms`.
+    ///
+    /// # Errors
+    /// [`GridError::Refused`] if the spec breaks a bound or the table is full.
+    pub fn submit(&mut self, id: TaskId, spec: TaskSpec, now_ms: u64) -> Result<(), GridError> {
+        if self.tasks.len() >= self.limits.tasks_max {
+            return Err(GridError::Refused(format!("the table holds {} tasks", self.limits.tasks_max)));
+        }
+        if spec.input.len() > self.limits.input_bytes_max {
+            return Err(GridError::Refused(format!(
+                "input of {} bytes exceeds {}",
+                spec.input.len(),
+                self.limits.input_bytes_max
+            )));
+        }
+        if spec.retry.attempts_max == 0 || spec.retry.attempts_max > self.limits.attempts_max {
+            return Err(GridError::Refused(format!("attempts must be 1..={}", self.limits.attempts_max)));
+        }
+        if self.tasks.contains_key(&id) {
+            return Err(GridError::Refused(format!("task {id:?} exists")));
+        }
+        self.queue.push(id, spec.priority, now_ms, spec.not_before_ms.max(now_ms));
+        let task =
+            Task { id, spec, state: TaskState::Pending, attempts: Vec::new(), result: None, submitted_ms: now_ms };
+        self.tasks.insert(id, task);
+        Ok(())
+    }
+
+    /// Releases delayed tasks whose not-before time has come.
+    pub fn on_tick(&mut self, now_ms: u64) {
+        self.queue.on_tick(now_ms);
+    }
+
+    /// The leader's plan: up to `max` (task, node) assignments in dispatch order, never over a node's
+    /// slots. `nodes` (sorted by id) is updated with the planned load. Changes nothing in the table.
+    pub fn plan_dispatch(
+        &self,
+        now_ms: u64,
+        placement: &mut Placement,
+        nodes: &mut [NodeLoad],
+        max: usize,
+    ) -> Vec<(TaskId, NodeId)> {
+        let mut plan = Vec::new();
+        // Look further than `max` so that tasks no node can take now do not block those behind them.
+        for task in self.queue.ordered(now_ms, max.saturating_mul(4)) {
+            if plan.len() >= max {
+                break;
+            }
+            let spec = &self.tasks[&task].spec;
+            if let Some(node) = placement.place(spec, nodes) {
+                if let Some(load) = nodes.iter_mut().find(|load| load.node == node) {
+                    load.running += 1;
+                }
+                plan.push((task, node));
+            }
+        }
+        plan
+    }
+
+    fn task_mut(&mut self, task: TaskId) -> Result<&mut Task, GridError> {
+        self.tasks.get_mut(&task).ok_or(GridError::UnknownTask(task))
+    }
+
+    /// Applies an assignment of a pending task to `node`, under `token`.
+    ///
+    /// # Errors
+    /// [`GridError::WrongState`] unless the task is pending and ready.
+    pub fn on_assigned(
+        &mut self,
+        task: TaskId,
+        node: NodeId,
+        token: FencingToken,
+        now_ms: u64,
+    ) -> Result<(), GridError> {
+        let state = self.task_mut(task)?.state;
+        if state != TaskState::Pending || !self.queue.remove(task) {
+            return Err(GridError::WrongState { task, state });
+        }
+        let entry = self.task_mut(task)?;
+        let number = entry.attempts.len() as u32 + 1;
+        entry.attempts.push(Attempt {
+            number,
+            node,
+            token,
+            state: AttemptState::Assigned,
+            assigned_ms: now_ms,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+        });
+        entry.state = TaskState::Assigned;
+        self.by_node.entry(node).or_default().insert(task);
+        Ok(())
+    }
+
+    fn current(&mut self, task: TaskId, token: FencingToken) -> Result<&mut Task, GridError> {
+        let entry = self.task_mut(task)?;
+        match entry.current_attempt() {
+            Some(attempt) if attempt.token == token => Ok(entry),
+            _ => Err(GridError::StaleToken { task, reported: token }),
+        }
+    }
+
+    /// The node reports the attempt started.
+    ///
+    /// # Errors
+    /// [`GridError::StaleToken`] for any report but the current assignment's.
+    pub fn on_started(&mut self, task: TaskId, token: FencingToken, now_ms: u64) -> Result<(), GridError> {
+        let entry = self.current(task, token)?;
+        let attempt = entry.attempts.last_mut().expect("current() found an attempt");
+        if attempt.state == AttemptState::Assigned {
+            attempt.state = AttemptState::Running;
+            attempt.started_ms = Some(now_ms);
+            entry.state = TaskState::Running;
+        }
+        Ok(())
+    }
+
+    /// The node reports the attempt finished with `outcome`. Returns the task's new state.
+    ///
+    /// # Errors
+    /// [`GridError::StaleToken`] for any report but the current assignment's: a late duplicate or a
+    /// zombie is refused, and the completion is recorded exactly once.
+    pub fn on_finished(
+        &mut self,
+        task: TaskId,
+        token: FencingToken,
+        outcome: Result<Vec<u8>, String>,
+        now_ms: u64,
+    ) -> Result<TaskState, GridError> {
+        let limits = self.limits;
+        let outcome = match outcome {
+            Ok(result) if result.len() > limits.result_bytes_max => {
+                Err(format!("result of {} bytes exceeds {}", result.len(), limits.result_bytes_max))
+            }
+            other => other,
+        };
+        match outcome {
+            Ok(result) => {
+                let entry = self.current(task, token)?;
+                let attempt = entry.attempts.last_mut().expect("current() found an attempt");
+                attempt.state = AttemptState::Succeeded;
+                attempt.ended_ms = Some(now_ms);
+                entry.state = TaskState::Succeeded;
+                entry.result = Some(result);
+                let node = attempt.node;
+                self.release(node, task);
+                Ok(TaskState::Succeeded)
+            }
+            Err(error) => self.end_attempt(
+                task,
+                token,
+                AttemptState::Failed,
+                Some(bounded(error, limits.error_bytes_max)),
+                now_ms,
+            ),
+        }
+    }
+
+    /// The leader found the attempt over its timeout.
+    ///
+    /// # Errors
+    /// [`GridError::StaleToken`] if that attempt already ended.
+    pub fn on_timed_out(&mut self, task: TaskId, token: FencingToken, now_ms: u64) -> Result<TaskState, GridError> {
+        self.end_attempt(task, token, AttemptState::TimedOut, Some("timed out".into()), now_ms)
+    }
+
+    /// Ends the current attempt unsuccessfully and retries per policy, or ends the task.
+    fn end_attempt(
+        &mut self,
+        task: TaskId,
+        token: FencingToken,
+        how: AttemptState,
+        error: Option<String>,
+        now_ms: u64,
+    ) -> Result<TaskState, GridError> {
+        let entry = self.current(task, token)?;
+        let attempt = entry.attempts.last_mut().expect("current() found an attempt");
+        attempt.state = how;
+        attempt.ended_ms = Some(now_ms);
+        attempt.error = error;
+        let node = attempt.node;
+        // Attempts lost with their node are not the task's fault and do not use up its retries.
+        let used = entry.attempts.iter().filter(|attempt| attempt.state != AttemptState::Lost).count() as u32;
+        let (state, retry_at) = if used < entry.spec.retry.attempts_max {
+            (TaskState::Pending, Some(now_ms + entry.spec.retry.backoff_before(used + 1)))
+        } else if how == AttemptState::TimedOut {
+            (TaskState::TimedOut, None)
+        } else {
+            (TaskState::Failed, None)
+        };
+        entry.state = state;
+        let priority = entry.spec.priority;
+        if let Some(ready_ms) = retry_at {
+            self.queue.push(task, priority, now_ms, ready_ms);
+        }
+        self.release(node, task);
+        Ok(state)
+    }
+
+    fn release(&mut self, node: NodeId, task: TaskId) {
+        if let Some(tasks) = self.by_node.get_mut(&node) {
+            tasks.remove(&task);
+            if tasks.is_empty() {
+                self.by_node.remove(&node);
+            }
+        }
+    }
+
+    /// `node` was declared dead: every attempt it held is lost and its task queued again at once.
+    /// Returns the re-queued tasks.
+    pub fn on_node_lost(&mut self, node: NodeId, now_ms: u64) -> Vec<TaskId> {
+        let held: Vec<TaskId> = self.by_node.remove(&node).map(|tasks| tasks.into_iter().collect()).unwrap_or_default();
+        for &task in &held {
+            let entry = self.tasks.get_mut(&task).expect("by_node lists known tasks");
+            let attempt = entry.attempts.last_mut().expect("a held task has an attempt");
+            attempt.state = AttemptState::Lost;
+            attempt.ended_ms = Some(now_ms);
+            attempt.error = Some(format!("node {node} lost"));
+            entry.state = TaskState::Pending;
+            self.queue.push(task, entry.spec.priority, now_ms, now_ms);
+        }
+        held
+    }
+
+    /// Cancels a task that has not finished.
+    ///
+    /// # Errors
+    /// [`GridError::WrongState`] if it already finished.
+    pub fn on_cancelled(&mut self, task: TaskId, now_ms: u64) -> Result<(), GridError> {
+        let entry = self.task_mut(task)?;
+        if entry.state.is_terminal() {
+            return Err(GridError::WrongState { task, state: entry.state });
+        }
+        entry.state = TaskState::Cancelled;
+        let running = entry
+            .attempts
+            .last_mut()
+            .filter(|attempt| matches!(attempt.state, AttemptState::Assigned | AttemptState::Running));
+        let node = running.map(|attempt| {
+            attempt.state = AttemptState::Cancelled;
+            attempt.ended_ms = Some(now_ms);
+            attempt.node
+        });
+        match node {
+            Some(node) => self.release(node, task),
+            None => {
+                self.queue.remove(task);
+            }
+        }
+        Ok(())
+    }
+
+    /// Attempts running past their task's timeout at `now_ms`, for the leader to end.
+    pub fn overdue(&self, now_ms: u64) -> Vec<(TaskId, FencingToken)> {
+        self.by_node
+            .values()
+            .flatten()
+            .filter_map(|task| {
+                let entry = &self.tasks[task];
+                let attempt = entry.current_attempt()?;
+                (now_ms.saturating_sub(attempt.assigned_ms) > entry.spec.timeout_ms).then_some((*task, attempt.token))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::task::{RetryPolicy, Strategy};
+
+    const N1: NodeId = NodeId(1);
+    const N2: NodeId = NodeId(2);
+
+    fn table() -> TaskTable {
+        TaskTable::new(TableLimits::default(), 60_000)
+    }
+
+    fn spec(attempts: u32) -> TaskSpec {
+        let mut spec = TaskSpec::new("noop", vec![1]);
+        spec.retry = RetryPolicy { attempts_max: attempts, backoff_ms: 100 };
+        spec.timeout_ms = 1_000;
+        spec
+    }
+
+    #[test]
+    fn a_task_runs_once_to_success() {
+        let mut table = table();
+        table.submit(TaskId(1), spec(3), 0).expect("accepted");
+        table.on_assigned(TaskId(1), N1, FencingToken(10), 1).expect("assign");
+        assert_eq!(table.running_on(N1), 1);
+        table.on_started(TaskId(1), FencingToken(10), 2).expect("start");
+        assert_eq!(table.on_finished(TaskId(1), FencingToken(10), Ok(b"ok".to_vec()), 3), Ok(TaskState::Succeeded));
+        let task = table.get(TaskId(1)).expect("known");
+        assert_eq!(
+            (task.state, task.result.as_deref(), task.attempts.len()),
+            (TaskState::Succeeded, Some(&b"ok"[..]), 1)
+        );
+        assert_eq!(table.running_on(N1), 0);
+        // A duplicate report of the same completion is refused: recorded exactly once.
+        assert!(matches!(
+            table.on_finished(TaskId(1), FencingToken(10), Ok(vec![]), 4),
+            Err(GridError::StaleToken { .. })
+        ));
+    }
+
+    #[test]
+    fn failures_retry_with_backoff_then_fail() {
+        let mut table = table();
+        table.submit(TaskId(1), spec(2), 0).expect("accepted");
+        table.on_assigned(TaskId(1), N1, FencingToken(10), 0).expect("assign");
+        assert_eq!(table.on_finished(TaskId(1), FencingToken(10), Err("boom".into()), 50), Ok(TaskState::Pending));
+        assert_eq!(table.pending(), 1);
+        assert!(
+            table.plan_dispatch(100, &mut Placement::new(Strategy::LeastLoaded, 0), &mut nodes(), 10).is_empty(),
+            "backoff holds it"
+        );
+        table.on_tick(150);
+        let plan = table.plan_dispatch(150, &mut Placement::new(Strategy::LeastLoaded, 0), &mut nodes(), 10);
+        assert_eq!(plan, vec![(TaskId(1), N1)]);
+        table.on_assigned(TaskId(1), N2, FencingToken(20), 150).expect("assign again");
+        assert_eq!(table.on_timed_out(TaskId(1), FencingToken(20), 2_000), Ok(TaskState::TimedOut));
+        let task = table.get(TaskId(1)).expect("known");
+        assert_eq!(
+            task.attempts.iter().map(|a| a.state).collect::<Vec<_>>(),
+            vec![AttemptState::Failed, AttemptState::TimedOut]
+        );
+        assert_eq!(task.attempts[0].error.as_deref(), Some("boom"));
+    }
+
+    fn nodes() -> Vec<NodeLoad> {
+        [1, 2]
+            .into_iter()
+            .map(|id| NodeLoad {
+                node: NodeId(id),
+                running: 0,
+                slots: 1,
+                weight: 1,
+                kinds: BTreeSet::from(["noop".to_string()]),
+                draining: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lost_node_requeues_its_work_and_fences_the_zombie() {
+        let mut table = table();
+        table.submit(TaskId(1), spec(1), 0).expect("accepted");
+        table.on_assigned(TaskId(1), N1, FencingToken(10), 0).expect("assign");
+        table.on_started(TaskId(1), FencingToken(10), 1).expect("start");
+        assert_eq!(table.on_node_lost(N1, 500), vec![TaskId(1)]);
+        assert_eq!(table.get(TaskId(1)).expect("known").state, TaskState::Pending);
+        table.on_assigned(TaskId(1), N2, FencingToken(30), 501).expect("reassigned though attempts_max is 1");
+        // The dead node comes back and reports: refused.
+        assert!(matches!(
+            table.on_finished(TaskId(1), FencingToken(10), Ok(vec![]), 600),
+            Err(GridError::StaleToken { .. })
+        ));
+        assert_eq!(table.on_finished(TaskId(1), FencingToken(30), Ok(vec![]), 700), Ok(TaskState::Succeeded));
+        let attempts: Vec<_> =
+            table.get(TaskId(1)).expect("known").attempts.iter().map(|a| (a.node, a.state)).collect();
+        assert_eq!(attempts, vec![(N1, AttemptState::Lost), (N2, AttemptState::Succeeded)]);
+    }
+
+    #[test]
+    fn plans_respect_slots_and_priority_and_overdue_attempts_are_found() {
+        let mut table = table();
+        for (id, priority) in [(1, 0), (2, 5), (3, 1)] {
+            let mut spec = spec(1);
+            spec.priority = priority;
+            table.submit(TaskId(id), spec, 0).expect("accepted");
+        }
+        let mut loads = nodes();
+        let plan = table.plan_dispatch(0, &mut Placement::new(Strategy::LeastLoaded, 0), &mut loads, 10);
+        assert_eq!(plan, vec![(TaskId(2), N1), (TaskId(3), N2)], "two slots, highest priorities first");
+        for &(task, node) in &plan {
+            table.on_assigned(task, node, FencingToken(task.0 * 100), 0).expect("assign");
+        }
+        assert_eq!(
+            table.on_assigned(TaskId(2), N1, FencingToken(1), 0),
+            Err(GridError::WrongState { task: TaskId(2), state: TaskState::Assigned })
+        );
+        assert_eq!(table.overdue(1_000), vec![]);
+        assert_eq!(table.overdue(1_001).len(), 2);
+    }
+
+    #[test]
+    fn cancellation_and_bounds() {
+        let mut table = table();
+        table.submit(TaskId(1), spec(1), 0).expect("accepted");
+        table.on_cancelled(TaskId(1), 1).expect("cancel pending");
+        assert_eq!(table.pending(), 0);
+        assert!(table.on_cancelled(TaskId(1), 2).is_err(), "terminal stays terminal");
+        assert!(table.submit(TaskId(2), spec(0), 0).is_err());
+        let mut big = spec(1);
+        big.input = vec![0; TableLimits::default().input_bytes_max + 1];
+        assert!(table.submit(TaskId(3), big, 0).is_err());
+        table.submit(TaskId(4), spec(1), 0).expect("accepted");
+        table.on_assigned(TaskId(4), N1, FencingToken(7), 0).expect("assign");
+        let huge = vec![0; TableLimits::default().result_bytes_max + 1];
+        assert_eq!(table.on_finished(TaskId(4), FencingToken(7), Ok(huge), 1), Ok(TaskState::Failed));
+    }
+}

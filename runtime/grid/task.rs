@@ -1,0 +1,193 @@
+//! Tasks as the grid's replicated table sees them: what was asked (`TaskSpec`), each attempt, and the
+//! lifecycle. Plain data; the decisions live in `table.rs`, `queue.rs` and `placement.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::NodeId;
+
+/// A task's id: the zxid of the entry that accepted it (unique, deterministic on every replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub u64);
+
+/// Identifies one assignment of a task to a node. A report carrying any other token is stale (a zombie
+/// attempt, a duplicate) and is refused. It is the zxid of the assignment, so it only grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FencingToken(pub u64);
+
+/// How the grid picks a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Fewest running attempts per slot (ties: lowest id).
+    #[default]
+    LeastLoaded,
+    /// Each eligible node in turn.
+    RoundRobin,
+    /// Uniformly at random (seeded: replicas and simulations agree).
+    Random,
+    /// At random in proportion to each node's weight.
+    Weighted,
+    /// Rendezvous hashing on the shard key: a key stays on its node while that node is healthy, and a
+    /// membership change moves only the keys of the nodes that came or went.
+    ConsistentHash,
+}
+
+/// Retries of failed or timed-out attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub attempts_max: u32,
+    /// Wait before the second attempt; doubles for each later one, capped at [`RETRY_BACKOFF_MS_MAX`].
+    pub backoff_ms: u64,
+}
+
+/// Longest wait between two attempts.
+pub const RETRY_BACKOFF_MS_MAX: u64 = 60_000;
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts_max: 3, backoff_ms: 100 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt number `next` (2 for the first retry).
+    pub fn backoff_before(&self, next: u32) -> u64 {
+        let doublings = next.saturating_sub(2).min(20);
+        self.backoff_ms.saturating_mul(1 << doublings).min(RETRY_BACKOFF_MS_MAX)
+    }
+}
+
+/// What a submitter asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The registered task type.
+    pub kind: String,
+    /// Its encoded input.
+    pub input: Vec<u8>,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Not to start before this Unix ms (0: at once).
+    pub not_before_ms: u64,
+    /// Longest an attempt may run.
+    pub timeout_ms: u64,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// Key for consistent-hash placement.
+    pub shard_key: Option<String>,
+    /// Overrides the cluster's strategy.
+    pub strategy: Option<Strategy>,
+    /// Runs only on this node.
+    pub affinity: Option<NodeId>,
+}
+
+impl TaskSpec {
+    /// A spec with defaults: priority 0, at once, 30 s timeout, 3 attempts.
+    pub fn new(kind: impl Into<String>, input: Vec<u8>) -> TaskSpec {
+        TaskSpec {
+            kind: kind.into(),
+            input,
+            priority: 0,
+            not_before_ms: 0,
+            timeout_ms: 30_000,
+            retry: RetryPolicy::default(),
+            shard_key: None,
+            strategy: None,
+            affinity: None,
+        }
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Waiting to be placed (possibly until its not-before time).
+    Pending,
+    /// Given to a node, not yet reported started.
+    Assigned,
+    /// The node reported the attempt started.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Every attempt failed.
+    Failed,
+    /// The last attempt ran out of time and no attempt is left.
+    TimedOut,
+    /// Cancelled before finishing.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Whether the task will not change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Failed | TaskState::TimedOut | TaskState::Cancelled)
+    }
+}
+
+/// How one attempt ended, or that it has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptState {
+    /// Assigned, not started.
+    Assigned,
+    /// Running.
+    Running,
+    /// Finished with a result.
+    Succeeded,
+    /// Returned an error or panicked.
+    Failed,
+    /// Ran out of time.
+    TimedOut,
+    /// Its node was declared dead; the work was handed to another attempt.
+    Lost,
+    /// The task was cancelled while it ran.
+    Cancelled,
+}
+
+/// One attempt, as kept in the task's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// Where it ran.
+    pub node: NodeId,
+    /// Its fencing token.
+    pub token: FencingToken,
+    /// How it stands.
+    pub state: AttemptState,
+    /// When it was assigned (Unix ms).
+    pub assigned_ms: u64,
+    /// When the node reported it started.
+    pub started_ms: Option<u64>,
+    /// When it ended.
+    pub ended_ms: Option<u64>,
+    /// Why it failed, if it did (bounded).
+    pub error: Option<String>,
+}
+
+/// A task and its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Its id.
+    pub id: TaskId,
+    /// What was asked.
+    pub spec: TaskSpec,
+    /// Where it is.
+    pub state: TaskState,
+    /// Every attempt so far, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The result of the successful attempt (bounded).
+    pub result: Option<Vec<u8>>,
+    /// When it was accepted (Unix ms).
+    pub submitted_ms: u64,
+}
+
+impl Task {
+    /// The attempt in progress, if any.
+    pub fn current_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|attempt| matches!(attempt.state, AttemptState::Assigned | AttemptState::Running))
+    }
+}

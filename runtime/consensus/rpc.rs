@@ -20,8 +20,14 @@ pub const TOPIC_RPC: u32 = 0x7261_6674;
 /// Calls awaiting a reply at once; past this a call fails at once with [`RpcError::Overloaded`].
 pub const PENDING_CALLS_MAX: usize = 4096;
 
-/// Requests from peers handled at once; further requests wait (and the stream pushes back).
-pub const HANDLERS_IN_FLIGHT_MAX: usize = 256;
+/// Raft requests from peers handled at once; further ones wait (and the stream pushes back). Raft
+/// handlers never wait on this stream's replies, so waiting here cannot deadlock.
+pub const RAFT_HANDLERS_IN_FLIGHT_MAX: usize = 256;
+
+/// Forwarded client requests handled at once. These do wait on replies read by this same loop (a
+/// forwarded write needs followers' acknowledgements), so the loop never blocks on them: past the
+/// bound a request is refused at once and its sender retries.
+pub const FORWARD_HANDLERS_IN_FLIGHT_MAX: usize = 4096;
 
 /// What a call is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,7 +211,8 @@ pub async fn serve<H: RpcHandler>(
     mut inbound: tokio::sync::mpsc::Receiver<Inbound>,
     handler: Arc<H>,
 ) {
-    let permits = Arc::new(Semaphore::new(HANDLERS_IN_FLIGHT_MAX));
+    let raft_permits = Arc::new(Semaphore::new(RAFT_HANDLERS_IN_FLIGHT_MAX));
+    let forward_permits = Arc::new(Semaphore::new(FORWARD_HANDLERS_IN_FLIGHT_MAX));
     while let Some(Inbound { from, payload }) = inbound.recv().await {
         if payload.topic != TOPIC_RPC {
             continue;
@@ -218,7 +225,24 @@ pub async fn serve<H: RpcHandler>(
             client.complete(from, envelope);
             continue;
         }
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let permit = if envelope.kind == RpcKind::Forward {
+            match forward_permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    let refusal = Envelope {
+                        id: envelope.id,
+                        kind: envelope.kind,
+                        reply: Some(Err("overloaded".into())),
+                        body: Vec::new(),
+                    };
+                    let _ = send_envelope(&client.mesh, from, &refusal);
+                    continue;
+                }
+            }
+        } else {
+            let Ok(permit) = raft_permits.clone().acquire_owned().await else { return };
+            permit
+        };
         let (handler, mesh) = (handler.clone(), client.mesh.clone());
         tokio::spawn(async move {
             let result = handler.handle(from, envelope.kind, envelope.body).await;

@@ -97,6 +97,9 @@ pub enum NodeError {
 /// # Errors
 /// [`NodeError`] for every setup problem, with a message naming it.
 pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    // Handlers first: a SIGTERM that arrives while the node is still starting must still mean a
+    // clean shutdown, not the default "die at once".
+    let signals = Signals::install()?;
     let prometheus = crate::admin::telemetry::install()?;
     let credentials = load_node_credentials(&config.certs, config.id)?;
     let admin_token = crate::credentials::load_admin_token(&config.certs)?;
@@ -112,7 +115,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     });
     let (supervisor, ended) = supervisor::start(args).await?;
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
-    let signal = wait_for_signal();
+    let signal = signals.wait();
     tokio::pin!(ended);
     tokio::select! {
         reason = signal => {
@@ -125,17 +128,24 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     }
 }
 
-async fn wait_for_signal() -> &'static str {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM and SIGINT, listened to from the start of the process.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, NodeError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install =
+            |kind| signal(kind).map_err(|error| NodeError::Startup(format!("cannot listen for signals: {error}")));
+        Ok(Signals { terminate: install(SignalKind::terminate())?, interrupt: install(SignalKind::interrupt())? })
+    }
+
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "terminate",
+            _ = self.interrupt.recv() => "interrupt",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupt",
-        () = terminate => "terminate",
     }
 }

@@ -54,6 +54,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An answer of the wrong kind from the coordinator: a bug, reported as a server error.
+fn unexpected(other: impl std::fmt::Debug) -> ApiError {
+    api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))
+}
+
 fn api_error(status: StatusCode, name: &str, message: impl ToString) -> ApiError {
     ApiError(status, ErrorBody { error: name.to_string(), message: message.to_string() })
 }
@@ -149,7 +154,7 @@ async fn get_node(State(state): State<Arc<AdminState>>, Query(query): Query<Read
             data_hex: hex(&data),
             stat,
         })),
-        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -166,7 +171,7 @@ async fn stat(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuer
     let path = parse_path(&query.path)?;
     match read(&state, ReadOp::Exists(path.clone()), query.consistency).await? {
         ReadResult::Exists(stat) => Ok(Json(StatBody { path: path.to_string(), stat })),
-        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -185,7 +190,7 @@ async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<Read
     let path = parse_path(&query.path)?;
     match read(&state, ReadOp::Children(path.clone()), query.consistency).await? {
         ReadResult::Children { children, stat } => Ok(Json(ChildrenBody { path: path.to_string(), children, stat })),
-        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -236,7 +241,7 @@ async fn create(
     };
     match write(&state, &headers, command).await? {
         Outcome::Created { path, stat } => Ok(Json(CreatedBody { path: path.to_string(), stat })),
-        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -261,7 +266,7 @@ async fn set(
     let command = Command::Set { path: path.clone(), data: body.data.into_bytes(), version: body.version };
     match write(&state, &headers, command).await? {
         Outcome::Set { stat } => Ok(Json(StatBody { path: path.to_string(), stat: Some(stat) })),
-        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -334,7 +339,7 @@ async fn open_session(
         Outcome::SessionOpened { session, timeout_ms } => {
             Ok(Json(SessionBody { session: Some(session.0), timeout_ms: Some(timeout_ms), alive: Some(true) }))
         }
-        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        other => Err(unexpected(other)),
     }
 }
 

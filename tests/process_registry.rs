@@ -189,3 +189,23 @@ fn the_lock_passes_on_when_the_holders_node_is_killed() {
     assert_ne!(path, guard.path());
     drop(holder_session);
 }
+
+#[test]
+fn a_client_with_every_address_fails_over_when_its_node_dies() {
+    let spec = ClusterSpec::new("failover-client", 3);
+    let mut nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
+    let runtime = runtime();
+    let admins: Vec<_> = spec.ids.iter().map(|&id| spec.admin(id)).collect();
+    let token = gridkeeper::credentials::load_admin_token(&spec.certs()).expect("token");
+    let client = runtime.block_on(Client::connect_any(&admins, Some(token))).expect("connects");
+    let first = client.current_node();
+    runtime.block_on(client.create("/failover", "before", CreateMode::Persistent, None)).expect("write");
+    let victim = spec.ids.iter().position(|&id| spec.admin(id) == first).expect("a member");
+    nodes[victim].kill();
+    let read = wait_for(WAIT_MAX, || runtime.block_on(client.get("/failover", Consistency::Linearizable)).ok());
+    assert_eq!(read.expect("reads fail over to a live node").data, "before");
+    assert_ne!(client.current_node(), first, "the client moved to another node");
+    let write = wait_for(WAIT_MAX, || runtime.block_on(client.set("/failover", "after", None)).ok());
+    assert!(write.is_some(), "writes work through the new node");
+}

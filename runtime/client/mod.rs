@@ -68,17 +68,22 @@ fn transport(error: impl std::fmt::Display) -> ClientError {
     ClientError::Transport(error.to_string())
 }
 
-/// A connection to one node's admin API.
+/// A connection to the registry through one node's admin API at a time, failing over to the next
+/// listed node when the current one cannot be reached (as ZooKeeper clients do with a connect string).
 #[derive(Clone)]
 pub struct Client {
-    admin: SocketAddr,
+    nodes: Arc<[SocketAddr]>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
     token: Option<Arc<str>>,
-    connection: Arc<Mutex<Option<SendRequest<Full<Bytes>>>>>,
+    connection: Arc<Mutex<Option<Connection>>>,
 }
+
+/// The kept-alive connection and the index of the node it goes to.
+type Connection = (usize, SendRequest<Full<Bytes>>);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("admin", &self.admin).finish_non_exhaustive()
+        f.debug_struct("Client").field("nodes", &self.nodes).finish_non_exhaustive()
     }
 }
 
@@ -98,8 +103,47 @@ impl Client {
     /// # Errors
     /// [`ClientError::Transport`] if the node cannot be reached.
     pub async fn connect(admin: SocketAddr, token: Option<String>) -> Result<Client, ClientError> {
-        let sender = dial(admin).await?;
-        Ok(Client { admin, token: token.map(Arc::from), connection: Arc::new(Mutex::new(Some(sender))) })
+        Client::connect_any(&[admin], token).await
+    }
+
+    /// Connects to the first reachable node of `admins`; later calls fail over along the list.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if no node can be reached (or the list is empty).
+    pub async fn connect_any(admins: &[SocketAddr], token: Option<String>) -> Result<Client, ClientError> {
+        let client = Client {
+            nodes: Arc::from(admins),
+            current: Arc::default(),
+            token: token.map(Arc::from),
+            connection: Arc::new(Mutex::new(None)),
+        };
+        let mut last = ClientError::Transport("no admin address given".into());
+        for (index, &admin) in admins.iter().enumerate() {
+            match dial(admin).await {
+                Ok(sender) => {
+                    client.current.store(index, std::sync::atomic::Ordering::Relaxed);
+                    *client.connection.lock().await = Some((index, sender));
+                    return Ok(client);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    /// The node currently used.
+    pub fn current_node(&self) -> SocketAddr {
+        self.nodes[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.nodes.len()]
+    }
+
+    fn fail_over(&self, from: usize) {
+        let next = (from + 1) % self.nodes.len();
+        let _ = self.current.compare_exchange(
+            from,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Connects with the admin token read from a credentials directory.
@@ -129,33 +173,71 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
         let mut slot = self.connection.lock().await;
-        let mut sender = match slot.take() {
-            Some(sender) if !sender.is_closed() => sender,
-            _ => dial(self.admin).await?,
-        };
-        let mut request =
-            hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, self.admin.to_string());
-        if let Some(token) = &self.token {
-            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        let mut last = ClientError::Transport("no node reachable".into());
+        for _ in 0..self.nodes.len() {
+            let (index, mut sender) = match slot.take() {
+                Some((index, sender)) if !sender.is_closed() => (index, sender),
+                _ => {
+                    let index = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.nodes.len();
+                    match dial(self.nodes[index]).await {
+                        Ok(sender) => (index, sender),
+                        // Nothing was sent: the next node may serve it.
+                        Err(error) => {
+                            self.fail_over(index);
+                            last = error;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let admin = self.nodes[index];
+            let mut request = hyper::Request::builder()
+                .method(method.clone())
+                .uri(uri.clone())
+                .header(hyper::header::HOST, admin.to_string());
+            if let Some(token) = &self.token {
+                request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            if body.is_some() {
+                request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+            }
+            let request = request.body(Full::new(Bytes::from(body.clone().unwrap_or_default()))).map_err(transport)?;
+            let answer = async {
+                sender.ready().await.map_err(transport)?;
+                let response = sender.send_request(request).await.map_err(transport)?;
+                let status = response.status();
+                let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX)
+                    .collect()
+                    .await
+                    .map_err(transport)?
+                    .to_bytes();
+                Ok::<_, ClientError>((status, bytes))
+            }
+            .await;
+            let (status, bytes) = match answer {
+                Ok(answer) => answer,
+                Err(error) => {
+                    self.fail_over(index);
+                    // A read can be asked again elsewhere; a write may have been applied, so its
+                    // caller decides.
+                    if method == hyper::Method::GET {
+                        last = error;
+                        continue;
+                    }
+                    return Err(error);
+                }
+            };
+            *slot = Some((index, sender));
+            drop(slot);
+            if status.is_success() {
+                return serde_json::from_slice(&bytes).map_err(transport);
+            }
+            return match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
+                Err(_) => Err(ClientError::Transport(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
+            };
         }
-        if body.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default()))).map_err(transport)?;
-        sender.ready().await.map_err(transport)?;
-        let response = sender.send_request(request).await.map_err(transport)?;
-        let status = response.status();
-        let bytes =
-            Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX).collect().await.map_err(transport)?.to_bytes();
-        *slot = Some(sender);
-        drop(slot);
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(transport);
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
-            Err(_) => Err(ClientError::Transport(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
-        }
+        Err(last)
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
@@ -313,9 +395,10 @@ impl Client {
         if let Some(since) = since {
             uri.push_str(&format!("&since={since}"));
         }
-        let mut sender = dial(self.admin).await?;
+        let admin = self.current_node();
+        let mut sender = dial(admin).await?;
         let request = hyper::Request::get(uri)
-            .header(hyper::header::HOST, self.admin.to_string())
+            .header(hyper::header::HOST, admin.to_string())
             .body(Full::new(Bytes::new()))
             .map_err(transport)?;
         let response = sender.send_request(request).await.map_err(transport)?;

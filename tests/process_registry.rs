@@ -179,7 +179,15 @@ fn the_lock_passes_on_when_the_holders_node_is_killed() {
             (guard.path().to_string(), session)
         }
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Once the waiter's contender node is queued behind the holder's, the lock must still be held.
+    let queued = wait_for(WAIT_MAX, || {
+        runtime.block_on(async {
+            let observer = Client::connect(spec.admin(2), None).await.ok()?;
+            let listing = observer.children("/locks/job", Consistency::Linearizable).await.ok()?;
+            (listing.children.len() == 2).then_some(())
+        })
+    });
+    assert!(queued.is_some(), "the waiter queues");
     assert!(!waiter.is_finished(), "the lock is held");
     nodes[2].kill();
     let (path, _session) = runtime.block_on(async {

@@ -11,6 +11,23 @@ use gridkeeper::recipes::{barrier, discovery, election, lock, queue};
 const WAIT: Duration = Duration::from_secs(20);
 const SESSION_MS: u64 = 1_000;
 
+/// Waits, on child watches and bounded, until `dir` has `count` children (`at_least` or exactly).
+async fn wait_children(client: &Client, dir: &str, accept: impl Fn(usize) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut events = client.watch(dir, gridkeeper::registry::WatchKind::Child, None).await.expect("watch");
+        let count = match client.children(dir, gridkeeper::consensus::Consistency::Linearizable).await {
+            Ok(listing) => listing.children.len(),
+            Err(error) if error.name() == "no node" => 0,
+            Err(error) => panic!("children of {dir}: {error}"),
+        };
+        if accept(count) {
+            return;
+        }
+        tokio::time::timeout_at(deadline, events.recv()).await.expect("the awaited children appear in time");
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
@@ -37,17 +54,18 @@ fn the_lock_passes_to_the_next_waiter_when_the_holder_dies() {
         let (b_session, c_session) =
             (b.open_session(SESSION_MS).await.expect("s"), c.open_session(SESSION_MS).await.expect("s"));
         let (order_sender, mut order) = tokio::sync::mpsc::channel(2);
-        for (name, client, session) in [("b", b.clone(), b_session), ("c", c.clone(), c_session)] {
+        for (queued, (name, client, session)) in
+            [("b", b.clone(), b_session), ("c", c.clone(), c_session)].into_iter().enumerate()
+        {
             let order_sender = order_sender.clone();
             tokio::spawn(async move {
                 let guard = lock::acquire(&client, &session, "/locks/job").await.expect("acquire");
                 order_sender.send(name).await.expect("report");
-                tokio::time::sleep(Duration::from_millis(50)).await;
                 guard.release().await.expect("release");
                 drop(session);
             });
-            // Queue b before c.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Queue b before c: wait until b's contender node is there.
+            wait_children(&a, "/locks/job", |count| count == queued + 2).await;
         }
         assert!(
             tokio::time::timeout(Duration::from_millis(300), order.recv()).await.is_err(),
@@ -79,7 +97,7 @@ fn election_moves_on_when_the_leader_resigns_or_dies() {
                 election::campaign(&b, &b_session, "/apps/web/election", "beta").await.map(|lead| (lead, b_session))
             }
         });
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_children(&a, "/apps/web/election", |count| count == 2).await;
         assert!(!waiting.is_finished(), "the second candidate waits");
         leadership.resign().await.expect("resign");
         let (beta, b_session) =
@@ -88,11 +106,12 @@ fn election_moves_on_when_the_leader_resigns_or_dies() {
         // The leader's session dies: nobody leads until someone stands again.
         drop(b_session);
         std::mem::forget(beta);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while election::leader(&a, "/apps/web/election").await.expect("read").is_some() {
-            assert!(tokio::time::Instant::now() < deadline, "a dead leader's candidacy must expire");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_children(&a, "/apps/web/election", |count| count == 0).await;
+        assert_eq!(
+            election::leader(&a, "/apps/web/election").await.expect("read"),
+            None,
+            "a dead leader's candidacy expires"
+        );
         drop(a_session);
     });
     drop(cluster);
@@ -114,7 +133,8 @@ fn a_barrier_opens_when_everyone_arrives() {
                 session
             }));
             if participant < 3 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let observer = self::client(&cluster, 1).await;
+                wait_children(&observer, "/barriers/start", |count| count == participant as usize).await;
                 assert!(arrivals.iter().all(|arrival| !arrival.is_finished()), "nobody passes before all arrive");
             }
         }

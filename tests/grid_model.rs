@@ -1,0 +1,144 @@
+//! Property test of the grid's task table: random sequences of submissions, plans, starts, finishes
+//! (current and stale tokens), timeouts, node losses and cancellations. After every step: a terminal
+//! task never changes, a success is recorded at most once and only under the current token, no node
+//! holds more attempts than its slots, and every task is either queued, held by exactly one node, or
+//! terminal.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gridkeeper::grid::Strategy as PlacementStrategy;
+use gridkeeper::grid::{
+    FencingToken, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId, TaskSpec, TaskState, TaskTable,
+};
+use gridkeeper::ids::NodeId;
+use proptest::prelude::*;
+
+const NODES: u64 = 3;
+const SLOTS: u32 = 2;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Submit { priority: i32, attempts: u32 },
+    Dispatch,
+    Start { pick: usize },
+    Finish { pick: usize, ok: bool, stale: bool },
+    TimeOut { pick: usize },
+    LoseNode { node: u64 },
+    Cancel { pick: usize },
+    Advance { ms: u64 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (-2i32..3, 1u32..4).prop_map(|(priority, attempts)| Step::Submit { priority, attempts }),
+        3 => Just(Step::Dispatch),
+        2 => any::<usize>().prop_map(|pick| Step::Start { pick }),
+        3 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(pick, ok, stale)| Step::Finish { pick, ok, stale }),
+        1 => any::<usize>().prop_map(|pick| Step::TimeOut { pick }),
+        1 => (1..=NODES).prop_map(|node| Step::LoseNode { node }),
+        1 => any::<usize>().prop_map(|pick| Step::Cancel { pick }),
+        2 => (1u64..500).prop_map(|ms| Step::Advance { ms }),
+    ]
+}
+
+fn loads(table: &TaskTable) -> Vec<NodeLoad> {
+    (1..=NODES)
+        .map(|id| NodeLoad {
+            node: NodeId(id),
+            running: table.running_on(NodeId(id)),
+            slots: SLOTS,
+            weight: 1,
+            kinds: BTreeSet::from(["noop".to_string()]),
+            draining: false,
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn the_task_table_keeps_its_invariants(steps in proptest::collection::vec(step(), 1..120)) {
+        let mut table = TaskTable::new(TableLimits::default(), 1_000);
+        let mut placement = Placement::new(PlacementStrategy::LeastLoaded, 9);
+        let mut now = 0u64;
+        let mut next_id = 1u64;
+        let mut next_token = 1u64;
+        let mut ids: Vec<TaskId> = Vec::new();
+        let mut terminal: BTreeMap<TaskId, TaskState> = BTreeMap::new();
+        let mut successes: BTreeMap<TaskId, u32> = BTreeMap::new();
+        for step in steps {
+            match step {
+                Step::Submit { priority, attempts } => {
+                    let mut spec = TaskSpec::new("noop", vec![]);
+                    spec.priority = priority;
+                    spec.retry = RetryPolicy { attempts_max: attempts, backoff_ms: 50 };
+                    spec.timeout_ms = 300;
+                    table.submit(TaskId(next_id), spec, now).expect("within bounds");
+                    ids.push(TaskId(next_id));
+                    next_id += 1;
+                }
+                Step::Dispatch => {
+                    table.on_tick(now);
+                    let mut nodes = loads(&table);
+                    for (task, node) in table.plan_dispatch(now, &mut placement, &mut nodes, 8) {
+                        table.on_assigned(task, node, FencingToken(next_token), now).expect("planned tasks are pending");
+                        next_token += 1;
+                    }
+                }
+                Step::Start { pick } if !ids.is_empty() => {
+                    let task = ids[pick % ids.len()];
+                    if let Some(token) = table.get(task).and_then(|t| t.current_attempt()).map(|a| a.token) {
+                        table.on_started(task, token, now).expect("current token");
+                    }
+                }
+                Step::Finish { pick, ok, stale } if !ids.is_empty() => {
+                    let task = ids[pick % ids.len()];
+                    let current = table.get(task).and_then(|t| t.current_attempt()).map(|a| a.token);
+                    let token = if stale { FencingToken(0) } else { current.unwrap_or(FencingToken(0)) };
+                    let outcome = if ok { Ok(vec![1]) } else { Err("boom".to_string()) };
+                    match table.on_finished(task, token, outcome, now) {
+                        Ok(state) => {
+                            prop_assert!(!stale && current == Some(token), "only the current token may finish a task");
+                            if state == TaskState::Succeeded {
+                                *successes.entry(task).or_default() += 1;
+                            }
+                        }
+                        Err(_) => prop_assert!(stale || current.is_none(), "the current token must be accepted"),
+                    }
+                }
+                Step::TimeOut { pick } if !ids.is_empty() => {
+                    let task = ids[pick % ids.len()];
+                    if let Some(token) = table.get(task).and_then(|t| t.current_attempt()).map(|a| a.token) {
+                        table.on_timed_out(task, token, now).expect("current token");
+                    }
+                }
+                Step::LoseNode { node } => {
+                    table.on_node_lost(NodeId(node), now);
+                }
+                Step::Cancel { pick } if !ids.is_empty() => {
+                    let _ = table.on_cancelled(ids[pick % ids.len()], now);
+                }
+                Step::Advance { ms } => now += ms,
+                _ => {}
+            }
+            for id in 1..=NODES {
+                prop_assert!(table.running_on(NodeId(id)) <= SLOTS, "node {} over its slots", id);
+            }
+            let mut held = 0;
+            for &task in &ids {
+                let state = table.get(task).expect("known").state;
+                if let Some(&was) = terminal.get(&task) {
+                    prop_assert_eq!(state, was, "a terminal task changed");
+                } else if state.is_terminal() {
+                    terminal.insert(task, state);
+                }
+                if matches!(state, TaskState::Assigned | TaskState::Running) {
+                    held += 1;
+                }
+            }
+            let running: u32 = (1..=NODES).map(|id| table.running_on(NodeId(id))).sum();
+            prop_assert_eq!(running as usize, held, "every assigned or running task is held by exactly one node");
+            prop_assert!(successes.values().all(|&count| count <= 1), "a success recorded twice");
+        }
+    }
+}

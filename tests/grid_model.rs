@@ -47,6 +47,7 @@ fn loads(table: &TaskTable) -> Vec<NodeLoad> {
             node: NodeId(id),
             running: table.running_on(NodeId(id)),
             slots: SLOTS,
+            prefetch: 0,
             weight: 1,
             kinds: BTreeSet::from(["noop".to_string()]),
             draining: false,

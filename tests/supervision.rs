@@ -61,6 +61,10 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         admin,
         detector: DetectorConfig::default(),
         registry: gridkeeper::registry::RegistryLimits::default(),
+        slots: 2,
+        weight: 1,
+        prefetch: 0,
+        placement: gridkeeper::grid::Strategy::default(),
     };
     let view = NodeView::new(node);
     let args = Arc::new(SupervisorArgs {
@@ -70,6 +74,7 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         prometheus: gridkeeper::admin::telemetry::install().expect("recorder"),
         admin_token: "test-token".into(),
         instance: String::new(),
+        kinds: gridkeeper::grid::kinds::TaskKinds::builtin(),
     });
     let (_supervisor, ended) = start(args).await.expect("tree starts");
     tokio::pin!(ended);

@@ -34,6 +34,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .merge(super::registry_api::routes())
+        .merge(super::grid_api::routes())
         .with_state(state)
 }
 
@@ -55,16 +56,23 @@ async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusView> {
 
 /// The `/status` document for `view`.
 pub fn status_view(view: &NodeView) -> StatusView {
+    let loads = view.coordinator().map(|coordinator| coordinator.read_state(|state| state.loads())).unwrap_or_default();
     let members = view
         .mesh()
         .map(|mesh| {
             mesh.members()
                 .into_iter()
-                .map(|member| MemberView {
-                    id: member.id.0,
-                    addr: member.addr.to_string(),
-                    alive: member.alive,
-                    last_seen_ms: member.last_seen_ms,
+                .map(|member| {
+                    let load = loads.iter().find(|load| load.node == member.id);
+                    MemberView {
+                        id: member.id.0,
+                        addr: member.addr.to_string(),
+                        alive: member.alive,
+                        last_seen_ms: member.last_seen_ms,
+                        running: load.map(|load| load.running),
+                        slots: load.map(|load| load.slots),
+                        load: load.map(|load| f64::from(load.running) / f64::from(load.slots.max(1))),
+                    }
                 })
                 .collect()
         })

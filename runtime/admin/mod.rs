@@ -5,6 +5,7 @@
 //! decides nothing.
 
 pub mod client;
+pub mod grid_api;
 pub mod http;
 pub mod registry_api;
 pub mod status;

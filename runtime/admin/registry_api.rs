@@ -59,7 +59,7 @@ fn unexpected(other: impl std::fmt::Debug) -> ApiError {
     api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))
 }
 
-fn api_error(status: StatusCode, name: &str, message: impl ToString) -> ApiError {
+pub(crate) fn api_error(status: StatusCode, name: &str, message: impl ToString) -> ApiError {
     ApiError(status, ErrorBody { error: name.to_string(), message: message.to_string() })
 }
 
@@ -88,14 +88,14 @@ impl From<CoordinatorError> for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn coordinator(state: &AdminState) -> Result<Coordinator, ApiError> {
+pub(crate) fn coordinator(state: &AdminState) -> Result<Coordinator, ApiError> {
     state
         .view
         .coordinator()
         .ok_or_else(|| api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "coordinator not running"))
 }
 
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())

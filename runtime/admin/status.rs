@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One member in `/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberView {
     /// Node id.
     pub id: u64,
@@ -13,10 +13,19 @@ pub struct MemberView {
     pub alive: bool,
     /// Milliseconds since the reporting node last heard from it; `null` if never.
     pub last_seen_ms: Option<u64>,
+    /// Task attempts assigned to it and not ended (from the task table); `null` if not registered.
+    #[serde(default)]
+    pub running: Option<u32>,
+    /// Attempts it runs at once, as it registered.
+    #[serde(default)]
+    pub slots: Option<u32>,
+    /// `running / slots`.
+    #[serde(default)]
+    pub load: Option<f64>,
 }
 
 /// The whole `/status` document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusView {
     /// The reporting node.
     pub node: u64,
@@ -48,11 +57,25 @@ impl StatusView {
             show(self.commit_index),
             show(self.applied_index)
         );
-        out.push_str(&format!("{:<6} {:<24} {:<6} {:>12}\n", "ID", "ADDRESS", "ALIVE", "LAST SEEN"));
+        out.push_str(&format!(
+            "{:<6} {:<24} {:<6} {:>12} {:>8} {:>6} {:>6}\n",
+            "ID", "ADDRESS", "ALIVE", "LAST SEEN", "RUNNING", "SLOTS", "LOAD"
+        ));
         for member in &self.members {
             let seen = member.last_seen_ms.map_or_else(|| "never".to_string(), |ms| format!("{ms} ms ago"));
             let alive = if member.alive { "yes" } else { "no" };
-            out.push_str(&format!("{:<6} {:<24} {:<6} {:>12}\n", member.id, member.addr, alive, seen));
+            let count = |value: Option<u32>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+            let load = member.load.map_or_else(|| "-".to_string(), |load| format!("{load:.2}"));
+            out.push_str(&format!(
+                "{:<6} {:<24} {:<6} {:>12} {:>8} {:>6} {:>6}\n",
+                member.id,
+                member.addr,
+                alive,
+                seen,
+                count(member.running),
+                count(member.slots),
+                load
+            ));
         }
         out
     }
@@ -70,12 +93,20 @@ mod tests {
             term: None,
             commit_index: None,
             applied_index: None,
-            members: vec![MemberView { id: 1, addr: "127.0.0.1:7101".into(), alive: true, last_seen_ms: Some(12) }],
+            members: vec![MemberView {
+                id: 1,
+                addr: "127.0.0.1:7101".into(),
+                alive: true,
+                last_seen_ms: Some(12),
+                running: Some(1),
+                slots: Some(2),
+                load: Some(0.5),
+            }],
         };
         let json = serde_json::to_string(&view).expect("serializes");
         assert_eq!(
             json,
-            r#"{"node":1,"leader":null,"term":null,"commit_index":null,"applied_index":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12}]}"#
+            r#"{"node":1,"leader":null,"term":null,"commit_index":null,"applied_index":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12,"running":1,"slots":2,"load":0.5}]}"#
         );
         let table = view.to_table();
         assert!(table.contains("127.0.0.1:7101") && table.contains("12 ms ago"), "{table}");

@@ -1,4 +1,4 @@
-//! The `gridkeeper` command line: `certs`, `node`, `status`.
+//! The `gridkeeper` command line: `certs`, `node`, `status`, `registry`, `submit`, `tasks`, `drain`.
 //!
 //! Parses flags with clap (usage errors exit 2), runs the command, and turns every error into one
 //! line on stderr with exit status 1.
@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod grid;
 pub mod registry;
 
 use crate::admin::StatusView;
@@ -34,6 +35,12 @@ enum Command {
     Status(StatusArgs),
     /// Read and change the replicated registry.
     Registry(registry::RegistryArgs),
+    /// Submit tasks (and optionally wait for them).
+    Submit(grid::SubmitArgs),
+    /// List tasks, or show one with its attempts.
+    Tasks(grid::TasksArgs),
+    /// Stop giving a node new work and wait until it runs nothing.
+    Drain(grid::DrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +85,19 @@ struct NodeArgs {
     /// Largest znode data in bytes (default 1 MiB).
     #[arg(long)]
     znode_data_bytes_max: Option<usize>,
+    /// Task attempts this node runs at once (default: its cores).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Share of work under the weighted placement strategy (default 1).
+    #[arg(long)]
+    weight: Option<u32>,
+    /// Attempts queued on this node beyond its slots (default 32 per slot).
+    #[arg(long)]
+    prefetch: Option<u32>,
+    /// Placement strategy when this node leads: least_loaded (default), round_robin, random, weighted,
+    /// consistent_hash.
+    #[arg(long)]
+    placement: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +126,10 @@ impl NodeArgs {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             peer_silence_max_ms: self.peer_silence_max_ms,
             znode_data_bytes_max: self.znode_data_bytes_max,
+            slots: self.slots,
+            weight: self.weight,
+            prefetch: self.prefetch,
+            placement: self.placement,
         };
         Ok(flags.or(file))
     }
@@ -126,7 +150,7 @@ pub fn main() -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft::core::heartbeat=error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -155,9 +179,14 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Node(args) => {
             let config = args.settings()?.validate().map_err(|error| error.to_string())?;
-            control_runtime()?.block_on(node::run(config)).map_err(|error| error.to_string())
+            control_runtime()?
+                .block_on(node::run(config, crate::grid::kinds::TaskKinds::builtin()))
+                .map_err(|error| error.to_string())
         }
         Command::Registry(args) => control_runtime()?.block_on(registry::run(args)).map_err(|error| error.to_string()),
+        Command::Submit(args) => control_runtime()?.block_on(grid::submit(args)).map_err(|error| error.to_string()),
+        Command::Tasks(args) => control_runtime()?.block_on(grid::tasks(args)).map_err(|error| error.to_string()),
+        Command::Drain(args) => control_runtime()?.block_on(grid::drain(args)).map_err(|error| error.to_string()),
         Command::Status(args) => {
             let runtime = control_runtime()?;
             let body = runtime

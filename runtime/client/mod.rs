@@ -4,6 +4,10 @@
 //! Any node serves any call: followers forward writes and serve linearizable reads themselves, so a
 //! client never sees "not leader".
 
+use crate::admin::grid_api::{
+    DrainRequest, IdsRequest, RecordedResponse, SubmitRequest, SubmitResponse, TaskView, TasksQuery, TasksResponse,
+    WaitRequest, WaitResponse,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -484,5 +488,73 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Without keepalives the session expires after its timeout, taking its ephemerals with it.
         self.keepalive.abort();
+    }
+}
+
+/// The task grid through the admin API.
+impl Client {
+    /// Submits tasks; returns their ids once committed.
+    ///
+    /// # Errors
+    /// [`ClientError`]; a refused submission (bad input, a full table) names why.
+    pub async fn submit(&self, request: &SubmitRequest) -> Result<Vec<u64>, ClientError> {
+        let response: SubmitResponse = self.post("/grid/submit", request).await?;
+        Ok(response.ids)
+    }
+
+    /// Tasks matching `query`, newest first.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `no task` for an unknown `id`.
+    pub async fn tasks(&self, query: &TasksQuery) -> Result<Vec<TaskView>, ClientError> {
+        let mut parts = Vec::new();
+        if let Some(id) = query.id {
+            parts.push(format!("id={id}"));
+        }
+        if let Some(state) = query.state {
+            parts.push(format!("state={}", crate::admin::grid_api::state_name(state)));
+        }
+        if let Some(node) = query.node {
+            parts.push(format!("node={node}"));
+        }
+        if let Some(since) = query.since_ms {
+            parts.push(format!("since_ms={since}"));
+        }
+        if let Some(until) = query.until_ms {
+            parts.push(format!("until_ms={until}"));
+        }
+        if let Some(limit) = query.limit {
+            parts.push(format!("limit={limit}"));
+        }
+        if query.local {
+            parts.push("local=true".into());
+        }
+        let response: TasksResponse =
+            self.call(hyper::Method::GET, format!("/grid/tasks?{}", parts.join("&")), None).await?;
+        Ok(response.tasks)
+    }
+
+    /// Waits up to `timeout_ms` (at most a minute per call) until every task in `ids` is terminal.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn wait_tasks(&self, ids: &[u64], timeout_ms: u64) -> Result<WaitResponse, ClientError> {
+        self.post("/grid/wait", &WaitRequest { ids: ids.to_vec(), timeout_ms }).await
+    }
+
+    /// Cancels tasks that have not ended.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn cancel(&self, ids: &[u64]) -> Result<RecordedResponse, ClientError> {
+        self.post("/grid/cancel", &IdsRequest { ids: ids.to_vec() }).await
+    }
+
+    /// Starts (or stops) draining `node`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn drain(&self, node: u64, draining: bool) -> Result<RecordedResponse, ClientError> {
+        self.post("/grid/drain", &DrainRequest { node, draining }).await
     }
 }

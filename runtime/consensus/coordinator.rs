@@ -24,6 +24,8 @@ use super::state_machine::{ApplyObserver, StateMachine};
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{unix_millis, Clock};
+use crate::grid::hub::GridHub;
+use crate::grid::{GridEffects, ReplicatedState, TableLimits};
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
 use crate::registry::session::SessionTracker;
@@ -85,6 +87,8 @@ pub struct CoordinatorConfig {
     pub inline_disk: bool,
     /// Log entries since the last snapshot that trigger a new one (and let older entries be purged).
     pub snapshot_logs: u64,
+    /// Task table bounds.
+    pub grid_limits: TableLimits,
 }
 
 /// Default of [`CoordinatorConfig::snapshot_logs`]: large enough that snapshots are rare under steady
@@ -94,13 +98,27 @@ pub const SNAPSHOT_LOGS_DEFAULT: u64 = 20_000;
 /// Feeds applied changes to the watch hub, the session clocks and metrics.
 struct Observer {
     hub: Arc<WatchHub>,
+    grid: Arc<GridHub>,
     tracker: Arc<Mutex<SessionTracker>>,
     clock: Clock,
 }
 
 impl ApplyObserver for Observer {
-    fn on_applied(&self, zxid: u64, proposal: &Proposal, result: &Applied, changes: &[Change]) {
+    fn on_applied(
+        &self,
+        zxid: u64,
+        proposal: &Proposal,
+        result: &Applied,
+        changes: &[Change],
+        effects: &GridEffects,
+        state: &ReplicatedState,
+    ) {
         self.hub.on_changes(zxid, changes);
+        self.grid.on_applied(effects, state);
+        if changes.iter().any(|change| change.path().as_str().starts_with(crate::grid::replicated::NODES_PATH)) {
+            // A node came or went: placement has new options.
+            self.grid.poke();
+        }
         let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match (&proposal.command, result) {
             (Command::OpenSession { .. }, Ok(Outcome::SessionOpened { session, timeout_ms })) => {
@@ -115,8 +133,9 @@ impl ApplyObserver for Observer {
         }
     }
 
-    fn on_reset(&self, _registry: &Registry) {
+    fn on_reset(&self, state: &ReplicatedState) {
         self.hub.on_reset();
+        self.grid.on_reset(state);
     }
 }
 
@@ -141,6 +160,7 @@ struct Inner {
     machine: Arc<StateMachine>,
     rpc: RpcClient,
     hub: Arc<WatchHub>,
+    grid: Arc<GridHub>,
     tracker: Arc<Mutex<SessionTracker>>,
     clock: Clock,
     tasks: Mutex<JoinSet<()>>,
@@ -219,9 +239,11 @@ impl Coordinator {
         let hub = Arc::new(WatchHub::default());
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));
         let clock = Clock::start();
-        let observer = Arc::new(Observer { hub: hub.clone(), tracker: tracker.clone(), clock });
-        let machine = StateMachine::open(&config.data_dir, config.limits, observer, config.inline_disk)
-            .map_err(|error| storage_error(error.to_string()))?;
+        let grid = Arc::new(GridHub::new(config.node));
+        let observer = Arc::new(Observer { hub: hub.clone(), grid: grid.clone(), tracker: tracker.clone(), clock });
+        let machine =
+            StateMachine::open(&config.data_dir, config.limits, config.grid_limits, observer, config.inline_disk)
+                .map_err(|error| storage_error(error.to_string()))?;
         let rpc = RpcClient::new(mesh.clone());
         let raft_config = Arc::new(raft_config(config.timings, config.snapshot_logs)?);
         let node = config.node;
@@ -238,6 +260,7 @@ impl Coordinator {
             machine,
             rpc,
             hub,
+            grid,
             tracker,
             clock,
             tasks: Mutex::new(JoinSet::new()),
@@ -307,6 +330,26 @@ impl Coordinator {
     /// Runs `read` on the local registry, as of now (no consistency wait).
     pub fn read_local<T>(&self, read: impl FnOnce(&Registry) -> T) -> T {
         self.inner.machine.read(read)
+    }
+
+    /// Runs `read` on the local replicated state (registry and task table), as of now.
+    pub fn read_state<T>(&self, read: impl FnOnce(&ReplicatedState) -> T) -> T {
+        self.inner.machine.read_state(read)
+    }
+
+    /// The grid's hub on this node (worker hand-off, task waits, dispatcher wake-ups).
+    pub fn grid_hub(&self) -> &Arc<GridHub> {
+        &self.inner.grid
+    }
+
+    /// Whether this node leads now.
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The mesh this coordinator runs over.
+    pub fn mesh(&self) -> &Mesh {
+        self.inner.rpc.mesh()
     }
 
     /// Applies `command` through the leader.
@@ -577,6 +620,11 @@ impl Coordinator {
         metrics::gauge!("gridkeeper_registry_znodes").set(znodes as f64);
         metrics::gauge!("gridkeeper_registry_sessions").set(sessions as f64);
         metrics::gauge!("gridkeeper_registry_watches").set(self.inner.hub.watch_count() as f64);
+        let (depth, tasks) = self.read_state(|state| (state.grid.depth_by_priority(), state.grid.len()));
+        metrics::gauge!("gridkeeper_grid_tasks").set(tasks as f64);
+        for (priority, queued) in depth {
+            metrics::gauge!("gridkeeper_grid_queue_depth", "priority" => priority.to_string()).set(queued as f64);
+        }
     }
 }
 

@@ -16,19 +16,30 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::grid::{GridEffects, ReplicatedState, TableLimits};
 use crate::registry::{Applied, Change, Proposal, Registry, RegistryLimits};
 
 /// Hears of every applied command, in order.
 pub trait ApplyObserver: Send + Sync + 'static {
-    /// `proposal` was applied at `zxid` with `result`, making `changes`.
-    fn on_applied(&self, zxid: u64, proposal: &Proposal, result: &Applied, changes: &[Change]);
+    /// `proposal` was applied at `zxid` with `result`, making `changes` in the registry and `effects`
+    /// in the task table. Called with the state still locked (`state` is after the entry), so the
+    /// observer sees each entry's state exactly; it must not block.
+    fn on_applied(
+        &self,
+        zxid: u64,
+        proposal: &Proposal,
+        result: &Applied,
+        changes: &[Change],
+        effects: &GridEffects,
+        state: &ReplicatedState,
+    );
     /// The whole state was replaced by a snapshot.
-    fn on_reset(&self, registry: &Registry);
+    fn on_reset(&self, state: &ReplicatedState);
 }
 
 #[derive(Clone, Serialize, Deserialize)]
 struct SmState {
-    registry: Registry,
+    replicated: ReplicatedState,
     last_applied: Option<LogId>,
     membership: StoredMembership,
 }
@@ -75,6 +86,7 @@ impl StateMachine {
     pub fn open(
         dir: &Path,
         limits: RegistryLimits,
+        grid_limits: TableLimits,
         observer: Arc<dyn ApplyObserver>,
         inline_snapshots: bool,
     ) -> io::Result<Arc<StateMachine>> {
@@ -87,7 +99,7 @@ impl StateMachine {
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 let state = SmState {
-                    registry: Registry::new(limits),
+                    replicated: ReplicatedState::new(limits, grid_limits),
                     last_applied: None,
                     membership: StoredMembership::default(),
                 };
@@ -95,7 +107,7 @@ impl StateMachine {
             }
             Err(error) => return Err(error),
         };
-        observer.on_reset(&state.registry);
+        observer.on_reset(&state.replicated);
         let (applied, _) = watch::channel(state.last_applied.map_or(0, |id| id.index));
         Ok(Arc::new(StateMachine {
             state: RwLock::new(state),
@@ -109,7 +121,12 @@ impl StateMachine {
 
     /// Runs `read` on the current registry.
     pub fn read<T>(&self, read: impl FnOnce(&Registry) -> T) -> T {
-        read(&self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).registry)
+        read(&self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).replicated.registry)
+    }
+
+    /// Runs `read` on the whole replicated state (registry and task table).
+    pub fn read_state<T>(&self, read: impl FnOnce(&ReplicatedState) -> T) -> T {
+        read(&self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).replicated)
     }
 
     /// The index of the last applied entry.
@@ -170,8 +187,9 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
                 match entry.payload {
                     EntryPayload::Blank => Response::default(),
                     EntryPayload::Normal(proposal) => {
-                        let (result, changes) = state.registry.apply(zxid, &proposal);
-                        self.observer.on_applied(zxid, &proposal, &result, &changes);
+                        let mut effects = GridEffects::default();
+                        let (result, changes) = state.replicated.apply(zxid, &proposal, &mut effects);
+                        self.observer.on_applied(zxid, &proposal, &result, &changes, &effects, &state.replicated);
                         Response { result }
                     }
                     EntryPayload::Membership(membership) => {
@@ -196,7 +214,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
         let installed: SmState = postcard::from_bytes(&snapshot).map_err(io_error)?;
         write_atomically(&self.snapshot_path, &snapshot)?;
         let index = installed.last_applied.map_or(0, |id| id.index);
-        self.observer.on_reset(&installed.registry);
+        self.observer.on_reset(&installed.replicated);
         *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = installed;
         *self.snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((meta.clone(), snapshot));
         self.applied.send_replace(index);

@@ -1,8 +1,10 @@
 //! Placement: which node runs a task. Deterministic: random strategies draw from a seeded generator
 //! held here, so every replica and every simulation replay makes the same choices.
 //!
-//! Invariant: a task is only placed on a node that advertises its kind, is not draining, and has a
-//! free slot (running < slots).
+//! Invariant: a task is only placed on a node that advertises its kind, is not draining, and has room
+//! (attempts assigned < slots + prefetch). The worker runs at most `slots` at once and queues the
+//! prefetched rest, so the commit round trip between one attempt's end and the next one's assignment
+//! does not leave slots idle.
 
 use std::collections::BTreeSet;
 
@@ -14,10 +16,12 @@ use crate::ids::NodeId;
 pub struct NodeLoad {
     /// The node.
     pub node: NodeId,
-    /// Attempts it runs now.
+    /// Attempts assigned to it and not ended (running or queued there).
     pub running: u32,
     /// Attempts it may run at once.
     pub slots: u32,
+    /// Attempts it may hold queued beyond its slots.
+    pub prefetch: u32,
     /// Relative share for the weighted strategy.
     pub weight: u32,
     /// Task kinds it can run.
@@ -28,7 +32,7 @@ pub struct NodeLoad {
 
 impl NodeLoad {
     fn can_take(&self, spec: &TaskSpec) -> bool {
-        !self.draining && self.running < self.slots && self.kinds.contains(&spec.kind)
+        !self.draining && self.running < self.slots.saturating_add(self.prefetch) && self.kinds.contains(&spec.kind)
     }
 }
 
@@ -133,6 +137,7 @@ mod tests {
             node: NodeId(id),
             running,
             slots,
+            prefetch: 0,
             weight: 1,
             kinds: BTreeSet::from(["noop".to_string()]),
             draining: false,

@@ -6,10 +6,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use super::task::TaskId;
 
 /// Every `aging_step_ms` a task waits, its effective priority rises by one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadyQueue {
     aging_step_ms: u64,
     ready: BTreeMap<i32, VecDeque<(u64, TaskId)>>,

@@ -6,10 +6,11 @@
 //! assignment, so a completion is recorded exactly once whatever duplicates or zombies report.
 //! Invariant: a task in a terminal state never changes again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::command::{GridCommand, GridEffects, GridOutcome, Report};
 use super::placement::{NodeLoad, Placement};
 use super::queue::ReadyQueue;
 use super::task::{Attempt, AttemptState, FencingToken, Task, TaskId, TaskSpec, TaskState};
@@ -28,6 +29,10 @@ pub struct TableLimits {
     pub error_bytes_max: usize,
     /// Attempts a task may ask for.
     pub attempts_max: u32,
+    /// Tasks submitted in one command.
+    pub batch_max: usize,
+    /// Ended tasks kept for history; past it the oldest ended task is forgotten.
+    pub history_max: usize,
 }
 
 impl Default for TableLimits {
@@ -38,6 +43,8 @@ impl Default for TableLimits {
             result_bytes_max: 1 << 20,
             error_bytes_max: 4 << 10,
             attempts_max: 100,
+            batch_max: 100_000,
+            history_max: 200_000,
         }
     }
 }
@@ -70,13 +77,25 @@ pub enum GridError {
 }
 
 /// The replicated table of tasks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskTable {
     limits: TableLimits,
     tasks: BTreeMap<TaskId, Task>,
     queue: ReadyQueue,
     by_node: BTreeMap<NodeId, BTreeSet<TaskId>>,
+    /// The next id a submission gets.
+    next_id: u64,
+    /// Ended tasks, in the order they ended (history retention forgets from the front).
+    ended: VecDeque<TaskId>,
+    /// Nodes that take no new work.
+    draining: BTreeSet<NodeId>,
 }
+
+/// Extra time an attempt may wait queued on its node before its timeout starts counting anyway.
+pub const UNSTARTED_GRACE_MS: u64 = 10_000;
+
+/// Bytes of a task kind's name and of a shard key.
+pub const KIND_BYTES_MAX: usize = 256;
 
 fn bounded(text: String, max: usize) -> String {
     if text.len() <= max {
@@ -92,7 +111,201 @@ fn bounded(text: String, max: usize) -> String {
 impl TaskTable {
     /// An empty table; waiting tasks gain one priority level per `aging_step_ms`.
     pub fn new(limits: TableLimits, aging_step_ms: u64) -> TaskTable {
-        TaskTable { limits, tasks: BTreeMap::new(), queue: ReadyQueue::new(aging_step_ms), by_node: BTreeMap::new() }
+        TaskTable {
+            limits,
+            tasks: BTreeMap::new(),
+            queue: ReadyQueue::new(aging_step_ms),
+            by_node: BTreeMap::new(),
+            next_id: 1,
+            ended: VecDeque::new(),
+            draining: BTreeSet::new(),
+        }
+    }
+
+    /// The table's bounds.
+    pub fn limits(&self) -> TableLimits {
+        self.limits
+    }
+
+    /// Tasks held (all states, ended ones still in history included).
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether the table holds no task.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Queued tasks per priority, for metrics.
+    pub fn depth_by_priority(&self) -> BTreeMap<i32, usize> {
+        self.queue.depth_by_priority()
+    }
+
+    /// Nodes that take no new work.
+    pub fn draining(&self) -> &BTreeSet<NodeId> {
+        &self.draining
+    }
+
+    /// Tasks newest first that pass `keep`, at most `limit`.
+    pub fn newest(&self, limit: usize, mut keep: impl FnMut(&Task) -> bool) -> Vec<&Task> {
+        self.tasks.values().rev().filter(|task| keep(task)).take(limit).collect()
+    }
+
+    /// Attempts assigned to `node` that have not ended: (task, token).
+    pub fn held_by(&self, node: NodeId) -> Vec<(TaskId, FencingToken)> {
+        self.by_node
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter_map(|task| Some((*task, self.tasks[task].current_attempt()?.token)))
+            .collect()
+    }
+
+    /// The earliest time a delayed task becomes ready.
+    pub fn next_ready_ms(&self) -> Option<u64> {
+        self.queue.next_ready_ms()
+    }
+
+    /// Applies one replicated command at `zxid` (proposed at `now_ms`), recording what changed in
+    /// `effects`.
+    ///
+    /// # Errors
+    /// [`GridError::Refused`] if a submission breaks a bound (nothing is accepted then). Per-event
+    /// refusals of other commands (stale reports) are counted in the outcome, not errors.
+    pub fn apply(
+        &mut self,
+        zxid: u64,
+        now_ms: u64,
+        command: &GridCommand,
+        effects: &mut GridEffects,
+    ) -> Result<GridOutcome, GridError> {
+        self.on_tick(now_ms);
+        let mut applied = 0u32;
+        let mut refused = 0u32;
+        let mut count = |ok: bool| if ok { applied += 1 } else { refused += 1 };
+        match command {
+            GridCommand::Submit { tasks } => return self.submit_batch(tasks, now_ms, effects),
+            GridCommand::Assign { assignments } => {
+                for &(task, node) in assignments {
+                    let token = FencingToken(zxid);
+                    let ok = self.on_assigned(task, node, token, now_ms).is_ok();
+                    if ok {
+                        effects.assigned.push((task, node, token));
+                    }
+                    count(ok);
+                }
+            }
+            GridCommand::Report { reports } => {
+                for report in reports {
+                    let ok = self.on_report(report, now_ms, effects);
+                    if !ok {
+                        effects.refused += 1;
+                    }
+                    count(ok);
+                }
+            }
+            GridCommand::TimeOut { attempts } => {
+                for &(task, token) in attempts {
+                    let state = self.on_timed_out(task, token, now_ms);
+                    count(state.is_ok());
+                    if let Ok(state) = state {
+                        self.note_state(task, state, effects);
+                    }
+                }
+            }
+            GridCommand::Cancel { tasks } => {
+                for &task in tasks {
+                    let ok = self.on_cancelled(task, now_ms).is_ok();
+                    if ok {
+                        self.note_state(task, TaskState::Cancelled, effects);
+                    }
+                    count(ok);
+                }
+            }
+            GridCommand::Drain { node, draining } => {
+                if *draining {
+                    self.draining.insert(*node);
+                } else {
+                    self.draining.remove(node);
+                }
+                count(true);
+            }
+        }
+        Ok(GridOutcome::Recorded { applied, refused })
+    }
+
+    fn submit_batch(
+        &mut self,
+        specs: &[TaskSpec],
+        now_ms: u64,
+        effects: &mut GridEffects,
+    ) -> Result<GridOutcome, GridError> {
+        if specs.is_empty() || specs.len() > self.limits.batch_max {
+            return Err(GridError::Refused(format!("a batch holds 1..={} tasks", self.limits.batch_max)));
+        }
+        if self.tasks.len() + specs.len() > self.limits.tasks_max {
+            return Err(GridError::Refused(format!("the table holds {} tasks", self.limits.tasks_max)));
+        }
+        for spec in specs {
+            self.check_spec(spec)?;
+        }
+        let first = TaskId(self.next_id);
+        for spec in specs {
+            let id = TaskId(self.next_id);
+            self.next_id += 1;
+            self.submit(id, spec.clone(), now_ms)?;
+        }
+        effects.submitted += specs.len() as u32;
+        Ok(GridOutcome::Submitted { first, count: specs.len() as u32 })
+    }
+
+    /// Records a worker's report. Returns whether it was applied (false: stale or misplaced).
+    fn on_report(&mut self, report: &Report, now_ms: u64, effects: &mut GridEffects) -> bool {
+        let Report { task, token, started_ms, outcome } = report;
+        match outcome {
+            None => {
+                let ok = self.on_started(*task, *token, *started_ms).is_ok();
+                effects.started += u32::from(ok);
+                ok
+            }
+            Some(outcome) => {
+                // A quick attempt's start and end arrive in one report.
+                if self.on_started(*task, *token, *started_ms).is_err() {
+                    return false;
+                }
+                match self.on_finished(*task, *token, outcome.clone(), now_ms) {
+                    Ok(state) => {
+                        self.note_state(*task, state, effects);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+
+    /// Notes a task's new state: ended tasks join the history (and the oldest ones beyond its bound
+    /// are forgotten); retried ones are counted.
+    fn note_state(&mut self, task: TaskId, state: TaskState, effects: &mut GridEffects) {
+        if !state.is_terminal() {
+            effects.retried += 1;
+            return;
+        }
+        effects.ended.push((task, state));
+        self.ended.push_back(task);
+        while self.ended.len() > self.limits.history_max {
+            if let Some(old) = self.ended.pop_front() {
+                self.tasks.remove(&old);
+            }
+        }
+    }
+
+    /// Node-loss with effects: every attempt `node` held is lost and re-queued.
+    pub fn on_node_lost_into(&mut self, node: NodeId, now_ms: u64, effects: &mut GridEffects) {
+        for task in self.on_node_lost(node, now_ms) {
+            effects.lost.push((node, task));
+        }
     }
 
     /// A task by id.
@@ -118,6 +331,25 @@ impl TaskTable {
         if self.tasks.len() >= self.limits.tasks_max {
             return Err(GridError::Refused(format!("the table holds {} tasks", self.limits.tasks_max)));
         }
+        self.check_spec(&spec)?;
+        if self.tasks.contains_key(&id) {
+            return Err(GridError::Refused(format!("task {id:?} exists")));
+        }
+        self.queue.push(id, spec.priority, now_ms, spec.not_before_ms.max(now_ms));
+        let task =
+            Task { id, spec, state: TaskState::Pending, attempts: Vec::new(), result: None, submitted_ms: now_ms };
+        self.tasks.insert(id, task);
+        self.next_id = self.next_id.max(id.0 + 1);
+        Ok(())
+    }
+
+    fn check_spec(&self, spec: &TaskSpec) -> Result<(), GridError> {
+        if spec.kind.is_empty() || spec.kind.len() > KIND_BYTES_MAX {
+            return Err(GridError::Refused(format!("a task kind has 1..={KIND_BYTES_MAX} bytes")));
+        }
+        if spec.shard_key.as_ref().is_some_and(|key| key.len() > KIND_BYTES_MAX) {
+            return Err(GridError::Refused(format!("a shard key has at most {KIND_BYTES_MAX} bytes")));
+        }
         if spec.input.len() > self.limits.input_bytes_max {
             return Err(GridError::Refused(format!(
                 "input of {} bytes exceeds {}",
@@ -128,13 +360,9 @@ impl TaskTable {
         if spec.retry.attempts_max == 0 || spec.retry.attempts_max > self.limits.attempts_max {
             return Err(GridError::Refused(format!("attempts must be 1..={}", self.limits.attempts_max)));
         }
-        if self.tasks.contains_key(&id) {
-            return Err(GridError::Refused(format!("task {id:?} exists")));
+        if spec.timeout_ms == 0 {
+            return Err(GridError::Refused("a timeout must be positive".into()));
         }
-        self.queue.push(id, spec.priority, now_ms, spec.not_before_ms.max(now_ms));
-        let task =
-            Task { id, spec, state: TaskState::Pending, attempts: Vec::new(), result: None, submitted_ms: now_ms };
-        self.tasks.insert(id, task);
         Ok(())
     }
 
@@ -152,6 +380,9 @@ impl TaskTable {
         nodes: &mut [NodeLoad],
         max: usize,
     ) -> Vec<(TaskId, NodeId)> {
+        for load in nodes.iter_mut() {
+            load.draining |= self.draining.contains(&load.node);
+        }
         let mut plan = Vec::new();
         // Look further than `max` so that tasks no node can take now do not block those behind them.
         for task in self.queue.ordered(now_ms, max.saturating_mul(4)) {
@@ -363,7 +594,9 @@ impl TaskTable {
         Ok(())
     }
 
-    /// Attempts running past their task's timeout at `now_ms`, for the leader to end.
+    /// Attempts past their task's timeout at `now_ms`, for the leader to end: counted from the start
+    /// for running attempts, and from the assignment (plus [`UNSTARTED_GRACE_MS`]) for attempts still
+    /// queued on their node, so a node that never starts its work does not hold it forever.
     pub fn overdue(&self, now_ms: u64) -> Vec<(TaskId, FencingToken)> {
         self.by_node
             .values()
@@ -371,7 +604,13 @@ impl TaskTable {
             .filter_map(|task| {
                 let entry = &self.tasks[task];
                 let attempt = entry.current_attempt()?;
-                (now_ms.saturating_sub(attempt.assigned_ms) > entry.spec.timeout_ms).then_some((*task, attempt.token))
+                let deadline = match attempt.started_ms {
+                    Some(started) => started.saturating_add(entry.spec.timeout_ms),
+                    None => {
+                        attempt.assigned_ms.saturating_add(entry.spec.timeout_ms).saturating_add(UNSTARTED_GRACE_MS)
+                    }
+                };
+                (now_ms > deadline).then_some((*task, attempt.token))
             })
             .collect()
     }
@@ -448,6 +687,7 @@ mod tests {
                 node: NodeId(id),
                 running: 0,
                 slots: 1,
+                prefetch: 0,
                 weight: 1,
                 kinds: BTreeSet::from(["noop".to_string()]),
                 draining: false,
@@ -493,8 +733,10 @@ mod tests {
             table.on_assigned(TaskId(2), N1, FencingToken(1), 0),
             Err(GridError::WrongState { task: TaskId(2), state: TaskState::Assigned })
         );
-        assert_eq!(table.overdue(1_000), vec![]);
-        assert_eq!(table.overdue(1_001).len(), 2);
+        assert_eq!(table.overdue(1_000 + UNSTARTED_GRACE_MS), vec![]);
+        assert_eq!(table.overdue(1_001 + UNSTARTED_GRACE_MS).len(), 2, "unstarted: timeout plus grace");
+        table.on_started(TaskId(2), FencingToken(200), 50).expect("start");
+        assert_eq!(table.overdue(1_051), vec![(TaskId(2), FencingToken(200))], "started: timeout from the start");
     }
 
     #[test]

@@ -60,6 +60,17 @@ impl RetryPolicy {
     }
 }
 
+/// How a task's input (and so its result) is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// An rkyv archive of the task type's input (the Rust API).
+    #[default]
+    Rkyv,
+    /// JSON (the CLI and the HTTP API).
+    Json,
+}
+
 /// What a submitter asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -67,6 +78,9 @@ pub struct TaskSpec {
     pub kind: String,
     /// Its encoded input.
     pub input: Vec<u8>,
+    /// How `input` is encoded; the result is encoded the same way.
+    #[serde(default)]
+    pub encoding: Encoding,
     /// Higher runs first.
     pub priority: i32,
     /// Not to start before this Unix ms (0: at once).
@@ -89,6 +103,7 @@ impl TaskSpec {
         TaskSpec {
             kind: kind.into(),
             input,
+            encoding: Encoding::Rkyv,
             priority: 0,
             not_before_ms: 0,
             timeout_ms: 30_000,

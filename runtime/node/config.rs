@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::grid::Strategy;
 use crate::ids::NodeId;
 use crate::limits::{CONFIG_FILE_BYTES_MAX, PEERS_MAX};
 use crate::mesh::DetectorConfig;
@@ -40,6 +41,14 @@ pub struct NodeSettings {
     pub peer_silence_max_ms: Option<u64>,
     /// Largest znode data accepted, in bytes.
     pub znode_data_bytes_max: Option<usize>,
+    /// Attempts this node runs at once (default: its cores).
+    pub slots: Option<u32>,
+    /// Share of work under the weighted placement strategy (default 1).
+    pub weight: Option<u32>,
+    /// Attempts this node accepts queued beyond its slots (default 32 per slot).
+    pub prefetch: Option<u32>,
+    /// Cluster placement strategy: least_loaded, round_robin, random, weighted, consistent_hash.
+    pub placement: Option<String>,
 }
 
 /// A validated node configuration.
@@ -61,6 +70,36 @@ pub struct NodeConfig {
     pub detector: DetectorConfig,
     /// Registry bounds.
     pub registry: RegistryLimits,
+    /// Attempts this node runs at once.
+    pub slots: u32,
+    /// Share of work under the weighted strategy.
+    pub weight: u32,
+    /// Attempts queued here beyond the slots.
+    pub prefetch: u32,
+    /// The placement strategy this node uses when it leads.
+    pub placement: Strategy,
+}
+
+/// Most slots a node may declare: beyond this a node would hold more attempts than it can track.
+pub const SLOTS_MAX: u32 = 100_000;
+
+/// Attempts queued on a node per slot by default: enough that short tasks keep every slot busy across
+/// the commit round trip that separates one attempt's report from the next assignment.
+pub const PREFETCH_PER_SLOT_DEFAULT: u32 = 32;
+
+/// Slots of a node that does not say: its cores.
+pub fn default_slots() -> u32 {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get() as u32)
+}
+
+/// Parses a placement strategy name.
+///
+/// # Errors
+/// A message listing the accepted names.
+pub fn parse_strategy(text: &str) -> Result<Strategy, String> {
+    serde_json::from_value(serde_json::Value::String(text.replace('-', "_"))).map_err(|_| {
+        format!("unknown strategy {text:?}; use least_loaded, round_robin, random, weighted or consistent_hash")
+    })
 }
 
 /// Why a configuration was refused. Each message names the setting at fault.
@@ -147,6 +186,10 @@ impl NodeSettings {
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(fallback.heartbeat_interval_ms),
             peer_silence_max_ms: self.peer_silence_max_ms.or(fallback.peer_silence_max_ms),
             znode_data_bytes_max: self.znode_data_bytes_max.or(fallback.znode_data_bytes_max),
+            slots: self.slots.or(fallback.slots),
+            weight: self.weight.or(fallback.weight),
+            prefetch: self.prefetch.or(fallback.prefetch),
+            placement: self.placement.or(fallback.placement),
         }
     }
 
@@ -185,7 +228,27 @@ impl NodeSettings {
             }
             registry.data_bytes_max = bytes;
         }
+        let slots = self.slots.unwrap_or_else(default_slots);
+        if slots == 0 || slots > SLOTS_MAX {
+            return Err(invalid("slots", format!("{slots} is outside 1..={SLOTS_MAX}")));
+        }
+        let weight = self.weight.unwrap_or(1);
+        if weight == 0 || weight > 1_000 {
+            return Err(invalid("weight", format!("{weight} is outside 1..=1000")));
+        }
+        let prefetch = self.prefetch.unwrap_or(slots.saturating_mul(PREFETCH_PER_SLOT_DEFAULT).min(SLOTS_MAX));
+        if prefetch > SLOTS_MAX {
+            return Err(invalid("prefetch", format!("{prefetch} is above {SLOTS_MAX}")));
+        }
+        let placement = match &self.placement {
+            Some(text) => parse_strategy(text).map_err(|error| invalid("placement", error))?,
+            None => Strategy::default(),
+        };
         Ok(NodeConfig {
+            slots,
+            prefetch,
+            weight,
+            placement,
             id,
             peers,
             listen,

@@ -11,6 +11,8 @@ use std::time::Duration;
 use super::supervisor::{start, SupervisorArgs};
 use super::{NodeConfig, NodeError, NodeView};
 use crate::credentials::{issue_into_dir, load_admin_token, load_node_credentials};
+use crate::grid::kinds::TaskKinds;
+use crate::grid::Strategy;
 use crate::ids::NodeId;
 use crate::mesh::DetectorConfig;
 
@@ -32,6 +34,28 @@ pub struct LocalCluster {
     admins: BTreeMap<NodeId, SocketAddr>,
     token: String,
     running: BTreeMap<NodeId, RunningNode>,
+    options: LocalOptions,
+}
+
+/// What every node of a local cluster runs with.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Task kinds (the built-ins by default).
+    pub kinds: TaskKinds,
+    /// Slots per node (default: the machine's cores).
+    pub slots: u32,
+    /// Placement strategy.
+    pub placement: Strategy,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            kinds: TaskKinds::builtin(),
+            slots: crate::node::config::default_slots(),
+            placement: Strategy::default(),
+        }
+    }
 }
 
 impl std::fmt::Debug for LocalCluster {
@@ -55,6 +79,14 @@ impl LocalCluster {
     /// # Errors
     /// [`NodeError`] if credentials, ports or a node fail.
     pub fn start(size: u64, dir: &Path) -> Result<LocalCluster, NodeError> {
+        LocalCluster::start_with(size, dir, LocalOptions::default())
+    }
+
+    /// As [`LocalCluster::start`], with task kinds, slots and placement of your choice.
+    ///
+    /// # Errors
+    /// [`NodeError`] if credentials, ports or a node fail.
+    pub fn start_with(size: u64, dir: &Path, options: LocalOptions) -> Result<LocalCluster, NodeError> {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
         issue_into_dir(&dir.join("certs"), &ids)?;
         let mut peers = BTreeMap::new();
@@ -64,7 +96,8 @@ impl LocalCluster {
             admins.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(false)?)));
         }
         let token = load_admin_token(&dir.join("certs"))?;
-        let mut cluster = LocalCluster { dir: dir.to_path_buf(), peers, admins, token, running: BTreeMap::new() };
+        let mut cluster =
+            LocalCluster { dir: dir.to_path_buf(), peers, admins, token, running: BTreeMap::new(), options };
         for id in ids {
             cluster.start_node(id)?;
         }
@@ -113,6 +146,10 @@ impl LocalCluster {
             admin: self.admins[&id],
             detector: DetectorConfig::default(),
             registry: crate::registry::RegistryLimits::default(),
+            slots: self.options.slots,
+            weight: 1,
+            prefetch: self.options.slots * crate::node::config::PREFETCH_PER_SLOT_DEFAULT,
+            placement: self.options.placement,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -128,6 +165,7 @@ impl LocalCluster {
             instance: format!("-local{}", INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
             view: view.clone(),
             config,
+            kinds: self.options.kinds.clone(),
         });
         // The supervisor runs on the node runtime until it is torn down; its handle is not needed.
         let _supervisor = runtime.block_on(start(args))?;

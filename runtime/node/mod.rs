@@ -17,6 +17,8 @@ use tracing::info;
 
 use crate::consensus::Coordinator;
 use crate::credentials::{load_node_credentials, CredentialError};
+use crate::grid::kinds::TaskKinds;
+use crate::grid::worker::WorkerGauge;
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
 
@@ -30,12 +32,24 @@ pub struct NodeView {
     mesh: Arc<RwLock<Option<Mesh>>>,
     coordinator: Arc<RwLock<Option<Coordinator>>>,
     started: Arc<std::sync::atomic::AtomicBool>,
+    worker: WorkerGauge,
 }
 
 impl NodeView {
     /// A view of `node` with nothing running yet.
     pub fn new(node: NodeId) -> NodeView {
-        NodeView { node, mesh: Arc::default(), coordinator: Arc::default(), started: Arc::default() }
+        NodeView {
+            node,
+            mesh: Arc::default(),
+            coordinator: Arc::default(),
+            started: Arc::default(),
+            worker: WorkerGauge::default(),
+        }
+    }
+
+    /// The gauge of attempts running on this node.
+    pub fn worker_gauge(&self) -> WorkerGauge {
+        self.worker.clone()
     }
 
     /// The node's id.
@@ -96,7 +110,7 @@ pub enum NodeError {
 ///
 /// # Errors
 /// [`NodeError`] for every setup problem, with a message naming it.
-pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> {
     // Handlers first: a SIGTERM that arrives while the node is still starting must still mean a
     // clean shutdown, not the default "die at once".
     let signals = Signals::install()?;
@@ -112,6 +126,7 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
         prometheus,
         admin_token,
         instance: String::new(),
+        kinds,
     });
     let (supervisor, ended) = supervisor::start(args).await?;
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");

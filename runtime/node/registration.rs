@@ -2,7 +2,6 @@
 //! `/grid/nodes/<id>` whose data is the node's address and load. When the node dies, the session
 //! expires and the node disappears from `/grid/nodes`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::consensus::coordinator::node_registration_path;
@@ -18,21 +17,15 @@ const KEEPALIVES_PER_TIMEOUT: u64 = 5;
 /// Wait before retrying a failed registration.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
 
-/// The data of `/grid/nodes/<id>`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NodeRecord {
-    /// Mesh address.
-    pub addr: String,
-    /// Running attempts over slots (0 until the grid runs work).
-    pub load: f64,
-}
+pub use crate::grid::NodeRecord;
 
 /// Keeps the node registered for as long as it runs (re-registering after a lost session).
-pub async fn keep_registered(coordinator: Coordinator, node: NodeId, addr: SocketAddr) {
+pub async fn keep_registered(coordinator: Coordinator, node: NodeId, record: NodeRecord) {
     loop {
-        match register(&coordinator, node, addr).await {
+        match register(&coordinator, node, &record).await {
             Ok(session) => {
                 tracing::info!(%node, %session, "registered in /grid/nodes");
+                coordinator.read_state(|state| coordinator.grid_hub().on_registered(session.0, state));
                 keep_alive(&coordinator, session).await;
                 tracing::warn!(%node, %session, "node session lost; registering again");
             }
@@ -66,15 +59,14 @@ async fn create_persistent(coordinator: &Coordinator, path: &str) -> Result<(), 
     }
 }
 
-async fn register(coordinator: &Coordinator, node: NodeId, addr: SocketAddr) -> Result<SessionId, CoordinatorError> {
+async fn register(coordinator: &Coordinator, node: NodeId, record: &NodeRecord) -> Result<SessionId, CoordinatorError> {
     create_persistent(coordinator, "/grid").await?;
     create_persistent(coordinator, "/grid/nodes").await?;
     let session = match coordinator.write(Command::OpenSession { timeout_ms: NODE_SESSION_TIMEOUT_MS }).await?? {
         Outcome::SessionOpened { session, .. } => session,
         other => return Err(CoordinatorError::Unavailable(format!("unexpected {other:?}"))),
     };
-    let record = NodeRecord { addr: addr.to_string(), load: 0.0 };
-    let data = serde_json::to_vec(&record).expect("a record serializes");
+    let data = serde_json::to_vec(record).expect("a record serializes");
     let path = node_registration_path(node);
     // A previous incarnation's node may still be there until its session expires: replace it.
     let _ = coordinator.write(Command::Delete { path: path.clone(), version: None }).await?;

@@ -17,6 +17,9 @@ use crate::admin::http::{router, AdminState, METRICS_UPKEEP_INTERVAL};
 use crate::clock::Clock;
 use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::NodeCredentials;
+use crate::grid::kinds::TaskKinds;
+use crate::grid::worker::{WorkerArgs, WorkerMsg, WorkerSupervisor};
+use crate::grid::NodeRecord;
 use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
 use crate::mesh::{Mesh, MeshConfig, MeshSocket};
 
@@ -34,6 +37,8 @@ pub struct SupervisorArgs {
     pub admin_token: String,
     /// Suffix of actor names; empty for a node process.
     pub instance: String,
+    /// The task kinds this node runs.
+    pub kinds: TaskKinds,
 }
 
 /// Tries to rebind a mesh address still held by a mesh that is shutting down.
@@ -200,12 +205,20 @@ pub enum MeshMsg {
     Failed(String),
 }
 
-/// The mesh actor's state: the mesh, the coordinator running over it, and the node's registration.
+/// The mesh actor's state: the mesh, the coordinator running over it, the node's registration, the
+/// leader's dispatcher, and the worker supervisor (a linked child: its failure restarts this actor).
 pub struct MeshActorState {
     mesh: Mesh,
     coordinator: Coordinator,
     registration: tokio::task::JoinHandle<()>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    worker: ActorRef<WorkerMsg>,
     view: NodeView,
+}
+
+/// Registry name of a node's worker supervisor.
+pub fn worker_actor_name(node: crate::ids::NodeId, instance: &str) -> String {
+    format!("gridkeeper-worker-{node}{instance}")
 }
 
 impl MeshActorState {
@@ -213,6 +226,9 @@ impl MeshActorState {
         self.view.set_coordinator(None);
         self.view.set_mesh(None);
         self.registration.abort();
+        self.dispatcher.abort();
+        self.worker.unlink(self.worker.get_cell());
+        let _ = self.worker.stop_and_wait(Some("mesh stopping".into()), Some(Duration::from_secs(2))).await;
         self.coordinator.shutdown().await;
         self.mesh.shutdown().await;
     }
@@ -253,6 +269,7 @@ impl Actor for MeshActor {
             seed: config.id.0 ^ crate::clock::unix_millis(),
             inline_disk: false,
             snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
+            grid_limits: crate::grid::TableLimits::default(),
         };
         let coordinator = match Coordinator::start(coordinator_config, mesh.clone()).await {
             Ok(coordinator) => coordinator,
@@ -261,8 +278,43 @@ impl Actor for MeshActor {
                 return Err(Box::new(error));
             }
         };
+        let worker_args = Arc::new(WorkerArgs {
+            node: config.id,
+            coordinator: coordinator.clone(),
+            kinds: args.kinds.clone(),
+            threads: (config.slots as usize).min(crate::node::config::default_slots() as usize),
+            slots: config.slots,
+            gauge: args.view.worker_gauge(),
+        });
+        let worker = match Actor::spawn_linked(
+            Some(worker_actor_name(config.id, &args.instance)),
+            WorkerSupervisor,
+            worker_args,
+            myself.get_cell(),
+        )
+        .await
+        {
+            Ok((worker, _)) => worker,
+            Err(error) => {
+                coordinator.shutdown().await;
+                mesh.shutdown().await;
+                return Err(root_cause(&error).into());
+            }
+        };
+        let dispatcher = tokio::spawn(crate::grid::dispatcher::run(
+            coordinator.clone(),
+            config.placement,
+            config.id.0 ^ crate::clock::unix_millis(),
+        ));
+        let record = NodeRecord {
+            addr: config.listen.to_string(),
+            slots: config.slots,
+            prefetch: config.prefetch,
+            weight: config.weight,
+            kinds: args.kinds.names(),
+        };
         let registration =
-            tokio::spawn(crate::node::registration::keep_registered(coordinator.clone(), config.id, config.listen));
+            tokio::spawn(crate::node::registration::keep_registered(coordinator.clone(), config.id, record));
         args.view.set_mesh(Some(mesh.clone()));
         args.view.set_coordinator(Some(coordinator.clone()));
         let watched = mesh.clone();
@@ -271,7 +323,23 @@ impl Actor for MeshActor {
                 let _ = myself.send_message(MeshMsg::Failed(reason));
             }
         });
-        Ok(MeshActorState { mesh, coordinator, registration, view: args.view.clone() })
+        Ok(MeshActorState { mesh, coordinator, registration, dispatcher, worker, view: args.view.clone() })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<MeshMsg>,
+        event: SupervisionEvent,
+        state: &mut MeshActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // The worker supervisor is the only linked child; if it fails, restart the node's services.
+        match event {
+            SupervisionEvent::ActorFailed(cell, error) if cell.get_id() == state.worker.get_id() => {
+                state.stop_mesh().await;
+                Err(format!("worker failed: {error}").into())
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn handle(

@@ -173,6 +173,8 @@ pub enum Command {
     },
     /// Does nothing; used to commit a barrier (sync) and as a leader's first entry.
     Noop,
+    /// A change to the task table (applied next to the registry, in the same state machine).
+    Grid(crate::grid::GridCommand),
 }
 
 /// A command with the proposer's clock reading.
@@ -230,6 +232,8 @@ pub enum Outcome {
     },
     /// Nothing changed.
     Nothing,
+    /// What a grid command did.
+    Grid(crate::grid::GridOutcome),
 }
 
 /// A registry error, named as ZooKeeper users know them.

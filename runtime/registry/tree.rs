@@ -211,7 +211,8 @@ impl Registry {
             }
             Command::ExpireSessions { sessions } => Ok(self.end_sessions(&mut ctx, sessions)),
             Command::ExpireTtl { paths } => Ok(self.expire_ttl(&mut ctx, paths)),
-            Command::Noop => Ok(Outcome::Nothing),
+            // The task table applies these (`grid::replicated`); the registry only keeps the zxid.
+            Command::Noop | Command::Grid(_) => Ok(Outcome::Nothing),
         };
         (result, ctx.changes)
     }

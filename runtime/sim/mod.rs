@@ -305,6 +305,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
             seed: plan.seed ^ node.0.rotate_left(17),
             inline_disk: true,
             snapshot_logs: plan.snapshot_logs,
+            grid_limits: crate::grid::TableLimits::default(),
         };
         let coordinator = Coordinator::start(config, mesh).await?;
         locked(&plan.coordinators).insert(node, coordinator.clone());

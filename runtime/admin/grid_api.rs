@@ -1,0 +1,454 @@
+//! The task grid over the admin HTTP API, as JSON. Queries are open; submitting, cancelling and
+//! draining need the admin token.
+//!
+//! - `POST /grid/submit` `{"task", "input", "count", "priority", "delay_ms", "key", ...}` or
+//!   `{"specs": [TaskSpec, ...]}` → `{"ids": [...]}`, once committed.
+//! - `GET /grid/tasks?id=&state=&node=&since_ms=&until_ms=&limit=` → `{"tasks": [TaskView, ...]}`,
+//!   newest first (reads after a linearizable barrier, so a task acknowledged anywhere is visible).
+//! - `POST /grid/wait` `{"ids", "timeout_ms"}` → `{"done", "states": {"succeeded": n, ...}}`.
+//! - `POST /grid/cancel` `{"ids"}`, `POST /grid/drain` `{"node", "draining"}`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::http::AdminState;
+use super::registry_api::{api_error, authorize, coordinator, ApiError};
+use crate::clock::unix_millis;
+use crate::consensus::Coordinator;
+use crate::grid::task::{AttemptState, Encoding, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};
+use crate::grid::{GridCommand, GridOutcome};
+use crate::ids::NodeId;
+use crate::registry::{Command, Outcome};
+
+/// Tasks one HTTP submission may create.
+pub const SUBMIT_COUNT_MAX: usize = 100_000;
+/// Tasks one query returns at most.
+pub const QUERY_LIMIT_MAX: usize = 10_000;
+/// Ids one wait or cancel may name.
+pub const IDS_MAX: usize = 1_000_000;
+/// Longest a wait call holds the connection.
+pub const WAIT_MS_MAX: u64 = 60_000;
+
+/// The grid routes, to merge into the admin router.
+pub fn routes() -> Router<Arc<AdminState>> {
+    Router::new()
+        .route("/grid/submit", post(submit))
+        .route("/grid/tasks", get(tasks))
+        .route("/grid/wait", post(wait))
+        .route("/grid/cancel", post(cancel))
+        .route("/grid/drain", post(drain))
+}
+
+/// A submission.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    /// Task kind (with `input`, `count` and the options below), or
+    pub task: Option<String>,
+    /// JSON input (default `{}`).
+    pub input: Option<serde_json::Value>,
+    /// How many identical tasks (default 1).
+    pub count: Option<usize>,
+    /// Priority (higher first).
+    pub priority: Option<i32>,
+    /// Not before now + this.
+    pub delay_ms: Option<u64>,
+    /// Shard key (consistent hashing).
+    pub key: Option<String>,
+    /// Per-attempt timeout.
+    pub timeout_ms: Option<u64>,
+    /// Attempts in all.
+    pub attempts: Option<u32>,
+    /// Wait before the first retry (doubling).
+    pub backoff_ms: Option<u64>,
+    /// Placement override.
+    pub strategy: Option<Strategy>,
+    /// Run only on this node.
+    pub affinity: Option<u64>,
+    /// Full specs (the Rust client); exclusive with `task`.
+    pub specs: Option<Vec<TaskSpec>>,
+}
+
+impl SubmitRequest {
+    /// The specs this request asks for.
+    ///
+    /// # Errors
+    /// A message naming the bad field.
+    pub fn specs(self) -> Result<Vec<TaskSpec>, String> {
+        if let Some(specs) = self.specs {
+            if self.task.is_some() {
+                return Err("give either task or specs".into());
+            }
+            return Ok(specs);
+        }
+        let kind = self.task.ok_or("task is required")?;
+        let count = self.count.unwrap_or(1);
+        if count == 0 || count > SUBMIT_COUNT_MAX {
+            return Err(format!("count must be 1..={SUBMIT_COUNT_MAX}"));
+        }
+        let input = self.input.unwrap_or_else(|| serde_json::json!({}));
+        let mut spec = TaskSpec::new(kind, serde_json::to_vec(&input).map_err(|error| error.to_string())?);
+        spec.encoding = Encoding::Json;
+        spec.priority = self.priority.unwrap_or(0);
+        spec.not_before_ms = self.delay_ms.map_or(0, |delay| unix_millis().saturating_add(delay));
+        spec.shard_key = self.key;
+        if let Some(timeout) = self.timeout_ms {
+            spec.timeout_ms = timeout;
+        }
+        let defaults = RetryPolicy::default();
+        spec.retry = RetryPolicy {
+            attempts_max: self.attempts.unwrap_or(defaults.attempts_max),
+            backoff_ms: self.backoff_ms.unwrap_or(defaults.backoff_ms),
+        };
+        spec.strategy = self.strategy;
+        spec.affinity = self.affinity.map(NodeId);
+        Ok(vec![spec; count])
+    }
+}
+
+/// The ids a submission got.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// One per task, in order.
+    pub ids: Vec<u64>,
+}
+
+/// One attempt in a [`TaskView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// Where it ran.
+    pub node: u64,
+    /// How it stands or ended.
+    pub state: AttemptState,
+    /// When it was assigned (Unix ms).
+    pub assigned_ms: u64,
+    /// When it started (Unix ms).
+    pub started_ms: Option<u64>,
+    /// When it ended (Unix ms).
+    pub ended_ms: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// A task as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Its id.
+    pub id: u64,
+    /// Its kind.
+    pub task: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Its priority.
+    pub priority: i32,
+    /// When it was accepted (Unix ms).
+    pub submitted_ms: u64,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptView>,
+    /// The result: JSON for JSON submissions; for rkyv ones, the bytes as an array.
+    pub result: Option<serde_json::Value>,
+}
+
+impl TaskView {
+    /// The view of `task`.
+    pub fn of(task: &Task) -> TaskView {
+        let result = task.result.as_ref().map(|bytes| match task.spec.encoding {
+            Encoding::Json => serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
+            Encoding::Rkyv => serde_json::json!(bytes),
+        });
+        TaskView {
+            id: task.id.0,
+            task: task.spec.kind.clone(),
+            state: task.state,
+            priority: task.spec.priority,
+            submitted_ms: task.submitted_ms,
+            attempts: task
+                .attempts
+                .iter()
+                .map(|attempt| AttemptView {
+                    attempt: attempt.number,
+                    node: attempt.node.0,
+                    state: attempt.state,
+                    assigned_ms: attempt.assigned_ms,
+                    started_ms: attempt.started_ms,
+                    ended_ms: attempt.ended_ms,
+                    error: attempt.error.clone(),
+                })
+                .collect(),
+            result,
+        }
+    }
+}
+
+/// Query of `GET /grid/tasks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TasksQuery {
+    /// One task.
+    pub id: Option<u64>,
+    /// Only tasks in this state.
+    pub state: Option<TaskState>,
+    /// Only tasks with an attempt on this node.
+    pub node: Option<u64>,
+    /// Only tasks with an event at or after this (Unix ms).
+    pub since_ms: Option<u64>,
+    /// Only tasks with an event at or before this.
+    pub until_ms: Option<u64>,
+    /// At most this many (default 100).
+    pub limit: Option<usize>,
+    /// Skip the linearizable barrier.
+    #[serde(default)]
+    pub local: bool,
+}
+
+/// Tasks, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TasksResponse {
+    /// The tasks.
+    pub tasks: Vec<TaskView>,
+}
+
+/// A wait.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitRequest {
+    /// Tasks to wait for.
+    pub ids: Vec<u64>,
+    /// Give up after this (capped at [`WAIT_MS_MAX`]).
+    pub timeout_ms: u64,
+}
+
+/// Where awaited tasks stand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitResponse {
+    /// Whether every task is terminal.
+    pub done: bool,
+    /// Tasks per state (`unknown` for ids not in the table).
+    pub states: BTreeMap<String, usize>,
+}
+
+/// Ids to cancel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdsRequest {
+    /// The tasks.
+    pub ids: Vec<u64>,
+}
+
+/// A drain order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainRequest {
+    /// The node.
+    pub node: u64,
+    /// Start (true, default) or stop draining.
+    #[serde(default = "yes")]
+    pub draining: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a cancel or drain did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordedResponse {
+    /// Applied.
+    pub applied: u32,
+    /// Refused (already ended, unknown).
+    pub refused: u32,
+}
+
+fn bad_request(message: impl ToString) -> ApiError {
+    api_error(StatusCode::BAD_REQUEST, "bad arguments", message)
+}
+
+async fn write_grid(coordinator: &Coordinator, command: GridCommand) -> Result<GridOutcome, ApiError> {
+    match coordinator.write(Command::Grid(command)).await? {
+        Ok(Outcome::Grid(outcome)) => Ok(outcome),
+        Ok(other) => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Submits `specs` through `coordinator`, in batches of at most the table's batch size.
+///
+/// # Errors
+/// The coordinator's or the table's refusal.
+pub async fn submit_specs(coordinator: &Coordinator, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, ApiError> {
+    let batch_max = coordinator.read_state(|state| state.grid.limits().batch_max).max(1);
+    let mut ids = Vec::with_capacity(specs.len());
+    let mut specs = specs;
+    while !specs.is_empty() {
+        let rest = specs.split_off(specs.len().min(batch_max));
+        let outcome = write_grid(coordinator, GridCommand::Submit { tasks: specs }).await?;
+        ids.extend(outcome.ids());
+        specs = rest;
+    }
+    Ok(ids)
+}
+
+async fn submit(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<SubmitRequest>,
+) -> Result<Json<SubmitResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    let specs = request.specs().map_err(bad_request)?;
+    if specs.len() > SUBMIT_COUNT_MAX {
+        return Err(bad_request(format!("at most {SUBMIT_COUNT_MAX} tasks per submission")));
+    }
+    let coordinator = coordinator(&state)?;
+    let ids = submit_specs(&coordinator, specs).await?;
+    Ok(Json(SubmitResponse { ids: ids.into_iter().map(|id| id.0).collect() }))
+}
+
+/// Whether `task` passes the query's filters.
+fn matches(task: &Task, query: &TasksQuery) -> bool {
+    if query.state.is_some_and(|state| state != task.state) {
+        return false;
+    }
+    if let Some(node) = query.node {
+        if !task.attempts.iter().any(|attempt| attempt.node.0 == node) {
+            return false;
+        }
+    }
+    let last_event = task
+        .attempts
+        .iter()
+        .flat_map(|attempt| [Some(attempt.assigned_ms), attempt.started_ms, attempt.ended_ms])
+        .flatten()
+        .max()
+        .unwrap_or(task.submitted_ms)
+        .max(task.submitted_ms);
+    query.since_ms.is_none_or(|since| last_event >= since)
+        && query.until_ms.is_none_or(|until| task.submitted_ms <= until)
+}
+
+/// Runs a task query against `coordinator`'s state.
+///
+/// # Errors
+/// Unavailable if the barrier cannot reach a quorum.
+pub async fn query_tasks(coordinator: &Coordinator, query: &TasksQuery) -> Result<Vec<TaskView>, ApiError> {
+    if !query.local {
+        coordinator.sync().await?;
+    }
+    let limit = query.limit.unwrap_or(100).min(QUERY_LIMIT_MAX);
+    Ok(coordinator.read_state(|state| match query.id {
+        Some(id) => state.grid.get(TaskId(id)).map(TaskView::of).into_iter().collect(),
+        None => state.grid.newest(limit, |task| matches(task, query)).into_iter().map(TaskView::of).collect(),
+    }))
+}
+
+async fn tasks(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<TasksQuery>,
+) -> Result<Json<TasksResponse>, ApiError> {
+    let coordinator = coordinator(&state)?;
+    let tasks = query_tasks(&coordinator, &query).await?;
+    if query.id.is_some() && tasks.is_empty() {
+        return Err(api_error(StatusCode::NOT_FOUND, "no task", format!("no task {}", query.id.unwrap_or(0))));
+    }
+    Ok(Json(TasksResponse { tasks }))
+}
+
+/// Waits (bounded) until every id is terminal; returns the states then.
+///
+/// # Errors
+/// Unavailable without a quorum; too many waits.
+pub async fn wait_for_tasks(
+    coordinator: &Coordinator,
+    ids: &[TaskId],
+    timeout: Duration,
+) -> Result<WaitResponse, ApiError> {
+    coordinator.sync().await?;
+    let hub = coordinator.grid_hub().clone();
+    let mut pending = Vec::new();
+    for &id in ids {
+        let receiver =
+            hub.wait(id).map_err(|error| api_error(StatusCode::TOO_MANY_REQUESTS, "too many waits", error))?;
+        // Read after registering: an ending between the two is caught by one or the other.
+        let state = coordinator.read_state(|state| state.grid.get(id).map(|task| task.state));
+        if matches!(state, Some(state) if !state.is_terminal()) {
+            pending.push(receiver);
+        }
+    }
+    let _ = tokio::time::timeout(timeout, futures_util::future::join_all(pending)).await;
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut done = true;
+    coordinator.read_state(|state| {
+        for id in ids {
+            let name = match state.grid.get(*id).map(|task| task.state) {
+                Some(task_state) => {
+                    done &= task_state.is_terminal();
+                    state_name(task_state)
+                }
+                None => "unknown",
+            };
+            *states.entry(name.to_string()).or_default() += 1;
+        }
+    });
+    Ok(WaitResponse { done, states })
+}
+
+/// The snake_case name of a state.
+pub fn state_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Pending => "pending",
+        TaskState::Assigned => "assigned",
+        TaskState::Running => "running",
+        TaskState::Succeeded => "succeeded",
+        TaskState::Failed => "failed",
+        TaskState::TimedOut => "timed_out",
+        TaskState::Cancelled => "cancelled",
+    }
+}
+
+async fn wait(
+    State(state): State<Arc<AdminState>>,
+    Json(request): Json<WaitRequest>,
+) -> Result<Json<WaitResponse>, ApiError> {
+    if request.ids.len() > IDS_MAX {
+        return Err(bad_request(format!("at most {IDS_MAX} ids")));
+    }
+    let coordinator = coordinator(&state)?;
+    let ids: Vec<TaskId> = request.ids.iter().map(|id| TaskId(*id)).collect();
+    let timeout = Duration::from_millis(request.timeout_ms.min(WAIT_MS_MAX));
+    Ok(Json(wait_for_tasks(&coordinator, &ids, timeout).await?))
+}
+
+async fn cancel(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<IdsRequest>,
+) -> Result<Json<RecordedResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    if request.ids.is_empty() || request.ids.len() > SUBMIT_COUNT_MAX {
+        return Err(bad_request(format!("give 1..={SUBMIT_COUNT_MAX} ids")));
+    }
+    let coordinator = coordinator(&state)?;
+    let tasks = request.ids.iter().map(|id| TaskId(*id)).collect();
+    recorded(write_grid(&coordinator, GridCommand::Cancel { tasks }).await?)
+}
+
+async fn drain(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<DrainRequest>,
+) -> Result<Json<RecordedResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    let coordinator = coordinator(&state)?;
+    let command = GridCommand::Drain { node: NodeId(request.node), draining: request.draining };
+    recorded(write_grid(&coordinator, command).await?)
+}
+
+fn recorded(outcome: GridOutcome) -> Result<Json<RecordedResponse>, ApiError> {
+    match outcome {
+        GridOutcome::Recorded { applied, refused } => Ok(Json(RecordedResponse { applied, refused })),
+        other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}

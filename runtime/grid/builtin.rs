@@ -1,0 +1,175 @@
+//! Task kinds built into every node, for operators and benchmarks: `noop`, `echo`, `sleep`, `spin`
+//! (CPU-bound) and `fail` (fails its first attempts).
+
+// The archived twins rkyv derives carry no docs of their own; the types here document them.
+#![allow(missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use super::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
+
+/// Longest `sleep` or `spin` a built-in accepts: a benchmark tool, not a way to pin a slot for hours.
+pub const BUILTIN_DURATION_MS_MAX: u64 = 3_600_000;
+
+/// No fields (`{}` in JSON).
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone, Default,
+)]
+pub struct Empty {}
+
+/// Does nothing and succeeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Noop;
+
+impl Task for Noop {
+    const NAME: &'static str = "noop";
+    type Input = Empty;
+    type Output = Empty;
+
+    async fn run(&self, _input: Empty, _attempt: AttemptInfo) -> Result<Empty, TaskError> {
+        Ok(Empty {})
+    }
+}
+
+/// Any JSON value, kept as its text (rkyv has no JSON value type).
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct JsonText(pub String);
+
+impl serde::Serialize for JsonText {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let value: serde_json::Value = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        value.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(JsonText(value.to_string()))
+    }
+}
+
+/// `{"value": ...}`.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone, Default,
+)]
+pub struct EchoInput {
+    /// Returned as is.
+    #[serde(default = "null")]
+    pub value: JsonText,
+}
+
+fn null() -> JsonText {
+    JsonText("null".into())
+}
+
+/// Returns its input.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo;
+
+impl Task for Echo {
+    const NAME: &'static str = "echo";
+    type Input = EchoInput;
+    type Output = EchoInput;
+
+    async fn run(&self, input: EchoInput, _attempt: AttemptInfo) -> Result<EchoInput, TaskError> {
+        Ok(input)
+    }
+}
+
+/// `{"ms": N}`.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone, Default,
+)]
+pub struct DurationInput {
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+fn checked(ms: u64) -> Result<Duration, TaskError> {
+    if ms > BUILTIN_DURATION_MS_MAX {
+        return Err(TaskError::new(format!("ms must be at most {BUILTIN_DURATION_MS_MAX}")));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Waits without using a CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Sleep;
+
+impl Task for Sleep {
+    const NAME: &'static str = "sleep";
+    type Input = DurationInput;
+    type Output = Empty;
+
+    async fn run(&self, input: DurationInput, _attempt: AttemptInfo) -> Result<Empty, TaskError> {
+        tokio::time::sleep(checked(input.ms)?).await;
+        Ok(Empty {})
+    }
+}
+
+/// Keeps a CPU busy, yielding every millisecond so it can be stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct Spin;
+
+/// What `spin` reports.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone, Default,
+)]
+pub struct SpinOutput {
+    /// Loop iterations done (so the work cannot be optimised away).
+    pub iterations: u64,
+}
+
+impl Task for Spin {
+    const NAME: &'static str = "spin";
+    type Input = DurationInput;
+    type Output = SpinOutput;
+
+    async fn run(&self, input: DurationInput, _attempt: AttemptInfo) -> Result<SpinOutput, TaskError> {
+        let deadline = Instant::now() + checked(input.ms)?;
+        let mut iterations = 0u64;
+        while Instant::now() < deadline {
+            let slice = Instant::now() + Duration::from_millis(1);
+            while Instant::now() < slice {
+                iterations = std::hint::black_box(iterations.wrapping_add(1));
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(SpinOutput { iterations })
+    }
+}
+
+/// `{"times": K}`.
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone, Default,
+)]
+pub struct FailInput {
+    /// Attempts that fail before one succeeds.
+    pub times: u32,
+}
+
+/// Fails its first `times` attempts, then succeeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Fail;
+
+impl Task for Fail {
+    const NAME: &'static str = "fail";
+    type Input = FailInput;
+    type Output = Empty;
+
+    async fn run(&self, input: FailInput, attempt: AttemptInfo) -> Result<Empty, TaskError> {
+        if attempt.number <= input.times {
+            return Err(TaskError::new(format!(
+                "attempt {} of the first {} fails by design",
+                attempt.number, input.times
+            )));
+        }
+        Ok(Empty {})
+    }
+}
+
+/// Adds the built-ins to `kinds`.
+pub fn register(kinds: TaskKinds) -> TaskKinds {
+    kinds.with(Noop).with(Echo).with(Sleep).with(Spin).with(Fail)
+}

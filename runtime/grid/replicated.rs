@@ -1,0 +1,227 @@
+//! The whole replicated state: the registry and the task table, applied together so that one log
+//! entry changes both atomically. Deterministic: no I/O, no clock.
+//!
+//! The one coupling: when a node's registration `/grid/nodes/<id>` is deleted (its session expired
+//! or closed, or a restarted incarnation replaced it), every attempt the node held is lost and
+//! re-queued in the same apply step. No separate command can be forgotten or reordered.
+//!
+//! Invariant: registry commands and grid commands consume the same zxids (log indexes).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::GridEffects;
+use super::placement::{NodeLoad, Placement};
+use super::table::{GridError, TableLimits, TaskTable};
+use super::task::TaskId;
+use crate::ids::NodeId;
+use crate::registry::{Applied, Change, Command, Outcome, Proposal, Registry, RegistryError, RegistryLimits, ZPath};
+
+/// Where nodes register.
+pub const NODES_PATH: &str = "/grid/nodes";
+
+/// Every waiting task gains one priority level per this much waiting: a task of priority 0 overtakes
+/// fresh priority-10 work after about a minute.
+pub const AGING_STEP_MS: u64 = 6_000;
+
+/// What a node advertises in its registration (`/grid/nodes/<id>`, JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Mesh address.
+    pub addr: String,
+    /// Attempts it runs at once.
+    #[serde(default)]
+    pub slots: u32,
+    /// Attempts it accepts queued beyond its slots.
+    #[serde(default)]
+    pub prefetch: u32,
+    /// Relative share under the weighted strategy.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Task kinds it can run.
+    #[serde(default)]
+    pub kinds: BTreeSet<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The registry and the task table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicatedState {
+    /// The znode tree, sessions and TTLs.
+    pub registry: Registry,
+    /// Tasks.
+    pub grid: TaskTable,
+}
+
+impl ReplicatedState {
+    /// An empty state.
+    pub fn new(registry: RegistryLimits, grid: TableLimits) -> ReplicatedState {
+        ReplicatedState { registry: Registry::new(registry), grid: TaskTable::new(grid, AGING_STEP_MS) }
+    }
+
+    /// Applies `proposal` at `zxid`.
+    pub fn apply(&mut self, zxid: u64, proposal: &Proposal, effects: &mut GridEffects) -> (Applied, Vec<Change>) {
+        // The registry keeps the zxid sequence for every entry, grid entries included.
+        let (result, changes) = self.registry.apply(zxid, proposal);
+        if let Command::Grid(command) = &proposal.command {
+            let result = self.grid.apply(zxid, proposal.now_ms, command, effects).map(Outcome::Grid).map_err(refusal);
+            return (result, changes);
+        }
+        for change in &changes {
+            if let Change::NodeDeleted { path } = change {
+                if let Some(node) = registered_node(path) {
+                    self.grid.on_node_lost_into(node, proposal.now_ms, effects);
+                }
+            }
+        }
+        (result, changes)
+    }
+
+    /// The registered nodes with what they advertise, sorted by id.
+    pub fn nodes(&self) -> Vec<(NodeId, NodeRecord)> {
+        let Ok(parent) = ZPath::parse(NODES_PATH) else { return Vec::new() };
+        let Ok((children, _)) = self.registry.children(&parent) else { return Vec::new() };
+        let mut nodes: Vec<(NodeId, NodeRecord)> = children
+            .iter()
+            .filter_map(|name| {
+                let node = NodeId(name.parse().ok()?);
+                let path = parent.child(name).ok()?;
+                let (data, _) = self.registry.get(&path).ok()?;
+                Some((node, serde_json::from_slice(data).ok()?))
+            })
+            .collect();
+        nodes.sort_by_key(|(node, _)| *node);
+        nodes
+    }
+
+    /// What placement knows of every registered node: its slots, kinds and weight, and its running
+    /// attempts from the table (exact, where heartbeats would lag).
+    pub fn loads(&self) -> Vec<NodeLoad> {
+        self.nodes()
+            .into_iter()
+            .map(|(node, record)| NodeLoad {
+                node,
+                running: self.grid.running_on(node),
+                slots: record.slots,
+                prefetch: record.prefetch,
+                weight: record.weight,
+                kinds: record.kinds,
+                draining: self.grid.draining().contains(&node),
+            })
+            .collect()
+    }
+
+    /// The leader's next assignments at `now_ms`, at most `max`.
+    pub fn plan(&self, now_ms: u64, placement: &mut Placement, max: usize) -> Vec<(TaskId, NodeId)> {
+        let mut loads = self.loads();
+        self.grid.plan_dispatch(now_ms, placement, &mut loads, max)
+    }
+}
+
+/// The node a registration path names, if it is one.
+pub fn registered_node(path: &ZPath) -> Option<NodeId> {
+    let name = path.as_str().strip_prefix(NODES_PATH)?.strip_prefix('/')?;
+    name.parse().ok().map(NodeId)
+}
+
+fn refusal(error: GridError) -> RegistryError {
+    RegistryError::BadArguments { reason: error.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::command::{GridCommand, GridOutcome, Report};
+    use crate::grid::task::{FencingToken, TaskSpec, TaskState};
+    use crate::grid::Strategy;
+    use crate::registry::CreateMode;
+
+    fn propose(state: &mut ReplicatedState, zxid: &mut u64, command: Command) -> (Applied, GridEffects) {
+        *zxid += 1;
+        let mut effects = GridEffects::default();
+        let (result, _) = state.apply(*zxid, &Proposal { now_ms: *zxid * 10, command }, &mut effects);
+        (result, effects)
+    }
+
+    fn create(path: &str, data: Vec<u8>, mode: CreateMode, session: Option<crate::registry::SessionId>) -> Command {
+        Command::Create { path: ZPath::parse(path).expect("valid"), data, mode, session, ttl_ms: None }
+    }
+
+    #[test]
+    fn a_nodes_expiry_requeues_its_work_in_the_same_step() {
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        for path in ["/grid", "/grid/nodes"] {
+            let (created, _) = propose(&mut state, &mut zxid, create(path, vec![], CreateMode::Persistent, None));
+            assert!(created.is_ok(), "{created:?}");
+        }
+        let mut sessions = Vec::new();
+        for node in [1u64, 2] {
+            let (opened, _) = propose(&mut state, &mut zxid, Command::OpenSession { timeout_ms: 750 });
+            let Ok(Outcome::SessionOpened { session, .. }) = opened else { panic!("{opened:?}") };
+            sessions.push(session);
+            let record = NodeRecord {
+                addr: "127.0.0.1:1".into(),
+                slots: 2,
+                prefetch: 0,
+                weight: 1,
+                kinds: BTreeSet::from(["noop".into()]),
+            };
+            let data = serde_json::to_vec(&record).expect("json");
+            let path = format!("/grid/nodes/{node}");
+            let (created, _) =
+                propose(&mut state, &mut zxid, create(&path, data, CreateMode::Ephemeral, Some(session)));
+            assert!(created.is_ok(), "{created:?}");
+        }
+        assert_eq!(state.nodes().len(), 2);
+        let tasks = vec![TaskSpec::new("noop", vec![]); 3];
+        let (submitted, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
+        let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
+        assert_eq!((outcome.ids().len(), effects.submitted), (3, 3));
+        let plan = state.plan(zxid * 10, &mut Placement::new(Strategy::LeastLoaded, 0), 10);
+        assert_eq!(plan.len(), 3);
+        let (_, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Assign { assignments: plan }));
+        let token = FencingToken(zxid);
+        assert!(effects.assigned.iter().all(|&(_, _, t)| t == token));
+        let on_one: Vec<TaskId> =
+            effects.assigned.iter().filter(|(_, node, _)| *node == NodeId(1)).map(|(task, _, _)| *task).collect();
+        assert_eq!(on_one.len(), 2, "least loaded spreads 2 + 1");
+        // Node 1's session expires: its two attempts are lost and queued again, in that same entry.
+        let (_, effects) = propose(&mut state, &mut zxid, Command::ExpireSessions { sessions: vec![sessions[0]] });
+        assert_eq!(effects.lost.len(), 2);
+        assert_eq!(state.grid.pending(), 2);
+        // Its late report is fenced.
+        let report = Report { task: on_one[0], token, started_ms: 1, outcome: Some(Ok(vec![])) };
+        let (recorded, effects) =
+            propose(&mut state, &mut zxid, Command::Grid(GridCommand::Report { reports: vec![report] }));
+        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 1 })));
+        assert_eq!(effects.refused, 1);
+        // The survivor takes them as slots allow: node 2 has 1 running of 2.
+        let plan = state.plan(zxid * 10, &mut Placement::new(Strategy::LeastLoaded, 0), 10);
+        assert_eq!(plan.iter().map(|(_, node)| *node).collect::<Vec<_>>(), vec![NodeId(2)]);
+        assert_eq!(state.grid.get(on_one[0]).expect("known").state, TaskState::Pending);
+    }
+
+    #[test]
+    fn a_refused_batch_accepts_nothing_and_history_is_bounded() {
+        let limits = TableLimits { history_max: 2, ..TableLimits::default() };
+        let mut state = ReplicatedState::new(RegistryLimits::default(), limits);
+        let mut zxid = 0;
+        let mut bad = TaskSpec::new("noop", vec![]);
+        bad.retry.attempts_max = 0;
+        let tasks = vec![TaskSpec::new("noop", vec![]), bad];
+        let (refused, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
+        assert!(matches!(refused, Err(RegistryError::BadArguments { .. })), "{refused:?}");
+        assert!(state.grid.is_empty());
+        let tasks = vec![TaskSpec::new("noop", vec![]); 3];
+        let (submitted, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
+        let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
+        let (_, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Cancel { tasks: outcome.ids() }));
+        assert_eq!(effects.ended.len(), 3);
+        assert_eq!(state.grid.len(), 2, "the oldest ended task left the history");
+    }
+}

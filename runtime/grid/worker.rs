@@ -1,0 +1,422 @@
+//! The worker: runs the attempts assigned to this node and reports on them.
+//!
+//! A ractor `WorkerSupervisor` receives attempt orders from the grid hub (one per committed
+//! assignment to this node's current incarnation) and runs each attempt as its own `AttemptActor`,
+//! linked to it. User code runs on a dedicated `gk-work` runtime, apart from the threads that carry
+//! heartbeats and consensus, so a busy task cannot make its node look dead. A returned error, a panic,
+//! or an actor failure ends the attempt as failed and is reported; the node keeps running.
+//!
+//! Reports (started, finished) are batched by one reporter task: one write in flight at a time, all
+//! reports queued meanwhile in the next, so the batch grows with load. A write that fails is retried:
+//! reports are idempotent because the table fences them by token.
+//!
+//! Invariant: at most one attempt per task runs or waits here (a newer token replaces an older one),
+//! and at most `slots` run at once; the leader may assign up to `slots + prefetch`, and the rest wait
+//! here in priority order, so no slot idles while the next assignment commits.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::mpsc;
+
+use super::command::{GridCommand, Report};
+use super::hub::{AttemptOrder, WorkerEvent};
+use super::kinds::{AttemptInfo, TaskKinds};
+use super::task::{FencingToken, TaskId};
+use crate::clock::unix_millis;
+use crate::consensus::{Coordinator, CoordinatorError};
+use crate::ids::NodeId;
+use crate::registry::Command;
+
+/// Reports sent in one write at most.
+pub const REPORT_BATCH_MAX: usize = 8_192;
+/// Wait before retrying a report write that failed.
+const REPORT_RETRY_WAIT: Duration = Duration::from_millis(20);
+/// Attempts remembered after they ended, so a re-sent order (after a snapshot) does not run twice.
+const ENDED_REMEMBERED_MAX: usize = 65_536;
+/// Extra time an attempt gets past its timeout before the worker stops it (the leader records the
+/// timeout; the grace lets that record land first).
+const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
+
+/// Attempts running on this node now (for `/status`).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerGauge(Arc<AtomicU32>);
+
+impl WorkerGauge {
+    /// Attempts running now.
+    pub fn running(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What the worker supervisor is started with.
+pub struct WorkerArgs {
+    /// This node.
+    pub node: NodeId,
+    /// The coordinator (hub, and the write path for reports).
+    pub coordinator: Coordinator,
+    /// The kinds this node runs.
+    pub kinds: TaskKinds,
+    /// Threads of the worker runtime.
+    pub threads: usize,
+    /// Attempts run at once; the rest of what is assigned here waits in a local queue.
+    pub slots: u32,
+    /// Running-attempt gauge shared with the status API.
+    pub gauge: WorkerGauge,
+}
+
+/// The worker supervisor's messages.
+pub enum WorkerMsg {
+    /// From the hub.
+    Event(WorkerEvent),
+    /// An attempt actor is up.
+    Spawned {
+        /// The task.
+        task: TaskId,
+        /// Its token.
+        token: FencingToken,
+        /// The actor.
+        cell: ActorCell,
+    },
+    /// An attempt ended (`None`: stopped without a result to report, e.g. past its timeout).
+    Ended {
+        /// The task.
+        task: TaskId,
+        /// Its token.
+        token: FencingToken,
+        /// When it started.
+        started_ms: u64,
+        /// Its outcome.
+        outcome: Option<Result<Vec<u8>, String>>,
+    },
+}
+
+struct Running {
+    token: FencingToken,
+    cell: Option<ActorCell>,
+    started_ms: u64,
+}
+
+/// The worker supervisor's state.
+pub struct WorkerState {
+    args: Arc<WorkerArgs>,
+    work: Option<tokio::runtime::Runtime>,
+    running: HashMap<TaskId, Running>,
+    /// Assigned here, waiting for a slot: highest priority first, then oldest task.
+    queued: BTreeMap<(std::cmp::Reverse<i32>, TaskId), AttemptOrder>,
+    queued_tokens: HashMap<TaskId, FencingToken>,
+    ended: HashSet<(TaskId, FencingToken)>,
+    ended_order: VecDeque<(TaskId, FencingToken)>,
+    reports: mpsc::UnboundedSender<Report>,
+    reporter: tokio::task::JoinHandle<()>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+/// The node's worker supervisor.
+pub struct WorkerSupervisor;
+
+impl WorkerState {
+    fn remember_ended(&mut self, task: TaskId, token: FencingToken) {
+        if self.ended.insert((task, token)) {
+            self.ended_order.push_back((task, token));
+        }
+        while self.ended_order.len() > ENDED_REMEMBERED_MAX {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+    }
+
+    fn set_gauge(&self) {
+        self.args.gauge.0.store(self.running.len() as u32, Ordering::Relaxed);
+        metrics::gauge!("gridkeeper_grid_running").set(self.running.len() as f64);
+    }
+
+    /// Takes an order: runs it now if a slot is free, or queues it.
+    fn accept(&mut self, myself: &ActorRef<WorkerMsg>, order: AttemptOrder) {
+        let (task, token) = (order.task, order.token);
+        if self.ended.contains(&(task, token)) {
+            return;
+        }
+        let known = self.running.get(&task).map(|running| running.token).or(self.queued_tokens.get(&task).copied());
+        if known.is_some_and(|known| known >= token) {
+            return;
+        }
+        // A newer assignment of the same task: the older attempt is fenced; stop it.
+        self.abort(task);
+        if self.running.len() < self.args.slots as usize {
+            self.start(myself, order);
+        } else {
+            self.queued_tokens.insert(task, token);
+            self.queued.insert((std::cmp::Reverse(order.spec.priority), task), order);
+            metrics::gauge!("gridkeeper_grid_worker_queued").set(self.queued.len() as f64);
+        }
+    }
+
+    /// Starts queued attempts while slots are free.
+    fn fill_slots(&mut self, myself: &ActorRef<WorkerMsg>) {
+        while self.running.len() < self.args.slots as usize {
+            let Some((_, order)) = self.queued.pop_first() else { break };
+            self.queued_tokens.remove(&order.task);
+            self.start(myself, order);
+        }
+        metrics::gauge!("gridkeeper_grid_worker_queued").set(self.queued.len() as f64);
+    }
+
+    fn start(&mut self, myself: &ActorRef<WorkerMsg>, order: AttemptOrder) {
+        let AttemptOrder { task, token, number, spec } = order;
+        let started_ms = unix_millis();
+        self.running.insert(task, Running { token, cell: None, started_ms });
+        self.set_gauge();
+        let Some(runner) = self.args.kinds.runner(&spec.kind) else {
+            // Placement only sends kinds this node advertises; a kind removed by a restart lands here.
+            let outcome = Some(Err(format!("this node cannot run tasks of kind {}", spec.kind)));
+            let _ = myself.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
+            return;
+        };
+        let _ = self.reports.send(Report { task, token, started_ms, outcome: None });
+        let info = AttemptInfo { task, number, token, node: self.args.node };
+        let attempt = AttemptArgs {
+            supervisor: myself.clone(),
+            info,
+            started_ms,
+            timeout: Duration::from_millis(spec.timeout_ms) + TIMEOUT_GRACE,
+            run: Some(runner.start(&spec.input, spec.encoding, info)),
+        };
+        let supervisor = myself.get_cell();
+        let spawn = async move {
+            let supervisor_ref = attempt.supervisor.clone();
+            if let Err(error) = Actor::spawn_linked(None, AttemptActor, attempt, supervisor).await {
+                let outcome = Some(Err(format!("attempt actor did not start: {error}")));
+                let _ = supervisor_ref.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
+            }
+        };
+        match &self.work {
+            Some(work) => drop(work.spawn(spawn)),
+            None => drop(tokio::spawn(spawn)),
+        }
+    }
+
+    fn abort(&mut self, task: TaskId) {
+        if let Some(token) = self.queued_tokens.remove(&task) {
+            self.queued.retain(|(_, queued), _| *queued != task);
+            self.remember_ended(task, token);
+        }
+        if let Some(running) = self.running.remove(&task) {
+            if let Some(cell) = running.cell {
+                cell.kill();
+            }
+            self.remember_ended(task, running.token);
+            self.set_gauge();
+        }
+    }
+}
+
+impl Actor for WorkerSupervisor {
+    type Msg = WorkerMsg;
+    type State = WorkerState;
+    type Arguments = Arc<WorkerArgs>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<WorkerMsg>,
+        args: Arc<WorkerArgs>,
+    ) -> Result<WorkerState, ActorProcessingErr> {
+        let work = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads.max(1))
+            .thread_name(format!("gk-work-{}", args.node))
+            .enable_all()
+            .build()
+            .map_err(|error| format!("worker runtime: {error}"))?;
+        let (reports, queued) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(report_loop(args.coordinator.clone(), queued));
+        let (events, mut incoming) = mpsc::unbounded_channel();
+        args.coordinator.grid_hub().attach_worker(events);
+        let forward_to = myself.clone();
+        let forwarder = tokio::spawn(async move {
+            while let Some(event) = incoming.recv().await {
+                if forward_to.send_message(WorkerMsg::Event(event)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(WorkerState {
+            args,
+            work: Some(work),
+            running: HashMap::new(),
+            queued: BTreeMap::new(),
+            queued_tokens: HashMap::new(),
+            ended: HashSet::new(),
+            ended_order: VecDeque::new(),
+            reports,
+            reporter,
+            forwarder,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<WorkerMsg>,
+        message: WorkerMsg,
+        state: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            WorkerMsg::Event(WorkerEvent::Start(order)) => state.accept(&myself, *order),
+            WorkerMsg::Event(WorkerEvent::Abort(task)) => {
+                state.abort(task);
+                state.fill_slots(&myself);
+            }
+            WorkerMsg::Spawned { task, token, cell } => match state.running.get_mut(&task) {
+                Some(running) if running.token == token => running.cell = Some(cell),
+                // Aborted or replaced while it started.
+                _ => cell.kill(),
+            },
+            WorkerMsg::Ended { task, token, started_ms, outcome } => {
+                if state.running.get(&task).is_some_and(|running| running.token == token) {
+                    state.running.remove(&task);
+                    state.remember_ended(task, token);
+                    state.set_gauge();
+                    if let Some(outcome) = outcome {
+                        let _ = state.reports.send(Report { task, token, started_ms, outcome: Some(outcome) });
+                    }
+                    state.fill_slots(&myself);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<WorkerMsg>,
+        event: SupervisionEvent,
+        state: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
+        // An attempt actor that failed outside the guarded run (it should not): fail its attempt.
+        if let SupervisionEvent::ActorFailed(cell, error) = event {
+            let found = state
+                .running
+                .iter()
+                .find(|(_, running)| running.cell.as_ref().is_some_and(|known| known.get_id() == cell.get_id()))
+                .map(|(task, running)| (*task, running.token, running.started_ms));
+            if let Some((task, token, started_ms)) = found {
+                let outcome = Some(Err(format!("attempt actor failed: {error}")));
+                let _ = myself.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<WorkerMsg>, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
+        state.args.coordinator.grid_hub().detach_worker();
+        state.forwarder.abort();
+        state.reporter.abort();
+        for (_, running) in state.running.drain() {
+            if let Some(cell) = running.cell {
+                cell.kill();
+            }
+        }
+        if let Some(work) = state.work.take() {
+            // Inside an async context a runtime cannot block on its own shutdown.
+            work.shutdown_background();
+        }
+        Ok(())
+    }
+}
+
+struct AttemptArgs {
+    supervisor: ActorRef<WorkerMsg>,
+    info: AttemptInfo,
+    started_ms: u64,
+    timeout: Duration,
+    run: Option<super::kinds::AttemptFuture>,
+}
+
+/// One attempt, as an actor: runs the task's future once, reports, and stops.
+struct AttemptActor;
+
+impl Actor for AttemptActor {
+    type Msg = ();
+    type State = AttemptArgs;
+    type Arguments = AttemptArgs;
+
+    async fn pre_start(&self, myself: ActorRef<()>, args: AttemptArgs) -> Result<AttemptArgs, ActorProcessingErr> {
+        let spawned = WorkerMsg::Spawned { task: args.info.task, token: args.info.token, cell: myself.get_cell() };
+        let _ = args.supervisor.send_message(spawned);
+        myself.send_message(())?;
+        Ok(args)
+    }
+
+    async fn handle(&self, myself: ActorRef<()>, _: (), args: &mut AttemptArgs) -> Result<(), ActorProcessingErr> {
+        let Some(run) = args.run.take() else { return Ok(()) };
+        let guarded = AssertUnwindSafe(run).catch_unwind();
+        let outcome = match tokio::time::timeout(args.timeout, guarded).await {
+            Ok(Ok(outcome)) => Some(outcome),
+            Ok(Err(panic)) => Some(Err(format!("panicked: {}", panic_message(panic.as_ref())))),
+            Err(_) => None,
+        };
+        let AttemptInfo { task, token, .. } = args.info;
+        let _ = args.supervisor.send_message(WorkerMsg::Ended { task, token, started_ms: args.started_ms, outcome });
+        myself.stop(None);
+        Ok(())
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a non-text panic".into()
+    }
+}
+
+/// Sends queued reports in batches, one write at a time, retrying failed writes.
+async fn report_loop(coordinator: Coordinator, mut queued: mpsc::UnboundedReceiver<Report>) {
+    let mut batch: Vec<Report> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match queued.recv().await {
+                Some(report) => batch.push(report),
+                None => return,
+            }
+        }
+        while batch.len() < REPORT_BATCH_MAX {
+            match queued.try_recv() {
+                Ok(report) => batch.push(report),
+                Err(_) => break,
+            }
+        }
+        drop_starts_of_finished(&mut batch);
+        let command = Command::Grid(GridCommand::Report { reports: batch.clone() });
+        match coordinator.write(command).await {
+            // Applied, or refused as a whole (then retrying cannot help).
+            Ok(_) => batch.clear(),
+            Err(CoordinatorError::Unavailable(reason) | CoordinatorError::OutcomeUnknown(reason)) => {
+                tracing::debug!(%reason, reports = batch.len(), "report write failed; retrying");
+                tokio::time::sleep(REPORT_RETRY_WAIT).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, reports = batch.len(), "reports refused");
+                batch.clear();
+            }
+        }
+    }
+}
+
+/// A start report is redundant when the same batch carries the attempt's end (which records its
+/// start time too).
+fn drop_starts_of_finished(batch: &mut Vec<Report>) {
+    let finished: HashSet<(TaskId, FencingToken)> =
+        batch.iter().filter(|report| report.outcome.is_some()).map(|report| (report.task, report.token)).collect();
+    if finished.is_empty() {
+        return;
+    }
+    batch.retain(|report| report.outcome.is_some() || !finished.contains(&(report.task, report.token)));
+}

@@ -263,6 +263,22 @@ pub struct RecordedResponse {
     pub refused: u32,
 }
 
+/// An API error as plain text, for callers outside HTTP (the in-process `Grid`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiErrorText {
+    /// Whether retrying later may help (no leader, no quorum).
+    pub unavailable: bool,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl From<ApiError> for ApiErrorText {
+    fn from(error: ApiError) -> Self {
+        let (status, _, message) = error.parts();
+        ApiErrorText { unavailable: status == StatusCode::SERVICE_UNAVAILABLE, message: message.to_string() }
+    }
+}
+
 fn bad_request(message: impl ToString) -> ApiError {
     api_error(StatusCode::BAD_REQUEST, "bad arguments", message)
 }

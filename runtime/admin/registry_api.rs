@@ -48,6 +48,13 @@ pub struct ErrorBody {
 /// An error as an HTTP answer.
 pub struct ApiError(StatusCode, ErrorBody);
 
+impl ApiError {
+    /// The status, the short error name and the message.
+    pub fn parts(&self) -> (StatusCode, &str, &str) {
+        (self.0, &self.1.error, &self.1.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(self.1)).into_response()

@@ -6,6 +6,7 @@
 //! `Task` trait, `Grid` handle or CLI exists (issue 4 continues). These modules import no I/O and read
 //! no clock; every decision is a function of its inputs.
 
+pub mod api;
 pub mod builtin;
 pub mod command;
 pub mod dispatcher;
@@ -19,6 +20,7 @@ pub mod table;
 pub mod task;
 pub mod worker;
 
+pub use api::{Grid, GridApiError, SubmitOptions, TaskHandle};
 pub use command::{GridCommand, GridEffects, GridOutcome, Report};
 pub use placement::{NodeLoad, Placement};
 pub use queue::ReadyQueue;

@@ -59,6 +59,16 @@ impl ReadyQueue {
         }
     }
 
+    /// Queues `task` ready now at the head of its priority's FIFO: work lost with a node was already
+    /// dispatched once and goes before everything that has not been.
+    pub fn push_front(&mut self, task: TaskId, priority: i32, enqueued_ms: u64) {
+        self.len += 1;
+        let fifo = self.ready.entry(priority).or_default();
+        // Keep the head's age ordering sensible: the requeued task is at least as old as the head.
+        let head_ms = fifo.front().map_or(enqueued_ms, |&(ms, _)| ms.min(enqueued_ms));
+        fifo.push_front((head_ms, task));
+    }
+
     /// Moves delayed tasks whose time has come into their priority's FIFO.
     pub fn on_tick(&mut self, now_ms: u64) {
         while let Some((&(ready_ms, task), &priority)) = self.delayed.first_key_value() {
@@ -214,6 +224,17 @@ mod tests {
         let planned = queue.ordered(5_000, 10);
         let popped: Vec<_> = std::iter::from_fn(|| queue.pop(5_000)).collect();
         assert_eq!(planned, popped);
+    }
+
+    #[test]
+    fn requeued_work_goes_first_in_its_priority() {
+        let mut queue = ReadyQueue::new(HOUR);
+        queue.push(TaskId(1), 0, 0, 0);
+        queue.push(TaskId(2), 0, 1, 1);
+        queue.push(TaskId(3), 1, 2, 2);
+        queue.push_front(TaskId(9), 0, 5);
+        let order: Vec<_> = std::iter::from_fn(|| queue.pop(10)).collect();
+        assert_eq!(order, [TaskId(3), TaskId(9), TaskId(1), TaskId(2)]);
     }
 
     #[test]

@@ -554,14 +554,15 @@ impl TaskTable {
     /// Returns the re-queued tasks.
     pub fn on_node_lost(&mut self, node: NodeId, now_ms: u64) -> Vec<TaskId> {
         let held: Vec<TaskId> = self.by_node.remove(&node).map(|tasks| tasks.into_iter().collect()).unwrap_or_default();
-        for &task in &held {
+        // Pushed to the front newest first, so the oldest lost task ends up at the head.
+        for &task in held.iter().rev() {
             let entry = self.tasks.get_mut(&task).expect("by_node lists known tasks");
             let attempt = entry.attempts.last_mut().expect("a held task has an attempt");
             attempt.state = AttemptState::Lost;
             attempt.ended_ms = Some(now_ms);
             attempt.error = Some(format!("node {node} lost"));
             entry.state = TaskState::Pending;
-            self.queue.push(task, entry.spec.priority, now_ms, now_ms);
+            self.queue.push_front(task, entry.spec.priority, now_ms);
         }
         held
     }

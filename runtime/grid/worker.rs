@@ -105,7 +105,7 @@ struct Running {
 /// The worker supervisor's state.
 pub struct WorkerState {
     args: Arc<WorkerArgs>,
-    work: Option<tokio::runtime::Runtime>,
+    work: WorkRuntime,
     running: HashMap<TaskId, Running>,
     /// Assigned here, waiting for a slot: highest priority first, then oldest task.
     queued: BTreeMap<(std::cmp::Reverse<i32>, TaskId), AttemptOrder>,
@@ -119,6 +119,24 @@ pub struct WorkerState {
 
 /// The node's worker supervisor.
 pub struct WorkerSupervisor;
+
+/// The runtime user code runs on. Dropped without blocking: a node torn down abruptly (in-process
+/// clusters) drops it from wherever its owner goes, and its attempts must simply stop.
+struct WorkRuntime(Option<tokio::runtime::Runtime>);
+
+impl WorkRuntime {
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(tokio::runtime::Runtime::handle)
+    }
+}
+
+impl Drop for WorkRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
 
 impl WorkerState {
     fn remember_ended(&mut self, task: TaskId, token: FencingToken) {
@@ -196,7 +214,7 @@ impl WorkerState {
                 let _ = supervisor_ref.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
             }
         };
-        match &self.work {
+        match self.work.handle() {
             Some(work) => drop(work.spawn(spawn)),
             None => drop(tokio::spawn(spawn)),
         }
@@ -247,7 +265,7 @@ impl Actor for WorkerSupervisor {
         });
         Ok(WorkerState {
             args,
-            work: Some(work),
+            work: WorkRuntime(Some(work)),
             running: HashMap::new(),
             queued: BTreeMap::new(),
             queued_tokens: HashMap::new(),
@@ -321,10 +339,8 @@ impl Actor for WorkerSupervisor {
                 cell.kill();
             }
         }
-        if let Some(work) = state.work.take() {
-            // Inside an async context a runtime cannot block on its own shutdown.
-            work.shutdown_background();
-        }
+        // Inside an async context a runtime cannot block on its own shutdown.
+        drop(std::mem::replace(&mut state.work, WorkRuntime(None)));
         Ok(())
     }
 }

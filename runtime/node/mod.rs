@@ -17,7 +17,7 @@ use tracing::info;
 
 use crate::consensus::Coordinator;
 use crate::credentials::{load_node_credentials, CredentialError};
-use crate::grid::kinds::TaskKinds;
+use crate::grid::kinds::{Task, TaskKinds};
 use crate::grid::worker::WorkerGauge;
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
@@ -140,6 +140,106 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
             Ok(())
         }
         _ = &mut ended => Err(NodeError::Supervisor("the node supervisor stopped after repeated child failures".into())),
+    }
+}
+
+/// A node started in this process: the library way to run one with your own task kinds.
+///
+/// ```no_run
+/// # async fn example(config: gridkeeper::node::NodeConfig) -> Result<(), gridkeeper::node::NodeError> {
+/// use gridkeeper::grid::builtin::Sleep;
+/// let node = gridkeeper::node::Node::builder().config(config).task::<Sleep>().start().await?;
+/// let grid = node.grid().expect("running");
+/// # let _ = grid; node.stop().await; Ok(()) }
+/// ```
+pub struct Node {
+    view: NodeView,
+    supervisor: ractor::ActorRef<()>,
+    ended: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Holds the data directory's lock for as long as the node lives.
+    _data_dir: preflight::DataDir,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("node", &self.view.node()).finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Node`]: its configuration and the task kinds it runs (the built-ins are always there).
+#[derive(Debug, Default)]
+pub struct NodeBuilder {
+    config: Option<NodeConfig>,
+    kinds: Option<TaskKinds>,
+}
+
+impl Node {
+    /// A builder.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The node's live view.
+    pub fn view(&self) -> &NodeView {
+        &self.view
+    }
+
+    /// The grid through this node (while its coordinator runs).
+    pub fn grid(&self) -> Option<crate::grid::Grid> {
+        self.view.coordinator().map(crate::grid::Grid::local)
+    }
+
+    /// Stops the node cleanly (peers hear a goodbye) and waits until it has stopped.
+    pub async fn stop(self) {
+        self.supervisor.stop(Some("stopped by the application".into()));
+        self.ended.await;
+    }
+
+    /// Resolves when the node stops by itself (its supervisor gave up).
+    pub async fn stopped(&mut self) {
+        (&mut self.ended).await;
+    }
+}
+
+impl NodeBuilder {
+    /// The validated configuration (see [`NodeSettings::validate`]).
+    pub fn config(mut self, config: NodeConfig) -> NodeBuilder {
+        self.config = Some(config);
+        self
+    }
+
+    /// Registers task type `T` (constructed with `Default`).
+    pub fn task<T: Task + Default>(self) -> NodeBuilder {
+        self.task_with(T::default())
+    }
+
+    /// Registers task type `T` with this value (holding the clients or settings it needs).
+    pub fn task_with<T: Task>(mut self, task: T) -> NodeBuilder {
+        self.kinds = Some(self.kinds.take().unwrap_or_else(TaskKinds::builtin).with(task));
+        self
+    }
+
+    /// Starts the node on the current tokio runtime; resolves once it runs.
+    ///
+    /// # Errors
+    /// [`NodeError`] for a missing configuration, credentials, data dir or startup problems.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let config = self.config.ok_or_else(|| NodeError::Startup("the node builder needs a configuration".into()))?;
+        let credentials = load_node_credentials(&config.certs, config.id)?;
+        let admin_token = crate::credentials::load_admin_token(&config.certs)?;
+        let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
+        let view = NodeView::new(config.id);
+        let args = Arc::new(supervisor::SupervisorArgs {
+            credentials,
+            prometheus: crate::admin::telemetry::install()?,
+            admin_token,
+            instance: String::new(),
+            view: view.clone(),
+            kinds: self.kinds.unwrap_or_else(TaskKinds::builtin),
+            config,
+        });
+        let (supervisor, ended) = supervisor::start(args).await?;
+        Ok(Node { view, supervisor, ended: Box::pin(ended), _data_dir: data_dir })
     }
 }
 

@@ -1,0 +1,163 @@
+//! The task workloads on gridkeeper: end-to-end no-op throughput (submit 20,000, wait for all), and
+//! the time from kill -9 of the node running a retriable task to the retry starting elsewhere.
+//!
+//! `ray_bench.py` does the same two things to Ray; the harness only reports them side by side.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use gridkeeper::admin::grid_api::{SubmitRequest, TaskView, TasksQuery};
+use gridkeeper::client::Client;
+
+use crate::cluster::{kill_hard, Control};
+
+/// Warm-up tasks run before the measured batch (worker start-up, first placement).
+const WARMUP_TASKS: usize = 100;
+/// Longest one wait call may hold (the API caps it at a minute).
+const WAIT_CALL_MS: u64 = 60_000;
+/// Longest a whole task batch may take before the run is called failed.
+const BATCH_WAIT_MAX: Duration = Duration::from_secs(600);
+/// Poll interval while watching a task's attempts.
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
+/// Longest to wait for an attempt to start (the first, then the retry).
+const ATTEMPT_WAIT_MAX: Duration = Duration::from_secs(60);
+/// The retriable task sleeps this long: far longer than the measurement.
+const SLEEP_TASK_MS: u64 = 60_000;
+/// Attempts the retriable task may use (a lost attempt does not use one up, but say 3 like Ray's).
+const RETRY_ATTEMPTS: u32 = 3;
+/// Resubmissions tried to get the task placed on a node that is not the coordinator leader.
+const PLACEMENT_TRIES: usize = 5;
+
+/// What a task throughput run saw.
+#[derive(Debug)]
+pub struct Throughput {
+    /// Tasks submitted.
+    pub tasks: usize,
+    /// From the submission to the last task's end.
+    pub elapsed: Duration,
+    /// Tasks that did not succeed.
+    pub failed: usize,
+}
+
+/// Submits `count` no-op tasks in one call and waits until all have ended.
+///
+/// # Errors
+/// When the cluster cannot be reached or the tasks do not end within [`BATCH_WAIT_MAX`].
+pub async fn throughput(admins: &[SocketAddr], token: &str, count: usize) -> Result<Throughput> {
+    let client = Client::connect_any(admins, Some(token.to_string())).await.context("connect to gridkeeper")?;
+    run_noops(&client, WARMUP_TASKS).await.context("warm-up tasks")?;
+    let started = Instant::now();
+    let failed = run_noops(&client, count).await?;
+    Ok(Throughput { tasks: count, elapsed: started.elapsed(), failed })
+}
+
+/// Runs `count` no-ops to their end; returns how many did not succeed.
+async fn run_noops(client: &Client, count: usize) -> Result<usize> {
+    let request = SubmitRequest { task: Some("noop".into()), count: Some(count), ..Default::default() };
+    let started = Instant::now();
+    let ids = client.submit(&request).await.context("submit no-op tasks")?;
+    loop {
+        let waited = client.wait_tasks(&ids, WAIT_CALL_MS).await.context("wait for tasks")?;
+        if waited.done {
+            let succeeded = waited.states.get("succeeded").copied().unwrap_or(0);
+            return Ok(ids.len().saturating_sub(succeeded));
+        }
+        if started.elapsed() > BATCH_WAIT_MAX {
+            bail!("{count} no-op tasks not done after {BATCH_WAIT_MAX:?}: {:?}", waited.states);
+        }
+    }
+}
+
+/// Kills the node running a retriable `sleep` task and returns the time from the kill to the
+/// retry's start, as the retry's own `started_ms` says (both clocks are this machine's).
+///
+/// The victim is a node that is not the coordinator leader when placement allows: losing the
+/// leader is the failover workload's business, and Ray's counterpart kills a worker process, not
+/// its head node.
+///
+/// # Errors
+/// When the cluster cannot be reached, the task never starts, or no retry starts in time.
+pub async fn retry_after_kill(admins: &[SocketAddr], token: &str, control: &Control) -> Result<Duration> {
+    let client = Client::connect_any(admins, Some(token.to_string())).await.context("connect to gridkeeper")?;
+    let nodes = admin_by_node(admins).await?;
+    let (id, victim) = place_off_leader(&client, control).await?;
+    let pid = control.pid(victim).await?;
+    // Poll through the survivors only, so no poll waits on the dead node.
+    let survivors: Vec<SocketAddr> =
+        admins.iter().copied().filter(|admin| nodes.get(&victim) != Some(admin)).collect();
+    let poller = Client::connect_any(&survivors, Some(token.to_string())).await.context("connect to survivors")?;
+    let killed_ms = unix_ms();
+    kill_hard(pid).await?;
+    let retry = wait_for_attempt(&poller, id, 2).await?;
+    let _ = poller.cancel(&[id]).await;
+    let started_ms = retry.attempts.iter().find(|attempt| attempt.attempt >= 2).and_then(|attempt| attempt.started_ms);
+    let started_ms = started_ms.context("retry has no start time")?;
+    eprintln!("peers: killed node {victim} (pid {pid}) running task {id}; retry started {} ms later", started_ms.saturating_sub(killed_ms));
+    Ok(Duration::from_millis(started_ms.saturating_sub(killed_ms)))
+}
+
+/// Submits the sleeping task until it starts on a node other than the leader (or tries run out);
+/// returns the task and its node.
+async fn place_off_leader(client: &Client, control: &Control) -> Result<(u64, u64)> {
+    let request = SubmitRequest {
+        task: Some("sleep".into()),
+        input: Some(serde_json::json!({ "ms": SLEEP_TASK_MS })),
+        attempts: Some(RETRY_ATTEMPTS),
+        ..Default::default()
+    };
+    for try_number in 1..=PLACEMENT_TRIES {
+        let ids = client.submit(&request).await.context("submit the sleep task")?;
+        let id = *ids.first().context("submit returned no id")?;
+        let view = wait_for_attempt(client, id, 1).await?;
+        let node = view.attempts.first().context("started task has no attempt")?.node;
+        let leader = control.leader().await?;
+        if node != leader.id || try_number == PLACEMENT_TRIES {
+            if node == leader.id {
+                eprintln!("peers: the sleep task kept landing on the leader; killing the leader's node");
+            }
+            return Ok((id, node));
+        }
+        let _ = client.cancel(&[id]).await;
+    }
+    unreachable!("the last try returns")
+}
+
+/// Polls task `id` until its attempt number `attempt` has started.
+async fn wait_for_attempt(client: &Client, id: u64, attempt: u32) -> Result<TaskView> {
+    let query = TasksQuery { id: Some(id), ..Default::default() };
+    let started = Instant::now();
+    let mut last_error = None;
+    while started.elapsed() < ATTEMPT_WAIT_MAX {
+        // Errors are expected while the cluster notices the dead node; keep polling.
+        match client.tasks(&query).await {
+            Ok(views) => {
+                if let Some(view) = views.into_iter().find(|view| view.id == id) {
+                    if view.attempts.iter().any(|seen| seen.attempt >= attempt && seen.started_ms.is_some()) {
+                        return Ok(view);
+                    }
+                }
+            }
+            Err(error) => last_error = Some(error),
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    bail!("attempt {attempt} of task {id} did not start within {ATTEMPT_WAIT_MAX:?} (last error: {last_error:?})")
+}
+
+/// Which admin address serves which node, from each node's `/status`.
+async fn admin_by_node(admins: &[SocketAddr]) -> Result<HashMap<u64, SocketAddr>> {
+    let mut nodes = HashMap::new();
+    for &admin in admins {
+        let body = gridkeeper::admin::client::get(admin, "/status").await.with_context(|| format!("status of {admin}"))?;
+        let status: serde_json::Value = serde_json::from_slice(&body).context("parse /status")?;
+        let node = status["node"].as_u64().with_context(|| format!("{admin}/status has no node id"))?;
+        nodes.insert(node, admin);
+    }
+    Ok(nodes)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+}

@@ -1,0 +1,349 @@
+//! The `Grid` handle: submit tasks, await their results, cancel them, look them up. It works the
+//! same from inside a node (straight to its coordinator) and from a client process (over any
+//! node's admin API, failing over along a list of nodes).
+//!
+//! A submission returns once the tasks are committed: from then on they survive any minority failure
+//! and a full-cluster restart, and run until they end.
+
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use super::kinds::{Decode, Encode, Task};
+use super::task::{Encoding, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
+use crate::admin::grid_api::{self, TaskView, TasksQuery};
+use crate::client::{Client, ClientError};
+use crate::clock::unix_millis;
+use crate::consensus::Coordinator;
+use crate::grid::GridCommand;
+use crate::ids::NodeId;
+
+/// Longest a single wait call holds before looking again (the overall wait has its own deadline).
+const WAIT_SLICE: Duration = Duration::from_secs(5);
+
+/// Why a grid call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GridApiError {
+    /// The cluster refused the request (bad options, a full table, unknown task kind input).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// No leader or node could be reached in time; a submission may or may not have been committed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// No such task (never accepted, or forgotten by history retention).
+    #[error("no task {0:?}")]
+    Unknown(TaskId),
+    /// The wait ended before the task did.
+    #[error("task {0:?} has not ended yet")]
+    NotYet(TaskId),
+    /// The task ended without a result.
+    #[error("task {task:?} ended {state:?}: {error}")]
+    Ended {
+        /// The task.
+        task: TaskId,
+        /// How it ended.
+        state: TaskState,
+        /// The last attempt's error.
+        error: String,
+    },
+    /// The result could not be decoded as the task type's output.
+    #[error("task {task:?}: bad result: {reason}")]
+    BadResult {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<ClientError> for GridApiError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Registry { name, message } if name != "unavailable" => GridApiError::Refused(message),
+            other => GridApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<grid_api::ApiErrorText> for GridApiError {
+    fn from(error: grid_api::ApiErrorText) -> Self {
+        if error.unavailable {
+            GridApiError::Unavailable(error.message)
+        } else {
+            GridApiError::Refused(error.message)
+        }
+    }
+}
+
+/// How to run a submitted task.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Higher first (default 0).
+    pub priority: i32,
+    /// Not before this long from now.
+    pub delay: Option<Duration>,
+    /// Per-attempt timeout (default 30 s).
+    pub timeout: Option<Duration>,
+    /// Attempts and backoff (default 3, 100 ms doubling).
+    pub retry: Option<RetryPolicy>,
+    /// Key for consistent-hash placement.
+    pub shard_key: Option<String>,
+    /// Placement override.
+    pub strategy: Option<Strategy>,
+    /// Run only on this node.
+    pub affinity: Option<NodeId>,
+}
+
+impl SubmitOptions {
+    /// The spec of one task of kind `kind` with `input`.
+    pub fn spec(&self, kind: &str, input: Vec<u8>, encoding: Encoding) -> TaskSpec {
+        let mut spec = TaskSpec::new(kind, input);
+        spec.encoding = encoding;
+        spec.priority = self.priority;
+        spec.not_before_ms = self.delay.map_or(0, |delay| unix_millis().saturating_add(delay.as_millis() as u64));
+        if let Some(timeout) = self.timeout {
+            spec.timeout_ms = timeout.as_millis().max(1) as u64;
+        }
+        if let Some(retry) = self.retry {
+            spec.retry = retry;
+        }
+        spec.shard_key.clone_from(&self.shard_key);
+        spec.strategy = self.strategy;
+        spec.affinity = self.affinity;
+        spec
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(Coordinator),
+    Remote(Client),
+}
+
+/// A handle on the task grid.
+#[derive(Clone)]
+pub struct Grid {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Grid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::Local(coordinator) => f.debug_tuple("Grid::Local").field(&coordinator.node()).finish(),
+            Backend::Remote(client) => f.debug_tuple("Grid::Remote").field(client).finish(),
+        }
+    }
+}
+
+/// A submitted task of type `T`.
+pub struct TaskHandle<T> {
+    id: TaskId,
+    grid: Grid,
+    task: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TaskHandle<T> {
+    fn clone(&self) -> Self {
+        TaskHandle { id: self.id, grid: self.grid.clone(), task: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TaskHandle").field(&self.id).finish()
+    }
+}
+
+impl<T: Task> TaskHandle<T> {
+    /// The task's id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Waits (up to `timeout`) for the task to end and returns its output.
+    ///
+    /// # Errors
+    /// [`GridApiError::Ended`] if it failed, timed out or was cancelled; [`GridApiError::NotYet`] past
+    /// the timeout.
+    pub async fn result(&self, timeout: Duration) -> Result<T::Output, GridApiError> {
+        let view = self.grid.wait(self.id, timeout).await?;
+        if view.state != TaskState::Succeeded {
+            let error = view.attempts.last().and_then(|attempt| attempt.error.clone()).unwrap_or_default();
+            return Err(GridApiError::Ended { task: self.id, state: view.state, error });
+        }
+        let bytes: Vec<u8> = view
+            .result
+            .and_then(|value| serde_json::from_value(value).ok())
+            .ok_or_else(|| GridApiError::BadResult { task: self.id, reason: "no result bytes".into() })?;
+        T::Output::decode(&bytes).map_err(|reason| GridApiError::BadResult { task: self.id, reason })
+    }
+
+    /// The task as it stands, with its attempts.
+    ///
+    /// # Errors
+    /// [`GridApiError::Unknown`] or unavailable.
+    pub async fn status(&self) -> Result<TaskView, GridApiError> {
+        self.grid.status(self.id).await
+    }
+
+    /// Cancels the task if it has not ended. Returns whether it was cancelled by this call.
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn cancel(&self) -> Result<bool, GridApiError> {
+        Ok(self.grid.cancel(&[self.id]).await? == 1)
+    }
+}
+
+impl Grid {
+    /// The grid through this node's coordinator.
+    pub fn local(coordinator: Coordinator) -> Grid {
+        Grid { backend: Backend::Local(coordinator) }
+    }
+
+    /// The grid through a client of the admin API (it needs the admin token to submit).
+    pub fn remote(client: Client) -> Grid {
+        Grid { backend: Backend::Remote(client) }
+    }
+
+    /// Submits one task of type `T`.
+    ///
+    /// # Errors
+    /// [`GridApiError::Refused`] for bad options or a full table; unavailable without a leader.
+    pub async fn submit<T: Task>(
+        &self,
+        input: &T::Input,
+        options: &SubmitOptions,
+    ) -> Result<TaskHandle<T>, GridApiError> {
+        let mut handles = self.submit_batch::<T>(std::slice::from_ref(input), options).await?;
+        handles.pop().ok_or_else(|| GridApiError::Refused("nothing submitted".into()))
+    }
+
+    /// Submits one task of type `T` per input, committed together.
+    ///
+    /// # Errors
+    /// As [`Grid::submit`]; nothing is accepted if anything is refused.
+    pub async fn submit_batch<T: Task>(
+        &self,
+        inputs: &[T::Input],
+        options: &SubmitOptions,
+    ) -> Result<Vec<TaskHandle<T>>, GridApiError> {
+        let specs = inputs
+            .iter()
+            .map(|input| Ok(options.spec(T::NAME, input.encode().map_err(GridApiError::Refused)?, Encoding::Rkyv)))
+            .collect::<Result<Vec<_>, GridApiError>>()?;
+        let ids = self.submit_specs(specs).await?;
+        Ok(ids.into_iter().map(|id| TaskHandle { id, grid: self.clone(), task: PhantomData }).collect())
+    }
+
+    /// Submits raw specs (any kind, any encoding); returns their ids.
+    ///
+    /// # Errors
+    /// As [`Grid::submit`].
+    pub async fn submit_specs(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, GridApiError> {
+        match &self.backend {
+            Backend::Local(coordinator) => {
+                Ok(grid_api::submit_specs(coordinator, specs).await.map_err(grid_api::ApiErrorText::from)?)
+            }
+            Backend::Remote(client) => {
+                let mut ids = Vec::with_capacity(specs.len());
+                let mut specs = specs;
+                while !specs.is_empty() {
+                    let rest = specs.split_off(specs.len().min(grid_api::SUBMIT_COUNT_MAX));
+                    let request = grid_api::SubmitRequest { specs: Some(specs), ..Default::default() };
+                    ids.extend(client.submit(&request).await?.into_iter().map(TaskId));
+                    specs = rest;
+                }
+                Ok(ids)
+            }
+        }
+    }
+
+    /// A task with its attempts.
+    ///
+    /// # Errors
+    /// [`GridApiError::Unknown`] or unavailable.
+    pub async fn status(&self, id: TaskId) -> Result<TaskView, GridApiError> {
+        let query = TasksQuery { id: Some(id.0), ..TasksQuery::default() };
+        self.query(&query).await?.pop().ok_or(GridApiError::Unknown(id))
+    }
+
+    /// Tasks matching `query`, newest first.
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn query(&self, query: &TasksQuery) -> Result<Vec<TaskView>, GridApiError> {
+        match &self.backend {
+            Backend::Local(coordinator) => {
+                Ok(grid_api::query_tasks(coordinator, query).await.map_err(grid_api::ApiErrorText::from)?)
+            }
+            Backend::Remote(client) => match client.tasks(query).await {
+                Err(ClientError::Registry { name, .. }) if name == "no task" => Ok(Vec::new()),
+                other => Ok(other?),
+            },
+        }
+    }
+
+    /// Waits (up to `timeout`) until every task in `ids` ended; returns how many are in each state.
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn wait_all(
+        &self,
+        ids: &[TaskId],
+        timeout: Duration,
+    ) -> Result<std::collections::BTreeMap<String, usize>, GridApiError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let slice = deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE);
+            let answer = match &self.backend {
+                Backend::Local(coordinator) => {
+                    grid_api::wait_for_tasks(coordinator, ids, slice).await.map_err(grid_api::ApiErrorText::from)?
+                }
+                Backend::Remote(client) => {
+                    let raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
+                    client.wait_tasks(&raw, slice.as_millis() as u64).await?
+                }
+            };
+            if answer.done || Instant::now() >= deadline {
+                return Ok(answer.states);
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) until task `id` ended and returns it.
+    ///
+    /// # Errors
+    /// [`GridApiError::NotYet`] past the timeout, [`GridApiError::Unknown`], unavailable.
+    pub async fn wait(&self, id: TaskId, timeout: Duration) -> Result<TaskView, GridApiError> {
+        self.wait_all(&[id], timeout).await?;
+        let view = self.status(id).await?;
+        if view.state.is_terminal() {
+            Ok(view)
+        } else {
+            Err(GridApiError::NotYet(id))
+        }
+    }
+
+    /// Cancels tasks that have not ended; returns how many were cancelled.
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn cancel(&self, ids: &[TaskId]) -> Result<u32, GridApiError> {
+        match &self.backend {
+            Backend::Local(coordinator) => {
+                let command = GridCommand::Cancel { tasks: ids.to_vec() };
+                match coordinator.write(crate::registry::Command::Grid(command)).await {
+                    Ok(Ok(crate::registry::Outcome::Grid(crate::grid::GridOutcome::Recorded { applied, .. }))) => {
+                        Ok(applied)
+                    }
+                    Ok(other) => Err(GridApiError::Refused(format!("{other:?}"))),
+                    Err(error) => Err(GridApiError::Unavailable(error.to_string())),
+                }
+            }
+            Backend::Remote(client) => {
+                let raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
+                Ok(client.cancel(&raw).await?.applied)
+            }
+        }
+    }
+}

@@ -52,12 +52,12 @@ fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let mut divisor = 3;
     while divisor * divisor <= n {
-        if n % divisor == 0 {
+        if n.is_multiple_of(divisor) {
             return false;
         }
         divisor += 2;
@@ -75,7 +75,7 @@ impl Task for CountPrimes {
         let mut primes = 0;
         for (offset, n) in (range.start..range.start + range.len).enumerate() {
             primes += u64::from(is_prime(n));
-            if offset % 2_000 == 0 {
+            if offset.is_multiple_of(2_000) {
                 tokio::task::yield_now().await;
             }
         }

@@ -52,7 +52,7 @@ pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
         }
         dispatch_round(&coordinator, &mut placement).await;
         rounds += 1;
-        if rounds % PRUNE_EVERY_ROUNDS == 0 {
+        if rounds.is_multiple_of(PRUNE_EVERY_ROUNDS) {
             coordinator.grid_hub().prune_waits();
         }
     }

@@ -120,15 +120,30 @@ impl ReadyQueue {
     }
 
     /// Up to `limit` ready tasks in dispatch order at `now_ms`, without removing them (the leader plans
-    /// assignments from this; the table removes a task when its assignment is applied).
+    /// assignments from this; the table removes a task when its assignment is applied). Delayed tasks
+    /// whose time has come count as ready even before an entry's tick moved them, in the place the
+    /// tick would put them (after their priority's FIFO, by ready time).
     pub fn ordered(&self, now_ms: u64, limit: usize) -> Vec<TaskId> {
-        let mut cursors: BTreeMap<i32, usize> = self.ready.keys().map(|&priority| (priority, 0)).collect();
+        let mut due: BTreeMap<i32, Vec<(u64, TaskId)>> = BTreeMap::new();
+        for (&(ready_ms, task), &priority) in self.delayed.range(..(now_ms.saturating_add(1), TaskId(0))) {
+            due.entry(priority).or_default().push((ready_ms, task));
+        }
+        let priorities: std::collections::BTreeSet<i32> = self.ready.keys().chain(due.keys()).copied().collect();
+        let entry_at = |priority: i32, cursor: usize| -> Option<(u64, TaskId)> {
+            let fifo_len = self.ready.get(&priority).map_or(0, VecDeque::len);
+            if cursor < fifo_len {
+                self.ready[&priority].get(cursor).copied()
+            } else {
+                due.get(&priority).and_then(|list| list.get(cursor - fifo_len)).copied()
+            }
+        };
+        let mut cursors: BTreeMap<i32, usize> = priorities.into_iter().map(|priority| (priority, 0)).collect();
         let mut out = Vec::with_capacity(limit.min(self.len));
         while out.len() < limit {
             let best = cursors
                 .iter()
                 .filter_map(|(&priority, &cursor)| {
-                    self.ready[&priority].get(cursor).map(|&(enqueued_ms, task)| (priority, enqueued_ms, task))
+                    entry_at(priority, cursor).map(|(enqueued_ms, task)| (priority, enqueued_ms, task))
                 })
                 .max_by(|a, b| {
                     let (ea, eb) = (self.effective(a.0, a.1, now_ms), self.effective(b.0, b.1, now_ms));
@@ -211,6 +226,8 @@ mod tests {
         queue.on_tick(499);
         assert_eq!(queue.pop(499), Some(TaskId(2)));
         assert_eq!(queue.pop(499), None);
+        assert_eq!(queue.ordered(499, 10), vec![], "not before its time");
+        assert_eq!(queue.ordered(500, 10), vec![TaskId(1)], "due before any tick moved it");
         queue.on_tick(500);
         assert_eq!(queue.pop(500), Some(TaskId(1)));
     }

@@ -162,6 +162,11 @@ impl ClusterSpec {
 
     /// Starts node `id` with the credentials in `certs`.
     pub fn start_with_certs(&self, id: u64, certs: &Path) -> NodeProcess {
+        self.start_with_args(id, certs, &[])
+    }
+
+    /// Starts node `id` with the credentials in `certs` and extra flags.
+    pub fn start_with_args(&self, id: u64, certs: &Path, extra: &[&str]) -> NodeProcess {
         let log = self.dir.path().join(format!("node-{id}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary())
@@ -170,6 +175,7 @@ impl ClusterSpec {
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("data-{id}")))
             .args(["--admin", &self.admin(id).to_string()])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))

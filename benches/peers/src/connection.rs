@@ -136,8 +136,9 @@ impl Target {
                     Reach::Pinned => servers[index % servers.len()].clone(),
                     Reach::All => servers.join(","),
                 };
-                let client =
-                    zk::Client::connect(&cluster).await.with_context(|| format!("connect to ZooKeeper at {cluster}"))?;
+                let client = zk::Client::connect(&cluster)
+                    .await
+                    .with_context(|| format!("connect to ZooKeeper at {cluster}"))?;
                 Ok(Connection::ZooKeeper(client))
             }
             Target::Etcd { endpoints } => {

@@ -97,7 +97,13 @@ impl Tally {
 
 /// One simulated client: requests of `op` on uniformly random keys until the schedule ends.
 /// `index` seeds its key sequence, so runs are repeatable; `clients` labels its fresh keys.
-pub async fn client_loop(mut connection: Connection, op: Op, index: usize, clients: usize, schedule: Schedule) -> Tally {
+pub async fn client_loop(
+    mut connection: Connection,
+    op: Op,
+    index: usize,
+    clients: usize,
+    schedule: Schedule,
+) -> Tally {
     let mut keys = SmallRng::seed_from_u64(index as u64);
     let mut tally = Tally { latencies_us: Vec::with_capacity(LATENCIES_RESERVED), ..Tally::default() };
     let mut number = 0;
@@ -168,6 +174,7 @@ pub async fn run_clients(connections: Vec<Connection>, op: Op, schedule: Schedul
 pub async fn steady(target: &Target, op: Op, clients: usize, plan: &Plan) -> Result<Tally> {
     let connections = connect_all(target, clients, Reach::Pinned).await?;
     let count_from = Instant::now() + plan.warmup;
-    let schedule = Schedule { count_from, until: count_from + plan.window, deadline: STEADY_DEADLINE, keep_acks: false };
+    let until = count_from + plan.window;
+    let schedule = Schedule { count_from, until, deadline: STEADY_DEADLINE, keep_acks: false };
     Ok(run_clients(connections, op, schedule).await)
 }

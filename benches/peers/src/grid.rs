@@ -85,17 +85,16 @@ pub async fn retry_after_kill(admins: &[SocketAddr], token: &str, control: &Cont
     let (id, victim) = place_off_leader(&client, control).await?;
     let pid = control.pid(victim).await?;
     // Poll through the survivors only, so no poll waits on the dead node.
-    let survivors: Vec<SocketAddr> =
-        admins.iter().copied().filter(|admin| nodes.get(&victim) != Some(admin)).collect();
+    let survivors: Vec<SocketAddr> = admins.iter().copied().filter(|admin| nodes.get(&victim) != Some(admin)).collect();
     let poller = Client::connect_any(&survivors, Some(token.to_string())).await.context("connect to survivors")?;
     let killed_ms = unix_ms();
     kill_hard(pid).await?;
     let retry = wait_for_attempt(&poller, id, 2).await?;
     let _ = poller.cancel(&[id]).await;
     let started_ms = retry.attempts.iter().find(|attempt| attempt.attempt >= 2).and_then(|attempt| attempt.started_ms);
-    let started_ms = started_ms.context("retry has no start time")?;
-    eprintln!("peers: killed node {victim} (pid {pid}) running task {id}; retry started {} ms later", started_ms.saturating_sub(killed_ms));
-    Ok(Duration::from_millis(started_ms.saturating_sub(killed_ms)))
+    let after = Duration::from_millis(started_ms.context("retry has no start time")?.saturating_sub(killed_ms));
+    eprintln!("peers: killed node {victim} (pid {pid}) running task {id}; retry started {after:?} later");
+    Ok(after)
 }
 
 /// Submits the sleeping task until it starts on a node other than the leader (or tries run out);
@@ -150,7 +149,8 @@ async fn wait_for_attempt(client: &Client, id: u64, attempt: u32) -> Result<Task
 async fn admin_by_node(admins: &[SocketAddr]) -> Result<HashMap<u64, SocketAddr>> {
     let mut nodes = HashMap::new();
     for &admin in admins {
-        let body = gridkeeper::admin::client::get(admin, "/status").await.with_context(|| format!("status of {admin}"))?;
+        let body =
+            gridkeeper::admin::client::get(admin, "/status").await.with_context(|| format!("status of {admin}"))?;
         let status: serde_json::Value = serde_json::from_slice(&body).context("parse /status")?;
         let node = status["node"].as_u64().with_context(|| format!("{admin}/status has no node id"))?;
         nodes.insert(node, admin);

@@ -1,0 +1,415 @@
+//! Results: one JSON line per measurement (the schema `ray_bench.py` writes too), and the Markdown
+//! table with the ratio of gridkeeper to the best peer, followed by the issue's goals as met or
+//! missed.
+//!
+//! The table reads only the results file, so it can be printed again from an old run.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::driver::Tally;
+
+/// Systems in column order: gridkeeper first, then its peers.
+const SYSTEMS: [&str; 5] = ["gridkeeper", "gridkeeper-1node", "zookeeper", "etcd", "ray"];
+/// The peers a gridkeeper figure is compared with.
+const PEERS: [&str; 3] = ["zookeeper", "etcd", "ray"];
+/// Client counts of the steady workloads.
+const CLIENT_COUNTS: [usize; 3] = [1, 16, 128];
+/// Workloads in row order.
+const WORKLOADS: [&str; 7] = ["write", "create", "read", "read-local", "failover", "tasks", "task-retry"];
+
+/// One measurement. Fields that do not apply to a workload are `null`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// `gridkeeper`, `gridkeeper-1node`, `zookeeper`, `etcd` or `ray`.
+    pub system: String,
+    /// `write`, `create`, `read`, `read-local`, `failover`, `tasks` or `task-retry`.
+    pub workload: String,
+    /// Concurrent clients (1 for the task workloads: one submitter).
+    pub clients: usize,
+    /// Acknowledged operations (or finished tasks) per second.
+    pub ops_per_s: Option<f64>,
+    /// Median latency of acknowledged operations.
+    pub p50_us: Option<f64>,
+    /// 99th percentile latency of acknowledged operations.
+    pub p99_us: Option<f64>,
+    /// Failed or abandoned operations (tasks that did not succeed).
+    #[serde(default)]
+    pub errors: u64,
+    /// Failover: longest time without an acknowledged write. Task retry: kill to retry start.
+    pub gap_ms: Option<f64>,
+}
+
+impl Record {
+    /// A record of `tally` over a window of `window`.
+    pub fn of_tally(system: &str, workload: &str, clients: usize, tally: &mut Tally, window: Duration) -> Record {
+        tally.latencies_us.sort_unstable();
+        Record {
+            system: system.into(),
+            workload: workload.into(),
+            clients,
+            ops_per_s: Some(tally.ops as f64 / window.as_secs_f64()),
+            p50_us: percentile(&tally.latencies_us, 0.50),
+            p99_us: percentile(&tally.latencies_us, 0.99),
+            errors: tally.errors,
+            gap_ms: None,
+        }
+    }
+
+    /// One line for the log while the harness runs.
+    pub fn summary(&self) -> String {
+        let mut line = format!("{} {} {} clients:", self.system, self.workload, self.clients);
+        if let Some(ops) = self.ops_per_s {
+            line.push_str(&format!(" {} ops/s", thousands(ops)));
+        }
+        if let (Some(p50), Some(p99)) = (self.p50_us, self.p99_us) {
+            line.push_str(&format!(", p50 {p50:.0} µs, p99 {p99:.0} µs"));
+        }
+        if let Some(gap) = self.gap_ms {
+            line.push_str(&format!(", gap {gap:.0} ms"));
+        }
+        line.push_str(&format!(", {} errors", self.errors));
+        line
+    }
+}
+
+/// The `fraction` quantile of `sorted`, in the unit of its items.
+fn percentile(sorted: &[u64], fraction: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    Some(sorted[((sorted.len() as f64 * fraction) as usize).min(last)] as f64)
+}
+
+/// Appends records to the results file, one JSON line each, flushed at once so a run cut short
+/// keeps what it measured.
+pub struct Results {
+    file: File,
+}
+
+impl Results {
+    /// Opens (creating it and its directory if needed) `path` for appending.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn open(path: &Path) -> Result<Results> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("open {}", path.display()))?;
+        Ok(Results { file })
+    }
+
+    /// Writes `record` and logs its summary on stderr.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn append(&mut self, record: &Record) -> Result<()> {
+        eprintln!("peers: {}", record.summary());
+        let line = serde_json::to_string(record)?;
+        writeln!(self.file, "{line}").context("write a result")?;
+        self.file.flush().context("flush results")
+    }
+}
+
+/// Reads every record of a results file.
+///
+/// # Errors
+/// When the file cannot be read or a line is not a record.
+pub fn read(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut records = Vec::new();
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a result record", path.display(), number + 1))?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// Lower is better for these workloads (a time), higher for the others (a rate).
+fn is_time(workload: &str) -> bool {
+    matches!(workload, "failover" | "task-retry")
+}
+
+/// The figure a row compares: the rate, or the time for failover and task retry.
+fn figure(record: &Record) -> Option<f64> {
+    if is_time(&record.workload) {
+        record.gap_ms
+    } else {
+        record.ops_per_s
+    }
+}
+
+/// The records of one row, by system.
+type Row<'a> = BTreeMap<&'a str, &'a Record>;
+
+/// Groups records into rows keyed by (workload rank, workload, clients); a later record of the same
+/// cell replaces an earlier one.
+fn rows(records: &[Record]) -> BTreeMap<(usize, &str, usize), Row<'_>> {
+    let mut rows: BTreeMap<(usize, &str, usize), Row<'_>> = BTreeMap::new();
+    for record in records {
+        let rank = WORKLOADS.iter().position(|&name| name == record.workload).unwrap_or(WORKLOADS.len());
+        let row = rows.entry((rank, record.workload.as_str(), record.clients)).or_default();
+        row.insert(record.system.as_str(), record);
+    }
+    rows
+}
+
+/// ZooKeeper has no linearizable read, so the `read` row shows its local read, marked, and compares
+/// gridkeeper's linearizable read with it: the issue's goal for reads.
+fn stand_in<'a>(
+    records: &'a [Record],
+    row: &Row<'a>,
+    workload: &str,
+    clients: usize,
+    system: &str,
+) -> Option<&'a Record> {
+    match row.get(system).copied() {
+        Some(record) => Some(record),
+        None if workload == "read" && system == "zookeeper" => find(records, "zookeeper", "read-local", clients),
+        None => None,
+    }
+}
+
+fn find<'a>(records: &'a [Record], system: &str, workload: &str, clients: usize) -> Option<&'a Record> {
+    records
+        .iter()
+        .rev()
+        .find(|record| record.system == system && record.workload == workload && record.clients == clients)
+}
+
+/// The best peer figure of a row: the highest rate or the shortest time.
+fn best_peer(records: &[Record], row: &Row<'_>, workload: &str, clients: usize) -> Option<f64> {
+    let figures = PEERS.iter().filter_map(|peer| stand_in(records, row, workload, clients, peer).and_then(figure));
+    if is_time(workload) {
+        figures.min_by(f64::total_cmp)
+    } else {
+        figures.max_by(f64::total_cmp)
+    }
+}
+
+fn cell(record: &Record, substituted: bool) -> String {
+    let Some(value) = figure(record) else { return "—".into() };
+    let mut text = if is_time(&record.workload) { format!("{} ms", thousands(value)) } else { thousands(value) };
+    if substituted {
+        text.push('*');
+    }
+    if record.errors > 0 {
+        text.push_str(&format!(" ({} err)", record.errors));
+    }
+    text
+}
+
+fn ratio_text(ours: f64, best: f64) -> String {
+    if best > 0.0 {
+        format!("{:.2}×", ours / best)
+    } else {
+        "—".into()
+    }
+}
+
+/// The Markdown table of `records`: rates in operations (tasks) per second, times in ms.
+pub fn table(records: &[Record]) -> String {
+    let mut out = String::new();
+    out.push_str("| workload | clients | ");
+    out.push_str(&SYSTEMS.join(" | "));
+    out.push_str(" | gridkeeper ÷ best peer |\n|---|---:|");
+    out.push_str(&"---:|".repeat(SYSTEMS.len()));
+    out.push_str("---:|\n");
+    for ((_, workload, clients), row) in rows(records) {
+        let mut cells = Vec::new();
+        for system in SYSTEMS {
+            let found = stand_in(records, &row, workload, clients, system);
+            let substituted = found.is_some() && !row.contains_key(system);
+            cells.push(found.map_or_else(|| "—".to_string(), |record| cell(record, substituted)));
+        }
+        let mut ratios = Vec::new();
+        if let Some(best) = best_peer(records, &row, workload, clients) {
+            for (system, label) in [("gridkeeper", ""), ("gridkeeper-1node", "1 node ")] {
+                if let Some(ours) = row.get(system).and_then(|record| figure(record)) {
+                    ratios.push(format!("{label}{}", ratio_text(ours, best)));
+                }
+            }
+        }
+        let ratio = if ratios.is_empty() { "—".to_string() } else { ratios.join(", ") };
+        out.push_str(&format!("| {workload} | {clients} | {} | {ratio} |\n", cells.join(" | ")));
+    }
+    out.push_str(
+        "\nRates in operations (tasks) per second, higher is better; failover and task-retry in ms, lower is \
+         better (a ratio below 1 is gridkeeper ahead). `*` ZooKeeper's local getData, the reference for \
+         linearizable reads (ZooKeeper has none). `err`: failed or abandoned requests in the window.\n",
+    );
+    out
+}
+
+/// A gridkeeper figure over a peer figure, if both were measured.
+fn versus(records: &[Record], ours: (&str, &str), theirs: (&str, &str), clients: usize) -> Option<f64> {
+    let ours = find(records, ours.0, ours.1, clients).and_then(figure)?;
+    let theirs = find(records, theirs.0, theirs.1, clients).and_then(figure)?;
+    (theirs > 0.0).then_some(ours / theirs)
+}
+
+/// gridkeeper's figure over a peer's at each of 1, 16 and 128 clients.
+fn by_count(records: &[Record], ours: (&str, &str), theirs: (&str, &str)) -> Vec<(usize, Option<f64>)> {
+    CLIENT_COUNTS.iter().map(|&clients| (clients, versus(records, ours, theirs, clients))).collect()
+}
+
+/// One goal line: the measured ratios (by client count) against the `target` ratio.
+fn rate_goal(title: &str, ratios: &[(usize, Option<f64>)], target: f64) -> String {
+    let measured: Vec<String> = ratios
+        .iter()
+        .map(|(clients, ratio)| match ratio {
+            Some(ratio) => format!("{clients}: {ratio:.2}×"),
+            None => format!("{clients}: not measured"),
+        })
+        .collect();
+    let verdict = if ratios.iter().any(|(_, ratio)| ratio.is_none()) {
+        "not measured".to_string()
+    } else {
+        let worst = ratios.iter().filter_map(|(_, ratio)| *ratio).fold(f64::INFINITY, f64::min);
+        if worst >= target {
+            "met".to_string()
+        } else {
+            format!("missed by {:.0}% at worst", (1.0 - worst / target) * 100.0)
+        }
+    };
+    format!("- {title} (goal ≥ {target}×): {}. **{verdict}**\n", measured.join(", "))
+}
+
+/// The issue's goals, each as met, missed (by how much) or not measured.
+pub fn goals(records: &[Record]) -> String {
+    let mut out = String::from("\nGoals (all from this run):\n");
+    out.push_str(&rate_goal(
+        "writes at 128 clients vs ZooKeeper",
+        &[(128, versus(records, ("gridkeeper", "write"), ("zookeeper", "write"), 128))],
+        2.0,
+    ));
+    out.push_str(&rate_goal(
+        "linearizable reads vs ZooKeeper's local reads, clients",
+        &by_count(records, ("gridkeeper", "read"), ("zookeeper", "read-local")),
+        1.0,
+    ));
+    out.push_str(&rate_goal(
+        "local reads vs ZooKeeper's local reads, clients",
+        &by_count(records, ("gridkeeper", "read-local"), ("zookeeper", "read-local")),
+        2.0,
+    ));
+    out.push_str(&failover_goal(records));
+    out.push_str(&rate_goal(
+        "no-op tasks vs Ray (one node), gridkeeper nodes",
+        &[
+            (1, versus(records, ("gridkeeper-1node", "tasks"), ("ray", "tasks"), 1)),
+            (3, versus(records, ("gridkeeper", "tasks"), ("ray", "tasks"), 1)),
+        ],
+        25.0,
+    ));
+    out
+}
+
+/// Failover: under 500 ms and shorter than both peers'.
+fn failover_goal(records: &[Record]) -> String {
+    let gap = |system| find(records, system, "failover", 16).and_then(|record| record.gap_ms);
+    let (ours, zookeeper, etcd) = (gap("gridkeeper"), gap("zookeeper"), gap("etcd"));
+    let shown = |value: Option<f64>| value.map_or_else(|| "not measured".to_string(), |ms| format!("{ms:.0} ms"));
+    let verdict = match (ours, zookeeper, etcd) {
+        (Some(ours), Some(zookeeper), Some(etcd)) => {
+            let bound = 500f64.min(zookeeper).min(etcd);
+            if ours < bound {
+                "met".to_string()
+            } else {
+                format!("missed by {:.0} ms", ours - bound)
+            }
+        }
+        _ => "not measured".to_string(),
+    };
+    format!(
+        "- failover gap (goal < 500 ms and below both peers): gridkeeper {}, ZooKeeper {}, etcd {}. **{verdict}**\n",
+        shown(ours),
+        shown(zookeeper),
+        shown(etcd)
+    )
+}
+
+/// `12345.6` as `12,346`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.abs());
+    let mut grouped = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    if value < 0.0 {
+        grouped.insert(0, '-');
+    }
+    grouped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(system: &str, workload: &str, clients: usize, ops: Option<f64>, gap: Option<f64>) -> Record {
+        Record {
+            system: system.into(),
+            workload: workload.into(),
+            clients,
+            ops_per_s: ops,
+            p50_us: None,
+            p99_us: None,
+            errors: 0,
+            gap_ms: gap,
+        }
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0.4), "0");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(12345.6), "12,346");
+        assert_eq!(thousands(1234567.0), "1,234,567");
+    }
+
+    #[test]
+    fn reads_compare_with_zookeeper_local_reads_and_times_with_the_shortest_peer() {
+        let records = vec![
+            record("gridkeeper", "read", 16, Some(30_000.0), None),
+            record("zookeeper", "read-local", 16, Some(20_000.0), None),
+            record("etcd", "read", 16, Some(6_000.0), None),
+            record("gridkeeper", "failover", 16, None, Some(400.0)),
+            record("zookeeper", "failover", 16, None, Some(800.0)),
+            record("etcd", "failover", 16, None, Some(2_000.0)),
+        ];
+        let table = table(&records);
+        assert!(table.contains("| read | 16 | 30,000 | — | 20,000* | 6,000 | — | 1.50× |"), "{table}");
+        assert!(table.contains("| failover | 16 | 400 ms | — | 800 ms | 2,000 ms | — | 0.50× |"), "{table}");
+        let goals = goals(&records);
+        assert!(goals.contains("failover gap (goal < 500 ms and below both peers): gridkeeper 400 ms"), "{goals}");
+        assert!(goals.contains("**met**\n- no-op"), "{goals}");
+    }
+
+    #[test]
+    fn records_round_trip_with_nulls() {
+        let line = concat!(
+            r#"{"system":"ray","workload":"task-retry","clients":1,"ops_per_s":null,"#,
+            r#""p50_us":null,"p99_us":null,"errors":0,"gap_ms":812.5}"#
+        );
+        let parsed: Record = serde_json::from_str(line).expect("a record");
+        assert_eq!(parsed, record("ray", "task-retry", 1, None, Some(812.5)));
+        assert_eq!(serde_json::to_string(&parsed).expect("serialises"), line);
+    }
+}

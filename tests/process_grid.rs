@@ -1,0 +1,175 @@
+//! The task grid with real processes on 127.0.0.1: the binary, real QUIC, real disk, kill -9.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use gridkeeper::admin::grid_api::{TaskView, TasksQuery};
+use gridkeeper::client::Client;
+use gridkeeper::grid::task::{AttemptState, TaskState};
+use support::{binary, status, wait_for, ClusterSpec, NodeProcess, WAIT_MAX};
+
+const SLOTS: &str = "2";
+
+fn start(spec: &ClusterSpec, id: u64) -> NodeProcess {
+    spec.start_with_args(id, &spec.certs(), &["--slots", SLOTS])
+}
+
+/// Waits until every node in `alive` sees a leader among them and all of them registered as workers.
+fn wait_until_ready(spec: &ClusterSpec, alive: &[u64]) -> u64 {
+    wait_for(WAIT_MAX, || {
+        let view = status(spec.admin(alive[0]))?;
+        let leader = view.leader.filter(|leader| alive.contains(leader))?;
+        let workers = view.members.iter().filter(|member| member.slots.is_some()).count();
+        (workers == alive.len()).then_some(leader)
+    })
+    .expect("a leader and every worker registered")
+}
+
+/// `gridkeeper submit` through the CLI; returns the ids it printed.
+fn submit(spec: &ClusterSpec, via: u64, task: &str, input: &str, count: usize) -> Vec<u64> {
+    let output = Command::new(binary())
+        .args(["submit", "--admin", &spec.admin(via).to_string(), "--certs"])
+        .arg(spec.certs())
+        .args(["--task", task, "--input", input, "--count", &count.to_string(), "--json"])
+        .output()
+        .expect("run submit");
+    assert!(output.status.success(), "submit failed: {}", String::from_utf8_lossy(&output.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("submit prints JSON");
+    serde_json::from_value(printed["ids"].clone()).expect("ids")
+}
+
+fn all_tasks(client: &Client, runtime: &tokio::runtime::Runtime, count: usize) -> Vec<TaskView> {
+    runtime.block_on(client.tasks(&TasksQuery { limit: Some(count), ..TasksQuery::default() })).expect("tasks")
+}
+
+fn wait_all_done(client: &Client, runtime: &tokio::runtime::Runtime, ids: &[u64]) -> BTreeMap<String, usize> {
+    wait_for(WAIT_MAX, || {
+        let answer = runtime.block_on(client.wait_tasks(ids, 1_000)).ok()?;
+        answer.done.then_some(answer.states)
+    })
+    .expect("every task ends")
+}
+
+#[test]
+fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere() {
+    let spec = ClusterSpec::new("grid", 3);
+    let mut nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
+    let leader = wait_until_ready(&spec, &[1, 2, 3]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client =
+        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], None)).expect("client");
+
+    // Uniform load: 300 equal sleeps spread within ±20% of a third each.
+    let ids = submit(&spec, 1, "sleep", r#"{"ms": 20}"#, 300);
+    assert_eq!(ids.len(), 300);
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 300)]));
+    let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+    for task in all_tasks(&client, &runtime, 300) {
+        *per_node.entry(task.attempts.last().expect("an attempt").node).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(per_node.values().all(|&count| (80..=120).contains(&count)), "spread beyond ±20%: {per_node:?}");
+
+    // 300 sleeps again; a node that is not the leader is killed -9 while it runs its share.
+    let victim = [3, 2].into_iter().find(|&id| id != leader).expect("a follower");
+    let via = [1, 2, 3].into_iter().find(|&id| id != victim).expect("a survivor");
+    let ids = submit(&spec, via, "sleep", r#"{"ms": 100}"#, 300);
+    wait_for(WAIT_MAX, || {
+        let running = status(spec.admin(via))?.members.into_iter().find(|member| member.id == victim)?.running?;
+        (running > 0).then_some(())
+    })
+    .expect("the victim holds work");
+    nodes[(victim - 1) as usize].kill();
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 300)]));
+
+    let tasks = all_tasks(&client, &runtime, 300);
+    let rerun: Vec<&TaskView> = tasks
+        .iter()
+        .filter(|task| {
+            task.attempts.iter().any(|attempt| attempt.node == victim && attempt.state == AttemptState::Lost)
+        })
+        .collect();
+    assert!(!rerun.is_empty(), "the victim's attempts were re-queued");
+    for task in &tasks {
+        assert_eq!(task.state, TaskState::Succeeded);
+        let wins: Vec<_> = task.attempts.iter().filter(|attempt| attempt.state == AttemptState::Succeeded).collect();
+        assert_eq!(wins.len(), 1, "completion recorded exactly once: {task:?}");
+    }
+    for task in &rerun {
+        let last = task.attempts.last().expect("attempts");
+        assert_ne!(last.node, victim, "a lost attempt ran again elsewhere: {task:?}");
+    }
+
+    // `gridkeeper tasks --id` shows the history: the lost attempt on the victim, then the rerun.
+    let output = Command::new(binary())
+        .args(["tasks", "--admin", &spec.admin(via).to_string(), "--id", &rerun[0].id.to_string(), "--json"])
+        .output()
+        .expect("run tasks");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let attempts = shown["attempts"].as_array().expect("attempts");
+    assert!(attempts.len() >= 2, "{shown}");
+    assert_eq!(attempts[0]["node"], victim);
+    assert_eq!(attempts[0]["state"], "lost");
+    assert_eq!(attempts.last().expect("last")["state"], "succeeded");
+    for field in ["attempt", "node", "state", "started_ms", "ended_ms", "error"] {
+        assert!(attempts[0].get(field).is_some(), "{field} missing in {shown}");
+    }
+
+    // The metrics count what happened.
+    let metrics = support::admin_get(spec.admin(via), "/metrics").expect("metrics");
+    assert!(support::metric_sum(&metrics, "gridkeeper_grid_reassignments_total") >= rerun.len() as f64, "{metrics}");
+    assert!(support::metric_sum(&metrics, "gridkeeper_grid_completed_total") >= 600.0);
+}
+
+#[test]
+fn failing_tasks_retry_and_bad_submissions_are_refused() {
+    let spec = ClusterSpec::new("gridfail", 1);
+    let _node = start(&spec, 1);
+    wait_until_ready(&spec, &[1]);
+    // `fail` fails its first 2 attempts: with 3 attempts it succeeds on the third.
+    let ids = submit(&spec, 1, "fail", r#"{"times": 2}"#, 5);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = runtime.block_on(Client::connect(spec.admin(1), None)).expect("client");
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 5)]));
+    let task = runtime.block_on(client.tasks(&TasksQuery { id: Some(ids[0]), ..TasksQuery::default() })).expect("task");
+    let states: Vec<AttemptState> = task[0].attempts.iter().map(|attempt| attempt.state).collect();
+    assert_eq!(states, [AttemptState::Failed, AttemptState::Failed, AttemptState::Succeeded]);
+    // Four failures with three attempts: the task fails, with the error kept.
+    let ids = submit(&spec, 1, "fail", r#"{"times": 4}"#, 1);
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("failed".to_string(), 1)]));
+    // An attempt over its timeout is ended and retried, then the task times out.
+    let output = Command::new(binary())
+        .args(["submit", "--admin", &spec.admin(1).to_string(), "--certs"])
+        .arg(spec.certs())
+        .args(["--task", "sleep", "--input", r#"{"ms": 5000}"#, "--timeout-ms", "100", "--attempts", "2", "--wait"])
+        .output()
+        .expect("run submit");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1 tasks: timed_out 1");
+
+    // Bad input gets one clear line and exit 1, never a hang.
+    for (args, expected) in [
+        (vec!["--task", "noop", "--input", "{not json"], "bad --input JSON"),
+        (vec!["--task", "noop", "--count", "0"], "count must be"),
+        (vec!["--task", "noop", "--attempts", "0"], "attempts must be"),
+        (vec!["--task", "noop", "--strategy", "sideways"], "bad --strategy"),
+    ] {
+        let output = Command::new(binary())
+            .args(["submit", "--admin", &spec.admin(1).to_string(), "--certs"])
+            .arg(spec.certs())
+            .args(&args)
+            .output()
+            .expect("run submit");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // A kind no node runs is accepted but placed nowhere; it stays pending (and can be cancelled).
+    let ids = submit(&spec, 1, "no-such-kind", "{}", 1);
+    let cancelled = runtime.block_on(Client::connect_with_certs(spec.admin(1), &spec.certs())).expect("client");
+    assert_eq!(runtime.block_on(cancelled.cancel(&ids)).expect("cancel").applied, 1);
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("cancelled".to_string(), 1)]));
+}

@@ -11,9 +11,12 @@ use gridkeeper::grid::task::{AttemptState, TaskState};
 use support::{binary, status, wait_for, ClusterSpec, NodeProcess, WAIT_MAX};
 
 const SLOTS: &str = "2";
+/// Room for a whole 300-task wave across 3 nodes: the spread then shows placement's decisions, not
+/// which process the shared CI machine happened to schedule faster.
+const PREFETCH: &str = "100";
 
 fn start(spec: &ClusterSpec, id: u64) -> NodeProcess {
-    spec.start_with_args(id, &spec.certs(), &["--slots", SLOTS])
+    spec.start_with_args(id, &spec.certs(), &["--slots", SLOTS, "--prefetch", PREFETCH])
 }
 
 /// Waits until every node in `alive` sees a leader among them and all of them registered as workers.

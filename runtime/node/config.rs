@@ -45,7 +45,7 @@ pub struct NodeSettings {
     pub slots: Option<u32>,
     /// Share of work under the weighted placement strategy (default 1).
     pub weight: Option<u32>,
-    /// Attempts this node accepts queued beyond its slots (default 32 per slot).
+    /// Attempts this node accepts queued beyond its slots (default 128 per slot).
     pub prefetch: Option<u32>,
     /// Cluster placement strategy: least_loaded, round_robin, random, weighted, consistent_hash.
     pub placement: Option<String>,
@@ -85,7 +85,7 @@ pub const SLOTS_MAX: u32 = 100_000;
 
 /// Attempts queued on a node per slot by default: enough that short tasks keep every slot busy across
 /// the commit round trip that separates one attempt's report from the next assignment.
-pub const PREFETCH_PER_SLOT_DEFAULT: u32 = 32;
+pub const PREFETCH_PER_SLOT_DEFAULT: u32 = 128;
 
 /// Slots of a node that does not say: its cores.
 pub fn default_slots() -> u32 {

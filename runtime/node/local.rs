@@ -46,6 +46,8 @@ pub struct LocalOptions {
     pub slots: u32,
     /// Placement strategy.
     pub placement: Strategy,
+    /// Attempts queued per node beyond its slots (default: 128 per slot).
+    pub prefetch: Option<u32>,
 }
 
 impl Default for LocalOptions {
@@ -54,6 +56,7 @@ impl Default for LocalOptions {
             kinds: TaskKinds::builtin(),
             slots: crate::node::config::default_slots(),
             placement: Strategy::default(),
+            prefetch: None,
         }
     }
 }
@@ -148,7 +151,10 @@ impl LocalCluster {
             registry: crate::registry::RegistryLimits::default(),
             slots: self.options.slots,
             weight: 1,
-            prefetch: self.options.slots * crate::node::config::PREFETCH_PER_SLOT_DEFAULT,
+            prefetch: self
+                .options
+                .prefetch
+                .unwrap_or(self.options.slots * crate::node::config::PREFETCH_PER_SLOT_DEFAULT),
             placement: self.options.placement,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

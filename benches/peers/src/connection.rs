@@ -97,8 +97,8 @@ pub enum Target {
 /// Which members a connection may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reach {
-    /// Client `i` talks to member `i % members`: load is spread the same way for every system, and
-    /// a single client always talks to the first member.
+    /// Client `i` talks to member `i % members` only (the caller offsets `i` to choose where the
+    /// first client goes).
     Pinned,
     /// Every member is listed, so the client can move when its member dies (failover).
     All,
@@ -110,11 +110,21 @@ pub enum Connection {
     Gridkeeper(GkClient),
     /// One session.
     ZooKeeper(zk::Client),
-    /// One gRPC channel (balanced over the endpoints it was given).
-    Etcd(etcd_client::Client),
+    /// One gRPC channel (balanced over the endpoints it was given). Boxed: the client holds a
+    /// handle per etcd service and dwarfs the other variants.
+    Etcd(Box<etcd_client::Client>),
 }
 
 impl Target {
+    /// How many members the system has.
+    pub fn members(&self) -> usize {
+        match self {
+            Target::Gridkeeper { admins, .. } => admins.len(),
+            Target::ZooKeeper { servers } => servers.len(),
+            Target::Etcd { endpoints } => endpoints.len(),
+        }
+    }
+
     /// Opens the connection of simulated client `index`.
     ///
     /// # Errors
@@ -150,7 +160,7 @@ impl Target {
                 let client = etcd_client::Client::connect(chosen, None)
                     .await
                     .with_context(|| format!("connect to etcd at {described}"))?;
-                Ok(Connection::Etcd(client))
+                Ok(Connection::Etcd(Box::new(client)))
             }
         }
     }

@@ -136,14 +136,15 @@ pub async fn client_loop(
     tally
 }
 
-/// Opens one connection per client, in order (connection set-up is not measured).
+/// Opens one connection per client, in order (connection set-up is not measured); client `i` gets
+/// member `first + i` (modulo the members) when pinned.
 ///
 /// # Errors
 /// When a member cannot be reached.
-pub async fn connect_all(target: &Target, clients: usize, reach: Reach) -> Result<Vec<Connection>> {
+pub async fn connect_all(target: &Target, clients: usize, reach: Reach, first: usize) -> Result<Vec<Connection>> {
     let mut connections = Vec::with_capacity(clients);
     for index in 0..clients {
-        connections.push(target.connect(index, reach).await?);
+        connections.push(target.connect(first + index, reach).await?);
     }
     Ok(connections)
 }
@@ -167,12 +168,13 @@ pub async fn run_clients(connections: Vec<Connection>, op: Op, schedule: Schedul
     total
 }
 
-/// One steady window: `clients` pinned clients doing `op` for the plan's warm-up and window.
+/// One steady window: `clients` pinned clients doing `op` for the plan's warm-up and window, the
+/// first of them on member `first`.
 ///
 /// # Errors
 /// When a member cannot be reached.
-pub async fn steady(target: &Target, op: Op, clients: usize, plan: &Plan) -> Result<Tally> {
-    let connections = connect_all(target, clients, Reach::Pinned).await?;
+pub async fn steady(target: &Target, op: Op, clients: usize, first: usize, plan: &Plan) -> Result<Tally> {
+    let connections = connect_all(target, clients, Reach::Pinned, first).await?;
     let count_from = Instant::now() + plan.warmup;
     let until = count_from + plan.window;
     let schedule = Schedule { count_from, until, deadline: STEADY_DEADLINE, keep_acks: false };

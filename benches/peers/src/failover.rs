@@ -37,7 +37,7 @@ pub struct Failover {
 /// # Errors
 /// When the members cannot be reached, no leader is known, or the kill fails.
 pub async fn failover(target: &Target, control: &Control, plan: &Plan) -> Result<Failover> {
-    let connections = connect_all(target, FAILOVER_CLIENTS, Reach::All).await?;
+    let connections = connect_all(target, FAILOVER_CLIENTS, Reach::All, 0).await?;
     // Asked before the load starts: the leader is stable until we kill it.
     let leader = control.leader().await?;
     let start = Instant::now();

@@ -27,7 +27,7 @@ const ATTEMPT_WAIT_MAX: Duration = Duration::from_secs(60);
 const SLEEP_TASK_MS: u64 = 60_000;
 /// Attempts the retriable task may use (a lost attempt does not use one up, but say 3 like Ray's).
 const RETRY_ATTEMPTS: u32 = 3;
-/// Resubmissions tried to get the task placed on a node that is not the coordinator leader.
+/// Submissions tried to get the task placed on a node that is not the coordinator leader.
 const PLACEMENT_TRIES: usize = 5;
 
 /// What a task throughput run saw.
@@ -82,43 +82,59 @@ async fn run_noops(client: &Client, count: usize) -> Result<usize> {
 pub async fn retry_after_kill(admins: &[SocketAddr], token: &str, control: &Control) -> Result<Duration> {
     let client = Client::connect_any(admins, Some(token.to_string())).await.context("connect to gridkeeper")?;
     let nodes = admin_by_node(admins).await?;
-    let (id, victim) = place_off_leader(&client, control).await?;
+    let placed = place_off_leader(&client, control).await?;
+    let (id, victim) = (placed.task, placed.node);
     let pid = control.pid(victim).await?;
     // Poll through the survivors only, so no poll waits on the dead node.
     let survivors: Vec<SocketAddr> = admins.iter().copied().filter(|admin| nodes.get(&victim) != Some(admin)).collect();
     let poller = Client::connect_any(&survivors, Some(token.to_string())).await.context("connect to survivors")?;
     let killed_ms = unix_ms();
     kill_hard(pid).await?;
-    let retry = wait_for_attempt(&poller, id, 2).await?;
-    let _ = poller.cancel(&[id]).await;
-    let started_ms = retry.attempts.iter().find(|attempt| attempt.attempt >= 2).and_then(|attempt| attempt.started_ms);
+    let retry = wait_for_attempt(&poller, id, 2).await;
+    // Sleeping tasks would hold slots for a minute; the cluster is stopped next anyway.
+    let _ = poller.cancel(&placed.all).await;
+    let retry = retry?;
+    let started_ms =
+        retry.attempts.iter().filter(|attempt| attempt.attempt >= 2).find_map(|attempt| attempt.started_ms);
     let after = Duration::from_millis(started_ms.context("retry has no start time")?.saturating_sub(killed_ms));
     eprintln!("peers: killed node {victim} (pid {pid}) running task {id}; retry started {after:?} later");
     Ok(after)
 }
 
-/// Submits the sleeping task until it starts on a node other than the leader (or tries run out);
-/// returns the task and its node.
-async fn place_off_leader(client: &Client, control: &Control) -> Result<(u64, u64)> {
+/// Where the sleeping task runs.
+struct Placed {
+    /// The task to watch.
+    task: u64,
+    /// The node running it.
+    node: u64,
+    /// Every task submitted, the ones parked on the leader included.
+    all: Vec<u64>,
+}
+
+/// Submits the sleeping task until it starts on a node other than the leader (or tries run out).
+/// A task that lands on the leader is left running: placement favours the least loaded node, so
+/// the next one goes elsewhere (cancelling it would make the leader the least loaded again).
+async fn place_off_leader(client: &Client, control: &Control) -> Result<Placed> {
     let request = SubmitRequest {
         task: Some("sleep".into()),
         input: Some(serde_json::json!({ "ms": SLEEP_TASK_MS })),
         attempts: Some(RETRY_ATTEMPTS),
         ..Default::default()
     };
+    let mut all = Vec::new();
     for try_number in 1..=PLACEMENT_TRIES {
         let ids = client.submit(&request).await.context("submit the sleep task")?;
-        let id = *ids.first().context("submit returned no id")?;
-        let view = wait_for_attempt(client, id, 1).await?;
+        let task = *ids.first().context("submit returned no id")?;
+        all.push(task);
+        let view = wait_for_attempt(client, task, 1).await?;
         let node = view.attempts.first().context("started task has no attempt")?.node;
         let leader = control.leader().await?;
         if node != leader.id || try_number == PLACEMENT_TRIES {
             if node == leader.id {
                 eprintln!("peers: the sleep task kept landing on the leader; killing the leader's node");
             }
-            return Ok((id, node));
+            return Ok(Placed { task, node, all });
         }
-        let _ = client.cancel(&[id]).await;
     }
     unreachable!("the last try returns")
 }

@@ -249,7 +249,8 @@ async fn bench(args: BenchArgs) -> Result<()> {
             // Each record is written as soon as it exists, so a failure later keeps it.
             Some(op) => {
                 for &clients in &args.clients {
-                    let mut tally = driver::steady(&target, op, clients, &plan)
+                    let first = first_member(control.as_ref(), &target).await;
+                    let mut tally = driver::steady(&target, op, clients, first, &plan)
                         .await
                         .with_context(|| format!("{} with {clients} clients", workload.name()))?;
                     let system = args.system.name();
@@ -260,6 +261,22 @@ async fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The member simulated client 0 talks to: the one after the leader. Clients then stand in the same
+/// relation to the leader in every system, whichever member leads: a single client talks to a
+/// follower, and the leader never has more clients than a follower. Without a control script, or
+/// without a leader, the first member.
+async fn first_member(control: Option<&Control>, target: &Target) -> usize {
+    let Some(control) = control else { return 0 };
+    match control.leader().await {
+        // Member ids are 1-based: the leader's index is `id - 1`, the next member's `id`.
+        Ok(leader) => leader.id as usize % target.members(),
+        Err(error) => {
+            eprintln!("peers: no leader known ({error:#}); clients start on the first member");
+            0
+        }
+    }
 }
 
 /// A workload measured once: failover, tasks or task-retry.

@@ -64,18 +64,18 @@ impl Record {
 
     /// One line for the log while the harness runs.
     pub fn summary(&self) -> String {
-        let mut line = format!("{} {} {} clients:", self.system, self.workload, self.clients);
+        let mut parts = Vec::new();
         if let Some(ops) = self.ops_per_s {
-            line.push_str(&format!(" {} ops/s", thousands(ops)));
+            parts.push(format!("{} ops/s", thousands(ops)));
         }
         if let (Some(p50), Some(p99)) = (self.p50_us, self.p99_us) {
-            line.push_str(&format!(", p50 {p50:.0} µs, p99 {p99:.0} µs"));
+            parts.push(format!("p50 {p50:.0} µs, p99 {p99:.0} µs"));
         }
         if let Some(gap) = self.gap_ms {
-            line.push_str(&format!(", gap {gap:.0} ms"));
+            parts.push(format!("gap {gap:.0} ms"));
         }
-        line.push_str(&format!(", {} errors", self.errors));
-        line
+        parts.push(format!("{} errors", self.errors));
+        format!("{} {} {} clients: {}", self.system, self.workload, self.clients, parts.join(", "))
     }
 }
 

@@ -1,0 +1,337 @@
+//! Task grid benchmark on a 3-node loopback cluster of real nodes (QUIC mesh, Raft, redb with fsync,
+//! task actors), in this process so that probes can time attempts on one clock:
+//!
+//! 1. throughput: `noop` tasks from submission to recorded completion;
+//! 2. submit-to-start latency p50/p99 at half that rate (open loop, one task per submission);
+//! 3. failover: kill of a worker to all of its attempts started again elsewhere, p50 and worst;
+//! 4. memory: bytes per queued task in the task table, and RSS with 1,000,000 pending tasks.
+//!
+//! Run: `cargo bench --bench grid` (`-- --quick` for fewer tasks and runs). Prints figures; asserts
+//! nothing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
+use gridkeeper::grid::task::{Encoding, TaskId, TaskSpec};
+use gridkeeper::grid::{Grid, GridCommand, GridEffects, ReplicatedState, SubmitOptions, TableLimits};
+use gridkeeper::ids::NodeId;
+use gridkeeper::node::local::{LocalCluster, LocalOptions};
+use gridkeeper::registry::{Command, Proposal, RegistryLimits};
+
+/// Counts live heap bytes, for the per-task memory figure.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn micros_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64)
+}
+
+/// When the submitter called submit, in Unix µs.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone)]
+struct Stamp {
+    submitted_us: u64,
+}
+
+/// Records the delay from submission to the attempt's start.
+#[derive(Clone, Default)]
+struct Probe {
+    delays_us: Arc<Mutex<Vec<u64>>>,
+}
+
+impl Task for Probe {
+    const NAME: &'static str = "probe";
+    type Input = Stamp;
+    type Output = Stamp;
+
+    async fn run(&self, stamp: Stamp, _attempt: AttemptInfo) -> Result<Stamp, TaskError> {
+        let delay = micros_now().saturating_sub(stamp.submitted_us);
+        self.delays_us.lock().expect("probe lock").push(delay);
+        Ok(stamp)
+    }
+}
+
+/// Holds a slot until cancelled, noting each attempt's start (task, attempt, node, µs).
+#[derive(Clone, Default)]
+struct Hold {
+    starts: Arc<Mutex<Vec<(TaskId, u32, NodeId, u64)>>>,
+}
+
+impl Task for Hold {
+    const NAME: &'static str = "hold";
+    type Input = Stamp;
+    type Output = Stamp;
+
+    async fn run(&self, stamp: Stamp, attempt: AttemptInfo) -> Result<Stamp, TaskError> {
+        self.starts.lock().expect("hold lock").push((attempt.task, attempt.number, attempt.node, micros_now()));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        Ok(stamp)
+    }
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * fraction).round() as usize]
+}
+
+fn leader_grid(cluster: &LocalCluster) -> Grid {
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).expect("a leader");
+    Grid::local(cluster.view(leader).and_then(|view| view.coordinator()).expect("leader coordinator"))
+}
+
+async fn wait_registered(cluster: &LocalCluster, via: NodeId, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let registered = cluster
+            .view(via)
+            .and_then(|view| view.coordinator())
+            .map_or(0, |coordinator| coordinator.read_state(|state| state.nodes().len()));
+        if registered >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("nodes did not register");
+}
+
+fn noop_spec() -> TaskSpec {
+    let mut spec = TaskSpec::new("noop", b"{}".to_vec());
+    spec.encoding = Encoding::Json;
+    spec
+}
+
+/// Submits `total` noop tasks in batches from `submitters` concurrent submitters and waits until all
+/// are recorded complete. Returns tasks per second.
+async fn throughput(grid: &Grid, total: usize, batch: usize) -> f64 {
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(total);
+    let mut submitted = 0;
+    while submitted < total {
+        let count = batch.min(total - submitted);
+        ids.extend(grid.submit_specs(vec![noop_spec(); count]).await.expect("submit"));
+        submitted += count;
+    }
+    let states = grid.wait_all(&ids, Duration::from_secs(300)).await.expect("wait");
+    let elapsed = started.elapsed();
+    assert_eq!(states.get("succeeded"), Some(&total), "{states:?}");
+    total as f64 / elapsed.as_secs_f64()
+}
+
+/// Open loop: one task per submission at `rate` per second for `duration`; returns the delays (µs)
+/// from the submit call to the attempt's start.
+async fn latency(grid: &Grid, probe: &Probe, rate: f64, duration: Duration) -> Vec<u64> {
+    probe.delays_us.lock().expect("probe lock").clear();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    let mut next = started;
+    let mut sent = 0usize;
+    let mut waits = tokio::task::JoinSet::new();
+    while started.elapsed() < duration {
+        tokio::time::sleep_until(next.into()).await;
+        next += interval;
+        let grid = grid.clone();
+        waits.spawn(async move {
+            let stamp = Stamp { submitted_us: micros_now() };
+            grid.submit::<Probe>(&stamp, &SubmitOptions::default()).await.map(|handle| handle.id())
+        });
+        sent += 1;
+    }
+    let mut ids = Vec::with_capacity(sent);
+    while let Some(joined) = waits.join_next().await {
+        if let Ok(Ok(id)) = joined {
+            ids.push(id);
+        }
+    }
+    let _ = grid.wait_all(&ids, Duration::from_secs(60)).await;
+    let mut delays = probe.delays_us.lock().expect("probe lock").clone();
+    delays.sort_unstable();
+    delays
+}
+
+/// Kill-to-restart times over `runs` kills of a follower holding `hold` attempts (µs).
+fn failover(cluster: &mut LocalCluster, hold: &Hold, runtime: &tokio::runtime::Runtime, runs: usize) -> Vec<u64> {
+    let mut times = Vec::new();
+    for run in 0..runs {
+        let grid = leader_grid(cluster);
+        let leader = cluster.leader().expect("a leader");
+        // A follower, a different one each run.
+        let followers: Vec<NodeId> = [NodeId(1), NodeId(2), NodeId(3)].into_iter().filter(|n| *n != leader).collect();
+        let victim = followers[run % followers.len()];
+        hold.starts.lock().expect("hold lock").clear();
+        let stamp = Stamp { submitted_us: 0 };
+        let ids: Vec<TaskId> = runtime
+            .block_on(grid.submit_batch::<Hold>(&vec![stamp; 3], &SubmitOptions::default()))
+            .expect("submit holds")
+            .iter()
+            .map(|handle| handle.id())
+            .collect();
+        // Wait until all three run (one per node, leaving a free slot on each survivor).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hold.starts.lock().expect("hold lock").len() < ids.len() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let on_victim: Vec<TaskId> =
+            hold.starts.lock().expect("hold lock").iter().filter(|s| s.2 == victim).map(|s| s.0).collect();
+        let killed_us = micros_now();
+        cluster.kill(victim);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let restarted = loop {
+            let starts = hold.starts.lock().expect("hold lock").clone();
+            let again: Vec<u64> = on_victim
+                .iter()
+                .filter_map(|task| starts.iter().find(|s| s.0 == *task && s.1 >= 2).map(|s| s.3))
+                .collect();
+            if again.len() == on_victim.len() {
+                break again.into_iter().max();
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        match restarted {
+            Some(at) if !on_victim.is_empty() => times.push(at.saturating_sub(killed_us)),
+            _ => eprintln!("  run {run}: node {victim} held {} attempts; not all restarted in time", on_victim.len()),
+        }
+        let grid = leader_grid(cluster);
+        let _ = runtime.block_on(grid.cancel(&ids));
+        cluster.start_node(victim).expect("restart the victim");
+        runtime.block_on(wait_registered(cluster, leader, 3));
+    }
+    times.sort_unstable();
+    times
+}
+
+/// Heap bytes per pending task in the replicated state, by applying submissions directly.
+fn table_bytes_per_task(tasks: usize) -> f64 {
+    let limits = TableLimits { tasks_max: tasks + 1, ..TableLimits::default() };
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut state = ReplicatedState::new(RegistryLimits::default(), limits);
+    let mut effects = GridEffects::default();
+    let batch = 10_000;
+    for (index, zxid) in (0..tasks / batch).zip(1..) {
+        let command = Command::Grid(GridCommand::Submit { tasks: vec![noop_spec(); batch] });
+        let (result, _) = state.apply(zxid, &Proposal { now_ms: index as u64, command }, &mut effects);
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    let per_task = (after - before) as f64 / tasks as f64;
+    drop(state);
+    per_task
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let (total, runs, pending) = if quick { (50_000, 5, 1_000_000) } else { (200_000, 20, 1_000_000) };
+    let skip_memory = std::env::var("GK_SKIP_MEMORY").is_ok();
+    let probe = Probe::default();
+    let hold = Hold::default();
+    let options = LocalOptions {
+        kinds: TaskKinds::builtin().with(probe.clone()).with(hold.clone()),
+        slots: 2,
+        prefetch: std::env::var("GK_PREFETCH").ok().and_then(|text| text.parse().ok()),
+        ..LocalOptions::default()
+    };
+    let dir = std::env::temp_dir().join(format!("gridkeeper-grid-bench-{}", std::process::id()));
+    let mut cluster = LocalCluster::start_with(3, &dir, options).expect("cluster");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).expect("leader");
+    runtime.block_on(wait_registered(&cluster, leader, 3));
+    let grid = leader_grid(&cluster);
+    println!("task grid, 3 nodes x 2 slots (prefetch 256 per node), loopback, fsync on");
+
+    let _ = runtime.block_on(throughput(&grid, 10_000, 10_000));
+    let rate = runtime.block_on(throughput(&grid, total, 10_000));
+    println!("noop throughput, submit to recorded completion ({total} tasks, batches of 10,000): {rate:.0} tasks/s");
+
+    let half = rate / 2.0;
+    let window = if quick { Duration::from_secs(2) } else { Duration::from_secs(5) };
+    // One task per submission cannot go faster than one commit per submission allows; cap the rate
+    // at what single submissions sustain, and say so.
+    let offered = std::env::var("GK_RATE").ok().and_then(|text| text.parse().ok()).unwrap_or(half.min(5_000.0));
+    let delays = runtime.block_on(latency(&grid, &probe, offered, window));
+    println!(
+        "submit-to-start at {offered:.0} submissions/s (one task each, open loop, {} samples): p50 {} us, p99 {} us, max {} us",
+        delays.len(),
+        percentile(&delays, 0.50),
+        percentile(&delays, 0.99),
+        delays.last().copied().unwrap_or(0)
+    );
+
+    let times = failover(&mut cluster, &hold, &runtime, runs);
+    println!(
+        "failover, kill of a worker to all its attempts started elsewhere ({} runs): p50 {} ms, worst {} ms",
+        times.len(),
+        percentile(&times, 0.50) / 1_000,
+        times.last().copied().unwrap_or(0) / 1_000
+    );
+    drop(cluster);
+    if skip_memory {
+        return;
+    }
+
+    let per_task = table_bytes_per_task(pending);
+    println!("memory per queued task in the replicated task table ({pending} pending): {per_task:.0} bytes");
+
+    // RSS of a one-node cluster holding a million pending tasks of a kind no node runs.
+    let dir = std::env::temp_dir().join(format!("gridkeeper-grid-bench-rss-{}", std::process::id()));
+    let rss_before = rss_bytes();
+    let single = LocalCluster::start_with(1, &dir, LocalOptions::default()).expect("one node");
+    let grid = leader_grid(&single);
+    let started = Instant::now();
+    for _ in 0..pending / 10_000 {
+        let mut spec = noop_spec();
+        spec.kind = "parked".into();
+        runtime.block_on(grid.submit_specs(vec![spec; 10_000])).expect("submit pending");
+    }
+    let submit_rate = pending as f64 / started.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let depth: BTreeMap<i32, usize> = single
+        .view(NodeId(1))
+        .and_then(|view| view.coordinator())
+        .map(|coordinator| coordinator.read_state(|state| state.grid.depth_by_priority()))
+        .unwrap_or_default();
+    println!(
+        "one node with {} pending tasks: RSS {} MiB (+{} MiB over an empty process), submitted at {submit_rate:.0} tasks/s",
+        depth.values().sum::<usize>(),
+        rss_after / (1 << 20),
+        rss_after.saturating_sub(rss_before) / (1 << 20)
+    );
+    drop(single);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -74,10 +74,13 @@ impl Task for Probe {
     }
 }
 
-/// Holds a slot until cancelled, noting each attempt's start (task, attempt, node, µs).
+/// One attempt's start: (task, attempt number, node, Unix µs).
+type AttemptStart = (TaskId, u32, NodeId, u64);
+
+/// Holds a slot until cancelled, noting each attempt's start.
 #[derive(Clone, Default)]
 struct Hold {
-    starts: Arc<Mutex<Vec<(TaskId, u32, NodeId, u64)>>>,
+    starts: Arc<Mutex<Vec<AttemptStart>>>,
 }
 
 impl Task for Hold {

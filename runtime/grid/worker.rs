@@ -43,14 +43,24 @@ const ENDED_REMEMBERED_MAX: usize = 65_536;
 /// timeout; the grace lets that record land first).
 const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
 
-/// Attempts running on this node now (for `/status`).
+/// Attempts running on this node now, and the most ever run at once (for `/status` and tests).
 #[derive(Debug, Clone, Default)]
-pub struct WorkerGauge(Arc<AtomicU32>);
+pub struct WorkerGauge(Arc<(AtomicU32, AtomicU32)>);
 
 impl WorkerGauge {
     /// Attempts running now.
     pub fn running(&self) -> u32 {
-        self.0.load(Ordering::Relaxed)
+        self.0 .0.load(Ordering::Relaxed)
+    }
+
+    /// The most attempts that ever ran here at once.
+    pub fn peak(&self) -> u32 {
+        self.0 .1.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, running: u32) {
+        self.0 .0.store(running, Ordering::Relaxed);
+        self.0 .1.fetch_max(running, Ordering::Relaxed);
     }
 }
 
@@ -62,7 +72,8 @@ pub struct WorkerArgs {
     pub coordinator: Coordinator,
     /// The kinds this node runs.
     pub kinds: TaskKinds,
-    /// Threads of the worker runtime.
+    /// Threads of the worker runtime; 0 runs attempts on the caller's runtime (deterministic
+    /// simulation, where every task must run on the simulated host).
     pub threads: usize,
     /// Attempts run at once; the rest of what is assigned here waits in a local queue.
     pub slots: u32,
@@ -151,7 +162,7 @@ impl WorkerState {
     }
 
     fn set_gauge(&self) {
-        self.args.gauge.0.store(self.running.len() as u32, Ordering::Relaxed);
+        self.args.gauge.set(self.running.len() as u32);
         metrics::gauge!("gridkeeper_grid_running").set(self.running.len() as f64);
     }
 
@@ -245,12 +256,17 @@ impl Actor for WorkerSupervisor {
         myself: ActorRef<WorkerMsg>,
         args: Arc<WorkerArgs>,
     ) -> Result<WorkerState, ActorProcessingErr> {
-        let work = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads.max(1))
-            .thread_name(format!("gk-work-{}", args.node))
-            .enable_all()
-            .build()
-            .map_err(|error| format!("worker runtime: {error}"))?;
+        let work = if args.threads == 0 {
+            None
+        } else {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(args.threads)
+                .thread_name(format!("gk-work-{}", args.node))
+                .enable_all()
+                .build()
+                .map_err(|error| format!("worker runtime: {error}"))?;
+            Some(runtime)
+        };
         let (reports, queued) = mpsc::unbounded_channel();
         let reporter = tokio::spawn(report_loop(args.coordinator.clone(), queued));
         let (events, mut incoming) = mpsc::unbounded_channel();
@@ -265,7 +281,7 @@ impl Actor for WorkerSupervisor {
         });
         Ok(WorkerState {
             args,
-            work: WorkRuntime(Some(work)),
+            work: WorkRuntime(work),
             running: HashMap::new(),
             queued: BTreeMap::new(),
             queued_tokens: HashMap::new(),

@@ -282,7 +282,7 @@ impl Actor for MeshActor {
             node: config.id,
             coordinator: coordinator.clone(),
             kinds: args.kinds.clone(),
-            threads: (config.slots as usize).min(crate::node::config::default_slots() as usize),
+            threads: (config.slots as usize).clamp(1, crate::node::config::default_slots() as usize),
             slots: config.slots,
             gauge: args.view.worker_gauge(),
         });

@@ -176,3 +176,46 @@ fn failing_tasks_retry_and_bad_submissions_are_refused() {
     assert_eq!(runtime.block_on(cancelled.cancel(&ids)).expect("cancel").applied, 1);
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("cancelled".to_string(), 1)]));
 }
+
+#[test]
+fn a_recurring_job_keeps_firing_across_a_leader_change() {
+    let spec = ClusterSpec::new("gridjobs", 3);
+    let mut nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
+    let leader = wait_until_ready(&spec, &[1, 2, 3]);
+    let survivor = [1, 2, 3].into_iter().find(|&id| id != leader).expect("a follower");
+    let output = Command::new(binary())
+        .args(["schedule", "--admin", &spec.admin(survivor).to_string(), "--certs"])
+        .arg(spec.certs())
+        .args(["--name", "heartbeat", "--task", "noop", "--every-ms", "200"])
+        .output()
+        .expect("run schedule");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = runtime.block_on(Client::connect(spec.admin(survivor), None)).expect("client");
+    let runs = |client: &Client| -> u64 {
+        runtime.block_on(client.jobs()).ok().and_then(|jobs| jobs.first().map(|job| job.runs)).unwrap_or(0)
+    };
+    wait_for(WAIT_MAX, || (runs(&client) >= 3).then_some(())).expect("the job fires every 200 ms");
+    nodes[(leader - 1) as usize].kill();
+    let after_kill = runs(&client);
+    wait_for(WAIT_MAX, || (runs(&client) >= after_kill + 3).then_some(())).expect("the new leader fires it on");
+    // Runs are ordinary tasks: they succeed and are in the history.
+    let tasks = runtime.block_on(client.tasks(&TasksQuery { limit: Some(5), ..TasksQuery::default() })).expect("tasks");
+    assert!(tasks.iter().any(|task| task.task == "noop" && task.state == TaskState::Succeeded), "{tasks:?}");
+    // Removing it stops it; a bad cadence is refused with one line.
+    let remove = Command::new(binary())
+        .args(["unschedule", "--admin", &spec.admin(survivor).to_string(), "--certs"])
+        .arg(spec.certs())
+        .args(["--name", "heartbeat"])
+        .output()
+        .expect("run unschedule");
+    assert!(remove.status.success(), "{}", String::from_utf8_lossy(&remove.stderr));
+    let bad = Command::new(binary())
+        .args(["schedule", "--admin", &spec.admin(survivor).to_string(), "--certs"])
+        .arg(spec.certs())
+        .args(["--name", "bad", "--task", "noop", "--cron", "61 * * * *"])
+        .output()
+        .expect("run schedule");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("minute"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

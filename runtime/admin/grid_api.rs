@@ -22,6 +22,8 @@ use super::http::AdminState;
 use super::registry_api::{api_error, authorize, coordinator, ApiError};
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
+use crate::grid::command::{Job, JobSpec};
+use crate::grid::schedule::{Cadence, CronExpr, Misfire};
 use crate::grid::task::{AttemptState, Encoding, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};
 use crate::grid::{GridCommand, GridOutcome};
 use crate::ids::NodeId;
@@ -44,6 +46,9 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/grid/wait", post(wait))
         .route("/grid/cancel", post(cancel))
         .route("/grid/drain", post(drain))
+        .route("/grid/jobs", get(jobs))
+        .route("/grid/schedule", post(schedule))
+        .route("/grid/unschedule", post(unschedule))
 }
 
 /// A submission.
@@ -248,6 +253,124 @@ pub struct DrainRequest {
     /// Start (true, default) or stop draining.
     #[serde(default = "yes")]
     pub draining: bool,
+}
+
+/// A recurring job to create or replace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScheduleRequest {
+    /// Unique name.
+    pub name: String,
+    /// Every run: the task and its options, as a submission of one.
+    #[serde(flatten)]
+    pub run: SubmitRequest,
+    /// A cron expression (5 or 6 fields, UTC), or
+    pub cron: Option<String>,
+    /// a fixed interval.
+    pub every_ms: Option<u64>,
+    /// `skip` (default) or `run_once`.
+    #[serde(default)]
+    pub misfire: Misfire,
+    /// Allow a run to start while the previous one goes on.
+    #[serde(default)]
+    pub overlap: bool,
+}
+
+impl ScheduleRequest {
+    /// The job this asks for.
+    ///
+    /// # Errors
+    /// A message naming the bad field.
+    pub fn job(self) -> Result<JobSpec, String> {
+        let cadence = match (&self.cron, self.every_ms) {
+            (Some(cron), None) => Cadence::Cron(CronExpr::parse(cron).map_err(|error| error.to_string())?),
+            (None, Some(every)) => Cadence::interval(every, unix_millis()).map_err(|error| error.to_string())?,
+            _ => return Err("give exactly one of cron and every_ms".into()),
+        };
+        let mut run = self.run;
+        run.count = Some(1);
+        let task = run.specs()?.pop().ok_or("no task")?;
+        Ok(JobSpec { name: self.name, task, cadence, misfire: self.misfire, overlap: self.overlap })
+    }
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Its name.
+    pub name: String,
+    /// The task kind each run submits.
+    pub task: String,
+    /// `cron <expr>` or `every <ms> ms`.
+    pub cadence: String,
+    /// The next due time (Unix ms).
+    pub due_ms: Option<u64>,
+    /// Runs submitted.
+    pub runs: u64,
+    /// Fire times passed over.
+    pub skipped: u64,
+    /// The last run's task id.
+    pub last_task: Option<u64>,
+}
+
+impl JobView {
+    /// The view of `job`.
+    pub fn of(job: &Job) -> JobView {
+        let cadence = match &job.spec.cadence {
+            Cadence::Cron(expr) => format!("cron {expr}"),
+            Cadence::Interval { every_ms, .. } => format!("every {every_ms} ms"),
+        };
+        JobView {
+            name: job.spec.name.clone(),
+            task: job.spec.task.kind.clone(),
+            cadence,
+            due_ms: job.due_ms,
+            runs: job.runs,
+            skipped: job.skipped,
+            last_task: job.last_task.map(|task| task.0),
+        }
+    }
+}
+
+/// The jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobsResponse {
+    /// Every job, by name.
+    pub jobs: Vec<JobView>,
+}
+
+/// A job to delete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NameRequest {
+    /// Its name.
+    pub name: String,
+}
+
+async fn jobs(State(state): State<Arc<AdminState>>) -> Result<Json<JobsResponse>, ApiError> {
+    let coordinator = coordinator(&state)?;
+    coordinator.sync().await?;
+    let jobs = coordinator.read_state(|state| state.grid.jobs().values().map(JobView::of).collect());
+    Ok(Json(JobsResponse { jobs }))
+}
+
+async fn schedule(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<ScheduleRequest>,
+) -> Result<Json<RecordedResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    let job = request.job().map_err(bad_request)?;
+    let coordinator = coordinator(&state)?;
+    recorded(write_grid(&coordinator, GridCommand::Schedule { job: Box::new(job) }).await?)
+}
+
+async fn unschedule(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<NameRequest>,
+) -> Result<Json<RecordedResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    let coordinator = coordinator(&state)?;
+    recorded(write_grid(&coordinator, GridCommand::Unschedule { name: request.name }).await?)
 }
 
 fn yes() -> bool {

@@ -1,12 +1,12 @@
-//! `gridkeeper submit`, `gridkeeper tasks`, `gridkeeper drain`: the task grid from the command line,
-//! over a node's admin API.
+//! `gridkeeper submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`: the task grid from the
+//! command line, over a node's admin API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::admin::grid_api::{state_name, SubmitRequest, TaskView, TasksQuery};
+use crate::admin::grid_api::{state_name, ScheduleRequest, SubmitRequest, TaskView, TasksQuery};
 use crate::client::{Client, ClientError};
 use crate::grid::task::TaskState;
 
@@ -274,5 +274,123 @@ pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     println!("node {} runs nothing and can be stopped", args.node);
+    Ok(())
+}
+
+/// `gridkeeper schedule`.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// A node's admin address (any node).
+    #[arg(long)]
+    admin: SocketAddr,
+    /// Credentials directory (its admin token authorises the change).
+    #[arg(long)]
+    certs: PathBuf,
+    /// The job's unique name (an existing job of that name is replaced).
+    #[arg(long)]
+    name: String,
+    /// Task kind each run submits.
+    #[arg(long)]
+    task: String,
+    /// JSON input of each run (default `{}`).
+    #[arg(long)]
+    input: Option<String>,
+    /// Cron expression, UTC (5 fields, or 6 with seconds first; @hourly and friends).
+    #[arg(long, conflicts_with = "every_ms", required_unless_present = "every_ms")]
+    cron: Option<String>,
+    /// Fixed interval in milliseconds.
+    #[arg(long)]
+    every_ms: Option<u64>,
+    /// Missed fire times (no leader, cluster down): skip (default) or run_once.
+    #[arg(long)]
+    misfire: Option<String>,
+    /// Let a run start while the previous one is still going.
+    #[arg(long)]
+    overlap: bool,
+}
+
+/// `gridkeeper jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// A node's admin address (any node).
+    #[arg(long)]
+    admin: SocketAddr,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `gridkeeper unschedule`.
+#[derive(Debug, Args)]
+pub struct UnscheduleArgs {
+    /// A node's admin address (any node).
+    #[arg(long)]
+    admin: SocketAddr,
+    /// Credentials directory (its admin token authorises the change).
+    #[arg(long)]
+    certs: PathBuf,
+    /// The job.
+    #[arg(long)]
+    name: String,
+}
+
+/// Runs `gridkeeper schedule`.
+///
+/// # Errors
+/// [`ClientError`] for bad cadences or tasks and unreachable nodes.
+pub async fn schedule(args: ScheduleArgs) -> Result<(), ClientError> {
+    let client = Client::connect_with_certs(args.admin, &args.certs).await?;
+    let input = args.input.as_deref().map(|text| parse_json("--input JSON", text)).transpose()?;
+    let misfire = args
+        .misfire
+        .as_deref()
+        .map(|text| parse_json("--misfire", &format!("\"{}\"", text.replace('-', "_"))))
+        .transpose()?
+        .unwrap_or_default();
+    let request = ScheduleRequest {
+        name: args.name.clone(),
+        run: SubmitRequest { task: Some(args.task), input, ..SubmitRequest::default() },
+        cron: args.cron,
+        every_ms: args.every_ms,
+        misfire,
+        overlap: args.overlap,
+    };
+    client.schedule(&request).await?;
+    println!("job {} scheduled", args.name);
+    Ok(())
+}
+
+/// Runs `gridkeeper jobs`.
+///
+/// # Errors
+/// [`ClientError`].
+pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
+    let client = Client::connect(args.admin, None).await?;
+    let jobs = client.jobs().await?;
+    if args.json {
+        println!("{}", serde_json::json!({ "jobs": jobs }));
+        return Ok(());
+    }
+    println!("{:<20} {:<12} {:<28} {:>8} {:>8} {:>15}", "NAME", "TASK", "CADENCE", "RUNS", "SKIPPED", "NEXT DUE");
+    for job in jobs {
+        let due = job.due_ms.map_or_else(|| "-".to_string(), |due| due.to_string());
+        println!(
+            "{:<20} {:<12} {:<28} {:>8} {:>8} {:>15}",
+            job.name, job.task, job.cadence, job.runs, job.skipped, due
+        );
+    }
+    Ok(())
+}
+
+/// Runs `gridkeeper unschedule`.
+///
+/// # Errors
+/// [`ClientError`]; `no job` if there is none of that name.
+pub async fn unschedule(args: UnscheduleArgs) -> Result<(), ClientError> {
+    let client = Client::connect_with_certs(args.admin, &args.certs).await?;
+    if client.unschedule(&args.name).await?.applied == 0 {
+        return Err(ClientError::Registry { name: "no job".into(), message: format!("no job named {}", args.name) });
+    }
+    println!("job {} removed", args.name);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The `gridkeeper` command line: `certs`, `node`, `status`, `registry`, `submit`, `tasks`, `drain`.
+//! The `gridkeeper` command line: `certs`, `node`, `status`, `registry`, and the grid's `submit`,
+//! `tasks`, `drain`, `schedule`, `jobs`, `unschedule`.
 //!
 //! Parses flags with clap (usage errors exit 2), runs the command, and turns every error into one
 //! line on stderr with exit status 1.
@@ -41,6 +42,12 @@ enum Command {
     Tasks(grid::TasksArgs),
     /// Stop giving a node new work and wait until it runs nothing.
     Drain(grid::DrainArgs),
+    /// Create or replace a recurring job (cron or fixed interval).
+    Schedule(grid::ScheduleArgs),
+    /// List recurring jobs.
+    Jobs(grid::JobsArgs),
+    /// Delete a recurring job.
+    Unschedule(grid::UnscheduleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +194,11 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Submit(args) => control_runtime()?.block_on(grid::submit(args)).map_err(|error| error.to_string()),
         Command::Tasks(args) => control_runtime()?.block_on(grid::tasks(args)).map_err(|error| error.to_string()),
         Command::Drain(args) => control_runtime()?.block_on(grid::drain(args)).map_err(|error| error.to_string()),
+        Command::Schedule(args) => control_runtime()?.block_on(grid::schedule(args)).map_err(|error| error.to_string()),
+        Command::Jobs(args) => control_runtime()?.block_on(grid::jobs(args)).map_err(|error| error.to_string()),
+        Command::Unschedule(args) => {
+            control_runtime()?.block_on(grid::unschedule(args)).map_err(|error| error.to_string())
+        }
         Command::Status(args) => {
             let runtime = control_runtime()?;
             let body = runtime

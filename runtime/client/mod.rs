@@ -5,8 +5,8 @@
 //! client never sees "not leader".
 
 use crate::admin::grid_api::{
-    DrainRequest, IdsRequest, RecordedResponse, SubmitRequest, SubmitResponse, TaskView, TasksQuery, TasksResponse,
-    WaitRequest, WaitResponse,
+    DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, RecordedResponse, ScheduleRequest, SubmitRequest,
+    SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -548,6 +548,31 @@ impl Client {
     /// [`ClientError`].
     pub async fn cancel(&self, ids: &[u64]) -> Result<RecordedResponse, ClientError> {
         self.post("/grid/cancel", &IdsRequest { ids: ids.to_vec() }).await
+    }
+
+    /// Creates or replaces a recurring job.
+    ///
+    /// # Errors
+    /// [`ClientError`]; a bad cadence or task names why.
+    pub async fn schedule(&self, request: &ScheduleRequest) -> Result<RecordedResponse, ClientError> {
+        self.post("/grid/schedule", request).await
+    }
+
+    /// Deletes a recurring job.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn unschedule(&self, name: &str) -> Result<RecordedResponse, ClientError> {
+        self.post("/grid/unschedule", &NameRequest { name: name.to_string() }).await
+    }
+
+    /// Every recurring job.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
+        let response: JobsResponse = self.call(hyper::Method::GET, "/grid/jobs".to_string(), None).await?;
+        Ok(response.jobs)
     }
 
     /// Starts (or stops) draining `node`.

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{Cadence, Misfire};
 use super::task::{FencingToken, TaskId, TaskSpec, TaskState};
 use crate::ids::NodeId;
 
@@ -50,6 +51,29 @@ pub enum GridCommand {
         /// The tasks.
         tasks: Vec<TaskId>,
     },
+    /// Creates or replaces a recurring job.
+    Schedule {
+        /// What to run and when (boxed: it is much larger than the other commands).
+        job: Box<JobSpec>,
+    },
+    /// Deletes a recurring job (its runs already submitted go on).
+    Unschedule {
+        /// The job.
+        name: String,
+    },
+    /// The leader's decision for a due job: submit a run (or not), and the next due time.
+    Fire {
+        /// The job.
+        name: String,
+        /// The due time this decision is about; a decision for another due time is stale.
+        due_ms: u64,
+        /// Whether a run is submitted.
+        fire: bool,
+        /// Fire times passed over (misfire, or a run still in progress).
+        skipped: u64,
+        /// The next due time (`None`: the cadence has no more).
+        next_due_ms: Option<u64>,
+    },
     /// Starts or stops draining a node: a draining node gets no new work.
     Drain {
         /// The node.
@@ -57,6 +81,38 @@ pub enum GridCommand {
         /// Whether it drains.
         draining: bool,
     },
+}
+
+/// A recurring job as its owner asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Unique name.
+    pub name: String,
+    /// The task each run submits.
+    pub task: TaskSpec,
+    /// When it runs.
+    pub cadence: Cadence,
+    /// What to do with fire times missed while no leader could fire them.
+    #[serde(default)]
+    pub misfire: Misfire,
+    /// Whether a run may start while the previous one has not ended.
+    #[serde(default)]
+    pub overlap: bool,
+}
+
+/// A recurring job as the table keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// What was asked.
+    pub spec: JobSpec,
+    /// The next time it is due (Unix ms), if any.
+    pub due_ms: Option<u64>,
+    /// The last run's task.
+    pub last_task: Option<TaskId>,
+    /// Runs submitted.
+    pub runs: u64,
+    /// Fire times passed over.
+    pub skipped: u64,
 }
 
 /// What a grid command produced.

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::command::GridCommand;
 use super::placement::Placement;
 use super::replicated::NODES_PATH;
+use super::schedule::decide;
 use super::task::Strategy;
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
@@ -58,8 +59,44 @@ pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
     }
 }
 
-/// One round: assign what can be placed, then time out what overran.
+/// A due job's run counts as on time if it fires within this much of its due time; later, the
+/// job's misfire policy decides.
+const JOB_GRACE_MS: u64 = 1_000;
+
+/// Decides every due recurring job and proposes the decisions.
+async fn fire_jobs(coordinator: &Coordinator) {
+    let now = unix_millis();
+    let decisions: Vec<GridCommand> = coordinator.read_state(|state| {
+        state
+            .grid
+            .due_jobs(now)
+            .into_iter()
+            .filter_map(|(job, running)| {
+                let due_ms = job.due_ms?;
+                // Without overlap, a fire time that comes while the last run is going is skipped.
+                let decision =
+                    decide(&job.spec.cadence, job.spec.misfire, due_ms, now, running, job.spec.overlap, JOB_GRACE_MS);
+                Some(GridCommand::Fire {
+                    name: job.spec.name.clone(),
+                    due_ms,
+                    fire: decision.fire,
+                    skipped: decision.skipped,
+                    next_due_ms: decision.next_due_ms,
+                })
+            })
+            .collect()
+    });
+    for command in decisions {
+        if let Err(error) = coordinator.write(Command::Grid(command)).await {
+            tracing::debug!(%error, "job decision not committed");
+            return;
+        }
+    }
+}
+
+/// One round: fire due jobs, assign what can be placed, then time out what overran.
 async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement) {
+    fire_jobs(coordinator).await;
     loop {
         let now = unix_millis();
         let plan = coordinator.read_state(|state| state.plan(now, placement, ASSIGN_BATCH_MAX));

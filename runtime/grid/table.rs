@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{GridCommand, GridEffects, GridOutcome, Report};
+use super::command::{GridCommand, GridEffects, GridOutcome, Job, JobSpec, Report};
 use super::placement::{NodeLoad, Placement};
 use super::queue::ReadyQueue;
 use super::task::{Attempt, AttemptState, FencingToken, Task, TaskId, TaskSpec, TaskState};
@@ -89,7 +89,13 @@ pub struct TaskTable {
     ended: VecDeque<TaskId>,
     /// Nodes that take no new work.
     draining: BTreeSet<NodeId>,
+    /// Recurring jobs by name.
+    #[serde(default)]
+    jobs: BTreeMap<String, Job>,
 }
+
+/// Recurring jobs a cluster holds: each is checked by the leader every dispatch round.
+pub const JOBS_MAX: usize = 10_000;
 
 /// Extra time an attempt may wait queued on its node before its timeout starts counting anyway.
 pub const UNSTARTED_GRACE_MS: u64 = 10_000;
@@ -119,7 +125,70 @@ impl TaskTable {
             next_id: 1,
             ended: VecDeque::new(),
             draining: BTreeSet::new(),
+            jobs: BTreeMap::new(),
         }
+    }
+
+    /// The recurring jobs.
+    pub fn jobs(&self) -> &BTreeMap<String, Job> {
+        &self.jobs
+    }
+
+    fn schedule(&mut self, spec: &JobSpec, now_ms: u64) -> Result<(), GridError> {
+        if spec.name.is_empty() || spec.name.len() > KIND_BYTES_MAX {
+            return Err(GridError::Refused(format!("a job name has 1..={KIND_BYTES_MAX} bytes")));
+        }
+        if !self.jobs.contains_key(&spec.name) && self.jobs.len() >= JOBS_MAX {
+            return Err(GridError::Refused(format!("the cluster holds {JOBS_MAX} jobs")));
+        }
+        self.check_spec(&spec.task)?;
+        let due_ms = spec.cadence.next_after(now_ms);
+        let job = Job { spec: spec.clone(), due_ms, last_task: None, runs: 0, skipped: 0 };
+        self.jobs.insert(spec.name.clone(), job);
+        Ok(())
+    }
+
+    /// Applies the leader's decision on a due job. Returns whether it applied (false: stale).
+    fn on_fire(
+        &mut self,
+        name: &str,
+        due_ms: u64,
+        (fire, skipped, next_due_ms): (bool, u64, Option<u64>),
+        now_ms: u64,
+        effects: &mut GridEffects,
+    ) -> bool {
+        let Some(job) = self.jobs.get(name) else { return false };
+        if job.due_ms != Some(due_ms) {
+            return false;
+        }
+        let task = fire.then(|| job.spec.task.clone());
+        if let Some(spec) = task {
+            let id = TaskId(self.next_id);
+            if self.submit(id, spec, now_ms).is_err() {
+                return false;
+            }
+            effects.submitted += 1;
+            let job = self.jobs.get_mut(name).expect("checked above");
+            job.last_task = Some(id);
+            job.runs += 1;
+        }
+        let job = self.jobs.get_mut(name).expect("checked above");
+        job.skipped = job.skipped.saturating_add(skipped);
+        job.due_ms = next_due_ms;
+        true
+    }
+
+    /// Jobs due at `now_ms`, with whether their last run is still going: (name, due, running).
+    pub fn due_jobs(&self, now_ms: u64) -> Vec<(&Job, bool)> {
+        self.jobs
+            .values()
+            .filter(|job| job.due_ms.is_some_and(|due| due <= now_ms))
+            .map(|job| {
+                let running =
+                    job.last_task.and_then(|task| self.tasks.get(&task)).is_some_and(|task| !task.state.is_terminal());
+                (job, running)
+            })
+            .collect()
     }
 
     /// The table's bounds.
@@ -222,6 +291,14 @@ impl TaskTable {
                     }
                     count(ok);
                 }
+            }
+            GridCommand::Schedule { job } => {
+                return self.schedule(job, now_ms).map(|()| GridOutcome::Recorded { applied: 1, refused: 0 })
+            }
+            GridCommand::Unschedule { name } => count(self.jobs.remove(name).is_some()),
+            GridCommand::Fire { name, due_ms, fire, skipped, next_due_ms } => {
+                let ok = self.on_fire(name, *due_ms, (*fire, *skipped, *next_due_ms), now_ms, effects);
+                count(ok);
             }
             GridCommand::Drain { node, draining } => {
                 if *draining {
@@ -738,6 +815,47 @@ mod tests {
         assert_eq!(table.overdue(1_001 + UNSTARTED_GRACE_MS).len(), 2, "unstarted: timeout plus grace");
         table.on_started(TaskId(2), FencingToken(200), 50).expect("start");
         assert_eq!(table.overdue(1_051), vec![(TaskId(2), FencingToken(200))], "started: timeout from the start");
+    }
+
+    #[test]
+    fn a_job_fires_once_per_due_time_and_stale_decisions_are_refused() {
+        use crate::grid::command::JobSpec;
+        use crate::grid::schedule::{Cadence, Misfire};
+        let mut table = table();
+        let job = JobSpec {
+            name: "tick".into(),
+            task: spec(1),
+            cadence: Cadence::interval(1_000, 0).expect("valid"),
+            misfire: Misfire::Skip,
+            overlap: false,
+        };
+        let mut effects = GridEffects::default();
+        table.apply(1, 500, &GridCommand::Schedule { job: Box::new(job) }, &mut effects).expect("scheduled");
+        assert_eq!(table.jobs()["tick"].due_ms, Some(1_000));
+        assert!(table.due_jobs(999).is_empty());
+        assert_eq!(table.due_jobs(1_000).len(), 1);
+        let fire = |due_ms| GridCommand::Fire {
+            name: "tick".into(),
+            due_ms,
+            fire: true,
+            skipped: 0,
+            next_due_ms: Some(due_ms + 1_000),
+        };
+        assert_eq!(
+            table.apply(2, 1_000, &fire(1_000), &mut effects),
+            Ok(GridOutcome::Recorded { applied: 1, refused: 0 })
+        );
+        // The same decision again (a new leader repeating it) is stale: one run per due time.
+        assert_eq!(
+            table.apply(3, 1_001, &fire(1_000), &mut effects),
+            Ok(GridOutcome::Recorded { applied: 0, refused: 1 })
+        );
+        let job = &table.jobs()["tick"];
+        assert_eq!((job.runs, job.due_ms, table.pending()), (1, Some(2_000), 1));
+        let (_, running) = table.due_jobs(2_000)[0];
+        assert!(running, "its run has not ended");
+        table.apply(4, 2_000, &GridCommand::Unschedule { name: "tick".into() }, &mut effects).expect("removed");
+        assert!(table.jobs().is_empty());
     }
 
     #[test]

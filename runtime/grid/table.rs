@@ -460,6 +460,16 @@ impl TaskTable {
         for load in nodes.iter_mut() {
             load.draining |= self.draining.contains(&load.node);
         }
+        // No room anywhere: nothing to plan, and no reason to walk the queue.
+        let room: usize = nodes
+            .iter()
+            .filter(|load| !load.draining)
+            .map(|load| load.slots.saturating_add(load.prefetch).saturating_sub(load.running) as usize)
+            .sum();
+        let max = max.min(room);
+        if max == 0 {
+            return Vec::new();
+        }
         let mut plan = Vec::new();
         // Look further than `max` so that tasks no node can take now do not block those behind them.
         for task in self.queue.ordered(now_ms, max.saturating_mul(4)) {

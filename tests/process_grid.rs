@@ -219,3 +219,39 @@ fn a_recurring_job_keeps_firing_across_a_leader_change() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("minute"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[test]
+fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
+    let spec = ClusterSpec::new("gridrestart", 3);
+    let mut nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
+    wait_until_ready(&spec, &[1, 2, 3]);
+    let done = submit(&spec, 1, "echo", r#"{"value": "kept"}"#, 10);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client =
+        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], None)).expect("client");
+    assert_eq!(wait_all_done(&client, &runtime, &done), BTreeMap::from([("succeeded".to_string(), 10)]));
+    // Accepted, and partly running, when every node dies at once.
+    let accepted = submit(&spec, 2, "sleep", r#"{"ms": 300}"#, 60);
+    wait_for(WAIT_MAX, || {
+        let running: u32 = status(spec.admin(1))?.members.iter().filter_map(|member| member.running).sum();
+        (running > 0).then_some(())
+    })
+    .expect("work is running");
+    for node in &mut nodes {
+        node.kill();
+    }
+    drop(client);
+    let _nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
+    wait_until_ready(&spec, &[1, 2, 3]);
+    let client =
+        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], None)).expect("client");
+    assert_eq!(wait_all_done(&client, &runtime, &accepted), BTreeMap::from([("succeeded".to_string(), 60)]));
+    for task in all_tasks(&client, &runtime, 70) {
+        let wins = task.attempts.iter().filter(|attempt| attempt.state == AttemptState::Succeeded).count();
+        assert_eq!(wins, 1, "exactly one recorded completion: {task:?}");
+    }
+    // The history from before the restart is intact, results included.
+    let old = runtime.block_on(client.tasks(&TasksQuery { id: Some(done[0]), ..TasksQuery::default() })).expect("task");
+    assert_eq!(old[0].state, TaskState::Succeeded);
+    assert_eq!(old[0].result, Some(serde_json::json!({ "value": "kept" })));
+}

@@ -18,7 +18,7 @@ pub const BUILTIN_DURATION_MS_MAX: u64 = 3_600_000;
 pub struct Empty {}
 
 /// Does nothing and succeeds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Noop;
 
 impl Task for Noop {
@@ -64,7 +64,7 @@ fn null() -> JsonText {
 }
 
 /// Returns its input.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Echo;
 
 impl Task for Echo {
@@ -94,7 +94,7 @@ fn checked(ms: u64) -> Result<Duration, TaskError> {
 }
 
 /// Waits without using a CPU.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Sleep;
 
 impl Task for Sleep {
@@ -109,7 +109,7 @@ impl Task for Sleep {
 }
 
 /// Keeps a CPU busy, yielding every millisecond so it can be stopped.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Spin;
 
 /// What `spin` reports.
@@ -150,7 +150,7 @@ pub struct FailInput {
 }
 
 /// Fails its first `times` attempts, then succeeds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Fail;
 
 impl Task for Fail {

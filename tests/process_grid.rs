@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use gridkeeper::admin::grid_api::{TaskView, TasksQuery};
@@ -254,4 +254,38 @@ fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
     let old = runtime.block_on(client.tasks(&TasksQuery { id: Some(done[0]), ..TasksQuery::default() })).expect("task");
     assert_eq!(old[0].state, TaskState::Succeeded);
     assert_eq!(old[0].result, Some(serde_json::json!({ "value": "kept" })));
+}
+
+#[test]
+fn a_drained_node_gets_no_new_work_until_undrained() {
+    let spec = ClusterSpec::new("griddrain", 3);
+    let _nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
+    wait_until_ready(&spec, &[1, 2, 3]);
+    let drain = |extra: &[&str]| {
+        let output = Command::new(binary())
+            .args(["drain", "--admin", &spec.admin(1).to_string(), "--certs"])
+            .arg(spec.certs())
+            .args(["--node", "2"])
+            .args(extra)
+            .output()
+            .expect("run drain");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert!(drain(&[]).contains("runs nothing"), "an idle node drains at once");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = runtime.block_on(Client::connect(spec.admin(3), None)).expect("client");
+    let ids = submit(&spec, 3, "sleep", r#"{"ms": 10}"#, 60);
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 60)]));
+    let nodes: BTreeSet<u64> = all_tasks(&client, &runtime, 60)
+        .iter()
+        .flat_map(|task| task.attempts.iter().map(|attempt| attempt.node))
+        .collect();
+    assert_eq!(nodes, BTreeSet::from([1, 3]), "node 2 is draining");
+    drain(&["--undo"]);
+    let ids = submit(&spec, 3, "sleep", r#"{"ms": 10}"#, 60);
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 60)]));
+    let used_two =
+        all_tasks(&client, &runtime, 60).iter().any(|task| task.attempts.iter().any(|attempt| attempt.node == 2));
+    assert!(used_two, "node 2 takes work again");
 }

@@ -13,15 +13,28 @@ use crate::grid::task::TaskState;
 /// Longest one wait call holds; `--wait` loops over calls until every task is terminal.
 const WAIT_CALL_MS: u64 = 5_000;
 
-/// `gridkeeper submit`.
+/// The node to talk to and the credentials whose admin token authorises a change.
 #[derive(Debug, Args)]
-pub struct SubmitArgs {
+pub struct AdminWithToken {
     /// A node's admin address (any node).
     #[arg(long)]
     admin: SocketAddr,
-    /// Credentials directory (its admin token authorises the submission).
+    /// Credentials directory (its admin token authorises the change).
     #[arg(long)]
     certs: PathBuf,
+}
+
+impl AdminWithToken {
+    async fn client(&self) -> Result<Client, ClientError> {
+        Client::connect_with_certs(self.admin, &self.certs).await
+    }
+}
+
+/// `gridkeeper submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    node: AdminWithToken,
     /// Task kind (built-ins: noop, echo, sleep, spin, fail).
     #[arg(long)]
     task: String,
@@ -92,12 +105,8 @@ pub struct TasksArgs {
 /// `gridkeeper drain`.
 #[derive(Debug, Args)]
 pub struct DrainArgs {
-    /// A node's admin address (any node).
-    #[arg(long)]
-    admin: SocketAddr,
-    /// Credentials directory (its admin token authorises the drain).
-    #[arg(long)]
-    certs: PathBuf,
+    #[command(flatten)]
+    admin: AdminWithToken,
     /// The node to drain.
     #[arg(long)]
     node: u64,
@@ -118,7 +127,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<
 /// # Errors
 /// [`ClientError`] for refusals and unreachable nodes.
 pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
-    let client = Client::connect_with_certs(args.admin, &args.certs).await?;
+    let client = args.node.client().await?;
     let input = args.input.as_deref().map(|text| parse_json("--input JSON", text)).transpose()?;
     let strategy = args
         .strategy
@@ -245,7 +254,7 @@ fn task_table(tasks: &[TaskView]) -> String {
 /// # Errors
 /// [`ClientError`].
 pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
-    let client = Client::connect_with_certs(args.admin, &args.certs).await?;
+    let client = args.admin.client().await?;
     client.drain(args.node, !args.undo).await?;
     if args.undo {
         println!("node {} takes work again", args.node);
@@ -280,12 +289,8 @@ pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
 /// `gridkeeper schedule`.
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
-    /// A node's admin address (any node).
-    #[arg(long)]
-    admin: SocketAddr,
-    /// Credentials directory (its admin token authorises the change).
-    #[arg(long)]
-    certs: PathBuf,
+    #[command(flatten)]
+    node: AdminWithToken,
     /// The job's unique name (an existing job of that name is replaced).
     #[arg(long)]
     name: String,
@@ -323,12 +328,8 @@ pub struct JobsArgs {
 /// `gridkeeper unschedule`.
 #[derive(Debug, Args)]
 pub struct UnscheduleArgs {
-    /// A node's admin address (any node).
-    #[arg(long)]
-    admin: SocketAddr,
-    /// Credentials directory (its admin token authorises the change).
-    #[arg(long)]
-    certs: PathBuf,
+    #[command(flatten)]
+    node: AdminWithToken,
     /// The job.
     #[arg(long)]
     name: String,
@@ -339,7 +340,7 @@ pub struct UnscheduleArgs {
 /// # Errors
 /// [`ClientError`] for bad cadences or tasks and unreachable nodes.
 pub async fn schedule(args: ScheduleArgs) -> Result<(), ClientError> {
-    let client = Client::connect_with_certs(args.admin, &args.certs).await?;
+    let client = args.node.client().await?;
     let input = args.input.as_deref().map(|text| parse_json("--input JSON", text)).transpose()?;
     let misfire = args
         .misfire
@@ -387,7 +388,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
 /// # Errors
 /// [`ClientError`]; `no job` if there is none of that name.
 pub async fn unschedule(args: UnscheduleArgs) -> Result<(), ClientError> {
-    let client = Client::connect_with_certs(args.admin, &args.certs).await?;
+    let client = args.node.client().await?;
     if client.unschedule(&args.name).await?.applied == 0 {
         return Err(ClientError::Registry { name: "no job".into(), message: format!("no job named {}", args.name) });
     }

@@ -289,3 +289,50 @@ fn a_drained_node_gets_no_new_work_until_undrained() {
         all_tasks(&client, &runtime, 60).iter().any(|task| task.attempts.iter().any(|attempt| attempt.node == 2));
     assert!(used_two, "node 2 takes work again");
 }
+
+#[test]
+fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its_death() {
+    let spec = ClusterSpec::new("gridjoin", 3);
+    let _members: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
+    wait_until_ready(&spec, &[1, 2, 3]);
+    // Node 4 joins through node 1's admin API: no peer list, no vote, no certificate of its own.
+    let admin4 = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_tcp_port()));
+    let log = spec.dir.path().join("node-4.log");
+    let child = Command::new(binary())
+        .args(["node", "--id", "4", "--join", &spec.admin(1).to_string(), "--certs"])
+        .arg(spec.certs())
+        .arg("--data-dir")
+        .arg(spec.dir.path().join("data-4"))
+        .args(["--admin", &admin4.to_string(), "--slots", SLOTS, "--prefetch", PREFETCH])
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(spec.dir.path().join("node-4.err")).expect("log"))
+        .spawn()
+        .expect("spawn the joining worker");
+    let mut worker = NodeProcess::adopt(4, admin4, child, log);
+    wait_for(WAIT_MAX, || {
+        let view = status(spec.admin(2))?;
+        view.members.iter().find(|member| member.id == 4 && member.slots.is_some()).map(|_| ())
+    })
+    .expect("the joined worker is listed with its slots");
+
+    let ids = submit(&spec, 2, "sleep", r#"{"ms": 100}"#, 200);
+    wait_for(WAIT_MAX, || {
+        let running = status(spec.admin(2))?.members.into_iter().find(|member| member.id == 4)?.running?;
+        (running > 0).then_some(())
+    })
+    .expect("the joined worker receives work at once");
+    worker.kill();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client = runtime.block_on(Client::connect(spec.admin(3), None)).expect("client");
+    assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 200)]));
+    let tasks = all_tasks(&client, &runtime, 200);
+    let ran_on_four = tasks.iter().filter(|task| task.attempts.iter().any(|attempt| attempt.node == 4)).count();
+    assert!(ran_on_four > 0, "node 4 ran work");
+    for task in &tasks {
+        let wins: Vec<_> = task.attempts.iter().filter(|attempt| attempt.state == AttemptState::Succeeded).collect();
+        assert_eq!(wins.len(), 1, "{task:?}");
+        if task.attempts.iter().any(|attempt| attempt.node == 4 && attempt.state == AttemptState::Lost) {
+            assert_ne!(wins[0].node, 4, "lost work ran again elsewhere: {task:?}");
+        }
+    }
+}

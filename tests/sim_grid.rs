@@ -17,7 +17,7 @@ use std::time::Duration;
 use gridkeeper::consensus::Coordinator;
 use gridkeeper::grid::kinds::TaskKinds;
 use gridkeeper::grid::task::{AttemptState, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
-use gridkeeper::grid::worker::{WorkerArgs, WorkerGauge, WorkerSupervisor};
+use gridkeeper::grid::worker::{WorkerArgs, WorkerGauge, WorkerLink, WorkerSupervisor};
 use gridkeeper::grid::{GridCommand, GridOutcome, NodeRecord};
 use gridkeeper::ids::NodeId;
 use gridkeeper::registry::{Command, Outcome};
@@ -73,7 +73,14 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
             tokio::spawn(gridkeeper::node::registration::keep_registered(coordinator.clone(), node, record));
             let gauge = WorkerGauge::default();
             shared.gauges.lock().expect("gauges").push((node, gauge.clone()));
-            let args = WorkerArgs { node, coordinator: coordinator.clone(), kinds, threads: 0, slots: SLOTS, gauge };
+            let args = WorkerArgs {
+                node,
+                link: WorkerLink::Local(coordinator.clone()),
+                kinds,
+                threads: 0,
+                slots: SLOTS,
+                gauge,
+            };
             let (_worker, _) =
                 ractor::Actor::spawn(None, WorkerSupervisor, Arc::new(args)).await.expect("worker starts");
             for _ in 0..BATCHES_PER_NODE {

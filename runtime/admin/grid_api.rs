@@ -23,10 +23,13 @@ use super::registry_api::{api_error, authorize, coordinator, ApiError};
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
 use crate::grid::command::{Job, JobSpec};
+use crate::grid::hub::AttemptOrder;
+use crate::grid::replicated::NODES_PATH;
 use crate::grid::schedule::{Cadence, CronExpr, Misfire};
 use crate::grid::task::{AttemptState, Encoding, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};
-use crate::grid::{GridCommand, GridOutcome};
+use crate::grid::{GridCommand, GridOutcome, ReplicatedState, Report};
 use crate::ids::NodeId;
+use crate::registry::ZPath;
 use crate::registry::{Command, Outcome};
 
 /// Tasks one HTTP submission may create.
@@ -49,6 +52,8 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/grid/jobs", get(jobs))
         .route("/grid/schedule", post(schedule))
         .route("/grid/unschedule", post(unschedule))
+        .route("/grid/worker/poll", post(worker_poll))
+        .route("/grid/worker/report", post(worker_report))
 }
 
 /// A submission.
@@ -371,6 +376,96 @@ async fn unschedule(
     authorize(&state, &headers)?;
     let coordinator = coordinator(&state)?;
     recorded(write_grid(&coordinator, GridCommand::Unschedule { name: request.name }).await?)
+}
+
+/// A joined worker asking for its attempts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollRequest {
+    /// The worker's node id.
+    pub node: u64,
+    /// The session owning its registration: only assignments to this incarnation are handed out.
+    pub session: u64,
+    /// Only attempts with a larger fencing token (the largest it has seen).
+    pub after_token: u64,
+    /// Wait up to this long for one (capped at [`WAIT_MS_MAX`]).
+    pub wait_ms: u64,
+}
+
+/// Attempts for a joined worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollResponse {
+    /// Attempts assigned to it and not ended, newer than `after_token`.
+    pub attempts: Vec<AttemptOrder>,
+    /// Whether its registration is still owned by its session (false: register again).
+    pub registered: bool,
+}
+
+/// A joined worker's reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportRequest {
+    /// The reports.
+    pub reports: Vec<Report>,
+}
+
+/// Attempts held by `node`'s current incarnation (owned by `session`) with a token above `after`,
+/// or `None` if the registration is not owned by that session.
+fn attempts_for(state: &ReplicatedState, node: NodeId, session: u64, after: u64) -> Option<Vec<AttemptOrder>> {
+    let path = ZPath::parse(&format!("{NODES_PATH}/{node}")).ok()?;
+    let stat = state.registry.exists(&path).filter(|stat| stat.ephemeral_owner == session && session != 0)?;
+    // Assignments before this registration belong to an earlier incarnation of the node.
+    let floor = after.max(stat.czxid);
+    Some(
+        state
+            .grid
+            .held_by(node)
+            .into_iter()
+            .filter(|(_, token)| token.0 > floor)
+            .filter_map(|(task, token)| {
+                let entry = state.grid.get(task)?;
+                let attempt = entry.current_attempt()?;
+                Some(AttemptOrder { task, token, number: attempt.number, spec: entry.spec.clone() })
+            })
+            .collect(),
+    )
+}
+
+async fn worker_poll(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<PollRequest>,
+) -> Result<Json<PollResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    let coordinator = coordinator(&state)?;
+    let node = NodeId(request.node);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms.min(WAIT_MS_MAX));
+    let mut applied = coordinator.grid_hub().watch_applied();
+    loop {
+        applied.borrow_and_update();
+        let found = coordinator.read_state(|state| attempts_for(state, node, request.session, request.after_token));
+        match found {
+            None => return Ok(Json(PollResponse { attempts: Vec::new(), registered: false })),
+            Some(attempts) if !attempts.is_empty() => {
+                return Ok(Json(PollResponse { attempts, registered: true }));
+            }
+            Some(_) => {}
+        }
+        if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
+            return Ok(Json(PollResponse { attempts: Vec::new(), registered: true }));
+        }
+    }
+}
+
+async fn worker_report(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Json(request): Json<ReportRequest>,
+) -> Result<Json<RecordedResponse>, ApiError> {
+    authorize(&state, &headers)?;
+    if request.reports.len() > crate::grid::worker::REPORT_BATCH_MAX {
+        return Err(bad_request(format!("at most {} reports", crate::grid::worker::REPORT_BATCH_MAX)));
+    }
+    let coordinator = coordinator(&state)?;
+    recorded(write_grid(&coordinator, GridCommand::Report { reports: request.reports }).await?)
 }
 
 fn yes() -> bool {

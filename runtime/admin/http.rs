@@ -77,6 +77,25 @@ pub fn status_view(view: &NodeView) -> StatusView {
                 .collect()
         })
         .unwrap_or_default();
+    let mut members: Vec<MemberView> = members;
+    // Workers joined through the admin API are in the registry but not in the mesh.
+    let registered =
+        view.coordinator().map(|coordinator| coordinator.read_state(|state| state.nodes())).unwrap_or_default();
+    for (node, record) in registered {
+        if members.iter().any(|member| member.id == node.0) {
+            continue;
+        }
+        let load = loads.iter().find(|load| load.node == node);
+        members.push(MemberView {
+            id: node.0,
+            addr: record.addr,
+            alive: true,
+            last_seen_ms: None,
+            running: load.map(|load| load.running),
+            slots: Some(record.slots),
+            load: load.map(|load| f64::from(load.running) / f64::from(load.slots.max(1))),
+        });
+    }
     let consensus = view.coordinator().map(|coordinator| coordinator.status());
     StatusView {
         node: view.node().0,

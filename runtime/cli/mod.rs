@@ -105,6 +105,10 @@ struct NodeArgs {
     /// consistent_hash.
     #[arg(long)]
     placement: Option<String>,
+    /// Join a running cluster as a worker (not a Raft voter) through a member's admin address;
+    /// no --peers then.
+    #[arg(long)]
+    join: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +140,7 @@ impl NodeArgs {
             slots: self.slots,
             weight: self.weight,
             prefetch: self.prefetch,
+            join: self.join,
             placement: self.placement,
         };
         Ok(flags.or(file))

@@ -244,7 +244,7 @@ impl Client {
         Err(last)
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(transport)?;
         self.call(hyper::Method::POST, path.to_string(), Some(body)).await
     }

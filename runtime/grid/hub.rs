@@ -22,7 +22,7 @@ use crate::registry::ZPath;
 pub const WAITERS_MAX: usize = 1_000_000;
 
 /// An attempt this node must run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttemptOrder {
     /// The task.
     pub task: TaskId,
@@ -65,6 +65,8 @@ pub struct GridHub {
     worker: Mutex<Option<mpsc::UnboundedSender<WorkerEvent>>>,
     waiters: Mutex<HashMap<TaskId, Vec<oneshot::Sender<TaskState>>>>,
     wake: Notify,
+    /// Bumped on every applied grid change, for any number of watchers (remote workers' polls).
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for GridHub {
@@ -86,6 +88,7 @@ impl GridHub {
             worker: Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            applied: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -109,6 +112,11 @@ impl GridHub {
     /// Resolves once any grid change was applied (the leader's dispatcher waits on this).
     pub async fn changed(&self) {
         self.wake.notified().await;
+    }
+
+    /// A receiver that changes on every applied grid change (any number may watch).
+    pub fn watch_applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied.subscribe()
     }
 
     /// Wakes the dispatcher (a node joined or left, say).
@@ -186,6 +194,7 @@ impl GridHub {
         }
         record_metrics(effects, state);
         self.wake.notify_one();
+        self.applied.send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// The state was replaced by a snapshot: re-send held attempts and settle waits that ended.

@@ -28,6 +28,8 @@ use super::command::{GridCommand, Report};
 use super::hub::{AttemptOrder, WorkerEvent};
 use super::kinds::{AttemptInfo, TaskKinds};
 use super::task::{FencingToken, TaskId};
+use crate::admin::grid_api::{PollRequest, PollResponse, RecordedResponse, ReportRequest};
+use crate::client::{Client, ClientError};
 use crate::clock::unix_millis;
 use crate::consensus::{Coordinator, CoordinatorError};
 use crate::ids::NodeId;
@@ -64,12 +66,68 @@ impl WorkerGauge {
     }
 }
 
+/// Where a worker gets its orders and sends its reports.
+#[derive(Clone, Debug)]
+pub enum WorkerLink {
+    /// A member node's worker: its coordinator's hub and write path.
+    Local(Coordinator),
+    /// A joined worker (`gridkeeper node --join`): a member's admin API, like an ElasticJob executor
+    /// talking to ZooKeeper. It adds no load to consensus and needs no place in the Raft group.
+    Remote(RemoteLink),
+}
+
+/// A joined worker's connections (one each, so a long poll never delays a report or a keepalive).
+#[derive(Clone, Debug)]
+pub struct RemoteLink {
+    /// For long polls of new attempts.
+    pub poll: Client,
+    /// For reports.
+    pub report: Client,
+    /// The session owning this worker's registration (0 until registered).
+    pub session: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Longest a joined worker's poll waits on the server.
+const POLL_WAIT_MS: u64 = 2_000;
+/// Pause after a failed poll or while unregistered.
+const POLL_RETRY_WAIT: Duration = Duration::from_millis(50);
+
+/// Feeds a joined worker's orders from its member's admin API.
+async fn poll_loop(node: NodeId, link: RemoteLink, events: mpsc::UnboundedSender<WorkerEvent>) {
+    let mut after_token = 0;
+    let mut session_seen = 0;
+    loop {
+        let session = link.session.load(Ordering::SeqCst);
+        if session == 0 {
+            tokio::time::sleep(POLL_RETRY_WAIT).await;
+            continue;
+        }
+        if session != session_seen {
+            // A new registration: its assignments start above its own zxid, whatever came before.
+            session_seen = session;
+            after_token = 0;
+        }
+        let request = PollRequest { node: node.0, session, after_token, wait_ms: POLL_WAIT_MS };
+        match link.poll.post::<_, PollResponse>("/grid/worker/poll", &request).await {
+            Ok(PollResponse { attempts, registered: true }) => {
+                for order in attempts {
+                    after_token = after_token.max(order.token.0);
+                    if events.send(WorkerEvent::Start(Box::new(order))).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(_) | Err(_) => tokio::time::sleep(POLL_RETRY_WAIT).await,
+        }
+    }
+}
+
 /// What the worker supervisor is started with.
 pub struct WorkerArgs {
     /// This node.
     pub node: NodeId,
-    /// The coordinator (hub, and the write path for reports).
-    pub coordinator: Coordinator,
+    /// Where orders come from and reports go.
+    pub link: WorkerLink,
     /// The kinds this node runs.
     pub kinds: TaskKinds,
     /// Threads of the worker runtime; 0 runs attempts on the caller's runtime (deterministic
@@ -126,6 +184,7 @@ pub struct WorkerState {
     reports: mpsc::UnboundedSender<Report>,
     reporter: tokio::task::JoinHandle<()>,
     forwarder: tokio::task::JoinHandle<()>,
+    poller: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The node's worker supervisor.
@@ -268,9 +327,15 @@ impl Actor for WorkerSupervisor {
             Some(runtime)
         };
         let (reports, queued) = mpsc::unbounded_channel();
-        let reporter = tokio::spawn(report_loop(args.coordinator.clone(), queued));
+        let reporter = tokio::spawn(report_loop(args.link.clone(), queued));
         let (events, mut incoming) = mpsc::unbounded_channel();
-        args.coordinator.grid_hub().attach_worker(events);
+        let poller = match &args.link {
+            WorkerLink::Local(coordinator) => {
+                coordinator.grid_hub().attach_worker(events);
+                None
+            }
+            WorkerLink::Remote(link) => Some(tokio::spawn(poll_loop(args.node, link.clone(), events))),
+        };
         let forward_to = myself.clone();
         let forwarder = tokio::spawn(async move {
             while let Some(event) = incoming.recv().await {
@@ -290,6 +355,7 @@ impl Actor for WorkerSupervisor {
             reports,
             reporter,
             forwarder,
+            poller,
         })
     }
 
@@ -347,7 +413,12 @@ impl Actor for WorkerSupervisor {
     }
 
     async fn post_stop(&self, _myself: ActorRef<WorkerMsg>, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
-        state.args.coordinator.grid_hub().detach_worker();
+        if let WorkerLink::Local(coordinator) = &state.args.link {
+            coordinator.grid_hub().detach_worker();
+        }
+        if let Some(poller) = state.poller.take() {
+            poller.abort();
+        }
         state.forwarder.abort();
         state.reporter.abort();
         for (_, running) in state.running.drain() {
@@ -410,7 +481,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Sends queued reports in batches, one write at a time, retrying failed writes.
-async fn report_loop(coordinator: Coordinator, mut queued: mpsc::UnboundedReceiver<Report>) {
+async fn report_loop(link: WorkerLink, mut queued: mpsc::UnboundedReceiver<Report>) {
     let mut batch: Vec<Report> = Vec::new();
     loop {
         if batch.is_empty() {
@@ -426,17 +497,48 @@ async fn report_loop(coordinator: Coordinator, mut queued: mpsc::UnboundedReceiv
             }
         }
         drop_starts_of_finished(&mut batch);
-        let command = Command::Grid(GridCommand::Report { reports: batch.clone() });
-        match coordinator.write(command).await {
+        match send_reports(&link, &batch).await {
             // Applied, or refused as a whole (then retrying cannot help).
-            Ok(_) => batch.clear(),
-            Err(CoordinatorError::Unavailable(reason) | CoordinatorError::OutcomeUnknown(reason)) => {
+            Ok(()) => batch.clear(),
+            Err(ReportError::Retry(reason)) => {
                 tracing::debug!(%reason, reports = batch.len(), "report write failed; retrying");
                 tokio::time::sleep(REPORT_RETRY_WAIT).await;
             }
-            Err(error) => {
-                tracing::warn!(%error, reports = batch.len(), "reports refused");
+            Err(ReportError::Refused(reason)) => {
+                tracing::warn!(%reason, reports = batch.len(), "reports refused");
                 batch.clear();
+            }
+        }
+    }
+}
+
+enum ReportError {
+    /// Nothing or maybe something was recorded: send again (reports are idempotent).
+    Retry(String),
+    /// Refused as a whole.
+    Refused(String),
+}
+
+async fn send_reports(link: &WorkerLink, batch: &[Report]) -> Result<(), ReportError> {
+    match link {
+        WorkerLink::Local(coordinator) => {
+            let command = Command::Grid(GridCommand::Report { reports: batch.to_vec() });
+            match coordinator.write(command).await {
+                Ok(_) => Ok(()),
+                Err(CoordinatorError::Unavailable(reason) | CoordinatorError::OutcomeUnknown(reason)) => {
+                    Err(ReportError::Retry(reason))
+                }
+                Err(error) => Err(ReportError::Refused(error.to_string())),
+            }
+        }
+        WorkerLink::Remote(remote) => {
+            let request = ReportRequest { reports: batch.to_vec() };
+            match remote.report.post::<_, RecordedResponse>("/grid/worker/report", &request).await {
+                Ok(_) => Ok(()),
+                Err(ClientError::Registry { name, message }) if name != "unavailable" => {
+                    Err(ReportError::Refused(format!("{name}: {message}")))
+                }
+                Err(error) => Err(ReportError::Retry(error.to_string())),
             }
         }
     }

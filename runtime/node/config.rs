@@ -49,6 +49,8 @@ pub struct NodeSettings {
     pub prefetch: Option<u32>,
     /// Cluster placement strategy: least_loaded, round_robin, random, weighted, consistent_hash.
     pub placement: Option<String>,
+    /// Join a running cluster as a worker through this member's admin address (no `peers` then).
+    pub join: Option<SocketAddr>,
 }
 
 /// A validated node configuration.
@@ -78,6 +80,8 @@ pub struct NodeConfig {
     pub prefetch: u32,
     /// The placement strategy this node uses when it leads.
     pub placement: Strategy,
+    /// A worker joined through this member's admin address, outside the Raft group.
+    pub join: Option<SocketAddr>,
 }
 
 /// Most slots a node may declare: beyond this a node would hold more attempts than it can track.
@@ -190,6 +194,7 @@ impl NodeSettings {
             weight: self.weight.or(fallback.weight),
             prefetch: self.prefetch.or(fallback.prefetch),
             placement: self.placement.or(fallback.placement),
+            join: self.join.or(fallback.join),
         }
     }
 
@@ -201,7 +206,12 @@ impl NodeSettings {
         let id = self.id.ok_or(ConfigError::Missing("id"))?;
         let id: NodeId =
             id.to_string().parse().map_err(|error: crate::ids::NodeIdError| invalid("id", error.to_string()))?;
-        let peers = parse_peers(&self.peers.ok_or(ConfigError::Missing("peers"))?)?;
+        let peers = match (self.join, &self.peers) {
+            (Some(_), Some(_)) => return Err(invalid("join", "a joining worker takes no peer list")),
+            // A joined worker has no mesh of its own: only its own (unused) entry.
+            (Some(_), None) => BTreeMap::from([(id, self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))]),
+            (None, peers) => parse_peers(peers.as_deref().ok_or(ConfigError::Missing("peers"))?)?,
+        };
         let own_addr = *peers.get(&id).ok_or_else(|| invalid("id", format!("node {id} is not in the peer list")))?;
         let listen = self.listen.unwrap_or(own_addr);
         let admin = match self.admin {
@@ -245,6 +255,7 @@ impl NodeSettings {
             None => Strategy::default(),
         };
         Ok(NodeConfig {
+            join: self.join,
             slots,
             prefetch,
             weight,

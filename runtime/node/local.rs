@@ -156,6 +156,7 @@ impl LocalCluster {
                 .prefetch
                 .unwrap_or(self.options.slots * crate::node::config::PREFETCH_PER_SLOT_DEFAULT),
             placement: self.options.placement,
+            join: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -115,6 +115,9 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
     // clean shutdown, not the default "die at once".
     let signals = Signals::install()?;
     let prometheus = crate::admin::telemetry::install()?;
+    if let Some(member) = config.join {
+        return run_joined(config, kinds, member, signals, prometheus).await;
+    }
     let credentials = load_node_credentials(&config.certs, config.id)?;
     let admin_token = crate::credentials::load_admin_token(&config.certs)?;
     let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
@@ -241,6 +244,65 @@ impl NodeBuilder {
         let (supervisor, ended) = supervisor::start(args).await?;
         Ok(Node { view, supervisor, ended: Box::pin(ended), _data_dir: data_dir })
     }
+}
+
+/// Runs a worker joined to a running cluster through `member`'s admin API: it registers itself in
+/// `/grid/nodes`, asks for the attempts assigned to it, runs them under its worker supervisor, and
+/// reports; it serves `/metrics`, `/status` and `/health` like any node. It holds no Raft state.
+async fn run_joined(
+    config: NodeConfig,
+    kinds: TaskKinds,
+    member: std::net::SocketAddr,
+    signals: Signals,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<(), NodeError> {
+    use crate::grid::worker::{RemoteLink, WorkerArgs, WorkerLink, WorkerSupervisor};
+    let admin_token = crate::credentials::load_admin_token(&config.certs)?;
+    let _data_dir = preflight::prepare_data_dir(&config.data_dir)?;
+    let connect = || crate::client::Client::connect(member, Some(admin_token.clone()));
+    let unreachable =
+        |error: crate::client::ClientError| NodeError::Startup(format!("cannot join through {member}: {error}"));
+    let (poll, report, registry) = (
+        connect().await.map_err(unreachable)?,
+        connect().await.map_err(unreachable)?,
+        connect().await.map_err(unreachable)?,
+    );
+    let session = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let view = NodeView::new(config.id);
+    let args = WorkerArgs {
+        node: config.id,
+        link: WorkerLink::Remote(RemoteLink { poll, report, session: session.clone() }),
+        kinds: kinds.clone(),
+        threads: (config.slots as usize).clamp(1, config::default_slots() as usize),
+        slots: config.slots,
+        gauge: view.worker_gauge(),
+    };
+    let name = Some(supervisor::worker_actor_name(config.id, ""));
+    let (worker, _) = ractor::Actor::spawn(name, WorkerSupervisor, Arc::new(args))
+        .await
+        .map_err(|error| NodeError::Startup(format!("worker: {error}")))?;
+    let record = crate::grid::NodeRecord {
+        addr: config.admin.to_string(),
+        slots: config.slots,
+        prefetch: config.prefetch,
+        weight: config.weight,
+        kinds: kinds.names(),
+    };
+    let registration = tokio::spawn(registration::keep_registered_remote(registry, config.id, record, session));
+    let listener = tokio::net::TcpListener::bind(config.admin)
+        .await
+        .map_err(|error| NodeError::Startup(format!("admin address {} is unavailable: {error}", config.admin)))?;
+    let state = Arc::new(crate::admin::http::AdminState { view, prometheus, admin_token });
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, crate::admin::http::router(state)).await;
+    });
+    info!(node = %config.id, %member, admin = %config.admin, "worker joined the cluster");
+    let reason = signals.wait().await;
+    info!(node = %config.id, reason, "worker shutting down");
+    registration.abort();
+    server.abort();
+    let _ = worker.stop_and_wait(Some(reason.to_string()), Some(std::time::Duration::from_secs(2))).await;
+    Ok(())
 }
 
 /// SIGTERM and SIGINT, listened to from the start of the process.

@@ -2,10 +2,12 @@
 //! `/grid/nodes/<id>` whose data is the node's address and load. When the node dies, the session
 //! expires and the node disappears from `/grid/nodes`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client::{Client, ClientError, Session};
 use crate::consensus::coordinator::node_registration_path;
-use crate::consensus::{Coordinator, CoordinatorError};
+use crate::consensus::{Consistency, Coordinator, CoordinatorError};
 use crate::ids::NodeId;
 use crate::registry::{Command, CreateMode, Outcome, RegistryError, SessionId, ZPath};
 
@@ -73,5 +75,63 @@ async fn register(coordinator: &Coordinator, node: NodeId, record: &NodeRecord) 
     coordinator
         .write(Command::Create { path, data, mode: CreateMode::Ephemeral, session: Some(session), ttl_ms: None })
         .await??;
+    Ok(session)
+}
+
+/// How often a joined worker checks that its registration is still its own.
+const REMOTE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Keeps a joined worker (`gridkeeper node --join`) registered through a member's admin API, with a
+/// client session of its own; publishes the session in `slot` (0 while unregistered) so the worker
+/// asks only for assignments to this registration.
+pub async fn keep_registered_remote(
+    client: Client,
+    node: NodeId,
+    record: NodeRecord,
+    slot: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let path = node_registration_path(node).as_str().to_string();
+    loop {
+        let session = match register_remote(&client, &path, &record).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::debug!(%node, %error, "registration through the admin API failed; retrying");
+                tokio::time::sleep(RETRY_WAIT).await;
+                continue;
+            }
+        };
+        tracing::info!(%node, session = session.id(), "joined: registered in /grid/nodes");
+        slot.store(session.id(), std::sync::atomic::Ordering::SeqCst);
+        loop {
+            tokio::time::sleep(REMOTE_CHECK_INTERVAL).await;
+            match client.exists(&path, Consistency::Local).await {
+                Ok(Some(stat)) if stat.ephemeral_owner == session.id() => {}
+                Ok(_) => break,
+                // Unreachable for now: the session may still be alive; look again.
+                Err(_) => {}
+            }
+        }
+        slot.store(0, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!(%node, "registration lost; registering again");
+    }
+}
+
+async fn register_remote(client: &Client, path: &str, record: &NodeRecord) -> Result<Session, ClientError> {
+    for parent in ["/grid", "/grid/nodes"] {
+        match client.create(parent, "", CreateMode::Persistent, None).await {
+            Ok(_) => {}
+            Err(error) if error.name() == "node exists" => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let session = client.open_session(NODE_SESSION_TIMEOUT_MS).await?;
+    let data = serde_json::to_string(record).expect("a record serializes");
+    // A previous incarnation's node may still be there until its session expires: replace it.
+    match client.delete(path, None).await {
+        Ok(()) => {}
+        Err(error) if error.name() == "no node" => {}
+        Err(error) => return Err(error),
+    }
+    client.create(path, &data, CreateMode::Ephemeral, Some(session.id())).await?;
     Ok(session)
 }

@@ -280,7 +280,7 @@ impl Actor for MeshActor {
         };
         let worker_args = Arc::new(WorkerArgs {
             node: config.id,
-            coordinator: coordinator.clone(),
+            link: crate::grid::worker::WorkerLink::Local(coordinator.clone()),
             kinds: args.kinds.clone(),
             threads: (config.slots as usize).clamp(1, crate::node::config::default_slots() as usize),
             slots: config.slots,

@@ -82,6 +82,11 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// Wraps a node process started by the caller.
+    pub fn adopt(id: u64, admin: SocketAddr, child: Child, log: PathBuf) -> NodeProcess {
+        NodeProcess { id, admin, child: Some(child), log }
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|child| child.try_wait().ok().flatten().is_none())
     }

@@ -296,19 +296,8 @@ fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its
     let _members: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
     wait_until_ready(&spec, &[1, 2, 3]);
     // Node 4 joins through node 1's admin API: no peer list, no vote, no certificate of its own.
-    let admin4 = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_tcp_port()));
-    let log = spec.dir.path().join("node-4.log");
-    let child = Command::new(binary())
-        .args(["node", "--id", "4", "--join", &spec.admin(1).to_string(), "--certs"])
-        .arg(spec.certs())
-        .arg("--data-dir")
-        .arg(spec.dir.path().join("data-4"))
-        .args(["--admin", &admin4.to_string(), "--slots", SLOTS, "--prefetch", PREFETCH])
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(std::fs::File::create(spec.dir.path().join("node-4.err")).expect("log"))
-        .spawn()
-        .expect("spawn the joining worker");
-    let mut worker = NodeProcess::adopt(4, admin4, child, log);
+    let mut worker = join_worker(&spec, 4);
+    let mut leaver = join_worker(&spec, 5);
     wait_for(WAIT_MAX, || {
         let view = status(spec.admin(2))?;
         view.members.iter().find(|member| member.id == 4 && member.slots.is_some()).map(|_| ())
@@ -335,4 +324,31 @@ fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its
             assert_ne!(wins[0].node, 4, "lost work ran again elsewhere: {task:?}");
         }
     }
+
+    // Drained, a joined worker finishes what it runs and leaves by itself (exit 0).
+    let output = Command::new(binary())
+        .args(["drain", "--admin", &spec.admin(1).to_string(), "--certs"])
+        .arg(spec.certs())
+        .args(["--node", "5"])
+        .output()
+        .expect("run drain");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let status = wait_for(WAIT_MAX, || leaver.try_exit()).expect("the drained worker leaves");
+    assert!(status.success(), "{status:?}");
+}
+
+fn join_worker(spec: &ClusterSpec, id: u64) -> NodeProcess {
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_tcp_port()));
+    let log = spec.dir.path().join(format!("node-{id}.log"));
+    let child = Command::new(binary())
+        .args(["node", "--id", &id.to_string(), "--join", &spec.admin(1).to_string(), "--certs"])
+        .arg(spec.certs())
+        .arg("--data-dir")
+        .arg(spec.dir.path().join(format!("data-{id}")))
+        .args(["--admin", &admin.to_string(), "--slots", SLOTS])
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(spec.dir.path().join(format!("node-{id}.err"))).expect("log"))
+        .spawn()
+        .expect("spawn a joining worker");
+    NodeProcess::adopt(id, admin, child, log)
 }

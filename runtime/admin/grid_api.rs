@@ -398,6 +398,9 @@ pub struct PollResponse {
     pub attempts: Vec<AttemptOrder>,
     /// Whether its registration is still owned by its session (false: register again).
     pub registered: bool,
+    /// Whether it is being drained (it takes no new work; once idle it may leave).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// A joined worker's reports.
@@ -441,16 +444,18 @@ async fn worker_poll(
     let mut applied = coordinator.grid_hub().watch_applied();
     loop {
         applied.borrow_and_update();
-        let found = coordinator.read_state(|state| attempts_for(state, node, request.session, request.after_token));
+        let (found, draining) = coordinator.read_state(|state| {
+            (attempts_for(state, node, request.session, request.after_token), state.grid.draining().contains(&node))
+        });
         match found {
-            None => return Ok(Json(PollResponse { attempts: Vec::new(), registered: false })),
-            Some(attempts) if !attempts.is_empty() => {
-                return Ok(Json(PollResponse { attempts, registered: true }));
+            None => return Ok(Json(PollResponse { attempts: Vec::new(), registered: false, draining })),
+            Some(attempts) if !attempts.is_empty() || draining => {
+                return Ok(Json(PollResponse { attempts, registered: true, draining }));
             }
             Some(_) => {}
         }
         if tokio::time::timeout_at(deadline, applied.changed()).await.is_err() {
-            return Ok(Json(PollResponse { attempts: Vec::new(), registered: true }));
+            return Ok(Json(PollResponse { attempts: Vec::new(), registered: true, draining }));
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct RemoteLink {
     pub report: Client,
     /// The session owning this worker's registration (0 until registered).
     pub session: Arc<std::sync::atomic::AtomicU64>,
+    /// Set once the cluster drains this worker.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Longest a joined worker's poll waits on the server.
@@ -109,7 +111,12 @@ async fn poll_loop(node: NodeId, link: RemoteLink, events: mpsc::UnboundedSender
         }
         let request = PollRequest { node: node.0, session, after_token, wait_ms: POLL_WAIT_MS };
         match link.poll.post::<_, PollResponse>("/grid/worker/poll", &request).await {
-            Ok(PollResponse { attempts, registered: true }) => {
+            Ok(PollResponse { attempts, registered: true, draining }) => {
+                link.draining.store(draining, Ordering::SeqCst);
+                if draining && attempts.is_empty() {
+                    // Nothing new will come; do not spin on the server's immediate answers.
+                    tokio::time::sleep(Duration::from_millis(POLL_WAIT_MS / 10)).await;
+                }
                 for order in attempts {
                     after_token = after_token.max(order.token.0);
                     if events.send(WorkerEvent::Start(Box::new(order))).is_err() {

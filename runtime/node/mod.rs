@@ -268,10 +268,12 @@ async fn run_joined(
         connect().await.map_err(unreachable)?,
     );
     let session = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let view = NodeView::new(config.id);
+    let gauge = view.worker_gauge();
     let args = WorkerArgs {
         node: config.id,
-        link: WorkerLink::Remote(RemoteLink { poll, report, session: session.clone() }),
+        link: WorkerLink::Remote(RemoteLink { poll, report, session: session.clone(), draining: draining.clone() }),
         kinds: kinds.clone(),
         threads: (config.slots as usize).clamp(1, config::default_slots() as usize),
         slots: config.slots,
@@ -297,7 +299,23 @@ async fn run_joined(
         let _ = axum::serve(listener, crate::admin::http::router(state)).await;
     });
     info!(node = %config.id, %member, admin = %config.admin, "worker joined the cluster");
-    let reason = signals.wait().await;
+    // A drained worker leaves once it runs nothing (its session then ends and its shard keys move).
+    let drained = async {
+        // Two idle looks in a row: one attempt's end and the next one's start are not a gap.
+        let mut idle_looks = 0;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let idle = draining.load(std::sync::atomic::Ordering::SeqCst) && gauge.running() == 0;
+            idle_looks = if idle { idle_looks + 1 } else { 0 };
+            if idle_looks >= 2 {
+                return "drained";
+            }
+        }
+    };
+    let reason = tokio::select! {
+        reason = signals.wait() => reason,
+        reason = drained => reason,
+    };
     info!(node = %config.id, reason, "worker shutting down");
     registration.abort();
     server.abort();

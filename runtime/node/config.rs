@@ -293,6 +293,21 @@ mod tests {
     }
 
     #[test]
+    fn a_joining_worker_takes_no_peer_list_and_grid_settings_are_checked() {
+        let joining = NodeSettings { peers: None, join: Some("127.0.0.1:9101".parse().expect("addr")), ..settings() };
+        let config = joining.clone().validate().expect("a worker joins without peers");
+        assert_eq!((config.join, config.peers.len()), (joining.join, 1));
+        let both = NodeSettings { join: joining.join, ..settings() };
+        assert!(matches!(both.validate(), Err(ConfigError::Invalid { setting: "join", .. })));
+        assert!(NodeSettings { slots: Some(0), ..settings() }.validate().is_err());
+        assert!(NodeSettings { placement: Some("sideways".into()), ..settings() }.validate().is_err());
+        let config = NodeSettings { placement: Some("consistent-hash".into()), slots: Some(4), ..settings() }
+            .validate()
+            .expect("valid");
+        assert_eq!((config.placement, config.slots, config.prefetch), (Strategy::ConsistentHash, 4, 4 * 128));
+    }
+
+    #[test]
     fn a_complete_configuration_validates_with_defaults() {
         let config = settings().validate().expect("valid");
         assert_eq!(config.id, NodeId(1));

@@ -41,6 +41,8 @@ pub enum WorkerEvent {
     Start(Box<AttemptOrder>),
     /// Stop this task's attempt if it runs (cancelled, or lost with this node's session).
     Abort(TaskId),
+    /// Stop every attempt: this worker's registration is gone, so all it holds was lost.
+    AbortAll,
 }
 
 /// Why a wait ended without a terminal state.

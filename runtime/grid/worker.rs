@@ -105,7 +105,11 @@ async fn poll_loop(node: NodeId, link: RemoteLink, events: mpsc::UnboundedSender
             continue;
         }
         if session != session_seen {
-            // A new registration: its assignments start above its own zxid, whatever came before.
+            // A new registration: the one this worker ran under is gone, so everything it held was
+            // re-queued elsewhere; stop it. Assignments to the new one start above its own zxid.
+            if session_seen != 0 && events.send(WorkerEvent::AbortAll).is_err() {
+                return;
+            }
             session_seen = session;
             after_token = 0;
         }
@@ -377,6 +381,12 @@ impl Actor for WorkerSupervisor {
             WorkerMsg::Event(WorkerEvent::Abort(task)) => {
                 state.abort(task);
                 state.fill_slots(&myself);
+            }
+            WorkerMsg::Event(WorkerEvent::AbortAll) => {
+                let held: Vec<TaskId> = state.running.keys().chain(state.queued_tokens.keys()).copied().collect();
+                for task in held {
+                    state.abort(task);
+                }
             }
             WorkerMsg::Spawned { task, token, cell } => match state.running.get_mut(&task) {
                 Some(running) if running.token == token => running.cell = Some(cell),

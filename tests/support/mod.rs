@@ -38,7 +38,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // GRIDKEEPER_KEEP_TEST_DIRS=1 keeps node logs and data for a post-mortem.
+        if std::env::var_os("GRIDKEEPER_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

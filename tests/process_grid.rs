@@ -231,12 +231,7 @@ fn a_recurring_job_keeps_firing_across_a_leader_change() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("minute"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
 
-// Fails in about 1 run in 4: right after the restart, attempts assigned to one node are never started
-// by its worker and stay `assigned` until the unstarted-attempt timeout (40 s). A delivery gap between
-// the hub and the worker right after a restart; not found yet (see the issue 4 note).
-// `cargo test --test process_grid -- --ignored` runs it.
 #[test]
-#[ignore = "about 1 run in 4 leaves attempts undelivered after a full-cluster restart; under investigation"]
 fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
     let _exclusive = exclusive();
     let spec = ClusterSpec::new("gridrestart", 3);

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::GridEffects;
+use super::command::{GridCommand, GridEffects};
 use super::placement::{NodeLoad, Placement};
 use super::table::{GridError, TableLimits, TaskTable};
 use super::task::TaskId;
@@ -68,6 +68,21 @@ impl ReplicatedState {
         // The registry keeps the zxid sequence for every entry, grid entries included.
         let (result, changes) = self.registry.apply(zxid, proposal);
         if let Command::Grid(command) = &proposal.command {
+            // A plan is made from an earlier state: a node may have lost its registration since. An
+            // attempt for an unregistered node would be held by nobody and lost by no expiry, so it is
+            // refused here and the task stays pending.
+            let registered_only;
+            let command = match command {
+                GridCommand::Assign { assignments }
+                    if assignments.iter().any(|(_, node)| !self.is_registered(*node)) =>
+                {
+                    let kept: Vec<(TaskId, NodeId)> =
+                        assignments.iter().copied().filter(|(_, node)| self.is_registered(*node)).collect();
+                    registered_only = GridCommand::Assign { assignments: kept };
+                    &registered_only
+                }
+                other => other,
+            };
             let result = self.grid.apply(zxid, proposal.now_ms, command, effects).map(Outcome::Grid).map_err(refusal);
             return (result, changes);
         }
@@ -79,6 +94,11 @@ impl ReplicatedState {
             }
         }
         (result, changes)
+    }
+
+    /// Whether `node` has a registration now.
+    pub fn is_registered(&self, node: NodeId) -> bool {
+        ZPath::parse(&format!("{NODES_PATH}/{node}")).is_ok_and(|path| self.registry.exists(&path).is_some())
     }
 
     /// The registered nodes with what they advertise, sorted by id.
@@ -135,7 +155,7 @@ fn refusal(error: GridError) -> RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::command::{GridCommand, GridOutcome, Report};
+    use crate::grid::command::{GridOutcome, Report};
     use crate::grid::task::{FencingToken, TaskSpec, TaskState};
     use crate::grid::Strategy;
     use crate::registry::CreateMode;
@@ -200,6 +220,14 @@ mod tests {
             propose(&mut state, &mut zxid, Command::Grid(GridCommand::Report { reports: vec![report] }));
         assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 1 })));
         assert_eq!(effects.refused, 1);
+        // A plan made before the expiry and applied after it would give node 1 work nobody holds: refused.
+        let (recorded, _) = propose(
+            &mut state,
+            &mut zxid,
+            Command::Grid(GridCommand::Assign { assignments: vec![(on_one[1], NodeId(1))] }),
+        );
+        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 0 })));
+        assert_eq!(state.grid.get(on_one[1]).expect("known").state, TaskState::Pending);
         // The survivor takes them as slots allow: node 2 has 1 running of 2.
         let plan = state.plan(zxid * 10, &mut Placement::new(Strategy::LeastLoaded, 0), 10);
         assert_eq!(plan.iter().map(|(_, node)| *node).collect::<Vec<_>>(), vec![NodeId(2)]);

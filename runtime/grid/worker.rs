@@ -337,8 +337,12 @@ impl Actor for WorkerSupervisor {
                 .map_err(|error| format!("worker runtime: {error}"))?;
             Some(runtime)
         };
+        // Unbounded by type, bounded by use: each attempt sends at most two reports, and a node holds at
+        // most `slots + prefetch` attempts (placement's bound), whose reports the reporter drains.
         let (reports, queued) = mpsc::unbounded_channel();
         let reporter = tokio::spawn(report_loop(args.link.clone(), queued));
+        // Bounded by use too: one order per committed assignment to this node (at most `slots + prefetch`
+        // open at once), an abort per ended one, and a re-send of what it holds after a snapshot.
         let (events, mut incoming) = mpsc::unbounded_channel();
         let poller = match &args.link {
             WorkerLink::Local(coordinator) => {

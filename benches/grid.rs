@@ -4,10 +4,12 @@
 //! 1. throughput: `noop` tasks from submission to recorded completion;
 //! 2. submit-to-start latency p50/p99 at half that rate (open loop, one task per submission);
 //! 3. failover: kill of a worker to all of its attempts started again elsewhere, p50 and worst;
-//! 4. memory: bytes per queued task in the task table, and RSS with 1,000,000 pending tasks.
+//! 4. memory: bytes per queued task in the task table, and RSS with 1,000,000 pending tasks;
+//! 5. envelope: what a node's table holds at the default byte budgets (history full of 1 MiB results,
+//!    pending inputs up to their budget), as the table counts it, as heap and as a snapshot encodes it.
 //!
-//! Run: `cargo bench --bench grid` (`-- --quick` for fewer tasks and runs). Prints figures; asserts
-//! nothing.
+//! Run: `cargo bench --bench grid` (`-- --quick` for fewer tasks and runs; `-- --envelope` for the
+//! envelope alone, in seconds). Prints figures; asserts nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -17,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
 use gridkeeper::grid::task::{Encoding, TaskId, TaskSpec};
-use gridkeeper::grid::{Grid, GridCommand, GridEffects, ReplicatedState, SubmitOptions, TableLimits};
+use gridkeeper::grid::{
+    FencingToken, Grid, GridCommand, GridEffects, ReplicatedState, Report, SubmitOptions, TableLimits, TaskTable,
+};
 use gridkeeper::ids::NodeId;
 use gridkeeper::node::local::{LocalCluster, LocalOptions};
 use gridkeeper::registry::{Command, Proposal, RegistryLimits};
@@ -248,6 +252,63 @@ fn table_bytes_per_task(tasks: usize) -> f64 {
     per_task
 }
 
+/// Submits, assigns and finishes one task with `result` in `table`.
+fn finish_with(table: &mut TaskTable, zxid: &mut u64, result: &[u8]) {
+    let mut apply = |zxid: &mut u64, command: GridCommand| {
+        *zxid += 1;
+        table.apply(*zxid, *zxid, &command, &mut GridEffects::default())
+    };
+    let outcome = apply(zxid, GridCommand::Submit { tasks: vec![noop_spec()] }).expect("submit");
+    let task = outcome.ids()[0];
+    apply(zxid, GridCommand::Assign { assignments: vec![(task, NodeId(1))] }).expect("assign");
+    let report = Report { task, token: FencingToken(*zxid), started_ms: *zxid, outcome: Some(Ok(result.to_vec())) };
+    apply(zxid, GridCommand::Report { reports: vec![report] }).expect("report");
+}
+
+/// Phase 5: a table at the default limits, its history filled twice over with 1 MiB results (so
+/// retention trimmed it), then pending 1 MiB inputs submitted until the budget refuses them.
+fn envelope() {
+    const MIB: usize = 1 << 20;
+    let limits = TableLimits::default();
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut table = TaskTable::new(limits, 6_000);
+    let mut zxid = 0u64;
+    let result = vec![7u8; limits.result_bytes_max];
+    for _ in 0..2 * limits.history_bytes_max / limits.result_bytes_max {
+        finish_with(&mut table, &mut zxid, &result);
+    }
+    let history_heap = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    println!(
+        "envelope, history at history_bytes_max {} MiB: {} tasks with 1 MiB results kept, counted {} MiB, heap {} MiB",
+        limits.history_bytes_max / MIB,
+        table.len(),
+        table.history_bytes() / MIB,
+        history_heap / MIB
+    );
+    let mut pending = 0;
+    let refusal = loop {
+        zxid += 1;
+        let tasks = vec![TaskSpec::new("parked", vec![1; limits.input_bytes_max]); 4];
+        match table.apply(zxid, zxid, &GridCommand::Submit { tasks }, &mut GridEffects::default()) {
+            Ok(_) => pending += 4,
+            Err(error) => break error,
+        }
+    };
+    let heap = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    println!(
+        "envelope, pending inputs at pending_input_bytes_max {} MiB: {pending} tasks of 1 MiB, counted {} MiB, heap {} MiB (then: {refusal})",
+        limits.pending_input_bytes_max / MIB,
+        table.pending_input_bytes() / MIB,
+        (heap - history_heap) / MIB
+    );
+    let encoded = postcard::to_stdvec(&table).expect("encodes").len();
+    println!(
+        "envelope, the table at both budgets: heap {} MiB, snapshot encoding {} MiB (a snapshot briefly holds both)",
+        heap / MIB,
+        encoded / MIB
+    );
+}
+
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -259,6 +320,10 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    if std::env::args().any(|arg| arg == "--envelope") {
+        envelope();
+        return;
+    }
     let quick = std::env::args().any(|arg| arg == "--quick");
     let (total, runs, pending) = if quick { (50_000, 5, 1_000_000) } else { (200_000, 20, 1_000_000) };
     let skip_memory = std::env::var("GK_SKIP_MEMORY").is_ok();
@@ -337,4 +402,5 @@ fn main() {
     );
     drop(single);
     let _ = std::fs::remove_dir_all(&dir);
+    envelope();
 }

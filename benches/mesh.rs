@@ -1,7 +1,12 @@
-//! Mesh benchmarks: frame encode/validate cost, and round-trip latency and one-way throughput
-//! between two real meshes (QUIC + mutual TLS) on loopback. Prints figures; asserts nothing.
+//! Mesh benchmarks: frame encode/validate cost, round-trip latency and one-way throughput between
+//! two real meshes (QUIC + mutual TLS) on loopback, and how long a restarted member takes to reconnect
+//! to a node whose mesh port is flooded with half-open handshakes from 127.0.0.2. Prints figures;
+//! asserts nothing.
 //!
-//! Run: `cargo bench --bench mesh`.
+//! Run: `cargo bench --bench mesh` (`-- --quick` runs only the reconnect phase).
+
+#[path = "../tests/support/flood.rs"]
+mod flood;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,13 +15,17 @@ use std::time::{Duration, Instant};
 use gridkeeper::credentials::Authority;
 use gridkeeper::ids::NodeId;
 use gridkeeper::limits::FRAME_BYTES_MAX;
-use gridkeeper::mesh::{Mesh, MeshConfig, MeshSocket, SendError};
+use gridkeeper::mesh::{tls, Mesh, MeshConfig, MeshSocket, SendError};
 use gridkeeper::wire::frame::{FrameBuffer, FRAME_HEADER_BYTES};
 use gridkeeper::wire::{decode_body, encode_frame, Message, Payload, TrafficClass};
 
 const CODEC_ITERATIONS: u32 = 200_000;
 const ROUND_TRIPS: usize = 20_000;
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(3);
+/// Restarts measured per phase of the reconnect benchmark.
+const RECONNECTS: usize = 3;
+/// Longest a reconnect is waited for before it is reported as not reached.
+const RECONNECT_WAIT: Duration = Duration::from_secs(20);
 
 fn codec_cost(label: &str, message: &Message) {
     let started = Instant::now();
@@ -122,17 +131,104 @@ async fn throughput(one: &Mesh, two: &Mesh, body_bytes: usize) {
     );
 }
 
+/// Restarts node 1 `RECONNECTS` times and returns how long each took until node 2 saw it up, with or
+/// without a flood of half-open handshakes at node 2's mesh port from 127.0.0.2.
+async fn reconnect_delays(flooded: bool) -> Vec<Option<Duration>> {
+    let authority = Authority::generate().expect("CA");
+    let members: BTreeMap<NodeId, SocketAddr> = [1, 2]
+        .into_iter()
+        .map(|id| {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            (NodeId(id), SocketAddr::from(([127, 0, 0, 1], port)))
+        })
+        .collect();
+    let start = |id: u64, incarnation: u64| {
+        let credentials = authority.node_credentials(NodeId(id)).expect("creds");
+        let mut config = MeshConfig::new(NodeId(id), members.clone());
+        config.incarnation = incarnation;
+        Mesh::start(config, &credentials, MeshSocket::Udp(members[&NodeId(id)])).expect("mesh")
+    };
+    let two = start(2, 1);
+    let flood = flooded.then(|| {
+        let stranger = Authority::generate().expect("CA").node_credentials(NodeId(1)).expect("creds");
+        let config = flood::FloodConfig {
+            source: [127, 0, 0, 2].into(),
+            target: members[&NodeId(2)],
+            server_name: "node-2.gridkeeper".into(),
+            burst: 5,
+            tick: Duration::from_millis(5),
+            connections_max: 100_000,
+            duration_max: Duration::from_secs(120),
+            linger: Duration::from_secs(3),
+        };
+        flood::Flood::start(config, tls::client_config(&stranger).expect("client")).expect("flood binds 127.0.0.2")
+    });
+    if let Some(flood) = &flood {
+        flood.wait_started(1_500).await;
+    }
+    let mut delays = Vec::new();
+    for incarnation in 1..=RECONNECTS as u64 {
+        let mut events = two.subscribe();
+        let started = Instant::now();
+        let one = start(1, incarnation);
+        let reached = tokio::time::timeout(RECONNECT_WAIT, async {
+            while !two.is_alive(NodeId(1)) {
+                let _ = events.recv().await;
+            }
+        })
+        .await;
+        delays.push(reached.ok().map(|()| started.elapsed()));
+        one.shutdown().await;
+        drop(one);
+        while two.is_alive(NodeId(1)) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), events.recv()).await;
+        }
+    }
+    let handshakes = match flood {
+        Some(flood) => flood.stop().await,
+        None => 0,
+    };
+    two.shutdown().await;
+    if flooded {
+        println!("  (flood: {handshakes} half-open handshakes from 127.0.0.2, about 1,000 a second)");
+    }
+    delays
+}
+
+async fn reconnects() {
+    for flooded in [false, true] {
+        let delays = reconnect_delays(flooded).await;
+        let shown: Vec<String> = delays
+            .iter()
+            .map(|delay| {
+                delay.map_or_else(
+                    || format!("not within {RECONNECT_WAIT:?}"),
+                    |d| format!("{:.0} ms", d.as_secs_f64() * 1e3),
+                )
+            })
+            .collect();
+        let label = if flooded { "under a half-open handshake flood" } else { "no flood" };
+        println!("member reconnect delay ({label}): {}", shown.join(", "));
+    }
+}
+
 fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
     println!("== gridkeeper mesh benchmark ==");
-    codec_cost("ping", &Message::Ping { seq: 1, sent_us: 2 });
-    codec_cost("payload 256 B", &Message::Payload(Payload { topic: 1, body: vec![3; 256] }));
-    codec_cost("payload 4 KiB", &Message::Payload(Payload { topic: 1, body: vec![3; 4096] }));
+    if !quick {
+        codec_cost("ping", &Message::Ping { seq: 1, sent_us: 2 });
+        codec_cost("payload 256 B", &Message::Payload(Payload { topic: 1, body: vec![3; 256] }));
+        codec_cost("payload 4 KiB", &Message::Payload(Payload { topic: 1, body: vec![3; 4096] }));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let (one, two) = two_meshes().await;
-        round_trips(&one, &two).await;
-        throughput(&one, &two, 256).await;
-        one.shutdown().await;
-        two.shutdown().await;
+        if !quick {
+            let (one, two) = two_meshes().await;
+            round_trips(&one, &two).await;
+            throughput(&one, &two, 256).await;
+            one.shutdown().await;
+            two.shutdown().await;
+        }
+        reconnects().await;
     });
 }

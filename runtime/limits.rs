@@ -2,9 +2,43 @@
 //!
 //! Overload past one of these is a typed, counted rejection, never unbounded memory.
 
-/// Largest frame body accepted on any mesh stream. Consensus batches and task batches are cut below
-/// this; a peer that announces more is misbehaving, and we refuse before allocating.
-pub const FRAME_BYTES_MAX: usize = 16 << 20;
+/// Largest Raft log entry a node proposes, as encoded in the log (a proposal and its log id). Every
+/// write is checked against it on the leader before it is appended, so no entry that the consensus
+/// stream cannot carry ever enters the log. 8 MiB holds the largest single value a client may send
+/// (a 1 MiB znode, a 1 MiB task input or result) with room for batches of them, and keeps one entry's
+/// fsync and replication well under a heartbeat's worth of bandwidth on a LAN.
+pub const ENTRY_BYTES_MAX: usize = 8 << 20;
+
+/// What an entry's log id, term and enum tags add around its proposal, at most. A proposal is
+/// checked against `ENTRY_BYTES_MAX - ENTRY_OVERHEAD_BYTES`.
+pub const ENTRY_OVERHEAD_BYTES: usize = 256;
+
+/// Largest AppendEntries batch, in encoded bytes, that the leader sends in one call; a longer batch is
+/// cut (openraft's partial success) and the rest follows in the next call. A batch always carries at
+/// least one entry, so an entry larger than this (written by an earlier version) still replicates.
+pub const APPEND_BATCH_BYTES_MAX: usize = ENTRY_BYTES_MAX;
+
+/// Largest piece of one consensus-stream message (an RPC request or reply) per mesh frame. Longer
+/// messages (big batches, snapshots, an oversized entry from an earlier version) travel in pieces of
+/// this size and are reassembled by the receiver.
+pub const RPC_CHUNK_BYTES: usize = 4 << 20;
+
+/// Largest consensus-stream message a receiver reassembles: a snapshot of the whole state at its byte
+/// budgets fits with room to spare. A peer announcing more is refused before anything is buffered.
+pub const RPC_MESSAGE_BYTES_MAX: usize = 2 << 30;
+
+/// Messages being reassembled from one peer at once; past it the oldest partial message is dropped
+/// (its call times out and is retried above).
+pub const RPC_REASSEMBLIES_PER_PEER_MAX: usize = 4;
+
+/// Bytes a frame adds around its payload: the frame header, the archive's framing, the payload's
+/// topic and the chunk's own header, rounded up generously.
+pub const FRAME_OVERHEAD_BYTES: usize = 4 << 10;
+
+/// Largest frame body accepted on any mesh stream, derived from the entry limit: any one entry, and
+/// any chunk of a longer consensus message, fits in one frame. A peer that announces more is
+/// misbehaving, and we refuse before allocating.
+pub const FRAME_BYTES_MAX: usize = 2 * ENTRY_BYTES_MAX;
 
 /// Frames waiting to be written to one peer on one traffic class. At 100 µs per frame this is about
 /// 0.4 s of backlog: enough to ride out a hiccup, small enough that a dead peer cannot eat memory.
@@ -49,3 +83,87 @@ pub const SILENCE_INTERVALS_MIN: u64 = 3;
 
 const _: () = assert!(DIAL_BACKOFF_MS_MIN < DIAL_BACKOFF_MS_MAX);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(ENTRY_BYTES_MAX + FRAME_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
+const _: () = assert!(RPC_CHUNK_BYTES + FRAME_OVERHEAD_BYTES <= FRAME_BYTES_MAX);
+const _: () = assert!(APPEND_BATCH_BYTES_MAX <= RPC_MESSAGE_BYTES_MAX);
+const _: () = assert!(RPC_MESSAGE_BYTES_MAX <= u32::MAX as usize);
+
+// Mesh handshakes
+
+/// Incoming mesh handshakes in progress at once; more are refused until one finishes. A member
+/// needs one slot per reconnect and a handshake takes a round trip or two on a LAN, so 64 is far more
+/// than a healthy cluster uses, while each held slot costs a TLS state.
+pub const HANDSHAKES_IN_FLIGHT_MAX: usize = 64;
+
+/// Incoming mesh handshakes in progress at once from one source IP address. A member holds at most
+/// one handshake with a given peer, and several members may share a host (test clusters,
+/// `LocalCluster`), so a few are allowed; at 8, one address (a flood from a single host whose
+/// address passed QUIC's stateless retry) can hold only an eighth of [`HANDSHAKES_IN_FLIGHT_MAX`],
+/// and members on other addresses still find a slot.
+pub const HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX: usize = 8;
+
+/// Refused handshakes are logged in full once, then summarized in one line at most this often: a
+/// flood must not turn into thousands of WARN lines (a node once logged 960 in 30 s).
+pub const HANDSHAKE_REFUSAL_LOG_INTERVAL_MS: u64 = 10_000;
+
+/// Largest heartbeat interval a config may set: beyond a minute the detector tells nothing useful,
+/// and the bound keeps `SILENCE_INTERVALS_MIN × interval` and every timer far from overflow.
+pub const HEARTBEAT_INTERVAL_MS_MAX: u64 = 60_000;
+
+/// Largest peer silence a config may set: a peer silent for ten minutes is down by any measure, and
+/// the bound keeps detector deadlines (now + silence) far from overflowing the clock.
+pub const PEER_SILENCE_MS_MAX: u64 = 600_000;
+
+const _: () = assert!(HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX < HANDSHAKES_IN_FLIGHT_MAX);
+const _: () = assert!(SILENCE_INTERVALS_MIN * HEARTBEAT_INTERVAL_MS_MAX <= PEER_SILENCE_MS_MAX);
+
+// Grid requests
+
+/// Encoded bytes one submission may carry (count × each task's encoded spec), checked at the edge
+/// before any copy of a task is made. A placeholder until the cluster-wide entry limit lands: a
+/// submission is one log entry, and at 4 MiB sixteen of them still fit one mesh frame.
+pub const SUBMIT_BYTES_MAX: usize = 4 << 20;
+
+/// Bytes of task views one `GET /grid/tasks` page holds (the page always holds at least one task,
+/// so an answer is at most this plus one task with a 1 MiB result). Larger answers are paged.
+pub const QUERY_RESPONSE_BYTES_MAX: usize = 4 << 20;
+
+/// Tasks one query page looks at, matching or not: a filter that matches little cannot hold the
+/// state's read lock for a walk of the whole table; the caller follows `next`.
+pub const QUERY_SCAN_MAX: usize = 100_000;
+
+const _: () = assert!(SUBMIT_BYTES_MAX <= FRAME_BYTES_MAX / 4);
+const _: () = assert!(QUERY_RESPONSE_BYTES_MAX < ADMIN_RESPONSE_BYTES_MAX / 2);
+
+// Admin connections
+
+/// Connections the admin HTTP server holds at once; past it a new connection is answered 503 and
+/// closed at once. Half of the common 1,024 open-file limit: the other half stays for the mesh, the
+/// data files, the task workers and the node's own outgoing calls, so held sockets can never starve
+/// the node of descriptors (they once stopped the admin API).
+pub const ADMIN_CONNECTIONS_MAX: usize = 512;
+
+/// Connections one client IP address holds at once. A client library uses one kept-alive
+/// connection plus one per watch stream and a joined worker three, while every process on the
+/// machine shares the loopback address; 128 leaves room for that, and one address can take only a
+/// quarter of [`ADMIN_CONNECTIONS_MAX`], so clients on other addresses are still served.
+pub const ADMIN_CONNECTIONS_PER_CLIENT_MAX: usize = 128;
+
+/// Watch streams one client IP address holds at once; more are refused with 429. Each stream is
+/// its own watcher with one watch, so the bound is per address rather than per watcher: it is half
+/// the address's connections, so a client at its watch limit can still make calls, and 8 addresses
+/// cannot reach the node-wide watcher limit (10,000) that one client once used up.
+pub const ADMIN_WATCHES_PER_CLIENT_MAX: usize = 64;
+
+/// Shortest header or idle timeout a configuration may set: an honest client sends a request head
+/// in one packet, and below this a loaded node would close connections it is about to serve.
+pub const ADMIN_TIMEOUT_MS_MIN: u64 = 100;
+
+/// Longest header or idle timeout a configuration may set: past an hour a held socket is a leak.
+pub const ADMIN_TIMEOUT_MS_MAX: u64 = 3_600_000;
+
+/// Names a node accepts in `--admin-host`; each `Host:` header is compared against every one.
+pub const ADMIN_HOSTS_MAX: usize = 64;
+
+const _: () = assert!(ADMIN_CONNECTIONS_PER_CLIENT_MAX < ADMIN_CONNECTIONS_MAX);
+const _: () = assert!(ADMIN_WATCHES_PER_CLIENT_MAX < ADMIN_CONNECTIONS_PER_CLIENT_MAX);

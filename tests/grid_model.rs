@@ -70,7 +70,8 @@ proptest! {
         for step in steps {
             match step {
                 Step::Submit { priority, attempts } => {
-                    let mut spec = TaskSpec::new("noop", vec![]);
+                    // Inputs of varied sizes, so the pending byte count has something to count.
+                    let mut spec = TaskSpec::new("noop", vec![0; attempts as usize * 7]);
                     spec.priority = priority;
                     spec.retry = RetryPolicy { attempts_max: attempts, backoff_ms: 50 };
                     spec.timeout_ms = 300;
@@ -140,6 +141,10 @@ proptest! {
             let running: u32 = (1..=NODES).map(|id| table.running_on(NodeId(id))).sum();
             prop_assert_eq!(running as usize, held, "every assigned or running task is held by exactly one node");
             prop_assert!(successes.values().all(|&count| count <= 1), "a success recorded twice");
+            // What the table counts as it goes equals a recount (what a loaded snapshot rebuilds).
+            let mut recounted = table.clone();
+            recounted.rebuild_derived();
+            prop_assert_eq!(table.bytes().into_owned(), recounted.bytes().into_owned(), "derived counts drifted");
         }
     }
 }

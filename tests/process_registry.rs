@@ -1,5 +1,5 @@
 //! The replicated registry with real processes: kill -9 of the leader, kill -9 of every node and a
-//! full restart, and ephemeral registrations of dead nodes.
+//! full restart, ephemeral registrations of dead nodes, and sessions that only their openers can use.
 
 mod support;
 
@@ -216,4 +216,78 @@ fn a_client_with_every_address_fails_over_when_its_node_dies() {
     assert_ne!(client.current_node(), first, "the client moved to another node");
     let write = wait_for(WAIT_MAX, || runtime.block_on(client.set("/failover", "after", None)).ok());
     assert!(write.is_some(), "writes work through the new node");
+}
+
+/// POSTs `body` as JSON to a node's admin API with `token`; returns the status and the body.
+fn post(admin: std::net::SocketAddr, token: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(admin).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+/// Finding 4 of the hostile-input review: a session belongs to its opener. Without its secret, even a
+/// caller holding the admin token can neither keep a session alive (another client's, or a node's own
+/// `/grid/nodes` registration), nor close it, nor create ephemerals under it, at the leader or at a
+/// follower; the owner still can, and no read shows the secret.
+#[test]
+fn only_a_sessions_opener_can_keep_it_alive_or_use_it() {
+    let spec = ClusterSpec::new("session-owner", 3);
+    let _nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    let leader = wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
+    let follower = spec.ids.iter().copied().find(|&id| id != leader).expect("two others");
+    let token = gridkeeper::credentials::load_admin_token(&spec.certs()).expect("token");
+    let runtime = runtime();
+    let owner = runtime.block_on(client(&spec, follower));
+    let session = runtime.block_on(owner.open_session(5_000)).expect("session");
+    runtime.block_on(owner.create("/owned", "", CreateMode::Ephemeral, Some(&session))).expect("ephemeral");
+    let id = session.id();
+    assert!(id < 1 << 53, "ids stay exact in JavaScript: {id}");
+    let secret = session.secret().to_hex();
+    let wrong = if secret.starts_with('0') { "1".repeat(32) } else { "0".repeat(32) };
+    let registration = wait_for(WAIT_MAX, || {
+        let stat = runtime.block_on(owner.exists(&format!("/grid/nodes/{leader}"), Consistency::Linearizable)).ok()?;
+        stat.map(|stat| stat.ephemeral_owner)
+    })
+    .expect("the leader is registered");
+    for admin in [spec.admin(leader), spec.admin(follower)] {
+        for target in [id, registration] {
+            for credential in [String::new(), format!(r#","secret":"{wrong}""#)] {
+                let body = format!(r#"{{"session":{target}{credential}}}"#);
+                for call in ["/registry/session/keepalive", "/registry/session/close"] {
+                    let (status, answer) = post(admin, &token, call, &body);
+                    assert_eq!(status, 403, "{call} {body} without the secret is refused: {answer}");
+                    assert!(answer.contains(r#""error":"no auth""#), "{answer}");
+                }
+                let create = format!(r#"{{"path":"/stolen","mode":"ephemeral","session":{target}{credential}}}"#);
+                let (status, answer) = post(admin, &token, "/registry/create", &create);
+                assert_eq!(status, 403, "an ephemeral under another's session is refused: {answer}");
+            }
+        }
+    }
+    // The owner's session and the registration survived every attempt.
+    let stat = runtime.block_on(owner.exists("/owned", Consistency::Linearizable)).expect("stat");
+    assert_eq!(stat.map(|stat| stat.ephemeral_owner), Some(id));
+    assert!(!admin_get(spec.admin(leader), "/registry/stat?path=/owned").expect("stat").contains(&secret));
+    // The opener, with its secret, keeps it alive and closes it, through any node.
+    let with_secret = format!(r#"{{"session":{id},"secret":"{secret}"}}"#);
+    let (status, answer) = post(spec.admin(leader), &token, "/registry/session/keepalive", &with_secret);
+    assert_eq!((status, answer.contains(r#""alive":true"#)), (200, true), "{answer}");
+    assert!(!answer.contains(&secret), "only the open answers with the secret");
+    let (opened_status, opened) = post(spec.admin(leader), &token, "/registry/session/open", r#"{"timeout_ms":5000}"#);
+    assert_eq!(opened_status, 200, "{opened}");
+    let opened: serde_json::Value = serde_json::from_str(&opened).expect("JSON");
+    assert_eq!(opened["secret"].as_str().map(str::len), Some(32), "the open returns the secret: {opened}");
+    runtime.block_on(session.close()).expect("the owner closes its session");
+    let gone = runtime.block_on(owner.exists("/owned", Consistency::Linearizable)).expect("stat");
+    assert!(gone.is_none(), "closing deleted the ephemeral");
 }

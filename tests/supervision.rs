@@ -61,6 +61,7 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         admin,
         detector: DetectorConfig::default(),
         registry: gridkeeper::registry::RegistryLimits::default(),
+        admin_server: Default::default(),
         slots: 2,
         weight: 1,
         prefetch: 0,

@@ -29,15 +29,17 @@ use crate::grid::schedule::{Cadence, CronExpr, Misfire};
 use crate::grid::task::{AttemptState, Encoding, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};
 use crate::grid::{GridCommand, GridOutcome, ReplicatedState, Report};
 use crate::ids::NodeId;
+use crate::limits::{QUERY_RESPONSE_BYTES_MAX, QUERY_SCAN_MAX, SUBMIT_BYTES_MAX};
 use crate::registry::ZPath;
 use crate::registry::{Command, Outcome};
 
 /// Tasks one HTTP submission may create.
 pub const SUBMIT_COUNT_MAX: usize = 100_000;
-/// Tasks one query returns at most.
+/// Tasks one query page returns at most (pages are also cut at
+/// [`QUERY_RESPONSE_BYTES_MAX`](crate::limits::QUERY_RESPONSE_BYTES_MAX)).
 pub const QUERY_LIMIT_MAX: usize = 10_000;
-/// Ids one wait or cancel may name.
-pub const IDS_MAX: usize = 1_000_000;
+/// Ids one wait or cancel may name: as many as one submission returns.
+pub const IDS_MAX: usize = SUBMIT_COUNT_MAX;
 /// Longest a wait call holds the connection.
 pub const WAIT_MS_MAX: u64 = 60_000;
 
@@ -56,8 +58,69 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/grid/worker/report", post(worker_report))
 }
 
+/// Why a submission was refused before it reached the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitRefusal {
+    /// A field is missing or out of range.
+    #[error("{0}")]
+    Bad(String),
+    /// The submission's encoded tasks exceed [`SUBMIT_BYTES_MAX`].
+    #[error(
+        "a submission of {bytes} encoded bytes exceeds SUBMIT_BYTES_MAX ({max} bytes): submit fewer tasks or smaller inputs"
+    )]
+    TooLarge {
+        /// Its encoded bytes (count × each spec's encoding).
+        bytes: usize,
+        /// [`SUBMIT_BYTES_MAX`].
+        max: usize,
+    },
+}
+
+impl From<SubmitRefusal> for ApiError {
+    fn from(refusal: SubmitRefusal) -> Self {
+        match refusal {
+            SubmitRefusal::Bad(message) => bad_request(message),
+            too_large @ SubmitRefusal::TooLarge { .. } => {
+                api_error(StatusCode::PAYLOAD_TOO_LARGE, "too large", too_large)
+            }
+        }
+    }
+}
+
+/// The encoded bytes of `count` copies of `spec`, computed without making one.
+///
+/// # Errors
+/// [`SubmitRefusal::Bad`] for a count outside 1..=[`SUBMIT_COUNT_MAX`]; [`SubmitRefusal::TooLarge`]
+/// past [`SUBMIT_BYTES_MAX`].
+pub fn check_submission(spec: &TaskSpec, count: usize) -> Result<usize, SubmitRefusal> {
+    if count == 0 || count > SUBMIT_COUNT_MAX {
+        return Err(SubmitRefusal::Bad(format!("count must be 1..={SUBMIT_COUNT_MAX}")));
+    }
+    let bytes = spec.encoded_bytes().saturating_mul(count);
+    if bytes > SUBMIT_BYTES_MAX {
+        return Err(SubmitRefusal::TooLarge { bytes, max: SUBMIT_BYTES_MAX });
+    }
+    Ok(bytes)
+}
+
+/// The encoded bytes of `specs`.
+///
+/// # Errors
+/// As [`check_submission`].
+pub fn check_specs(specs: &[TaskSpec]) -> Result<usize, SubmitRefusal> {
+    if specs.is_empty() || specs.len() > SUBMIT_COUNT_MAX {
+        return Err(SubmitRefusal::Bad(format!("a submission holds 1..={SUBMIT_COUNT_MAX} tasks")));
+    }
+    let bytes = specs.iter().map(TaskSpec::encoded_bytes).fold(0, usize::saturating_add);
+    if bytes > SUBMIT_BYTES_MAX {
+        return Err(SubmitRefusal::TooLarge { bytes, max: SUBMIT_BYTES_MAX });
+    }
+    Ok(bytes)
+}
+
 /// A submission.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
     /// Task kind (with `input`, `count` and the options below), or
     pub task: Option<String>,
@@ -86,24 +149,35 @@ pub struct SubmitRequest {
 }
 
 impl SubmitRequest {
-    /// The specs this request asks for.
+    /// The specs this request asks for. The size of `count` copies is checked on one spec before
+    /// any copy is made.
     ///
     /// # Errors
-    /// A message naming the bad field.
-    pub fn specs(self) -> Result<Vec<TaskSpec>, String> {
+    /// A [`SubmitRefusal`] naming the bad field or the size limit.
+    pub fn specs(self) -> Result<Vec<TaskSpec>, SubmitRefusal> {
         if let Some(specs) = self.specs {
             if self.task.is_some() {
-                return Err("give either task or specs".into());
+                return Err(SubmitRefusal::Bad("give either task or specs".into()));
             }
+            check_specs(&specs)?;
             return Ok(specs);
         }
-        let kind = self.task.ok_or("task is required")?;
         let count = self.count.unwrap_or(1);
-        if count == 0 || count > SUBMIT_COUNT_MAX {
-            return Err(format!("count must be 1..={SUBMIT_COUNT_MAX}"));
-        }
+        let spec = self.spec()?;
+        check_submission(&spec, count)?;
+        Ok(vec![spec; count])
+    }
+
+    /// The one spec a `task` request repeats `count` times.
+    ///
+    /// # Errors
+    /// [`SubmitRefusal::Bad`] naming the bad field.
+    pub fn spec(self) -> Result<TaskSpec, SubmitRefusal> {
+        let bad = |message: &str| SubmitRefusal::Bad(message.to_string());
+        let kind = self.task.ok_or_else(|| bad("task is required"))?;
         let input = self.input.unwrap_or_else(|| serde_json::json!({}));
-        let mut spec = TaskSpec::new(kind, serde_json::to_vec(&input).map_err(|error| error.to_string())?);
+        let input = serde_json::to_vec(&input).map_err(|error| bad(&error.to_string()))?;
+        let mut spec = TaskSpec::new(kind, input);
         spec.encoding = Encoding::Json;
         spec.priority = self.priority.unwrap_or(0);
         spec.not_before_ms = self.delay_ms.map_or(0, |delay| unix_millis().saturating_add(delay));
@@ -118,7 +192,7 @@ impl SubmitRequest {
         };
         spec.strategy = self.strategy;
         spec.affinity = self.affinity.map(NodeId);
-        Ok(vec![spec; count])
+        Ok(spec)
     }
 }
 
@@ -163,14 +237,23 @@ pub struct TaskView {
     pub submitted_ms: u64,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptView>,
-    /// The result: JSON for JSON submissions; for rkyv ones, the bytes as an array.
+    /// The result: JSON for JSON submissions; for rkyv ones, the bytes as an array. Left out of list
+    /// views unless asked for (`results=true`); always in a view of one task (`id=`).
     pub result: Option<serde_json::Value>,
+    /// Pending, and no registered node runs its kind (shown only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unplaceable: bool,
 }
 
 impl TaskView {
-    /// The view of `task`.
+    /// The view of `task`, with its result.
     pub fn of(task: &Task) -> TaskView {
-        let result = task.result.as_ref().map(|bytes| match task.spec.encoding {
+        TaskView::with(task, true)
+    }
+
+    /// The view of `task`, with its result if `result`.
+    pub fn with(task: &Task, result: bool) -> TaskView {
+        let result = task.result.as_ref().filter(|_| result).map(|bytes| match task.spec.encoding {
             Encoding::Json => serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null),
             Encoding::Rkyv => serde_json::json!(bytes),
         });
@@ -194,6 +277,7 @@ impl TaskView {
                 })
                 .collect(),
             result,
+            unplaceable: false,
         }
     }
 }
@@ -211,22 +295,31 @@ pub struct TasksQuery {
     pub since_ms: Option<u64>,
     /// Only tasks with an event at or before this.
     pub until_ms: Option<u64>,
-    /// At most this many (default 100).
+    /// At most this many (default 100, at most [`QUERY_LIMIT_MAX`]).
     pub limit: Option<usize>,
     /// Skip the linearizable barrier.
     #[serde(default)]
     pub local: bool,
+    /// Continue a listing: only tasks older than this (the `next` of the previous page).
+    pub cursor: Option<u64>,
+    /// Include results in a list view (a view of one task always has its result).
+    #[serde(default)]
+    pub results: bool,
 }
 
-/// Tasks, newest first.
+/// One page of tasks, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TasksResponse {
     /// The tasks.
     pub tasks: Vec<TaskView>,
+    /// The cursor of the next page, or `None` if this page ends the listing.
+    #[serde(default)]
+    pub next: Option<u64>,
 }
 
 /// A wait.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WaitRequest {
     /// Tasks to wait for.
     pub ids: Vec<u64>,
@@ -245,6 +338,7 @@ pub struct WaitResponse {
 
 /// Ids to cancel.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IdsRequest {
     /// The tasks.
     pub ids: Vec<u64>,
@@ -252,6 +346,7 @@ pub struct IdsRequest {
 
 /// A drain order.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DrainRequest {
     /// The node.
     pub node: u64,
@@ -260,14 +355,34 @@ pub struct DrainRequest {
     pub draining: bool,
 }
 
-/// A recurring job to create or replace.
+/// A recurring job to create or replace. Its run's fields are those of a submission of one, listed
+/// here rather than flattened so that unknown fields are refused (serde cannot deny them through a
+/// flatten).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// Unique name.
     pub name: String,
-    /// Every run: the task and its options, as a submission of one.
-    #[serde(flatten)]
-    pub run: SubmitRequest,
+    /// Task kind of every run.
+    pub task: Option<String>,
+    /// JSON input (default `{}`).
+    pub input: Option<serde_json::Value>,
+    /// Priority (higher first).
+    pub priority: Option<i32>,
+    /// Not before the fire time + this.
+    pub delay_ms: Option<u64>,
+    /// Shard key (consistent hashing).
+    pub key: Option<String>,
+    /// Per-attempt timeout.
+    pub timeout_ms: Option<u64>,
+    /// Attempts in all.
+    pub attempts: Option<u32>,
+    /// Wait before the first retry (doubling).
+    pub backoff_ms: Option<u64>,
+    /// Placement override.
+    pub strategy: Option<Strategy>,
+    /// Run only on this node.
+    pub affinity: Option<u64>,
     /// A cron expression (5 or 6 fields, UTC), or
     pub cron: Option<String>,
     /// a fixed interval.
@@ -286,14 +401,32 @@ impl ScheduleRequest {
     /// # Errors
     /// A message naming the bad field.
     pub fn job(self) -> Result<JobSpec, String> {
+        let now = unix_millis();
         let cadence = match (&self.cron, self.every_ms) {
             (Some(cron), None) => Cadence::Cron(CronExpr::parse(cron).map_err(|error| error.to_string())?),
-            (None, Some(every)) => Cadence::interval(every, unix_millis()).map_err(|error| error.to_string())?,
+            (None, Some(every)) => Cadence::interval(every, now).map_err(|error| error.to_string())?,
             _ => return Err("give exactly one of cron and every_ms".into()),
         };
-        let mut run = self.run;
-        run.count = Some(1);
-        let task = run.specs()?.pop().ok_or("no task")?;
+        if cadence.next_after(now).is_none() {
+            let text = self.cron.as_deref().unwrap_or("the interval");
+            return Err(format!("cron {text:?} never fires: it has no due time in the years ahead"));
+        }
+        let run = SubmitRequest {
+            task: self.task,
+            input: self.input,
+            count: Some(1),
+            priority: self.priority,
+            delay_ms: self.delay_ms,
+            key: self.key,
+            timeout_ms: self.timeout_ms,
+            attempts: self.attempts,
+            backoff_ms: self.backoff_ms,
+            strategy: self.strategy,
+            affinity: self.affinity,
+            specs: None,
+        };
+        let task = run.spec().map_err(|refusal| refusal.to_string())?;
+        check_submission(&task, 1).map_err(|refusal| refusal.to_string())?;
         Ok(JobSpec { name: self.name, task, cadence, misfire: self.misfire, overlap: self.overlap })
     }
 }
@@ -345,6 +478,7 @@ pub struct JobsResponse {
 
 /// A job to delete.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NameRequest {
     /// Its name.
     pub name: String,
@@ -380,6 +514,7 @@ async fn unschedule(
 
 /// A joined worker asking for its attempts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PollRequest {
     /// The worker's node id.
     pub node: u64,
@@ -405,6 +540,7 @@ pub struct PollResponse {
 
 /// A joined worker's reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReportRequest {
     /// The reports.
     pub reports: Vec<Report>,
@@ -519,6 +655,7 @@ async fn write_grid(coordinator: &Coordinator, command: GridCommand) -> Result<G
 /// # Errors
 /// The coordinator's or the table's refusal.
 pub async fn submit_specs(coordinator: &Coordinator, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, ApiError> {
+    check_specs(&specs)?;
     let batch_max = coordinator.read_state(|state| state.grid.limits().batch_max).max(1);
     let mut ids = Vec::with_capacity(specs.len());
     let mut specs = specs;
@@ -537,10 +674,7 @@ async fn submit(
     Json(request): Json<SubmitRequest>,
 ) -> Result<Json<SubmitResponse>, ApiError> {
     authorize(&state, &headers)?;
-    let specs = request.specs().map_err(bad_request)?;
-    if specs.len() > SUBMIT_COUNT_MAX {
-        return Err(bad_request(format!("at most {SUBMIT_COUNT_MAX} tasks per submission")));
-    }
+    let specs = request.specs()?;
     let coordinator = coordinator(&state)?;
     let ids = submit_specs(&coordinator, specs).await?;
     Ok(Json(SubmitResponse { ids: ids.into_iter().map(|id| id.0).collect() }))
@@ -568,19 +702,51 @@ fn matches(task: &Task, query: &TasksQuery) -> bool {
         && query.until_ms.is_none_or(|until| task.submitted_ms <= until)
 }
 
-/// Runs a task query against `coordinator`'s state.
+/// Runs a task query against `coordinator`'s state: one page, newest first, cut at the query's
+/// limit, at [`QUERY_RESPONSE_BYTES_MAX`] of views and at [`QUERY_SCAN_MAX`] tasks looked at.
 ///
 /// # Errors
 /// Unavailable if the barrier cannot reach a quorum.
-pub async fn query_tasks(coordinator: &Coordinator, query: &TasksQuery) -> Result<Vec<TaskView>, ApiError> {
+pub async fn query_tasks(coordinator: &Coordinator, query: &TasksQuery) -> Result<TasksResponse, ApiError> {
     if !query.local {
         coordinator.sync().await?;
     }
-    let limit = query.limit.unwrap_or(100).min(QUERY_LIMIT_MAX);
-    Ok(coordinator.read_state(|state| match query.id {
-        Some(id) => state.grid.get(TaskId(id)).map(TaskView::of).into_iter().collect(),
-        None => state.grid.newest(limit, |task| matches(task, query)).into_iter().map(TaskView::of).collect(),
-    }))
+    Ok(coordinator.read_state(|state| page(state, query)))
+}
+
+/// One page of `query` from `state`.
+fn page(state: &ReplicatedState, query: &TasksQuery) -> TasksResponse {
+    let kinds = state.registered_kinds();
+    let view = |task: &Task, result: bool| {
+        let mut view = TaskView::with(task, result);
+        view.unplaceable = task.state == TaskState::Pending && !kinds.contains(&task.spec.kind);
+        view
+    };
+    if let Some(id) = query.id {
+        let tasks = state.grid.get(TaskId(id)).map(|task| view(task, true)).into_iter().collect();
+        return TasksResponse { tasks, next: None };
+    }
+    let limit = query.limit.unwrap_or(100).clamp(1, QUERY_LIMIT_MAX);
+    let before = query.cursor.map_or(TaskId(u64::MAX), TaskId);
+    let (mut tasks, mut bytes, mut next) = (Vec::new(), 0usize, None);
+    for (scanned, task) in state.grid.older_than(before).enumerate() {
+        if scanned >= QUERY_SCAN_MAX || tasks.len() >= limit {
+            next = Some(task.id.0 + 1);
+            break;
+        }
+        if !matches(task, query) {
+            continue;
+        }
+        let shown = view(task, query.results);
+        let size = serde_json::to_vec(&shown).map_or(0, |encoded| encoded.len());
+        if !tasks.is_empty() && bytes.saturating_add(size) > QUERY_RESPONSE_BYTES_MAX {
+            next = Some(task.id.0 + 1);
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        tasks.push(shown);
+    }
+    TasksResponse { tasks, next }
 }
 
 async fn tasks(
@@ -588,35 +754,41 @@ async fn tasks(
     Query(query): Query<TasksQuery>,
 ) -> Result<Json<TasksResponse>, ApiError> {
     let coordinator = coordinator(&state)?;
-    let tasks = query_tasks(&coordinator, &query).await?;
-    if query.id.is_some() && tasks.is_empty() {
+    let page = query_tasks(&coordinator, &query).await?;
+    if query.id.is_some() && page.tasks.is_empty() {
         return Err(api_error(StatusCode::NOT_FOUND, "no task", format!("no task {}", query.id.unwrap_or(0))));
     }
-    Ok(Json(TasksResponse { tasks }))
+    Ok(Json(page))
 }
 
-/// Waits (bounded) until every id is terminal; returns the states then.
+/// Waits (bounded) until every id is terminal; returns the states then. Unknown and ended tasks are
+/// answered at once and never registered; the waits this call registers are released when it
+/// returns, on whichever node it runs.
 ///
 /// # Errors
-/// Unavailable without a quorum; too many waits.
+/// Bad arguments past [`IDS_MAX`] ids; unavailable without a quorum; too many waits.
 pub async fn wait_for_tasks(
     coordinator: &Coordinator,
     ids: &[TaskId],
     timeout: Duration,
 ) -> Result<WaitResponse, ApiError> {
-    coordinator.sync().await?;
-    let hub = coordinator.grid_hub().clone();
-    let mut pending = Vec::new();
-    for &id in ids {
-        let receiver =
-            hub.wait(id).map_err(|error| api_error(StatusCode::TOO_MANY_REQUESTS, "too many waits", error))?;
-        // Read after registering: an ending between the two is caught by one or the other.
-        let state = coordinator.read_state(|state| state.grid.get(id).map(|task| task.state));
-        if matches!(state, Some(state) if !state.is_terminal()) {
-            pending.push(receiver);
-        }
+    if ids.len() > IDS_MAX {
+        return Err(bad_request(format!("a wait names at most {IDS_MAX} ids")));
     }
+    coordinator.sync().await?;
+    let is_open =
+        |state: &ReplicatedState, id: &TaskId| state.grid.get(*id).is_some_and(|task| !task.state.is_terminal());
+    let open: Vec<TaskId> =
+        coordinator.read_state(|state| ids.iter().copied().filter(|id| is_open(state, id)).collect());
+    let hub = coordinator.grid_hub().clone();
+    let receivers =
+        hub.wait_all(&open).map_err(|error| api_error(StatusCode::TOO_MANY_REQUESTS, "too many waits", error))?;
+    // Read again after registering: an ending between the two reads is caught by one or the other.
+    let still_open: Vec<bool> = coordinator.read_state(|state| open.iter().map(|id| is_open(state, id)).collect());
+    let pending: Vec<_> =
+        receivers.into_iter().zip(still_open).filter(|(_, open)| *open).map(|(receiver, _)| receiver).collect();
     let _ = tokio::time::timeout(timeout, futures_util::future::join_all(pending)).await;
+    hub.release(&open);
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     let mut done = true;
     coordinator.read_state(|state| {
@@ -651,9 +823,6 @@ async fn wait(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<WaitRequest>,
 ) -> Result<Json<WaitResponse>, ApiError> {
-    if request.ids.len() > IDS_MAX {
-        return Err(bad_request(format!("at most {IDS_MAX} ids")));
-    }
     let coordinator = coordinator(&state)?;
     let ids: Vec<TaskId> = request.ids.iter().map(|id| TaskId(*id)).collect();
     let timeout = Duration::from_millis(request.timeout_ms.min(WAIT_MS_MAX));
@@ -689,5 +858,131 @@ fn recorded(outcome: GridOutcome) -> Result<Json<RecordedResponse>, ApiError> {
     match outcome {
         GridOutcome::Recorded { applied, refused } => Ok(Json(RecordedResponse { applied, refused })),
         other => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submission_is_sized_before_its_copies_exist() {
+        // 1 MB × 100,000 would be 100 GB: refused from one spec, in no time and no memory.
+        let value = "x".repeat(1 << 20);
+        let request = SubmitRequest {
+            task: Some("echo".into()),
+            input: Some(serde_json::json!({ "value": value })),
+            count: Some(SUBMIT_COUNT_MAX),
+            ..SubmitRequest::default()
+        };
+        let refusal = request.specs().expect_err("too large");
+        assert!(matches!(refusal, SubmitRefusal::TooLarge { max: SUBMIT_BYTES_MAX, .. }), "{refusal:?}");
+        assert!(refusal.to_string().contains("SUBMIT_BYTES_MAX"), "{refusal}");
+        let error = ApiError::from(refusal);
+        let (status, name, _) = error.parts();
+        assert_eq!((status, name.to_string()), (StatusCode::PAYLOAD_TOO_LARGE, "too large".to_string()));
+        // Many small tasks still fit: 100,000 noops are about 2 MB.
+        let many = SubmitRequest { task: Some("noop".into()), count: Some(SUBMIT_COUNT_MAX), ..SubmitRequest::default() };
+        assert_eq!(many.specs().expect("fits").len(), SUBMIT_COUNT_MAX);
+        let specs = vec![TaskSpec::new("echo", vec![0; 1 << 20]); 5];
+        assert!(matches!(check_specs(&specs), Err(SubmitRefusal::TooLarge { .. })));
+    }
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields() {
+        let bodies: [(&str, fn(&str) -> bool); 7] = [
+            (r#"{"task":"noop","cont":3}"#, |text| serde_json::from_str::<SubmitRequest>(text).is_err()),
+            (r#"{"ids":[1],"timeout_ms":1,"timeout":5}"#, |text| serde_json::from_str::<WaitRequest>(text).is_err()),
+            (r#"{"ids":[1],"force":true}"#, |text| serde_json::from_str::<IdsRequest>(text).is_err()),
+            (r#"{"node":1,"undo":true}"#, |text| serde_json::from_str::<DrainRequest>(text).is_err()),
+            (r#"{"name":"a","task":"noop","every_ms":10,"evry":1}"#, |text| {
+                serde_json::from_str::<ScheduleRequest>(text).is_err()
+            }),
+            (r#"{"name":"a","x":1}"#, |text| serde_json::from_str::<NameRequest>(text).is_err()),
+            (r#"{"reports":[],"extra":1}"#, |text| serde_json::from_str::<ReportRequest>(text).is_err()),
+        ];
+        for (body, refused) in bodies {
+            assert!(refused(body), "accepted {body}");
+        }
+        // The flattened fields a schedule used to take still parse, flat as before.
+        let request: ScheduleRequest =
+            serde_json::from_str(r#"{"name":"a","task":"echo","input":{"v":1},"priority":2,"every_ms":1000}"#)
+                .expect("parses");
+        let job = request.job().expect("a job");
+        assert_eq!((job.task.kind.as_str(), job.task.priority), ("echo", 2));
+    }
+
+    #[test]
+    fn a_cadence_that_never_fires_is_refused() {
+        let request = ScheduleRequest {
+            name: "never".into(),
+            task: Some("noop".into()),
+            cron: Some("0 0 30 2 *".into()),
+            ..ScheduleRequest::default()
+        };
+        let error = request.job().expect_err("Feb 30 never comes");
+        assert!(error.contains("never fires"), "{error}");
+    }
+
+    fn state_with(tasks: usize, result_bytes: usize) -> ReplicatedState {
+        let mut state = ReplicatedState::new(Default::default(), Default::default());
+        let specs = vec![TaskSpec::new("echo", vec![1; 10]); tasks];
+        let proposal = crate::registry::Proposal { now_ms: 1, command: Command::Grid(GridCommand::Submit { tasks: specs }) };
+        let mut effects = crate::grid::GridEffects::default();
+        assert!(state.apply(1, &proposal, &mut effects).0.is_ok());
+        for id in 1..=tasks as u64 {
+            let task = TaskId(id);
+            state.grid.on_assigned(task, NodeId(1), crate::grid::FencingToken(2), 2).expect("assign");
+            let result = Ok(vec![7; result_bytes]);
+            state.grid.on_finished(task, crate::grid::FencingToken(2), result, 3).expect("finish");
+        }
+        state
+    }
+
+    #[test]
+    fn listings_are_paged_by_bytes_and_leave_out_results_unless_asked() {
+        // 40 tasks with 200 kB results: about 32 MB of JSON with results, so several pages.
+        let state = state_with(40, 200_000);
+        let mut query = TasksQuery { limit: Some(QUERY_LIMIT_MAX), results: true, ..TasksQuery::default() };
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = page(&state, &query);
+            let bytes = serde_json::to_vec(&page.tasks).expect("json").len();
+            assert!(bytes <= QUERY_RESPONSE_BYTES_MAX + 1_000_000, "{bytes}");
+            assert!(page.tasks.iter().all(|task| task.result.is_some()));
+            seen.extend(page.tasks.iter().map(|task| task.id));
+            pages += 1;
+            match page.next {
+                Some(next) => query.cursor = Some(next),
+                None => break,
+            }
+        }
+        assert!(pages > 1, "paged");
+        assert_eq!(seen, (1..=40).rev().collect::<Vec<u64>>(), "every task once, newest first");
+        // Without results, one page holds them all; a view of one task keeps its result.
+        let list = page(&state, &TasksQuery { limit: Some(100), ..TasksQuery::default() });
+        assert_eq!((list.tasks.len(), list.next), (40, None));
+        assert!(list.tasks.iter().all(|task| task.result.is_none()));
+        let one = page(&state, &TasksQuery { id: Some(3), ..TasksQuery::default() });
+        assert!(one.tasks[0].result.is_some());
+        // A limit cuts the page and says where to go on.
+        let cut = page(&state, &TasksQuery { limit: Some(10), ..TasksQuery::default() });
+        assert_eq!((cut.tasks.len(), cut.next), (10, Some(31)));
+    }
+
+    #[test]
+    fn a_task_of_a_kind_no_node_runs_is_shown_unplaceable() {
+        let mut state = ReplicatedState::new(Default::default(), Default::default());
+        let proposal = crate::registry::Proposal {
+            now_ms: 1,
+            command: Command::Grid(GridCommand::Submit { tasks: vec![TaskSpec::new("nobody-runs-this", vec![])] }),
+        };
+        assert!(state.apply(1, &proposal, &mut crate::grid::GridEffects::default()).0.is_ok());
+        let view = page(&state, &TasksQuery::default());
+        assert!(view.tasks[0].unplaceable);
+        let json = serde_json::to_value(&view.tasks[0]).expect("json");
+        assert_eq!(json["unplaceable"], serde_json::json!(true));
+        assert_eq!(state.unplaceable_count(), 1);
     }
 }

@@ -1,6 +1,11 @@
-//! The admin HTTP server: `GET /health`, `GET /metrics`, `GET /status`.
+//! The admin HTTP server: `GET /health`, `GET /metrics`, `GET /status`, and [`serve`], the accept loop
+//! that bounds connections (overall and per client address) before any request is read.
+//!
+//! Connections past a bound are answered 503 and closed at once; each admitted connection is served
+//! by `admin/connection.rs` with its header and idle timeouts. Dropping [`serve`] ends every
+//! connection it accepted, so a restarted admin server starts from nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +15,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use super::admission::AdminServerConfig;
+use super::connection::{refuse_connection, serve_connection, ConnectionTicket, Gate};
 use super::status::{MemberView, StatusView};
+use crate::clock::Clock;
 use crate::node::NodeView;
 
 /// What the handlers read.
@@ -22,6 +34,72 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     /// Bearer token mutating calls must present.
     pub admin_token: String,
+    /// Timeouts and accepted host names.
+    pub server: Arc<AdminServerConfig>,
+    /// Connections and watch streams held, overall and per client address.
+    pub(crate) gate: Gate,
+}
+
+impl AdminState {
+    /// The state of a node's admin server.
+    pub fn new(view: NodeView, prometheus: PrometheusHandle, admin_token: String, server: AdminServerConfig) -> Self {
+        AdminState {
+            view,
+            prometheus,
+            admin_token,
+            server: Arc::new(server),
+            gate: Arc::new(Mutex::new(Default::default())),
+        }
+    }
+}
+
+/// Pause after a failed accept that may pass (out of descriptors or memory), so the loop does not spin.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves the admin API on `listener`: admits each connection within the connection bounds and serves
+/// it with the timeouts of `state.server`.
+///
+/// # Errors
+/// The listener's error when it can no longer accept (never for a failure of one connection, nor for
+/// running out of descriptors, which passes).
+///
+/// # Cancel safety
+/// Dropping the future closes the listener and every connection it accepted.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let clock = Clock::start();
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = listener.accept().await;
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) if accept_error_passes(&error) => {
+                warn!(%error, "admin server cannot accept a connection");
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        match ConnectionTicket::admit(&state.gate, peer.ip()) {
+            Ok(ticket) => {
+                connections.spawn(serve_connection(stream, peer, app.clone(), state.server.clone(), ticket, clock));
+            }
+            Err(refusal) => refuse_connection(stream, refusal),
+        }
+    }
+}
+
+/// Whether a failed accept concerns one connection or a passing shortage, not the listener itself.
+fn accept_error_passes(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionAborted
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::Interrupted
+    ) || matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// How often histogram and summary buffers are drained even if nobody scrapes.
@@ -33,6 +111,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .merge(super::ready::routes())
         .merge(super::registry_api::routes())
         .merge(super::grid_api::routes())
         .with_state(state)

@@ -2,11 +2,16 @@
 //! CLI uses to reach it, and the Prometheus recorder.
 //!
 //! The server only reads state owned elsewhere (the mesh's member view, the metrics registry); it
-//! decides nothing.
+//! decides nothing about them. What it bounds itself (connections overall and per client address,
+//! header and idle timeouts, watch streams per client, the `Host:` names it answers) is decided in
+//! `admission.rs` and enforced by the connection shell, each refusal counted.
 
+pub mod admission;
 pub mod client;
+pub mod connection;
 pub mod grid_api;
 pub mod http;
+pub mod ready;
 pub mod registry_api;
 pub mod status;
 pub mod telemetry;

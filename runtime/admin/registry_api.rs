@@ -2,7 +2,15 @@
 //! registry (or opens a session) needs `Authorization: Bearer <admin token>`.
 //!
 //! Errors answer with a status and `{"error": "<name>", "message": "..."}`: 404 `no node`, 409 for the
-//! other registry refusals, 400 for bad input, 401 without the token, 503 when no leader is reachable.
+//! other registry refusals, 400 for bad input, 401 without the token, 403 `no auth` when a session's
+//! secret is missing or wrong, 503 when no leader is reachable.
+//!
+//! Request bodies refuse unknown fields (a misspelt `version` must not turn a conditional write into an
+//! unconditional one).
+//!
+//! Sessions belong to their openers: `session/open` answers with the session's `secret` (32 hex
+//! characters), returned by no other call, and `session/keepalive`, `session/close` and creates of
+//! ephemeral nodes under the session (`create`, `multi`) must present it.
 
 use std::sync::Arc;
 
@@ -17,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use super::http::AdminState;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
-use crate::registry::{Command, CreateMode, MultiOp, Outcome, RegistryError, SessionId, Stat, WatchKind, ZPath};
+use crate::registry::{
+    Command, CreateMode, MultiOp, Outcome, RegistryError, SessionId, SessionSecret, Stat, WatchKind, ZPath,
+};
 
 /// The registry routes, to merge into the admin router.
 pub fn routes() -> Router<Arc<AdminState>> {
@@ -75,6 +85,7 @@ impl From<RegistryError> for ApiError {
         let status = match error.name() {
             "no node" => StatusCode::NOT_FOUND,
             "invalid path" | "bad arguments" | "too large" => StatusCode::BAD_REQUEST,
+            "no auth" => StatusCode::FORBIDDEN,
             _ => StatusCode::CONFLICT,
         };
         api_error(status, error.name(), &error)
@@ -86,6 +97,7 @@ impl From<CoordinatorError> for ApiError {
         match error {
             CoordinatorError::Registry(error) => error.into(),
             CoordinatorError::Watch(_) => api_error(StatusCode::TOO_MANY_REQUESTS, error.name(), &error),
+            CoordinatorError::EntryTooLarge { .. } => api_error(StatusCode::PAYLOAD_TOO_LARGE, error.name(), &error),
             CoordinatorError::Unavailable(_) | CoordinatorError::OutcomeUnknown(_) => {
                 api_error(StatusCode::SERVICE_UNAVAILABLE, error.name(), &error)
             }
@@ -203,6 +215,7 @@ async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<Read
 
 /// A create request.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// The path (a prefix for sequential modes).
     pub path: String,
@@ -215,6 +228,9 @@ pub struct CreateBody {
     /// Owner session for ephemeral modes.
     #[serde(default)]
     pub session: Option<u64>,
+    /// The owner session's secret, as `session/open` gave it (needed for ephemeral modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SessionSecret>,
     /// Time to live for persistent modes.
     #[serde(default)]
     pub ttl_ms: Option<u64>,
@@ -239,12 +255,13 @@ async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> ApiResult<CreatedBody> {
-    let command = Command::Create {
-        path: parse_path(&body.path)?,
-        data: body.data.into_bytes(),
-        mode: body.mode,
-        session: body.session.map(SessionId),
-        ttl_ms: body.ttl_ms,
+    let (path, data) = (parse_path(&body.path)?, body.data.into_bytes());
+    // Without a secret the old command goes: the registry refuses it for any session that has one.
+    let command = match (body.session.map(SessionId), body.secret) {
+        (Some(session), Some(secret)) => {
+            Command::CreateOwned { path, data, mode: body.mode, session, secret, ttl_ms: body.ttl_ms }
+        }
+        (session, _) => Command::Create { path, data, mode: body.mode, session, ttl_ms: body.ttl_ms },
     };
     match write(&state, &headers, command).await? {
         Outcome::Created { path, stat } => Ok(Json(CreatedBody { path: path.to_string(), stat })),
@@ -254,6 +271,7 @@ async fn create(
 
 /// A set request.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SetBody {
     /// The path.
     pub path: String,
@@ -279,6 +297,7 @@ async fn set(
 
 /// A delete request.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteBody {
     /// The path.
     pub path: String,
@@ -299,12 +318,16 @@ async fn delete(
 
 /// A multi request.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MultiBody {
     /// The ops.
     pub ops: Vec<MultiOp>,
     /// Owner session for ephemeral creates.
     #[serde(default)]
     pub session: Option<u64>,
+    /// The owner session's secret (needed for ephemeral creates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SessionSecret>,
 }
 
 async fn multi(
@@ -312,7 +335,10 @@ async fn multi(
     headers: HeaderMap,
     Json(body): Json<MultiBody>,
 ) -> ApiResult<Outcome> {
-    let command = Command::Multi { ops: body.ops, session: body.session.map(SessionId) };
+    let command = match (body.session.map(SessionId), body.secret) {
+        (Some(session), Some(secret)) => Command::MultiOwned { ops: body.ops, session, secret },
+        (session, _) => Command::Multi { ops: body.ops, session },
+    };
     Ok(Json(write(&state, &headers, command).await?))
 }
 
@@ -324,6 +350,7 @@ async fn sync(State(state): State<Arc<AdminState>>) -> ApiResult<serde_json::Val
 
 /// A session request/answer.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SessionBody {
     /// The session (absent when opening).
     #[serde(default)]
@@ -334,6 +361,9 @@ pub struct SessionBody {
     /// Whether it is alive (keepalive answers).
     #[serde(default)]
     pub alive: Option<bool>,
+    /// The session's secret: in the open's answer only, and required by keepalive and close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SessionSecret>,
 }
 
 async fn open_session(
@@ -341,23 +371,34 @@ async fn open_session(
     headers: HeaderMap,
     Json(body): Json<SessionBody>,
 ) -> ApiResult<SessionBody> {
+    authorize(&state, &headers)?;
     let timeout_ms = body.timeout_ms.unwrap_or(10_000);
-    match write(&state, &headers, Command::OpenSession { timeout_ms }).await? {
-        Outcome::SessionOpened { session, timeout_ms } => {
-            Ok(Json(SessionBody { session: Some(session.0), timeout_ms: Some(timeout_ms), alive: Some(true) }))
-        }
-        other => Err(unexpected(other)),
-    }
+    let opened = coordinator(&state)?.open_session(timeout_ms).await?;
+    Ok(Json(SessionBody {
+        session: Some(opened.session.0),
+        timeout_ms: Some(opened.timeout_ms),
+        alive: Some(true),
+        secret: Some(opened.secret),
+    }))
 }
 
-fn session_of(body: &SessionBody) -> Result<SessionId, ApiError> {
-    body.session.map(SessionId).ok_or_else(|| api_error(StatusCode::BAD_REQUEST, "bad arguments", "missing session"))
+/// The session and secret a keepalive or close names; a missing secret is refused here as the
+/// registry would refuse it.
+fn session_of(body: &SessionBody) -> Result<(SessionId, SessionSecret), ApiError> {
+    let session = body
+        .session
+        .map(SessionId)
+        .ok_or_else(|| api_error(StatusCode::BAD_REQUEST, "bad arguments", "missing session"))?;
+    let secret = body.secret.ok_or_else(|| ApiError::from(RegistryError::NoAuth { session }))?;
+    Ok((session, secret))
 }
 
+/// Keeps a session alive. Needs no admin token, but the session's secret: only its opener can hold
+/// its ephemerals and locks.
 async fn keepalive(State(state): State<Arc<AdminState>>, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
-    let session = session_of(&body)?;
-    let alive = coordinator(&state)?.keepalive(session).await?;
-    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(alive) }))
+    let (session, secret) = session_of(&body)?;
+    let alive = coordinator(&state)?.keepalive(session, secret).await?;
+    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(alive), secret: None }))
 }
 
 async fn close_session(
@@ -365,9 +406,10 @@ async fn close_session(
     headers: HeaderMap,
     Json(body): Json<SessionBody>,
 ) -> ApiResult<SessionBody> {
-    let session = session_of(&body)?;
-    write(&state, &headers, Command::CloseSession { session }).await?;
-    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(false) }))
+    authorize(&state, &headers)?;
+    let (session, secret) = session_of(&body)?;
+    write(&state, &headers, Command::CloseSessionSecured { session, secret }).await?;
+    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(false), secret: None }))
 }
 
 /// Query of the watch route.
@@ -385,11 +427,13 @@ fn default_kind() -> WatchKind {
     WatchKind::Data
 }
 
-/// Removes the watcher when the HTTP stream ends, however it ends.
+/// Removes the watcher when the HTTP stream ends, however it ends, and gives back the client's place
+/// for a watch stream.
 struct WatcherGuard {
     coordinator: Coordinator,
     watcher: crate::registry::WatcherId,
     events: tokio::sync::mpsc::Receiver<crate::registry::WatchEvent>,
+    _ticket: Option<super::connection::WatchTicket>,
 }
 
 impl Drop for WatcherGuard {
@@ -399,12 +443,21 @@ impl Drop for WatcherGuard {
 }
 
 /// Streams watch events as newline-delimited JSON. A one-shot watch ends the stream after its event;
-/// a persistent recursive watch streams until the client disconnects.
-async fn watch(State(state): State<Arc<AdminState>>, Query(query): Query<WatchQuery>) -> Result<Response, ApiError> {
+/// a persistent recursive watch streams until the client disconnects. A client address holds at most
+/// `ADMIN_WATCHES_PER_CLIENT_MAX` streams; past it the answer is 429 `too many watches`.
+async fn watch(
+    State(state): State<Arc<AdminState>>,
+    client: Option<axum::Extension<super::connection::ClientAddr>>,
+    Query(query): Query<WatchQuery>,
+) -> Result<Response, ApiError> {
     let path = parse_path(&query.path)?;
     let coordinator = coordinator(&state)?;
+    let ticket = client
+        .map(|axum::Extension(client)| super::connection::WatchTicket::admit(&state.gate, client.0.ip()))
+        .transpose()
+        .map_err(|refusal| api_error(StatusCode::TOO_MANY_REQUESTS, "too many watches", refusal))?;
     let (watcher, events) = coordinator.watches().open().map_err(|error| CoordinatorError::Watch(error.to_string()))?;
-    let guard = WatcherGuard { coordinator: coordinator.clone(), watcher, events };
+    let guard = WatcherGuard { coordinator: coordinator.clone(), watcher, events, _ticket: ticket };
     coordinator.sync().await?;
     coordinator
         .read_local(|registry| coordinator.watches().register(registry, watcher, &path, query.kind, query.since))
@@ -420,4 +473,35 @@ async fn watch(State(state): State<Arc<AdminState>>, Query(query): Query<WatchQu
         Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), (guard, one_shot)))
     });
     Ok(([("content-type", "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_bodies_refuse_unknown_fields() {
+        assert!(serde_json::from_str::<SetBody>(r#"{"path":"/a","data":"x","versoin":3}"#).is_err());
+        assert!(serde_json::from_str::<CreateBody>(r#"{"path":"/a","sesion":1}"#).is_err());
+        assert!(serde_json::from_str::<MultiBody>(r#"{"ops":[{"check":{"path":"/a","version":1,"x":0}}]}"#).is_err());
+        assert!(serde_json::from_str::<SessionBody>(r#"{"session":1,"secrte":"00"}"#).is_err());
+        let body: CreateBody = serde_json::from_str(&format!(
+            r#"{{"path":"/a","mode":"ephemeral","session":5,"secret":"{}"}}"#,
+            "ab".repeat(16)
+        ))
+        .expect("a create with a secret");
+        assert_eq!(body.secret, Some(SessionSecret::from_bytes([0xab; 16])));
+    }
+
+    #[test]
+    fn a_missing_or_wrong_secret_is_403_no_auth() {
+        let body = SessionBody { session: Some(9), timeout_ms: None, alive: None, secret: None };
+        let refused = session_of(&body).map(|_| ()).unwrap_err();
+        assert_eq!(refused.parts().0, StatusCode::FORBIDDEN);
+        assert_eq!(refused.parts().1, "no auth");
+        let refused = ApiError::from(CoordinatorError::Registry(RegistryError::NoAuth { session: SessionId(9) }));
+        assert_eq!(refused.parts().0, StatusCode::FORBIDDEN);
+        let answer = SessionBody { session: Some(9), timeout_ms: None, alive: Some(true), secret: None };
+        assert!(!serde_json::to_string(&answer).expect("json").contains("secret"), "no secret unless opening");
+    }
 }

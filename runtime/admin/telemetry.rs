@@ -1,4 +1,5 @@
-//! The process-wide Prometheus recorder. Installed once; every node in the process shares it.
+//! The process-wide Prometheus recorder (installed once; every node in the process shares it) and the
+//! admin server's own metric handles.
 
 use std::sync::OnceLock;
 
@@ -35,4 +36,15 @@ pub fn install() -> Result<PrometheusHandle, TelemetryError> {
         })
         .clone()
         .map_err(TelemetryError)
+}
+
+/// Counts a refused or closed admin connection, request or watch in
+/// `gridkeeper_admin_refusals_total{reason}`.
+pub fn refused(refusal: super::admission::Refusal) {
+    metrics::counter!("gridkeeper_admin_refusals_total", "reason" => refusal.label()).increment(1);
+}
+
+/// Sets `gridkeeper_admin_connections`, the admin connections open.
+pub fn connections_open(open: usize) {
+    metrics::gauge!("gridkeeper_admin_connections").set(open as f64);
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::admin::grid_api::{state_name, ScheduleRequest, SubmitRequest, TaskView, TasksQuery};
+use crate::admin::grid_api::{
+    check_submission, state_name, ScheduleRequest, SubmitRefusal, SubmitRequest, TaskView, TasksQuery,
+};
 use crate::client::{Client, ClientError};
 use crate::grid::task::TaskState;
 
@@ -97,6 +99,12 @@ pub struct TasksArgs {
     /// At most this many tasks (default 100).
     #[arg(long)]
     limit: Option<usize>,
+    /// Continue a listing from the `next` cursor a previous page printed.
+    #[arg(long)]
+    cursor: Option<u64>,
+    /// Show results in a listing (a single task, `--id`, always shows its result).
+    #[arg(long)]
+    results: bool,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -134,7 +142,7 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         .as_deref()
         .map(|text| parse_json("--strategy", &format!("\"{}\"", text.replace('-', "_"))))
         .transpose()?;
-    let request = SubmitRequest {
+    let mut request = SubmitRequest {
         task: Some(args.task),
         input,
         count: Some(args.count),
@@ -148,6 +156,14 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         affinity: args.affinity,
         specs: None,
     };
+    // The same bound the node applies, checked here before a request is sent.
+    let refused = |refusal: SubmitRefusal| ClientError::Registry { name: "too large".into(), message: refusal.to_string() };
+    let spec = request.clone().spec().map_err(|refusal| ClientError::Transport(refusal.to_string()))?;
+    check_submission(&spec, args.count).map_err(|refusal| match refusal {
+        SubmitRefusal::Bad(message) => ClientError::Transport(message),
+        too_large => refused(too_large),
+    })?;
+    request.count = Some(args.count);
     let ids = client.submit(&request).await?;
     if !args.wait {
         println!("{}", serde_json::json!({ "ids": ids }));
@@ -184,19 +200,27 @@ pub async fn tasks(args: TasksArgs) -> Result<(), ClientError> {
         until_ms: args.until_ms,
         limit: args.limit,
         local: false,
+        cursor: args.cursor,
+        results: args.results,
     };
-    let tasks = client.tasks(&query).await?;
+    let page = client.tasks_page(&query).await?;
+    let tasks = &page.tasks;
     if args.json {
         let text = match (args.id, tasks.first()) {
             (Some(_), Some(task)) => serde_json::to_string(task),
-            _ => serde_json::to_string(&serde_json::json!({ "tasks": tasks })),
+            _ => serde_json::to_string(&page),
         };
         println!("{}", text.map_err(|error| ClientError::Transport(error.to_string()))?);
         return Ok(());
     }
     match (args.id, tasks.first()) {
         (Some(_), Some(task)) => print!("{}", task_detail(task)),
-        _ => print!("{}", task_table(&tasks)),
+        _ => {
+            print!("{}", task_table(tasks));
+            if let Some(next) = page.next {
+                println!("more: --cursor {next}");
+            }
+        }
     }
     Ok(())
 }
@@ -264,26 +288,31 @@ pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
     if args.no_wait {
         return Ok(());
     }
-    loop {
-        let running = client
-            .tasks(&TasksQuery {
-                node: Some(args.node),
-                limit: Some(crate::admin::grid_api::QUERY_LIMIT_MAX),
-                ..TasksQuery::default()
-            })
-            .await?
-            .iter()
-            .filter(|task| {
-                task.attempts.last().is_some_and(|attempt| attempt.node == args.node && attempt.ended_ms.is_none())
-            })
-            .count();
-        if running == 0 {
-            break;
-        }
+    while runs_anything(&client, args.node).await? {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     println!("node {} runs nothing and can be stopped", args.node);
     Ok(())
+}
+
+/// Whether `node` holds an attempt that has not ended, looking at every page of its tasks.
+async fn runs_anything(client: &Client, node: u64) -> Result<bool, ClientError> {
+    let mut query = TasksQuery {
+        node: Some(node),
+        limit: Some(crate::admin::grid_api::QUERY_LIMIT_MAX),
+        ..TasksQuery::default()
+    };
+    loop {
+        let page = client.tasks_page(&query).await?;
+        let running = page.tasks.iter().any(|task| {
+            task.attempts.last().is_some_and(|attempt| attempt.node == node && attempt.ended_ms.is_none())
+        });
+        match page.next {
+            _ if running => return Ok(true),
+            None => return Ok(false),
+            cursor => query.cursor = cursor,
+        }
+    }
 }
 
 /// `gridkeeper schedule`.
@@ -350,11 +379,13 @@ pub async fn schedule(args: ScheduleArgs) -> Result<(), ClientError> {
         .unwrap_or_default();
     let request = ScheduleRequest {
         name: args.name.clone(),
-        run: SubmitRequest { task: Some(args.task), input, ..SubmitRequest::default() },
+        task: Some(args.task),
+        input,
         cron: args.cron,
         every_ms: args.every_ms,
         misfire,
         overlap: args.overlap,
+        ..ScheduleRequest::default()
     };
     client.schedule(&request).await?;
     println!("job {} scheduled", args.name);

@@ -109,6 +109,20 @@ struct NodeArgs {
     /// no --peers then.
     #[arg(long)]
     join: Option<SocketAddr>,
+    /// A host name the admin API answers to, besides IP addresses and localhost (repeatable);
+    /// requests naming any other `Host:` get 421.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
+    /// Milliseconds a client has to send a request head to the admin API (default 10000).
+    #[arg(long)]
+    admin_header_timeout_ms: Option<u64>,
+    /// Milliseconds an admin connection may stay open with no request in flight (default 60000).
+    #[arg(long)]
+    admin_idle_timeout_ms: Option<u64>,
+    /// Fail a task whose kind no registered node runs after it waited this many milliseconds (when
+    /// this node leads; default: it waits, shown as unplaceable).
+    #[arg(long)]
+    unplaceable_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +156,10 @@ impl NodeArgs {
             prefetch: self.prefetch,
             join: self.join,
             placement: self.placement,
+            admin_hosts: (!self.admin_hosts.is_empty()).then_some(self.admin_hosts),
+            admin_header_timeout_ms: self.admin_header_timeout_ms,
+            admin_idle_timeout_ms: self.admin_idle_timeout_ms,
+            unplaceable_timeout_ms: self.unplaceable_timeout_ms,
         };
         Ok(flags.or(file))
     }
@@ -181,12 +199,19 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Certs(args) => {
             let report = issue_into_dir(&args.out, &args.nodes).map_err(|error| error.to_string())?;
+            for (from, to) in &report.moved {
+                println!("moved {} to {}: the CA key stays with the operator", from.display(), to.display());
+            }
             for path in &report.created {
                 println!("wrote {}", path.display());
             }
             for path in &report.kept {
                 println!("kept  {}", path.display());
             }
+            println!(
+                "give node N only ca.pem, node-N.pem, node-N.key and admin.token; keep private/ (the CA key) \
+                 and operator.* with the operator"
+            );
             Ok(())
         }
         Command::Node(args) => {

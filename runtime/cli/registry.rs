@@ -135,9 +135,8 @@ pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
                 Some(ttl) if !sequential => client.create_with_ttl(&path, &data, ttl).await?,
                 _ => {
                     let session = if ephemeral { Some(client.open_session(10_000).await?) } else { None };
-                    let created = client
-                        .create(&path, &data, mode(ephemeral, sequential, container), session.as_ref().map(|s| s.id()))
-                        .await?;
+                    let created =
+                        client.create(&path, &data, mode(ephemeral, sequential, container), session.as_ref()).await?;
                     // The session is left to expire, so the ephemeral node outlives this command briefly.
                     std::mem::forget(session);
                     created

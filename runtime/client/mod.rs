@@ -1,6 +1,9 @@
 //! A registry client for other processes: the admin HTTP API over one kept-alive connection, with
 //! sessions that keep themselves alive and watches as async streams.
 //!
+//! A [`Session`] holds the secret its open returned; keepalives, its close and ephemeral creates under
+//! it present that secret, so only this client can hold the session's ephemerals.
+//!
 //! Any node serves any call: followers forward writes and serve linearizable reads themselves, so a
 //! client never sees "not leader".
 
@@ -25,7 +28,7 @@ use crate::admin::registry_api::{
 };
 use crate::consensus::Consistency;
 use crate::limits::ADMIN_RESPONSE_BYTES_MAX;
-use crate::registry::{CreateMode, Stat, WatchEvent, WatchKind};
+use crate::registry::{CreateMode, SessionSecret, Stat, WatchEvent, WatchKind};
 
 /// Deadline of one call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -283,18 +286,26 @@ impl Client {
     }
 
     /// Creates `path` and returns its final path (with the sequential suffix, if any) and stat.
+    /// Ephemeral modes need the owning `session` (opened by this client).
     ///
     /// # Errors
-    /// [`ClientError`]; `node exists`, `no node` (parent missing), ...
+    /// [`ClientError`]; `node exists`, `no node` (parent missing), `session expired`, ...
     pub async fn create(
         &self,
         path: &str,
         data: &str,
         mode: CreateMode,
-        session: Option<u64>,
+        session: Option<&Session>,
     ) -> Result<CreatedBody, ClientError> {
-        self.post("/registry/create", &CreateBody { path: path.into(), data: data.into(), mode, session, ttl_ms: None })
-            .await
+        let body = CreateBody {
+            path: path.into(),
+            data: data.into(),
+            mode,
+            session: session.map(Session::id),
+            secret: session.map(Session::secret),
+            ttl_ms: None,
+        };
+        self.post("/registry/create", &body).await
     }
 
     /// Creates a persistent node with a time to live.
@@ -307,6 +318,7 @@ impl Client {
             data: data.into(),
             mode: CreateMode::Persistent,
             session: None,
+            secret: None,
             ttl_ms: Some(ttl_ms),
         };
         self.post("/registry/create", &body).await
@@ -331,16 +343,21 @@ impl Client {
         Ok(())
     }
 
-    /// An atomic batch.
+    /// An atomic batch; its ephemeral creates belong to `session`.
     ///
     /// # Errors
     /// [`ClientError`] naming the first failing op's error; nothing is applied then.
     pub async fn multi(
         &self,
         ops: Vec<crate::registry::MultiOp>,
-        session: Option<u64>,
+        session: Option<&Session>,
     ) -> Result<crate::registry::Outcome, ClientError> {
-        self.post("/registry/multi", &crate::admin::registry_api::MultiBody { ops, session }).await
+        let body = crate::admin::registry_api::MultiBody {
+            ops,
+            session: session.map(Session::id),
+            secret: session.map(Session::secret),
+        };
+        self.post("/registry/multi", &body).await
     }
 
     /// Waits until the node has applied every write acknowledged before the call.
@@ -357,25 +374,26 @@ impl Client {
     /// # Errors
     /// [`ClientError`].
     pub async fn open_session(&self, timeout_ms: u64) -> Result<Session, ClientError> {
-        let opened: SessionBody = self
-            .post("/registry/session/open", &SessionBody { session: None, timeout_ms: Some(timeout_ms), alive: None })
-            .await?;
+        let request = SessionBody { session: None, timeout_ms: Some(timeout_ms), alive: None, secret: None };
+        let opened: SessionBody = self.post("/registry/session/open", &request).await?;
         let id = opened.session.ok_or_else(|| ClientError::Transport("no session id".into()))?;
+        let secret = opened.secret.ok_or_else(|| ClientError::Transport("no session secret".into()))?;
         let granted = opened.timeout_ms.unwrap_or(timeout_ms);
         let keeper = self.clone();
         let keepalive = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis((granted / 4).max(50)));
             loop {
                 tick.tick().await;
-                let body = SessionBody { session: Some(id), timeout_ms: None, alive: None };
-                if let Ok(SessionBody { alive: Some(false), .. }) =
-                    keeper.post::<_, SessionBody>("/registry/session/keepalive", &body).await
-                {
-                    return;
+                let body = SessionBody { session: Some(id), timeout_ms: None, alive: None, secret: Some(secret) };
+                match keeper.post::<_, SessionBody>("/registry/session/keepalive", &body).await {
+                    // Gone, or (never, for its own secret) refused: nothing left to keep alive.
+                    Ok(SessionBody { alive: Some(false), .. }) => return,
+                    Err(error) if error.name() == "no auth" => return,
+                    _ => {}
                 }
             }
         });
-        Ok(Session { id, timeout_ms: granted, client: self.clone(), keepalive })
+        Ok(Session { id, secret, timeout_ms: granted, client: self.clone(), keepalive })
     }
 
     /// Sets a watch and returns its events. A data or child watch yields one event and ends; a
@@ -450,19 +468,26 @@ fn encode_query(text: &str) -> String {
         .collect()
 }
 
-/// An open session, kept alive in the background.
+/// An open session, kept alive in the background. `Debug` does not show its secret.
 #[derive(Debug)]
 pub struct Session {
     id: u64,
+    secret: SessionSecret,
     timeout_ms: u64,
     client: Client,
     keepalive: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
-    /// The session id, for ephemeral creates.
+    /// The session id (an ephemeral node's `ephemeral_owner`).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The session's secret, as its open returned it: what proves this client owns the session (the
+    /// ZooKeeper session password). Keep it private.
+    pub fn secret(&self) -> SessionSecret {
+        self.secret
     }
 
     /// The granted timeout.
@@ -478,7 +503,10 @@ impl Session {
         self.keepalive.abort();
         let _: SessionBody = self
             .client
-            .post("/registry/session/close", &SessionBody { session: Some(self.id), timeout_ms: None, alive: None })
+            .post(
+                "/registry/session/close",
+                &SessionBody { session: Some(self.id), timeout_ms: None, alive: None, secret: Some(self.secret) },
+            )
             .await?;
         Ok(())
     }
@@ -502,11 +530,19 @@ impl Client {
         Ok(response.ids)
     }
 
-    /// Tasks matching `query`, newest first.
+    /// The first page of tasks matching `query`, newest first (see [`Client::tasks_page`] for more).
     ///
     /// # Errors
     /// [`ClientError`]; `no task` for an unknown `id`.
     pub async fn tasks(&self, query: &TasksQuery) -> Result<Vec<TaskView>, ClientError> {
+        Ok(self.tasks_page(query).await?.tasks)
+    }
+
+    /// One page of tasks matching `query`, newest first, with the cursor of the next page.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `no task` for an unknown `id`.
+    pub async fn tasks_page(&self, query: &TasksQuery) -> Result<TasksResponse, ClientError> {
         let mut parts = Vec::new();
         if let Some(id) = query.id {
             parts.push(format!("id={id}"));
@@ -529,9 +565,13 @@ impl Client {
         if query.local {
             parts.push("local=true".into());
         }
-        let response: TasksResponse =
-            self.call(hyper::Method::GET, format!("/grid/tasks?{}", parts.join("&")), None).await?;
-        Ok(response.tasks)
+        if let Some(cursor) = query.cursor {
+            parts.push(format!("cursor={cursor}"));
+        }
+        if query.results {
+            parts.push("results=true".into());
+        }
+        self.call(hyper::Method::GET, format!("/grid/tasks?{}", parts.join("&")), None).await
     }
 
     /// Waits up to `timeout_ms` (at most a minute per call) until every task in `ids` is terminal.

@@ -18,19 +18,21 @@ use tokio::task::JoinSet;
 use super::disk::Disk;
 use super::log_store::LogStore;
 use super::network::MeshNetwork;
-use super::request::{Consistency, CoordinatorError, ReadOp, ReadResult, Reply, Request};
+use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadResult, Reply, Request};
 use super::rpc::{self, decode, encode, RpcClient, RpcKind};
 use super::state_machine::{ApplyObserver, StateMachine};
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{unix_millis, Clock};
 use crate::grid::hub::GridHub;
-use crate::grid::{GridEffects, ReplicatedState, TableLimits};
+use crate::grid::{ClusterSettings, GridEffects, ReplicatedState, TableLimits};
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
+use crate::registry::secret::{session_credentials, SESSION_DRAW_BYTES};
 use crate::registry::session::SessionTracker;
 use crate::registry::{
-    Applied, Change, Command, Outcome, Proposal, Registry, RegistryLimits, SessionId, WatchKind, WatcherId, ZPath,
+    Applied, Change, Command, Outcome, Proposal, Registry, RegistryError, RegistryLimits, SessionId, SessionSecret,
+    WatchKind, WatcherId, ZPath,
 };
 use crate::wire::TrafficClass;
 
@@ -47,6 +49,9 @@ const LEADER_RETRY_WAIT: Duration = Duration::from_millis(20);
 const LEADER_DUTY_INTERVAL: Duration = Duration::from_millis(50);
 /// TTL nodes expired per proposal.
 const TTL_EXPIRIES_PER_PROPOSAL: usize = 256;
+/// Draws of a session id per open. Ids are 53 random bits, so even one retry is rare (a collision
+/// needs millions of open sessions); the bound only stops a broken generator from looping.
+const SESSION_OPEN_ATTEMPTS_MAX: usize = 8;
 
 /// Raft timing.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +94,43 @@ pub struct CoordinatorConfig {
     pub snapshot_logs: u64,
     /// Task table bounds.
     pub grid_limits: TableLimits,
+    /// Seed of the session ids and secrets this node draws, in simulation (so a seed replays the
+    /// run); `None` draws them from the operating system, as a real node must.
+    pub session_seed: Option<u64>,
+}
+
+/// Where the session ids and secrets this node proposes come from.
+enum SessionRng {
+    /// The operating system's generator: secrets nobody can predict.
+    Os,
+    /// A seeded generator (simulation only).
+    Seeded(Box<rand::rngs::StdRng>),
+}
+
+impl SessionRng {
+    fn new(seed: Option<u64>, applied_index: u64) -> SessionRng {
+        use rand::SeedableRng;
+        // Mixing in the applied index keeps a restarted simulated node from drawing its previous
+        // incarnation's ids again.
+        seed.map_or(SessionRng::Os, |seed| {
+            SessionRng::Seeded(Box::new(rand::rngs::StdRng::seed_from_u64(
+                seed ^ applied_index.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            )))
+        })
+    }
+
+    /// Fresh credentials, or `None` if the draw gave id 0 (draw again).
+    fn draw(&mut self) -> Result<Option<(SessionId, SessionSecret)>, CoordinatorError> {
+        use rand::{RngCore, TryRngCore};
+        let mut random = [0u8; SESSION_DRAW_BYTES];
+        match self {
+            SessionRng::Os => rand::rngs::OsRng
+                .try_fill_bytes(&mut random)
+                .map_err(|error| CoordinatorError::Unavailable(format!("no randomness for a session: {error}")))?,
+            SessionRng::Seeded(rng) => rng.fill_bytes(&mut random),
+        }
+        Ok(session_credentials(random))
+    }
 }
 
 /// Default of [`CoordinatorConfig::snapshot_logs`]: large enough that snapshots are rare under steady
@@ -121,10 +163,17 @@ impl ApplyObserver for Observer {
         }
         let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match (&proposal.command, result) {
-            (Command::OpenSession { .. }, Ok(Outcome::SessionOpened { session, timeout_ms })) => {
+            (
+                Command::OpenSession { .. } | Command::OpenSessionSecured { .. },
+                Ok(Outcome::SessionOpened { session, timeout_ms }),
+            ) => {
                 tracker.on_opened(self.clock.now(), *session, *timeout_ms);
             }
-            (Command::CloseSession { session }, _) => tracker.on_ended(*session),
+            // Only a close that applied ends the clock: a refused one (wrong secret) must not stop
+            // the session from expiring.
+            (Command::CloseSession { session } | Command::CloseSessionSecured { session, .. }, Ok(_)) => {
+                tracker.on_ended(*session)
+            }
             (Command::ExpireSessions { sessions }, _) => {
                 metrics::counter!("gridkeeper_registry_sessions_expired_total").increment(sessions.len() as u64);
                 sessions.iter().for_each(|session| tracker.on_ended(*session));
@@ -164,6 +213,11 @@ struct Inner {
     tracker: Arc<Mutex<SessionTracker>>,
     clock: Clock,
     tasks: Mutex<JoinSet<()>>,
+    session_rng: Mutex<SessionRng>,
+    progress: Mutex<super::readiness::Progress>,
+    /// What this node's flags ask the cluster-wide settings to be (committed only by a cluster's
+    /// first leader).
+    configured_settings: ClusterSettings,
 }
 
 /// A node's coordinator. Cheap to clone.
@@ -241,9 +295,16 @@ impl Coordinator {
         let clock = Clock::start();
         let grid = Arc::new(GridHub::new(config.node));
         let observer = Arc::new(Observer { hub: hub.clone(), grid: grid.clone(), tracker: tracker.clone(), clock });
-        let machine =
-            StateMachine::open(&config.data_dir, config.limits, config.grid_limits, observer, config.inline_disk)
-                .map_err(|error| storage_error(error.to_string()))?;
+        // Every replica applies with the defaults until the cluster-wide settings are committed, so
+        // nodes started with different flags never diverge.
+        let machine = StateMachine::open(&config.data_dir, observer, config.inline_disk)
+            .map_err(|error| storage_error(error.to_string()))?;
+        if let Some(committed) = machine.read_state(|state| state.settings()) {
+            if committed != ClusterSettings::new(config.limits, config.grid_limits) {
+                tracing::warn!(?committed, "this node's limit flags differ from the committed cluster-wide settings, which apply");
+            }
+        }
+        let session_rng = SessionRng::new(config.session_seed, machine.applied_index());
         let rpc = RpcClient::new(mesh.clone());
         let raft_config = Arc::new(raft_config(config.timings, config.snapshot_logs)?);
         let node = config.node;
@@ -264,6 +325,9 @@ impl Coordinator {
             tracker,
             clock,
             tasks: Mutex::new(JoinSet::new()),
+            session_rng: Mutex::new(session_rng),
+            progress: Mutex::default(),
+            configured_settings: ClusterSettings::new(config.limits, config.grid_limits),
         });
         let coordinator = Coordinator { inner };
         let inbound = mesh
@@ -296,6 +360,11 @@ impl Coordinator {
     /// This node.
     pub fn node(&self) -> NodeId {
         self.inner.node
+    }
+
+    /// The cluster-wide settings this node's flags ask for (see [`crate::grid::settings`]).
+    pub fn configured_settings(&self) -> ClusterSettings {
+        self.inner.configured_settings
     }
 
     /// The local watch hub.
@@ -359,13 +428,35 @@ impl Coordinator {
     /// [`CoordinatorError::OutcomeUnknown`] if it was proposed but the outcome was lost.
     /// The registry's own refusal comes back as `Ok(Err(..))` inside [`Applied`].
     pub async fn write(&self, command: Command) -> Result<Applied, CoordinatorError> {
+        super::request::check_entry_size(&command)?;
         let started = Instant::now();
-        let result = match self.request(Request::Write(command)).await? {
-            Reply::Applied(applied) => Ok(applied),
-            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        let ticket = self.progress().on_write_started(self.inner.clock.now());
+        let waiting = WaitingWrite { coordinator: self, ticket };
+        let result = match self.request(Request::Write(command)).await {
+            Ok(Reply::Applied(applied)) => Ok(applied),
+            Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+            Err(error) => Err(error),
         };
+        drop(waiting);
         metrics::histogram!("gridkeeper_registry_proposal_seconds").record(started.elapsed().as_secs_f64());
         result
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, super::readiness::Progress> {
+        self.inner.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether this node makes progress now (`GET /ready`): it knows a leader, and no write has waited
+    /// on a commit index that does not move.
+    ///
+    /// # Errors
+    /// [`super::readiness::NotReady`] with the reason.
+    pub fn readiness(&self) -> Result<(), super::readiness::NotReady> {
+        let status = self.status();
+        let now = self.inner.clock.now();
+        let mut progress = self.progress();
+        progress.on_commit_index(now, status.commit_index);
+        progress.decide(now, status.leader)
     }
 
     /// Reads at the given consistency.
@@ -459,14 +550,62 @@ impl Coordinator {
         }
     }
 
-    /// Tells the leader `session`'s client is alive. Returns whether the session is still open.
+    /// Opens a session with a random id and secret drawn here (the proposer), drawing again if the
+    /// id is taken. Only the caller learns the secret.
     ///
     /// # Errors
-    /// [`CoordinatorError::Unavailable`] if no leader is reachable.
-    pub async fn keepalive(&self, session: SessionId) -> Result<bool, CoordinatorError> {
-        match self.request(Request::Keepalive(session)).await? {
+    /// [`CoordinatorError::Unavailable`] or [`CoordinatorError::OutcomeUnknown`] as for
+    /// [`Self::write`]; the registry's refusal (`quota exceeded`) as [`CoordinatorError::Registry`].
+    pub async fn open_session(&self, timeout_ms: u64) -> Result<OpenedSession, CoordinatorError> {
+        let mut last = CoordinatorError::Unavailable("no session id could be drawn".into());
+        for _ in 0..SESSION_OPEN_ATTEMPTS_MAX {
+            let drawn = self.inner.session_rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).draw()?;
+            let Some((session, secret)) = drawn else { continue };
+            match self.write(Command::OpenSessionSecured { session, secret, timeout_ms }).await? {
+                Ok(Outcome::SessionOpened { session, timeout_ms }) => {
+                    return Ok(OpenedSession { session, secret, timeout_ms })
+                }
+                Ok(other) => return Err(CoordinatorError::Unavailable(format!("unexpected outcome {other:?}"))),
+                Err(error @ RegistryError::SessionExists { .. }) => last = error.into(),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(last)
+    }
+
+    /// Tells the leader `session`'s client is alive; the leader first checks `secret` against its
+    /// replicated state. Returns whether the session is still open.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Unavailable`] if no leader is reachable; [`RegistryError::NoAuth`] (as
+    /// [`CoordinatorError::Registry`]) if the secret is not the session's.
+    pub async fn keepalive(&self, session: SessionId, secret: SessionSecret) -> Result<bool, CoordinatorError> {
+        match self.request(Request::KeepaliveSecured { session, secret }).await? {
             Reply::Keepalive(alive) => Ok(alive),
+            Reply::Refused(error) => Err(CoordinatorError::Registry(error)),
             other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The leader's answer to a keepalive: the clock of `session` is refreshed only if `secret` is
+    /// its secret, or, with no secret (an earlier version's request), if it is a legacy session.
+    fn serve_keepalive(&self, session: SessionId, secret: Option<SessionSecret>) -> Reply {
+        if !self.is_leader() {
+            return Reply::Unavailable("not the leader".into());
+        }
+        let checked = self.inner.machine.read(|registry| match secret {
+            Some(secret) => registry.check_session_secret(session, &secret),
+            None if registry.is_legacy_session(session) => Ok(()),
+            None => Err(RegistryError::SessionExpired { session }),
+        });
+        match checked {
+            Ok(()) => {
+                let now = self.inner.clock.now();
+                let mut tracker = self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                Reply::Keepalive(tracker.on_heard(now, session))
+            }
+            Err(RegistryError::SessionExpired { .. }) => Reply::Keepalive(false),
+            Err(error) => Reply::Refused(error),
         }
     }
 
@@ -488,6 +627,7 @@ impl Coordinator {
                 }
                 Reply::Unavailable(reason) => return Err(CoordinatorError::Unavailable(reason)),
                 Reply::OutcomeUnknown(reason) => return Err(CoordinatorError::OutcomeUnknown(reason)),
+                Reply::EntryTooLarge { bytes, max } => return Err(CoordinatorError::EntryTooLarge { bytes, max }),
                 reply => return Ok(reply),
             }
         }
@@ -542,6 +682,12 @@ impl Coordinator {
     async fn serve(&self, request: Request) -> Reply {
         let raft = &self.inner.raft;
         match request {
+            // The leader checks again what it appends, whoever forwarded it: no entry the consensus
+            // stream cannot carry may enter the log.
+            Request::Write(command) if super::request::check_entry_size(&command).is_err() => {
+                let bytes = postcard::experimental::serialized_size(&command).unwrap_or(usize::MAX);
+                Reply::EntryTooLarge { bytes, max: super::request::PROPOSAL_BYTES_MAX }
+            }
             Request::Write(command) => match raft.client_write(Proposal { now_ms: unix_millis(), command }).await {
                 Ok(response) => Reply::Applied(response.data.result),
                 Err(error) if error.forward_to_leader().is_some() => {
@@ -553,15 +699,8 @@ impl Coordinator {
                 }
                 Err(error) => outcome_unknown(error.to_string()),
             },
-            Request::Keepalive(session) => {
-                if raft.metrics().borrow_watched().state != ServerState::Leader {
-                    return Reply::Unavailable("not the leader".into());
-                }
-                let now = self.inner.clock.now();
-                Reply::Keepalive(
-                    self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_heard(now, session),
-                )
-            }
+            Request::Keepalive(session) => self.serve_keepalive(session, None),
+            Request::KeepaliveSecured { session, secret } => self.serve_keepalive(session, Some(secret)),
             Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
                 Err(error) => Reply::Unavailable(error.to_string()),
@@ -577,6 +716,8 @@ impl Coordinator {
         loop {
             tick.tick().await;
             let metrics = self.inner.raft.metrics().borrow_watched().clone();
+            let commit_index = metrics.local_committed.map_or(0, |id| id.index);
+            self.progress().on_commit_index(self.inner.clock.now(), commit_index);
             if metrics.state != ServerState::Leader {
                 leading_term = None;
                 continue;
@@ -625,6 +766,18 @@ impl Coordinator {
         for (priority, queued) in depth {
             metrics::gauge!("gridkeeper_grid_queue_depth", "priority" => priority.to_string()).set(queued as f64);
         }
+    }
+}
+
+/// Marks a write as no longer waiting when its call ends, however it ends (cancellation included).
+struct WaitingWrite<'a> {
+    coordinator: &'a Coordinator,
+    ticket: u64,
+}
+
+impl Drop for WaitingWrite<'_> {
+    fn drop(&mut self) {
+        self.coordinator.progress().on_write_done(self.ticket);
     }
 }
 

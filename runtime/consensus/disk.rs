@@ -106,7 +106,7 @@ impl Disk {
         let db = open_database(&dir.join("raft.redb"))?;
         let setup = db.begin_write().map_err(disk_error)?;
         setup.open_table(LOG).map_err(disk_error)?;
-        setup.open_table(META).map_err(disk_error)?;
+        check_format(&mut setup.open_table(META).map_err(disk_error)?)?;
         setup.commit().map_err(disk_error)?;
         let db = Arc::new(db);
         let stats = Arc::new(CommitStats::default());
@@ -205,6 +205,27 @@ impl Disk {
 /// How long `open` waits for an earlier handle in this process (a restarting coordinator's committer
 /// thread finishing its last batch) to release the file.
 const REOPEN_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The format of the log's entries and metadata this build writes (postcard-encoded openraft
+/// entries of [`crate::registry::Proposal`]). Files written before formats were recorded hold format 1.
+pub const LOG_FORMAT: u16 = 1;
+
+const META_FORMAT: &str = "format";
+
+/// Records [`LOG_FORMAT`] in a file that has none, and refuses a file of a newer format.
+fn check_format(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), DiskError> {
+    let stored = meta.get(META_FORMAT).map_err(disk_error)?.map(|value| value.value().to_vec());
+    match stored.as_deref() {
+        None => {
+            meta.insert(META_FORMAT, LOG_FORMAT.to_le_bytes().as_slice()).map_err(disk_error)?;
+            Ok(())
+        }
+        Some([low, high]) if u16::from_le_bytes([*low, *high]) <= LOG_FORMAT => Ok(()),
+        Some(other) => Err(DiskError(format!(
+            "the log is of format {other:?}, newer than this build's {LOG_FORMAT}: written by a newer gridkeeper?"
+        ))),
+    }
+}
 
 fn open_database(path: &Path) -> Result<Database, DiskError> {
     let deadline = std::time::Instant::now() + REOPEN_WAIT_MAX;

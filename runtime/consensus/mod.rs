@@ -2,13 +2,16 @@
 //! mesh's consensus stream), the registry state machine, and the [`Coordinator`] API on top.
 //!
 //! `types.rs` (openraft type config), `disk.rs` (redb file and group committer), `log_store.rs`,
-//! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `request.rs` (client
+//! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `chunk.rs` (long
+//! messages in frame-sized pieces), `request.rs` (client
 //! requests), `watch_hub.rs` (watch delivery), `coordinator.rs` (the API).
 
+pub mod chunk;
 pub mod coordinator;
 pub mod disk;
 pub mod log_store;
 pub mod network;
+pub mod readiness;
 pub mod request;
 pub mod rpc;
 pub mod state_machine;

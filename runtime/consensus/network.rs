@@ -1,5 +1,9 @@
 //! openraft's network over the mesh: each RPC is a [`super::rpc`] call on the consensus stream,
 //! bounded by openraft's soft TTL (openraft does not time-bound replication calls itself).
+//!
+//! AppendEntries batches are cut by bytes as well as by count: a batch that would encode to more than
+//! [`APPEND_BATCH_BYTES_MAX`] sends its longest prefix under the bound (always at least one entry) and
+//! reports openraft's partial success, so the rest follows in the next call.
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,8 +14,9 @@ use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotRespon
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 
 use super::rpc::{decode, encode, RpcClient, RpcError, RpcKind};
-use super::types::{Snapshot, SnapshotMeta, TypeConfig, Vote};
+use super::types::{Entry, LogId, Snapshot, SnapshotMeta, TypeConfig, Vote};
 use crate::ids::NodeId;
+use crate::limits::APPEND_BATCH_BYTES_MAX;
 
 /// Snapshots get longer than ordinary calls: they carry the whole tree.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,7 +84,14 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let timeout = option.soft_ttl().max(APPEND_TIMEOUT_MIN);
-        self.call(RpcKind::AppendEntries, &request, timeout).await.map_err(rpc_error)
+        let mut request = request;
+        let cut = cut_by_bytes(&mut request.entries, APPEND_BATCH_BYTES_MAX);
+        let response: AppendEntriesResponse<TypeConfig> =
+            self.call(RpcKind::AppendEntries, &request, timeout).await.map_err(rpc_error)?;
+        Ok(match (cut, response) {
+            (Some(last_sent), AppendEntriesResponse::Success) => AppendEntriesResponse::PartialSuccess(Some(last_sent)),
+            (_, response) => response,
+        })
     }
 
     async fn vote(
@@ -114,4 +126,61 @@ pub struct SnapshotRequest {
     pub meta: SnapshotMeta,
     /// The serialized state.
     pub bytes: Vec<u8>,
+}
+
+/// Keeps the longest prefix of `entries` that encodes to at most `bytes_max` (at least one entry).
+/// Returns the log id of the last entry kept when anything was cut.
+pub fn cut_by_bytes(entries: &mut Vec<Entry>, bytes_max: usize) -> Option<LogId> {
+    let mut total = 0usize;
+    let mut keep = entries.len();
+    for (position, entry) in entries.iter().enumerate() {
+        // An entry that cannot be measured cannot be encoded either; the call will fail on it.
+        total = total.saturating_add(postcard::experimental::serialized_size(entry).unwrap_or(usize::MAX));
+        if total > bytes_max {
+            keep = position.max(1);
+            break;
+        }
+    }
+    if keep == entries.len() {
+        return None;
+    }
+    entries.truncate(keep);
+    entries.last().map(|entry| entry.log_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::registry::{Command, Proposal};
+
+    fn entry(index: u64, data_bytes: usize) -> Entry {
+        let path = crate::registry::ZPath::parse("/x").expect("valid");
+        let command = Command::Set { path, data: vec![7; data_bytes], version: None };
+        let payload = EntryPayload::Normal(Proposal { now_ms: 0, command });
+        Entry { log_id: openraft::testing::log_id::<TypeConfig>(1, 1, index), payload }
+    }
+
+    #[test]
+    fn small_batches_are_sent_whole() {
+        let mut entries: Vec<Entry> = (1..=10).map(|index| entry(index, 100)).collect();
+        assert_eq!(cut_by_bytes(&mut entries, 1 << 20), None);
+        assert_eq!(entries.len(), 10);
+    }
+
+    #[test]
+    fn a_batch_over_the_bound_keeps_the_prefix_under_it() {
+        let mut entries: Vec<Entry> = (1..=10).map(|index| entry(index, 1_000)).collect();
+        let last = cut_by_bytes(&mut entries, 3_500).expect("cut");
+        assert_eq!(entries.len(), 3);
+        assert_eq!(last.index, 3);
+    }
+
+    #[test]
+    fn one_entry_larger_than_the_bound_still_goes_alone() {
+        let mut entries: Vec<Entry> = vec![entry(1, 10_000), entry(2, 10)];
+        let last = cut_by_bytes(&mut entries, 1_000).expect("cut");
+        assert_eq!((entries.len(), last.index), (1, 1));
+    }
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{Applied, Command, RegistryError, SessionId, Stat, ZPath};
+use crate::registry::{Applied, Command, RegistryError, SessionId, SessionSecret, Stat, ZPath};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -55,10 +55,19 @@ pub enum ReadResult {
 pub enum Request {
     /// A change, applied through the log.
     Write(Command),
-    /// A session's client is alive.
+    /// A legacy session's client is alive (sent by earlier versions; refreshes only a session without
+    /// a secret).
     Keepalive(SessionId),
     /// The leader's commit index, confirmed by a quorum (ReadIndex).
     ReadIndex,
+    // Appended, so that the variants above keep their encoding between versions.
+    /// A session's client is alive; the leader checks `secret` against its replicated state first.
+    KeepaliveSecured {
+        /// The session.
+        session: SessionId,
+        /// Its secret.
+        secret: SessionSecret,
+    },
 }
 
 /// A coordinator's answer.
@@ -74,6 +83,26 @@ pub enum Reply {
     Unavailable(String),
     /// A write was proposed but its outcome was lost; it must not be retried blindly.
     OutcomeUnknown(String),
+    /// A write was refused before it reached the log: its entry would exceed the entry limit.
+    EntryTooLarge {
+        /// The entry's encoded size.
+        bytes: usize,
+        /// [`crate::limits::ENTRY_BYTES_MAX`] less the entry's overhead.
+        max: usize,
+    },
+    /// The registry refused a request that is not a write (a keepalive with the wrong secret).
+    Refused(RegistryError),
+}
+
+/// A session just opened, as only its opener learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenedSession {
+    /// Its id, drawn at random below 2^53.
+    pub session: SessionId,
+    /// Its secret, which keepalive, close and ephemeral creates must present.
+    pub secret: SessionSecret,
+    /// The granted timeout.
+    pub timeout_ms: u64,
 }
 
 /// Why a coordinator call failed. Retryable: nothing is known to have been applied unless the
@@ -93,6 +122,32 @@ pub enum CoordinatorError {
     /// A watch could not be set.
     #[error("watch: {0}")]
     Watch(String),
+    /// A write was refused before it reached the log: its entry would exceed the entry limit. Nothing
+    /// was applied; sending it again cannot succeed (split the request).
+    #[error("entry of {bytes} bytes exceeds the limit of {max} bytes (ENTRY_BYTES_MAX); split the request")]
+    EntryTooLarge {
+        /// The entry's encoded size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// The largest proposal, encoded, that a write may carry: the entry limit less the log id and tags
+/// around it.
+pub const PROPOSAL_BYTES_MAX: usize = crate::limits::ENTRY_BYTES_MAX - crate::limits::ENTRY_OVERHEAD_BYTES;
+
+/// Checks that `command`, proposed at any time, encodes within [`PROPOSAL_BYTES_MAX`].
+///
+/// # Errors
+/// [`CoordinatorError::EntryTooLarge`] with the encoded size.
+pub fn check_entry_size(command: &Command) -> Result<(), CoordinatorError> {
+    // A proposal is its time (a varint of at most 10 bytes) followed by its command.
+    let bytes = postcard::experimental::serialized_size(command).unwrap_or(usize::MAX).saturating_add(10);
+    if bytes > PROPOSAL_BYTES_MAX {
+        return Err(CoordinatorError::EntryTooLarge { bytes, max: PROPOSAL_BYTES_MAX });
+    }
+    Ok(())
 }
 
 impl CoordinatorError {
@@ -103,6 +158,7 @@ impl CoordinatorError {
             CoordinatorError::OutcomeUnknown(_) => "outcome unknown",
             CoordinatorError::Registry(error) => error.name(),
             CoordinatorError::Watch(_) => "watch limit",
+            CoordinatorError::EntryTooLarge { .. } => "too large",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Request/response over the mesh's consensus stream: Raft RPCs and requests forwarded to the leader.
 //!
 //! Each call is one [`Payload`] frame carrying a postcard-encoded [`Envelope`]; replies carry the same
-//! id. Pending calls are bounded, and every call has a deadline.
+//! id. An envelope longer than [`RPC_CHUNK_BYTES`] travels as several frames ([`super::chunk`]), so any
+//! entry the log holds and any snapshot can cross, whatever the frame limit. Pending calls are bounded,
+//! and every call has a deadline.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,12 +12,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Semaphore};
 
+use super::chunk::{self, Chunk, Reassembler};
 use crate::ids::NodeId;
+use crate::limits::RPC_CHUNK_BYTES;
 use crate::mesh::{Inbound, Mesh};
 use crate::wire::{Message, Payload, TrafficClass};
 
 /// Topic of consensus-stream payloads carrying [`Envelope`]s.
 pub const TOPIC_RPC: u32 = 0x7261_6674;
+
+/// Topic of consensus-stream payloads carrying one [`Chunk`] of a long [`Envelope`].
+pub const TOPIC_RPC_CHUNK: u32 = 0x7261_6675;
+
+/// Numbers chunked messages; unique per process, which is all a receiver needs (a restarted sender's
+/// reuse of a number starts a fresh message at piece 0).
+static NEXT_CHUNKED_MESSAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Calls awaiting a reply at once; past this a call fails at once with [`RpcError::Overloaded`].
 pub const PENDING_CALLS_MAX: usize = 4096;
@@ -135,8 +146,19 @@ impl std::fmt::Debug for RpcClient {
 
 fn send_envelope(mesh: &Mesh, peer: NodeId, envelope: &Envelope) -> Result<(), RpcError> {
     let body = encode(envelope)?;
-    mesh.send(peer, TrafficClass::Consensus, &Message::Payload(Payload { topic: TOPIC_RPC, body }))
-        .map_err(|error| RpcError::Unreachable { peer, reason: error.to_string() })
+    let send = |topic: u32, body: Vec<u8>| {
+        mesh.send(peer, TrafficClass::Consensus, &Message::Payload(Payload { topic, body }))
+            .map_err(|error| RpcError::Unreachable { peer, reason: error.to_string() })
+    };
+    if !chunk::needs_chunks(body.len()) {
+        return send(TOPIC_RPC, body);
+    }
+    let message = NEXT_CHUNKED_MESSAGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    metrics::counter!("gridkeeper_rpc_chunked_messages_total").increment(1);
+    for piece in chunk::split(message, &body, RPC_CHUNK_BYTES) {
+        send(TOPIC_RPC_CHUNK, encode(&piece)?)?;
+    }
+    Ok(())
 }
 
 impl RpcClient {
@@ -213,11 +235,17 @@ pub async fn serve<H: RpcHandler>(
 ) {
     let raft_permits = Arc::new(Semaphore::new(RAFT_HANDLERS_IN_FLIGHT_MAX));
     let forward_permits = Arc::new(Semaphore::new(FORWARD_HANDLERS_IN_FLIGHT_MAX));
+    let mut reassembler = Reassembler::default();
     while let Some(Inbound { from, payload }) = inbound.recv().await {
-        if payload.topic != TOPIC_RPC {
-            continue;
-        }
-        let Ok(envelope) = decode::<Envelope>(&payload.body) else {
+        let body = match payload.topic {
+            TOPIC_RPC => payload.body,
+            TOPIC_RPC_CHUNK => match reassemble(&mut reassembler, from, &payload.body) {
+                Some(body) => body,
+                None => continue,
+            },
+            _ => continue,
+        };
+        let Ok(envelope) = decode::<Envelope>(&body) else {
             tracing::warn!(%from, "undecodable consensus envelope dropped");
             continue;
         };
@@ -257,5 +285,24 @@ pub async fn serve<H: RpcHandler>(
             );
             drop(permit);
         });
+    }
+}
+
+/// Feeds one chunk payload to the reassembler; the whole envelope's bytes once complete.
+fn reassemble(reassembler: &mut Reassembler, from: NodeId, body: &[u8]) -> Option<Vec<u8>> {
+    let piece = match decode::<Chunk>(body) {
+        Ok(piece) => piece,
+        Err(error) => {
+            tracing::warn!(%from, %error, "undecodable consensus chunk dropped");
+            return None;
+        }
+    };
+    match reassembler.on_chunk(from, piece) {
+        Ok(whole) => whole,
+        Err(error) => {
+            metrics::counter!("gridkeeper_rpc_chunks_dropped_total").increment(1);
+            tracing::debug!(%from, %error, "consensus chunk dropped");
+            None
+        }
     }
 }

@@ -4,6 +4,11 @@
 //! Invariant: entries are applied in log order, each exactly once per incarnation; the registry's
 //! zxid is the entry's log index.
 //! Invariant: a snapshot on disk is complete (written to a temporary file, fsync'd, renamed).
+//!
+//! Snapshots carry a format version. Format 2 (this build) is [`SNAPSHOT_MAGIC`], the version as a
+//! little-endian `u16`, the postcard state, then the postcard [`StateExtras`] (settings and session
+//! secrets, which format 1 had no place for). Format 1 (no magic) is the bare postcard state, as
+//! written before versions existed; it still loads, with no extras.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::grid::{GridEffects, ReplicatedState, TableLimits};
+use crate::grid::{GridEffects, ReplicatedState, StateExtras, TableLimits};
 use crate::registry::{Applied, Change, Proposal, Registry, RegistryLimits};
 
 /// Hears of every applied command, in order.
@@ -42,6 +47,41 @@ struct SmState {
     replicated: ReplicatedState,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+}
+
+/// Opens every snapshot of format 2 or later. No format-1 snapshot can start with it: format 1 opens
+/// with the registry limits' first varint, and `0xFF 'G'` would be a value no limit takes.
+pub const SNAPSHOT_MAGIC: [u8; 6] = [0xFF, b'G', b'K', b'S', b'N', b'P'];
+
+/// The snapshot format this build writes.
+pub const SNAPSHOT_FORMAT: u16 = 2;
+
+fn encode_state(state: &SmState) -> io::Result<Vec<u8>> {
+    let mut bytes = SNAPSHOT_MAGIC.to_vec();
+    bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
+    let bytes = postcard::to_extend(state, bytes).map_err(io_error)?;
+    postcard::to_extend(&state.replicated.extras(), bytes).map_err(io_error)
+}
+
+/// Reads a snapshot of any format this build knows.
+fn decode_state(bytes: &[u8]) -> io::Result<SmState> {
+    let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
+        // Format 1.
+        let mut state: SmState = postcard::from_bytes(bytes).map_err(io_error)?;
+        state.replicated.restore_extras(StateExtras::default());
+        return Ok(state);
+    };
+    let (version, body) = rest.split_at_checked(2).ok_or_else(|| io_error("snapshot truncated"))?;
+    let version = u16::from_le_bytes([version[0], version[1]]);
+    if version != SNAPSHOT_FORMAT {
+        return Err(io_error(format!(
+            "snapshot format {version} is not one this build reads (it reads 1 and {SNAPSHOT_FORMAT}): written by a newer gridkeeper?"
+        )));
+    }
+    let (mut state, rest): (SmState, _) = postcard::take_from_bytes(body).map_err(io_error)?;
+    let extras: StateExtras = postcard::from_bytes(rest).map_err(io_error)?;
+    state.replicated.restore_extras(extras);
+    Ok(state)
 }
 
 /// The state machine; openraft drives it through `Arc<StateMachine>`.
@@ -83,23 +123,17 @@ impl StateMachine {
     ///
     /// # Errors
     /// An I/O error if the snapshot exists but cannot be read.
-    pub fn open(
-        dir: &Path,
-        limits: RegistryLimits,
-        grid_limits: TableLimits,
-        observer: Arc<dyn ApplyObserver>,
-        inline_snapshots: bool,
-    ) -> io::Result<Arc<StateMachine>> {
+    pub fn open(dir: &Path, observer: Arc<dyn ApplyObserver>, inline_snapshots: bool) -> io::Result<Arc<StateMachine>> {
         let snapshot_path = dir.join("snapshot.bin");
         let (state, snapshot) = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
-                let state: SmState = postcard::from_bytes(&bytes).map_err(io_error)?;
+                let state = decode_state(&bytes)?;
                 let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
                 (state, Some((meta, bytes)))
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 let state = SmState {
-                    replicated: ReplicatedState::new(limits, grid_limits),
+                    replicated: ReplicatedState::new(RegistryLimits::default(), TableLimits::default()),
                     last_applied: None,
                     membership: StoredMembership::default(),
                 };
@@ -145,7 +179,7 @@ impl StateMachine {
 
     fn snapshot_now(&self) -> io::Result<Snapshot> {
         let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let bytes = postcard::to_stdvec(&state).map_err(io_error)?;
+        let bytes = encode_state(&state)?;
         write_atomically(&self.snapshot_path, &bytes)?;
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership };
         *self.snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((meta.clone(), bytes.clone()));
@@ -211,7 +245,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
-        let installed: SmState = postcard::from_bytes(&snapshot).map_err(io_error)?;
+        let installed = decode_state(&snapshot)?;
         write_atomically(&self.snapshot_path, &snapshot)?;
         let index = installed.last_applied.map_or(0, |id| id.index);
         self.observer.on_reset(&installed.replicated);
@@ -224,5 +258,71 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let snapshot = self.snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(snapshot.as_ref().map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: bytes.clone() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::ClusterSettings;
+    use crate::registry::{Command, Proposal, SessionId, SessionSecret};
+
+    fn state() -> SmState {
+        SmState {
+            replicated: ReplicatedState::new(RegistryLimits::default(), TableLimits::default()),
+            last_applied: None,
+            membership: StoredMembership::default(),
+        }
+    }
+
+    fn configure(state: &mut SmState, settings: ClusterSettings) {
+        let proposal =
+            Proposal { now_ms: 0, command: Command::Grid(crate::grid::GridCommand::Configure { settings }) };
+        let (result, _) = state.replicated.apply(1, &proposal, &mut GridEffects::default());
+        assert!(result.is_ok(), "{result:?}");
+    }
+
+    #[test]
+    fn format_2_keeps_settings_and_secrets() {
+        let mut original = state();
+        let mut settings = ClusterSettings::default();
+        settings.registry.data_bytes_max = 4096;
+        settings.grid.history_bytes_max = 1 << 20;
+        configure(&mut original, settings);
+        let bytes = encode_state(&original).expect("encodes");
+        assert_eq!(bytes[..SNAPSHOT_MAGIC.len()], SNAPSHOT_MAGIC);
+        let decoded = decode_state(&bytes).expect("decodes");
+        assert_eq!(decoded.replicated.settings(), Some(settings));
+        assert_eq!(decoded.replicated.registry.limits().data_bytes_max, 4096);
+        assert_eq!(decoded.replicated.extras(), original.replicated.extras());
+    }
+
+    #[test]
+    fn format_1_bytes_still_load_with_no_settings() {
+        let original = state();
+        let legacy = postcard::to_stdvec(&original).expect("encodes");
+        let decoded = decode_state(&legacy).expect("format 1 decodes");
+        assert_eq!(decoded.replicated.settings(), None);
+        assert!(decoded.replicated.registry.session_secrets().is_empty());
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_with_a_clear_error() {
+        let mut bytes = encode_state(&state()).expect("encodes");
+        bytes[SNAPSHOT_MAGIC.len()] = 9;
+        let error = decode_state(&bytes).err().expect("refused");
+        assert!(error.to_string().contains("snapshot format 9"), "{error}");
+    }
+
+    #[test]
+    fn secrets_survive_a_snapshot() {
+        let mut original = state();
+        let secret = SessionSecret::from_bytes([7; 16]);
+        let session = SessionId(42);
+        let command = Command::OpenSessionSecured { session, secret, timeout_ms: 10_000 };
+        let (result, _) = original.replicated.apply(1, &Proposal { now_ms: 0, command }, &mut GridEffects::default());
+        assert!(result.is_ok(), "{result:?}");
+        let decoded = decode_state(&encode_state(&original).expect("encodes")).expect("decodes");
+        assert_eq!(decoded.replicated.registry.session_secrets().get(&session), Some(&secret));
     }
 }

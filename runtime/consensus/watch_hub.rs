@@ -3,6 +3,9 @@
 //! A watcher that falls a full queue behind is cut off (its stream ends) rather than let memory grow;
 //! it reconnects and re-registers with the last zxid it saw, and registration tells it what it may
 //! have missed (ZooKeeper's `setWatches`).
+//!
+//! Invariant: closing a watcher (its HTTP stream ended, however it ended) removes it and every watch
+//! it holds at once, dropping its queue, so the memory of closed watches is given back.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -92,6 +95,11 @@ impl WatchHub {
         self.hub().table.len()
     }
 
+    /// Watchers (open watch streams) on this node.
+    pub fn watcher_count(&self) -> usize {
+        self.hub().watchers.len()
+    }
+
     /// Registers a watch. Call inside a read of `registry` so no change slips between the read and
     /// the registration. With `since_zxid`, a change after that zxid is reported at once.
     ///
@@ -111,7 +119,10 @@ impl WatchHub {
             if let Some(change) = missed_change(registry, path, kind, since) {
                 let event = WatchEvent { zxid: registry.last_zxid(), change };
                 if sender.try_send(event).is_err() {
+                    // Its stream is gone: nothing it registers could ever be delivered.
                     hub.watchers.remove(&watcher);
+                    hub.table.remove_watcher(watcher);
+                    return Err(WatchError::UnknownWatcher);
                 }
                 if kind != WatchKind::PersistentRecursive {
                     return Ok(());
@@ -165,5 +176,42 @@ fn missed_change(registry: &Registry, path: &ZPath, kind: WatchKind, since: u64)
             Some(Change::NodeChildrenChanged { path: path.clone() })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_watchers_gives_back_their_watches_and_queues() {
+        let hub = WatchHub::default();
+        let registry = Registry::new(Default::default());
+        let root = ZPath::parse("/").expect("path");
+        let mut open = Vec::new();
+        for _ in 0..100 {
+            let (watcher, events) = hub.open().expect("room");
+            hub.register(&registry, watcher, &root, WatchKind::PersistentRecursive, None).expect("registered");
+            hub.register(&registry, watcher, &root, WatchKind::Child, None).expect("registered");
+            open.push((watcher, events));
+        }
+        assert_eq!((hub.watcher_count(), hub.watch_count()), (100, 200));
+        for (watcher, events) in open.drain(..) {
+            drop(events);
+            hub.close(watcher);
+        }
+        assert_eq!((hub.watcher_count(), hub.watch_count()), (0, 0));
+    }
+
+    #[test]
+    fn a_watcher_whose_stream_is_gone_registers_nothing() {
+        let hub = WatchHub::default();
+        let registry = Registry::new(Default::default());
+        let (watcher, events) = hub.open().expect("room");
+        drop(events);
+        let missing = ZPath::parse("/missing").expect("path");
+        let result = hub.register(&registry, watcher, &missing, WatchKind::Data, Some(0));
+        assert_eq!(result, Err(WatchError::UnknownWatcher));
+        assert_eq!((hub.watcher_count(), hub.watch_count()), (0, 0));
     }
 }

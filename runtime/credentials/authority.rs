@@ -60,11 +60,16 @@ impl Authority {
     ///
     /// # Errors
     /// [`CredentialError::Invalid`] if either PEM does not parse.
-    pub fn from_pem(cert_pem: &str, key_pem: &str, origin: &str) -> Result<Authority, CredentialError> {
-        let invalid = |reason: String| CredentialError::Invalid { path: origin.to_string(), reason };
-        let key = KeyPair::from_pem(key_pem).map_err(|error| invalid(format!("CA key: {error}")))?;
-        let issuer =
-            Issuer::from_ca_cert_pem(cert_pem, key).map_err(|error| invalid(format!("CA certificate: {error}")))?;
+    pub fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        cert_origin: &str,
+        key_origin: &str,
+    ) -> Result<Authority, CredentialError> {
+        let invalid = |origin: &str, reason: String| CredentialError::Invalid { path: origin.to_string(), reason };
+        let key = KeyPair::from_pem(key_pem).map_err(|error| invalid(key_origin, format!("CA key: {error}")))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
+            .map_err(|error| invalid(cert_origin, format!("CA certificate (or a key that is not its own): {error}")))?;
         Ok(Authority { issuer, cert_pem: cert_pem.to_string() })
     }
 
@@ -124,7 +129,8 @@ impl Authority {
     /// [`CredentialError::Issue`] if rcgen fails.
     pub fn node_credentials(&self, node: NodeId) -> Result<NodeCredentials, CredentialError> {
         let issued = self.issue_node(node)?;
-        super::store::credentials_from_pem(node, &self.cert_pem, &issued.cert_pem, &issued.key_pem, "memory")
+        let origins = super::store::PemOrigins { ca: "memory: CA", cert: "memory: certificate", key: "memory: key" };
+        super::store::credentials_from_pem(node, &self.cert_pem, &issued.cert_pem, &issued.key_pem, &origins)
     }
 
     /// The CA certificate as DER.

@@ -1,10 +1,14 @@
 //! Credentials on disk: issuing into a directory, loading and checking a node's files.
 //!
-//! Layout of a credentials directory: `ca.pem`, `ca.key`, `node-<id>.pem`, `node-<id>.key`,
-//! `operator.pem`, `operator.key`, `admin.token`. Keys and the token are written 0600.
+//! Layout of a credentials directory: `ca.pem`, `private/ca.key`, `node-<id>.pem`, `node-<id>.key`,
+//! `operator.pem`, `operator.key`, `admin.token`. Keys and the token are written 0600, `private/` 0700.
+//! A node needs only `ca.pem`, its own `node-<id>.pem` and `.key`, and `admin.token`; the CA key stays
+//! with the operator, in `private/`, and a `ca.key` left at the top by an earlier version is moved there.
 //!
 //! Invariant: an existing key file is never overwritten; issuing into a directory that already holds a
 //! CA reuses that CA, so nodes that join later are signed by the same authority.
+//!
+//! Invariant: loading a node's credentials never reads the CA key.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -39,8 +43,16 @@ impl CredentialFiles {
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.pem")
     }
-    /// The CA key.
+    /// The directory of what stays with the operator (0700): the CA key.
+    pub fn private_dir(&self) -> PathBuf {
+        self.dir.join("private")
+    }
+    /// The CA key, kept with the operator and never given to nodes.
     pub fn ca_key(&self) -> PathBuf {
+        self.private_dir().join("ca.key")
+    }
+    /// Where earlier versions kept the CA key, beside the files every node is given.
+    pub fn legacy_ca_key(&self) -> PathBuf {
         self.dir.join("ca.key")
     }
     /// A node's certificate.
@@ -87,6 +99,33 @@ pub struct IssueReport {
     pub created: Vec<PathBuf>,
     /// Files that existed and were kept as they are.
     pub kept: Vec<PathBuf>,
+    /// Files moved, from where to where (a CA key out of the directory nodes are given).
+    pub moved: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Makes `private/` (0700, also when it already existed) and moves a top-level `ca.key` into it.
+fn secure_ca_key(files: &CredentialFiles, report: &mut IssueReport) -> Result<(), CredentialError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let private = files.private_dir();
+    if !private.is_dir() {
+        fs::DirBuilder::new().mode(0o700).create(&private).map_err(io_error(&private))?;
+    }
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).map_err(io_error(&private))?;
+    let (legacy, key) = (files.legacy_ca_key(), files.ca_key());
+    if !legacy.exists() {
+        return Ok(());
+    }
+    if key.exists() {
+        return Err(CredentialError::Invalid {
+            path: legacy.display().to_string(),
+            reason: format!("a CA key is also in {}; remove the one that is not the cluster's", key.display()),
+        });
+    }
+    // A rename within one directory tree: atomic, and the key's 0600 mode goes with it.
+    fs::rename(&legacy, &key).map_err(io_error(&legacy))?;
+    fs::File::open(&private).and_then(|dir| dir.sync_all()).map_err(io_error(&private))?;
+    report.moved.push((legacy, key));
+    Ok(())
 }
 
 /// Issues a CA (or reuses the one in `dir`), certificates for `nodes`, the operator certificate and
@@ -98,10 +137,12 @@ pub fn issue_into_dir(dir: &Path, nodes: &[NodeId]) -> Result<IssueReport, Crede
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let files = CredentialFiles::new(dir);
     let mut report = IssueReport::default();
+    secure_ca_key(&files, &mut report)?;
     let authority = if files.ca_key().exists() {
         report.kept.extend([files.ca_cert(), files.ca_key()]);
-        let origin = files.ca_cert().display().to_string();
-        Authority::from_pem(&read_text(&files.ca_cert())?, &read_text(&files.ca_key())?, &origin)?
+        let (cert, key) = (files.ca_cert(), files.ca_key());
+        let (cert_origin, key_origin) = (cert.display().to_string(), key.display().to_string());
+        Authority::from_pem(&read_text(&cert)?, &read_text(&key)?, &cert_origin, &key_origin)?
     } else {
         if files.ca_cert().exists() {
             return Err(CredentialError::Invalid {
@@ -155,19 +196,29 @@ pub(crate) fn parse_cert(pem: &str, origin: &str) -> Result<CertificateDer<'stat
     })
 }
 
+/// Where each PEM of a node's credentials came from, for error messages.
+pub(crate) struct PemOrigins<'a> {
+    /// The CA certificate.
+    pub ca: &'a str,
+    /// The node certificate.
+    pub cert: &'a str,
+    /// The node key.
+    pub key: &'a str,
+}
+
 /// Builds node credentials from PEM, checking that the certificate is signed by the CA, names
-/// `node`, and matches the key.
+/// `node`, and matches the key. Each error names the file at fault.
 pub(crate) fn credentials_from_pem(
     node: NodeId,
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
-    origin: &str,
+    origins: &PemOrigins<'_>,
 ) -> Result<NodeCredentials, CredentialError> {
-    let ca = parse_cert(ca_pem, &format!("{origin}: CA"))?;
-    let cert = parse_cert(cert_pem, origin)?;
-    let key = parse_key(key_pem, origin)?;
-    let invalid = |reason: String| CredentialError::Invalid { path: origin.to_string(), reason };
+    let ca = parse_cert(ca_pem, origins.ca)?;
+    let cert = parse_cert(cert_pem, origins.cert)?;
+    let key = parse_key(key_pem, origins.key)?;
+    let invalid = |reason: String| CredentialError::Invalid { path: origins.cert.to_string(), reason };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).map_err(|error| invalid(format!("CA certificate unusable: {error}")))?;
@@ -179,7 +230,10 @@ pub(crate) fn credentials_from_pem(
         .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
         .map_err(|error| invalid(format!("certificate is not valid for node {node} under this CA: {error}")))?;
     rustls::sign::CertifiedKey::from_der(vec![cert.clone()], PrivateKeyDer::Pkcs8(key.clone_key()), &provider)
-        .map_err(|error| invalid(format!("key does not match certificate: {error}")))?;
+        .map_err(|error| CredentialError::Invalid {
+            path: origins.key.to_string(),
+            reason: format!("key does not match certificate {}: {error}", origins.cert),
+        })?;
     Ok(NodeCredentials { node, ca, cert, key })
 }
 
@@ -189,13 +243,15 @@ pub(crate) fn credentials_from_pem(
 /// [`CredentialError`] naming the file that is missing, unreadable, or does not match.
 pub fn load_node_credentials(dir: &Path, node: NodeId) -> Result<NodeCredentials, CredentialError> {
     let files = CredentialFiles::new(dir);
-    let origin = files.node_cert(node).display().to_string();
+    let (ca, cert, key) = (files.ca_cert(), files.node_cert(node), files.node_key(node));
+    let (ca_origin, cert_origin, key_origin) =
+        (ca.display().to_string(), cert.display().to_string(), key.display().to_string());
     credentials_from_pem(
         node,
-        &read_text(&files.ca_cert())?,
-        &read_text(&files.node_cert(node))?,
-        &read_text(&files.node_key(node))?,
-        &origin,
+        &read_text(&ca)?,
+        &read_text(&cert)?,
+        &read_text(&key)?,
+        &PemOrigins { ca: &ca_origin, cert: &cert_origin, key: &key_origin },
     )
 }
 
@@ -277,5 +333,74 @@ mod tests {
         assert!(load_node_credentials(&dir, NodeId(2)).is_err());
         fs::remove_dir_all(&dir).ok();
         fs::remove_dir_all(&other).ok();
+    }
+
+    #[test]
+    fn a_bad_key_is_reported_as_the_key_file() {
+        let dir = temp_dir("bad-key");
+        issue_into_dir(&dir, &[NodeId(1), NodeId(2)]).expect("issue");
+        let files = CredentialFiles::new(&dir);
+        let key = files.node_key(NodeId(1)).display().to_string();
+        fs::remove_file(files.node_key(NodeId(1))).expect("rm");
+        fs::write(files.node_key(NodeId(1)), "not a key").expect("write");
+        let error = load_node_credentials(&dir, NodeId(1)).expect_err("garbage key").to_string();
+        assert!(error.starts_with(&key) && error.contains("private key"), "{error}");
+        // Node 2's key beside node 1's certificate: the key file is named, and the certificate too.
+        fs::remove_file(files.node_key(NodeId(1))).expect("rm");
+        fs::copy(files.node_key(NodeId(2)), files.node_key(NodeId(1))).expect("copy");
+        let error = load_node_credentials(&dir, NodeId(1)).expect_err("wrong key").to_string();
+        assert!(error.starts_with(&key) && error.contains("node-1.pem"), "{error}");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_ca_key_stays_private_and_a_node_loads_without_it() {
+        let dir = temp_dir("private");
+        let report = issue_into_dir(&dir, &[NodeId(1)]).expect("issue");
+        let files = CredentialFiles::new(&dir);
+        assert!(report.created.contains(&files.ca_key()) && !files.legacy_ca_key().exists());
+        assert_eq!(fs::metadata(files.private_dir()).expect("dir").permissions().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(files.ca_key()).expect("key").permissions().mode() & 0o777, 0o600);
+        // What a node is given: no CA key anywhere.
+        let node_dir = temp_dir("node-only");
+        fs::create_dir_all(&node_dir).expect("dir");
+        let given = CredentialFiles::new(&node_dir);
+        for (from, to) in [
+            (files.ca_cert(), given.ca_cert()),
+            (files.node_cert(NodeId(1)), given.node_cert(NodeId(1))),
+            (files.node_key(NodeId(1)), given.node_key(NodeId(1))),
+            (files.admin_token(), given.admin_token()),
+        ] {
+            fs::copy(from, to).expect("copy");
+        }
+        load_node_credentials(&node_dir, NodeId(1)).expect("a node needs no CA key");
+        load_admin_token(&node_dir).expect("token");
+        fs::remove_dir_all(&dir).ok();
+        fs::remove_dir_all(&node_dir).ok();
+    }
+
+    #[test]
+    fn a_top_level_ca_key_is_moved_into_private_and_the_ca_reused() {
+        let dir = temp_dir("legacy");
+        issue_into_dir(&dir, &[NodeId(1)]).expect("first");
+        let files = CredentialFiles::new(&dir);
+        // The layout of earlier versions: the CA key beside the node files, no private directory.
+        fs::rename(files.ca_key(), files.legacy_ca_key()).expect("mv");
+        fs::remove_dir(files.private_dir()).expect("rmdir");
+        let ca_key = fs::read(files.legacy_ca_key()).expect("key");
+        let ca = fs::read(files.ca_cert()).expect("ca");
+        let report = issue_into_dir(&dir, &[NodeId(1), NodeId(2)]).expect("second");
+        assert_eq!(report.moved, vec![(files.legacy_ca_key(), files.ca_key())]);
+        assert!(!files.legacy_ca_key().exists());
+        assert_eq!(fs::read(files.ca_key()).expect("moved"), ca_key);
+        assert_eq!(fs::read(files.ca_cert()).expect("ca"), ca);
+        assert_eq!(fs::metadata(files.private_dir()).expect("dir").permissions().mode() & 0o777, 0o700);
+        load_node_credentials(&dir, NodeId(2)).expect("the new node is signed by the same CA");
+        // Both places at once is ambiguous: refused, nothing touched.
+        fs::copy(files.ca_key(), files.legacy_ca_key()).expect("copy");
+        let error = issue_into_dir(&dir, &[NodeId(3)]).expect_err("two CA keys").to_string();
+        assert!(error.contains("also in"), "{error}");
+        assert!(!files.node_cert(NodeId(3)).exists());
+        fs::remove_dir_all(&dir).ok();
     }
 }

@@ -237,23 +237,21 @@ impl Grid {
 
     /// Submits raw specs (any kind, any encoding); returns their ids.
     ///
+    /// One submission is one log entry: at most
+    /// [`SUBMIT_COUNT_MAX`](grid_api::SUBMIT_COUNT_MAX) tasks and
+    /// [`SUBMIT_BYTES_MAX`](crate::limits::SUBMIT_BYTES_MAX) encoded bytes, all or none.
+    ///
     /// # Errors
-    /// As [`Grid::submit`].
+    /// As [`Grid::submit`]; [`GridApiError::Refused`] naming the limit past either bound.
     pub async fn submit_specs(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, GridApiError> {
+        grid_api::check_specs(&specs).map_err(|refusal| GridApiError::Refused(refusal.to_string()))?;
         match &self.backend {
             Backend::Local(coordinator) => {
                 Ok(grid_api::submit_specs(coordinator, specs).await.map_err(grid_api::ApiErrorText::from)?)
             }
             Backend::Remote(client) => {
-                let mut ids = Vec::with_capacity(specs.len());
-                let mut specs = specs;
-                while !specs.is_empty() {
-                    let rest = specs.split_off(specs.len().min(grid_api::SUBMIT_COUNT_MAX));
-                    let request = grid_api::SubmitRequest { specs: Some(specs), ..Default::default() };
-                    ids.extend(client.submit(&request).await?.into_iter().map(TaskId));
-                    specs = rest;
-                }
-                Ok(ids)
+                let request = grid_api::SubmitRequest { specs: Some(specs), ..Default::default() };
+                Ok(client.submit(&request).await?.into_iter().map(TaskId).collect())
             }
         }
     }
@@ -267,27 +265,55 @@ impl Grid {
         self.query(&query).await?.pop().ok_or(GridApiError::Unknown(id))
     }
 
-    /// Tasks matching `query`, newest first.
+    /// The first page of tasks matching `query`, newest first.
     ///
     /// # Errors
     /// Unavailable.
     pub async fn query(&self, query: &TasksQuery) -> Result<Vec<TaskView>, GridApiError> {
+        Ok(self.query_page(query).await?.tasks)
+    }
+
+    /// One page of tasks matching `query`, newest first; pass its `next` as the query's `cursor` for
+    /// the following page.
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn query_page(&self, query: &TasksQuery) -> Result<grid_api::TasksResponse, GridApiError> {
         match &self.backend {
             Backend::Local(coordinator) => {
                 Ok(grid_api::query_tasks(coordinator, query).await.map_err(grid_api::ApiErrorText::from)?)
             }
-            Backend::Remote(client) => match client.tasks(query).await {
-                Err(ClientError::Registry { name, .. }) if name == "no task" => Ok(Vec::new()),
+            Backend::Remote(client) => match client.tasks_page(query).await {
+                Err(ClientError::Registry { name, .. }) if name == "no task" => {
+                    Ok(grid_api::TasksResponse { tasks: Vec::new(), next: None })
+                }
                 other => Ok(other?),
             },
         }
     }
 
     /// Waits (up to `timeout`) until every task in `ids` ended; returns how many are in each state.
+    /// More than [`IDS_MAX`](grid_api::IDS_MAX) ids are awaited in turns of that many.
     ///
     /// # Errors
     /// Unavailable.
     pub async fn wait_all(
+        &self,
+        ids: &[TaskId],
+        timeout: Duration,
+    ) -> Result<std::collections::BTreeMap<String, usize>, GridApiError> {
+        let deadline = Instant::now() + timeout;
+        let mut states = std::collections::BTreeMap::new();
+        for chunk in ids.chunks(grid_api::IDS_MAX) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            for (state, count) in self.wait_chunk(chunk, remaining).await? {
+                *states.entry(state).or_default() += count;
+            }
+        }
+        Ok(states)
+    }
+
+    async fn wait_chunk(
         &self,
         ids: &[TaskId],
         timeout: Duration,

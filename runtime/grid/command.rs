@@ -81,6 +81,21 @@ pub enum GridCommand {
         /// Whether it drains.
         draining: bool,
     },
+    /// The leader found tasks of a kind no registered node runs, pending for `after_ms`: they fail.
+    /// Apply checks all three again (pending, kind unregistered, waited long enough), so a decision
+    /// made from an older state or repeated by a new leader changes nothing it should not.
+    FailUnplaceable {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+        /// How long they must have waited (the leader's `--unplaceable-timeout-ms`).
+        after_ms: u64,
+    },
+    /// Commits the cluster-wide settings (every limit the apply step enforces). Proposed by the first
+    /// leader of a cluster that has none committed; `ReplicatedState::apply` applies it.
+    Configure {
+        /// The settings.
+        settings: super::settings::ClusterSettings,
+    },
 }
 
 /// A recurring job as its owner asks for it.

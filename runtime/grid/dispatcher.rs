@@ -26,11 +26,25 @@ use crate::registry::{Command, SessionId, ZPath};
 pub const ASSIGN_BATCH_MAX: usize = 8_192;
 /// Longest pause between two dispatch rounds when nothing wakes the dispatcher.
 const DISPATCH_TICK: Duration = Duration::from_millis(20);
-/// Abandoned task waits are dropped every this many rounds (about a second when idle).
-const PRUNE_EVERY_ROUNDS: u64 = 50;
+/// Slower duties (the unplaceable gauge and timeout) run every this many rounds (about a second when
+/// idle). Abandoned waits are swept by the hub itself, on every node.
+const SLOW_EVERY_ROUNDS: u64 = 50;
+
+/// The dispatcher's node-local settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatchOptions {
+    /// Fail a pending task whose kind no registered node runs after it waited this long (`None`: it
+    /// waits, shown as unplaceable).
+    pub unplaceable_timeout_ms: Option<u64>,
+}
+
+/// Runs the dispatcher for as long as the coordinator runs, with default options.
+pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
+    run_with(coordinator, strategy, seed, DispatchOptions::default()).await;
+}
 
 /// Runs the dispatcher for as long as the coordinator runs.
-pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
+pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, options: DispatchOptions) {
     let mut placement = Placement::new(strategy, seed);
     let hub = coordinator.grid_hub().clone();
     let mut peers = coordinator.mesh().subscribe();
@@ -48,14 +62,57 @@ pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
                 continue;
             }
         }
+        rounds += 1;
+        let slow = rounds.is_multiple_of(SLOW_EVERY_ROUNDS);
+        if slow {
+            record_table_gauges(&coordinator);
+        }
         if !coordinator.is_leader() {
             continue;
         }
+        commit_settings(&coordinator).await;
         dispatch_round(&coordinator, &mut placement).await;
-        rounds += 1;
-        if rounds.is_multiple_of(PRUNE_EVERY_ROUNDS) {
-            coordinator.grid_hub().prune_waits();
+        if let Some(after_ms) = options.unplaceable_timeout_ms.filter(|_| slow) {
+            fail_unplaceable(&coordinator, after_ms).await;
         }
+    }
+}
+
+/// What the table holds, on every node: tasks no registered node can run, and its byte budgets' use.
+fn record_table_gauges(coordinator: &Coordinator) {
+    let (unplaceable, bytes) = coordinator.read_state(|state| (state.unplaceable_count(), state.grid.bytes().into_owned()));
+    metrics::gauge!("gridkeeper_grid_unplaceable_tasks").set(unplaceable as f64);
+    metrics::gauge!("gridkeeper_grid_history_bytes").set(bytes.history as f64);
+    metrics::gauge!("gridkeeper_grid_pending_input_bytes").set(bytes.pending_input as f64);
+}
+
+/// Proposes failing the tasks that waited `after_ms` for a kind no registered node runs; apply checks
+/// again, so a decision made from a stale view changes nothing.
+async fn fail_unplaceable(coordinator: &Coordinator, after_ms: u64) {
+    let now = unix_millis();
+    let tasks = coordinator.read_state(|state| {
+        let kinds = state.registered_kinds();
+        state.grid.unplaceable_overdue(now, after_ms, |kind| kinds.contains(kind), ASSIGN_BATCH_MAX)
+    });
+    if tasks.is_empty() {
+        return;
+    }
+    tracing::info!(tasks = tasks.len(), "failing tasks no registered node can run");
+    if let Err(error) = coordinator.write(Command::Grid(GridCommand::FailUnplaceable { tasks, after_ms })).await {
+        tracing::debug!(%error, "unplaceable decision not committed");
+    }
+}
+
+/// Commits this node's configured settings if the cluster has none yet (its first leader does this
+/// once; every later leader finds them committed). Until then every replica applies the defaults.
+async fn commit_settings(coordinator: &Coordinator) {
+    if coordinator.read_state(|state| state.settings().is_some()) {
+        return;
+    }
+    let settings = coordinator.configured_settings();
+    match coordinator.write(Command::Grid(GridCommand::Configure { settings })).await {
+        Ok(_) => tracing::info!(?settings, "cluster-wide settings committed"),
+        Err(error) => tracing::warn!(%error, "cluster-wide settings not committed yet"),
     }
 }
 

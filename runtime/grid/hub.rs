@@ -18,8 +18,57 @@ use super::task::{FencingToken, TaskId, TaskSpec, TaskState};
 use crate::ids::NodeId;
 use crate::registry::ZPath;
 
-/// Distinct tasks awaited at once on one node; more waits are refused.
+/// Waits (one per awaited task per call) held at once on one node; more are refused. Only tasks that
+/// have not ended get one, and each call releases its own when it returns, so this bounds concurrent
+/// waits on live work: ten calls of the largest submission each.
 pub const WAITERS_MAX: usize = 1_000_000;
+
+/// Waits are swept for abandoned ones (a caller that went away) once they double past this.
+const PRUNE_FLOOR: usize = 1_024;
+
+/// The waits of one node: senders per task, their number, and when to sweep next.
+#[derive(Debug, Default)]
+struct Waiters {
+    by_task: HashMap<TaskId, Vec<oneshot::Sender<TaskState>>>,
+    count: usize,
+    prune_at: usize,
+}
+
+impl Waiters {
+    /// Drops senders whose receiver is gone, for `tasks` or (None) every task.
+    fn prune(&mut self, tasks: Option<&[TaskId]>) {
+        let mut dropped = 0;
+        let mut sweep = |senders: &mut Vec<oneshot::Sender<TaskState>>| {
+            let before = senders.len();
+            senders.retain(|sender| !sender.is_closed());
+            dropped += before - senders.len();
+            !senders.is_empty()
+        };
+        match tasks {
+            None => self.by_task.retain(|_, senders| sweep(senders)),
+            Some(tasks) => {
+                for task in tasks {
+                    if let Some(senders) = self.by_task.get_mut(task) {
+                        if !sweep(senders) {
+                            self.by_task.remove(task);
+                        }
+                    }
+                }
+            }
+        }
+        self.count -= dropped;
+        if tasks.is_none() {
+            self.prune_at = self.count.saturating_mul(2).max(PRUNE_FLOOR);
+        }
+    }
+
+    /// Sweeps when the waits doubled since the last sweep: amortized O(1) per wait.
+    fn prune_if_grown(&mut self) {
+        if self.count >= self.prune_at.max(PRUNE_FLOOR) {
+            self.prune(None);
+        }
+    }
+}
 
 /// An attempt this node must run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -65,7 +114,7 @@ pub struct GridHub {
     /// This incarnation's registration session (0 until registered).
     session: AtomicU64,
     worker: Mutex<Option<mpsc::UnboundedSender<WorkerEvent>>>,
-    waiters: Mutex<HashMap<TaskId, Vec<oneshot::Sender<TaskState>>>>,
+    waiters: Mutex<Waiters>,
     wake: Notify,
     /// Bumped on every applied grid change, for any number of watchers (remote workers' polls).
     applied: tokio::sync::watch::Sender<u64>,
@@ -88,7 +137,7 @@ impl GridHub {
             node,
             session: AtomicU64::new(0),
             worker: Mutex::new(None),
-            waiters: Mutex::new(HashMap::new()),
+            waiters: Mutex::new(Waiters::default()),
             wake: Notify::new(),
             applied: tokio::sync::watch::channel(0).0,
         }
@@ -183,16 +232,20 @@ impl GridHub {
                 self.send(WorkerEvent::Abort(task));
             }
         }
-        if !effects.ended.is_empty() {
+        {
+            // Every node settles and sweeps its own waits as it applies, leader or not.
             let mut waiters = lock(&self.waiters);
             for &(task, state) in &effects.ended {
                 if state == TaskState::Cancelled {
                     self.send(WorkerEvent::Abort(task));
                 }
-                for waiter in waiters.remove(&task).unwrap_or_default() {
+                let senders = waiters.by_task.remove(&task).unwrap_or_default();
+                waiters.count -= senders.len();
+                for waiter in senders {
                     let _ = waiter.send(state);
                 }
             }
+            waiters.prune_if_grown();
         }
         record_metrics(effects, state);
         self.wake.notify_one();
@@ -202,9 +255,12 @@ impl GridHub {
     /// The state was replaced by a snapshot: re-send held attempts and settle waits that ended.
     pub fn on_reset(&self, state: &ReplicatedState) {
         self.resend_held(state);
-        let mut waiters = lock(&self.waiters);
-        waiters.retain(|task, senders| match state.grid.get(*task).map(|entry| entry.state) {
+        let mut guard = lock(&self.waiters);
+        let waiters = &mut *guard;
+        let mut settled = 0;
+        waiters.by_task.retain(|task, senders| match state.grid.get(*task).map(|entry| entry.state) {
             Some(task_state) if task_state.is_terminal() => {
+                settled += senders.len();
                 for sender in senders.drain(..) {
                     let _ = sender.send(task_state);
                 }
@@ -212,30 +268,59 @@ impl GridHub {
             }
             _ => true,
         });
+        waiters.count -= settled;
+        waiters.prune(None);
         self.wake.notify_one();
     }
 
-    /// Registers a wait for `task`'s terminal state. `state` must be read after registering (the
-    /// caller checks whether it already ended), so no ending is missed.
+    /// Registers a wait for `task`'s terminal state. The caller registers only for tasks it saw not
+    /// ended, then reads the state again (an ending between the two reads is caught by one or the
+    /// other), and calls [`GridHub::release`] when it stops waiting.
     ///
     /// # Errors
     /// [`WaitError::TooMany`] past [`WAITERS_MAX`].
     pub fn wait(&self, task: TaskId) -> Result<oneshot::Receiver<TaskState>, WaitError> {
+        Ok(self.wait_all(&[task])?.pop().expect("one receiver per task"))
+    }
+
+    /// [`GridHub::wait`] for every task in `tasks`, all or none.
+    ///
+    /// # Errors
+    /// [`WaitError::TooMany`] if they do not all fit under [`WAITERS_MAX`].
+    pub fn wait_all(&self, tasks: &[TaskId]) -> Result<Vec<oneshot::Receiver<TaskState>>, WaitError> {
         let mut waiters = lock(&self.waiters);
-        if waiters.len() >= WAITERS_MAX {
+        if waiters.count.saturating_add(tasks.len()) > WAITERS_MAX {
+            waiters.prune(None);
+        }
+        if waiters.count.saturating_add(tasks.len()) > WAITERS_MAX {
             return Err(WaitError::TooMany(WAITERS_MAX));
         }
-        let (sender, receiver) = oneshot::channel();
-        waiters.entry(task).or_default().push(sender);
-        Ok(receiver)
+        let receivers = tasks
+            .iter()
+            .map(|&task| {
+                let (sender, receiver) = oneshot::channel();
+                waiters.by_task.entry(task).or_default().push(sender);
+                receiver
+            })
+            .collect();
+        waiters.count += tasks.len();
+        Ok(receivers)
+    }
+
+    /// Forgets the waits on `tasks` whose receivers were dropped: a wait call that returned calls this
+    /// with the tasks it registered, after dropping its receivers.
+    pub fn release(&self, tasks: &[TaskId]) {
+        lock(&self.waiters).prune(Some(tasks));
+    }
+
+    /// Waits held on this node.
+    pub fn waits(&self) -> usize {
+        lock(&self.waiters).count
     }
 
     /// Drops waits whose receivers are gone (callers that gave up).
     pub fn prune_waits(&self) {
-        lock(&self.waiters).retain(|_, senders| {
-            senders.retain(|sender| !sender.is_closed());
-            !senders.is_empty()
-        });
+        lock(&self.waiters).prune(None);
     }
 }
 
@@ -273,5 +358,38 @@ fn record_metrics(effects: &GridEffects, state: &ReplicatedState) {
             metrics::histogram!("gridkeeper_grid_wait_seconds").record(wait);
             metrics::histogram!("gridkeeper_grid_run_seconds").record(run);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_call_releases_its_waits_and_abandoned_ones_are_swept() {
+        let hub = GridHub::new(NodeId(1));
+        let tasks: Vec<TaskId> = (1..=10).map(TaskId).collect();
+        let receivers = hub.wait_all(&tasks).expect("room");
+        assert_eq!(hub.waits(), 10);
+        drop(receivers);
+        hub.release(&tasks);
+        assert_eq!(hub.waits(), 0, "a returned call leaves nothing behind");
+        // Callers that vanish without releasing are swept once the waits double, on any node.
+        for round in 0..(4 * PRUNE_FLOOR as u64) {
+            drop(hub.wait(TaskId(1_000 + round)).expect("room"));
+            lock(&hub.waiters).prune_if_grown();
+        }
+        assert!(hub.waits() <= 2 * PRUNE_FLOOR, "{}", hub.waits());
+    }
+
+    #[test]
+    fn waits_past_the_bound_are_refused_all_or_none() {
+        let hub = GridHub::new(NodeId(1));
+        let held = hub.wait_all(&vec![TaskId(1); WAITERS_MAX - 1]).expect("room");
+        assert_eq!(hub.wait_all(&[TaskId(2), TaskId(3)]).map(|_| ()), Err(WaitError::TooMany(WAITERS_MAX)));
+        assert_eq!(hub.waits(), WAITERS_MAX - 1);
+        drop(held);
+        // Abandoned waits are swept before a refusal.
+        assert!(hub.wait_all(&[TaskId(2), TaskId(3)]).is_ok());
     }
 }

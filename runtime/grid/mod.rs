@@ -7,6 +7,7 @@
 //! no clock; every decision is a function of its inputs.
 
 pub mod api;
+pub mod budget;
 pub mod builtin;
 pub mod command;
 pub mod dispatcher;
@@ -16,6 +17,7 @@ pub mod placement;
 pub mod queue;
 pub mod replicated;
 pub mod schedule;
+pub mod settings;
 pub mod table;
 pub mod task;
 pub mod worker;
@@ -25,5 +27,6 @@ pub use command::{GridCommand, GridEffects, GridOutcome, Report};
 pub use placement::{NodeLoad, Placement};
 pub use queue::ReadyQueue;
 pub use replicated::{NodeRecord, ReplicatedState};
+pub use settings::{ClusterSettings, GridSettings, StateExtras};
 pub use table::{GridError, TableLimits, TaskTable};
 pub use task::{Attempt, AttemptState, FencingToken, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{GridCommand, GridEffects};
+use super::command::{GridCommand, GridEffects, GridOutcome};
+use super::settings::{ClusterSettings, StateExtras};
 use super::placement::{NodeLoad, Placement};
 use super::table::{GridError, TableLimits, TaskTable};
 use super::task::TaskId;
@@ -55,22 +56,67 @@ pub struct ReplicatedState {
     pub registry: Registry,
     /// Tasks.
     pub grid: TaskTable,
+    /// The committed cluster-wide settings, `None` until the first are committed. Stored in the
+    /// snapshot's [`StateExtras`], not in this type's own layout (which format-1 snapshots fix).
+    #[serde(skip)]
+    settings: Option<ClusterSettings>,
 }
 
 impl ReplicatedState {
     /// An empty state.
     pub fn new(registry: RegistryLimits, grid: TableLimits) -> ReplicatedState {
-        ReplicatedState { registry: Registry::new(registry), grid: TaskTable::new(grid, AGING_STEP_MS) }
+        ReplicatedState { registry: Registry::new(registry), grid: TaskTable::new(grid, AGING_STEP_MS), settings: None }
+    }
+
+    /// The committed cluster-wide settings, if any were committed yet.
+    pub fn settings(&self) -> Option<ClusterSettings> {
+        self.settings
+    }
+
+    /// What a snapshot stores beside this state's own layout.
+    pub fn extras(&self) -> StateExtras {
+        StateExtras { settings: self.settings, session_secrets: self.registry.session_secrets().clone() }
+    }
+
+    /// Puts back what [`Self::extras`] gave, after this state was read from a snapshot, and rebuilds
+    /// what is derived (the table's byte counts).
+    pub fn restore_extras(&mut self, extras: StateExtras) {
+        self.registry.restore_session_secrets(extras.session_secrets);
+        match extras.settings {
+            Some(settings) => self.configure(settings),
+            None => self.grid.rebuild_derived(),
+        }
+    }
+
+    fn configure(&mut self, settings: ClusterSettings) {
+        self.settings = Some(settings);
+        self.registry.set_limits(settings.registry);
+        self.grid.set_limits(settings.grid.into());
     }
 
     /// Applies `proposal` at `zxid`.
     pub fn apply(&mut self, zxid: u64, proposal: &Proposal, effects: &mut GridEffects) -> (Applied, Vec<Change>) {
         // The registry keeps the zxid sequence for every entry, grid entries included.
         let (result, changes) = self.registry.apply(zxid, proposal);
+        if let Command::Grid(GridCommand::Configure { settings }) = &proposal.command {
+            self.configure(*settings);
+            return (Ok(Outcome::Grid(GridOutcome::Recorded { applied: 1, refused: 0 })), changes);
+        }
         if let Command::Grid(command) = &proposal.command {
             // A plan is made from an earlier state: a node may have lost its registration since. An
             // attempt for an unregistered node would be held by nobody and lost by no expiry, so it is
             // refused here and the task stays pending.
+            if let GridCommand::FailUnplaceable { tasks, after_ms } = command {
+                let kinds = self.registered_kinds();
+                self.grid.on_tick(proposal.now_ms);
+                let outcome = self.grid.fail_unplaceable(
+                    (tasks, *after_ms),
+                    |kind| kinds.contains(kind),
+                    (zxid, proposal.now_ms),
+                    effects,
+                );
+                return (Ok(Outcome::Grid(outcome)), changes);
+            }
             let registered_only;
             let command = match command {
                 GridCommand::Assign { assignments }
@@ -116,6 +162,17 @@ impl ReplicatedState {
             .collect();
         nodes.sort_by_key(|(node, _)| *node);
         nodes
+    }
+
+    /// Every task kind some registered node runs.
+    pub fn registered_kinds(&self) -> BTreeSet<String> {
+        self.nodes().into_iter().flat_map(|(_, record)| record.kinds).collect()
+    }
+
+    /// Tasks that have not ended whose kind no registered node runs.
+    pub fn unplaceable_count(&self) -> usize {
+        let kinds = self.registered_kinds();
+        self.grid.open_kinds().iter().filter(|(kind, _)| !kinds.contains(*kind)).map(|(_, open)| open).sum()
     }
 
     /// What placement knows of every registered node: its slots, kinds and weight, and its running
@@ -251,5 +308,38 @@ mod tests {
         let (_, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Cancel { tasks: outcome.ids() }));
         assert_eq!(effects.ended.len(), 3);
         assert_eq!(state.grid.len(), 2, "the oldest ended task left the history");
+    }
+
+    #[test]
+    fn unplaceable_tasks_fail_only_when_apply_agrees() {
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        for path in ["/grid", "/grid/nodes"] {
+            propose(&mut state, &mut zxid, create(path, vec![], CreateMode::Persistent, None));
+        }
+        let record = NodeRecord { addr: "a".into(), slots: 1, prefetch: 0, weight: 1, kinds: BTreeSet::from(["noop".into()]) };
+        let data = serde_json::to_vec(&record).expect("json");
+        propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
+        let tasks = vec![TaskSpec::new("noop", vec![]), TaskSpec::new("nobody", vec![])];
+        let (submitted, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
+        let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
+        let ids = outcome.ids();
+        assert_eq!(state.unplaceable_count(), 1);
+        let submitted_ms = zxid * 10;
+        let after_ms = 1_000;
+        assert_eq!(state.grid.unplaceable_overdue(submitted_ms + 999, after_ms, |kind| kind == "noop", 10), vec![]);
+        assert_eq!(state.grid.unplaceable_overdue(submitted_ms + 1_000, after_ms, |kind| kind == "noop", 10), vec![ids[1]]);
+        // Too soon (the proposal's time is zxid × 10 here): refused.
+        let fail = Command::Grid(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms });
+        let (recorded, _) = propose(&mut state, &mut zxid, fail.clone());
+        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 2 })));
+        let fail = Command::Grid(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms: 10 });
+        let (recorded, effects) = propose(&mut state, &mut zxid, fail);
+        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 1, refused: 1 })), "noop is placeable");
+        assert_eq!(effects.ended, vec![(ids[1], TaskState::Failed)]);
+        let failed = state.grid.get(ids[1]).expect("in history");
+        let error = failed.attempts[0].error.as_deref().unwrap_or_default();
+        assert!(error.contains("unplaceable") && error.contains("nobody"), "{error}");
+        assert_eq!((state.unplaceable_count(), state.grid.pending()), (0, 1));
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::command::{GridCommand, GridEffects, GridOutcome, Job, JobSpec, Report};
 use super::placement::{NodeLoad, Placement};
 use super::queue::ReadyQueue;
+use super::budget::TableBytes;
 use super::task::{Attempt, AttemptState, FencingToken, Task, TaskId, TaskSpec, TaskState};
 use crate::ids::NodeId;
 
@@ -33,6 +34,31 @@ pub struct TableLimits {
     pub batch_max: usize,
     /// Ended tasks kept for history; past it the oldest ended task is forgotten.
     pub history_max: usize,
+    /// Bytes of ended tasks kept for history ([`Task::retained_bytes`]); past it the oldest ended
+    /// tasks are forgotten (the newest is always kept). Not stored (see [`TaskTable::set_limits`]).
+    #[serde(skip, default = "history_bytes_max_default")]
+    pub history_bytes_max: usize,
+    /// Input bytes of the tasks that have not ended; a submission past it is refused. Not stored.
+    #[serde(skip, default = "pending_input_bytes_max_default")]
+    pub pending_input_bytes_max: usize,
+}
+
+/// History every node keeps in memory by default. 256 MiB holds 256 tasks with 1 MiB results or about
+/// half a million small ones, and keeps a node's table (with [`PENDING_INPUT_BYTES_MAX_DEFAULT`]) under
+/// 1 GiB, so that the table and one snapshot's encoding of it fit a 2 GiB node.
+pub const HISTORY_BYTES_MAX_DEFAULT: usize = 256 << 20;
+
+/// Inputs of unfinished tasks every node keeps in memory by default: 512 tasks of 1 MiB, or millions
+/// of small ones. Work is meant to flow through the table; a backlog beyond this belongs in a queue
+/// in front of the grid, and a submitter past it gets a clear refusal instead of a swapping cluster.
+pub const PENDING_INPUT_BYTES_MAX_DEFAULT: usize = 512 << 20;
+
+fn history_bytes_max_default() -> usize {
+    HISTORY_BYTES_MAX_DEFAULT
+}
+
+fn pending_input_bytes_max_default() -> usize {
+    PENDING_INPUT_BYTES_MAX_DEFAULT
 }
 
 impl Default for TableLimits {
@@ -45,6 +71,8 @@ impl Default for TableLimits {
             attempts_max: 100,
             batch_max: 100_000,
             history_max: 200_000,
+            history_bytes_max: HISTORY_BYTES_MAX_DEFAULT,
+            pending_input_bytes_max: PENDING_INPUT_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -74,6 +102,18 @@ pub enum GridError {
     /// The submission is invalid or over a bound.
     #[error("task refused: {0}")]
     Refused(String),
+    /// Accepting the submission would take the table past one of its byte budgets.
+    #[error("task refused: {limit} ({max} bytes) would be exceeded: {held} held, {asked} asked")]
+    OverBudget {
+        /// The limit's name (`pending_input_bytes_max`).
+        limit: String,
+        /// Its value.
+        max: u64,
+        /// Bytes held now.
+        held: u64,
+        /// Bytes the submission adds.
+        asked: u64,
+    },
 }
 
 /// The replicated table of tasks.
@@ -92,6 +132,9 @@ pub struct TaskTable {
     /// Recurring jobs by name.
     #[serde(default)]
     jobs: BTreeMap<String, Job>,
+    /// Derived byte counts; `None` after a load until first needed (see [`TaskTable::rebuild_derived`]).
+    #[serde(skip)]
+    bytes: Option<TableBytes>,
 }
 
 /// Recurring jobs a cluster holds: each is checked by the leader every dispatch round.
@@ -102,6 +145,13 @@ pub const UNSTARTED_GRACE_MS: u64 = 10_000;
 
 /// Bytes of a task kind's name and of a shard key.
 pub const KIND_BYTES_MAX: usize = 256;
+
+/// Since when a pending task has waited to be placed: its submission, its last attempt's end or its
+/// not-before time, whichever is latest.
+fn waiting_since(task: &Task) -> u64 {
+    let ended = task.attempts.last().and_then(|attempt| attempt.ended_ms).unwrap_or(0);
+    task.submitted_ms.max(ended).max(task.spec.not_before_ms)
+}
 
 fn bounded(text: String, max: usize) -> String {
     if text.len() <= max {
@@ -126,7 +176,67 @@ impl TaskTable {
             ended: VecDeque::new(),
             draining: BTreeSet::new(),
             jobs: BTreeMap::new(),
+            bytes: Some(TableBytes::default()),
         }
+    }
+
+    /// Replaces the table's bounds (cluster-wide settings, after a load or when they change) and
+    /// recounts everything derived. It forgets no task itself: history past a lowered bound is
+    /// trimmed when the next task ends, inside an apply, so every replica trims at the same zxid.
+    /// Call it only at a point of the log every replica passes with the same limits (after loading
+    /// a snapshot, or while applying the entry that changed the settings).
+    pub fn set_limits(&mut self, limits: TableLimits) {
+        self.limits = limits;
+        self.rebuild_derived();
+    }
+
+    /// Recounts the derived byte counts from the tasks. Call after deserializing a table (the counts
+    /// are not stored); the table also recounts by itself on first use if nobody did.
+    pub fn rebuild_derived(&mut self) {
+        self.bytes = Some(TableBytes::of(&self.tasks, &self.ended));
+    }
+
+    /// The derived counts, recounted first if the table was just loaded.
+    fn bytes_mut(&mut self) -> &mut TableBytes {
+        self.bytes.get_or_insert_with(|| TableBytes::of(&self.tasks, &self.ended))
+    }
+
+    /// The derived counts (a recount if the table was just loaded and never applied since).
+    pub fn bytes(&self) -> std::borrow::Cow<'_, TableBytes> {
+        match &self.bytes {
+            Some(bytes) => std::borrow::Cow::Borrowed(bytes),
+            None => std::borrow::Cow::Owned(TableBytes::of(&self.tasks, &self.ended)),
+        }
+    }
+
+    /// Input bytes of the tasks that have not ended.
+    pub fn pending_input_bytes(&self) -> usize {
+        self.bytes().pending_input
+    }
+
+    /// Bytes of the ended tasks kept as history.
+    pub fn history_bytes(&self) -> usize {
+        self.bytes().history
+    }
+
+    fn check_pending_budget(&mut self, asked: usize) -> Result<(), GridError> {
+        let max = self.limits.pending_input_bytes_max;
+        let held = self.bytes_mut().pending_input;
+        if held.saturating_add(asked) > max {
+            return Err(GridError::OverBudget {
+                limit: "pending_input_bytes_max".into(),
+                max: max as u64,
+                held: held as u64,
+                asked: asked as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// A task reached a terminal state: its input no longer counts as pending.
+    fn on_closed(&mut self, task: TaskId) {
+        let Some(spec) = self.tasks.get(&task).map(|entry| entry.spec.clone()) else { return };
+        self.bytes_mut().on_close(&spec);
     }
 
     /// The recurring jobs.
@@ -214,6 +324,11 @@ impl TaskTable {
     /// Nodes that take no new work.
     pub fn draining(&self) -> &BTreeSet<NodeId> {
         &self.draining
+    }
+
+    /// Tasks with an id below `before`, newest first (a listing's page continues from its cursor).
+    pub fn older_than(&self, before: TaskId) -> impl Iterator<Item = &Task> {
+        self.tasks.range(..before).rev().map(|(_, task)| task)
     }
 
     /// Tasks newest first that pass `keep`, at most `limit`.
@@ -308,6 +423,13 @@ impl TaskTable {
                 }
                 count(true);
             }
+            // Needs the registry to know which kinds are registered: `ReplicatedState::apply` applies
+            // it; a table alone treats every kind as registered and refuses it.
+            GridCommand::FailUnplaceable { tasks, .. } => {
+                return Ok(GridOutcome::Recorded { applied: 0, refused: tasks.len() as u32 });
+            }
+            // Settings cover the registry too: `ReplicatedState::apply` applies them.
+            GridCommand::Configure { .. } => return Ok(GridOutcome::Recorded { applied: 0, refused: 1 }),
         }
         Ok(GridOutcome::Recorded { applied, refused })
     }
@@ -327,6 +449,8 @@ impl TaskTable {
         for spec in specs {
             self.check_spec(spec)?;
         }
+        let asked = specs.iter().map(|spec| spec.input.len()).fold(0, usize::saturating_add);
+        self.check_pending_budget(asked)?;
         let first = TaskId(self.next_id);
         for spec in specs {
             let id = TaskId(self.next_id);
@@ -370,10 +494,26 @@ impl TaskTable {
             return;
         }
         effects.ended.push((task, state));
+        let Some(entry) = self.tasks.get(&task) else { return };
+        let retained = entry.retained_bytes();
         self.ended.push_back(task);
-        while self.ended.len() > self.limits.history_max {
-            if let Some(old) = self.ended.pop_front() {
-                self.tasks.remove(&old);
+        let bytes = self.bytes_mut();
+        bytes.history = bytes.history.saturating_add(retained);
+        self.retain_history();
+    }
+
+    /// Forgets the oldest ended tasks while the history is over its count or its bytes (the newest
+    /// ended task is always kept, so its waiters can read how it ended).
+    fn retain_history(&mut self) {
+        loop {
+            let over_count = self.ended.len() > self.limits.history_max;
+            let over_bytes = self.ended.len() > 1 && self.bytes_mut().history > self.limits.history_bytes_max;
+            if !over_count && !over_bytes {
+                break;
+            }
+            let Some(old) = self.ended.pop_front() else { break };
+            if let Some(task) = self.tasks.remove(&old) {
+                self.bytes_mut().on_history_out(&task);
             }
         }
     }
@@ -412,6 +552,8 @@ impl TaskTable {
         if self.tasks.contains_key(&id) {
             return Err(GridError::Refused(format!("task {id:?} exists")));
         }
+        self.check_pending_budget(spec.input.len())?;
+        self.bytes_mut().on_open(&spec);
         self.queue.push(id, spec.priority, now_ms, spec.not_before_ms.max(now_ms));
         let task =
             Task { id, spec, state: TaskState::Pending, attempts: Vec::new(), result: None, submitted_ms: now_ms };
@@ -575,6 +717,7 @@ impl TaskTable {
                 entry.result = Some(result);
                 let node = attempt.node;
                 self.release(node, task);
+                self.on_closed(task);
                 Ok(TaskState::Succeeded)
             }
             Err(error) => self.end_attempt(
@@ -623,6 +766,8 @@ impl TaskTable {
         let priority = entry.spec.priority;
         if let Some(ready_ms) = retry_at {
             self.queue.push(task, priority, now_ms, ready_ms);
+        } else {
+            self.on_closed(task);
         }
         self.release(node, task);
         Ok(state)
@@ -679,7 +824,77 @@ impl TaskTable {
                 self.queue.remove(task);
             }
         }
+        self.on_closed(task);
         Ok(())
+    }
+
+    /// Kinds with tasks that have not ended, with how many.
+    pub fn open_kinds(&self) -> BTreeMap<String, usize> {
+        self.bytes().open_by_kind.clone()
+    }
+
+    /// Pending tasks of a kind `registered` says no node runs, waiting for at least `after_ms` at
+    /// `now_ms` (since submission, their last attempt's end or their not-before time), at most `max`.
+    pub fn unplaceable_overdue(
+        &self,
+        now_ms: u64,
+        after_ms: u64,
+        registered: impl Fn(&str) -> bool,
+        max: usize,
+    ) -> Vec<TaskId> {
+        let kinds = self.bytes();
+        if kinds.open_by_kind.keys().all(|kind| registered(kind)) {
+            return Vec::new();
+        }
+        self.tasks
+            .values()
+            .filter(|task| task.state == TaskState::Pending && !registered(&task.spec.kind))
+            .filter(|task| waiting_since(task).saturating_add(after_ms) <= now_ms)
+            .map(|task| task.id)
+            .take(max)
+            .collect()
+    }
+
+    /// Fails `tasks` that are still pending, of a kind `registered` says no node runs, and have waited
+    /// `after_ms` by `now_ms`; others are refused (counted). The failure is recorded as an attempt on
+    /// node 0 (the grid itself) with the reason. Every check reads only the replicated state, so
+    /// every replica decides the same.
+    pub fn fail_unplaceable(
+        &mut self,
+        (tasks, after_ms): (&[TaskId], u64),
+        registered: impl Fn(&str) -> bool,
+        (zxid, now_ms): (u64, u64),
+        effects: &mut GridEffects,
+    ) -> GridOutcome {
+        let (mut applied, mut refused) = (0u32, 0u32);
+        for &task in tasks {
+            let due = self.tasks.get(&task).is_some_and(|entry| {
+                entry.state == TaskState::Pending
+                    && !registered(&entry.spec.kind)
+                    && waiting_since(entry).saturating_add(after_ms) <= now_ms
+            });
+            if !due || !self.queue.remove(task) {
+                refused += 1;
+                continue;
+            }
+            let entry = self.tasks.get_mut(&task).expect("checked above");
+            let error = format!("unplaceable: no registered node runs task kind {:?} ({after_ms} ms)", entry.spec.kind);
+            entry.attempts.push(Attempt {
+                number: entry.attempts.len() as u32 + 1,
+                node: NodeId(0),
+                token: FencingToken(zxid),
+                state: AttemptState::Failed,
+                assigned_ms: now_ms,
+                started_ms: None,
+                ended_ms: Some(now_ms),
+                error: Some(error),
+            });
+            entry.state = TaskState::Failed;
+            self.on_closed(task);
+            self.note_state(task, TaskState::Failed, effects);
+            applied += 1;
+        }
+        GridOutcome::Recorded { applied, refused }
     }
 
     /// Attempts past their task's timeout at `now_ms`, for the leader to end: counted from the start

@@ -113,7 +113,22 @@ impl TaskSpec {
             affinity: None,
         }
     }
+
+    /// Bytes of this spec's postcard encoding (as it travels in a submission's log entry), counted
+    /// without encoding it, so a submission can be sized before a single copy of its tasks exists.
+    pub fn encoded_bytes(&self) -> usize {
+        // Counting cannot fail: a spec has no map or sequence of unknown length.
+        postcard::experimental::serialized_size(self).unwrap_or(usize::MAX)
+    }
 }
+
+/// What one task costs the table beyond its input, result and error texts: the structs, the id in
+/// the ordered maps, a few attempts. An estimate, used only to count history in bytes; being a
+/// function of the task alone, every replica counts the same.
+pub const TASK_FIXED_BYTES: usize = 256;
+
+/// What one attempt adds to its task beyond its error text.
+pub const ATTEMPT_FIXED_BYTES: usize = 64;
 
 /// Where a task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,5 +219,35 @@ impl Task {
     /// The attempt in progress, if any.
     pub fn current_attempt(&self) -> Option<&Attempt> {
         self.attempts.last().filter(|attempt| matches!(attempt.state, AttemptState::Assigned | AttemptState::Running))
+    }
+
+    /// The bytes this task holds in the table, as history retention counts them: its spec, result and
+    /// attempts with their errors. Deterministic: a function of the task alone.
+    pub fn retained_bytes(&self) -> usize {
+        let attempts: usize = self
+            .attempts
+            .iter()
+            .map(|attempt| ATTEMPT_FIXED_BYTES.saturating_add(attempt.error.as_ref().map_or(0, String::len)))
+            .fold(0, usize::saturating_add);
+        let result = self.result.as_ref().map_or(0, Vec::len);
+        self.spec.encoded_bytes().saturating_add(TASK_FIXED_BYTES).saturating_add(result).saturating_add(attempts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_bytes_counts_the_encoding() {
+        let mut spec = TaskSpec::new("echo", vec![7; 1000]);
+        spec.priority = i32::MIN;
+        spec.not_before_ms = u64::MAX;
+        spec.retry = RetryPolicy { attempts_max: u32::MAX, backoff_ms: u64::MAX };
+        spec.shard_key = Some("k".repeat(300));
+        spec.affinity = Some(NodeId(u64::MAX));
+        for spec in [spec, TaskSpec::new("noop", vec![])] {
+            assert_eq!(postcard::to_stdvec(&spec).expect("encodes").len(), spec.encoded_bytes());
+        }
     }
 }

@@ -504,16 +504,32 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// Sends queued reports in batches, one write at a time, retrying failed writes.
 async fn report_loop(link: WorkerLink, mut queued: mpsc::UnboundedReceiver<Report>) {
     let mut batch: Vec<Report> = Vec::new();
+    // A report taken from the queue that did not fit the last batch's bytes: it opens the next one.
+    let mut carried: Option<Report> = None;
     loop {
         if batch.is_empty() {
-            match queued.recv().await {
-                Some(report) => batch.push(report),
+            let next = match carried.take() {
+                Some(report) => Some(report),
+                None => queued.recv().await,
+            };
+            match next {
+                Some(report) => batch.push(bounded_report(report)),
                 None => return,
             }
         }
-        while batch.len() < REPORT_BATCH_MAX {
+        let mut bytes: usize = batch.iter().map(report_bytes).sum();
+        while batch.len() < REPORT_BATCH_MAX && carried.is_none() {
             match queued.try_recv() {
-                Ok(report) => batch.push(report),
+                Ok(report) => {
+                    let report = bounded_report(report);
+                    // One entry carries the batch: it must stay within the entry limit.
+                    if bytes + report_bytes(&report) > REPORT_BATCH_BYTES_MAX {
+                        carried = Some(report);
+                    } else {
+                        bytes += report_bytes(&report);
+                        batch.push(report);
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -531,6 +547,48 @@ async fn report_loop(link: WorkerLink, mut queued: mpsc::UnboundedReceiver<Repor
             }
         }
     }
+}
+
+/// Bytes of reports in one batch (one log entry) at most: half the entry limit, so a batch and the
+/// entry around it always fit.
+pub const REPORT_BATCH_BYTES_MAX: usize = crate::limits::ENTRY_BYTES_MAX / 2;
+
+/// The largest result a report carries. A larger one could not travel in one entry; the attempt fails
+/// with an error saying so instead (the table's own `result_bytes_max`, at most this, applies after).
+pub const REPORT_RESULT_BYTES_MAX: usize = REPORT_BATCH_BYTES_MAX / 2;
+
+/// What a report adds to an entry, about: its result or error and its fixed fields.
+fn report_bytes(report: &Report) -> usize {
+    let outcome = match &report.outcome {
+        Some(Ok(result)) => result.len(),
+        Some(Err(error)) => error.len(),
+        None => 0,
+    };
+    outcome + 64
+}
+
+/// A report whose result is too large to travel becomes a failure that says so.
+fn bounded_report(mut report: Report) -> Report {
+    let too_large = match &report.outcome {
+        Some(Ok(result)) if result.len() > REPORT_RESULT_BYTES_MAX => Some(result.len()),
+        _ => None,
+    };
+    if let Some(bytes) = too_large {
+        report.outcome = Some(Err(format!(
+            "result of {bytes} bytes exceeds the limit of {REPORT_RESULT_BYTES_MAX} bytes (REPORT_RESULT_BYTES_MAX)"
+        )));
+    }
+    if let Some(Err(error)) = &mut report.outcome {
+        // The table keeps only the first `error_bytes_max` bytes anyway.
+        if error.len() > REPORT_RESULT_BYTES_MAX {
+            let mut cut = REPORT_RESULT_BYTES_MAX;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+        }
+    }
+    report
 }
 
 enum ReportError {

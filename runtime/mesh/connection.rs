@@ -3,7 +3,11 @@
 //!
 //! Invariant: a connection carries traffic only after its peer is identified: by TLS server-name
 //! verification when we dial, by certificate plus a matching `Hello` when we accept.
+//!
+//! Invariant: an incoming handshake holds state only once its source address is validated (QUIC's
+//! stateless retry) and it holds a slot of `HandshakeSlots` (bounded overall and per source address).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +20,12 @@ use tracing::{debug, info, warn};
 use super::backoff::Backoff;
 use super::detector::PeerEvent;
 use super::endpoint::{close_code, Inbound, Shared};
+use super::handshake::{RefusalLog, SlotRefusal};
 use super::stream::{read_class, read_frame, write_message, StreamReadError};
 use super::telemetry::{class_index, count_frame_error, count_handshake_refusal};
 use crate::credentials::{node_id_of, node_server_name};
 use crate::ids::NodeId;
+use crate::limits::HANDSHAKE_REFUSAL_LOG_INTERVAL_MS;
 use crate::wire::frame::FrameBuffer;
 use crate::wire::message::PROTOCOL_REVISION;
 use crate::wire::{Hello, Message, TrafficClass};
@@ -30,9 +36,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pongs waiting to be written; if the control writer falls this far behind, a pong is dropped and
 /// the peer's detector simply hears the next one.
 const PONGS_QUEUED_MAX: usize = 16;
-
-/// Handshakes in progress at once; more incoming connections are refused until one finishes.
-const HANDSHAKES_IN_FLIGHT_MAX: usize = 64;
 
 impl Shared {
     fn on_heard(&self, peer: NodeId) {
@@ -121,8 +124,7 @@ async fn dial(shared: &Shared, peer: NodeId) -> Result<quinn::Connection, String
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
         Err(_) => Err("handshake timed out".into()),
         Ok(Err(quinn::ConnectionError::TransportError(error))) => {
-            count_handshake_refusal("tls");
-            warn!(node = %shared.config.node, %peer, %addr, %error, "refused peer: TLS handshake failed");
+            shared.on_refusal("tls", addr, &format!("TLS handshake with node {peer} failed: {error}"));
             Err(error.to_string())
         }
         Ok(Err(error)) => Err(error.to_string()),
@@ -130,31 +132,113 @@ async fn dial(shared: &Shared, peer: NodeId) -> Result<quinn::Connection, String
     }
 }
 
-/// Accepts incoming connections, bounding handshakes in flight.
+/// Accepts incoming connections: unvalidated sources get a stateless retry, the rest a bounded slot.
 pub(super) async fn accept_loop(shared: Arc<Shared>) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
     let mut handlers = JoinSet::new();
-    while let Some(incoming) = shared.endpoint.accept().await {
-        while handlers.try_join_next().is_some() {}
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            count_handshake_refusal("busy");
-            incoming.refuse();
-            continue;
-        };
-        let shared = shared.clone();
-        handlers.spawn(async move {
-            let remote = incoming.remote_address();
-            match identify(&shared, incoming).await {
-                Ok((peer, connection, control)) => {
-                    drop(permit);
-                    run_connection(shared, peer, connection, Some(control)).await;
-                }
-                Err(Refusal { reason, detail }) => {
-                    count_handshake_refusal(reason);
-                    warn!(node = %shared.config.node, %remote, reason, %detail, "refused peer");
-                }
+    loop {
+        let summary_due = shared.refusal_log().next_deadline();
+        let incoming = tokio::select! {
+            incoming = shared.endpoint.accept() => incoming,
+            () = sleep_until_due(&shared, summary_due) => {
+                shared.log_refusal_summary();
+                continue;
             }
-        });
+        };
+        let Some(incoming) = incoming else { return };
+        while handlers.try_join_next().is_some() {}
+        admit(&shared, incoming, &mut handlers);
+    }
+}
+
+/// Sleeps until the open refusal interval ends or, with none open, for one interval: a handler may
+/// open one meanwhile, and its summary must not wait for the next connection to arrive.
+async fn sleep_until_due(shared: &Shared, due: Option<crate::ids::Millis>) {
+    let at = due.unwrap_or_else(|| shared.clock.now().plus(HANDSHAKE_REFUSAL_LOG_INTERVAL_MS));
+    tokio::time::sleep_until(shared.clock.instant_at(at)).await;
+}
+
+/// Decides what an incoming connection costs: a Retry packet, a refusal, or a slot and a handler.
+fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, handlers: &mut JoinSet<()>) {
+    let remote = incoming.remote_address();
+    if !incoming.remote_address_validated() {
+        // Stateless retry: an unproven source costs one Retry packet and no state. Only a sender that
+        // receives at its address comes back with the token, so spoofed or fire-and-forget Initials
+        // never reach a slot. quinn guarantees an unvalidated incoming may be retried.
+        if let Err(error) = incoming.retry() {
+            error.into_incoming().ignore();
+        }
+        return;
+    }
+    let slot = match HandshakeSlot::take(shared, remote.ip()) {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            incoming.refuse();
+            let detail = match refusal {
+                SlotRefusal::Busy => "every handshake slot is taken".to_string(),
+                SlotRefusal::SourceBusy => format!("{} holds its share of handshake slots", remote.ip()),
+            };
+            shared.on_refusal(refusal.reason(), remote, &detail);
+            return;
+        }
+    };
+    let shared = shared.clone();
+    handlers.spawn(async move {
+        let identified = identify(&shared, incoming).await;
+        drop(slot);
+        match identified {
+            Ok((peer, connection, control)) => run_connection(shared, peer, connection, Some(control)).await,
+            Err(Refusal { reason, detail }) => shared.on_refusal(reason, remote, &detail),
+        }
+    });
+}
+
+/// A slot of [`super::handshake::HandshakeSlots`], given back when dropped.
+struct HandshakeSlot {
+    shared: Arc<Shared>,
+    source: IpAddr,
+}
+
+impl HandshakeSlot {
+    fn take(shared: &Arc<Shared>, source: IpAddr) -> Result<HandshakeSlot, SlotRefusal> {
+        shared.handshake_slots().try_admit(source)?;
+        Ok(HandshakeSlot { shared: shared.clone(), source })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.shared.handshake_slots().release(self.source);
+    }
+}
+
+impl Shared {
+    fn handshake_slots(&self) -> std::sync::MutexGuard<'_, super::handshake::HandshakeSlots> {
+        self.handshakes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn refusal_log(&self) -> std::sync::MutexGuard<'_, RefusalLog> {
+        self.refusals.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a refused handshake and logs it: in full if it is the first after a quiet interval,
+    /// otherwise in the interval's summary.
+    fn on_refusal(&self, reason: &'static str, remote: SocketAddr, detail: &str) {
+        count_handshake_refusal(reason);
+        let now = self.clock.now();
+        let mut log = self.refusal_log();
+        if let Some(summary) = log.poll_summary(now) {
+            warn!(node = %self.config.node, "{summary}");
+        }
+        if log.on_refusal(now, reason) {
+            warn!(node = %self.config.node, %remote, reason, %detail, "refused peer (more refusals are summarized)");
+        }
+    }
+
+    fn log_refusal_summary(&self) {
+        let summary = self.refusal_log().poll_summary(self.clock.now());
+        if let Some(summary) = summary {
+            warn!(node = %self.config.node, "{summary}");
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::ids::{Millis, NodeId};
-use crate::limits::{HEARTBEAT_INTERVAL_MS_MIN, SILENCE_INTERVALS_MIN};
+use crate::limits::{HEARTBEAT_INTERVAL_MS_MAX, HEARTBEAT_INTERVAL_MS_MIN, PEER_SILENCE_MS_MAX, SILENCE_INTERVALS_MIN};
 
 /// Timing of heartbeats and of the down verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -34,6 +34,12 @@ pub enum DetectorConfigError {
     /// The interval is below [`HEARTBEAT_INTERVAL_MS_MIN`].
     #[error("heartbeat interval {0} ms is below the minimum of {HEARTBEAT_INTERVAL_MS_MIN} ms")]
     IntervalTooShort(u64),
+    /// The interval is above [`HEARTBEAT_INTERVAL_MS_MAX`].
+    #[error("heartbeat interval {0} ms is above the maximum of {HEARTBEAT_INTERVAL_MS_MAX} ms")]
+    IntervalTooLong(u64),
+    /// The silence is above [`PEER_SILENCE_MS_MAX`].
+    #[error("peer silence {0} ms is above the maximum of {PEER_SILENCE_MS_MAX} ms")]
+    SilenceTooLong(u64),
     /// The silence allows fewer than [`SILENCE_INTERVALS_MIN`] heartbeats.
     #[error("peer silence {silence_ms} ms must be at least {SILENCE_INTERVALS_MIN} heartbeat intervals ({interval_ms} ms each)")]
     SilenceTooShort {
@@ -42,6 +48,20 @@ pub enum DetectorConfigError {
         /// Configured interval.
         interval_ms: u64,
     },
+}
+
+impl DetectorConfigError {
+    /// The setting at fault, as its flag is spelled.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            DetectorConfigError::IntervalTooShort(_) | DetectorConfigError::IntervalTooLong(_) => {
+                "heartbeat-interval-ms"
+            }
+            DetectorConfigError::SilenceTooLong(_) | DetectorConfigError::SilenceTooShort { .. } => {
+                "peer-silence-max-ms"
+            }
+        }
+    }
 }
 
 impl DetectorConfig {
@@ -53,7 +73,15 @@ impl DetectorConfig {
         if self.heartbeat_interval_ms < HEARTBEAT_INTERVAL_MS_MIN {
             return Err(DetectorConfigError::IntervalTooShort(self.heartbeat_interval_ms));
         }
-        if self.peer_silence_max_ms < SILENCE_INTERVALS_MIN * self.heartbeat_interval_ms {
+        if self.heartbeat_interval_ms > HEARTBEAT_INTERVAL_MS_MAX {
+            return Err(DetectorConfigError::IntervalTooLong(self.heartbeat_interval_ms));
+        }
+        if self.peer_silence_max_ms > PEER_SILENCE_MS_MAX {
+            return Err(DetectorConfigError::SilenceTooLong(self.peer_silence_max_ms));
+        }
+        // Checked although the bounds above keep it small: a relation between settings never wraps.
+        let silence_min = SILENCE_INTERVALS_MIN.checked_mul(self.heartbeat_interval_ms);
+        if silence_min.is_none_or(|silence_min| self.peer_silence_max_ms < silence_min) {
             return Err(DetectorConfigError::SilenceTooShort {
                 silence_ms: self.peer_silence_max_ms,
                 interval_ms: self.heartbeat_interval_ms,
@@ -186,6 +214,21 @@ mod tests {
 
     fn detector() -> FailureDetector {
         FailureDetector::new(DetectorConfig { heartbeat_interval_ms: 100, peer_silence_max_ms: 500 }, [A, B])
+    }
+
+    #[test]
+    fn out_of_range_timings_are_refused_without_wrapping() {
+        let config =
+            |heartbeat_interval_ms, peer_silence_max_ms| DetectorConfig { heartbeat_interval_ms, peer_silence_max_ms };
+        // 3 × 6148914691236517206 wraps to 2 in u64: once accepted, now refused.
+        let wrapping = config(6_148_914_691_236_517_206, 500).validate().expect_err("refused");
+        assert_eq!(wrapping, DetectorConfigError::IntervalTooLong(6_148_914_691_236_517_206));
+        assert_eq!(wrapping.setting(), "heartbeat-interval-ms");
+        let silence = config(100, u64::MAX).validate().expect_err("refused");
+        assert_eq!(silence.setting(), "peer-silence-max-ms");
+        assert_eq!(silence, DetectorConfigError::SilenceTooLong(u64::MAX));
+        assert!(config(HEARTBEAT_INTERVAL_MS_MAX, PEER_SILENCE_MS_MAX).validate().is_ok());
+        assert_eq!(config(9, 500).validate().map_err(|error| error.setting()), Err("heartbeat-interval-ms"));
     }
 
     #[test]

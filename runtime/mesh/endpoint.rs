@@ -16,13 +16,15 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::detector::{DetectorConfig, FailureDetector, PeerEvent};
+use super::handshake::{HandshakeSlots, RefusalLog};
 use super::telemetry::{class_index, PeerTelemetry};
 use super::tls::{self, TlsConfigError};
 use crate::clock::Clock;
 use crate::credentials::NodeCredentials;
 use crate::ids::NodeId;
 use crate::limits::{
-    FRAME_BYTES_MAX, INBOUND_QUEUE_FRAMES_MAX, PEERS_MAX, PEER_EVENTS_BUFFERED_MAX, PEER_QUEUE_FRAMES_MAX,
+    FRAME_BYTES_MAX, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX, HANDSHAKE_REFUSAL_LOG_INTERVAL_MS,
+    INBOUND_QUEUE_FRAMES_MAX, PEERS_MAX, PEER_EVENTS_BUFFERED_MAX, PEER_QUEUE_FRAMES_MAX,
 };
 use crate::wire::{encode_frame, FrameError, Message, Payload, TrafficClass};
 
@@ -170,6 +172,10 @@ pub(super) struct Shared {
     pub(super) inbound: [mpsc::Sender<Inbound>; 3],
     pub(super) connections: Mutex<BTreeMap<NodeId, (u64, quinn::Connection)>>,
     pub(super) next_generation: AtomicU64,
+    /// Incoming handshakes in flight, overall and per source address.
+    pub(super) handshakes: Mutex<HandshakeSlots>,
+    /// Rate limiter of refusal warnings.
+    pub(super) refusals: Mutex<RefusalLog>,
 }
 
 /// A running mesh. Cheap to clone; every clone is the same mesh.
@@ -254,6 +260,8 @@ impl Mesh {
             inbound: [s0, s1, s2],
             connections: Mutex::new(BTreeMap::new()),
             next_generation: AtomicU64::new(1),
+            handshakes: Mutex::new(HandshakeSlots::new(HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX)),
+            refusals: Mutex::new(RefusalLog::new(HANDSHAKE_REFUSAL_LOG_INTERVAL_MS)),
             endpoint,
             config,
         });

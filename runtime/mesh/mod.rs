@@ -1,7 +1,8 @@
 //! The QUIC mesh: mutual-TLS connections between members, framed streams per traffic class, and
 //! liveness of every peer.
 //!
-//! Core (no I/O): `detector.rs` (failure detector), `backoff.rs` (redial timing).
+//! Core (no I/O): `detector.rs` (failure detector), `backoff.rs` (redial timing), `handshake.rs`
+//! (handshake slots per source, refusal log summaries).
 //! Shell: `endpoint.rs` (the [`Mesh`] handle), `connection.rs` (dial, accept, stream tasks),
 //! `stream.rs` (frames over quinn streams), `tls.rs` (rustls/quinn configs), `telemetry.rs` (metric
 //! handles), `sim_socket.rs` (quinn over turmoil's simulated UDP).
@@ -10,6 +11,7 @@ pub mod backoff;
 mod connection;
 pub mod detector;
 pub mod endpoint;
+pub mod handshake;
 pub mod sim_socket;
 pub mod stream;
 pub mod telemetry;

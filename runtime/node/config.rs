@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::admin::admission::AdminServerConfig;
 use crate::grid::Strategy;
 use crate::ids::NodeId;
-use crate::limits::{CONFIG_FILE_BYTES_MAX, PEERS_MAX};
+use crate::limits::{ADMIN_HOSTS_MAX, ADMIN_TIMEOUT_MS_MAX, ADMIN_TIMEOUT_MS_MIN, CONFIG_FILE_BYTES_MAX, PEERS_MAX};
 use crate::mesh::DetectorConfig;
 use crate::registry::RegistryLimits;
 
@@ -51,6 +52,14 @@ pub struct NodeSettings {
     pub placement: Option<String>,
     /// Join a running cluster as a worker through this member's admin address (no `peers` then).
     pub join: Option<SocketAddr>,
+    /// Host names the admin API answers to besides IP addresses and `localhost`.
+    pub admin_hosts: Option<Vec<String>>,
+    /// Time the admin server gives a client to send a request head.
+    pub admin_header_timeout_ms: Option<u64>,
+    /// Time an admin connection may stay open with no request in flight.
+    pub admin_idle_timeout_ms: Option<u64>,
+    /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
+    pub unplaceable_timeout_ms: Option<u64>,
 }
 
 /// A validated node configuration.
@@ -82,6 +91,10 @@ pub struct NodeConfig {
     pub placement: Strategy,
     /// A worker joined through this member's admin address, outside the Raft group.
     pub join: Option<SocketAddr>,
+    /// The admin server's timeouts and accepted host names.
+    pub admin_server: AdminServerConfig,
+    /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
+    pub unplaceable_timeout_ms: Option<u64>,
 }
 
 /// Most slots a node may declare: beyond this a node would hold more attempts than it can track.
@@ -170,11 +183,7 @@ impl NodeSettings {
     /// [`ConfigError::File`] if the file is unreadable, too large, or not valid TOML for these settings.
     pub fn from_file(path: &Path) -> Result<NodeSettings, ConfigError> {
         let file_error = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
-        let size = std::fs::metadata(path).map_err(|error| file_error(error.to_string()))?.len();
-        if size > CONFIG_FILE_BYTES_MAX {
-            return Err(file_error(format!("{size} bytes exceeds the limit of {CONFIG_FILE_BYTES_MAX}")));
-        }
-        let text = std::fs::read_to_string(path).map_err(|error| file_error(error.to_string()))?;
+        let text = read_bounded(path, CONFIG_FILE_BYTES_MAX).map_err(file_error)?;
         toml::from_str(&text).map_err(|error| file_error(error.message().to_string()))
     }
 
@@ -195,6 +204,10 @@ impl NodeSettings {
             prefetch: self.prefetch.or(fallback.prefetch),
             placement: self.placement.or(fallback.placement),
             join: self.join.or(fallback.join),
+            admin_hosts: self.admin_hosts.or(fallback.admin_hosts),
+            admin_header_timeout_ms: self.admin_header_timeout_ms.or(fallback.admin_header_timeout_ms),
+            admin_idle_timeout_ms: self.admin_idle_timeout_ms.or(fallback.admin_idle_timeout_ms),
+            unplaceable_timeout_ms: self.unplaceable_timeout_ms.or(fallback.unplaceable_timeout_ms),
         }
     }
 
@@ -227,7 +240,7 @@ impl NodeSettings {
             heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(defaults.heartbeat_interval_ms),
             peer_silence_max_ms: self.peer_silence_max_ms.unwrap_or(defaults.peer_silence_max_ms),
         };
-        detector.validate().map_err(|error| invalid("heartbeat", error.to_string()))?;
+        detector.validate().map_err(|error| invalid(error.setting(), error.to_string()))?;
         let mut registry = RegistryLimits::default();
         if let Some(bytes) = self.znode_data_bytes_max {
             if bytes == 0 || bytes > ZNODE_DATA_BYTES_CEILING {
@@ -254,7 +267,13 @@ impl NodeSettings {
             Some(text) => parse_strategy(text).map_err(|error| invalid("placement", error))?,
             None => Strategy::default(),
         };
+        let admin_server = self.admin_server()?;
+        if self.unplaceable_timeout_ms == Some(0) {
+            return Err(invalid("unplaceable-timeout-ms", "0 would fail every task before a node can register"));
+        }
         Ok(NodeConfig {
+            unplaceable_timeout_ms: self.unplaceable_timeout_ms,
+            admin_server,
             join: self.join,
             slots,
             prefetch,
@@ -272,9 +291,90 @@ impl NodeSettings {
     }
 }
 
+impl NodeSettings {
+    /// The admin server's settings, checked: timeouts within bounds, host names well formed.
+    fn admin_server(&self) -> Result<AdminServerConfig, ConfigError> {
+        let defaults = AdminServerConfig::default();
+        let timeout = |setting: &'static str, value: Option<u64>, default: u64| {
+            let value = value.unwrap_or(default);
+            if (ADMIN_TIMEOUT_MS_MIN..=ADMIN_TIMEOUT_MS_MAX).contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(setting, format!("{value} is outside {ADMIN_TIMEOUT_MS_MIN}..={ADMIN_TIMEOUT_MS_MAX}")))
+            }
+        };
+        let hosts = self.admin_hosts.clone().unwrap_or_default();
+        if hosts.len() > ADMIN_HOSTS_MAX {
+            return Err(invalid("admin-host", format!("{} names exceed the limit of {ADMIN_HOSTS_MAX}", hosts.len())));
+        }
+        let hosts = hosts.iter().map(|host| admin_host(host)).collect::<Result<Vec<_>, _>>()?;
+        Ok(AdminServerConfig {
+            header_timeout_ms: timeout(
+                "admin-header-timeout-ms",
+                self.admin_header_timeout_ms,
+                defaults.header_timeout_ms,
+            )?,
+            idle_timeout_ms: timeout("admin-idle-timeout-ms", self.admin_idle_timeout_ms, defaults.idle_timeout_ms)?,
+            hosts,
+        })
+    }
+}
+
+/// A DNS name for `--admin-host`, lower case and without a trailing dot.
+fn admin_host(text: &str) -> Result<String, ConfigError> {
+    let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+    let well_formed = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        });
+    if well_formed {
+        Ok(name)
+    } else {
+        Err(invalid("admin-host", format!("{text:?} is not a host name")))
+    }
+}
+
+/// Reads a regular file of at most `bytes_max` bytes as UTF-8.
+///
+/// The reported length is not trusted (`/dev/zero` reports 0): at most `bytes_max + 1` bytes are
+/// read. Anything but a regular file is refused before it is read, and the file is opened
+/// non-blocking, so a FIFO (or one swapped in after the check) cannot hang the node.
+fn read_bounded(path: &Path, bytes_max: u64) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let regular = |metadata: std::fs::Metadata| {
+        let kind = metadata.file_type();
+        if kind.is_file() {
+            Ok(())
+        } else if kind.is_dir() {
+            Err("is a directory, not a regular file".to_string())
+        } else {
+            Err("is not a regular file (a FIFO, socket or device?)".to_string())
+        }
+    };
+    regular(std::fs::metadata(path).map_err(|error| error.to_string())?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|error| error.to_string())?;
+    regular(file.metadata().map_err(|error| error.to_string())?)?;
+    let mut bytes = Vec::new();
+    file.take(bytes_max.saturating_add(1)).read_to_end(&mut bytes).map_err(|error| error.to_string())?;
+    if bytes.len() as u64 > bytes_max {
+        return Err(format!("larger than the limit of {bytes_max} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
+}
+
 fn default_admin(id: NodeId) -> Result<SocketAddr, ConfigError> {
-    let port = u16::try_from(9100 + id.0)
-        .map_err(|_| invalid("admin", format!("no default port for node {id}; give --admin")))?;
+    let port = 9100u64
+        .checked_add(id.0)
+        .and_then(|port| u16::try_from(port).ok())
+        .ok_or_else(|| invalid("admin", format!("no default port for node {id}; give --admin")))?;
     Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
@@ -315,6 +415,9 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:7101".parse::<SocketAddr>().expect("addr"));
         assert_eq!(config.admin, "127.0.0.1:9101".parse::<SocketAddr>().expect("addr"));
         assert_eq!(config.detector, DetectorConfig::default());
+        assert_eq!(config.admin_server, AdminServerConfig::default());
+        let named = NodeSettings { admin_hosts: Some(vec!["Admin.Example.".into()]), ..settings() };
+        assert_eq!(named.validate().expect("valid").admin_server.hosts, ["admin.example"]);
     }
 
     #[test]
@@ -337,8 +440,17 @@ mod tests {
                 "also a mesh address",
             ),
             (NodeSettings { heartbeat_interval_ms: Some(1), ..settings() }, "heartbeat"),
+            (
+                NodeSettings { heartbeat_interval_ms: Some(6_148_914_691_236_517_206), ..settings() },
+                "invalid heartbeat-interval-ms: heartbeat interval 6148914691236517206 ms is above the maximum",
+            ),
+            (NodeSettings { peer_silence_max_ms: Some(u64::MAX), ..settings() }, "invalid peer-silence-max-ms"),
             (NodeSettings { peer_silence_max_ms: Some(150), ..settings() }, "at least 3 heartbeat intervals"),
             (NodeSettings { znode_data_bytes_max: Some(0), ..settings() }, "znode-data-bytes-max"),
+            (NodeSettings { admin_header_timeout_ms: Some(0), ..settings() }, "admin-header-timeout-ms"),
+            (NodeSettings { admin_idle_timeout_ms: Some(u64::MAX), ..settings() }, "admin-idle-timeout-ms"),
+            (NodeSettings { admin_hosts: Some(vec!["bad host".into()]), ..settings() }, "admin-host"),
+            (NodeSettings { admin_hosts: Some(vec!["".into()]), ..settings() }, "admin-host"),
         ];
         for (settings, expected) in cases {
             let error = settings.clone().validate().expect_err("must be refused").to_string();
@@ -371,6 +483,36 @@ mod tests {
         let error = NodeSettings::from_file(&bad).expect_err("unknown key").to_string();
         assert!(error.contains("colour"), "{error}");
         assert!(NodeSettings::from_file(&dir.join("missing.toml")).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_default_admin_port_never_wraps() {
+        assert!(default_admin(NodeId(u64::MAX)).is_err());
+        assert!(default_admin(NodeId(65_535 - 9_100 + 1)).is_err());
+        assert_eq!(default_admin(NodeId(7)).expect("port").port(), 9107);
+    }
+
+    #[test]
+    fn config_files_are_read_bounded_and_must_be_regular() {
+        let dir = std::env::temp_dir().join(format!("gk-config-bounded-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // A device reports length 0 and never ends: refused before a byte is read.
+        let error = NodeSettings::from_file(Path::new("/dev/zero")).expect_err("a device").to_string();
+        assert!(error.contains("/dev/zero") && error.contains("not a regular file"), "{error}");
+        let error = NodeSettings::from_file(&dir).expect_err("a directory").to_string();
+        assert!(error.contains("directory"), "{error}");
+        // A FIFO with no writer would block an open(2) for reading forever.
+        let fifo = dir.join("fifo.toml");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+        assert!(made.success(), "mkfifo");
+        let error = NodeSettings::from_file(&fifo).expect_err("a FIFO").to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+        // A regular file past the bound is refused, whatever it holds.
+        let large = dir.join("large.toml");
+        std::fs::write(&large, vec![b'#'; CONFIG_FILE_BYTES_MAX as usize + 1]).expect("write");
+        let error = NodeSettings::from_file(&large).expect_err("too large").to_string();
+        assert!(error.contains("larger than the limit"), "{error}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -149,6 +149,7 @@ impl LocalCluster {
             admin: self.admins[&id],
             detector: DetectorConfig::default(),
             registry: crate::registry::RegistryLimits::default(),
+            admin_server: Default::default(),
             slots: self.options.slots,
             weight: 1,
             prefetch: self
@@ -157,6 +158,7 @@ impl LocalCluster {
                 .unwrap_or(self.options.slots * crate::node::config::PREFETCH_PER_SLOT_DEFAULT),
             placement: self.options.placement,
             join: None,
+            unplaceable_timeout_ms: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -294,9 +294,10 @@ async fn run_joined(
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .map_err(|error| NodeError::Startup(format!("admin address {} is unavailable: {error}", config.admin)))?;
-    let state = Arc::new(crate::admin::http::AdminState { view, prometheus, admin_token });
+    let state =
+        Arc::new(crate::admin::http::AdminState::new(view, prometheus, admin_token, config.admin_server.clone()));
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, crate::admin::http::router(state)).await;
+        let _ = crate::admin::http::serve(listener, state).await;
     });
     info!(node = %config.id, %member, admin = %config.admin, "worker joined the cluster");
     // A drained worker leaves once it runs nothing (its session then ends and its shard keys move).

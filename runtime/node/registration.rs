@@ -1,15 +1,17 @@
 //! A node's own registration in the registry: a session it keeps alive, owning the ephemeral
 //! `/grid/nodes/<id>` whose data is the node's address and load. When the node dies, the session
-//! expires and the node disappears from `/grid/nodes`.
+//! expires and the node disappears from `/grid/nodes`. The session's secret stays in this task: no one
+//! else can keep the registration of a dead node alive.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Client, ClientError, Session};
 use crate::consensus::coordinator::node_registration_path;
+use crate::consensus::request::OpenedSession;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError};
 use crate::ids::NodeId;
-use crate::registry::{Command, CreateMode, Outcome, RegistryError, SessionId, ZPath};
+use crate::registry::{Command, CreateMode, RegistryError, ZPath};
 
 /// Session timeout of a node's own session: the registry notices a dead node this long after its last
 /// keepalive.
@@ -25,10 +27,11 @@ pub use crate::grid::NodeRecord;
 pub async fn keep_registered(coordinator: Coordinator, node: NodeId, record: NodeRecord) {
     loop {
         match register(&coordinator, node, &record).await {
-            Ok(session) => {
+            Ok(opened) => {
+                let session = opened.session;
                 tracing::info!(%node, %session, "registered in /grid/nodes");
                 coordinator.read_state(|state| coordinator.grid_hub().on_registered(session.0, state));
-                keep_alive(&coordinator, session).await;
+                keep_alive(&coordinator, &opened).await;
                 tracing::warn!(%node, %session, "node session lost; registering again");
             }
             Err(error) => {
@@ -39,13 +42,13 @@ pub async fn keep_registered(coordinator: Coordinator, node: NodeId, record: Nod
     }
 }
 
-async fn keep_alive(coordinator: &Coordinator, session: SessionId) {
+async fn keep_alive(coordinator: &Coordinator, opened: &OpenedSession) {
     let period = Duration::from_millis(NODE_SESSION_TIMEOUT_MS / KEEPALIVES_PER_TIMEOUT);
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match coordinator.keepalive(session).await {
+        match coordinator.keepalive(opened.session, opened.secret).await {
             Ok(true) | Err(CoordinatorError::Unavailable(_)) => {}
             Ok(false) | Err(_) => return,
         }
@@ -61,21 +64,23 @@ async fn create_persistent(coordinator: &Coordinator, path: &str) -> Result<(), 
     }
 }
 
-async fn register(coordinator: &Coordinator, node: NodeId, record: &NodeRecord) -> Result<SessionId, CoordinatorError> {
+async fn register(
+    coordinator: &Coordinator,
+    node: NodeId,
+    record: &NodeRecord,
+) -> Result<OpenedSession, CoordinatorError> {
     create_persistent(coordinator, "/grid").await?;
     create_persistent(coordinator, "/grid/nodes").await?;
-    let session = match coordinator.write(Command::OpenSession { timeout_ms: NODE_SESSION_TIMEOUT_MS }).await?? {
-        Outcome::SessionOpened { session, .. } => session,
-        other => return Err(CoordinatorError::Unavailable(format!("unexpected {other:?}"))),
-    };
+    let opened = coordinator.open_session(NODE_SESSION_TIMEOUT_MS).await?;
+    let OpenedSession { session, secret, .. } = opened;
     let data = serde_json::to_vec(record).expect("a record serializes");
     let path = node_registration_path(node);
     // A previous incarnation's node may still be there until its session expires: replace it.
     let _ = coordinator.write(Command::Delete { path: path.clone(), version: None }).await?;
     coordinator
-        .write(Command::Create { path, data, mode: CreateMode::Ephemeral, session: Some(session), ttl_ms: None })
+        .write(Command::CreateOwned { path, data, mode: CreateMode::Ephemeral, session, secret, ttl_ms: None })
         .await??;
-    Ok(session)
+    Ok(opened)
 }
 
 /// How often a joined worker checks that its registration is still its own.
@@ -132,6 +137,6 @@ async fn register_remote(client: &Client, path: &str, record: &NodeRecord) -> Re
         Err(error) if error.name() == "no node" => {}
         Err(error) => return Err(error),
     }
-    client.create(path, &data, CreateMode::Ephemeral, Some(session.id())).await?;
+    client.create(path, &data, CreateMode::Ephemeral, Some(&session)).await?;
     Ok(session)
 }

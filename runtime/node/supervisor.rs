@@ -13,7 +13,7 @@ use tracing::{error, warn};
 
 use super::restart::{RestartBudget, RestartDecision};
 use super::{NodeConfig, NodeError, NodeView};
-use crate::admin::http::{router, AdminState, METRICS_UPKEEP_INTERVAL};
+use crate::admin::http::{serve, AdminState, METRICS_UPKEEP_INTERVAL};
 use crate::clock::Clock;
 use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::NodeCredentials;
@@ -270,6 +270,7 @@ impl Actor for MeshActor {
             inline_disk: false,
             snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
             grid_limits: crate::grid::TableLimits::default(),
+            session_seed: None,
         };
         let coordinator = match Coordinator::start(coordinator_config, mesh.clone()).await {
             Ok(coordinator) => coordinator,
@@ -301,10 +302,11 @@ impl Actor for MeshActor {
                 return Err(root_cause(&error).into());
             }
         };
-        let dispatcher = tokio::spawn(crate::grid::dispatcher::run(
+        let dispatcher = tokio::spawn(crate::grid::dispatcher::run_with(
             coordinator.clone(),
             config.placement,
             config.id.0 ^ crate::clock::unix_millis(),
+            crate::grid::dispatcher::DispatchOptions { unplaceable_timeout_ms: config.unplaceable_timeout_ms },
         ));
         let record = NodeRecord {
             addr: config.listen.to_string(),
@@ -395,14 +397,14 @@ impl Actor for AdminActor {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|error| format!("admin address {addr} is unavailable: {error}"))?;
-        let state = Arc::new(AdminState {
-            view: args.view.clone(),
-            prometheus: args.prometheus.clone(),
-            admin_token: args.admin_token.clone(),
-        });
-        let app = router(state);
+        let state = Arc::new(AdminState::new(
+            args.view.clone(),
+            args.prometheus.clone(),
+            args.admin_token.clone(),
+            args.config.admin_server.clone(),
+        ));
         let server = tokio::spawn(async move {
-            let reason = match axum::serve(listener, app).await {
+            let reason = match serve(listener, state).await {
                 Ok(()) => "admin server stopped".to_string(),
                 Err(error) => format!("admin server failed: {error}"),
             };

@@ -19,7 +19,7 @@ pub async fn enter(
     count: usize,
 ) -> Result<(), ClientError> {
     ensure_path(client, dir).await?;
-    match client.create(&format!("{dir}/{participant}"), "", CreateMode::Ephemeral, Some(session.id())).await {
+    match client.create(&format!("{dir}/{participant}"), "", CreateMode::Ephemeral, Some(session)).await {
         Ok(_) => {}
         Err(error) if error.name() == "node exists" => {}
         Err(error) => return Err(error),

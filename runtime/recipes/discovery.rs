@@ -26,7 +26,7 @@ pub async fn register(
 ) -> Result<(), ClientError> {
     let dir = service_dir(service);
     ensure_path(client, &dir).await?;
-    client.create(&format!("{dir}/{instance}"), address, CreateMode::Ephemeral, Some(session.id())).await?;
+    client.create(&format!("{dir}/{instance}"), address, CreateMode::Ephemeral, Some(session)).await?;
     Ok(())
 }
 

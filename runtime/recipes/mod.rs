@@ -70,7 +70,7 @@ pub(crate) async fn wait_first_in_line(
 ) -> Result<String, ClientError> {
     ensure_path(client, dir).await?;
     let created =
-        client.create(&format!("{dir}/{prefix}"), data, CreateMode::EphemeralSequential, Some(session.id())).await?;
+        client.create(&format!("{dir}/{prefix}"), data, CreateMode::EphemeralSequential, Some(session)).await?;
     let mine = created.path.rsplit('/').next().unwrap_or_default().to_string();
     loop {
         let line = sequenced_children(client, dir, prefix).await?;

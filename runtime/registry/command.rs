@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::path::ZPath;
+use super::secret::SessionSecret;
 
 /// A client session's id; 0 means "no session".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -72,9 +73,10 @@ pub struct Stat {
     pub num_children: u32,
 }
 
-/// One step of a [`Command::Multi`].
+/// One step of a [`Command::Multi`]. Unknown fields are refused when it arrives as JSON (the log's
+/// binary encoding has no field names, so this changes nothing there).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum MultiOp {
     /// Fails unless the node's version is `version`.
     Check {
@@ -123,7 +125,8 @@ pub enum Command {
         data: Vec<u8>,
         /// Its mode.
         mode: CreateMode,
-        /// Owner for ephemeral modes.
+        /// Owner for ephemeral modes: only a session without a secret (legacy); a secured session's
+        /// ephemerals are created with [`Command::CreateOwned`].
         session: Option<SessionId>,
         /// Time to live for persistent nodes without children, in ms.
         ttl_ms: Option<u64>,
@@ -148,15 +151,18 @@ pub enum Command {
     Multi {
         /// The steps, in order.
         ops: Vec<MultiOp>,
-        /// Owner for ephemeral creates.
+        /// Owner for ephemeral creates: only a session without a secret (legacy); see
+        /// [`Command::MultiOwned`].
         session: Option<SessionId>,
     },
-    /// Opens a session; its id is derived from the command's zxid.
+    /// Opens a session; its id is derived from the command's zxid, and it has no secret. Written by
+    /// earlier versions; still applied when their log is replayed (see `tree.rs` on legacy sessions).
     OpenSession {
         /// Silence after which the session expires.
         timeout_ms: u64,
     },
-    /// Closes a session, deleting its ephemeral nodes in the same step.
+    /// Closes a session, deleting its ephemeral nodes in the same step. Only for a session without a
+    /// secret (a legacy one); a secured session needs [`Command::CloseSessionSecured`].
     CloseSession {
         /// The session.
         session: SessionId,
@@ -175,6 +181,48 @@ pub enum Command {
     Noop,
     /// A change to the task table (applied next to the registry, in the same state machine).
     Grid(crate::grid::GridCommand),
+    // Variants below were added after the first release: appended so older log entries still decode.
+    /// Opens a session with an id and secret the proposer drew. Refused if the id is taken (the
+    /// proposer draws again), 0 or above [`super::secret::SESSION_ID_MAX`].
+    OpenSessionSecured {
+        /// The session's id.
+        session: SessionId,
+        /// Its secret, which keepalive, close and ephemeral creates must present.
+        secret: SessionSecret,
+        /// Silence after which the session expires.
+        timeout_ms: u64,
+    },
+    /// Closes a session whose secret is presented, deleting its ephemeral nodes in the same step.
+    CloseSessionSecured {
+        /// The session.
+        session: SessionId,
+        /// Its secret.
+        secret: SessionSecret,
+    },
+    /// As [`Command::Create`], with the owner session's secret for ephemeral modes.
+    CreateOwned {
+        /// The node (prefix, if sequential).
+        path: ZPath,
+        /// Its data.
+        data: Vec<u8>,
+        /// Its mode.
+        mode: CreateMode,
+        /// Owner for ephemeral modes (ignored for the others, as in [`Command::Create`]).
+        session: SessionId,
+        /// The owner's secret.
+        secret: SessionSecret,
+        /// Time to live for persistent nodes without children, in ms.
+        ttl_ms: Option<u64>,
+    },
+    /// As [`Command::Multi`], with the owner session's secret for its ephemeral creates.
+    MultiOwned {
+        /// The steps, in order.
+        ops: Vec<MultiOp>,
+        /// Owner for ephemeral creates.
+        session: SessionId,
+        /// The owner's secret.
+        secret: SessionSecret,
+    },
 }
 
 /// A command with the proposer's clock reading.
@@ -314,6 +362,20 @@ pub enum RegistryError {
         /// Its error.
         cause: Box<RegistryError>,
     },
+    // Variants below were added after the first release: appended so older encodings still decode.
+    /// The session's secret was missing or wrong (ZooKeeper's `NoAuth`): only its opener may keep
+    /// it alive, close it or create ephemerals under it.
+    #[error("no auth: session secret missing or wrong for session {session}")]
+    NoAuth {
+        /// The session.
+        session: SessionId,
+    },
+    /// A proposer drew an id another session already has; it draws again.
+    #[error("session exists: {session}")]
+    SessionExists {
+        /// The session.
+        session: SessionId,
+    },
 }
 
 impl RegistryError {
@@ -331,6 +393,8 @@ impl RegistryError {
             RegistryError::BadArguments { .. } => "bad arguments",
             RegistryError::QuotaExceeded { .. } => "quota exceeded",
             RegistryError::MultiFailed { cause, .. } => cause.name(),
+            RegistryError::NoAuth { .. } => "no auth",
+            RegistryError::SessionExists { .. } => "session exists",
         }
     }
 }

@@ -1,15 +1,18 @@
 //! The registry: a ZooKeeper-like tree of znodes with sessions and watches, as deterministic core
 //! modules. `path.rs` validates paths, `command.rs` holds the replicated commands and their results,
-//! `tree.rs` is the state machine, `session.rs` the leader's session clocks, `watch.rs` the local
-//! watch table. Replication (openraft) and I/O live in `consensus/`.
+//! `tree.rs` is the state machine, `secret.rs` session ids and secrets, `session.rs` the leader's
+//! session clocks, `watch.rs` the local watch table. Replication (openraft) and I/O live in
+//! `consensus/`.
 
 pub mod command;
 pub mod path;
+pub mod secret;
 pub mod session;
 pub mod tree;
 pub mod watch;
 
 pub use command::{Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat};
 pub use path::{PathError, ZPath};
+pub use secret::{SessionSecret, SESSION_ID_MAX};
 pub use tree::{Registry, RegistryLimits};
 pub use watch::{WatchEvent, WatchKind, WatchTable, WatcherId};

@@ -6,6 +6,8 @@
 //!
 //! Invariant: a failed command changes nothing, and a multi applies all its ops or none.
 //! Invariant: an ephemeral node's owner session exists and lists it; a session lists only its ephemerals.
+//! Invariant: a session with a secret is kept alive, closed and given ephemerals only by a command
+//! that presents that secret (session handling lives in `tree/sessions.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +17,11 @@ use super::command::{
     Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat,
 };
 use super::path::ZPath;
+use super::secret::SessionSecret;
+
+mod sessions;
+
+use sessions::Claim;
 
 /// Largest sequential suffix: ten decimal digits.
 const SEQUENCE_MAX: u64 = 9_999_999_999;
@@ -83,6 +90,12 @@ pub struct Registry {
     nodes: BTreeMap<ZPath, Znode>,
     sessions: BTreeMap<SessionId, SessionRecord>,
     last_zxid: u64,
+    /// Secrets of the sessions that have one (opened by [`Command::OpenSessionSecured`]); a session
+    /// absent here is a legacy one. Replicated state kept outside this type's serde layout (which
+    /// older snapshots fix): the snapshot carries it beside the registry, through
+    /// [`Registry::session_secrets`] and [`Registry::restore_session_secrets`].
+    #[serde(skip)]
+    secrets: BTreeMap<SessionId, SessionSecret>,
 }
 
 /// Prior values of what a multi touched, to roll it back.
@@ -115,12 +128,24 @@ impl Registry {
             children: BTreeSet::new(),
             sequence_next: 0,
         };
-        Registry { limits, nodes: BTreeMap::from([(ZPath::root(), root)]), sessions: BTreeMap::new(), last_zxid: 0 }
+        Registry {
+            limits,
+            nodes: BTreeMap::from([(ZPath::root(), root)]),
+            sessions: BTreeMap::new(),
+            last_zxid: 0,
+            secrets: BTreeMap::new(),
+        }
     }
 
     /// The limits in force.
     pub fn limits(&self) -> RegistryLimits {
         self.limits
+    }
+
+    /// Replaces the limits in force (cluster-wide settings were committed). What the registry already
+    /// holds stays; the new limits apply to what comes next.
+    pub fn set_limits(&mut self, limits: RegistryLimits) {
+        self.limits = limits;
     }
 
     /// The zxid of the last applied command.
@@ -194,20 +219,24 @@ impl Registry {
         let mut ctx = Ctx { zxid, now_ms: proposal.now_ms, changes: Vec::new(), undo: None };
         let result = match &proposal.command {
             Command::Create { path, data, mode, session, ttl_ms } => self
-                .create(&mut ctx, path, data, *mode, *session, *ttl_ms)
+                .create(&mut ctx, path, data, *mode, Claim::legacy(*session), *ttl_ms)
+                .map(|(path, stat)| Outcome::Created { path, stat }),
+            Command::CreateOwned { path, data, mode, session, secret, ttl_ms } => self
+                .create(&mut ctx, path, data, *mode, Claim::Proven(*session, secret), *ttl_ms)
                 .map(|(path, stat)| Outcome::Created { path, stat }),
             Command::Set { path, data, version } => {
                 self.set(&mut ctx, path, data, *version).map(|stat| Outcome::Set { stat })
             }
             Command::Delete { path, version } => self.delete(&mut ctx, path, *version).map(|()| Outcome::Deleted),
-            Command::Multi { ops, session } => self.multi(&mut ctx, ops, *session),
-            Command::OpenSession { timeout_ms } => self.open_session(zxid, *timeout_ms),
-            Command::CloseSession { session } => {
-                if self.sessions.contains_key(session) {
-                    Ok(self.end_sessions(&mut ctx, &[*session]))
-                } else {
-                    Err(RegistryError::SessionExpired { session: *session })
-                }
+            Command::Multi { ops, session } => self.multi(&mut ctx, ops, Claim::legacy(*session)),
+            Command::MultiOwned { ops, session, secret } => self.multi(&mut ctx, ops, Claim::Proven(*session, secret)),
+            Command::OpenSession { timeout_ms } => self.open_session(SessionId(zxid), None, *timeout_ms),
+            Command::OpenSessionSecured { session, secret, timeout_ms } => {
+                self.open_session(*session, Some(*secret), *timeout_ms)
+            }
+            Command::CloseSession { session } => self.close_session(&mut ctx, Claim::Legacy(*session)),
+            Command::CloseSessionSecured { session, secret } => {
+                self.close_session(&mut ctx, Claim::Proven(*session, secret))
             }
             Command::ExpireSessions { sessions } => Ok(self.end_sessions(&mut ctx, sessions)),
             Command::ExpireTtl { paths } => Ok(self.expire_ttl(&mut ctx, paths)),
@@ -242,7 +271,7 @@ impl Registry {
         path: &ZPath,
         data: &[u8],
         mode: CreateMode,
-        session: Option<SessionId>,
+        claim: Claim<'_>,
         ttl_ms: Option<u64>,
     ) -> Result<(ZPath, Stat), RegistryError> {
         self.check_data(data)?;
@@ -253,9 +282,11 @@ impl Registry {
         if ttl_ms == Some(0) {
             return Err(RegistryError::BadArguments { reason: "a TTL must be positive".into() });
         }
-        let owner = match (mode.is_ephemeral(), session) {
-            (true, Some(session)) if self.sessions.contains_key(&session) => session.0,
-            (true, Some(session)) => return Err(RegistryError::SessionExpired { session }),
+        let owner = match (mode.is_ephemeral(), claim.session()) {
+            (true, Some(session)) => {
+                self.check_claim(claim)?;
+                session.0
+            }
             (true, None) => {
                 return Err(RegistryError::BadArguments { reason: "an ephemeral node needs a session".into() })
             }
@@ -363,7 +394,7 @@ impl Registry {
         ctx.changes.push(Change::NodeChildrenChanged { path: parent_path.clone() });
     }
 
-    fn multi(&mut self, ctx: &mut Ctx, ops: &[MultiOp], session: Option<SessionId>) -> Applied {
+    fn multi(&mut self, ctx: &mut Ctx, ops: &[MultiOp], claim: Claim<'_>) -> Applied {
         if ops.len() > self.limits.multi_ops_max {
             return Err(RegistryError::QuotaExceeded {
                 reason: format!("more than {} ops in a multi", self.limits.multi_ops_max),
@@ -382,9 +413,9 @@ impl Registry {
                     }),
                     Some(_) => Ok(Outcome::Checked),
                 },
-                MultiOp::Create { path, data, mode } => self
-                    .create(ctx, path, data, *mode, session, None)
-                    .map(|(path, stat)| Outcome::Created { path, stat }),
+                MultiOp::Create { path, data, mode } => {
+                    self.create(ctx, path, data, *mode, claim, None).map(|(path, stat)| Outcome::Created { path, stat })
+                }
                 MultiOp::Set { path, data, version } => {
                     self.set(ctx, path, data, *version).map(|stat| Outcome::Set { stat })
                 }
@@ -419,35 +450,6 @@ impl Registry {
         ctx.changes.clear();
     }
 
-    fn open_session(&mut self, zxid: u64, timeout_ms: u64) -> Applied {
-        if self.sessions.len() >= self.limits.sessions_max {
-            return Err(RegistryError::QuotaExceeded { reason: format!("{} sessions", self.limits.sessions_max) });
-        }
-        let timeout_ms = timeout_ms.clamp(self.limits.session_timeout_ms_min, self.limits.session_timeout_ms_max);
-        // The zxid is unique and the same on every replica: a deterministic session id.
-        let session = SessionId(zxid);
-        self.sessions.insert(session, SessionRecord { timeout_ms, ephemerals: BTreeSet::new() });
-        Ok(Outcome::SessionOpened { session, timeout_ms })
-    }
-
-    fn end_sessions(&mut self, ctx: &mut Ctx, sessions: &[SessionId]) -> Outcome {
-        let (mut ended, mut ephemerals) = (0, 0);
-        for session in sessions {
-            let Some(record) = self.sessions.remove(session) else { continue };
-            ended += 1;
-            for path in record.ephemerals {
-                // Ephemerals never have children, so each is a leaf.
-                if let Some(parent) = path.parent() {
-                    if self.nodes.contains_key(&path) {
-                        self.remove_leaf_and_containers(ctx, &path, parent);
-                        ephemerals += 1;
-                    }
-                }
-            }
-        }
-        Outcome::SessionsEnded { sessions: ended, ephemerals }
-    }
-
     /// Removes a childless node; a container parent left empty goes too, and so on upwards.
     fn remove_leaf_and_containers(&mut self, ctx: &mut Ctx, path: &ZPath, parent: ZPath) {
         self.remove_leaf(ctx, path, &parent);
@@ -475,203 +477,4 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(text: &str) -> ZPath {
-        ZPath::parse(text).expect("valid")
-    }
-
-    struct Fixture {
-        registry: Registry,
-        zxid: u64,
-    }
-
-    impl Fixture {
-        fn new() -> Fixture {
-            Fixture { registry: Registry::new(RegistryLimits::default()), zxid: 0 }
-        }
-        fn run(&mut self, command: Command) -> Applied {
-            self.run_at(1_000 + self.zxid, command).0
-        }
-        fn run_at(&mut self, now_ms: u64, command: Command) -> (Applied, Vec<Change>) {
-            self.zxid += 1;
-            self.registry.apply(self.zxid, &Proposal { now_ms, command })
-        }
-        fn create(&mut self, path: &str, mode: CreateMode, session: Option<SessionId>) -> Applied {
-            self.run(Command::Create { path: p(path), data: b"d".to_vec(), mode, session, ttl_ms: None })
-        }
-        fn session(&mut self) -> SessionId {
-            match self.run(Command::OpenSession { timeout_ms: 5_000 }) {
-                Ok(Outcome::SessionOpened { session, .. }) => session,
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn create_sets_stat_and_updates_the_parent() {
-        let mut f = Fixture::new();
-        let Ok(Outcome::Created { path, stat }) = f.create("/a", CreateMode::Persistent, None) else { panic!() };
-        assert_eq!(path, p("/a"));
-        assert_eq!((stat.czxid, stat.mzxid, stat.pzxid, stat.version, stat.data_length), (1, 1, 1, 0, 1));
-        let (children, root) = f.registry.children(&ZPath::root()).expect("root");
-        assert_eq!(children, vec!["a".to_string()]);
-        assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 1, 1));
-        assert_eq!(f.create("/a", CreateMode::Persistent, None).unwrap_err().name(), "node exists");
-        assert_eq!(
-            f.create("/x/y", CreateMode::Persistent, None).unwrap_err(),
-            RegistryError::NoNode { path: "/x".into() }
-        );
-    }
-
-    #[test]
-    fn set_and_delete_check_versions() {
-        let mut f = Fixture::new();
-        f.create("/a", CreateMode::Persistent, None).expect("create");
-        let bad = f.run(Command::Set { path: p("/a"), data: vec![1], version: Some(3) });
-        assert_eq!(bad.unwrap_err().name(), "bad version");
-        let Ok(Outcome::Set { stat }) = f.run(Command::Set { path: p("/a"), data: vec![1, 2], version: Some(0) })
-        else {
-            panic!()
-        };
-        assert_eq!((stat.version, stat.mzxid, stat.czxid, stat.data_length), (1, 3, 1, 2));
-        f.create("/a/b", CreateMode::Persistent, None).expect("child");
-        assert_eq!(f.run(Command::Delete { path: p("/a"), version: None }).unwrap_err().name(), "not empty");
-        assert_eq!(f.run(Command::Delete { path: p("/a/b"), version: Some(1) }).unwrap_err().name(), "bad version");
-        f.run(Command::Delete { path: p("/a/b"), version: Some(0) }).expect("delete");
-        assert_eq!(f.registry.get(&p("/a/b")).unwrap_err().name(), "no node");
-        let big = vec![0; RegistryLimits::default().data_bytes_max + 1];
-        assert_eq!(f.run(Command::Set { path: p("/a"), data: big, version: None }).unwrap_err().name(), "too large");
-    }
-
-    #[test]
-    fn sequential_names_count_per_parent() {
-        let mut f = Fixture::new();
-        f.create("/q", CreateMode::Persistent, None).expect("parent");
-        let names: Vec<String> = (0..3)
-            .map(|_| match f.create("/q/item-", CreateMode::PersistentSequential, None) {
-                Ok(Outcome::Created { path, .. }) => path.name().to_string(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(names, ["item-0000000000", "item-0000000001", "item-0000000002"]);
-        f.create("/r", CreateMode::Persistent, None).expect("other parent");
-        let Ok(Outcome::Created { path, .. }) = f.create("/r/x", CreateMode::PersistentSequential, None) else {
-            panic!()
-        };
-        assert_eq!(path.as_str(), "/r/x0000000000");
-    }
-
-    #[test]
-    fn ephemerals_belong_to_sessions_and_go_with_them() {
-        let mut f = Fixture::new();
-        let session = f.session();
-        assert_eq!(f.create("/e", CreateMode::Ephemeral, None).unwrap_err().name(), "bad arguments");
-        assert_eq!(f.create("/e", CreateMode::Ephemeral, Some(SessionId(999))).unwrap_err().name(), "session expired");
-        let Ok(Outcome::Created { stat, .. }) = f.create("/e", CreateMode::Ephemeral, Some(session)) else { panic!() };
-        assert_eq!(stat.ephemeral_owner, session.0);
-        f.create("/e2", CreateMode::EphemeralSequential, Some(session)).expect("sequential ephemeral");
-        assert_eq!(
-            f.create("/e/child", CreateMode::Persistent, None).unwrap_err().name(),
-            "no children for ephemerals"
-        );
-        let (result, changes) = f.run_at(2_000, Command::ExpireSessions { sessions: vec![session] });
-        assert_eq!(result, Ok(Outcome::SessionsEnded { sessions: 1, ephemerals: 2 }));
-        assert!(changes.contains(&Change::NodeDeleted { path: p("/e") }));
-        assert!(f.registry.exists(&p("/e")).is_none() && !f.registry.has_session(session));
-        assert_eq!(f.run(Command::CloseSession { session }).unwrap_err().name(), "session expired");
-    }
-
-    #[test]
-    fn a_container_goes_with_its_last_child() {
-        let mut f = Fixture::new();
-        f.create("/c", CreateMode::Container, None).expect("container");
-        f.create("/c/inner", CreateMode::Container, None).expect("nested container");
-        f.create("/c/inner/x", CreateMode::Persistent, None).expect("child");
-        f.run(Command::Delete { path: p("/c/inner/x"), version: None }).expect("delete");
-        assert!(f.registry.exists(&p("/c/inner")).is_none() && f.registry.exists(&p("/c")).is_none());
-    }
-
-    #[test]
-    fn ttl_nodes_expire_only_when_idle_and_childless() {
-        let mut f = Fixture::new();
-        let create = Command::Create {
-            path: p("/t"),
-            data: vec![],
-            mode: CreateMode::Persistent,
-            session: None,
-            ttl_ms: Some(100),
-        };
-        f.run_at(1_000, create).0.expect("ttl node");
-        assert_eq!(f.registry.ttl_candidates(1_099, 10), Vec::<ZPath>::new());
-        assert_eq!(f.registry.ttl_candidates(1_100, 10), vec![p("/t")]);
-        // Touched since: the apply-time re-check keeps it.
-        f.run_at(1_090, Command::Set { path: p("/t"), data: vec![1], version: None }).0.expect("set");
-        assert_eq!(
-            f.run_at(1_150, Command::ExpireTtl { paths: vec![p("/t")] }).0,
-            Ok(Outcome::TtlExpired { deleted: 0 })
-        );
-        assert_eq!(
-            f.run_at(1_200, Command::ExpireTtl { paths: vec![p("/t")] }).0,
-            Ok(Outcome::TtlExpired { deleted: 1 })
-        );
-        let bad = Command::Create {
-            path: p("/u"),
-            data: vec![],
-            mode: CreateMode::Ephemeral,
-            session: None,
-            ttl_ms: Some(5),
-        };
-        assert_eq!(f.run(bad).unwrap_err().name(), "bad arguments");
-    }
-
-    #[test]
-    fn a_failed_multi_changes_nothing() {
-        let mut f = Fixture::new();
-        f.create("/a", CreateMode::Persistent, None).expect("a");
-        let before = f.registry.clone();
-        let ops = vec![
-            MultiOp::Create { path: p("/b"), data: vec![], mode: CreateMode::Persistent },
-            MultiOp::Set { path: p("/a"), data: vec![9], version: None },
-            MultiOp::Delete { path: p("/a"), version: None },
-            MultiOp::Check { path: p("/b"), version: 7 },
-        ];
-        let (result, changes) = f.run_at(5_000, Command::Multi { ops, session: None });
-        assert_eq!(result.clone().unwrap_err().name(), "bad version");
-        assert!(matches!(result, Err(RegistryError::MultiFailed { index: 3, .. })));
-        assert!(changes.is_empty());
-        let mut expected = before;
-        expected.last_zxid = f.registry.last_zxid;
-        assert_eq!(f.registry, expected, "rolled back exactly");
-        let ops = vec![
-            MultiOp::Check { path: p("/a"), version: 0 },
-            MultiOp::Create { path: p("/b"), data: vec![], mode: CreateMode::Persistent },
-        ];
-        let Ok(Outcome::Multi { results }) = f.run(Command::Multi { ops, session: None }) else { panic!() };
-        assert_eq!(results.len(), 2);
-    }
-
-    #[test]
-    fn session_timeouts_are_clamped_and_ids_are_zxids() {
-        let mut f = Fixture::new();
-        let limits = RegistryLimits::default();
-        let Ok(Outcome::SessionOpened { session, timeout_ms }) = f.run(Command::OpenSession { timeout_ms: 1 }) else {
-            panic!()
-        };
-        assert_eq!((session, timeout_ms), (SessionId(1), limits.session_timeout_ms_min));
-        let Ok(Outcome::SessionOpened { timeout_ms, .. }) = f.run(Command::OpenSession { timeout_ms: u64::MAX }) else {
-            panic!()
-        };
-        assert_eq!(timeout_ms, limits.session_timeout_ms_max);
-    }
-
-    #[test]
-    #[should_panic(expected = "applied after")]
-    fn zxids_must_increase() {
-        let mut registry = Registry::new(RegistryLimits::default());
-        let noop = Proposal { now_ms: 0, command: Command::Noop };
-        let _ = registry.apply(2, &noop);
-        let _ = registry.apply(2, &noop);
-    }
-}
+mod tests;

@@ -306,6 +306,8 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
             inline_disk: true,
             snapshot_logs: plan.snapshot_logs,
             grid_limits: crate::grid::TableLimits::default(),
+            // Session ids and secrets replay from the seed too.
+            session_seed: Some(plan.seed ^ node.0.rotate_left(29)),
         };
         let coordinator = Coordinator::start(config, mesh).await?;
         locked(&plan.coordinators).insert(node, coordinator.clone());

@@ -1,0 +1,104 @@
+//! Cluster-wide settings: every limit that the replicated apply step enforces, committed through the
+//! log so that every replica applies every entry under the same limits.
+//!
+//! A node's flags (`--znode-data-bytes-max`, ...) only say what the cluster should use when it first
+//! forms: the first leader of a cluster without committed settings proposes its own, and from then on
+//! the committed settings are the ones in force on every node, whatever its flags say. Before any
+//! settings are committed, every replica applies with the built-in defaults, so nodes started with
+//! different flags can never diverge.
+//!
+//! Core: no I/O, no clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::table::TableLimits;
+use crate::registry::{RegistryLimits, SessionId, SessionSecret};
+
+/// The grid's apply-side limits, as committed (every field stored, unlike [`TableLimits`]'s layout
+/// inside a format-1 snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridSettings {
+    /// [`TableLimits::tasks_max`].
+    pub tasks_max: usize,
+    /// [`TableLimits::input_bytes_max`].
+    pub input_bytes_max: usize,
+    /// [`TableLimits::result_bytes_max`].
+    pub result_bytes_max: usize,
+    /// [`TableLimits::error_bytes_max`].
+    pub error_bytes_max: usize,
+    /// [`TableLimits::attempts_max`].
+    pub attempts_max: u32,
+    /// [`TableLimits::batch_max`].
+    pub batch_max: usize,
+    /// [`TableLimits::history_max`].
+    pub history_max: usize,
+    /// [`TableLimits::history_bytes_max`].
+    pub history_bytes_max: usize,
+    /// [`TableLimits::pending_input_bytes_max`].
+    pub pending_input_bytes_max: usize,
+}
+
+impl From<TableLimits> for GridSettings {
+    fn from(limits: TableLimits) -> Self {
+        GridSettings {
+            tasks_max: limits.tasks_max,
+            input_bytes_max: limits.input_bytes_max,
+            result_bytes_max: limits.result_bytes_max,
+            error_bytes_max: limits.error_bytes_max,
+            attempts_max: limits.attempts_max,
+            batch_max: limits.batch_max,
+            history_max: limits.history_max,
+            history_bytes_max: limits.history_bytes_max,
+            pending_input_bytes_max: limits.pending_input_bytes_max,
+        }
+    }
+}
+
+impl From<GridSettings> for TableLimits {
+    fn from(settings: GridSettings) -> Self {
+        TableLimits {
+            tasks_max: settings.tasks_max,
+            input_bytes_max: settings.input_bytes_max,
+            result_bytes_max: settings.result_bytes_max,
+            error_bytes_max: settings.error_bytes_max,
+            attempts_max: settings.attempts_max,
+            batch_max: settings.batch_max,
+            history_max: settings.history_max,
+            history_bytes_max: settings.history_bytes_max,
+            pending_input_bytes_max: settings.pending_input_bytes_max,
+        }
+    }
+}
+
+/// Every limit the apply step enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// The registry's limits.
+    pub registry: RegistryLimits,
+    /// The task table's limits.
+    pub grid: GridSettings,
+}
+
+impl ClusterSettings {
+    /// Settings from a node's configured limits.
+    pub fn new(registry: RegistryLimits, grid: TableLimits) -> ClusterSettings {
+        ClusterSettings { registry, grid: grid.into() }
+    }
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings::new(RegistryLimits::default(), TableLimits::default())
+    }
+}
+
+/// Replicated state that a format-1 snapshot had no place for, stored after it in a format-2 snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateExtras {
+    /// The committed settings, if any were committed yet.
+    pub settings: Option<ClusterSettings>,
+    /// Each open session's secret.
+    pub session_secrets: BTreeMap<SessionId, SessionSecret>,
+}

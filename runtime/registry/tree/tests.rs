@@ -1,0 +1,303 @@
+//! Unit tests of the znode tree: commands applied to a fresh registry, exact results asserted.
+
+use super::*;
+
+fn p(text: &str) -> ZPath {
+    ZPath::parse(text).expect("valid")
+}
+
+struct Fixture {
+    registry: Registry,
+    zxid: u64,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture { registry: Registry::new(RegistryLimits::default()), zxid: 0 }
+    }
+    fn run(&mut self, command: Command) -> Applied {
+        self.run_at(1_000 + self.zxid, command).0
+    }
+    fn run_at(&mut self, now_ms: u64, command: Command) -> (Applied, Vec<Change>) {
+        self.zxid += 1;
+        self.registry.apply(self.zxid, &Proposal { now_ms, command })
+    }
+    fn create(&mut self, path: &str, mode: CreateMode, session: Option<SessionId>) -> Applied {
+        self.run(Command::Create { path: p(path), data: b"d".to_vec(), mode, session, ttl_ms: None })
+    }
+    fn session(&mut self) -> SessionId {
+        match self.run(Command::OpenSession { timeout_ms: 5_000 }) {
+            Ok(Outcome::SessionOpened { session, .. }) => session,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn create_sets_stat_and_updates_the_parent() {
+    let mut f = Fixture::new();
+    let Ok(Outcome::Created { path, stat }) = f.create("/a", CreateMode::Persistent, None) else { panic!() };
+    assert_eq!(path, p("/a"));
+    assert_eq!((stat.czxid, stat.mzxid, stat.pzxid, stat.version, stat.data_length), (1, 1, 1, 0, 1));
+    let (children, root) = f.registry.children(&ZPath::root()).expect("root");
+    assert_eq!(children, vec!["a".to_string()]);
+    assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 1, 1));
+    assert_eq!(f.create("/a", CreateMode::Persistent, None).unwrap_err().name(), "node exists");
+    assert_eq!(
+        f.create("/x/y", CreateMode::Persistent, None).unwrap_err(),
+        RegistryError::NoNode { path: "/x".into() }
+    );
+}
+
+#[test]
+fn set_and_delete_check_versions() {
+    let mut f = Fixture::new();
+    f.create("/a", CreateMode::Persistent, None).expect("create");
+    let bad = f.run(Command::Set { path: p("/a"), data: vec![1], version: Some(3) });
+    assert_eq!(bad.unwrap_err().name(), "bad version");
+    let Ok(Outcome::Set { stat }) = f.run(Command::Set { path: p("/a"), data: vec![1, 2], version: Some(0) }) else {
+        panic!()
+    };
+    assert_eq!((stat.version, stat.mzxid, stat.czxid, stat.data_length), (1, 3, 1, 2));
+    f.create("/a/b", CreateMode::Persistent, None).expect("child");
+    assert_eq!(f.run(Command::Delete { path: p("/a"), version: None }).unwrap_err().name(), "not empty");
+    assert_eq!(f.run(Command::Delete { path: p("/a/b"), version: Some(1) }).unwrap_err().name(), "bad version");
+    f.run(Command::Delete { path: p("/a/b"), version: Some(0) }).expect("delete");
+    assert_eq!(f.registry.get(&p("/a/b")).unwrap_err().name(), "no node");
+    let big = vec![0; RegistryLimits::default().data_bytes_max + 1];
+    assert_eq!(f.run(Command::Set { path: p("/a"), data: big, version: None }).unwrap_err().name(), "too large");
+}
+
+#[test]
+fn sequential_names_count_per_parent() {
+    let mut f = Fixture::new();
+    f.create("/q", CreateMode::Persistent, None).expect("parent");
+    let names: Vec<String> = (0..3)
+        .map(|_| match f.create("/q/item-", CreateMode::PersistentSequential, None) {
+            Ok(Outcome::Created { path, .. }) => path.name().to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["item-0000000000", "item-0000000001", "item-0000000002"]);
+    f.create("/r", CreateMode::Persistent, None).expect("other parent");
+    let Ok(Outcome::Created { path, .. }) = f.create("/r/x", CreateMode::PersistentSequential, None) else { panic!() };
+    assert_eq!(path.as_str(), "/r/x0000000000");
+}
+
+#[test]
+fn ephemerals_belong_to_sessions_and_go_with_them() {
+    let mut f = Fixture::new();
+    let session = f.session();
+    assert_eq!(f.create("/e", CreateMode::Ephemeral, None).unwrap_err().name(), "bad arguments");
+    assert_eq!(f.create("/e", CreateMode::Ephemeral, Some(SessionId(999))).unwrap_err().name(), "session expired");
+    let Ok(Outcome::Created { stat, .. }) = f.create("/e", CreateMode::Ephemeral, Some(session)) else { panic!() };
+    assert_eq!(stat.ephemeral_owner, session.0);
+    f.create("/e2", CreateMode::EphemeralSequential, Some(session)).expect("sequential ephemeral");
+    assert_eq!(f.create("/e/child", CreateMode::Persistent, None).unwrap_err().name(), "no children for ephemerals");
+    let (result, changes) = f.run_at(2_000, Command::ExpireSessions { sessions: vec![session] });
+    assert_eq!(result, Ok(Outcome::SessionsEnded { sessions: 1, ephemerals: 2 }));
+    assert!(changes.contains(&Change::NodeDeleted { path: p("/e") }));
+    assert!(f.registry.exists(&p("/e")).is_none() && !f.registry.has_session(session));
+    assert_eq!(f.run(Command::CloseSession { session }).unwrap_err().name(), "session expired");
+}
+
+#[test]
+fn a_container_goes_with_its_last_child() {
+    let mut f = Fixture::new();
+    f.create("/c", CreateMode::Container, None).expect("container");
+    f.create("/c/inner", CreateMode::Container, None).expect("nested container");
+    f.create("/c/inner/x", CreateMode::Persistent, None).expect("child");
+    f.run(Command::Delete { path: p("/c/inner/x"), version: None }).expect("delete");
+    assert!(f.registry.exists(&p("/c/inner")).is_none() && f.registry.exists(&p("/c")).is_none());
+}
+
+#[test]
+fn ttl_nodes_expire_only_when_idle_and_childless() {
+    let mut f = Fixture::new();
+    let create =
+        Command::Create { path: p("/t"), data: vec![], mode: CreateMode::Persistent, session: None, ttl_ms: Some(100) };
+    f.run_at(1_000, create).0.expect("ttl node");
+    assert_eq!(f.registry.ttl_candidates(1_099, 10), Vec::<ZPath>::new());
+    assert_eq!(f.registry.ttl_candidates(1_100, 10), vec![p("/t")]);
+    // Touched since: the apply-time re-check keeps it.
+    f.run_at(1_090, Command::Set { path: p("/t"), data: vec![1], version: None }).0.expect("set");
+    assert_eq!(f.run_at(1_150, Command::ExpireTtl { paths: vec![p("/t")] }).0, Ok(Outcome::TtlExpired { deleted: 0 }));
+    assert_eq!(f.run_at(1_200, Command::ExpireTtl { paths: vec![p("/t")] }).0, Ok(Outcome::TtlExpired { deleted: 1 }));
+    let bad =
+        Command::Create { path: p("/u"), data: vec![], mode: CreateMode::Ephemeral, session: None, ttl_ms: Some(5) };
+    assert_eq!(f.run(bad).unwrap_err().name(), "bad arguments");
+}
+
+#[test]
+fn a_failed_multi_changes_nothing() {
+    let mut f = Fixture::new();
+    f.create("/a", CreateMode::Persistent, None).expect("a");
+    let before = f.registry.clone();
+    let ops = vec![
+        MultiOp::Create { path: p("/b"), data: vec![], mode: CreateMode::Persistent },
+        MultiOp::Set { path: p("/a"), data: vec![9], version: None },
+        MultiOp::Delete { path: p("/a"), version: None },
+        MultiOp::Check { path: p("/b"), version: 7 },
+    ];
+    let (result, changes) = f.run_at(5_000, Command::Multi { ops, session: None });
+    assert_eq!(result.clone().unwrap_err().name(), "bad version");
+    assert!(matches!(result, Err(RegistryError::MultiFailed { index: 3, .. })));
+    assert!(changes.is_empty());
+    let mut expected = before;
+    expected.last_zxid = f.registry.last_zxid;
+    assert_eq!(f.registry, expected, "rolled back exactly");
+    let ops = vec![
+        MultiOp::Check { path: p("/a"), version: 0 },
+        MultiOp::Create { path: p("/b"), data: vec![], mode: CreateMode::Persistent },
+    ];
+    let Ok(Outcome::Multi { results }) = f.run(Command::Multi { ops, session: None }) else { panic!() };
+    assert_eq!(results.len(), 2);
+}
+
+#[test]
+fn session_timeouts_are_clamped_and_ids_are_zxids() {
+    let mut f = Fixture::new();
+    let limits = RegistryLimits::default();
+    let Ok(Outcome::SessionOpened { session, timeout_ms }) = f.run(Command::OpenSession { timeout_ms: 1 }) else {
+        panic!()
+    };
+    assert_eq!((session, timeout_ms), (SessionId(1), limits.session_timeout_ms_min));
+    let Ok(Outcome::SessionOpened { timeout_ms, .. }) = f.run(Command::OpenSession { timeout_ms: u64::MAX }) else {
+        panic!()
+    };
+    assert_eq!(timeout_ms, limits.session_timeout_ms_max);
+}
+
+#[test]
+#[should_panic(expected = "applied after")]
+fn zxids_must_increase() {
+    let mut registry = Registry::new(RegistryLimits::default());
+    let noop = Proposal { now_ms: 0, command: Command::Noop };
+    let _ = registry.apply(2, &noop);
+    let _ = registry.apply(2, &noop);
+}
+
+const SECRET: SessionSecret = SessionSecret::from_bytes([7; 16]);
+const WRONG: SessionSecret = SessionSecret::from_bytes([8; 16]);
+/// A drawn id: large, as random ids are, and below 2^53.
+const DRAWN: SessionId = SessionId(0x1f_ffff_ffff_ff00);
+
+impl Fixture {
+    fn secured(&mut self, session: SessionId, secret: SessionSecret) -> Applied {
+        self.run(Command::OpenSessionSecured { session, secret, timeout_ms: 5_000 })
+    }
+    fn create_owned(&mut self, path: &str, session: SessionId, secret: SessionSecret) -> Applied {
+        let path = p(path);
+        self.run(Command::CreateOwned {
+            path,
+            data: vec![],
+            mode: CreateMode::Ephemeral,
+            session,
+            secret,
+            ttl_ms: None,
+        })
+    }
+}
+
+#[test]
+fn a_secured_session_acts_only_with_its_secret() {
+    let mut f = Fixture::new();
+    assert_eq!(f.secured(DRAWN, SECRET), Ok(Outcome::SessionOpened { session: DRAWN, timeout_ms: 5_000 }));
+    let before = f.registry.clone();
+    let no_auth = RegistryError::NoAuth { session: DRAWN };
+    assert_eq!(f.create_owned("/e", DRAWN, WRONG), Err(no_auth.clone()));
+    assert_eq!(f.create("/e", CreateMode::Ephemeral, Some(DRAWN)), Err(no_auth.clone()), "no secret at all");
+    let ops = vec![MultiOp::Create { path: p("/m"), data: vec![], mode: CreateMode::Ephemeral }];
+    let wrong = f.run(Command::MultiOwned { ops: ops.clone(), session: DRAWN, secret: WRONG });
+    assert_eq!(wrong, Err(RegistryError::MultiFailed { index: 0, cause: Box::new(no_auth.clone()) }));
+    let bare = f.run(Command::Multi { ops: ops.clone(), session: Some(DRAWN) });
+    assert_eq!(bare.unwrap_err().name(), "no auth");
+    assert_eq!(f.run(Command::CloseSession { session: DRAWN }), Err(no_auth.clone()));
+    assert_eq!(f.run(Command::CloseSessionSecured { session: DRAWN, secret: WRONG }), Err(no_auth.clone()));
+    assert_eq!(f.registry.check_session_secret(DRAWN, &WRONG), Err(no_auth));
+    let mut unchanged = before;
+    unchanged.last_zxid = f.registry.last_zxid;
+    assert_eq!(f.registry, unchanged, "every refusal changed nothing");
+
+    let Ok(Outcome::Created { stat, .. }) = f.create_owned("/e", DRAWN, SECRET) else { panic!() };
+    assert_eq!(stat.ephemeral_owner, DRAWN.0);
+    f.run(Command::MultiOwned { ops, session: DRAWN, secret: SECRET }).expect("multi with the secret");
+    assert_eq!(f.registry.check_session_secret(DRAWN, &SECRET), Ok(()));
+    let closed = f.run(Command::CloseSessionSecured { session: DRAWN, secret: SECRET });
+    assert_eq!(closed, Ok(Outcome::SessionsEnded { sessions: 1, ephemerals: 2 }));
+    assert!(f.registry.session_secrets().is_empty() && f.registry.exists(&p("/e")).is_none());
+    assert_eq!(f.registry.check_session_secret(DRAWN, &SECRET).unwrap_err().name(), "session expired");
+}
+
+#[test]
+fn a_legacy_session_keeps_its_id_and_old_rules() {
+    let mut f = Fixture::new();
+    f.create("/a", CreateMode::Persistent, None).expect("a");
+    let legacy = f.session();
+    assert_eq!(legacy, SessionId(2), "a legacy session's id is its zxid");
+    assert!(f.registry.is_legacy_session(legacy));
+    f.create("/a/e", CreateMode::Ephemeral, Some(legacy)).expect("old entries apply as before");
+    // No secret opens it to the new commands: the new API cannot keep it alive, so it expires.
+    assert_eq!(f.registry.check_session_secret(legacy, &SECRET).unwrap_err().name(), "no auth");
+    assert_eq!(f.create_owned("/a/f", legacy, SECRET).unwrap_err().name(), "no auth");
+    assert_eq!(f.run(Command::CloseSessionSecured { session: legacy, secret: SECRET }).unwrap_err().name(), "no auth");
+    assert_eq!(
+        f.run(Command::CloseSession { session: legacy }),
+        Ok(Outcome::SessionsEnded { sessions: 1, ephemerals: 1 })
+    );
+}
+
+#[test]
+fn drawn_ids_are_checked_and_a_collision_is_refused() {
+    let mut f = Fixture::new();
+    f.secured(DRAWN, SECRET).expect("open");
+    let before = f.registry.clone();
+    assert_eq!(f.secured(DRAWN, WRONG), Err(RegistryError::SessionExists { session: DRAWN }));
+    assert_eq!(f.registry.session_secrets().get(&DRAWN), Some(&SECRET), "the first owner keeps it");
+    assert_eq!(f.secured(SessionId(0), SECRET).unwrap_err().name(), "bad arguments");
+    assert_eq!(f.secured(SessionId(1 << 53), SECRET).unwrap_err().name(), "bad arguments");
+    assert_eq!(f.secured(SessionId(crate::registry::SESSION_ID_MAX + 1), SECRET).unwrap_err().name(), "bad arguments");
+    assert_eq!(f.registry.session_count(), before.session_count());
+    // A legacy open (from an earlier version's leader) whose zxid is a drawn id is refused too.
+    f.zxid = 9;
+    f.secured(SessionId(11), SECRET).expect("small drawn id");
+    assert_eq!(
+        f.run(Command::OpenSession { timeout_ms: 5_000 }),
+        Err(RegistryError::SessionExists { session: SessionId(11) })
+    );
+    assert_eq!(f.registry.session_secrets().get(&SessionId(11)), Some(&SECRET));
+}
+
+#[test]
+fn secrets_stay_out_of_the_serde_layout_and_are_restored() {
+    let mut f = Fixture::new();
+    f.secured(DRAWN, SECRET).expect("open");
+    let other = SessionId(42);
+    f.secured(other, WRONG).expect("open");
+    let mut without = f.registry.clone();
+    without.secrets.clear();
+    let bytes = postcard::to_stdvec(&f.registry).expect("encode");
+    assert_eq!(bytes, postcard::to_stdvec(&without).expect("encode"), "the layout is the old one");
+    assert!(!bytes.windows(16).any(|window| window == SECRET.as_bytes()), "no secret in the bytes");
+    let mut loaded: Registry = postcard::from_bytes(&bytes).expect("decode");
+    assert!(loaded.is_legacy_session(DRAWN), "unrestored, a session has no secret");
+    let mut carried = f.registry.session_secrets().clone();
+    carried.insert(SessionId(5), SECRET);
+    loaded.restore_session_secrets(carried);
+    assert_eq!(loaded, f.registry, "restored exactly; a closed session's secret dropped");
+    let (expired, _) = f.run_at(9_000, Command::ExpireSessions { sessions: vec![DRAWN] });
+    assert_eq!(expired, Ok(Outcome::SessionsEnded { sessions: 1, ephemerals: 0 }));
+    assert_eq!(f.registry.session_secrets().keys().copied().collect::<Vec<_>>(), vec![other]);
+}
+
+#[test]
+fn old_commands_keep_their_encoding() {
+    // Log entries written before secrets existed must decode to the same commands.
+    let encode = |command: &Command| postcard::to_stdvec(command).expect("encode");
+    assert_eq!(encode(&Command::OpenSession { timeout_ms: 5 }), [4, 5]);
+    assert_eq!(encode(&Command::CloseSession { session: SessionId(3) }), [5, 3]);
+    assert_eq!(encode(&Command::Noop), [8]);
+    let secured = encode(&Command::OpenSessionSecured { session: SessionId(1), secret: SECRET, timeout_ms: 5 });
+    assert_eq!(secured[0], 10, "new variants come after Grid");
+    assert_eq!(postcard::from_bytes::<Command>(&[4, 5]), Ok(Command::OpenSession { timeout_ms: 5 }));
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use gridkeeper::credentials::Authority;
 use gridkeeper::ids::NodeId;
 use gridkeeper::limits::FRAME_BYTES_MAX;
-use gridkeeper::mesh::{tls, Mesh, MeshConfig, MeshSocket, SendError};
+use gridkeeper::mesh::{tls, Mesh, MeshConfig, MeshError, MeshSocket, SendError};
 use gridkeeper::wire::frame::{FrameBuffer, FRAME_HEADER_BYTES};
 use gridkeeper::wire::{decode_body, encode_frame, Message, Payload, TrafficClass};
 
@@ -146,9 +146,19 @@ async fn reconnect_delays(flooded: bool) -> Vec<Option<Duration>> {
         let credentials = authority.node_credentials(NodeId(id)).expect("creds");
         let mut config = MeshConfig::new(NodeId(id), members.clone());
         config.incarnation = incarnation;
-        Mesh::start(config, &credentials, MeshSocket::Udp(members[&NodeId(id)])).expect("mesh")
+        Mesh::start(config, &credentials, MeshSocket::Udp(members[&NodeId(id)]))
     };
-    let two = start(2, 1);
+    // A restarted member rebinds its old port once quinn's driver of the previous endpoint let it go.
+    let start = |id: u64, incarnation: u64| async move {
+        for _ in 0..200 {
+            match start(id, incarnation) {
+                Err(MeshError::Bind { .. }) => tokio::time::sleep(Duration::from_millis(10)).await,
+                started => return started.expect("mesh"),
+            }
+        }
+        panic!("node {id} could not bind its port again")
+    };
+    let two = start(2, 1).await;
     let flood = flooded.then(|| {
         let stranger = Authority::generate().expect("CA").node_credentials(NodeId(1)).expect("creds");
         let config = flood::FloodConfig {
@@ -170,7 +180,7 @@ async fn reconnect_delays(flooded: bool) -> Vec<Option<Duration>> {
     for incarnation in 1..=RECONNECTS as u64 {
         let mut events = two.subscribe();
         let started = Instant::now();
-        let one = start(1, incarnation);
+        let one = start(1, incarnation).await;
         let reached = tokio::time::timeout(RECONNECT_WAIT, async {
             while !two.is_alive(NodeId(1)) {
                 let _ = events.recv().await;

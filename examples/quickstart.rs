@@ -164,8 +164,17 @@ fn main() -> Result<()> {
     let elapsed = started.elapsed();
     eprintln!();
 
-    let query = TasksQuery { limit: Some(TASKS as usize), ..TasksQuery::default() };
-    let tasks = runtime.block_on(grid.query(&query))?;
+    // Listings come in pages bounded by bytes, results only when asked for.
+    let mut query = TasksQuery { limit: Some(TASKS as usize), results: true, ..TasksQuery::default() };
+    let mut tasks = Vec::new();
+    loop {
+        let page = runtime.block_on(grid.query_page(&query))?;
+        tasks.extend(page.tasks);
+        match page.next {
+            Some(next) => query.cursor = Some(next),
+            None => break,
+        }
+    }
     report(&tasks, &ids, killed_at_ms, victim, elapsed, counter.attempts_run.load(Ordering::Relaxed))?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gridkeeper::admin::grid_api::{ScheduleRequest, SubmitRequest};
+use gridkeeper::admin::grid_api::ScheduleRequest;
 use gridkeeper::client::Client;
 use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
 use gridkeeper::node::local::{LocalCluster, LocalOptions};
@@ -50,11 +50,8 @@ fn main() -> Result<()> {
     for (name, cron, every_ms) in [("fast", None, Some(500)), ("cron", Some("*/2 * * * * *".to_string()), None)] {
         let request = ScheduleRequest {
             name: name.into(),
-            run: SubmitRequest {
-                task: Some("heartbeat".into()),
-                input: Some(serde_json::json!({ "job": name })),
-                ..SubmitRequest::default()
-            },
+            task: Some("heartbeat".into()),
+            input: Some(serde_json::json!({ "job": name })),
             cron,
             every_ms,
             ..ScheduleRequest::default()

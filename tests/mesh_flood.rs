@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use gridkeeper::credentials::Authority;
 use gridkeeper::ids::NodeId;
-use gridkeeper::mesh::{tls, Mesh, MeshConfig, MeshSocket};
+use gridkeeper::mesh::{tls, Mesh, MeshConfig, MeshError, MeshSocket};
 
 use flood::{Flood, FloodConfig};
 
@@ -23,6 +23,9 @@ const FORM_WAIT: Duration = Duration::from_secs(10);
 const RECONNECT_WAIT: Duration = Duration::from_secs(10);
 /// Handshakes the flood has started before the member restarts, so the slots are already under siege.
 const FLOOD_HEAD_START: usize = 1_500;
+/// Tries, and the pause between them, to bind a restarted member's port again (2 s in all).
+const REBIND_ATTEMPTS: usize = 200;
+const REBIND_PAUSE: Duration = Duration::from_millis(10);
 
 fn loopback_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -66,9 +69,20 @@ async fn a_restarted_member_reaches_a_node_under_a_handshake_flood() {
         let credentials = authority.node_credentials(NodeId(id)).expect("credentials");
         let mut config = MeshConfig::new(NodeId(id), members.clone());
         config.incarnation = incarnation;
-        Mesh::start(config, &credentials, MeshSocket::Udp(members[&NodeId(id)])).expect("mesh starts")
+        Mesh::start(config, &credentials, MeshSocket::Udp(members[&NodeId(id)]))
     };
-    let (one, two, three) = (start(1, 1), start(2, 1), start(3, 1));
+    let start = |id: u64, incarnation: u64| async move {
+        // A restarted member rebinds its old port, which quinn's driver of the previous endpoint
+        // releases only once it has run again: retry the bind, bounded.
+        for _ in 0..REBIND_ATTEMPTS {
+            match start(id, incarnation) {
+                Err(MeshError::Bind { .. }) => tokio::time::sleep(REBIND_PAUSE).await,
+                started => return started.expect("mesh starts"),
+            }
+        }
+        panic!("node {id} could not bind its port again")
+    };
+    let (one, two, three) = (start(1, 1).await, start(2, 1).await, start(3, 1).await);
     wait_until(&three, FORM_WAIT, "the mesh forms", |three| three.is_alive(NodeId(1)) && three.is_alive(NodeId(2)))
         .await;
 
@@ -83,7 +97,7 @@ async fn a_restarted_member_reaches_a_node_under_a_handshake_flood() {
         .expect("the flood binds 127.0.0.2");
     flood.wait_started(FLOOD_HEAD_START).await;
 
-    let one = start(1, 2);
+    let one = start(1, 2).await;
     let reached = tokio::time::timeout(RECONNECT_WAIT, async {
         until(&one, |one| one.is_alive(NodeId(3))).await;
         until(&three, |three| three.is_alive(NodeId(1))).await;

@@ -40,8 +40,7 @@ impl Cluster {
         .expect("a leader and every worker registered");
         let follower = [1, 2, 3].into_iter().find(|&id| id != leader).expect("a follower");
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let client =
-            runtime.block_on(Client::connect_with_certs(spec.admin(follower), &spec.certs())).expect("client");
+        let client = runtime.block_on(Client::connect_with_certs(spec.admin(follower), &spec.certs())).expect("client");
         Cluster { spec, follower, runtime, client, _nodes: nodes }
     }
 
@@ -101,7 +100,8 @@ fn one_request_cannot_exhaust_a_node() {
     table_bytes_are_counted_alike_and_bounded(&cluster);
 
     let failed = wait_for(WAIT_MAX, || {
-        let task = cluster.runtime.block_on(cluster.client.tasks(&TasksQuery { id: Some(nobody), ..Default::default() }));
+        let task =
+            cluster.runtime.block_on(cluster.client.tasks(&TasksQuery { id: Some(nobody), ..Default::default() }));
         task.ok()?.pop().filter(|task| task.state == TaskState::Failed)
     })
     .expect("the unplaceable task fails after the timeout");

@@ -67,6 +67,7 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         prefetch: 0,
         placement: gridkeeper::grid::Strategy::default(),
         join: None,
+        unplaceable_timeout_ms: None,
     };
     let view = NodeView::new(node);
     let args = Arc::new(SupervisorArgs {

@@ -157,7 +157,8 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         specs: None,
     };
     // The same bound the node applies, checked here before a request is sent.
-    let refused = |refusal: SubmitRefusal| ClientError::Registry { name: "too large".into(), message: refusal.to_string() };
+    let refused =
+        |refusal: SubmitRefusal| ClientError::Registry { name: "too large".into(), message: refusal.to_string() };
     let spec = request.clone().spec().map_err(|refusal| ClientError::Transport(refusal.to_string()))?;
     check_submission(&spec, args.count).map_err(|refusal| match refusal {
         SubmitRefusal::Bad(message) => ClientError::Transport(message),
@@ -297,16 +298,14 @@ pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
 
 /// Whether `node` holds an attempt that has not ended, looking at every page of its tasks.
 async fn runs_anything(client: &Client, node: u64) -> Result<bool, ClientError> {
-    let mut query = TasksQuery {
-        node: Some(node),
-        limit: Some(crate::admin::grid_api::QUERY_LIMIT_MAX),
-        ..TasksQuery::default()
-    };
+    let mut query =
+        TasksQuery { node: Some(node), limit: Some(crate::admin::grid_api::QUERY_LIMIT_MAX), ..TasksQuery::default() };
     loop {
         let page = client.tasks_page(&query).await?;
-        let running = page.tasks.iter().any(|task| {
-            task.attempts.last().is_some_and(|attempt| attempt.node == node && attempt.ended_ms.is_none())
-        });
+        let running = page
+            .tasks
+            .iter()
+            .any(|task| task.attempts.last().is_some_and(|attempt| attempt.node == node && attempt.ended_ms.is_none()));
         match page.next {
             _ if running => return Ok(true),
             None => return Ok(false),

@@ -294,6 +294,7 @@ mod tests {
         let decoded = decode_state(&bytes).expect("decodes");
         assert_eq!(decoded.replicated.settings(), Some(settings));
         assert_eq!(decoded.replicated.registry.limits().data_bytes_max, 4096);
+        assert_eq!(decoded.replicated.registry, original.replicated.registry);
         assert_eq!(decoded.replicated.extras(), original.replicated.extras());
     }
 

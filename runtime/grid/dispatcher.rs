@@ -80,7 +80,8 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
 
 /// What the table holds, on every node: tasks no registered node can run, and its byte budgets' use.
 fn record_table_gauges(coordinator: &Coordinator) {
-    let (unplaceable, bytes) = coordinator.read_state(|state| (state.unplaceable_count(), state.grid.bytes().into_owned()));
+    let (unplaceable, bytes) =
+        coordinator.read_state(|state| (state.unplaceable_count(), state.grid.bytes().into_owned()));
     metrics::gauge!("gridkeeper_grid_unplaceable_tasks").set(unplaceable as f64);
     metrics::gauge!("gridkeeper_grid_history_bytes").set(bytes.history as f64);
     metrics::gauge!("gridkeeper_grid_pending_input_bytes").set(bytes.pending_input as f64);

@@ -27,6 +27,6 @@ pub use command::{GridCommand, GridEffects, GridOutcome, Report};
 pub use placement::{NodeLoad, Placement};
 pub use queue::ReadyQueue;
 pub use replicated::{NodeRecord, ReplicatedState};
-pub use settings::{ClusterSettings, GridSettings, StateExtras};
+pub use settings::{ClusterSettings, GridSettings, RegistrySettings, StateExtras};
 pub use table::{GridError, TableLimits, TaskTable};
 pub use task::{Attempt, AttemptState, FencingToken, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};

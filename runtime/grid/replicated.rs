@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::command::{GridCommand, GridEffects, GridOutcome};
-use super::settings::{ClusterSettings, StateExtras};
 use super::placement::{NodeLoad, Placement};
+use super::settings::{ClusterSettings, StateExtras};
 use super::table::{GridError, TableLimits, TaskTable};
 use super::task::TaskId;
 use crate::ids::NodeId;
@@ -82,6 +82,7 @@ impl ReplicatedState {
     /// what is derived (the table's byte counts).
     pub fn restore_extras(&mut self, extras: StateExtras) {
         self.registry.restore_session_secrets(extras.session_secrets);
+        self.registry.rebuild_derived();
         match extras.settings {
             Some(settings) => self.configure(settings),
             None => self.grid.rebuild_derived(),
@@ -90,7 +91,7 @@ impl ReplicatedState {
 
     fn configure(&mut self, settings: ClusterSettings) {
         self.settings = Some(settings);
-        self.registry.set_limits(settings.registry);
+        self.registry.set_limits(settings.registry.into());
         self.grid.set_limits(settings.grid.into());
     }
 
@@ -315,11 +316,14 @@ mod tests {
         let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
         let mut zxid = 0;
         for path in ["/grid", "/grid/nodes"] {
-            propose(&mut state, &mut zxid, create(path, vec![], CreateMode::Persistent, None));
+            let (created, _) = propose(&mut state, &mut zxid, create(path, vec![], CreateMode::Persistent, None));
+            assert!(created.is_ok(), "{created:?}");
         }
-        let record = NodeRecord { addr: "a".into(), slots: 1, prefetch: 0, weight: 1, kinds: BTreeSet::from(["noop".into()]) };
+        let record =
+            NodeRecord { addr: "a".into(), slots: 1, prefetch: 0, weight: 1, kinds: BTreeSet::from(["noop".into()]) };
         let data = serde_json::to_vec(&record).expect("json");
-        propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
+        let (created, _) = propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
+        assert!(created.is_ok(), "{created:?}");
         let tasks = vec![TaskSpec::new("noop", vec![]), TaskSpec::new("nobody", vec![])];
         let (submitted, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
         let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
@@ -328,7 +332,10 @@ mod tests {
         let submitted_ms = zxid * 10;
         let after_ms = 1_000;
         assert_eq!(state.grid.unplaceable_overdue(submitted_ms + 999, after_ms, |kind| kind == "noop", 10), vec![]);
-        assert_eq!(state.grid.unplaceable_overdue(submitted_ms + 1_000, after_ms, |kind| kind == "noop", 10), vec![ids[1]]);
+        assert_eq!(
+            state.grid.unplaceable_overdue(submitted_ms + 1_000, after_ms, |kind| kind == "noop", 10),
+            vec![ids[1]]
+        );
         // Too soon (the proposal's time is zxid × 10 here): refused.
         let fail = Command::Grid(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms });
         let (recorded, _) = propose(&mut state, &mut zxid, fail.clone());

@@ -72,11 +72,58 @@ impl From<GridSettings> for TableLimits {
     }
 }
 
+/// The registry's apply-side limits, as committed (every field stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySettings {
+    /// [`RegistryLimits::data_bytes_max`].
+    pub data_bytes_max: usize,
+    /// [`RegistryLimits::znodes_max`].
+    pub znodes_max: usize,
+    /// [`RegistryLimits::sessions_max`].
+    pub sessions_max: usize,
+    /// [`RegistryLimits::multi_ops_max`].
+    pub multi_ops_max: usize,
+    /// [`RegistryLimits::session_timeout_ms_min`].
+    pub session_timeout_ms_min: u64,
+    /// [`RegistryLimits::session_timeout_ms_max`].
+    pub session_timeout_ms_max: u64,
+    /// [`RegistryLimits::data_bytes_total_max`].
+    pub data_bytes_total_max: usize,
+}
+
+impl From<RegistryLimits> for RegistrySettings {
+    fn from(limits: RegistryLimits) -> Self {
+        RegistrySettings {
+            data_bytes_max: limits.data_bytes_max,
+            znodes_max: limits.znodes_max,
+            sessions_max: limits.sessions_max,
+            multi_ops_max: limits.multi_ops_max,
+            session_timeout_ms_min: limits.session_timeout_ms_min,
+            session_timeout_ms_max: limits.session_timeout_ms_max,
+            data_bytes_total_max: limits.data_bytes_total_max,
+        }
+    }
+}
+
+impl From<RegistrySettings> for RegistryLimits {
+    fn from(settings: RegistrySettings) -> Self {
+        RegistryLimits {
+            data_bytes_max: settings.data_bytes_max,
+            znodes_max: settings.znodes_max,
+            sessions_max: settings.sessions_max,
+            multi_ops_max: settings.multi_ops_max,
+            session_timeout_ms_min: settings.session_timeout_ms_min,
+            session_timeout_ms_max: settings.session_timeout_ms_max,
+            data_bytes_total_max: settings.data_bytes_total_max,
+        }
+    }
+}
+
 /// Every limit the apply step enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSettings {
     /// The registry's limits.
-    pub registry: RegistryLimits,
+    pub registry: RegistrySettings,
     /// The task table's limits.
     pub grid: GridSettings,
 }
@@ -84,7 +131,7 @@ pub struct ClusterSettings {
 impl ClusterSettings {
     /// Settings from a node's configured limits.
     pub fn new(registry: RegistryLimits, grid: TableLimits) -> ClusterSettings {
-        ClusterSettings { registry, grid: grid.into() }
+        ClusterSettings { registry: registry.into(), grid: grid.into() }
     }
 }
 

@@ -41,6 +41,19 @@ pub struct RegistryLimits {
     pub session_timeout_ms_min: u64,
     /// Longest session timeout granted; longer requests are lowered to it.
     pub session_timeout_ms_max: u64,
+    /// Bytes of data and paths the whole tree holds; a create or set past it is refused
+    /// (`QuotaExceeded`), as etcd's backend quota refuses writes. Not stored in this type's layout
+    /// (format-1 snapshots fix it): it comes from the committed cluster settings.
+    #[serde(skip, default = "data_bytes_total_max_default")]
+    pub data_bytes_total_max: usize,
+}
+
+/// Bytes a registry holds in data and paths by default: 1 GiB, half of etcd's default backend quota,
+/// so a node's registry, task table and a snapshot's copy of both stay within a few GiB.
+pub const DATA_BYTES_TOTAL_MAX_DEFAULT: usize = 1 << 30;
+
+fn data_bytes_total_max_default() -> usize {
+    DATA_BYTES_TOTAL_MAX_DEFAULT
 }
 
 impl Default for RegistryLimits {
@@ -52,6 +65,7 @@ impl Default for RegistryLimits {
             multi_ops_max: 1_000,
             session_timeout_ms_min: 600,
             session_timeout_ms_max: 60_000,
+            data_bytes_total_max: DATA_BYTES_TOTAL_MAX_DEFAULT,
         }
     }
 }
@@ -96,6 +110,14 @@ pub struct Registry {
     /// [`Registry::session_secrets`] and [`Registry::restore_session_secrets`].
     #[serde(skip)]
     secrets: BTreeMap<SessionId, SessionSecret>,
+    /// Bytes of data and paths held (derived; see [`Registry::rebuild_derived`]).
+    #[serde(skip)]
+    data_bytes: usize,
+}
+
+/// What a znode counts against [`RegistryLimits::data_bytes_total_max`].
+fn znode_bytes(path: &ZPath, node: &Znode) -> usize {
+    path.as_str().len() + node.data.len()
 }
 
 /// Prior values of what a multi touched, to roll it back.
@@ -134,7 +156,28 @@ impl Registry {
             sessions: BTreeMap::new(),
             last_zxid: 0,
             secrets: BTreeMap::new(),
+            data_bytes: 1,
         }
+    }
+
+    /// Recounts the derived byte count. Call after deserializing a registry (it is not stored).
+    pub fn rebuild_derived(&mut self) {
+        self.data_bytes = self.nodes.iter().map(|(path, node)| znode_bytes(path, node)).sum();
+    }
+
+    /// Bytes of data and paths held now.
+    pub fn data_bytes(&self) -> usize {
+        self.data_bytes
+    }
+
+    fn check_total(&self, adding: usize, removing: usize) -> Result<(), RegistryError> {
+        let after = (self.data_bytes + adding).saturating_sub(removing);
+        if adding > removing && after > self.limits.data_bytes_total_max {
+            return Err(RegistryError::QuotaExceeded {
+                reason: format!("the registry holds {} bytes at most (data_bytes_total_max)", self.limits.data_bytes_total_max),
+            });
+        }
+        Ok(())
     }
 
     /// The limits in force.
@@ -310,6 +353,7 @@ impl Registry {
         if self.nodes.len() >= self.limits.znodes_max {
             return Err(RegistryError::QuotaExceeded { reason: format!("{} znodes", self.limits.znodes_max) });
         }
+        self.check_total(path.as_str().len() + data.len(), 0)?;
         self.record_node(ctx, &parent_path);
         self.record_node(ctx, &path);
         let zxid = ctx.zxid;
@@ -332,6 +376,7 @@ impl Registry {
             ..Stat::default()
         };
         let node = Znode { data: data.to_vec(), stat, mode, ttl_ms, children: BTreeSet::new(), sequence_next: 0 };
+        self.data_bytes += znode_bytes(&path, &node);
         self.nodes.insert(path.clone(), node);
         if owner != 0 {
             self.record_session(ctx, SessionId(owner));
@@ -348,8 +393,10 @@ impl Registry {
         if let Some(expected) = version.filter(|&expected| expected != node.stat.version) {
             return Err(RegistryError::BadVersion { path: path.to_string(), expected, actual: node.stat.version });
         }
+        self.check_total(data.len(), node.data.len())?;
         self.record_node(ctx, path);
         let node = self.nodes.get_mut(path).expect("checked above");
+        self.data_bytes = (self.data_bytes + data.len()).saturating_sub(node.data.len());
         node.data = data.to_vec();
         node.stat.version += 1;
         node.stat.mzxid = ctx.zxid;
@@ -378,6 +425,7 @@ impl Registry {
         self.record_node(ctx, path);
         self.record_node(ctx, parent_path);
         let node = self.nodes.remove(path).expect("callers check the node exists");
+        self.data_bytes = self.data_bytes.saturating_sub(znode_bytes(path, &node));
         if node.stat.ephemeral_owner != 0 {
             let owner = SessionId(node.stat.ephemeral_owner);
             self.record_session(ctx, owner);
@@ -436,6 +484,9 @@ impl Registry {
     fn roll_back(&mut self, ctx: &mut Ctx) {
         let undo = ctx.undo.take().expect("roll_back only inside a multi");
         for (path, prior) in undo.nodes {
+            let now = self.nodes.get(&path).map_or(0, |node| znode_bytes(&path, node));
+            let before = prior.as_ref().map_or(0, |node| znode_bytes(&path, node));
+            self.data_bytes = (self.data_bytes + before).saturating_sub(now);
             match prior {
                 Some(node) => self.nodes.insert(path, node),
                 None => self.nodes.remove(&path),

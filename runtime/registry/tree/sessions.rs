@@ -74,6 +74,8 @@ impl Registry {
     pub fn restore_session_secrets(&mut self, mut secrets: BTreeMap<SessionId, SessionSecret>) {
         secrets.retain(|session, _| self.sessions.contains_key(session));
         self.secrets = secrets;
+        // Called right after deserializing: the derived byte count is rebuilt with the secrets.
+        self.rebuild_derived();
     }
 
     /// Checks a command's claim to act for a session.

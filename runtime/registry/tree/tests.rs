@@ -301,3 +301,39 @@ fn old_commands_keep_their_encoding() {
     assert_eq!(secured[0], 10, "new variants come after Grid");
     assert_eq!(postcard::from_bytes::<Command>(&[4, 5]), Ok(Command::OpenSession { timeout_ms: 5 }));
 }
+
+#[test]
+fn the_tree_is_bounded_in_bytes_and_a_failed_multi_gives_its_bytes_back() {
+    let limits = RegistryLimits { data_bytes_total_max: 1_000, ..RegistryLimits::default() };
+    let mut registry = Registry::new(limits);
+    let create = |path: &str, bytes: usize| Command::Create {
+        path: ZPath::parse(path).expect("valid"),
+        data: vec![1; bytes],
+        mode: CreateMode::Persistent,
+        session: None,
+        ttl_ms: None,
+    };
+    let apply = |registry: &mut Registry, zxid: u64, command: Command| {
+        registry.apply(zxid, &Proposal { now_ms: 0, command }).0
+    };
+    assert!(apply(&mut registry, 1, create("/a", 600)).is_ok());
+    let held = registry.data_bytes();
+    assert_eq!(held, 1 + 2 + 600);
+    assert!(matches!(apply(&mut registry, 2, create("/b", 600)), Err(RegistryError::QuotaExceeded { .. })));
+    let set = |bytes: usize| Command::Set { path: ZPath::parse("/a").expect("valid"), data: vec![2; bytes], version: None };
+    assert!(matches!(apply(&mut registry, 3, set(2_000)), Err(RegistryError::TooLarge { .. }) | Err(RegistryError::QuotaExceeded { .. })));
+    assert!(apply(&mut registry, 4, set(100)).is_ok());
+    assert_eq!(registry.data_bytes(), 1 + 2 + 100);
+    // A multi that creates then fails rolls its bytes back too.
+    let ops = vec![
+        MultiOp::Create { path: ZPath::parse("/c").expect("valid"), data: vec![3; 300], mode: CreateMode::Persistent },
+        MultiOp::Delete { path: ZPath::parse("/missing").expect("valid"), version: None },
+    ];
+    assert!(apply(&mut registry, 5, Command::Multi { ops, session: None }).is_err());
+    assert_eq!(registry.data_bytes(), 1 + 2 + 100);
+    assert!(apply(&mut registry, 6, Command::Delete { path: ZPath::parse("/a").expect("valid"), version: None }).is_ok());
+    assert_eq!(registry.data_bytes(), 1);
+    let mut copy = registry.clone();
+    copy.rebuild_derived();
+    assert_eq!(copy.data_bytes(), registry.data_bytes());
+}

@@ -120,9 +120,10 @@ const _: () = assert!(SILENCE_INTERVALS_MIN * HEARTBEAT_INTERVAL_MS_MAX <= PEER_
 // Grid requests
 
 /// Encoded bytes one submission may carry (count × each task's encoded spec), checked at the edge
-/// before any copy of a task is made. A placeholder until the cluster-wide entry limit lands: a
-/// submission is one log entry, and at 4 MiB sixteen of them still fit one mesh frame.
-pub const SUBMIT_BYTES_MAX: usize = 4 << 20;
+/// before any copy of a task is made. A submission is one log entry: half of [`ENTRY_BYTES_MAX`], so
+/// the command's envelope always fits and the coordinator's entry check never has to refuse what the
+/// edge accepted; and every node's transient copies of one request stay a few times 4 MiB.
+pub const SUBMIT_BYTES_MAX: usize = ENTRY_BYTES_MAX / 2;
 
 /// Bytes of task views one `GET /grid/tasks` page holds (the page always holds at least one task,
 /// so an answer is at most this plus one task with a 1 MiB result). Larger answers are paged.
@@ -132,7 +133,7 @@ pub const QUERY_RESPONSE_BYTES_MAX: usize = 4 << 20;
 /// state's read lock for a walk of the whole table; the caller follows `next`.
 pub const QUERY_SCAN_MAX: usize = 100_000;
 
-const _: () = assert!(SUBMIT_BYTES_MAX <= FRAME_BYTES_MAX / 4);
+const _: () = assert!(SUBMIT_BYTES_MAX + ENTRY_OVERHEAD_BYTES < ENTRY_BYTES_MAX);
 const _: () = assert!(QUERY_RESPONSE_BYTES_MAX < ADMIN_RESPONSE_BYTES_MAX / 2);
 
 // Admin connections

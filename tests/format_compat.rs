@@ -53,7 +53,8 @@ fn a_format1_data_dir_loads_and_keeps_working() {
     // New writes go on top; enough of them that the node takes a snapshot in today's format.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let client = gridkeeper::client::Client::connect_with_certs(spec.admin(1), &spec.certs()).await.expect("client");
+        let client =
+            gridkeeper::client::Client::connect_with_certs(spec.admin(1), &spec.certs()).await.expect("client");
         client.create("/today", "format 2", gridkeeper::registry::CreateMode::Persistent, None).await.expect("create");
     });
     node.terminate();

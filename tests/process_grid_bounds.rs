@@ -17,7 +17,7 @@ use gridkeeper::limits::QUERY_RESPONSE_BYTES_MAX;
 use support::{admin_get, binary, metric_sum, status, wait_for, ClusterSpec, NodeProcess, WAIT_MAX};
 
 /// Long enough that the test sees the task pending first, short enough to see it fail.
-const UNPLACEABLE_TIMEOUT_MS: &str = "10000";
+const UNPLACEABLE_TIMEOUT_MS: &str = "15000";
 
 struct Cluster {
     spec: ClusterSpec,
@@ -93,6 +93,11 @@ fn one_request_cannot_exhaust_a_node() {
     assert!(ok);
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
     assert_eq!(shown["unplaceable"], serde_json::json!(true), "{shown}");
+    let counted = wait_for(WAIT_MAX, || {
+        let metrics = admin_get(cluster.spec.admin(cluster.follower), "/metrics")?;
+        (metric_sum(&metrics, "gridkeeper_grid_unplaceable_tasks ") >= 1.0).then_some(())
+    });
+    assert!(counted.is_some(), "the unplaceable task is counted");
 
     submissions_are_sized_before_they_are_copied(&cluster);
     a_followers_waits_cannot_be_filled(&cluster);

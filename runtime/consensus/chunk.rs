@@ -121,7 +121,10 @@ impl Reassembler {
         };
         let partial = &mut partials[position];
         let fits = partial.bytes.len() as u64 + chunk.bytes.len() as u64 <= partial.total_bytes;
-        if chunk.index != partial.next || chunk.count != partial.count || chunk.total_bytes != partial.total_bytes || !fits
+        if chunk.index != partial.next
+            || chunk.count != partial.count
+            || chunk.total_bytes != partial.total_bytes
+            || !fits
         {
             partials.remove(position);
             return Err(ChunkError::OutOfSequence);

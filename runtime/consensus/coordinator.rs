@@ -301,7 +301,10 @@ impl Coordinator {
             .map_err(|error| storage_error(error.to_string()))?;
         if let Some(committed) = machine.read_state(|state| state.settings()) {
             if committed != ClusterSettings::new(config.limits, config.grid_limits) {
-                tracing::warn!(?committed, "this node's limit flags differ from the committed cluster-wide settings, which apply");
+                tracing::warn!(
+                    ?committed,
+                    "this node's limit flags differ from the committed cluster-wide settings, which apply"
+                );
             }
         }
         let session_rng = SessionRng::new(config.session_seed, machine.applied_index());
@@ -454,9 +457,13 @@ impl Coordinator {
     pub fn readiness(&self) -> Result<(), super::readiness::NotReady> {
         let status = self.status();
         let now = self.inner.clock.now();
+        // A leader remembered from before a restart, or one the mesh says is down, is no leader.
+        let leader = status
+            .leader
+            .filter(|&leader| leader == self.inner.node.0 || self.inner.rpc.mesh().is_alive(NodeId(leader)));
         let mut progress = self.progress();
         progress.on_commit_index(now, status.commit_index);
-        progress.decide(now, status.leader)
+        progress.decide(now, leader)
     }
 
     /// Reads at the given consistency.

@@ -276,8 +276,7 @@ mod tests {
     }
 
     fn configure(state: &mut SmState, settings: ClusterSettings) {
-        let proposal =
-            Proposal { now_ms: 0, command: Command::Grid(crate::grid::GridCommand::Configure { settings }) };
+        let proposal = Proposal { now_ms: 0, command: Command::Grid(crate::grid::GridCommand::Configure { settings }) };
         let (result, _) = state.replicated.apply(1, &proposal, &mut GridEffects::default());
         assert!(result.is_ok(), "{result:?}");
     }

@@ -174,7 +174,10 @@ impl Registry {
         let after = (self.data_bytes + adding).saturating_sub(removing);
         if adding > removing && after > self.limits.data_bytes_total_max {
             return Err(RegistryError::QuotaExceeded {
-                reason: format!("the registry holds {} bytes at most (data_bytes_total_max)", self.limits.data_bytes_total_max),
+                reason: format!(
+                    "the registry holds {} bytes at most (data_bytes_total_max)",
+                    self.limits.data_bytes_total_max
+                ),
             });
         }
         Ok(())

@@ -313,15 +313,18 @@ fn the_tree_is_bounded_in_bytes_and_a_failed_multi_gives_its_bytes_back() {
         session: None,
         ttl_ms: None,
     };
-    let apply = |registry: &mut Registry, zxid: u64, command: Command| {
-        registry.apply(zxid, &Proposal { now_ms: 0, command }).0
-    };
+    let apply =
+        |registry: &mut Registry, zxid: u64, command: Command| registry.apply(zxid, &Proposal { now_ms: 0, command }).0;
     assert!(apply(&mut registry, 1, create("/a", 600)).is_ok());
     let held = registry.data_bytes();
     assert_eq!(held, 1 + 2 + 600);
     assert!(matches!(apply(&mut registry, 2, create("/b", 600)), Err(RegistryError::QuotaExceeded { .. })));
-    let set = |bytes: usize| Command::Set { path: ZPath::parse("/a").expect("valid"), data: vec![2; bytes], version: None };
-    assert!(matches!(apply(&mut registry, 3, set(2_000)), Err(RegistryError::TooLarge { .. }) | Err(RegistryError::QuotaExceeded { .. })));
+    let set =
+        |bytes: usize| Command::Set { path: ZPath::parse("/a").expect("valid"), data: vec![2; bytes], version: None };
+    assert!(matches!(
+        apply(&mut registry, 3, set(2_000)),
+        Err(RegistryError::TooLarge { .. }) | Err(RegistryError::QuotaExceeded { .. })
+    ));
     assert!(apply(&mut registry, 4, set(100)).is_ok());
     assert_eq!(registry.data_bytes(), 1 + 2 + 100);
     // A multi that creates then fails rolls its bytes back too.
@@ -331,7 +334,9 @@ fn the_tree_is_bounded_in_bytes_and_a_failed_multi_gives_its_bytes_back() {
     ];
     assert!(apply(&mut registry, 5, Command::Multi { ops, session: None }).is_err());
     assert_eq!(registry.data_bytes(), 1 + 2 + 100);
-    assert!(apply(&mut registry, 6, Command::Delete { path: ZPath::parse("/a").expect("valid"), version: None }).is_ok());
+    assert!(
+        apply(&mut registry, 6, Command::Delete { path: ZPath::parse("/a").expect("valid"), version: None }).is_ok()
+    );
     assert_eq!(registry.data_bytes(), 1);
     let mut copy = registry.clone();
     copy.rebuild_derived();

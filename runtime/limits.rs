@@ -71,6 +71,16 @@ pub const RESTART_WINDOW_MS: u64 = 10_000;
 /// Bytes of an HTTP response the CLI reads from the admin API.
 pub const ADMIN_RESPONSE_BYTES_MAX: usize = 16 << 20;
 
+/// Bytes of a request body the admin API reads (axum's default, stated): a 1 MiB znode or task input
+/// in JSON with room to spare. A larger body is refused with 413 before it is parsed.
+pub const ADMIN_REQUEST_BYTES_MAX: usize = 2 << 20;
+
+/// Bytes of a body on the two bulk routes, `/grid/submit` and `/grid/worker/report`: a submission of
+/// `SUBMIT_BYTES_MAX` or a report batch of `REPORT_BATCH_BYTES_MAX` (4 MiB each), which JSON writes as
+/// arrays of numbers (up to four characters a byte), with room for the rest. Only a caller that
+/// presented the token gets its body read.
+pub const BULK_REQUEST_BYTES_MAX: usize = 4 * (ENTRY_BYTES_MAX / 2) + (1 << 20);
+
 /// Bytes of a configuration file a node reads.
 pub const CONFIG_FILE_BYTES_MAX: u64 = 1 << 20;
 

@@ -46,17 +46,6 @@ fn ready(admin: SocketAddr) -> (u16, String) {
     (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
-fn leader_of(spec: &ClusterSpec, alive: &[u64]) -> Option<u64> {
-    let leaders: Vec<Option<u64>> =
-        alive.iter().map(|&id| status(spec.admin(id)).and_then(|view| view.leader)).collect();
-    match leaders.first() {
-        Some(Some(leader)) if leaders.iter().all(|other| *other == Some(*leader)) && alive.contains(leader) => {
-            Some(*leader)
-        }
-        _ => None,
-    }
-}
-
 fn token(spec: &ClusterSpec) -> String {
     std::fs::read_to_string(spec.certs().join("admin.token")).expect("token").trim().to_string()
 }

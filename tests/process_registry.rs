@@ -13,17 +13,6 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
-fn leader_of(spec: &ClusterSpec, alive: &[u64]) -> Option<u64> {
-    let leaders: Vec<Option<u64>> =
-        alive.iter().map(|&id| status(spec.admin(id)).and_then(|view| view.leader)).collect();
-    match leaders.first() {
-        Some(Some(leader)) if leaders.iter().all(|other| *other == Some(*leader)) && alive.contains(leader) => {
-            Some(*leader)
-        }
-        _ => None,
-    }
-}
-
 async fn client(spec: &ClusterSpec, id: u64) -> Client {
     Client::connect_with_certs(spec.admin(id), &spec.certs()).await.expect("client connects")
 }

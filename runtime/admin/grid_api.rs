@@ -49,9 +49,15 @@ pub const IDS_MAX: usize = SUBMIT_COUNT_MAX;
 pub const WAIT_MS_MAX: u64 = 60_000;
 
 /// The grid routes, to merge into the admin router.
-pub fn routes() -> Router<Arc<AdminState>> {
-    Router::new()
+pub fn routes(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
+    // Submissions and reports carry bytes as JSON arrays of numbers (up to four characters a byte), so
+    // their bodies may be larger than other routes'; the token is checked before any of it is read.
+    let bulk = Router::new()
         .route("/grid/submit", post(submit))
+        .route("/grid/worker/report", post(worker_report))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::limits::BULK_REQUEST_BYTES_MAX))
+        .route_layer(axum::middleware::from_fn_with_state(state, token_first));
+    Router::new()
         .route("/grid/tasks", get(tasks))
         .route("/grid/wait", post(wait))
         .route("/grid/cancel", post(cancel))
@@ -60,7 +66,20 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/grid/schedule", post(schedule))
         .route("/grid/unschedule", post(unschedule))
         .route("/grid/worker/poll", post(worker_poll))
-        .route("/grid/worker/report", post(worker_report))
+        .merge(bulk)
+}
+
+/// Refuses a bulk request without the token before its body is read.
+async fn token_first(
+    State(state): State<Arc<AdminState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match authorize(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Why a submission was refused before it reached the log.

@@ -113,7 +113,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/status", get(status))
         .merge(super::ready::routes())
         .merge(super::registry_api::routes())
-        .merge(super::grid_api::routes())
+        .merge(super::grid_api::routes(state.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::limits::ADMIN_REQUEST_BYTES_MAX))
         .with_state(state)
 }
 

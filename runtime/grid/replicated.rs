@@ -230,6 +230,30 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_settings_apply_on_every_replica_and_defaults_before_them() {
+        // Two replicas built from different local limits still apply with the defaults until the
+        // settings entry, and with the committed settings after it.
+        let small = RegistryLimits { data_bytes_max: 100, ..RegistryLimits::default() };
+        let mut replicas = [
+            ReplicatedState::new(RegistryLimits::default(), TableLimits::default()),
+            ReplicatedState::new(RegistryLimits::default(), TableLimits::default()),
+        ];
+        let settings = ClusterSettings::new(small, TableLimits::default());
+        for state in &mut replicas {
+            let mut zxid = 0;
+            assert!(state.settings().is_none());
+            let (before, _) = propose(state, &mut zxid, create("/a", vec![1; 1_000], CreateMode::Persistent, None));
+            assert!(before.is_ok(), "{before:?}");
+            let (configured, _) = propose(state, &mut zxid, Command::Grid(GridCommand::Configure { settings }));
+            assert!(configured.is_ok(), "{configured:?}");
+            let (after, _) = propose(state, &mut zxid, create("/b", vec![1; 1_000], CreateMode::Persistent, None));
+            assert!(matches!(after, Err(RegistryError::TooLarge { max: 100, .. })), "{after:?}");
+            assert_eq!(state.settings(), Some(settings));
+        }
+        assert_eq!(replicas[0].registry, replicas[1].registry);
+    }
+
+    #[test]
     fn a_nodes_expiry_requeues_its_work_in_the_same_step() {
         let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
         let mut zxid = 0;

@@ -633,3 +633,42 @@ fn drop_starts_of_finished(batch: &mut Vec<Report>) {
     }
     batch.retain(|report| report.outcome.is_some() || !finished.contains(&(report.task, report.token)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(result_bytes: usize) -> Report {
+        Report { task: TaskId(1), token: FencingToken(7), started_ms: 0, outcome: Some(Ok(vec![1; result_bytes])) }
+    }
+
+    #[test]
+    fn a_result_too_large_for_an_entry_becomes_a_failure_that_says_so() {
+        let report = bounded_report(finished(REPORT_RESULT_BYTES_MAX + 1));
+        match report.outcome {
+            Some(Err(error)) => assert!(error.contains("REPORT_RESULT_BYTES_MAX"), "{error}"),
+            other => panic!("not failed: {other:?}"),
+        }
+        assert_eq!(bounded_report(finished(10)).outcome, Some(Ok(vec![1; 10])));
+    }
+
+    #[test]
+    fn a_huge_error_is_cut_to_fit() {
+        let mut report = finished(0);
+        report.outcome = Some(Err("é".repeat(REPORT_RESULT_BYTES_MAX)));
+        match bounded_report(report).outcome {
+            Some(Err(error)) => assert!(error.len() <= REPORT_RESULT_BYTES_MAX),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_batch_of_the_largest_results_fits_one_entry() {
+        let batch: Vec<Report> = (0..REPORT_BATCH_BYTES_MAX / REPORT_RESULT_BYTES_MAX)
+            .map(|_| finished(REPORT_RESULT_BYTES_MAX - 64))
+            .collect();
+        assert!(batch.iter().map(report_bytes).sum::<usize>() <= REPORT_BATCH_BYTES_MAX);
+        let command = Command::Grid(GridCommand::Report { reports: batch });
+        assert!(crate::consensus::request::check_entry_size(&command).is_ok());
+    }
+}

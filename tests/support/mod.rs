@@ -228,3 +228,15 @@ pub fn metric_sum(metrics: &str, prefix: &str) -> f64 {
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// The leader every node in `alive` agrees on, if they agree and it is one of them.
+pub fn leader_of(spec: &ClusterSpec, alive: &[u64]) -> Option<u64> {
+    let leaders: Vec<Option<u64>> =
+        alive.iter().map(|&id| status(spec.admin(id)).and_then(|view| view.leader)).collect();
+    match leaders.first() {
+        Some(Some(leader)) if leaders.iter().all(|other| *other == Some(*leader)) && alive.contains(leader) => {
+            Some(*leader)
+        }
+        _ => None,
+    }
+}

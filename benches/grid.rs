@@ -17,14 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
+use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
 use gridkeeper::grid::task::{Encoding, TaskId, TaskSpec};
-use gridkeeper::grid::{
-    FencingToken, Grid, GridCommand, GridEffects, ReplicatedState, Report, SubmitOptions, TableLimits, TaskTable,
-};
+use gridkeeper::grid::{FencingToken, GridCommand, GridEffects, Report, TableLimits, TaskTable};
 use gridkeeper::ids::NodeId;
 use gridkeeper::node::local::{LocalCluster, LocalOptions};
-use gridkeeper::registry::{Command, Proposal, RegistryLimits};
+use gridkeeper::registry::RegistryLimits;
+use gridkeeper::service::{Grid, SubmitOptions};
+use gridkeeper::state::ReplicatedState;
+use gridkeeper::state::{Command, Proposal};
 
 /// Counts live heap bytes, for the per-task memory figure.
 struct Counting;
@@ -242,7 +243,7 @@ fn table_bytes_per_task(tasks: usize) -> f64 {
     let mut effects = GridEffects::default();
     let batch = 10_000;
     for (index, zxid) in (0..tasks / batch).zip(1..) {
-        let command = Command::Grid(GridCommand::Submit { tasks: vec![noop_spec(); batch] });
+        let command = Command::App(GridCommand::Submit { tasks: vec![noop_spec(); batch] });
         let (result, _) = state.apply(zxid, &Proposal { now_ms: index as u64, command }, &mut effects);
         assert!(result.is_ok(), "{result:?}");
     }
@@ -330,7 +331,7 @@ fn main() {
     let probe = Probe::default();
     let hold = Hold::default();
     let options = LocalOptions {
-        kinds: TaskKinds::builtin().with(probe.clone()).with(hold.clone()),
+        kinds: gridkeeper::worker::builtin::kinds().with(probe.clone()).with(hold.clone()),
         slots: 2,
         prefetch: std::env::var("GK_PREFETCH").ok().and_then(|text| text.parse().ok()),
         ..LocalOptions::default()

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use gridkeeper::admin::grid_api::TasksQuery;
 use gridkeeper::client::Client;
-use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
+use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
 use gridkeeper::grid::task::{AttemptState, TaskState};
-use gridkeeper::grid::{Grid, SubmitOptions};
 use gridkeeper::ids::NodeId;
 use gridkeeper::node::local::{LocalCluster, LocalOptions};
+use gridkeeper::service::{Grid, SubmitOptions};
 
 const TASKS: u64 = 3_000;
 const NUMBERS_PER_TASK: u64 = 20_000;
@@ -118,7 +118,7 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("gridkeeper-quickstart-{}", std::process::id()));
     let counter = CountPrimes::default();
     let options = LocalOptions {
-        kinds: TaskKinds::builtin().with(counter.clone()),
+        kinds: gridkeeper::worker::builtin::kinds().with(counter.clone()),
         slots: 2,
         // Tasks of several milliseconds of CPU keep slots busy by themselves; a short prefetch queue
         // lets a dead node's work start elsewhere at once instead of behind the survivors' queues.

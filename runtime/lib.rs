@@ -20,7 +20,10 @@ pub mod mesh;
 pub mod node;
 pub mod recipes;
 pub mod registry;
+pub mod service;
 pub mod sim;
+pub mod state;
 pub mod wire;
+pub mod worker;
 
 pub use ids::{Millis, NodeId};

@@ -138,7 +138,7 @@ fn a_killed_nodes_registration_disappears() {
         let client = Client::connect(spec.admin(2), None).await.expect("client");
         client.get("/grid/nodes/3", Consistency::Linearizable).await.expect("get").data
     });
-    let record: gridkeeper::node::registration::NodeRecord = serde_json::from_str(&data).expect("node record JSON");
+    let record: gridkeeper::service::registration::NodeRecord = serde_json::from_str(&data).expect("node record JSON");
     assert_eq!(record.addr, format!("127.0.0.1:{}", spec.mesh_ports[2]));
 }
 

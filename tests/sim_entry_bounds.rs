@@ -11,8 +11,9 @@ use std::time::Duration;
 use gridkeeper::consensus::{Coordinator, CoordinatorError};
 use gridkeeper::ids::NodeId;
 use gridkeeper::limits::{ENTRY_BYTES_MAX, FRAME_BYTES_MAX};
-use gridkeeper::registry::{Command, CreateMode, Proposal, RegistryError, ZPath};
+use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
 use gridkeeper::sim::{SimCluster, SimConfig, Workload};
+use gridkeeper::state::{Command, Proposal};
 
 fn seed() -> u64 {
     std::env::var("GRIDKEEPER_SIM_SEED").map_or(7, |seed| seed.parse().expect("GRIDKEEPER_SIM_SEED is a number"))

@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gridkeeper::consensus::Coordinator;
-use gridkeeper::grid::kinds::TaskKinds;
 use gridkeeper::grid::task::{AttemptState, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
-use gridkeeper::grid::worker::{WorkerArgs, WorkerGauge, WorkerLink, WorkerSupervisor};
-use gridkeeper::grid::{GridCommand, GridOutcome, NodeRecord};
+use gridkeeper::grid::{GridCommand, GridOutcome};
 use gridkeeper::ids::NodeId;
-use gridkeeper::registry::{Command, Outcome};
 use gridkeeper::sim::{SimCluster, SimConfig, Workload};
+use gridkeeper::state::NodeRecord;
+use gridkeeper::state::{Command, Outcome};
+use gridkeeper::worker::{WorkerArgs, WorkerGauge, WorkerLink, WorkerSupervisor};
 use rand::{Rng, SeedableRng};
 
 const NODES: u64 = 3;
@@ -61,8 +61,12 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
         let shared = shared.clone();
         Box::pin(async move {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ node.0.wrapping_mul(0x9e37_79b9));
-            let kinds = TaskKinds::builtin();
-            tokio::spawn(gridkeeper::grid::dispatcher::run(coordinator.clone(), Strategy::LeastLoaded, seed ^ node.0));
+            let kinds = gridkeeper::worker::builtin::kinds();
+            tokio::spawn(gridkeeper::service::dispatcher::run(
+                coordinator.clone(),
+                Strategy::LeastLoaded,
+                seed ^ node.0,
+            ));
             let record = NodeRecord {
                 addr: gridkeeper::sim::host_name(node),
                 slots: SLOTS,
@@ -70,7 +74,7 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
                 weight: 1,
                 kinds: kinds.names(),
             };
-            tokio::spawn(gridkeeper::node::registration::keep_registered(coordinator.clone(), node, record));
+            tokio::spawn(gridkeeper::service::registration::keep_registered(coordinator.clone(), node, record));
             let gauge = WorkerGauge::default();
             shared.gauges.lock().expect("gauges").push((node, gauge.clone()));
             let args = WorkerArgs {
@@ -86,8 +90,8 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
             for _ in 0..BATCHES_PER_NODE {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(10..600))).await;
                 let specs: Vec<TaskSpec> = (0..rng.random_range(1..12)).map(|_| random_spec(&mut rng)).collect();
-                let command = Command::Grid(GridCommand::Submit { tasks: specs });
-                if let Ok(Ok(Outcome::Grid(outcome @ GridOutcome::Submitted { .. }))) = coordinator.write(command).await
+                let command = Command::App(GridCommand::Submit { tasks: specs });
+                if let Ok(Ok(Outcome::App(outcome @ GridOutcome::Submitted { .. }))) = coordinator.write(command).await
                 {
                     shared.accepted.lock().expect("accepted").extend(outcome.ids());
                 }

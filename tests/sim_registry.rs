@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use gridkeeper::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
 use gridkeeper::ids::NodeId;
-use gridkeeper::registry::{Command, CreateMode, Outcome, RegistryError, ZPath};
+use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
 use gridkeeper::sim::{SimCluster, SimConfig, Workload};
+use gridkeeper::state::{Command, Outcome};
 use rand::{Rng, SeedableRng};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
 use stateright::semantics::{ConsistencyTester, LinearizabilityTester};

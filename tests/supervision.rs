@@ -77,7 +77,7 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         prometheus: gridkeeper::admin::telemetry::install().expect("recorder"),
         admin_token: "test-token".into(),
         instance: String::new(),
-        kinds: gridkeeper::grid::kinds::TaskKinds::builtin(),
+        kinds: gridkeeper::worker::builtin::kinds(),
     });
     let (_supervisor, ended) = start(args).await.expect("tree starts");
     tokio::pin!(ended);

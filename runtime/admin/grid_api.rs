@@ -28,15 +28,16 @@ use super::registry_api::{api_error, authorize, coordinator, ApiError};
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
 use crate::grid::command::{Job, JobSpec};
-use crate::grid::hub::AttemptOrder;
-use crate::grid::replicated::NODES_PATH;
 use crate::grid::schedule::{Cadence, CronExpr, Misfire};
 use crate::grid::task::{AttemptState, Encoding, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};
-use crate::grid::{GridCommand, GridOutcome, ReplicatedState, Report};
+use crate::grid::{GridCommand, GridOutcome, Report};
 use crate::ids::NodeId;
 use crate::limits::{QUERY_RESPONSE_BYTES_MAX, QUERY_SCAN_MAX, SUBMIT_BYTES_MAX};
 use crate::registry::ZPath;
-use crate::registry::{Command, Outcome};
+use crate::service::hub::AttemptOrder;
+use crate::state::replicated::NODES_PATH;
+use crate::state::ReplicatedState;
+use crate::state::{Command, Outcome};
 
 /// Tasks one HTTP submission may create.
 pub const SUBMIT_COUNT_MAX: usize = 100_000;
@@ -626,8 +627,8 @@ async fn worker_report(
     Json(request): Json<ReportRequest>,
 ) -> Result<Json<RecordedResponse>, ApiError> {
     authorize(&state, &headers)?;
-    if request.reports.len() > crate::grid::worker::REPORT_BATCH_MAX {
-        return Err(bad_request(format!("at most {} reports", crate::grid::worker::REPORT_BATCH_MAX)));
+    if request.reports.len() > crate::worker::REPORT_BATCH_MAX {
+        return Err(bad_request(format!("at most {} reports", crate::worker::REPORT_BATCH_MAX)));
     }
     let coordinator = coordinator(&state)?;
     recorded(write_grid(&coordinator, GridCommand::Report { reports: request.reports }).await?)
@@ -667,8 +668,8 @@ fn bad_request(message: impl ToString) -> ApiError {
 }
 
 async fn write_grid(coordinator: &Coordinator, command: GridCommand) -> Result<GridOutcome, ApiError> {
-    match coordinator.write(Command::Grid(command)).await? {
-        Ok(Outcome::Grid(outcome)) => Ok(outcome),
+    match coordinator.write(Command::App(command)).await? {
+        Ok(Outcome::App(outcome)) => Ok(outcome),
         Ok(other) => Err(api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))),
         Err(error) => Err(error.into()),
     }

@@ -25,9 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::http::AdminState;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
-use crate::registry::{
-    Command, CreateMode, MultiOp, Outcome, RegistryError, SessionId, SessionSecret, Stat, WatchKind, ZPath,
-};
+use crate::registry::{CreateMode, MultiOp, RegistryError, SessionId, SessionSecret, Stat, WatchKind, ZPath};
+use crate::state::{Command, Outcome};
 
 /// The registry routes, to merge into the admin router.
 pub fn routes() -> Router<Arc<AdminState>> {

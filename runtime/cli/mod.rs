@@ -217,7 +217,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Node(args) => {
             let config = args.settings()?.validate().map_err(|error| error.to_string())?;
             control_runtime()?
-                .block_on(node::run(config, crate::grid::kinds::TaskKinds::builtin()))
+                .block_on(node::run(config, crate::worker::builtin::kinds()))
                 .map_err(|error| error.to_string())
         }
         Command::Registry(args) => control_runtime()?.block_on(registry::run(args)).map_err(|error| error.to_string()),

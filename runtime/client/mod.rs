@@ -351,7 +351,7 @@ impl Client {
         &self,
         ops: Vec<crate::registry::MultiOp>,
         session: Option<&Session>,
-    ) -> Result<crate::registry::Outcome, ClientError> {
+    ) -> Result<crate::state::Outcome, ClientError> {
         let body = crate::admin::registry_api::MultiBody {
             ops,
             session: session.map(Session::id),

@@ -24,16 +24,17 @@ use super::state_machine::{ApplyObserver, StateMachine};
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{unix_millis, Clock};
-use crate::grid::hub::GridHub;
-use crate::grid::{ClusterSettings, GridEffects, ReplicatedState, TableLimits};
+use crate::grid::{ClusterSettings, GridEffects, TableLimits};
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
 use crate::registry::secret::{session_credentials, SESSION_DRAW_BYTES};
 use crate::registry::session::SessionTracker;
 use crate::registry::{
-    Applied, Change, Command, Outcome, Proposal, Registry, RegistryError, RegistryLimits, SessionId, SessionSecret,
-    WatchKind, WatcherId, ZPath,
+    Change, Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId, ZPath,
 };
+use crate::service::hub::GridHub;
+use crate::state::ReplicatedState;
+use crate::state::{Applied, Command, Outcome, Proposal};
 use crate::wire::TrafficClass;
 
 /// The openraft handle.
@@ -157,7 +158,7 @@ impl ApplyObserver for Observer {
     ) {
         self.hub.on_changes(zxid, changes);
         self.grid.on_applied(effects, state);
-        if changes.iter().any(|change| change.path().as_str().starts_with(crate::grid::replicated::NODES_PATH)) {
+        if changes.iter().any(|change| change.path().as_str().starts_with(crate::state::replicated::NODES_PATH)) {
             // A node came or went: placement has new options.
             self.grid.poke();
         }

@@ -207,7 +207,7 @@ impl Disk {
 const REOPEN_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The format of the log's entries and metadata this build writes (postcard-encoded openraft
-/// entries of [`crate::registry::Proposal`]). Files written before formats were recorded hold format 1.
+/// entries of [`crate::state::Proposal`]). Files written before formats were recorded hold format 1.
 pub const LOG_FORMAT: u16 = 1;
 
 const META_FORMAT: &str = "format";

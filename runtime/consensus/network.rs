@@ -153,7 +153,7 @@ mod tests {
     use openraft::EntryPayload;
 
     use super::*;
-    use crate::registry::{Command, Proposal};
+    use crate::state::{Command, Proposal};
 
     fn entry(index: u64, data_bytes: usize) -> Entry {
         let path = crate::registry::ZPath::parse("/x").expect("valid");

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{Applied, Command, RegistryError, SessionId, SessionSecret, Stat, ZPath};
+use crate::registry::{RegistryError, SessionId, SessionSecret, Stat, ZPath};
+
+use crate::state::{Applied, Command};
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -21,8 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::grid::{GridEffects, ReplicatedState, StateExtras, TableLimits};
-use crate::registry::{Applied, Change, Proposal, Registry, RegistryLimits};
+use crate::grid::{GridEffects, TableLimits};
+use crate::registry::{Change, Registry, RegistryLimits};
+use crate::state::{Applied, Proposal};
+use crate::state::{ReplicatedState, StateExtras};
 
 /// Hears of every applied command, in order.
 pub trait ApplyObserver: Send + Sync + 'static {
@@ -265,7 +267,8 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
 mod tests {
     use super::*;
     use crate::grid::ClusterSettings;
-    use crate::registry::{Command, Proposal, SessionId, SessionSecret};
+    use crate::registry::{SessionId, SessionSecret};
+    use crate::state::{Command, Proposal};
 
     fn state() -> SmState {
         SmState {
@@ -276,7 +279,7 @@ mod tests {
     }
 
     fn configure(state: &mut SmState, settings: ClusterSettings) {
-        let proposal = Proposal { now_ms: 0, command: Command::Grid(crate::grid::GridCommand::Configure { settings }) };
+        let proposal = Proposal { now_ms: 0, command: Command::App(crate::grid::GridCommand::Configure { settings }) };
         let (result, _) = state.replicated.apply(1, &proposal, &mut GridEffects::default());
         assert!(result.is_ok(), "{result:?}");
     }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{Applied, Outcome, Proposal};
+use crate::state::{Applied, Outcome, Proposal};
 
 /// The response to one applied log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,7 +86,7 @@ pub struct AttemptInfo {
 }
 
 /// A task type. Implement it for a type holding whatever the task needs (clients, config), register
-/// it on the node builder, and submit inputs through a [`crate::grid::api::Grid`].
+/// it on the node builder, and submit inputs through a [`crate::service::grid::Grid`].
 ///
 /// Each attempt runs in its own actor on the node's worker runtime, apart from the threads that run
 /// heartbeats and consensus. A returned error or a panic fails the attempt (retried per the task's
@@ -152,11 +152,6 @@ impl TaskKinds {
     /// No kinds.
     pub fn new() -> TaskKinds {
         TaskKinds::default()
-    }
-
-    /// The built-in kinds (`noop`, `echo`, `sleep`, `spin`, `fail`).
-    pub fn builtin() -> TaskKinds {
-        super::builtin::register(TaskKinds::new())
     }
 
     /// Adds `task` under `T::NAME` (replacing a kind of that name).

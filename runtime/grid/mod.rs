@@ -6,27 +6,19 @@
 //! `Task` trait, `Grid` handle or CLI exists (issue 4 continues). These modules import no I/O and read
 //! no clock; every decision is a function of its inputs.
 
-pub mod api;
 pub mod budget;
-pub mod builtin;
 pub mod command;
-pub mod dispatcher;
-pub mod hub;
 pub mod kinds;
 pub mod placement;
 pub mod queue;
-pub mod replicated;
 pub mod schedule;
 pub mod settings;
 pub mod table;
 pub mod task;
-pub mod worker;
 
-pub use api::{Grid, GridApiError, SubmitOptions, TaskHandle};
 pub use command::{GridCommand, GridEffects, GridOutcome, Report};
 pub use placement::{NodeLoad, Placement};
 pub use queue::ReadyQueue;
-pub use replicated::{NodeRecord, ReplicatedState};
-pub use settings::{ClusterSettings, GridSettings, RegistrySettings, StateExtras};
+pub use settings::{ClusterSettings, GridSettings, RegistrySettings};
 pub use table::{GridError, TableLimits, TaskTable};
 pub use task::{Attempt, AttemptState, FencingToken, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState};

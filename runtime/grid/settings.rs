@@ -9,12 +9,10 @@
 //!
 //! Core: no I/O, no clock.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::table::TableLimits;
-use crate::registry::{RegistryLimits, SessionId, SessionSecret};
+use crate::registry::RegistryLimits;
 
 /// The grid's apply-side limits, as committed (every field stored, unlike [`TableLimits`]'s layout
 /// inside a format-1 snapshot).
@@ -139,13 +137,4 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings::new(RegistryLimits::default(), TableLimits::default())
     }
-}
-
-/// Replicated state that a format-1 snapshot had no place for, stored after it in a format-2 snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateExtras {
-    /// The committed settings, if any were committed yet.
-    pub settings: Option<ClusterSettings>,
-    /// Each open session's secret.
-    pub session_secrets: BTreeMap<SessionId, SessionSecret>,
 }

@@ -53,7 +53,7 @@ pub struct LocalOptions {
 impl Default for LocalOptions {
     fn default() -> Self {
         LocalOptions {
-            kinds: TaskKinds::builtin(),
+            kinds: crate::worker::builtin::kinds(),
             slots: crate::node::config::default_slots(),
             placement: Strategy::default(),
             prefetch: None,

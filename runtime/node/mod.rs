@@ -7,7 +7,6 @@
 pub mod config;
 pub mod local;
 pub mod preflight;
-pub mod registration;
 pub mod restart;
 pub mod supervisor;
 
@@ -18,9 +17,9 @@ use tracing::info;
 use crate::consensus::Coordinator;
 use crate::credentials::{load_node_credentials, CredentialError};
 use crate::grid::kinds::{Task, TaskKinds};
-use crate::grid::worker::WorkerGauge;
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
+use crate::worker::WorkerGauge;
 
 pub use config::{ConfigError, NodeConfig, NodeSettings};
 
@@ -150,7 +149,7 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
 ///
 /// ```no_run
 /// # async fn example(config: gridkeeper::node::NodeConfig) -> Result<(), gridkeeper::node::NodeError> {
-/// use gridkeeper::grid::builtin::Sleep;
+/// use gridkeeper::worker::builtin::Sleep;
 /// let node = gridkeeper::node::Node::builder().config(config).task::<Sleep>().start().await?;
 /// let grid = node.grid().expect("running");
 /// # let _ = grid; node.stop().await; Ok(()) }
@@ -188,8 +187,8 @@ impl Node {
     }
 
     /// The grid through this node (while its coordinator runs).
-    pub fn grid(&self) -> Option<crate::grid::Grid> {
-        self.view.coordinator().map(crate::grid::Grid::local)
+    pub fn grid(&self) -> Option<crate::service::Grid> {
+        self.view.coordinator().map(crate::service::Grid::local)
     }
 
     /// Stops the node cleanly (peers hear a goodbye) and waits until it has stopped.
@@ -218,7 +217,7 @@ impl NodeBuilder {
 
     /// Registers task type `T` with this value (holding the clients or settings it needs).
     pub fn task_with<T: Task>(mut self, task: T) -> NodeBuilder {
-        self.kinds = Some(self.kinds.take().unwrap_or_else(TaskKinds::builtin).with(task));
+        self.kinds = Some(self.kinds.take().unwrap_or_else(crate::worker::builtin::kinds).with(task));
         self
     }
 
@@ -238,7 +237,7 @@ impl NodeBuilder {
             admin_token,
             instance: String::new(),
             view: view.clone(),
-            kinds: self.kinds.unwrap_or_else(TaskKinds::builtin),
+            kinds: self.kinds.unwrap_or_else(crate::worker::builtin::kinds),
             config,
         });
         let (supervisor, ended) = supervisor::start(args).await?;
@@ -256,7 +255,7 @@ async fn run_joined(
     signals: Signals,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<(), NodeError> {
-    use crate::grid::worker::{RemoteLink, WorkerArgs, WorkerLink, WorkerSupervisor};
+    use crate::worker::{RemoteLink, WorkerArgs, WorkerLink, WorkerSupervisor};
     let admin_token = crate::credentials::load_admin_token(&config.certs)?;
     let _data_dir = preflight::prepare_data_dir(&config.data_dir)?;
     let connect = || crate::client::Client::connect(member, Some(admin_token.clone()));
@@ -283,14 +282,15 @@ async fn run_joined(
     let (worker, _) = ractor::Actor::spawn(name, WorkerSupervisor, Arc::new(args))
         .await
         .map_err(|error| NodeError::Startup(format!("worker: {error}")))?;
-    let record = crate::grid::NodeRecord {
+    let record = crate::state::NodeRecord {
         addr: config.admin.to_string(),
         slots: config.slots,
         prefetch: config.prefetch,
         weight: config.weight,
         kinds: kinds.names(),
     };
-    let registration = tokio::spawn(registration::keep_registered_remote(registry, config.id, record, session));
+    let registration =
+        tokio::spawn(crate::service::registration::keep_registered_remote(registry, config.id, record, session));
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .map_err(|error| NodeError::Startup(format!("admin address {} is unavailable: {error}", config.admin)))?;

@@ -18,10 +18,10 @@ use crate::clock::Clock;
 use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::NodeCredentials;
 use crate::grid::kinds::TaskKinds;
-use crate::grid::worker::{WorkerArgs, WorkerMsg, WorkerSupervisor};
-use crate::grid::NodeRecord;
 use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
 use crate::mesh::{Mesh, MeshConfig, MeshSocket};
+use crate::state::NodeRecord;
+use crate::worker::{WorkerArgs, WorkerMsg, WorkerSupervisor};
 
 /// Everything the tree needs to (re)start its children.
 pub struct SupervisorArgs {
@@ -281,7 +281,7 @@ impl Actor for MeshActor {
         };
         let worker_args = Arc::new(WorkerArgs {
             node: config.id,
-            link: crate::grid::worker::WorkerLink::Local(coordinator.clone()),
+            link: crate::worker::WorkerLink::Local(coordinator.clone()),
             kinds: args.kinds.clone(),
             threads: (config.slots as usize).clamp(1, crate::node::config::default_slots() as usize),
             slots: config.slots,
@@ -302,11 +302,11 @@ impl Actor for MeshActor {
                 return Err(root_cause(&error).into());
             }
         };
-        let dispatcher = tokio::spawn(crate::grid::dispatcher::run_with(
+        let dispatcher = tokio::spawn(crate::service::dispatcher::run_with(
             coordinator.clone(),
             config.placement,
             config.id.0 ^ crate::clock::unix_millis(),
-            crate::grid::dispatcher::DispatchOptions { unplaceable_timeout_ms: config.unplaceable_timeout_ms },
+            crate::service::dispatcher::DispatchOptions { unplaceable_timeout_ms: config.unplaceable_timeout_ms },
         ));
         let record = NodeRecord {
             addr: config.listen.to_string(),
@@ -316,7 +316,7 @@ impl Actor for MeshActor {
             kinds: args.kinds.names(),
         };
         let registration =
-            tokio::spawn(crate::node::registration::keep_registered(coordinator.clone(), config.id, record));
+            tokio::spawn(crate::service::registration::keep_registered(coordinator.clone(), config.id, record));
         args.view.set_mesh(Some(mesh.clone()));
         args.view.set_coordinator(Some(coordinator.clone()));
         let watched = mesh.clone();

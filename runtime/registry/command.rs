@@ -115,8 +115,11 @@ pub enum MultiOp {
 }
 
 /// A change to the registry, as replicated through the log.
+///
+/// `A` is a command for state applied next to the registry in the same log (the task table's, see
+/// `state::Command`); the registry keeps only its zxid. The registry alone uses `()`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
+pub enum Command<A = ()> {
     /// Creates a node; its parent must exist.
     Create {
         /// The node (prefix, if sequential).
@@ -179,8 +182,9 @@ pub enum Command {
     },
     /// Does nothing; used to commit a barrier (sync) and as a leader's first entry.
     Noop,
-    /// A change to the task table (applied next to the registry, in the same state machine).
-    Grid(crate::grid::GridCommand),
+    /// A command for the state applied next to the registry in the same state machine (the task
+    /// table's); the registry only records its zxid.
+    App(A),
     // Variants below were added after the first release: appended so older log entries still decode.
     /// Opens a session with an id and secret the proposer drew. Refused if the id is taken (the
     /// proposer draws again), 0 or above [`super::secret::SESSION_ID_MAX`].
@@ -227,17 +231,17 @@ pub enum Command {
 
 /// A command with the proposer's clock reading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proposal {
+pub struct Proposal<A = ()> {
     /// Unix ms at the proposer; stored as ctime/mtime and used for TTL checks.
     pub now_ms: u64,
     /// The change.
-    pub command: Command,
+    pub command: Command<A>,
 }
 
 /// What a successful command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Outcome<B = ()> {
     /// A node was created under this (final) path.
     Created {
         /// The path, with the sequential suffix if any.
@@ -255,7 +259,7 @@ pub enum Outcome {
     /// A multi succeeded; one result per op.
     Multi {
         /// Per-op outcomes.
-        results: Vec<Outcome>,
+        results: Vec<Outcome<B>>,
     },
     /// A check passed.
     Checked,
@@ -280,8 +284,27 @@ pub enum Outcome {
     },
     /// Nothing changed.
     Nothing,
-    /// What a grid command did.
-    Grid(crate::grid::GridOutcome),
+    /// What a [`Command::App`] did, reported by the state applied next to the registry.
+    App(B),
+}
+
+impl Outcome {
+    /// The same outcome in a state whose commands also carry `B` (the registry never makes
+    /// [`Outcome::App`]).
+    pub fn widen<B>(self) -> Outcome<B> {
+        match self {
+            Outcome::Created { path, stat } => Outcome::Created { path, stat },
+            Outcome::Set { stat } => Outcome::Set { stat },
+            Outcome::Deleted => Outcome::Deleted,
+            Outcome::Multi { results } => Outcome::Multi { results: results.into_iter().map(Outcome::widen).collect() },
+            Outcome::Checked => Outcome::Checked,
+            Outcome::SessionOpened { session, timeout_ms } => Outcome::SessionOpened { session, timeout_ms },
+            Outcome::SessionsEnded { sessions, ephemerals } => Outcome::SessionsEnded { sessions, ephemerals },
+            Outcome::TtlExpired { deleted } => Outcome::TtlExpired { deleted },
+            Outcome::Nothing => Outcome::Nothing,
+            Outcome::App(()) => Outcome::Nothing,
+        }
+    }
 }
 
 /// A registry error, named as ZooKeeper users know them.
@@ -406,7 +429,7 @@ impl From<super::path::PathError> for RegistryError {
 }
 
 /// The result of applying one command.
-pub type Applied = Result<Outcome, RegistryError>;
+pub type Applied<B = ()> = Result<Outcome<B>, RegistryError>;
 
 /// A change the watch table turns into events.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

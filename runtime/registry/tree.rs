@@ -259,7 +259,7 @@ impl Registry {
     ///
     /// # Panics
     /// If `zxid` does not increase: the log feeds each entry once, in order.
-    pub fn apply(&mut self, zxid: u64, proposal: &Proposal) -> (Applied, Vec<Change>) {
+    pub fn apply<A>(&mut self, zxid: u64, proposal: &Proposal<A>) -> (Applied, Vec<Change>) {
         assert!(zxid > self.last_zxid, "zxid {zxid} applied after {}", self.last_zxid);
         self.last_zxid = zxid;
         let mut ctx = Ctx { zxid, now_ms: proposal.now_ms, changes: Vec::new(), undo: None };
@@ -286,8 +286,9 @@ impl Registry {
             }
             Command::ExpireSessions { sessions } => Ok(self.end_sessions(&mut ctx, sessions)),
             Command::ExpireTtl { paths } => Ok(self.expire_ttl(&mut ctx, paths)),
-            // The task table applies these (`grid::replicated`); the registry only keeps the zxid.
-            Command::Noop | Command::Grid(_) => Ok(Outcome::Nothing),
+            // The state beside the registry applies these (`state::replicated`); the registry only
+            // keeps the zxid.
+            Command::Noop | Command::App(_) => Ok(Outcome::Nothing),
         };
         (result, ctx.changes)
     }

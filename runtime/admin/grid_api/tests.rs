@@ -64,8 +64,7 @@ fn a_cadence_that_never_fires_is_refused() {
 fn state_with(tasks: usize, result_bytes: usize) -> ReplicatedState {
     let mut state = ReplicatedState::new(Default::default(), Default::default());
     let specs = vec![TaskSpec::new("echo", vec![1; 10]); tasks];
-    let proposal =
-        crate::registry::Proposal { now_ms: 1, command: Command::Grid(GridCommand::Submit { tasks: specs }) };
+    let proposal = crate::state::Proposal { now_ms: 1, command: Command::App(GridCommand::Submit { tasks: specs }) };
     let mut effects = crate::grid::GridEffects::default();
     assert!(state.apply(1, &proposal, &mut effects).0.is_ok());
     for id in 1..=tasks as u64 {
@@ -112,9 +111,9 @@ fn listings_are_paged_by_bytes_and_leave_out_results_unless_asked() {
 #[test]
 fn a_task_of_a_kind_no_node_runs_is_shown_unplaceable() {
     let mut state = ReplicatedState::new(Default::default(), Default::default());
-    let proposal = crate::registry::Proposal {
+    let proposal = crate::state::Proposal {
         now_ms: 1,
-        command: Command::Grid(GridCommand::Submit { tasks: vec![TaskSpec::new("nobody-runs-this", vec![])] }),
+        command: Command::App(GridCommand::Submit { tasks: vec![TaskSpec::new("nobody-runs-this", vec![])] }),
     };
     assert!(state.apply(1, &proposal, &mut crate::grid::GridEffects::default()).0.is_ok());
     let view = page(&state, &TasksQuery::default());

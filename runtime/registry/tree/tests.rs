@@ -172,7 +172,7 @@ fn session_timeouts_are_clamped_and_ids_are_zxids() {
 #[should_panic(expected = "applied after")]
 fn zxids_must_increase() {
     let mut registry = Registry::new(RegistryLimits::default());
-    let noop = Proposal { now_ms: 0, command: Command::Noop };
+    let noop = Proposal { now_ms: 0, command: Command::<()>::Noop };
     let _ = registry.apply(2, &noop);
     let _ = registry.apply(2, &noop);
 }
@@ -298,7 +298,7 @@ fn old_commands_keep_their_encoding() {
     assert_eq!(encode(&Command::CloseSession { session: SessionId(3) }), [5, 3]);
     assert_eq!(encode(&Command::Noop), [8]);
     let secured = encode(&Command::OpenSessionSecured { session: SessionId(1), secret: SECRET, timeout_ms: 5 });
-    assert_eq!(secured[0], 10, "new variants come after Grid");
+    assert_eq!(secured[0], 10, "new variants come after App");
     assert_eq!(postcard::from_bytes::<Command>(&[4, 5]), Ok(Command::OpenSession { timeout_ms: 5 }));
 }
 

@@ -12,11 +12,11 @@ use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::command::GridEffects;
-use super::replicated::ReplicatedState;
-use super::task::{FencingToken, TaskId, TaskSpec, TaskState};
+use crate::grid::command::GridEffects;
+use crate::grid::task::{FencingToken, TaskId, TaskSpec, TaskState};
 use crate::ids::NodeId;
 use crate::registry::ZPath;
+use crate::state::replicated::ReplicatedState;
 
 /// Waits (one per awaited task per call) held at once on one node; more are refused. Only tasks that
 /// have not ended get one, and each call releases its own when it returns, so this bounds concurrent
@@ -180,7 +180,8 @@ impl GridHub {
         if session == 0 {
             return false;
         }
-        let path = ZPath::parse(&format!("{}/{}", super::replicated::NODES_PATH, self.node)).expect("a valid path");
+        let path =
+            ZPath::parse(&format!("{}/{}", crate::state::replicated::NODES_PATH, self.node)).expect("a valid path");
         state.registry.exists(&path).is_some_and(|stat| stat.ephemeral_owner == session)
     }
 

@@ -11,7 +11,8 @@ use crate::consensus::coordinator::node_registration_path;
 use crate::consensus::request::OpenedSession;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError};
 use crate::ids::NodeId;
-use crate::registry::{Command, CreateMode, RegistryError, ZPath};
+use crate::registry::{CreateMode, RegistryError, ZPath};
+use crate::state::Command;
 
 /// Session timeout of a node's own session: the registry notices a dead node this long after its last
 /// keepalive.
@@ -21,7 +22,7 @@ const KEEPALIVES_PER_TIMEOUT: u64 = 5;
 /// Wait before retrying a failed registration.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
 
-pub use crate::grid::NodeRecord;
+pub use crate::state::NodeRecord;
 
 /// Keeps the node registered for as long as it runs (re-registering after a lost session).
 pub async fn keep_registered(coordinator: Coordinator, node: NodeId, record: NodeRecord) {

@@ -11,13 +11,14 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{GridCommand, GridEffects, GridOutcome};
-use super::placement::{NodeLoad, Placement};
-use super::settings::{ClusterSettings, StateExtras};
-use super::table::{GridError, TableLimits, TaskTable};
-use super::task::TaskId;
+use super::{Applied, Command, Outcome, Proposal, StateExtras};
+use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
+use crate::grid::placement::{NodeLoad, Placement};
+use crate::grid::settings::ClusterSettings;
+use crate::grid::table::{GridError, TableLimits, TaskTable};
+use crate::grid::task::TaskId;
 use crate::ids::NodeId;
-use crate::registry::{Applied, Change, Command, Outcome, Proposal, Registry, RegistryError, RegistryLimits, ZPath};
+use crate::registry::{Change, Registry, RegistryError, RegistryLimits, ZPath};
 
 /// Where nodes register.
 pub const NODES_PATH: &str = "/grid/nodes";
@@ -99,11 +100,11 @@ impl ReplicatedState {
     pub fn apply(&mut self, zxid: u64, proposal: &Proposal, effects: &mut GridEffects) -> (Applied, Vec<Change>) {
         // The registry keeps the zxid sequence for every entry, grid entries included.
         let (result, changes) = self.registry.apply(zxid, proposal);
-        if let Command::Grid(GridCommand::Configure { settings }) = &proposal.command {
+        if let Command::App(GridCommand::Configure { settings }) = &proposal.command {
             self.configure(*settings);
-            return (Ok(Outcome::Grid(GridOutcome::Recorded { applied: 1, refused: 0 })), changes);
+            return (Ok(Outcome::App(GridOutcome::Recorded { applied: 1, refused: 0 })), changes);
         }
-        if let Command::Grid(command) = &proposal.command {
+        if let Command::App(command) = &proposal.command {
             // A plan is made from an earlier state: a node may have lost its registration since. An
             // attempt for an unregistered node would be held by nobody and lost by no expiry, so it is
             // refused here and the task stays pending.
@@ -116,7 +117,7 @@ impl ReplicatedState {
                     (zxid, proposal.now_ms),
                     effects,
                 );
-                return (Ok(Outcome::Grid(outcome)), changes);
+                return (Ok(Outcome::App(outcome)), changes);
             }
             let registered_only;
             let command = match command {
@@ -130,7 +131,7 @@ impl ReplicatedState {
                 }
                 other => other,
             };
-            let result = self.grid.apply(zxid, proposal.now_ms, command, effects).map(Outcome::Grid).map_err(refusal);
+            let result = self.grid.apply(zxid, proposal.now_ms, command, effects).map(Outcome::App).map_err(refusal);
             return (result, changes);
         }
         for change in &changes {
@@ -140,7 +141,7 @@ impl ReplicatedState {
                 }
             }
         }
-        (result, changes)
+        (result.map(crate::registry::Outcome::widen), changes)
     }
 
     /// Whether `node` has a registration now.
@@ -244,7 +245,7 @@ mod tests {
             assert!(state.settings().is_none());
             let (before, _) = propose(state, &mut zxid, create("/a", vec![1; 1_000], CreateMode::Persistent, None));
             assert!(before.is_ok(), "{before:?}");
-            let (configured, _) = propose(state, &mut zxid, Command::Grid(GridCommand::Configure { settings }));
+            let (configured, _) = propose(state, &mut zxid, Command::App(GridCommand::Configure { settings }));
             assert!(configured.is_ok(), "{configured:?}");
             let (after, _) = propose(state, &mut zxid, create("/b", vec![1; 1_000], CreateMode::Persistent, None));
             assert!(matches!(after, Err(RegistryError::TooLarge { max: 100, .. })), "{after:?}");
@@ -281,12 +282,12 @@ mod tests {
         }
         assert_eq!(state.nodes().len(), 2);
         let tasks = vec![TaskSpec::new("noop", vec![]); 3];
-        let (submitted, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
-        let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
+        let (submitted, effects) = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));
+        let Ok(Outcome::App(outcome)) = submitted else { panic!("{submitted:?}") };
         assert_eq!((outcome.ids().len(), effects.submitted), (3, 3));
         let plan = state.plan(zxid * 10, &mut Placement::new(Strategy::LeastLoaded, 0), 10);
         assert_eq!(plan.len(), 3);
-        let (_, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Assign { assignments: plan }));
+        let (_, effects) = propose(&mut state, &mut zxid, Command::App(GridCommand::Assign { assignments: plan }));
         let token = FencingToken(zxid);
         assert!(effects.assigned.iter().all(|&(_, _, t)| t == token));
         let on_one: Vec<TaskId> =
@@ -299,16 +300,16 @@ mod tests {
         // Its late report is fenced.
         let report = Report { task: on_one[0], token, started_ms: 1, outcome: Some(Ok(vec![])) };
         let (recorded, effects) =
-            propose(&mut state, &mut zxid, Command::Grid(GridCommand::Report { reports: vec![report] }));
-        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 1 })));
+            propose(&mut state, &mut zxid, Command::App(GridCommand::Report { reports: vec![report] }));
+        assert_eq!(recorded, Ok(Outcome::App(GridOutcome::Recorded { applied: 0, refused: 1 })));
         assert_eq!(effects.refused, 1);
         // A plan made before the expiry and applied after it would give node 1 work nobody holds: refused.
         let (recorded, _) = propose(
             &mut state,
             &mut zxid,
-            Command::Grid(GridCommand::Assign { assignments: vec![(on_one[1], NodeId(1))] }),
+            Command::App(GridCommand::Assign { assignments: vec![(on_one[1], NodeId(1))] }),
         );
-        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 0 })));
+        assert_eq!(recorded, Ok(Outcome::App(GridOutcome::Recorded { applied: 0, refused: 0 })));
         assert_eq!(state.grid.get(on_one[1]).expect("known").state, TaskState::Pending);
         // The survivor takes them as slots allow: node 2 has 1 running of 2.
         let plan = state.plan(zxid * 10, &mut Placement::new(Strategy::LeastLoaded, 0), 10);
@@ -324,13 +325,13 @@ mod tests {
         let mut bad = TaskSpec::new("noop", vec![]);
         bad.retry.attempts_max = 0;
         let tasks = vec![TaskSpec::new("noop", vec![]), bad];
-        let (refused, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
+        let (refused, _) = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));
         assert!(matches!(refused, Err(RegistryError::BadArguments { .. })), "{refused:?}");
         assert!(state.grid.is_empty());
         let tasks = vec![TaskSpec::new("noop", vec![]); 3];
-        let (submitted, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
-        let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
-        let (_, effects) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Cancel { tasks: outcome.ids() }));
+        let (submitted, _) = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));
+        let Ok(Outcome::App(outcome)) = submitted else { panic!("{submitted:?}") };
+        let (_, effects) = propose(&mut state, &mut zxid, Command::App(GridCommand::Cancel { tasks: outcome.ids() }));
         assert_eq!(effects.ended.len(), 3);
         assert_eq!(state.grid.len(), 2, "the oldest ended task left the history");
     }
@@ -349,8 +350,8 @@ mod tests {
         let (created, _) = propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
         assert!(created.is_ok(), "{created:?}");
         let tasks = vec![TaskSpec::new("noop", vec![]), TaskSpec::new("nobody", vec![])];
-        let (submitted, _) = propose(&mut state, &mut zxid, Command::Grid(GridCommand::Submit { tasks }));
-        let Ok(Outcome::Grid(outcome)) = submitted else { panic!("{submitted:?}") };
+        let (submitted, _) = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));
+        let Ok(Outcome::App(outcome)) = submitted else { panic!("{submitted:?}") };
         let ids = outcome.ids();
         assert_eq!(state.unplaceable_count(), 1);
         let submitted_ms = zxid * 10;
@@ -361,12 +362,12 @@ mod tests {
             vec![ids[1]]
         );
         // Too soon (the proposal's time is zxid × 10 here): refused.
-        let fail = Command::Grid(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms });
+        let fail = Command::App(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms });
         let (recorded, _) = propose(&mut state, &mut zxid, fail.clone());
-        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 0, refused: 2 })));
-        let fail = Command::Grid(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms: 10 });
+        assert_eq!(recorded, Ok(Outcome::App(GridOutcome::Recorded { applied: 0, refused: 2 })));
+        let fail = Command::App(GridCommand::FailUnplaceable { tasks: ids.clone(), after_ms: 10 });
         let (recorded, effects) = propose(&mut state, &mut zxid, fail);
-        assert_eq!(recorded, Ok(Outcome::Grid(GridOutcome::Recorded { applied: 1, refused: 1 })), "noop is placeable");
+        assert_eq!(recorded, Ok(Outcome::App(GridOutcome::Recorded { applied: 1, refused: 1 })), "noop is placeable");
         assert_eq!(effects.ended, vec![(ids[1], TaskState::Failed)]);
         let failed = state.grid.get(ids[1]).expect("in history");
         let error = failed.attempts[0].error.as_deref().unwrap_or_default();

@@ -8,12 +8,12 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use super::kinds::{Decode, Encode, Task};
-use super::task::{Encoding, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
 use crate::admin::grid_api::{self, TaskView, TasksQuery};
 use crate::client::{Client, ClientError};
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
+use crate::grid::kinds::{Decode, Encode, Task};
+use crate::grid::task::{Encoding, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
 use crate::grid::GridCommand;
 use crate::ids::NodeId;
 
@@ -358,8 +358,8 @@ impl Grid {
         match &self.backend {
             Backend::Local(coordinator) => {
                 let command = GridCommand::Cancel { tasks: ids.to_vec() };
-                match coordinator.write(crate::registry::Command::Grid(command)).await {
-                    Ok(Ok(crate::registry::Outcome::Grid(crate::grid::GridOutcome::Recorded { applied, .. }))) => {
+                match coordinator.write(crate::state::Command::App(command)).await {
+                    Ok(Ok(crate::state::Outcome::App(crate::grid::GridOutcome::Recorded { applied, .. }))) => {
                         Ok(applied)
                     }
                     Ok(other) => Err(GridApiError::Refused(format!("{other:?}"))),

@@ -14,6 +14,8 @@
 //! and at most `slots` run at once; the leader may assign up to `slots + prefetch`, and the rest wait
 //! here in priority order, so no slot idles while the next assignment commits.
 
+pub mod builtin;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,16 +26,16 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
-use super::command::{GridCommand, Report};
-use super::hub::{AttemptOrder, WorkerEvent};
-use super::kinds::{AttemptInfo, TaskKinds};
-use super::task::{FencingToken, TaskId};
 use crate::admin::grid_api::{PollRequest, PollResponse, RecordedResponse, ReportRequest};
 use crate::client::{Client, ClientError};
 use crate::clock::unix_millis;
 use crate::consensus::{Coordinator, CoordinatorError};
+use crate::grid::command::{GridCommand, Report};
+use crate::grid::kinds::{AttemptInfo, TaskKinds};
+use crate::grid::task::{FencingToken, TaskId};
 use crate::ids::NodeId;
-use crate::registry::Command;
+use crate::service::hub::{AttemptOrder, WorkerEvent};
+use crate::state::Command;
 
 /// Reports sent in one write at most.
 pub const REPORT_BATCH_MAX: usize = 8_192;
@@ -458,7 +460,7 @@ struct AttemptArgs {
     info: AttemptInfo,
     started_ms: u64,
     timeout: Duration,
-    run: Option<super::kinds::AttemptFuture>,
+    run: Option<crate::grid::kinds::AttemptFuture>,
 }
 
 /// One attempt, as an actor: runs the task's future once, reports, and stops.
@@ -601,7 +603,7 @@ enum ReportError {
 async fn send_reports(link: &WorkerLink, batch: &[Report]) -> Result<(), ReportError> {
     match link {
         WorkerLink::Local(coordinator) => {
-            let command = Command::Grid(GridCommand::Report { reports: batch.to_vec() });
+            let command = Command::App(GridCommand::Report { reports: batch.to_vec() });
             match coordinator.write(command).await {
                 Ok(_) => Ok(()),
                 Err(CoordinatorError::Unavailable(reason) | CoordinatorError::OutcomeUnknown(reason)) => {
@@ -668,7 +670,7 @@ mod tests {
             .map(|_| finished(REPORT_RESULT_BYTES_MAX - 64))
             .collect();
         assert!(batch.iter().map(report_bytes).sum::<usize>() <= REPORT_BATCH_BYTES_MAX);
-        let command = Command::Grid(GridCommand::Report { reports: batch });
+        let command = Command::App(GridCommand::Report { reports: batch });
         assert!(crate::consensus::request::check_entry_size(&command).is_ok());
     }
 }

@@ -12,15 +12,16 @@
 
 use std::time::Duration;
 
-use super::command::GridCommand;
-use super::placement::Placement;
-use super::replicated::NODES_PATH;
-use super::schedule::decide;
-use super::task::Strategy;
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
+use crate::grid::command::GridCommand;
+use crate::grid::placement::Placement;
+use crate::grid::schedule::decide;
+use crate::grid::task::Strategy;
 use crate::mesh::PeerEvent;
-use crate::registry::{Command, SessionId, ZPath};
+use crate::registry::{SessionId, ZPath};
+use crate::state::replicated::NODES_PATH;
+use crate::state::Command;
 
 /// Assignments proposed in one entry at most.
 pub const ASSIGN_BATCH_MAX: usize = 8_192;
@@ -99,7 +100,7 @@ async fn fail_unplaceable(coordinator: &Coordinator, after_ms: u64) {
         return;
     }
     tracing::info!(tasks = tasks.len(), "failing tasks no registered node can run");
-    if let Err(error) = coordinator.write(Command::Grid(GridCommand::FailUnplaceable { tasks, after_ms })).await {
+    if let Err(error) = coordinator.write(Command::App(GridCommand::FailUnplaceable { tasks, after_ms })).await {
         tracing::debug!(%error, "unplaceable decision not committed");
     }
 }
@@ -111,7 +112,7 @@ async fn commit_settings(coordinator: &Coordinator) {
         return;
     }
     let settings = coordinator.configured_settings();
-    match coordinator.write(Command::Grid(GridCommand::Configure { settings })).await {
+    match coordinator.write(Command::App(GridCommand::Configure { settings })).await {
         Ok(_) => tracing::info!(?settings, "cluster-wide settings committed"),
         Err(error) => tracing::warn!(%error, "cluster-wide settings not committed yet"),
     }
@@ -145,7 +146,7 @@ async fn fire_jobs(coordinator: &Coordinator) {
             .collect()
     });
     for command in decisions {
-        if let Err(error) = coordinator.write(Command::Grid(command)).await {
+        if let Err(error) = coordinator.write(Command::App(command)).await {
             tracing::debug!(%error, "job decision not committed");
             return;
         }
@@ -162,7 +163,7 @@ async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement) {
             break;
         }
         let full = plan.len() == ASSIGN_BATCH_MAX;
-        if let Err(error) = coordinator.write(Command::Grid(GridCommand::Assign { assignments: plan })).await {
+        if let Err(error) = coordinator.write(Command::App(GridCommand::Assign { assignments: plan })).await {
             tracing::debug!(%error, "assignment not committed");
             return;
         }
@@ -173,7 +174,7 @@ async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement) {
     let now = unix_millis();
     let overdue = coordinator.read_state(|state| state.grid.overdue(now));
     if !overdue.is_empty() {
-        let _ = coordinator.write(Command::Grid(GridCommand::TimeOut { attempts: overdue })).await;
+        let _ = coordinator.write(Command::App(GridCommand::TimeOut { attempts: overdue })).await;
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
+use crate::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
 
 /// Longest `sleep` or `spin` a built-in accepts: a benchmark tool, not a way to pin a slot for hours.
 pub const BUILTIN_DURATION_MS_MAX: u64 = 3_600_000;
@@ -172,4 +172,9 @@ impl Task for Fail {
 /// Adds the built-ins to `kinds`.
 pub fn register(kinds: TaskKinds) -> TaskKinds {
     kinds.with(Noop).with(Echo).with(Sleep).with(Spin).with(Fail)
+}
+
+/// The built-in kinds (`noop`, `echo`, `sleep`, `spin`, `fail`) and nothing else.
+pub fn kinds() -> TaskKinds {
+    register(TaskKinds::new())
 }

@@ -1,0 +1,36 @@
+//! The replicated state: the registry and the task table applied together from one log, so that
+//! one entry changes both atomically. This is what the consensus layer replicates; it sees the state
+//! only through this module (`ReplicatedState::apply`, its snapshot extras and its effects), never the
+//! grid's or the registry's internals.
+//!
+//! Core: no I/O, no clock. The log's entry types are the registry's, carrying the grid's commands in
+//! their `App` variant; the aliases below name them once.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod replicated;
+
+pub use crate::grid::{ClusterSettings, GridCommand, GridEffects, GridOutcome, TableLimits};
+pub use replicated::{NodeRecord, ReplicatedState, AGING_STEP_MS, NODES_PATH};
+
+use crate::registry::{SessionId, SessionSecret};
+
+/// A change replicated through the log: a registry command, or a grid command in `App`.
+pub type Command = crate::registry::Command<GridCommand>;
+/// A [`Command`] with the proposer's clock reading.
+pub type Proposal = crate::registry::Proposal<GridCommand>;
+/// What a successful [`Command`] produced.
+pub type Outcome = crate::registry::Outcome<GridOutcome>;
+/// The result of applying one [`Command`].
+pub type Applied = crate::registry::Applied<GridOutcome>;
+
+/// Replicated state that a format-1 snapshot had no place for, stored after it in a format-2 snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateExtras {
+    /// The committed settings, if any were committed yet.
+    pub settings: Option<ClusterSettings>,
+    /// Each open session's secret.
+    pub session_secrets: BTreeMap<SessionId, SessionSecret>,
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use gridkeeper::admin::grid_api::TasksQuery;
+use gridkeeper::api::grid::TasksQuery;
 use gridkeeper::client::Client;
 use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
 use gridkeeper::grid::task::{AttemptState, TaskState};
@@ -195,7 +195,7 @@ async fn wait_for_workers(cluster: &LocalCluster, count: usize) -> Result<()> {
 }
 
 fn report(
-    tasks: &[gridkeeper::admin::grid_api::TaskView],
+    tasks: &[gridkeeper::api::grid::TaskView],
     ids: &[gridkeeper::grid::task::TaskId],
     killed_at_ms: Option<u64>,
     victim: NodeId,

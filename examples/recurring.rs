@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gridkeeper::admin::grid_api::ScheduleRequest;
+use gridkeeper::api::grid::ScheduleRequest;
 use gridkeeper::client::Client;
 use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
 use gridkeeper::node::local::{LocalCluster, LocalOptions};

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod clock;

@@ -178,3 +178,30 @@ pub const ADMIN_HOSTS_MAX: usize = 64;
 
 const _: () = assert!(ADMIN_CONNECTIONS_PER_CLIENT_MAX < ADMIN_CONNECTIONS_MAX);
 const _: () = assert!(ADMIN_WATCHES_PER_CLIENT_MAX < ADMIN_CONNECTIONS_PER_CLIENT_MAX);
+
+// Grid API calls. One submission is one log entry, so its count is bounded here and its bytes by
+// SUBMIT_BYTES_MAX; waits and cancels name at most what one submission returns.
+
+/// Tasks one submission may create: a large map stage in one call, well within what one entry holds
+/// at small inputs (the bytes are bounded separately by [`SUBMIT_BYTES_MAX`]).
+pub const SUBMIT_COUNT_MAX: usize = 100_000;
+/// Tasks one query page returns at most (pages are also cut at [`QUERY_RESPONSE_BYTES_MAX`]).
+pub const QUERY_LIMIT_MAX: usize = 10_000;
+/// Ids one wait or cancel may name: as many as one submission returns.
+pub const IDS_MAX: usize = SUBMIT_COUNT_MAX;
+/// Longest one wait or poll call holds its connection; callers wait longer in several calls, so a
+/// dead caller holds a node's wait for at most this long.
+pub const WAIT_MS_MAX: u64 = 60_000;
+
+// A worker's reports. Reports are batched into one log entry per write; a batch is cut by count and
+// by bytes so that it always fits an entry with room to spare.
+
+/// Reports sent in one write at most: large enough that a busy node reports a burst of short tasks
+/// in a few entries, small enough that one batch applies in well under a heartbeat.
+pub const REPORT_BATCH_MAX: usize = 8_192;
+/// Encoded bytes of one report batch at most: half an entry, so a batch always fits with room for
+/// the entry's framing.
+pub const REPORT_BATCH_BYTES_MAX: usize = ENTRY_BYTES_MAX / 2;
+/// One attempt's result (or error text) at most: half a batch, so a result always fits some batch;
+/// a larger result fails its attempt with a message naming this limit.
+pub const REPORT_RESULT_BYTES_MAX: usize = REPORT_BATCH_BYTES_MAX / 2;

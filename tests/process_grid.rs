@@ -5,7 +5,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use gridkeeper::admin::grid_api::{TaskView, TasksQuery};
+use gridkeeper::api::grid::{TaskView, TasksQuery};
 use gridkeeper::client::Client;
 use gridkeeper::grid::task::{AttemptState, TaskState};
 use support::{binary, status, wait_for, ClusterSpec, NodeProcess, WAIT_MAX};

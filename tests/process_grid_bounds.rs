@@ -9,10 +9,12 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use gridkeeper::admin::grid_api::{SubmitRequest, TasksQuery, IDS_MAX};
+use gridkeeper::api::grid::{SubmitRequest, TasksQuery};
+use gridkeeper::api::ErrorCode;
 use gridkeeper::client::{Client, ClientError};
 use gridkeeper::grid::table::{HISTORY_BYTES_MAX_DEFAULT, PENDING_INPUT_BYTES_MAX_DEFAULT};
 use gridkeeper::grid::task::TaskState;
+use gridkeeper::limits::IDS_MAX;
 use gridkeeper::limits::QUERY_RESPONSE_BYTES_MAX;
 use support::{admin_get, binary, metric_sum, status, wait_for, ClusterSpec, NodeProcess, WAIT_MAX};
 
@@ -123,8 +125,9 @@ fn submissions_are_sized_before_they_are_copied(cluster: &Cluster) {
 
     let before = rss_bytes(cluster.spec.admin(cluster.follower));
     let refused = cluster.submit("echo", Some("y".repeat(512 << 10)), 200);
-    let Err(ClientError::Registry { name, message }) = refused else { panic!("accepted: {refused:?}") };
-    assert_eq!(name, "too large", "{message}");
+    let Err(ClientError::Api(error)) = refused else { panic!("accepted: {refused:?}") };
+    let message = error.message;
+    assert_eq!(error.code, ErrorCode::TooLarge, "{message}");
     assert!(message.contains("SUBMIT_BYTES_MAX"), "{message}");
     let grown = rss_bytes(cluster.spec.admin(cluster.follower)).saturating_sub(before);
     assert!(grown < 64 << 20, "a refused 100 MB submission grew the follower by {} MiB", grown >> 20);
@@ -147,7 +150,7 @@ fn a_followers_waits_cannot_be_filled(cluster: &Cluster) {
     assert_eq!(printed["states"], serde_json::json!({ "succeeded": 5 }), "{printed}");
     let too_many: Vec<u64> = (0..=IDS_MAX as u64).collect();
     let refused = cluster.runtime.block_on(cluster.client.wait_tasks(&too_many, 1_000));
-    assert!(matches!(refused, Err(ClientError::Registry { .. })), "{refused:?}");
+    assert!(matches!(refused, Err(ClientError::Api(_))), "{refused:?}");
 }
 
 /// Finding 6: 40 results of 200 kB (8 MB as JSON) come back in pages of at most 4 MiB (plus one task),

@@ -18,7 +18,7 @@ async fn wait_children(client: &Client, dir: &str, accept: impl Fn(usize) -> boo
         let mut events = client.watch(dir, gridkeeper::registry::WatchKind::Child, None).await.expect("watch");
         let count = match client.children(dir, gridkeeper::consensus::Consistency::Linearizable).await {
             Ok(listing) => listing.children.len(),
-            Err(error) if error.name() == "no node" => 0,
+            Err(error) if error.code() == gridkeeper::api::ErrorCode::NoNode => 0,
             Err(error) => panic!("children of {dir}: {error}"),
         };
         if accept(count) {

@@ -108,7 +108,7 @@ proptest! {
             let zxid = index as u64 + 1;
             let (result, _) = registry.apply(zxid, &Proposal { now_ms: zxid, command: command(op) });
             let expected = model.apply(op);
-            prop_assert_eq!(result.as_ref().err().map(|error| error.name()), expected, "op {} {:?}", index, op);
+            prop_assert_eq!(result.as_ref().err().map(|error| error.code().name()), expected, "op {} {:?}", index, op);
             if let (Op::Create { .. }, Ok(outcome)) = (op, &result) {
                 let stamped = matches!(outcome, Outcome::Created { stat, .. } if stat.czxid == zxid);
                 prop_assert!(stamped, "create at zxid {} must stamp czxid", zxid);

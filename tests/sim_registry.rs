@@ -3,7 +3,10 @@
 //! client history is checked linearizable (stateright's `LinearizabilityTester`, per key), and the
 //! cluster must serve every client to the end once healed.
 //!
-//! A failure prints its seed; `GRIDKEEPER_SIM_SEED=<seed> cargo test --test sim_registry` replays it.
+//! The two swarms run hundreds of seeded fault schedules per `cargo test` (see `gridkeeper::sim::swarm`
+//! for `GK_SIM_SCHEDULES`, `GK_SIM_SECONDS` and the other knobs); each schedule crashes the leader and
+//! restarts it, cuts a link and repairs it, and adds random faults. A failing seed prints the command
+//! that replays it, e.g. `GK_SIM_SEED=17 cargo test --test sim_registry three_nodes -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +16,7 @@ use std::time::Duration;
 use gridkeeper::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
 use gridkeeper::ids::NodeId;
 use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
-use gridkeeper::sim::{SimCluster, SimConfig, Workload};
+use gridkeeper::sim::{FaultLog, FaultSchedule, SimCluster, SimConfig, Swarm, Workload};
 use gridkeeper::state::{Command, Outcome};
 use rand::{Rng, SeedableRng};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
@@ -22,7 +25,12 @@ use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
 const KEYS: usize = 3;
 const OPS_PER_CLIENT: u32 = 25;
 /// Simulated milliseconds of chaos.
-const CHAOS_MS: u64 = 6_000;
+const CHAOS_MS: u64 = 3_000;
+/// Schedules each `cargo test` runs on 3 nodes, and on 5.
+const SCHEDULES_3: u64 = 400;
+const SCHEDULES_5: u64 = 100;
+/// Every this many schedules, one runs twice and must replay its history exactly.
+const REPLAY_EVERY: u64 = 40;
 /// Simulated milliseconds allowed for every client to finish once the cluster is healed.
 const HEAL_MS_MAX: u64 = 60_000;
 
@@ -118,79 +126,48 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
     })
 }
 
-fn data_root(seed: u64, nodes: u64) -> std::path::PathBuf {
+/// A run's data directory, removed when the run ends (a failing run's too).
+struct DataDir(std::path::PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn data_root(seed: u64, nodes: u64) -> DataDir {
+    // Runs of one seed may overlap (a swarm thread and a replay test): each gets its own directory.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     // tmpfs when there is one: fsync costs nothing there, and simulated time does not move during it anyway.
     let base = if std::path::Path::new("/dev/shm").is_dir() {
         std::path::PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
     };
-    let dir = base.join(format!("gk-sim-registry-{}-{nodes}-{seed}", std::process::id()));
+    let dir = base.join(format!("gk-sim-registry-{}-{run}-{nodes}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    DataDir(dir)
 }
 
-/// Runs one seeded scenario and returns its history.
-fn run(seed: u64, nodes: u64) -> (Vec<Event>, u64) {
+/// Runs one seeded schedule and returns its history and what faults it inflicted.
+fn run(seed: u64, nodes: u64) -> (Vec<Event>, FaultLog) {
     let shared = Arc::new(Shared::default());
     let dir = data_root(seed, nodes);
     let mut config = SimConfig::new(seed, nodes);
-    config.registry_dir = Some(dir.clone());
+    config.registry_dir = Some(dir.0.clone());
     // Randomly failed links come back on their own.
     config.repair_rate = 0.05;
     config.workload = Some(workload(shared.clone(), seed));
     let mut cluster = SimCluster::new(config).expect("cluster");
     let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
-    let minority = ((nodes - 1) / 2) as usize;
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let mut crashed = BTreeSet::new();
-    let mut partitioned = Vec::new();
-    let mut faults = 0u64;
-    for _ in 0..CHAOS_MS / 250 {
-        cluster.run_for(250).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
-        match rng.random_range(0..6) {
-            0 if crashed.len() < minority => {
-                let victim = ids[rng.random_range(0..ids.len())];
-                if crashed.insert(victim) {
-                    cluster.crash(victim);
-                    faults += 1;
-                }
-            }
-            1 => {
-                if let Some(&back) = crashed.iter().next() {
-                    crashed.remove(&back);
-                    cluster.restart(back);
-                }
-            }
-            2 => {
-                let (a, b) = (ids[rng.random_range(0..ids.len())], ids[rng.random_range(0..ids.len())]);
-                if a != b {
-                    cluster.partition(a, b);
-                    partitioned.push((a, b));
-                    faults += 1;
-                }
-            }
-            3 => {
-                for (a, b) in partitioned.drain(..) {
-                    cluster.repair(a, b);
-                }
-            }
-            4 => cluster.set_fail_rate(0.01),
-            _ => cluster.set_fail_rate(0.0),
-        }
-    }
-    cluster.set_fail_rate(0.0);
-    partitioned.clear();
-    for &a in &ids {
-        for &b in &ids {
-            if a < b {
-                cluster.repair(a, b);
-            }
-        }
-    }
-    for node in std::mem::take(&mut crashed) {
-        cluster.restart(node);
-    }
+    let schedule = FaultSchedule::random(seed, nodes, CHAOS_MS);
+    let faults = cluster.run_schedule(&schedule).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+    assert!(
+        faults.crashes() >= 1 && faults.restarts() >= 1 && faults.partitions() >= 1,
+        "seed {seed}: the schedule must crash, restart and cut: {faults:?}"
+    );
+    cluster.heal();
     shared.healed.store(true, Ordering::Relaxed);
     let clients = nodes;
     let done = cluster
@@ -208,7 +185,7 @@ fn run(seed: u64, nodes: u64) -> (Vec<Event>, u64) {
         eprintln!("finished clients: {}", shared.finished.load(Ordering::Relaxed));
     }
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(done, "seed {seed} ({nodes} nodes): clients did not finish after healing; {} events", history.len());
     (history, faults)
 }
@@ -236,40 +213,47 @@ fn check_linearizable(seed: u64, history: &[Event]) -> usize {
 }
 
 fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
-    match std::env::var("GRIDKEEPER_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("GRIDKEEPER_SIM_SEED is a number")],
-        Err(_) => default.collect(),
+    match gridkeeper::sim::swarm::seed_from_env() {
+        Some(seed) => vec![seed],
+        None => default.collect(),
     }
 }
 
-fn check_seeds(nodes: u64, seeds: Vec<u64>) {
-    // The tester's search recurses once per operation: give it room.
-    std::thread::Builder::new()
-        .stack_size(256 << 20)
-        .spawn(move || {
-            for seed in seeds {
-                let (history, faults) = run(seed, nodes);
-                let completed = check_linearizable(seed, &history);
-                assert!(completed > (OPS_PER_CLIENT as usize), "seed {seed}: only {completed} operations completed");
-                eprintln!(
-                    "seed {seed} ({nodes} nodes): {completed} ops completed, {} events, {faults} faults",
-                    history.len()
-                );
-            }
-        })
-        .expect("thread")
-        .join()
-        .expect("every seed passes");
+/// One schedule: run, check the history, and return it (as text) for the replay check.
+fn check_schedule(seed: u64, nodes: u64, leader_crashes: &AtomicU64) -> Vec<String> {
+    let (history, faults) = run(seed, nodes);
+    let completed = check_linearizable(seed, &history);
+    assert!(completed > (OPS_PER_CLIENT as usize), "seed {seed}: only {completed} operations completed");
+    leader_crashes.fetch_add(faults.leader_crashes() as u64, Ordering::Relaxed);
+    if gridkeeper::sim::swarm::seed_from_env().is_some() {
+        eprintln!(
+            "seed {seed} ({nodes} nodes): {completed} ops completed, {} events, {} faults: {faults:?}",
+            history.len(),
+            faults.faults()
+        );
+    }
+    history.iter().map(|event| format!("{event:?}")).collect()
+}
+
+fn swarm(nodes: u64, test_name: &str, schedules: u64, seed_base: u64) {
+    let leader_crashes = AtomicU64::new(0);
+    let report = Swarm::new("sim_registry", test_name, schedules, seed_base)
+        .replay_every(REPLAY_EVERY)
+        .run(|seed| check_schedule(seed, nodes, &leader_crashes));
+    let leader_crashes = leader_crashes.load(Ordering::Relaxed);
+    eprintln!("{nodes} nodes: {} schedules, {leader_crashes} leader crashes", report.schedules);
+    // A leader crash waits for an election; only a schedule that never elects could miss it.
+    assert!(leader_crashes * 10 >= report.schedules * 9, "too few leaders crashed: {leader_crashes}");
 }
 
 #[test]
 fn three_nodes_stay_linearizable_under_crashes_partitions_and_loss() {
-    check_seeds(3, seeds(1..9));
+    swarm(3, "three_nodes_stay_linearizable", SCHEDULES_3, 1);
 }
 
 #[test]
 fn five_nodes_stay_linearizable_under_crashes_partitions_and_loss() {
-    check_seeds(5, seeds(100..104));
+    swarm(5, "five_nodes_stay_linearizable", SCHEDULES_5, 100_000);
 }
 
 #[test]
@@ -287,9 +271,12 @@ fn the_checker_rejects_a_stale_read() {
 #[test]
 fn the_same_seed_replays_the_same_history() {
     let seed = seeds(7..8)[0];
-    let describe = |history: Vec<Event>| history.iter().map(|event| format!("{event:?}")).collect::<Vec<_>>();
-    let first = describe(run(seed, 3).0);
-    let second = describe(run(seed, 3).0);
+    let describe = |(history, faults): (Vec<Event>, FaultLog)| {
+        (history.iter().map(|event| format!("{event:?}")).collect::<Vec<_>>(), faults)
+    };
+    let first = describe(run(seed, 3));
+    let second = describe(run(seed, 3));
+    assert!(!first.0.is_empty(), "seed {seed}: nothing happened");
     assert_eq!(first, second, "seed {seed}: two runs diverged");
 }
 
@@ -330,7 +317,7 @@ fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
     };
     let dir = data_root(seed, 3);
     let mut config = SimConfig::new(seed, 3);
-    config.registry_dir = Some(dir.clone());
+    config.registry_dir = Some(dir.0.clone());
     config.workload = Some(writer);
     config.snapshot_logs = 50;
     let mut cluster = SimCluster::new(config).expect("cluster");
@@ -370,5 +357,5 @@ fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
     cluster.restart(NodeId(1));
     assert!(cluster.run_until(60_000, has_last(1)).expect("runs"), "seed {seed}: node 1 did not recover its state");
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }

@@ -1,5 +1,6 @@
-//! The supervision tree in-process: injected child failures are restarted (and counted), and a crash
-//! loop past the restart budget stops the node.
+//! The supervision tree in-process: injected child failures are restarted (and counted), a crash
+//! loop past the restart budget stops the node, and a worker supervisor that ends restarts the mesh
+//! actor that runs it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use gridkeeper::credentials::Authority;
 use gridkeeper::ids::NodeId;
 use gridkeeper::limits::RESTARTS_IN_WINDOW_MAX;
 use gridkeeper::mesh::DetectorConfig;
-use gridkeeper::node::supervisor::{admin_actor_name, mesh_actor_name, start, AdminMsg, MeshMsg, SupervisorArgs};
+use gridkeeper::node::supervisor::{
+    admin_actor_name, mesh_actor_name, start, worker_actor_name, AdminMsg, MeshMsg, SupervisorArgs,
+};
 use gridkeeper::node::{NodeConfig, NodeView};
 use ractor::ActorCell;
 
@@ -42,16 +45,15 @@ async fn metrics_text(admin: std::net::SocketAddr) -> Option<String> {
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
-    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let node = NodeId(1);
+/// A one-node tree's arguments: its id, mesh and admin addresses, and a data directory named for
+/// `instance` (which also tells its actors' names apart from other tests' in this process).
+fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std::path::PathBuf) {
     let mesh_port = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], mesh_port));
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
     let authority = Authority::generate().expect("CA");
-    let data_dir = std::env::temp_dir().join(format!("gk-supervision-{}", std::process::id()));
+    let data_dir = std::env::temp_dir().join(format!("gk-supervision{instance}-{}", std::process::id()));
     let config = NodeConfig {
         id: node,
         peers: BTreeMap::from([(node, listen)]),
@@ -76,9 +78,18 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         view: view.clone(),
         prometheus: gridkeeper::admin::telemetry::install().expect("recorder"),
         admin_token: "test-token".into(),
-        instance: String::new(),
+        instance: instance.to_string(),
         kinds: gridkeeper::worker::builtin::kinds(),
     });
+    (args, view, data_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let node = NodeId(1);
+    let (args, view, data_dir) = one_node(node, "");
+    let (listen, admin) = (args.config.listen, args.config.admin);
     let (_supervisor, ended) = start(args).await.expect("tree starts");
     tokio::pin!(ended);
 
@@ -118,5 +129,31 @@ async fn failed_children_are_restarted_within_the_budget_then_the_node_stops() {
         }
     }
     tokio::time::timeout(WAIT, &mut ended).await.expect("the supervisor gives up after the budget is spent");
+    let _ = std::fs::remove_dir_all(data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_supervisor_that_stops_restarts_the_mesh_actor_with_a_new_one() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let node = NodeId(1);
+    let instance = "-worker-stop";
+    let (args, view, data_dir) = one_node(node, instance);
+    let listen = args.config.listen;
+    let (supervisor, ended) = start(args).await.expect("tree starts");
+    let mesh = next_actor(&mesh_actor_name(node, instance), None).await;
+    let worker = next_actor(&worker_actor_name(node, instance), None).await;
+    assert_eq!(worker.try_get_supervisor().map(|cell| cell.get_id()), Some(mesh.get_id()), "the mesh actor's child");
+
+    // The mesh actor stops its worker on purpose only when it stops itself, and unlinks it first; so a
+    // worker that ends while linked has ended on its own, stopped or failed, and the node's services
+    // restart with a new one rather than run on without a worker.
+    worker.stop(Some("injected stop".into()));
+    let restarted = next_actor(&mesh_actor_name(node, instance), Some(&mesh)).await;
+    let new_worker = next_actor(&worker_actor_name(node, instance), Some(&worker)).await;
+    assert_eq!(new_worker.try_get_supervisor().map(|cell| cell.get_id()), Some(restarted.get_id()));
+    wait_until(|| view.mesh().filter(|mesh| mesh.local_addr().ok() == Some(listen))).await;
+
+    supervisor.stop(None);
+    tokio::time::timeout(WAIT, ended).await.expect("the node stops");
     let _ = std::fs::remove_dir_all(data_dir);
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::http::{header, Request, Response, StatusCode};
+use axum::http::{header, Request, Response};
 use axum::response::IntoResponse;
 use axum::Router;
 use bytes::Bytes;
@@ -29,8 +29,9 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use super::admission::{host_allowed, AdminServerConfig, Admission, Liveness, Refusal};
-use super::registry_api::api_error;
+use super::error::HttpError;
 use super::telemetry;
+use crate::api::{ApiError, ErrorCode};
 use crate::clock::Clock;
 use crate::ids::Millis;
 
@@ -289,7 +290,7 @@ fn misdirected(host: &str) -> Response<Body> {
     let message = format!(
         "host {host:?} is not served here: use an IP address, localhost, or a name given to the node with --admin-host"
     );
-    api_error(StatusCode::MISDIRECTED_REQUEST, "misdirected", message).into_response()
+    HttpError(ApiError::new(ErrorCode::Misdirected, message)).into_response()
 }
 
 /// Serves one accepted connection until the client leaves or a timeout closes it.

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod client;
 pub mod connection;
+pub mod error;
 pub mod grid_api;
 pub mod http;
 pub mod ready;

@@ -1,12 +1,11 @@
-//! The registry over the admin HTTP API, as JSON. Reads are open; every call that changes the
-//! registry (or opens a session) needs `Authorization: Bearer <admin token>`.
+//! The registry over the admin HTTP API, as JSON: thin routes that parse, authorize, call the
+//! service layer (`crate::service::registry`) and answer its errors (see `error.rs`). Reads are open;
+//! every call that changes the registry (or opens a session) needs `Authorization: Bearer <admin
+//! token>`.
 //!
 //! Errors answer with a status and `{"error": "<name>", "message": "..."}`: 404 `no node`, 409 for the
-//! other registry refusals, 400 for bad input, 401 without the token, 403 `no auth` when a session's
-//! secret is missing or wrong, 503 when no leader is reachable.
-//!
-//! Request bodies refuse unknown fields (a misspelt `version` must not turn a conditional write into an
-//! unconditional one).
+//! other registry refusals, 400 for bad input, 413 past a size limit, 401 without the token, 403
+//! `no auth` when a session's secret is missing or wrong, 503 when no leader is reachable.
 //!
 //! Sessions belong to their openers: `session/open` answers with the session's `secret` (32 hex
 //! characters), returned by no other call, and `session/keepalive`, `session/close` and creates of
@@ -16,17 +15,23 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
+use super::error::HttpError;
 use super::http::AdminState;
-use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
-use crate::registry::{CreateMode, MultiOp, RegistryError, SessionId, SessionSecret, Stat, WatchKind, ZPath};
-use crate::state::{Command, Outcome};
+use crate::api::registry::{
+    ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, ReadQuery, SessionBody, SetBody, StatBody,
+    WatchQuery,
+};
+use crate::api::{ApiError, ErrorCode};
+use crate::consensus::Coordinator;
+use crate::registry::WatchKind;
+use crate::service::registry as service;
+use crate::state::Outcome;
 
 /// The registry routes, to merge into the admin router.
 pub fn routes() -> Router<Arc<AdminState>> {
@@ -45,75 +50,21 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/registry/session/close", post(close_session))
 }
 
-/// An error answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The short name (`no node`, `bad version`, `unauthorized`, ...).
-    pub error: String,
-    /// The full message.
-    pub message: String,
+type ApiResult<T> = Result<Json<T>, HttpError>;
+
+/// This node's coordinator.
+///
+/// # Errors
+/// Unavailable while it is not running (starting, or a joined worker, which runs none).
+pub(crate) fn coordinator(state: &AdminState) -> Result<Coordinator, HttpError> {
+    state.view.coordinator().ok_or_else(|| HttpError(ApiError::new(ErrorCode::Unavailable, "coordinator not running")))
 }
 
-/// An error as an HTTP answer.
-pub struct ApiError(StatusCode, ErrorBody);
-
-impl ApiError {
-    /// The status, the short error name and the message.
-    pub fn parts(&self) -> (StatusCode, &str, &str) {
-        (self.0, &self.1.error, &self.1.message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-/// An answer of the wrong kind from the coordinator: a bug, reported as a server error.
-fn unexpected(other: impl std::fmt::Debug) -> ApiError {
-    api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("unexpected {other:?}"))
-}
-
-pub(crate) fn api_error(status: StatusCode, name: &str, message: impl ToString) -> ApiError {
-    ApiError(status, ErrorBody { error: name.to_string(), message: message.to_string() })
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(error: RegistryError) -> Self {
-        let status = match error.name() {
-            "no node" => StatusCode::NOT_FOUND,
-            "invalid path" | "bad arguments" | "too large" => StatusCode::BAD_REQUEST,
-            "no auth" => StatusCode::FORBIDDEN,
-            _ => StatusCode::CONFLICT,
-        };
-        api_error(status, error.name(), &error)
-    }
-}
-
-impl From<CoordinatorError> for ApiError {
-    fn from(error: CoordinatorError) -> Self {
-        match error {
-            CoordinatorError::Registry(error) => error.into(),
-            CoordinatorError::Watch(_) => api_error(StatusCode::TOO_MANY_REQUESTS, error.name(), &error),
-            CoordinatorError::EntryTooLarge { .. } => api_error(StatusCode::PAYLOAD_TOO_LARGE, error.name(), &error),
-            CoordinatorError::Unavailable(_) | CoordinatorError::OutcomeUnknown(_) => {
-                api_error(StatusCode::SERVICE_UNAVAILABLE, error.name(), &error)
-            }
-        }
-    }
-}
-
-type ApiResult<T> = Result<Json<T>, ApiError>;
-
-pub(crate) fn coordinator(state: &AdminState) -> Result<Coordinator, ApiError> {
-    state
-        .view
-        .coordinator()
-        .ok_or_else(|| api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "coordinator not running"))
-}
-
-pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Checks the admin token.
+///
+/// # Errors
+/// Unauthorized without it or with another.
+pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), HttpError> {
     let presented = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
@@ -126,127 +77,23 @@ pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), A
     if matches {
         Ok(())
     } else {
-        Err(api_error(StatusCode::UNAUTHORIZED, "unauthorized", "this call needs the admin token"))
+        Err(HttpError(ApiError::new(ErrorCode::Unauthorized, "this call needs the admin token")))
     }
-}
-
-fn parse_path(text: &str) -> Result<ZPath, ApiError> {
-    ZPath::parse(text).map_err(|error| RegistryError::from(error).into())
-}
-
-/// Query of the read routes.
-#[derive(Debug, Deserialize)]
-pub struct ReadQuery {
-    path: String,
-    #[serde(default)]
-    consistency: Consistency,
-}
-
-/// A node's data and stat.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct NodeBody {
-    /// The path.
-    pub path: String,
-    /// The data as UTF-8 (lossy for binary data; `data_hex` is exact).
-    pub data: String,
-    /// The data in hex.
-    pub data_hex: String,
-    /// The stat.
-    pub stat: Stat,
-}
-
-fn hex(data: &[u8]) -> String {
-    data.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-async fn read(state: &AdminState, op: ReadOp, consistency: Consistency) -> Result<ReadResult, ApiError> {
-    Ok(coordinator(state)?.read(&op, consistency).await?)
 }
 
 async fn get_node(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<NodeBody> {
-    let path = parse_path(&query.path)?;
-    match read(&state, ReadOp::Get(path.clone()), query.consistency).await? {
-        ReadResult::Data { data, stat } => Ok(Json(NodeBody {
-            path: path.to_string(),
-            data: String::from_utf8_lossy(&data).into_owned(),
-            data_hex: hex(&data),
-            stat,
-        })),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A stat answer (`stat` is `null` when the node does not exist).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct StatBody {
-    /// The path.
-    pub path: String,
-    /// The stat, if the node exists.
-    pub stat: Option<Stat>,
+    let path = service::parse_path(&query.path)?;
+    Ok(Json(service::get(&coordinator(&state)?, &path, query.consistency).await?))
 }
 
 async fn stat(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<StatBody> {
-    let path = parse_path(&query.path)?;
-    match read(&state, ReadOp::Exists(path.clone()), query.consistency).await? {
-        ReadResult::Exists(stat) => Ok(Json(StatBody { path: path.to_string(), stat })),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A children answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ChildrenBody {
-    /// The parent.
-    pub path: String,
-    /// Child names, sorted.
-    pub children: Vec<String>,
-    /// The parent's stat.
-    pub stat: Stat,
+    let path = service::parse_path(&query.path)?;
+    Ok(Json(service::stat(&coordinator(&state)?, &path, query.consistency).await?))
 }
 
 async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<ChildrenBody> {
-    let path = parse_path(&query.path)?;
-    match read(&state, ReadOp::Children(path.clone()), query.consistency).await? {
-        ReadResult::Children { children, stat } => Ok(Json(ChildrenBody { path: path.to_string(), children, stat })),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A create request.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    /// The path (a prefix for sequential modes).
-    pub path: String,
-    /// UTF-8 data.
-    #[serde(default)]
-    pub data: String,
-    /// The mode.
-    #[serde(default)]
-    pub mode: CreateMode,
-    /// Owner session for ephemeral modes.
-    #[serde(default)]
-    pub session: Option<u64>,
-    /// The owner session's secret, as `session/open` gave it (needed for ephemeral modes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<SessionSecret>,
-    /// Time to live for persistent modes.
-    #[serde(default)]
-    pub ttl_ms: Option<u64>,
-}
-
-/// A create answer.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CreatedBody {
-    /// The final path.
-    pub path: String,
-    /// Its stat.
-    pub stat: Stat,
-}
-
-async fn write(state: &AdminState, headers: &HeaderMap, command: Command) -> Result<Outcome, ApiError> {
-    authorize(state, headers)?;
-    Ok(coordinator(state)?.write(command).await??)
+    let path = service::parse_path(&query.path)?;
+    Ok(Json(service::children(&coordinator(&state)?, &path, query.consistency).await?))
 }
 
 async fn create(
@@ -254,31 +101,8 @@ async fn create(
     headers: HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> ApiResult<CreatedBody> {
-    let (path, data) = (parse_path(&body.path)?, body.data.into_bytes());
-    // Without a secret the old command goes: the registry refuses it for any session that has one.
-    let command = match (body.session.map(SessionId), body.secret) {
-        (Some(session), Some(secret)) => {
-            Command::CreateOwned { path, data, mode: body.mode, session, secret, ttl_ms: body.ttl_ms }
-        }
-        (session, _) => Command::Create { path, data, mode: body.mode, session, ttl_ms: body.ttl_ms },
-    };
-    match write(&state, &headers, command).await? {
-        Outcome::Created { path, stat } => Ok(Json(CreatedBody { path: path.to_string(), stat })),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A set request.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetBody {
-    /// The path.
-    pub path: String,
-    /// New UTF-8 data.
-    pub data: String,
-    /// Expected version.
-    #[serde(default)]
-    pub version: Option<u32>,
+    authorize(&state, &headers)?;
+    Ok(Json(service::create(&coordinator(&state)?, body).await?))
 }
 
 async fn set(
@@ -286,23 +110,8 @@ async fn set(
     headers: HeaderMap,
     Json(body): Json<SetBody>,
 ) -> ApiResult<StatBody> {
-    let path = parse_path(&body.path)?;
-    let command = Command::Set { path: path.clone(), data: body.data.into_bytes(), version: body.version };
-    match write(&state, &headers, command).await? {
-        Outcome::Set { stat } => Ok(Json(StatBody { path: path.to_string(), stat: Some(stat) })),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// A delete request.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteBody {
-    /// The path.
-    pub path: String,
-    /// Expected version.
-    #[serde(default)]
-    pub version: Option<u32>,
+    authorize(&state, &headers)?;
+    Ok(Json(service::set(&coordinator(&state)?, body).await?))
 }
 
 async fn delete(
@@ -310,23 +119,9 @@ async fn delete(
     headers: HeaderMap,
     Json(body): Json<DeleteBody>,
 ) -> ApiResult<serde_json::Value> {
-    let command = Command::Delete { path: parse_path(&body.path)?, version: body.version };
-    write(&state, &headers, command).await?;
+    authorize(&state, &headers)?;
+    service::delete(&coordinator(&state)?, &body).await?;
     Ok(Json(serde_json::json!({ "deleted": body.path })))
-}
-
-/// A multi request.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MultiBody {
-    /// The ops.
-    pub ops: Vec<MultiOp>,
-    /// Owner session for ephemeral creates.
-    #[serde(default)]
-    pub session: Option<u64>,
-    /// The owner session's secret (needed for ephemeral creates).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<SessionSecret>,
 }
 
 async fn multi(
@@ -334,35 +129,13 @@ async fn multi(
     headers: HeaderMap,
     Json(body): Json<MultiBody>,
 ) -> ApiResult<Outcome> {
-    let command = match (body.session.map(SessionId), body.secret) {
-        (Some(session), Some(secret)) => Command::MultiOwned { ops: body.ops, session, secret },
-        (session, _) => Command::Multi { ops: body.ops, session },
-    };
-    Ok(Json(write(&state, &headers, command).await?))
+    authorize(&state, &headers)?;
+    Ok(Json(service::multi(&coordinator(&state)?, body).await?))
 }
 
 async fn sync(State(state): State<Arc<AdminState>>) -> ApiResult<serde_json::Value> {
-    let coordinator = coordinator(&state)?;
-    coordinator.sync().await?;
-    Ok(Json(serde_json::json!({ "applied_index": coordinator.status().applied_index })))
-}
-
-/// A session request/answer.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SessionBody {
-    /// The session (absent when opening).
-    #[serde(default)]
-    pub session: Option<u64>,
-    /// Timeout (when opening; the granted one in answers).
-    #[serde(default)]
-    pub timeout_ms: Option<u64>,
-    /// Whether it is alive (keepalive answers).
-    #[serde(default)]
-    pub alive: Option<bool>,
-    /// The session's secret: in the open's answer only, and required by keepalive and close.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<SessionSecret>,
+    let applied_index = service::sync(&coordinator(&state)?).await?;
+    Ok(Json(serde_json::json!({ "applied_index": applied_index })))
 }
 
 async fn open_session(
@@ -371,33 +144,13 @@ async fn open_session(
     Json(body): Json<SessionBody>,
 ) -> ApiResult<SessionBody> {
     authorize(&state, &headers)?;
-    let timeout_ms = body.timeout_ms.unwrap_or(10_000);
-    let opened = coordinator(&state)?.open_session(timeout_ms).await?;
-    Ok(Json(SessionBody {
-        session: Some(opened.session.0),
-        timeout_ms: Some(opened.timeout_ms),
-        alive: Some(true),
-        secret: Some(opened.secret),
-    }))
-}
-
-/// The session and secret a keepalive or close names; a missing secret is refused here as the
-/// registry would refuse it.
-fn session_of(body: &SessionBody) -> Result<(SessionId, SessionSecret), ApiError> {
-    let session = body
-        .session
-        .map(SessionId)
-        .ok_or_else(|| api_error(StatusCode::BAD_REQUEST, "bad arguments", "missing session"))?;
-    let secret = body.secret.ok_or_else(|| ApiError::from(RegistryError::NoAuth { session }))?;
-    Ok((session, secret))
+    Ok(Json(service::open_session(&coordinator(&state)?, body.timeout_ms).await?))
 }
 
 /// Keeps a session alive. Needs no admin token, but the session's secret: only its opener can hold
 /// its ephemerals and locks.
 async fn keepalive(State(state): State<Arc<AdminState>>, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
-    let (session, secret) = session_of(&body)?;
-    let alive = coordinator(&state)?.keepalive(session, secret).await?;
-    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(alive), secret: None }))
+    Ok(Json(service::keepalive(&coordinator(&state)?, &body).await?))
 }
 
 async fn close_session(
@@ -406,39 +159,7 @@ async fn close_session(
     Json(body): Json<SessionBody>,
 ) -> ApiResult<SessionBody> {
     authorize(&state, &headers)?;
-    let (session, secret) = session_of(&body)?;
-    write(&state, &headers, Command::CloseSessionSecured { session, secret }).await?;
-    Ok(Json(SessionBody { session: Some(session.0), timeout_ms: None, alive: Some(false), secret: None }))
-}
-
-/// Query of the watch route.
-#[derive(Debug, Deserialize)]
-pub struct WatchQuery {
-    path: String,
-    #[serde(default = "default_kind")]
-    kind: WatchKind,
-    /// The last zxid the client saw: changes after it are reported at once.
-    #[serde(default)]
-    since: Option<u64>,
-}
-
-fn default_kind() -> WatchKind {
-    WatchKind::Data
-}
-
-/// Removes the watcher when the HTTP stream ends, however it ends, and gives back the client's place
-/// for a watch stream.
-struct WatcherGuard {
-    coordinator: Coordinator,
-    watcher: crate::registry::WatcherId,
-    events: tokio::sync::mpsc::Receiver<crate::registry::WatchEvent>,
-    _ticket: Option<super::connection::WatchTicket>,
-}
-
-impl Drop for WatcherGuard {
-    fn drop(&mut self) {
-        self.coordinator.watches().close(self.watcher);
-    }
+    Ok(Json(service::close_session(&coordinator(&state)?, &body).await?))
 }
 
 /// Streams watch events as newline-delimited JSON. A one-shot watch ends the stream after its event;
@@ -448,35 +169,36 @@ async fn watch(
     State(state): State<Arc<AdminState>>,
     client: Option<axum::Extension<super::connection::ClientAddr>>,
     Query(query): Query<WatchQuery>,
-) -> Result<Response, ApiError> {
-    let path = parse_path(&query.path)?;
+) -> Result<Response, HttpError> {
+    let path = service::parse_path(&query.path)?;
     let coordinator = coordinator(&state)?;
     let ticket = client
         .map(|axum::Extension(client)| super::connection::WatchTicket::admit(&state.gate, client.0.ip()))
         .transpose()
-        .map_err(|refusal| api_error(StatusCode::TOO_MANY_REQUESTS, "too many watches", refusal))?;
-    let (watcher, events) = coordinator.watches().open().map_err(|error| CoordinatorError::Watch(error.to_string()))?;
-    let guard = WatcherGuard { coordinator: coordinator.clone(), watcher, events, _ticket: ticket };
-    coordinator.sync().await?;
-    coordinator
-        .read_local(|registry| coordinator.watches().register(registry, watcher, &path, query.kind, query.since))
-        .map_err(|error| CoordinatorError::Watch(error.to_string()))?;
+        .map_err(|refusal| ApiError::new(ErrorCode::TooManyWatches, refusal))?;
+    let watch = service::watch(&coordinator, &path, query.kind, query.since).await?;
     let one_shot = query.kind != WatchKind::PersistentRecursive;
-    let stream = futures_util::stream::unfold((guard, false), move |(mut guard, done)| async move {
+    let stream = futures_util::stream::unfold((watch, ticket, false), move |(mut watch, ticket, done)| async move {
         if done {
             return None;
         }
-        let event = guard.events.recv().await?;
+        let event = watch.events.recv().await?;
         let mut line = serde_json::to_vec(&event).unwrap_or_default();
         line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), (guard, one_shot)))
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), (watch, ticket, one_shot)))
     });
     Ok(([("content-type", "application/x-ndjson")], Body::from_stream(stream)).into_response())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use axum::http::StatusCode;
+
+    use crate::api::registry::{CreateBody, MultiBody, SessionBody, SetBody};
+    use crate::api::{ApiError, ErrorCode};
+    use crate::consensus::CoordinatorError;
+    use crate::registry::{RegistryError, SessionId, SessionSecret};
+    use crate::service::registry::session_of;
 
     #[test]
     fn request_bodies_refuse_unknown_fields() {
@@ -496,10 +218,10 @@ mod tests {
     fn a_missing_or_wrong_secret_is_403_no_auth() {
         let body = SessionBody { session: Some(9), timeout_ms: None, alive: None, secret: None };
         let refused = session_of(&body).map(|_| ()).unwrap_err();
-        assert_eq!(refused.parts().0, StatusCode::FORBIDDEN);
-        assert_eq!(refused.parts().1, "no auth");
+        assert_eq!(refused.code, ErrorCode::NoAuth);
+        assert_eq!(super::super::error::status(refused.code), StatusCode::FORBIDDEN);
         let refused = ApiError::from(CoordinatorError::Registry(RegistryError::NoAuth { session: SessionId(9) }));
-        assert_eq!(refused.parts().0, StatusCode::FORBIDDEN);
+        assert_eq!(super::super::error::status(refused.code), StatusCode::FORBIDDEN);
         let answer = SessionBody { session: Some(9), timeout_ms: None, alive: Some(true), secret: None };
         assert!(!serde_json::to_string(&answer).expect("json").contains("secret"), "no secret unless opening");
     }

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::admin::grid_api::{
+use crate::api::grid::{
     check_submission, state_name, ScheduleRequest, SubmitRefusal, SubmitRequest, TaskView, TasksQuery,
 };
+use crate::api::{ApiError, ErrorCode};
 use crate::client::{Client, ClientError};
+use crate::clock::unix_millis;
 use crate::grid::task::TaskState;
 
 /// Longest one wait call holds; `--wait` loops over calls until every task is terminal.
@@ -157,13 +159,9 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
         specs: None,
     };
     // The same bound the node applies, checked here before a request is sent.
-    let refused =
-        |refusal: SubmitRefusal| ClientError::Registry { name: "too large".into(), message: refusal.to_string() };
-    let spec = request.clone().spec().map_err(|refusal| ClientError::Transport(refusal.to_string()))?;
-    check_submission(&spec, args.count).map_err(|refusal| match refusal {
-        SubmitRefusal::Bad(message) => ClientError::Transport(message),
-        too_large => refused(too_large),
-    })?;
+    let refused = |refusal: SubmitRefusal| ClientError::Api(ApiError::from(refusal));
+    let spec = request.clone().spec(unix_millis()).map_err(refused)?;
+    check_submission(&spec, args.count).map_err(refused)?;
     request.count = Some(args.count);
     let ids = client.submit(&request).await?;
     if !args.wait {
@@ -299,7 +297,7 @@ pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
 /// Whether `node` holds an attempt that has not ended, looking at every page of its tasks.
 async fn runs_anything(client: &Client, node: u64) -> Result<bool, ClientError> {
     let mut query =
-        TasksQuery { node: Some(node), limit: Some(crate::admin::grid_api::QUERY_LIMIT_MAX), ..TasksQuery::default() };
+        TasksQuery { node: Some(node), limit: Some(crate::limits::QUERY_LIMIT_MAX), ..TasksQuery::default() };
     loop {
         let page = client.tasks_page(&query).await?;
         let running = page
@@ -420,7 +418,7 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
 pub async fn unschedule(args: UnscheduleArgs) -> Result<(), ClientError> {
     let client = args.node.client().await?;
     if client.unschedule(&args.name).await?.applied == 0 {
-        return Err(ClientError::Registry { name: "no job".into(), message: format!("no job named {}", args.name) });
+        return Err(ClientError::Api(ApiError::new(ErrorCode::NoJob, format!("no job named {}", args.name))));
     }
     println!("job {} removed", args.name);
     Ok(())

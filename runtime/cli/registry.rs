@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::api::{ApiError, ErrorCode};
 use crate::client::{Client, ClientError};
 use crate::consensus::Consistency;
 use crate::registry::{CreateMode, WatchKind};
@@ -128,7 +129,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
                     fields.iter().for_each(|(key, value)| println!("{key} = {value}"));
                 }
             }
-            None => return Err(ClientError::Registry { name: "no node".into(), message: format!("no node: {path}") }),
+            None => return Err(ClientError::Api(ApiError::new(ErrorCode::NoNode, format!("no node: {path}")))),
         },
         RegistryCommand::Create { path, data, ephemeral, sequential, container, ttl_ms } => {
             let created = match ttl_ms {

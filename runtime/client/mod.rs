@@ -7,10 +7,6 @@
 //! Any node serves any call: followers forward writes and serve linearizable reads themselves, so a
 //! client never sees "not leader".
 
-use crate::admin::grid_api::{
-    DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, RecordedResponse, ScheduleRequest, SubmitRequest,
-    SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
-};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,9 +19,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::admin::registry_api::{
-    ChildrenBody, CreateBody, CreatedBody, DeleteBody, ErrorBody, NodeBody, SessionBody, SetBody, StatBody,
+use crate::api::grid::{
+    DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, RecordedResponse, ScheduleRequest, SubmitRequest,
+    SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
 };
+use crate::api::registry::{
+    ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, SessionBody, SetBody, StatBody,
+};
+use crate::api::{ApiError, ErrorCode};
 use crate::consensus::Consistency;
 use crate::limits::ADMIN_RESPONSE_BYTES_MAX;
 use crate::registry::{CreateMode, SessionSecret, Stat, WatchEvent, WatchKind};
@@ -40,34 +41,42 @@ const WATCH_LINE_BYTES_MAX: usize = 64 << 10;
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
-    /// The registry refused the operation; `name` is the error's short name (`no node`, `bad version`).
-    #[error("{}", registry_message(name, message))]
-    Registry {
-        /// Short name.
-        name: String,
-        /// Full message.
-        message: String,
-    },
-    /// The node could not be reached or answered with garbage.
+    /// The cluster answered with an error; its code says what happened (the same codes a local
+    /// caller gets, see [`crate::api::ErrorCode`]).
+    #[error("{}", api_message(.0))]
+    Api(ApiError),
+    /// No node could be reached, or one answered with garbage. Nothing is known to have been
+    /// applied; a write whose node died after it was sent is not sent again.
     #[error("transport: {0}")]
     Transport(String),
 }
 
 impl ClientError {
-    /// The short name (`no node`, `unavailable`, `transport`).
-    pub fn name(&self) -> &str {
+    /// The error's code: the cluster's, or [`ErrorCode::Unavailable`] when no node answered.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ClientError::Registry { name, .. } => name,
-            ClientError::Transport(_) => "transport",
+            ClientError::Api(error) => error.code,
+            ClientError::Transport(_) => ErrorCode::Unavailable,
         }
     }
 }
 
-fn registry_message(name: &str, message: &str) -> String {
-    if message.starts_with(name) {
-        message.to_string()
+impl From<ClientError> for ApiError {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Api(error) => error,
+            transport @ ClientError::Transport(_) => ApiError::new(ErrorCode::Unavailable, transport),
+        }
+    }
+}
+
+/// The message, led by the code's name unless it already is.
+fn api_message(error: &ApiError) -> String {
+    let name = error.code.name();
+    if error.message.starts_with(name) {
+        error.message.clone()
     } else {
-        format!("{name}: {message}")
+        format!("{name}: {}", error.message)
     }
 }
 
@@ -239,8 +248,8 @@ impl Client {
             if status.is_success() {
                 return serde_json::from_slice(&bytes).map_err(transport);
             }
-            return match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
+            return match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(error) => Err(ClientError::Api(error)),
                 Err(_) => Err(ClientError::Transport(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
             };
         }
@@ -352,11 +361,7 @@ impl Client {
         ops: Vec<crate::registry::MultiOp>,
         session: Option<&Session>,
     ) -> Result<crate::state::Outcome, ClientError> {
-        let body = crate::admin::registry_api::MultiBody {
-            ops,
-            session: session.map(Session::id),
-            secret: session.map(Session::secret),
-        };
+        let body = MultiBody { ops, session: session.map(Session::id), secret: session.map(Session::secret) };
         self.post("/registry/multi", &body).await
     }
 
@@ -388,7 +393,7 @@ impl Client {
                 match keeper.post::<_, SessionBody>("/registry/session/keepalive", &body).await {
                     // Gone, or (never, for its own secret) refused: nothing left to keep alive.
                     Ok(SessionBody { alive: Some(false), .. }) => return,
-                    Err(error) if error.name() == "no auth" => return,
+                    Err(error) if error.code() == ErrorCode::NoAuth => return,
                     _ => {}
                 }
             }
@@ -430,8 +435,8 @@ impl Client {
                 .await
                 .map_err(transport)?
                 .to_bytes();
-            return match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(error) => Err(ClientError::Registry { name: error.error, message: error.message }),
+            return match serde_json::from_slice::<ApiError>(&bytes) {
+                Ok(error) => Err(ClientError::Api(error)),
                 Err(_) => Err(ClientError::Transport(String::from_utf8_lossy(&bytes).into_owned())),
             };
         }
@@ -548,7 +553,7 @@ impl Client {
             parts.push(format!("id={id}"));
         }
         if let Some(state) = query.state {
-            parts.push(format!("state={}", crate::admin::grid_api::state_name(state)));
+            parts.push(format!("state={}", crate::api::grid::state_name(state)));
         }
         if let Some(node) = query.node {
             parts.push(format!("node={node}"));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
@@ -23,18 +23,15 @@ use super::rpc::{self, decode, encode, RpcClient, RpcKind};
 use super::state_machine::{ApplyObserver, StateMachine};
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
-use crate::clock::{unix_millis, Clock};
-use crate::grid::{ClusterSettings, GridEffects, TableLimits};
+use crate::clock::{monotonic, unix_millis, Clock, Stopwatch};
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
 use crate::registry::secret::{session_credentials, SESSION_DRAW_BYTES};
 use crate::registry::session::SessionTracker;
 use crate::registry::{
-    Change, Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId, ZPath,
+    Change, Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId,
 };
-use crate::service::hub::GridHub;
-use crate::state::ReplicatedState;
-use crate::state::{Applied, Command, Outcome, Proposal};
+use crate::state::{Applied, ClusterSettings, Command, Effects, Outcome, Proposal, ReplicatedState, TableLimits};
 use crate::wire::TrafficClass;
 
 /// The openraft handle.
@@ -138,10 +135,40 @@ impl SessionRng {
 /// load, small enough that a restarted follower's catch-up and the in-memory log tail stay bounded.
 pub const SNAPSHOT_LOGS_DEFAULT: u64 = 20_000;
 
-/// Feeds applied changes to the watch hub, the session clocks and metrics.
+/// What the layers above consensus hear of the replicated state: injected when a coordinator
+/// starts, so that consensus knows nothing of what they do with it (the service layer's grid hub
+/// hands attempts to the worker, wakes task waits and the dispatcher, and exports the grid's gauges).
+pub trait StateObserver: Send + Sync + 'static {
+    /// An entry was applied, making `changes` in the registry and `effects` beside it; `state` is
+    /// after the entry. Called with the state still locked, in log order: it must not block.
+    fn on_applied(&self, changes: &[Change], effects: &Effects, state: &ReplicatedState);
+    /// The whole state was replaced by a snapshot.
+    fn on_reset(&self, state: &ReplicatedState);
+    /// The coordinator's periodic metrics tick: export gauges of `state`.
+    fn on_metrics(&self, state: &ReplicatedState) {
+        let _ = state;
+    }
+    /// The observer itself, for the layer that installed it to find it again
+    /// ([`Coordinator::observer`]).
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
+}
+
+/// An observer that hears nothing (a coordinator with no layer above it, as in registry simulations).
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl StateObserver for NoObserver {
+    fn on_applied(&self, _: &[Change], _: &Effects, _: &ReplicatedState) {}
+    fn on_reset(&self, _: &ReplicatedState) {}
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+/// Feeds applied changes to the watch hub, the session clocks, metrics, and the injected observer.
 struct Observer {
     hub: Arc<WatchHub>,
-    grid: Arc<GridHub>,
+    above: Arc<dyn StateObserver>,
     tracker: Arc<Mutex<SessionTracker>>,
     clock: Clock,
 }
@@ -153,15 +180,11 @@ impl ApplyObserver for Observer {
         proposal: &Proposal,
         result: &Applied,
         changes: &[Change],
-        effects: &GridEffects,
+        effects: &Effects,
         state: &ReplicatedState,
     ) {
         self.hub.on_changes(zxid, changes);
-        self.grid.on_applied(effects, state);
-        if changes.iter().any(|change| change.path().as_str().starts_with(crate::state::replicated::NODES_PATH)) {
-            // A node came or went: placement has new options.
-            self.grid.poke();
-        }
+        self.above.on_applied(changes, effects, state);
         let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match (&proposal.command, result) {
             (
@@ -185,7 +208,7 @@ impl ApplyObserver for Observer {
 
     fn on_reset(&self, state: &ReplicatedState) {
         self.hub.on_reset();
-        self.grid.on_reset(state);
+        self.above.on_reset(state);
     }
 }
 
@@ -210,7 +233,7 @@ struct Inner {
     machine: Arc<StateMachine>,
     rpc: RpcClient,
     hub: Arc<WatchHub>,
-    grid: Arc<GridHub>,
+    above: Arc<dyn StateObserver>,
     tracker: Arc<Mutex<SessionTracker>>,
     clock: Clock,
     tasks: Mutex<JoinSet<()>>,
@@ -282,11 +305,15 @@ fn raft_config(timings: RaftTimings, snapshot_logs: u64) -> Result<Config, Start
 
 impl Coordinator {
     /// Opens storage, starts openraft over `mesh`, and (on the lowest-id voter of a fresh cluster)
-    /// initialises the voter set.
+    /// initialises the voter set. `observer` hears of every applied entry (see [`StateObserver`]).
     ///
     /// # Errors
     /// [`StartError`] if storage cannot be opened or openraft refuses to start.
-    pub async fn start(config: CoordinatorConfig, mesh: Mesh) -> Result<Coordinator, StartError> {
+    pub async fn start(
+        config: CoordinatorConfig,
+        mesh: Mesh,
+        observer: Arc<dyn StateObserver>,
+    ) -> Result<Coordinator, StartError> {
         let storage_error = |reason: String| StartError::Storage { dir: config.data_dir.display().to_string(), reason };
         let disk = if config.inline_disk { Disk::open_inline(&config.data_dir) } else { Disk::open(&config.data_dir) };
         let disk = disk.map_err(|error| storage_error(error.to_string()))?;
@@ -294,8 +321,8 @@ impl Coordinator {
         let hub = Arc::new(WatchHub::default());
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));
         let clock = Clock::start();
-        let grid = Arc::new(GridHub::new(config.node));
-        let observer = Arc::new(Observer { hub: hub.clone(), grid: grid.clone(), tracker: tracker.clone(), clock });
+        let above = observer;
+        let observer = Arc::new(Observer { hub: hub.clone(), above: above.clone(), tracker: tracker.clone(), clock });
         // Every replica applies with the defaults until the cluster-wide settings are committed, so
         // nodes started with different flags never diverge.
         let machine = StateMachine::open(&config.data_dir, observer, config.inline_disk)
@@ -325,7 +352,7 @@ impl Coordinator {
             machine,
             rpc,
             hub,
-            grid,
+            above,
             tracker,
             clock,
             tasks: Mutex::new(JoinSet::new()),
@@ -366,7 +393,7 @@ impl Coordinator {
         self.inner.node
     }
 
-    /// The cluster-wide settings this node's flags ask for (see [`crate::grid::settings`]).
+    /// The cluster-wide settings this node's flags ask for (see [`crate::state::ClusterSettings`]).
     pub fn configured_settings(&self) -> ClusterSettings {
         self.inner.configured_settings
     }
@@ -410,9 +437,10 @@ impl Coordinator {
         self.inner.machine.read_state(read)
     }
 
-    /// The grid's hub on this node (worker hand-off, task waits, dispatcher wake-ups).
-    pub fn grid_hub(&self) -> &Arc<GridHub> {
-        &self.inner.grid
+    /// The observer this coordinator was started with, for the layer that installed it (downcast it
+    /// with `Arc::downcast`).
+    pub fn observer(&self) -> Arc<dyn std::any::Any + Send + Sync> {
+        self.inner.above.clone().into_any()
     }
 
     /// Whether this node leads now.
@@ -433,7 +461,7 @@ impl Coordinator {
     /// The registry's own refusal comes back as `Ok(Err(..))` inside [`Applied`].
     pub async fn write(&self, command: Command) -> Result<Applied, CoordinatorError> {
         super::request::check_entry_size(&command)?;
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let ticket = self.progress().on_write_started(self.inner.clock.now());
         let waiting = WaitingWrite { coordinator: self, ticket };
         let result = match self.request(Request::Write(command)).await {
@@ -620,7 +648,7 @@ impl Coordinator {
     /// Serves `request` here if this node leads, or forwards it to the leader, retrying while no
     /// leader is known (bounded by [`LEADER_SEARCH_TIMEOUT`]).
     async fn request(&self, request: Request) -> Result<Reply, CoordinatorError> {
-        let deadline = Instant::now() + LEADER_SEARCH_TIMEOUT;
+        let deadline = monotonic() + LEADER_SEARCH_TIMEOUT;
         loop {
             let leader = self.inner.raft.metrics().borrow_watched().current_leader;
             let attempt = match leader {
@@ -629,7 +657,7 @@ impl Coordinator {
                 None => Reply::Unavailable("no leader".into()),
             };
             match attempt {
-                Reply::Unavailable(reason) if Instant::now() < deadline => {
+                Reply::Unavailable(reason) if monotonic() < deadline => {
                     tracing::debug!(node = %self.inner.node, %reason, "retrying request");
                     tokio::time::sleep(LEADER_RETRY_WAIT).await;
                 }
@@ -769,11 +797,7 @@ impl Coordinator {
         metrics::gauge!("gridkeeper_registry_znodes").set(znodes as f64);
         metrics::gauge!("gridkeeper_registry_sessions").set(sessions as f64);
         metrics::gauge!("gridkeeper_registry_watches").set(self.inner.hub.watch_count() as f64);
-        let (depth, tasks) = self.read_state(|state| (state.grid.depth_by_priority(), state.grid.len()));
-        metrics::gauge!("gridkeeper_grid_tasks").set(tasks as f64);
-        for (priority, queued) in depth {
-            metrics::gauge!("gridkeeper_grid_queue_depth", "priority" => priority.to_string()).set(queued as f64);
-        }
+        self.read_state(|state| self.inner.above.on_metrics(state));
     }
 }
 
@@ -835,12 +859,4 @@ impl rpc::RpcHandler for Coordinator {
             }
         }
     }
-}
-
-/// The path of a node's own registration.
-///
-/// # Panics
-/// Never: the format always yields a valid path.
-pub fn node_registration_path(node: NodeId) -> ZPath {
-    ZPath::parse(&format!("/grid/nodes/{node}")).expect("a numeric segment is a valid path")
 }

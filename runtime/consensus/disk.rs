@@ -228,10 +228,11 @@ fn check_format(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), DiskError> {
 }
 
 fn open_database(path: &Path) -> Result<Database, DiskError> {
-    let deadline = std::time::Instant::now() + REOPEN_WAIT_MAX;
+    // Another thread (a previous incarnation's committer) releases the file: wait in real time.
+    let deadline = crate::clock::OsDeadline::after(REOPEN_WAIT_MAX);
     loop {
         match Database::builder().set_cache_size(64 << 20).create(path) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if !deadline.passed() => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             result => return result.map_err(disk_error),

@@ -18,5 +18,5 @@ pub mod state_machine;
 pub mod types;
 pub mod watch_hub;
 
-pub use coordinator::{ConsensusStatus, Coordinator, CoordinatorConfig, RaftTimings};
+pub use coordinator::{ConsensusStatus, Coordinator, CoordinatorConfig, NoObserver, RaftTimings, StateObserver};
 pub use request::{Consistency, CoordinatorError, ReadOp, ReadResult, Reply, Request};

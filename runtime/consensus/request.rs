@@ -151,16 +151,3 @@ pub fn check_entry_size(command: &Command) -> Result<(), CoordinatorError> {
     }
     Ok(())
 }
-
-impl CoordinatorError {
-    /// The short name the CLI prints (`no node`, `unavailable`, ...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            CoordinatorError::Unavailable(_) => "unavailable",
-            CoordinatorError::OutcomeUnknown(_) => "outcome unknown",
-            CoordinatorError::Registry(error) => error.name(),
-            CoordinatorError::Watch(_) => "watch limit",
-            CoordinatorError::EntryTooLarge { .. } => "too large",
-        }
-    }
-}

@@ -21,10 +21,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
-use crate::grid::{GridEffects, TableLimits};
 use crate::registry::{Change, Registry, RegistryLimits};
-use crate::state::{Applied, Proposal};
-use crate::state::{ReplicatedState, StateExtras};
+use crate::state::{Applied, Effects, Proposal, ReplicatedState, StateExtras, TableLimits};
 
 /// Hears of every applied command, in order.
 pub trait ApplyObserver: Send + Sync + 'static {
@@ -37,7 +35,7 @@ pub trait ApplyObserver: Send + Sync + 'static {
         proposal: &Proposal,
         result: &Applied,
         changes: &[Change],
-        effects: &GridEffects,
+        effects: &Effects,
         state: &ReplicatedState,
     );
     /// The whole state was replaced by a snapshot.
@@ -223,7 +221,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
                 match entry.payload {
                     EntryPayload::Blank => Response::default(),
                     EntryPayload::Normal(proposal) => {
-                        let mut effects = GridEffects::default();
+                        let mut effects = Effects::default();
                         let (result, changes) = state.replicated.apply(zxid, &proposal, &mut effects);
                         self.observer.on_applied(zxid, &proposal, &result, &changes, &effects, &state.replicated);
                         Response { result }
@@ -266,8 +264,8 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grid::ClusterSettings;
     use crate::registry::{SessionId, SessionSecret};
+    use crate::state::{ClusterSettings, GridCommand};
     use crate::state::{Command, Proposal};
 
     fn state() -> SmState {
@@ -279,8 +277,8 @@ mod tests {
     }
 
     fn configure(state: &mut SmState, settings: ClusterSettings) {
-        let proposal = Proposal { now_ms: 0, command: Command::App(crate::grid::GridCommand::Configure { settings }) };
-        let (result, _) = state.replicated.apply(1, &proposal, &mut GridEffects::default());
+        let proposal = Proposal { now_ms: 0, command: Command::App(GridCommand::Configure { settings }) };
+        let (result, _) = state.replicated.apply(1, &proposal, &mut Effects::default());
         assert!(result.is_ok(), "{result:?}");
     }
 
@@ -323,7 +321,7 @@ mod tests {
         let secret = SessionSecret::from_bytes([7; 16]);
         let session = SessionId(42);
         let command = Command::OpenSessionSecured { session, secret, timeout_ms: 10_000 };
-        let (result, _) = original.replicated.apply(1, &Proposal { now_ms: 0, command }, &mut GridEffects::default());
+        let (result, _) = original.replicated.apply(1, &Proposal { now_ms: 0, command }, &mut Effects::default());
         assert!(result.is_ok(), "{result:?}");
         let decoded = decode_state(&encode_state(&original).expect("encodes")).expect("decodes");
         assert_eq!(decoded.replicated.registry.session_secrets().get(&session), Some(&secret));

@@ -226,8 +226,9 @@ pub(crate) fn credentials_from_pem(
         .build()
         .map_err(|error| invalid(format!("CA certificate unusable: {error}")))?;
     let name = ServerName::try_from(node_server_name(node)).map_err(|error| invalid(error.to_string()))?;
+    let now = UnixTime::since_unix_epoch(std::time::Duration::from_millis(crate::clock::unix_millis()));
     verifier
-        .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+        .verify_server_cert(&cert, &[], &name, &[], now)
         .map_err(|error| invalid(format!("certificate is not valid for node {node} under this CA: {error}")))?;
     rustls::sign::CertifiedKey::from_der(vec![cert.clone()], PrivateKeyDer::Pkcs8(key.clone_key()), &provider)
         .map_err(|error| CredentialError::Invalid {

@@ -201,8 +201,8 @@ impl LocalCluster {
 
     /// Waits (bounded) until the running nodes agree on a leader.
     pub fn wait_for_leader(&self, limit: Duration) -> Option<NodeId> {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
+        let deadline = crate::clock::OsDeadline::after(limit);
+        while !deadline.passed() {
             if let Some(leader) = self.leader() {
                 return Some(leader);
             }

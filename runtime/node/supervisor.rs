@@ -20,6 +20,7 @@ use crate::credentials::NodeCredentials;
 use crate::grid::kinds::TaskKinds;
 use crate::limits::{RESTARTS_IN_WINDOW_MAX, RESTART_WINDOW_MS};
 use crate::mesh::{Mesh, MeshConfig, MeshSocket};
+use crate::service::hub::GridHub;
 use crate::state::NodeRecord;
 use crate::worker::{WorkerArgs, WorkerMsg, WorkerSupervisor};
 
@@ -214,11 +215,24 @@ pub struct MeshActorState {
     dispatcher: tokio::task::JoinHandle<()>,
     worker: ActorRef<WorkerMsg>,
     view: NodeView,
+    /// The mesh actor itself: the worker's supervisor.
+    myself: ActorCell,
 }
 
 /// Registry name of a node's worker supervisor.
 pub fn worker_actor_name(node: crate::ids::NodeId, instance: &str) -> String {
     format!("gridkeeper-worker-{node}{instance}")
+}
+
+/// How long the mesh actor waits for its worker supervisor to stop. The worker's stop only detaches
+/// it from the hub and aborts its tasks, so it takes milliseconds unless the worker is stuck.
+const WORKER_STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// Stops `child`, a linked child of `owner`, on purpose.
+async fn stop_child(owner: &ActorCell, child: &ActorCell, reason: &str, bound: Duration) {
+    let _ = owner;
+    child.unlink(child.clone());
+    let _ = child.stop_and_wait(Some(reason.into()), Some(bound)).await;
 }
 
 impl MeshActorState {
@@ -227,8 +241,7 @@ impl MeshActorState {
         self.view.set_mesh(None);
         self.registration.abort();
         self.dispatcher.abort();
-        self.worker.unlink(self.worker.get_cell());
-        let _ = self.worker.stop_and_wait(Some("mesh stopping".into()), Some(Duration::from_secs(2))).await;
+        stop_child(&self.myself, &self.worker.get_cell(), "mesh stopping", WORKER_STOP_WAIT).await;
         self.coordinator.shutdown().await;
         self.mesh.shutdown().await;
     }
@@ -272,13 +285,14 @@ impl Actor for MeshActor {
             grid_limits: crate::grid::TableLimits::default(),
             session_seed: None,
         };
-        let coordinator = match Coordinator::start(coordinator_config, mesh.clone()).await {
-            Ok(coordinator) => coordinator,
-            Err(error) => {
-                mesh.shutdown().await;
-                return Err(Box::new(error));
-            }
-        };
+        let coordinator =
+            match Coordinator::start(coordinator_config, mesh.clone(), Arc::new(GridHub::new(config.id))).await {
+                Ok(coordinator) => coordinator,
+                Err(error) => {
+                    mesh.shutdown().await;
+                    return Err(Box::new(error));
+                }
+            };
         let worker_args = Arc::new(WorkerArgs {
             node: config.id,
             link: crate::worker::WorkerLink::Local(coordinator.clone()),
@@ -320,12 +334,21 @@ impl Actor for MeshActor {
         args.view.set_mesh(Some(mesh.clone()));
         args.view.set_coordinator(Some(coordinator.clone()));
         let watched = mesh.clone();
+        let cell = myself.get_cell();
         tokio::spawn(async move {
             if let Some(reason) = watched.failed().await {
                 let _ = myself.send_message(MeshMsg::Failed(reason));
             }
         });
-        Ok(MeshActorState { mesh, coordinator, registration, dispatcher, worker, view: args.view.clone() })
+        Ok(MeshActorState {
+            mesh,
+            coordinator,
+            registration,
+            dispatcher,
+            worker,
+            view: args.view.clone(),
+            myself: cell,
+        })
     }
 
     async fn handle_supervisor_evt(
@@ -449,3 +472,6 @@ async fn stop_tasks(tasks: &mut AdminTasks) {
     let _ = (&mut tasks.server).await;
     let _ = (&mut tasks.upkeep).await;
 }
+
+#[cfg(test)]
+mod tests;

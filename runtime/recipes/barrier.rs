@@ -1,5 +1,6 @@
 //! A barrier: participants register under a directory and wait until `count` have arrived.
 
+use crate::api::ErrorCode;
 use crate::client::{Client, ClientError, Session};
 use crate::consensus::Consistency;
 use crate::registry::{CreateMode, WatchKind};
@@ -21,7 +22,7 @@ pub async fn enter(
     ensure_path(client, dir).await?;
     match client.create(&format!("{dir}/{participant}"), "", CreateMode::Ephemeral, Some(session)).await {
         Ok(_) => {}
-        Err(error) if error.name() == "node exists" => {}
+        Err(error) if error.code() == ErrorCode::NodeExists => {}
         Err(error) => return Err(error),
     }
     loop {

@@ -3,6 +3,7 @@
 
 use tokio::sync::mpsc;
 
+use crate::api::ErrorCode;
 use crate::client::{Client, ClientError, Session};
 use crate::consensus::Consistency;
 use crate::registry::{CreateMode, WatchKind};
@@ -38,14 +39,14 @@ pub async fn discover(client: &Client, service: &str) -> Result<Vec<(String, Str
     let dir = service_dir(service);
     let children = match client.children(&dir, Consistency::Linearizable).await {
         Ok(listing) => listing.children,
-        Err(error) if error.name() == "no node" => return Ok(Vec::new()),
+        Err(error) if error.code() == ErrorCode::NoNode => return Ok(Vec::new()),
         Err(error) => return Err(error),
     };
     let mut instances = Vec::with_capacity(children.len());
     for instance in children {
         match client.get(&format!("{dir}/{instance}"), Consistency::Linearizable).await {
             Ok(node) => instances.push((instance, node.data)),
-            Err(error) if error.name() == "no node" => continue,
+            Err(error) if error.code() == ErrorCode::NoNode => continue,
             Err(error) => return Err(error),
         }
     }

@@ -1,6 +1,7 @@
 //! Leader election for user applications: candidates queue as in the lock recipe; the first is the
 //! leader, and each candidate watches only its predecessor.
 
+use crate::api::ErrorCode;
 use crate::client::{Client, ClientError, Session};
 use crate::consensus::Consistency;
 
@@ -22,7 +23,7 @@ impl Leadership {
     /// [`ClientError`].
     pub async fn resign(self) -> Result<(), ClientError> {
         match self.client.delete(&self.path, None).await {
-            Err(error) if error.name() != "no node" => Err(error),
+            Err(error) if error.code() != ErrorCode::NoNode => Err(error),
             _ => Ok(()),
         }
     }
@@ -50,7 +51,7 @@ pub async fn leader(client: &Client, dir: &str) -> Result<Option<String>, Client
     for candidate in sequenced_children(client, dir, PREFIX).await? {
         match client.get(&format!("{dir}/{candidate}"), Consistency::Linearizable).await {
             Ok(node) => return Ok(Some(node.data)),
-            Err(error) if error.name() == "no node" => continue,
+            Err(error) if error.code() == ErrorCode::NoNode => continue,
             Err(error) => return Err(error),
         }
     }

@@ -1,6 +1,7 @@
 //! A distributed lock without herd effect: every contender creates an ephemeral-sequential node and
 //! watches only its predecessor, so a release wakes exactly one waiter.
 
+use crate::api::ErrorCode;
 use crate::client::{Client, ClientError, Session};
 
 use super::wait_first_in_line;
@@ -26,7 +27,7 @@ impl LockGuard {
     /// [`ClientError`] (the lock is released anyway once the session ends).
     pub async fn release(self) -> Result<(), ClientError> {
         match self.client.delete(&self.path, None).await {
-            Err(error) if error.name() != "no node" => Err(error),
+            Err(error) if error.code() != ErrorCode::NoNode => Err(error),
             _ => Ok(()),
         }
     }

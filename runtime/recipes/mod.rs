@@ -10,6 +10,7 @@ pub mod election;
 pub mod lock;
 pub mod queue;
 
+use crate::api::{ApiError, ErrorCode};
 use crate::client::{Client, ClientError};
 use crate::consensus::Consistency;
 use crate::registry::CreateMode;
@@ -28,7 +29,7 @@ pub async fn ensure_path(client: &Client, path: &str) -> Result<(), ClientError>
         prefix.push_str(segment);
         match client.create(&prefix, "", CreateMode::Persistent, None).await {
             Ok(_) => {}
-            Err(error) if error.name() == "node exists" => {}
+            Err(error) if error.code() == ErrorCode::NodeExists => {}
             Err(error) => return Err(error),
         }
     }
@@ -75,10 +76,10 @@ pub(crate) async fn wait_first_in_line(
     loop {
         let line = sequenced_children(client, dir, prefix).await?;
         let Some(position) = line.iter().position(|name| *name == mine) else {
-            return Err(ClientError::Registry {
-                name: "session expired".into(),
-                message: format!("{} is gone", created.path),
-            });
+            return Err(ClientError::Api(ApiError::new(
+                ErrorCode::SessionExpired,
+                format!("{} is gone", created.path),
+            )));
         };
         if position == 0 {
             return Ok(created.path);

@@ -1,6 +1,7 @@
 //! A distributed FIFO queue: producers append persistent-sequential items; a consumer takes the
 //! oldest by deleting it, so each item is taken exactly once even with competing consumers.
 
+use crate::api::ErrorCode;
 use crate::client::{Client, ClientError};
 use crate::consensus::Consistency;
 use crate::registry::{CreateMode, WatchKind};
@@ -27,13 +28,13 @@ pub async fn try_pop(client: &Client, dir: &str) -> Result<Option<String>, Clien
         let path = format!("{dir}/{item}");
         let node = match client.get(&path, Consistency::Linearizable).await {
             Ok(node) => node,
-            Err(error) if error.name() == "no node" => continue,
+            Err(error) if error.code() == ErrorCode::NoNode => continue,
             Err(error) => return Err(error),
         };
         // Whoever deletes the item at the version read owns it; a competitor's delete fails.
         match client.delete(&path, Some(node.stat.version)).await {
             Ok(()) => return Ok(Some(node.data)),
-            Err(error) if error.name() == "no node" => continue,
+            Err(error) if error.code() == ErrorCode::NoNode => continue,
             Err(error) => return Err(error),
         }
     }

@@ -401,27 +401,6 @@ pub enum RegistryError {
     },
 }
 
-impl RegistryError {
-    /// The short name users see on the CLI (`bad version`, `no node`, ...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            RegistryError::NoNode { .. } => "no node",
-            RegistryError::NodeExists { .. } => "node exists",
-            RegistryError::BadVersion { .. } => "bad version",
-            RegistryError::NotEmpty { .. } => "not empty",
-            RegistryError::NoChildrenForEphemerals { .. } => "no children for ephemerals",
-            RegistryError::InvalidPath { .. } => "invalid path",
-            RegistryError::TooLarge { .. } => "too large",
-            RegistryError::SessionExpired { .. } => "session expired",
-            RegistryError::BadArguments { .. } => "bad arguments",
-            RegistryError::QuotaExceeded { .. } => "quota exceeded",
-            RegistryError::MultiFailed { cause, .. } => cause.name(),
-            RegistryError::NoAuth { .. } => "no auth",
-            RegistryError::SessionExists { .. } => "session exists",
-        }
-    }
-}
-
 impl From<super::path::PathError> for RegistryError {
     fn from(error: super::path::PathError) -> Self {
         RegistryError::InvalidPath { reason: error.to_string() }

@@ -47,7 +47,10 @@ pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
 /// Runs the dispatcher for as long as the coordinator runs.
 pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, options: DispatchOptions) {
     let mut placement = Placement::new(strategy, seed);
-    let hub = coordinator.grid_hub().clone();
+    let Some(hub) = super::hub::GridHub::of(&coordinator) else {
+        tracing::error!("this coordinator has no grid hub: no dispatcher runs on it");
+        return;
+    };
     let mut peers = coordinator.mesh().subscribe();
     let mut rounds = 0u64;
     loop {

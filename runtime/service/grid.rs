@@ -6,16 +6,18 @@
 //! and a full-cluster restart, and run until they end.
 
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::admin::grid_api::{self, TaskView, TasksQuery};
-use crate::client::{Client, ClientError};
-use crate::clock::unix_millis;
+use super::port::Port;
+use crate::api::grid::{TaskView, TasksQuery, TasksResponse};
+use crate::api::{ApiError, ErrorCode};
+use crate::client::Client;
+use crate::clock::{monotonic, unix_millis};
 use crate::consensus::Coordinator;
 use crate::grid::kinds::{Decode, Encode, Task};
 use crate::grid::task::{Encoding, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
-use crate::grid::GridCommand;
 use crate::ids::NodeId;
+use crate::limits::IDS_MAX;
 
 /// Longest a single wait call holds before looking again (the overall wait has its own deadline).
 const WAIT_SLICE: Duration = Duration::from_secs(5);
@@ -23,12 +25,12 @@ const WAIT_SLICE: Duration = Duration::from_secs(5);
 /// Why a grid call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GridApiError {
-    /// The cluster refused the request (bad options, a full table, unknown task kind input).
-    #[error("refused: {0}")]
-    Refused(String),
-    /// No leader or node could be reached in time; a submission may or may not have been committed.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
+    /// The cluster refused or failed the call. Branch on its code: retryable
+    /// ([`ErrorCode::is_retryable`]: nothing was applied), outcome unknown
+    /// ([`ErrorCode::may_have_applied`]: a submission may have been accepted), or a refusal (bad
+    /// options, a full table, too large).
+    #[error("{}: {}", .0.code, .0.message)]
+    Api(ApiError),
     /// No such task (never accepted, or forgotten by history retention).
     #[error("no task {0:?}")]
     Unknown(TaskId),
@@ -55,22 +57,23 @@ pub enum GridApiError {
     },
 }
 
-impl From<ClientError> for GridApiError {
-    fn from(error: ClientError) -> Self {
-        match error {
-            ClientError::Registry { name, message } if name != "unavailable" => GridApiError::Refused(message),
-            other => GridApiError::Unavailable(other.to_string()),
+impl GridApiError {
+    /// The contract code of this error ([`ErrorCode::NoTask`] for an unknown task,
+    /// [`ErrorCode::Unavailable`] for a wait that ended first, [`ErrorCode::BadArguments`] for a
+    /// task that ended without a result of its type).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GridApiError::Api(error) => error.code,
+            GridApiError::Unknown(_) => ErrorCode::NoTask,
+            GridApiError::NotYet(_) => ErrorCode::Unavailable,
+            GridApiError::Ended { .. } | GridApiError::BadResult { .. } => ErrorCode::BadArguments,
         }
     }
 }
 
-impl From<grid_api::ApiErrorText> for GridApiError {
-    fn from(error: grid_api::ApiErrorText) -> Self {
-        if error.unavailable {
-            GridApiError::Unavailable(error.message)
-        } else {
-            GridApiError::Refused(error.message)
-        }
+impl From<ApiError> for GridApiError {
+    fn from(error: ApiError) -> Self {
+        GridApiError::Api(error)
     }
 }
 
@@ -113,25 +116,11 @@ impl SubmitOptions {
     }
 }
 
-#[derive(Clone)]
-enum Backend {
-    Local(Coordinator),
-    Remote(Client),
-}
-
-/// A handle on the task grid.
-#[derive(Clone)]
+/// A handle on the task grid, in this process ([`Grid::local`]) or through a cluster's admin API
+/// ([`Grid::remote`]); both answer alike (see [`Port`]). Cheap to clone; clones call concurrently.
+#[derive(Clone, Debug)]
 pub struct Grid {
-    backend: Backend,
-}
-
-impl std::fmt::Debug for Grid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.backend {
-            Backend::Local(coordinator) => f.debug_tuple("Grid::Local").field(&coordinator.node()).finish(),
-            Backend::Remote(client) => f.debug_tuple("Grid::Remote").field(client).finish(),
-        }
-    }
+    port: Port,
 }
 
 /// A submitted task of type `T`.
@@ -197,12 +186,17 @@ impl<T: Task> TaskHandle<T> {
 impl Grid {
     /// The grid through this node's coordinator.
     pub fn local(coordinator: Coordinator) -> Grid {
-        Grid { backend: Backend::Local(coordinator) }
+        Grid { port: Port::Local(coordinator) }
     }
 
     /// The grid through a client of the admin API (it needs the admin token to submit).
     pub fn remote(client: Client) -> Grid {
-        Grid { backend: Backend::Remote(client) }
+        Grid { port: Port::Remote(client) }
+    }
+
+    /// The port this handle calls through.
+    pub fn port(&self) -> &Port {
+        &self.port
     }
 
     /// Submits one task of type `T`.
@@ -215,7 +209,7 @@ impl Grid {
         options: &SubmitOptions,
     ) -> Result<TaskHandle<T>, GridApiError> {
         let mut handles = self.submit_batch::<T>(std::slice::from_ref(input), options).await?;
-        handles.pop().ok_or_else(|| GridApiError::Refused("nothing submitted".into()))
+        handles.pop().ok_or_else(|| GridApiError::Api(ApiError::unexpected("an empty submission")))
     }
 
     /// Submits one task of type `T` per input, committed together.
@@ -229,7 +223,10 @@ impl Grid {
     ) -> Result<Vec<TaskHandle<T>>, GridApiError> {
         let specs = inputs
             .iter()
-            .map(|input| Ok(options.spec(T::NAME, input.encode().map_err(GridApiError::Refused)?, Encoding::Rkyv)))
+            .map(|input| {
+                let encoded = input.encode().map_err(ApiError::bad_arguments)?;
+                Ok(options.spec(T::NAME, encoded, Encoding::Rkyv))
+            })
             .collect::<Result<Vec<_>, GridApiError>>()?;
         let ids = self.submit_specs(specs).await?;
         Ok(ids.into_iter().map(|id| TaskHandle { id, grid: self.clone(), task: PhantomData }).collect())
@@ -238,22 +235,13 @@ impl Grid {
     /// Submits raw specs (any kind, any encoding); returns their ids.
     ///
     /// One submission is one log entry: at most
-    /// [`SUBMIT_COUNT_MAX`](grid_api::SUBMIT_COUNT_MAX) tasks and
+    /// [`SUBMIT_COUNT_MAX`](crate::limits::SUBMIT_COUNT_MAX) tasks and
     /// [`SUBMIT_BYTES_MAX`](crate::limits::SUBMIT_BYTES_MAX) encoded bytes, all or none.
     ///
     /// # Errors
     /// As [`Grid::submit`]; [`GridApiError::Refused`] naming the limit past either bound.
     pub async fn submit_specs(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, GridApiError> {
-        grid_api::check_specs(&specs).map_err(|refusal| GridApiError::Refused(refusal.to_string()))?;
-        match &self.backend {
-            Backend::Local(coordinator) => {
-                Ok(grid_api::submit_specs(coordinator, specs).await.map_err(grid_api::ApiErrorText::from)?)
-            }
-            Backend::Remote(client) => {
-                let request = grid_api::SubmitRequest { specs: Some(specs), ..Default::default() };
-                Ok(client.submit(&request).await?.into_iter().map(TaskId).collect())
-            }
-        }
+        Ok(self.port.submit(specs).await?)
     }
 
     /// A task with its attempts.
@@ -278,22 +266,16 @@ impl Grid {
     ///
     /// # Errors
     /// Unavailable.
-    pub async fn query_page(&self, query: &TasksQuery) -> Result<grid_api::TasksResponse, GridApiError> {
-        match &self.backend {
-            Backend::Local(coordinator) => {
-                Ok(grid_api::query_tasks(coordinator, query).await.map_err(grid_api::ApiErrorText::from)?)
-            }
-            Backend::Remote(client) => match client.tasks_page(query).await {
-                Err(ClientError::Registry { name, .. }) if name == "no task" => {
-                    Ok(grid_api::TasksResponse { tasks: Vec::new(), next: None })
-                }
-                other => Ok(other?),
-            },
+    pub async fn query_page(&self, query: &TasksQuery) -> Result<TasksResponse, GridApiError> {
+        match self.port.query(query).await {
+            // A query by id of an unknown task is an empty page to a listing.
+            Err(error) if error.code == ErrorCode::NoTask => Ok(TasksResponse { tasks: Vec::new(), next: None }),
+            other => Ok(other?),
         }
     }
 
     /// Waits (up to `timeout`) until every task in `ids` ended; returns how many are in each state.
-    /// More than [`IDS_MAX`](grid_api::IDS_MAX) ids are awaited in turns of that many.
+    /// More than [`IDS_MAX`](IDS_MAX) ids are awaited in turns of that many.
     ///
     /// # Errors
     /// Unavailable.
@@ -302,10 +284,10 @@ impl Grid {
         ids: &[TaskId],
         timeout: Duration,
     ) -> Result<std::collections::BTreeMap<String, usize>, GridApiError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = monotonic() + timeout;
         let mut states = std::collections::BTreeMap::new();
-        for chunk in ids.chunks(grid_api::IDS_MAX) {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+        for chunk in ids.chunks(IDS_MAX) {
+            let remaining = deadline.saturating_duration_since(monotonic());
             for (state, count) in self.wait_chunk(chunk, remaining).await? {
                 *states.entry(state).or_default() += count;
             }
@@ -318,19 +300,11 @@ impl Grid {
         ids: &[TaskId],
         timeout: Duration,
     ) -> Result<std::collections::BTreeMap<String, usize>, GridApiError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = monotonic() + timeout;
         loop {
-            let slice = deadline.saturating_duration_since(Instant::now()).min(WAIT_SLICE);
-            let answer = match &self.backend {
-                Backend::Local(coordinator) => {
-                    grid_api::wait_for_tasks(coordinator, ids, slice).await.map_err(grid_api::ApiErrorText::from)?
-                }
-                Backend::Remote(client) => {
-                    let raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
-                    client.wait_tasks(&raw, slice.as_millis() as u64).await?
-                }
-            };
-            if answer.done || Instant::now() >= deadline {
+            let slice = deadline.saturating_duration_since(monotonic()).min(WAIT_SLICE);
+            let answer = self.port.wait(ids, slice).await?;
+            if answer.done || monotonic() >= deadline {
                 return Ok(answer.states);
             }
         }
@@ -355,21 +329,6 @@ impl Grid {
     /// # Errors
     /// Unavailable.
     pub async fn cancel(&self, ids: &[TaskId]) -> Result<u32, GridApiError> {
-        match &self.backend {
-            Backend::Local(coordinator) => {
-                let command = GridCommand::Cancel { tasks: ids.to_vec() };
-                match coordinator.write(crate::state::Command::App(command)).await {
-                    Ok(Ok(crate::state::Outcome::App(crate::grid::GridOutcome::Recorded { applied, .. }))) => {
-                        Ok(applied)
-                    }
-                    Ok(other) => Err(GridApiError::Refused(format!("{other:?}"))),
-                    Err(error) => Err(GridApiError::Unavailable(error.to_string())),
-                }
-            }
-            Backend::Remote(client) => {
-                let raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
-                Ok(client.cancel(&raw).await?.applied)
-            }
-        }
+        Ok(self.port.cancel(ids).await?.applied)
     }
 }

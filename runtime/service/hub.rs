@@ -12,11 +12,15 @@ use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use std::sync::Arc;
+
+use crate::api::grid::AttemptOrder;
+use crate::consensus::{Coordinator, StateObserver};
 use crate::grid::command::GridEffects;
-use crate::grid::task::{FencingToken, TaskId, TaskSpec, TaskState};
+use crate::grid::task::{FencingToken, TaskId, TaskState};
 use crate::ids::NodeId;
-use crate::registry::ZPath;
-use crate::state::replicated::ReplicatedState;
+use crate::registry::Change;
+use crate::state::replicated::{ReplicatedState, NODES_PATH};
 
 /// Waits (one per awaited task per call) held at once on one node; more are refused. Only tasks that
 /// have not ended get one, and each call releases its own when it returns, so this bounds concurrent
@@ -70,19 +74,6 @@ impl Waiters {
     }
 }
 
-/// An attempt this node must run.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct AttemptOrder {
-    /// The task.
-    pub task: TaskId,
-    /// The attempt's fencing token.
-    pub token: FencingToken,
-    /// 1 for the first attempt.
-    pub number: u32,
-    /// What to run.
-    pub spec: TaskSpec,
-}
-
 /// What the hub tells the worker.
 #[derive(Debug)]
 pub enum WorkerEvent {
@@ -130,7 +121,38 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+impl StateObserver for GridHub {
+    fn on_applied(&self, changes: &[Change], effects: &GridEffects, state: &ReplicatedState) {
+        GridHub::on_applied(self, effects, state);
+        if changes.iter().any(|change| change.path().as_str().starts_with(NODES_PATH)) {
+            // A node came or went: placement has new options.
+            self.poke();
+        }
+    }
+
+    fn on_reset(&self, state: &ReplicatedState) {
+        GridHub::on_reset(self, state);
+    }
+
+    fn on_metrics(&self, state: &ReplicatedState) {
+        metrics::gauge!("gridkeeper_grid_tasks").set(state.grid.len() as f64);
+        for (priority, queued) in state.grid.depth_by_priority() {
+            metrics::gauge!("gridkeeper_grid_queue_depth", "priority" => priority.to_string()).set(queued as f64);
+        }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
 impl GridHub {
+    /// The hub `coordinator` was started with, if it was started with one (every node is; a bare
+    /// registry coordinator in a simulation is not).
+    pub fn of(coordinator: &Coordinator) -> Option<Arc<GridHub>> {
+        coordinator.observer().downcast::<GridHub>().ok()
+    }
+
     /// A hub for `node`.
     pub fn new(node: NodeId) -> GridHub {
         GridHub {
@@ -175,14 +197,10 @@ impl GridHub {
         self.wake.notify_one();
     }
 
-    fn owns_registration(&self, state: &ReplicatedState) -> bool {
-        let session = self.session.load(Ordering::SeqCst);
-        if session == 0 {
-            return false;
-        }
-        let path =
-            ZPath::parse(&format!("{}/{}", crate::state::replicated::NODES_PATH, self.node)).expect("a valid path");
-        state.registry.exists(&path).is_some_and(|stat| stat.ephemeral_owner == session)
+    /// This incarnation's held attempts, or `None` if it does not own its registration (yet, or any
+    /// more).
+    fn held(&self, state: &ReplicatedState) -> Option<Vec<(TaskId, FencingToken)>> {
+        state.incarnation_attempts(self.node, self.session.load(Ordering::SeqCst), 0)
     }
 
     fn send(&self, event: WorkerEvent) {
@@ -203,10 +221,7 @@ impl GridHub {
     }
 
     fn resend_held(&self, state: &ReplicatedState) {
-        if !self.owns_registration(state) {
-            return;
-        }
-        for (task, token) in state.grid.held_by(self.node) {
+        for (task, token) in self.held(state).unwrap_or_default() {
             if let Some(order) = self.order(state, task, token) {
                 self.send(order);
             }
@@ -219,7 +234,7 @@ impl GridHub {
             return;
         }
         let mine = effects.assigned.iter().any(|(_, node, _)| *node == self.node);
-        if mine && self.owns_registration(state) {
+        if mine && state.registration_zxid(self.node, self.session.load(Ordering::SeqCst)).is_some() {
             for &(task, node, token) in &effects.assigned {
                 if node == self.node {
                     if let Some(order) = self.order(state, task, token) {

@@ -8,6 +8,10 @@
 pub mod dispatcher;
 pub mod grid;
 pub mod hub;
+pub mod port;
 pub mod registration;
+pub mod registry;
+pub mod tasks;
 
 pub use grid::{Grid, GridApiError, SubmitOptions, TaskHandle};
+pub use port::Port;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api::ErrorCode;
 use crate::client::{Client, ClientError, Session};
-use crate::consensus::coordinator::node_registration_path;
 use crate::consensus::request::OpenedSession;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError};
 use crate::ids::NodeId;
@@ -31,7 +31,9 @@ pub async fn keep_registered(coordinator: Coordinator, node: NodeId, record: Nod
             Ok(opened) => {
                 let session = opened.session;
                 tracing::info!(%node, %session, "registered in /grid/nodes");
-                coordinator.read_state(|state| coordinator.grid_hub().on_registered(session.0, state));
+                if let Some(hub) = crate::service::hub::GridHub::of(&coordinator) {
+                    coordinator.read_state(|state| hub.on_registered(session.0, state));
+                }
                 keep_alive(&coordinator, &opened).await;
                 tracing::warn!(%node, %session, "node session lost; registering again");
             }
@@ -126,7 +128,7 @@ async fn register_remote(client: &Client, path: &str, record: &NodeRecord) -> Re
     for parent in ["/grid", "/grid/nodes"] {
         match client.create(parent, "", CreateMode::Persistent, None).await {
             Ok(_) => {}
-            Err(error) if error.name() == "node exists" => {}
+            Err(error) if error.code() == ErrorCode::NodeExists => {}
             Err(error) => return Err(error),
         }
     }
@@ -135,9 +137,17 @@ async fn register_remote(client: &Client, path: &str, record: &NodeRecord) -> Re
     // A previous incarnation's node may still be there until its session expires: replace it.
     match client.delete(path, None).await {
         Ok(()) => {}
-        Err(error) if error.name() == "no node" => {}
+        Err(error) if error.code() == ErrorCode::NoNode => {}
         Err(error) => return Err(error),
     }
     client.create(path, &data, CreateMode::Ephemeral, Some(&session)).await?;
     Ok(session)
+}
+
+/// The path of a node's own registration.
+///
+/// # Panics
+/// Never: the format always yields a valid path.
+pub fn node_registration_path(node: NodeId) -> ZPath {
+    ZPath::parse(&format!("{}/{node}", crate::state::NODES_PATH)).expect("a numeric segment is a valid path")
 }

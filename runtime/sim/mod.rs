@@ -4,6 +4,19 @@
 //! [`SimUdpSocket`]. The network's latency, loss, partitions and crashes come from one seed, and so do
 //! quinn's own random choices, so a seed replays the same run. The coordinator and the grid build
 //! their simulations on this harness.
+//!
+//! Time is the simulator's too: tokio's clock on every host, and Unix time (`clock::unix_millis`)
+//! from a fixed epoch, so grid timeouts, backoff, not-before times, TTLs and cron replay from the seed.
+//! [`faults`] draws fault schedules from a seed and [`SimCluster::run_schedule`] plays them;
+//! [`swarm`] runs many seeds per test; [`SimGrid`] puts the task grid on every node.
+
+pub mod faults;
+mod grid;
+pub mod swarm;
+
+pub use faults::{Fault, FaultLog, FaultSchedule, Inflicted};
+pub use grid::SimGrid;
+pub use swarm::{Swarm, SwarmReport};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,9 +32,14 @@ use crate::credentials::{Authority, NodeCredentials};
 use crate::ids::NodeId;
 use crate::mesh::sim_socket::SimUdpSocket;
 use crate::mesh::{DetectorConfig, MemberStatus, Mesh, MeshConfig, MeshSocket, PeerEvent};
+use crate::worker::WorkerGauge;
 
 /// Port every simulated node listens on (each has its own simulated IP).
 const SIM_PORT: u16 = 7000;
+
+/// Simulated milliseconds a leader crash waits for a leader to be elected, when none is known as it
+/// comes due. Several election timeouts: only a cluster that cannot elect waits it out.
+const LEADER_WAIT_MS: u64 = 3_000;
 
 /// Client work a simulated node runs against its own coordinator, started with the node (and again
 /// after each restart).
@@ -50,6 +68,8 @@ pub struct SimConfig {
     pub workload: Option<Workload>,
     /// Log entries between snapshots.
     pub snapshot_logs: u64,
+    /// Run the task grid (dispatcher, registration, worker) on every node (needs `registry_dir`).
+    pub grid: Option<SimGrid>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -72,6 +92,7 @@ impl SimConfig {
             registry_dir: None,
             workload: None,
             snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
+            grid: None,
         }
     }
 }
@@ -107,9 +128,23 @@ fn locked<T>(shared: &Shared<T>) -> std::sync::MutexGuard<'_, T> {
 /// A simulated cluster of meshes.
 pub struct SimCluster<'a> {
     sim: turmoil::Sim<'a>,
+    nodes: u64,
     trace: Shared<Vec<TraceEntry>>,
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
     coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
+    gauges: Shared<Vec<(NodeId, WorkerGauge)>>,
+    damage: Shared<Damage>,
+}
+
+/// The faults in force, for [`SimCluster::heal`] to undo.
+#[derive(Debug, Default)]
+struct Damage {
+    /// Crashed nodes, the one down longest first.
+    down: Vec<NodeId>,
+    /// Cut links.
+    cut: Vec<(NodeId, NodeId)>,
+    /// Held links.
+    held: Vec<(NodeId, NodeId)>,
 }
 
 /// What each simulated host runs.
@@ -121,9 +156,11 @@ struct HostPlan {
     registry_dir: Option<PathBuf>,
     workload: Option<Workload>,
     snapshot_logs: u64,
+    grid: Option<SimGrid>,
     trace: Shared<Vec<TraceEntry>>,
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
     coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
+    gauges: Shared<Vec<(NodeId, WorkerGauge)>>,
 }
 
 /// Host name of a node in the simulation.
@@ -139,6 +176,7 @@ impl<'a> SimCluster<'a> {
     pub fn new(config: SimConfig) -> Result<SimCluster<'a>, SimError> {
         let mut sim = turmoil::Builder::new()
             .rng_seed(config.seed)
+            .epoch(crate::clock::sim_epoch())
             .simulation_duration(Duration::from_secs(24 * 3600))
             .tick_duration(Duration::from_millis(1))
             .min_message_latency(config.latency_min)
@@ -153,6 +191,7 @@ impl<'a> SimCluster<'a> {
         let trace: Shared<Vec<TraceEntry>> = Arc::default();
         let meshes: Shared<BTreeMap<NodeId, Mesh>> = Arc::default();
         let coordinators: Shared<BTreeMap<NodeId, Coordinator>> = Arc::default();
+        let gauges: Shared<Vec<(NodeId, WorkerGauge)>> = Arc::default();
         for &id in &ids {
             let mut mesh = MeshConfig::new(id, members.clone());
             mesh.detector = config.detector;
@@ -164,13 +203,15 @@ impl<'a> SimCluster<'a> {
                 registry_dir: config.registry_dir.clone(),
                 workload: config.workload.clone(),
                 snapshot_logs: config.snapshot_logs,
+                grid: config.grid.clone(),
                 trace: trace.clone(),
                 meshes: meshes.clone(),
                 coordinators: coordinators.clone(),
+                gauges: gauges.clone(),
             };
             sim.host(host_name(id), move || run_host(plan.clone()));
         }
-        Ok(SimCluster { sim, trace, meshes, coordinators })
+        Ok(SimCluster { sim, nodes: config.nodes, trace, meshes, coordinators, gauges, damage: Arc::default() })
     }
 
     /// Advances simulated time by one tick. Returns `true` once every client finished (never, here:
@@ -239,21 +280,25 @@ impl<'a> SimCluster<'a> {
     /// Cuts the link between `a` and `b` in both directions.
     pub fn partition(&self, a: NodeId, b: NodeId) {
         self.sim.partition(host_name(a), host_name(b));
+        locked(&self.damage).cut.push((a, b));
     }
 
     /// Restores the link between `a` and `b`.
     pub fn repair(&self, a: NodeId, b: NodeId) {
         self.sim.repair(host_name(a), host_name(b));
+        locked(&self.damage).cut.retain(|&link| link != (a, b) && link != (b, a));
     }
 
     /// Holds every datagram between `a` and `b` (both ways) until [`Self::release`]: a long delay.
     pub fn hold(&self, a: NodeId, b: NodeId) {
         self.sim.hold(host_name(a), host_name(b));
+        locked(&self.damage).held.push((a, b));
     }
 
     /// Delivers what [`Self::hold`] held, and lets traffic flow again.
     pub fn release(&self, a: NodeId, b: NodeId) {
         self.sim.release(host_name(a), host_name(b));
+        locked(&self.damage).held.retain(|&link| link != (a, b) && link != (b, a));
     }
 
     /// Sets the longest one-way delay of every datagram from now on.
@@ -277,11 +322,153 @@ impl<'a> SimCluster<'a> {
         locked(&self.meshes).remove(&node);
         locked(&self.coordinators).remove(&node);
         self.sim.crash(host_name(node));
+        let mut damage = locked(&self.damage);
+        if !damage.down.contains(&node) {
+            damage.down.push(node);
+        }
     }
 
     /// Restarts a crashed `node` from scratch.
     pub fn restart(&mut self, node: NodeId) {
         self.sim.bounce(host_name(node));
+        locked(&self.damage).down.retain(|&down| down != node);
+    }
+
+    /// How many coordinators run.
+    pub fn coordinators_running(&self) -> usize {
+        locked(&self.coordinators).len()
+    }
+
+    /// The crashed nodes, the one down longest first.
+    pub fn down(&self) -> Vec<NodeId> {
+        locked(&self.damage).down.clone()
+    }
+
+    /// The leader as the running coordinators know it: the one that says it leads in the highest
+    /// term, else the leader the highest term names, if that node runs.
+    pub fn leader(&self) -> Option<NodeId> {
+        let statuses: Vec<(NodeId, crate::consensus::ConsensusStatus)> =
+            locked(&self.coordinators).iter().map(|(&id, coordinator)| (id, coordinator.status())).collect();
+        let leading = statuses.iter().filter(|(_, status)| status.is_leader).max_by_key(|(_, status)| status.term);
+        if let Some((id, _)) = leading {
+            return Some(*id);
+        }
+        let named = statuses.iter().filter(|(_, status)| status.leader.is_some()).max_by_key(|(_, status)| status.term);
+        named
+            .and_then(|(_, status)| status.leader)
+            .map(NodeId)
+            .filter(|id| statuses.iter().any(|(running, _)| running == id))
+    }
+
+    /// The most attempts each worker incarnation ran at once, per node, in start order (with
+    /// [`SimConfig::grid`]).
+    pub fn worker_peaks(&self) -> Vec<(NodeId, u32)> {
+        locked(&self.gauges).iter().map(|(node, gauge)| (*node, gauge.peak())).collect()
+    }
+
+    /// Plays `schedule` from now, stepping the simulation to each fault's time (counted from the
+    /// start of the simulation) and then to its end. At most `(nodes - 1) / 2` nodes are down at
+    /// once, so a majority can always make progress.
+    ///
+    /// # Errors
+    /// [`SimError::Run`] if a host failed.
+    pub fn run_schedule(&mut self, schedule: &FaultSchedule) -> Result<FaultLog, SimError> {
+        let mut log = FaultLog::default();
+        for &(at_ms, fault) in &schedule.faults {
+            self.run_for(at_ms.saturating_sub(self.elapsed_ms()))?;
+            if matches!(fault, Fault::CrashLeader { .. }) {
+                // Mid-election there is no leader to crash: wait (bounded) for one.
+                self.run_until(LEADER_WAIT_MS, |cluster| {
+                    cluster.coordinators_running() == 0 || cluster.leader().is_some()
+                })?;
+            }
+            for inflicted in self.inflict(fault) {
+                log.entries.push((self.elapsed_ms(), inflicted));
+            }
+        }
+        self.run_for(schedule.until_ms.saturating_sub(self.elapsed_ms()))?;
+        Ok(log)
+    }
+
+    /// Applies one fault now; returns what it did.
+    pub fn inflict(&mut self, fault: Fault) -> Vec<Inflicted> {
+        let down_max = ((self.nodes.saturating_sub(1)) / 2) as usize;
+        let mut done = Vec::new();
+        match fault {
+            Fault::CrashLeader { otherwise } => {
+                if self.down().len() >= down_max.max(1) {
+                    if let Some(&oldest) = self.down().first() {
+                        self.restart(oldest);
+                        done.push(Inflicted::Restarted(oldest));
+                    }
+                }
+                let leader = self.leader();
+                let victim = leader.unwrap_or(otherwise);
+                if self.down().contains(&victim) || down_max == 0 {
+                    done.push(Inflicted::Skipped(fault));
+                } else {
+                    self.crash(victim);
+                    done.push(Inflicted::Crashed { node: victim, leader: leader == Some(victim) });
+                }
+            }
+            Fault::Crash(node) => {
+                if self.down().contains(&node) || self.down().len() >= down_max {
+                    done.push(Inflicted::Skipped(fault));
+                } else {
+                    let leader = self.leader() == Some(node);
+                    self.crash(node);
+                    done.push(Inflicted::Crashed { node, leader });
+                }
+            }
+            Fault::RestartOldest => match self.down().first() {
+                Some(&node) => {
+                    self.restart(node);
+                    done.push(Inflicted::Restarted(node));
+                }
+                None => done.push(Inflicted::Skipped(fault)),
+            },
+            Fault::Partition(a, b) => {
+                self.partition(a, b);
+                done.push(Inflicted::Partitioned(a, b));
+            }
+            Fault::RepairAll => {
+                for (a, b) in std::mem::take(&mut locked(&self.damage).cut) {
+                    self.sim.repair(host_name(a), host_name(b));
+                }
+                done.push(Inflicted::Repaired);
+            }
+            Fault::Hold(a, b) => {
+                self.hold(a, b);
+                done.push(Inflicted::Held(a, b));
+            }
+            Fault::ReleaseAll => {
+                for (a, b) in std::mem::take(&mut locked(&self.damage).held) {
+                    self.sim.release(host_name(a), host_name(b));
+                }
+                done.push(Inflicted::Released);
+            }
+            Fault::FailLinks(rate) => {
+                self.set_fail_rate(rate);
+                done.push(Inflicted::LinksFailing(rate));
+            }
+        }
+        done
+    }
+
+    /// Undoes every fault: links repaired and released, link failures stopped, crashed nodes
+    /// restarted. Links that failed at random recover at the configured repair rate.
+    pub fn heal(&mut self) {
+        self.set_fail_rate(0.0);
+        let Damage { down, cut, held } = std::mem::take(&mut *locked(&self.damage));
+        for (a, b) in cut {
+            self.sim.repair(host_name(a), host_name(b));
+        }
+        for (a, b) in held {
+            self.sim.release(host_name(a), host_name(b));
+        }
+        for node in down {
+            self.sim.bounce(host_name(node));
+        }
     }
 }
 
@@ -295,6 +482,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
     let mesh = Mesh::start(plan.mesh, &plan.credentials, MeshSocket::Abstract { socket, seed: quinn_seed })?;
     let mut events = mesh.subscribe();
     locked(&plan.meshes).insert(node, mesh.clone());
+    let mut _worker = None;
     if let Some(dir) = &plan.registry_dir {
         let config = CoordinatorConfig {
             node,
@@ -309,8 +497,13 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
             // Session ids and secrets replay from the seed too.
             session_seed: Some(plan.seed ^ node.0.rotate_left(29)),
         };
-        let coordinator = Coordinator::start(config, mesh).await?;
+        let coordinator =
+            Coordinator::start(config, mesh, std::sync::Arc::new(crate::service::hub::GridHub::new(node))).await?;
         locked(&plan.coordinators).insert(node, coordinator.clone());
+        if let Some(grid) = &plan.grid {
+            // Held for as long as this host runs.
+            _worker = Some(grid::start(grid, node, &coordinator, plan.seed, &plan.gauges).await?);
+        }
         if let Some(workload) = &plan.workload {
             tokio::spawn(workload(node, coordinator));
         }
@@ -318,7 +511,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
     loop {
         match events.recv().await {
             Ok(event) => {
-                let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis() as u64;
+                let at_ms = crate::clock::unix_millis().saturating_sub(crate::clock::SIM_EPOCH_MS);
                 locked(&plan.trace).push(TraceEntry { at_ms, observer: node, event });
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

@@ -25,6 +25,9 @@ pub type Proposal = crate::registry::Proposal<GridCommand>;
 pub type Outcome = crate::registry::Outcome<GridOutcome>;
 /// The result of applying one [`Command`].
 pub type Applied = crate::registry::Applied<GridOutcome>;
+/// What applying an entry asks of the layers above beyond the registry's changes (attempts to
+/// start, tasks that ended, ...).
+pub type Effects = GridEffects;
 
 /// Replicated state that a format-1 snapshot had no place for, stored after it in a format-2 snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

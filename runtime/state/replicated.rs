@@ -16,7 +16,7 @@ use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
 use crate::grid::placement::{NodeLoad, Placement};
 use crate::grid::settings::ClusterSettings;
 use crate::grid::table::{GridError, TableLimits, TaskTable};
-use crate::grid::task::TaskId;
+use crate::grid::task::{FencingToken, TaskId};
 use crate::ids::NodeId;
 use crate::registry::{Change, Registry, RegistryError, RegistryLimits, ZPath};
 
@@ -142,6 +142,22 @@ impl ReplicatedState {
             }
         }
         (result.map(crate::registry::Outcome::widen), changes)
+    }
+
+    /// The attempts `node`'s current incarnation holds with a token above `after`: `None` unless
+    /// `session` (non-zero) owns its registration `/grid/nodes/<id>`. Attempts assigned before that
+    /// registration was created belong to an earlier incarnation of the node and are left out, so a
+    /// restarted node never runs its previous life's work.
+    pub fn incarnation_attempts(&self, node: NodeId, session: u64, after: u64) -> Option<Vec<(TaskId, FencingToken)>> {
+        let floor = after.max(self.registration_zxid(node, session)?);
+        Some(self.grid.held_by(node).into_iter().filter(|(_, token)| token.0 > floor).collect())
+    }
+
+    /// The zxid that created `node`'s registration, if `session` (non-zero) owns it.
+    pub fn registration_zxid(&self, node: NodeId, session: u64) -> Option<u64> {
+        let path = ZPath::parse(&format!("{NODES_PATH}/{node}")).ok()?;
+        let stat = self.registry.exists(&path).filter(|stat| stat.ephemeral_owner == session && session != 0)?;
+        Some(stat.czxid)
     }
 
     /// Whether `node` has a registration now.

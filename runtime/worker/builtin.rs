@@ -127,6 +127,8 @@ impl Task for Spin {
     type Output = SpinOutput;
 
     async fn run(&self, input: DurationInput, _attempt: AttemptInfo) -> Result<SpinOutput, TaskError> {
+        // The one time read outside `clock.rs` (see its docs): user code that burns real CPU time for
+        // as long as it was asked, which simulated time cannot stand for.
         let deadline = Instant::now() + checked(input.ms)?;
         let mut iterations = 0u64;
         while Instant::now() < deadline {

@@ -1,22 +1,26 @@
 //! The worker: runs the attempts assigned to this node and reports on them.
 //!
-//! A ractor `WorkerSupervisor` receives attempt orders from the grid hub (one per committed
-//! assignment to this node's current incarnation) and runs each attempt as its own `AttemptActor`,
-//! linked to it. User code runs on a dedicated `gk-work` runtime, apart from the threads that carry
-//! heartbeats and consensus, so a busy task cannot make its node look dead. A returned error, a panic,
-//! or an actor failure ends the attempt as failed and is reported; the node keeps running.
+//! The decisions live in a core with no I/O: [`slots::Slots`] (which attempts run, which wait by
+//! priority, fencing by token, the ended set, timeouts) over [`reports::ReportQueue`] (report batches cut
+//! by count and bytes, one write out at a time, retries). This file is its shell: a ractor
+//! `WorkerSupervisor` turns orders from the grid hub (or a joined worker's poll loop), attempt actors'
+//! news, report-write outcomes and timer ticks into the core's inputs, with the time from `clock.rs`,
+//! and executes the actions it returns: spawn or kill an `AttemptActor`, write a batch of reports.
 //!
-//! Reports (started, finished) are batched by one reporter task: one write in flight at a time, all
-//! reports queued meanwhile in the next, so the batch grows with load. A write that fails is retried:
-//! reports are idempotent because the table fences them by token.
+//! Each attempt runs as its own `AttemptActor`, linked to the supervisor. User code runs on a dedicated
+//! `gk-work` runtime, apart from the threads that carry heartbeats and consensus, so a busy task cannot
+//! make its node look dead. A returned error, a panic, or an actor failure ends the attempt as failed and
+//! is reported; the node keeps running.
 //!
 //! Invariant: at most one attempt per task runs or waits here (a newer token replaces an older one),
 //! and at most `slots` run at once; the leader may assign up to `slots + prefetch`, and the rest wait
-//! here in priority order, so no slot idles while the next assignment commits.
+//! here in priority order, so no slot idles while the next assignment commits (see `slots.rs`).
 
 pub mod builtin;
+pub mod reports;
+pub mod slots;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -26,26 +30,19 @@ use futures_util::FutureExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
-use crate::admin::grid_api::{PollRequest, PollResponse, RecordedResponse, ReportRequest};
-use crate::client::{Client, ClientError};
-use crate::clock::unix_millis;
-use crate::consensus::{Coordinator, CoordinatorError};
-use crate::grid::command::{GridCommand, Report};
+use crate::api::grid::{AttemptOrder, PollRequest, PollResponse};
+use crate::client::Client;
+use crate::clock::{unix_millis, Clock};
+use crate::consensus::Coordinator;
+use crate::grid::command::Report;
 use crate::grid::kinds::{AttemptInfo, TaskKinds};
 use crate::grid::task::{FencingToken, TaskId};
-use crate::ids::NodeId;
-use crate::service::hub::{AttemptOrder, WorkerEvent};
-use crate::state::Command;
+use crate::ids::{Millis, NodeId};
+use crate::service::hub::WorkerEvent;
 
-/// Reports sent in one write at most.
-pub const REPORT_BATCH_MAX: usize = 8_192;
-/// Wait before retrying a report write that failed.
-const REPORT_RETRY_WAIT: Duration = Duration::from_millis(20);
-/// Attempts remembered after they ended, so a re-sent order (after a snapshot) does not run twice.
-const ENDED_REMEMBERED_MAX: usize = 65_536;
-/// Extra time an attempt gets past its timeout before the worker stops it (the leader records the
-/// timeout; the grace lets that record land first).
-const TIMEOUT_GRACE: Duration = Duration::from_millis(100);
+use reports::ReportWrite;
+pub use reports::{REPORT_BATCH_BYTES_MAX, REPORT_BATCH_MAX, REPORT_RESULT_BYTES_MAX};
+use slots::{Action, Order, Slots, SlotsConfig};
 
 /// Attempts running on this node now, and the most ever run at once (for `/status` and tests).
 #[derive(Debug, Clone, Default)]
@@ -154,7 +151,7 @@ pub struct WorkerArgs {
 
 /// The worker supervisor's messages.
 pub enum WorkerMsg {
-    /// From the hub.
+    /// From the hub (or a joined worker's poll loop).
     Event(WorkerEvent),
     /// An attempt actor is up.
     Spawned {
@@ -165,37 +162,38 @@ pub enum WorkerMsg {
         /// The actor.
         cell: ActorCell,
     },
-    /// An attempt ended (`None`: stopped without a result to report, e.g. past its timeout).
+    /// An attempt ended with a result or an error.
     Ended {
         /// The task.
         task: TaskId,
         /// Its token.
         token: FencingToken,
-        /// When it started.
-        started_ms: u64,
         /// Its outcome.
-        outcome: Option<Result<Vec<u8>, String>>,
+        outcome: Result<Vec<u8>, String>,
     },
+    /// A report write returned.
+    ReportsWritten {
+        /// The batch the write carried.
+        batch: Vec<Report>,
+        /// How it went.
+        written: ReportWrite,
+    },
+    /// The core's deadline (an attempt's timeout, a report retry) has come.
+    Tick(Millis),
 }
 
-struct Running {
-    token: FencingToken,
-    cell: Option<ActorCell>,
-    started_ms: u64,
-}
-
-/// The worker supervisor's state.
+/// The worker supervisor's state: the core, and handles on what it started.
 pub struct WorkerState {
     args: Arc<WorkerArgs>,
     work: WorkRuntime,
-    running: HashMap<TaskId, Running>,
-    /// Assigned here, waiting for a slot: highest priority first, then oldest task.
-    queued: BTreeMap<(std::cmp::Reverse<i32>, TaskId), AttemptOrder>,
-    queued_tokens: HashMap<TaskId, FencingToken>,
-    ended: HashSet<(TaskId, FencingToken)>,
-    ended_order: VecDeque<(TaskId, FencingToken)>,
-    reports: mpsc::UnboundedSender<Report>,
-    reporter: tokio::task::JoinHandle<()>,
+    clock: Clock,
+    slots: Slots,
+    /// The actors of running attempts, from when they are up until they end or are stopped.
+    cells: HashMap<(TaskId, FencingToken), ActorCell>,
+    /// The timer for the core's next deadline, and that deadline.
+    tick: Option<(Millis, tokio::task::JoinHandle<()>)>,
+    /// The report write that is out.
+    writer: Option<tokio::task::JoinHandle<()>>,
     forwarder: tokio::task::JoinHandle<()>,
     poller: Option<tokio::task::JoinHandle<()>>,
 }
@@ -222,79 +220,62 @@ impl Drop for WorkRuntime {
 }
 
 impl WorkerState {
-    fn remember_ended(&mut self, task: TaskId, token: FencingToken) {
-        if self.ended.insert((task, token)) {
-            self.ended_order.push_back((task, token));
-        }
-        while self.ended_order.len() > ENDED_REMEMBERED_MAX {
-            if let Some(old) = self.ended_order.pop_front() {
-                self.ended.remove(&old);
+    /// Executes the core's actions in order, feeding back what executing them tells it, then the next
+    /// report batch; then updates the gauges and the timer.
+    fn execute(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, actions: Vec<Action>) {
+        let mut actions = VecDeque::from(actions);
+        loop {
+            while let Some(action) = actions.pop_front() {
+                let mut more = Vec::new();
+                match action {
+                    Action::Start(order) => self.start(myself, now, *order, &mut more),
+                    Action::Stop { task, token } => {
+                        if let Some(cell) = self.cells.remove(&(task, token)) {
+                            cell.kill();
+                        }
+                    }
+                    Action::WriteReports(batch) => self.write(myself, batch),
+                }
+                actions.extend(more);
             }
+            // Polled once every input of this message is in, so one batch carries them all.
+            let mut more = Vec::new();
+            self.slots.poll_reports(now, &mut more);
+            if more.is_empty() {
+                break;
+            }
+            actions.extend(more);
         }
+        self.set_gauges();
+        self.schedule_tick(myself);
     }
 
-    fn set_gauge(&self) {
-        self.args.gauge.set(self.running.len() as u32);
-        metrics::gauge!("gridkeeper_grid_running").set(self.running.len() as f64);
+    fn set_gauges(&self) {
+        let running = self.slots.running();
+        self.args.gauge.set(running as u32);
+        metrics::gauge!("gridkeeper_grid_running").set(running as f64);
+        metrics::gauge!("gridkeeper_grid_worker_queued").set(self.slots.queued() as f64);
     }
 
-    /// Takes an order: runs it now if a slot is free, or queues it.
-    fn accept(&mut self, myself: &ActorRef<WorkerMsg>, order: AttemptOrder) {
-        let (task, token) = (order.task, order.token);
-        if self.ended.contains(&(task, token)) {
-            return;
-        }
-        let known = self.running.get(&task).map(|running| running.token).or(self.queued_tokens.get(&task).copied());
-        if known.is_some_and(|known| known >= token) {
-            return;
-        }
-        // A newer assignment of the same task: the older attempt is fenced; stop it.
-        self.abort(task);
-        if self.running.len() < self.args.slots as usize {
-            self.start(myself, order);
-        } else {
-            self.queued_tokens.insert(task, token);
-            self.queued.insert((std::cmp::Reverse(order.spec.priority), task), order);
-            metrics::gauge!("gridkeeper_grid_worker_queued").set(self.queued.len() as f64);
-        }
-    }
-
-    /// Starts queued attempts while slots are free.
-    fn fill_slots(&mut self, myself: &ActorRef<WorkerMsg>) {
-        while self.running.len() < self.args.slots as usize {
-            let Some((_, order)) = self.queued.pop_first() else { break };
-            self.queued_tokens.remove(&order.task);
-            self.start(myself, order);
-        }
-        metrics::gauge!("gridkeeper_grid_worker_queued").set(self.queued.len() as f64);
-    }
-
-    fn start(&mut self, myself: &ActorRef<WorkerMsg>, order: AttemptOrder) {
-        let AttemptOrder { task, token, number, spec } = order;
-        let started_ms = unix_millis();
-        self.running.insert(task, Running { token, cell: None, started_ms });
-        self.set_gauge();
+    /// Starts an attempt actor on the work runtime; an attempt of a kind this node lacks ends at once.
+    fn start(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, order: Order, out: &mut Vec<Action>) {
+        let Order { task, token, number, spec } = order;
+        self.slots.on_started(task, token, unix_millis());
         let Some(runner) = self.args.kinds.runner(&spec.kind) else {
             // Placement only sends kinds this node advertises; a kind removed by a restart lands here.
-            let outcome = Some(Err(format!("this node cannot run tasks of kind {}", spec.kind)));
-            let _ = myself.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
+            let outcome = Err(format!("this node cannot run tasks of kind {}", spec.kind));
+            self.slots.on_ended(now, task, token, outcome, out);
             return;
         };
-        let _ = self.reports.send(Report { task, token, started_ms, outcome: None });
         let info = AttemptInfo { task, number, token, node: self.args.node };
-        let attempt = AttemptArgs {
-            supervisor: myself.clone(),
-            info,
-            started_ms,
-            timeout: Duration::from_millis(spec.timeout_ms) + TIMEOUT_GRACE,
-            run: Some(runner.start(&spec.input, spec.encoding, info)),
-        };
+        let attempt =
+            AttemptArgs { supervisor: myself.clone(), info, run: Some(runner.start(&spec.input, spec.encoding, info)) };
         let supervisor = myself.get_cell();
         let spawn = async move {
             let supervisor_ref = attempt.supervisor.clone();
             if let Err(error) = Actor::spawn_linked(None, AttemptActor, attempt, supervisor).await {
-                let outcome = Some(Err(format!("attempt actor did not start: {error}")));
-                let _ = supervisor_ref.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
+                let outcome = Err(format!("attempt actor did not start: {error}"));
+                let _ = supervisor_ref.send_message(WorkerMsg::Ended { task, token, outcome });
             }
         };
         match self.work.handle() {
@@ -303,19 +284,37 @@ impl WorkerState {
         }
     }
 
-    fn abort(&mut self, task: TaskId) {
-        if let Some(token) = self.queued_tokens.remove(&task) {
-            self.queued.retain(|(_, queued), _| *queued != task);
-            self.remember_ended(task, token);
-        }
-        if let Some(running) = self.running.remove(&task) {
-            if let Some(cell) = running.cell {
-                cell.kill();
-            }
-            self.remember_ended(task, running.token);
-            self.set_gauge();
-        }
+    /// Sends a batch of reports; the outcome comes back as [`WorkerMsg::ReportsWritten`].
+    fn write(&mut self, myself: &ActorRef<WorkerMsg>, batch: Vec<Report>) {
+        let (link, myself) = (self.args.link.clone(), myself.clone());
+        self.writer = Some(tokio::spawn(async move {
+            let written = write_reports(&link, &batch).await;
+            let _ = myself.send_message(WorkerMsg::ReportsWritten { batch, written });
+        }));
     }
+
+    /// Keeps one timer set for the core's earliest deadline.
+    fn schedule_tick(&mut self, myself: &ActorRef<WorkerMsg>) {
+        let Some(deadline) = self.slots.next_deadline() else { return };
+        if self.tick.as_ref().is_some_and(|(scheduled, _)| *scheduled <= deadline) {
+            return;
+        }
+        if let Some((_, timer)) = self.tick.take() {
+            timer.abort();
+        }
+        let (myself, at) = (myself.clone(), self.clock.instant_at(deadline));
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let _ = myself.send_message(WorkerMsg::Tick(deadline));
+        });
+        self.tick = Some((deadline, timer));
+    }
+}
+
+/// The core's view of an order from the hub or a poll.
+fn order_of(order: AttemptOrder) -> Order {
+    let AttemptOrder { task, token, number, spec } = order;
+    Order { task, token, number, spec }
 }
 
 impl Actor for WorkerSupervisor {
@@ -339,16 +338,15 @@ impl Actor for WorkerSupervisor {
                 .map_err(|error| format!("worker runtime: {error}"))?;
             Some(runtime)
         };
-        // Unbounded by type, bounded by use: each attempt sends at most two reports, and a node holds at
-        // most `slots + prefetch` attempts (placement's bound), whose reports the reporter drains.
-        let (reports, queued) = mpsc::unbounded_channel();
-        let reporter = tokio::spawn(report_loop(args.link.clone(), queued));
-        // Bounded by use too: one order per committed assignment to this node (at most `slots + prefetch`
-        // open at once), an abort per ended one, and a re-send of what it holds after a snapshot.
+        // Unbounded by type, bounded by use: one order per committed assignment to this node (at most
+        // `slots + prefetch` open at once), an abort per ended one, and a re-send of what it holds after a
+        // snapshot.
         let (events, mut incoming) = mpsc::unbounded_channel();
         let poller = match &args.link {
             WorkerLink::Local(coordinator) => {
-                coordinator.grid_hub().attach_worker(events);
+                if let Some(hub) = crate::service::hub::GridHub::of(coordinator) {
+                    hub.attach_worker(events);
+                }
                 None
             }
             WorkerLink::Remote(link) => Some(tokio::spawn(poll_loop(args.node, link.clone(), events))),
@@ -362,15 +360,13 @@ impl Actor for WorkerSupervisor {
             }
         });
         Ok(WorkerState {
+            slots: Slots::new(SlotsConfig::new(args.slots)),
             args,
             work: WorkRuntime(work),
-            running: HashMap::new(),
-            queued: BTreeMap::new(),
-            queued_tokens: HashMap::new(),
-            ended: HashSet::new(),
-            ended_order: VecDeque::new(),
-            reports,
-            reporter,
+            clock: Clock::start(),
+            cells: HashMap::new(),
+            tick: None,
+            writer: None,
             forwarder,
             poller,
         })
@@ -382,35 +378,33 @@ impl Actor for WorkerSupervisor {
         message: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
+        let now = state.clock.now();
+        let mut out = Vec::new();
         match message {
-            WorkerMsg::Event(WorkerEvent::Start(order)) => state.accept(&myself, *order),
-            WorkerMsg::Event(WorkerEvent::Abort(task)) => {
-                state.abort(task);
-                state.fill_slots(&myself);
+            WorkerMsg::Event(WorkerEvent::Start(order)) => state.slots.handle_order(now, order_of(*order), &mut out),
+            WorkerMsg::Event(WorkerEvent::Abort(task)) => state.slots.handle_abort(now, task, &mut out),
+            WorkerMsg::Event(WorkerEvent::AbortAll) => state.slots.handle_abort_all(&mut out),
+            WorkerMsg::Spawned { task, token, cell } => {
+                state.cells.insert((task, token), cell);
+                state.slots.on_spawned(task, token, &mut out);
             }
-            WorkerMsg::Event(WorkerEvent::AbortAll) => {
-                let held: Vec<TaskId> = state.running.keys().chain(state.queued_tokens.keys()).copied().collect();
-                for task in held {
-                    state.abort(task);
-                }
+            WorkerMsg::Ended { task, token, outcome } => {
+                // The actor stops by itself after its one run.
+                state.cells.remove(&(task, token));
+                state.slots.on_ended(now, task, token, outcome, &mut out);
             }
-            WorkerMsg::Spawned { task, token, cell } => match state.running.get_mut(&task) {
-                Some(running) if running.token == token => running.cell = Some(cell),
-                // Aborted or replaced while it started.
-                _ => cell.kill(),
-            },
-            WorkerMsg::Ended { task, token, started_ms, outcome } => {
-                if state.running.get(&task).is_some_and(|running| running.token == token) {
-                    state.running.remove(&task);
-                    state.remember_ended(task, token);
-                    state.set_gauge();
-                    if let Some(outcome) = outcome {
-                        let _ = state.reports.send(Report { task, token, started_ms, outcome: Some(outcome) });
-                    }
-                    state.fill_slots(&myself);
+            WorkerMsg::ReportsWritten { batch, written } => {
+                state.writer = None;
+                state.slots.on_reports_written(now, batch, written);
+            }
+            WorkerMsg::Tick(deadline) => {
+                if state.tick.as_ref().is_some_and(|(scheduled, _)| *scheduled == deadline) {
+                    state.tick = None;
                 }
+                state.slots.on_tick(now, &mut out);
             }
         }
+        state.execute(&myself, now, out);
         Ok(())
     }
 
@@ -422,14 +416,13 @@ impl Actor for WorkerSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         // An attempt actor that failed outside the guarded run (it should not): fail its attempt.
         if let SupervisionEvent::ActorFailed(cell, error) = event {
-            let found = state
-                .running
-                .iter()
-                .find(|(_, running)| running.cell.as_ref().is_some_and(|known| known.get_id() == cell.get_id()))
-                .map(|(task, running)| (*task, running.token, running.started_ms));
-            if let Some((task, token, started_ms)) = found {
-                let outcome = Some(Err(format!("attempt actor failed: {error}")));
-                let _ = myself.send_message(WorkerMsg::Ended { task, token, started_ms, outcome });
+            let found = state.cells.iter().find(|(_, known)| known.get_id() == cell.get_id()).map(|(key, _)| *key);
+            if let Some((task, token)) = found {
+                state.cells.remove(&(task, token));
+                let now = state.clock.now();
+                let mut out = Vec::new();
+                state.slots.on_ended(now, task, token, Err(format!("attempt actor failed: {error}")), &mut out);
+                state.execute(&myself, now, out);
             }
         }
         Ok(())
@@ -437,17 +430,22 @@ impl Actor for WorkerSupervisor {
 
     async fn post_stop(&self, _myself: ActorRef<WorkerMsg>, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
         if let WorkerLink::Local(coordinator) = &state.args.link {
-            coordinator.grid_hub().detach_worker();
+            if let Some(hub) = crate::service::hub::GridHub::of(coordinator) {
+                hub.detach_worker();
+            }
         }
         if let Some(poller) = state.poller.take() {
             poller.abort();
         }
         state.forwarder.abort();
-        state.reporter.abort();
-        for (_, running) in state.running.drain() {
-            if let Some(cell) = running.cell {
-                cell.kill();
-            }
+        if let Some(writer) = state.writer.take() {
+            writer.abort();
+        }
+        if let Some((_, timer)) = state.tick.take() {
+            timer.abort();
+        }
+        for (_, cell) in state.cells.drain() {
+            cell.kill();
         }
         // Inside an async context a runtime cannot block on its own shutdown.
         drop(std::mem::replace(&mut state.work, WorkRuntime(None)));
@@ -458,12 +456,11 @@ impl Actor for WorkerSupervisor {
 struct AttemptArgs {
     supervisor: ActorRef<WorkerMsg>,
     info: AttemptInfo,
-    started_ms: u64,
-    timeout: Duration,
     run: Option<crate::grid::kinds::AttemptFuture>,
 }
 
-/// One attempt, as an actor: runs the task's future once, reports, and stops.
+/// One attempt, as an actor: runs the task's future once, reports, and stops. Its timeout is the
+/// core's: the supervisor stops it at the deadline.
 struct AttemptActor;
 
 impl Actor for AttemptActor {
@@ -480,14 +477,12 @@ impl Actor for AttemptActor {
 
     async fn handle(&self, myself: ActorRef<()>, _: (), args: &mut AttemptArgs) -> Result<(), ActorProcessingErr> {
         let Some(run) = args.run.take() else { return Ok(()) };
-        let guarded = AssertUnwindSafe(run).catch_unwind();
-        let outcome = match tokio::time::timeout(args.timeout, guarded).await {
-            Ok(Ok(outcome)) => Some(outcome),
-            Ok(Err(panic)) => Some(Err(format!("panicked: {}", panic_message(panic.as_ref())))),
-            Err(_) => None,
+        let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
         };
         let AttemptInfo { task, token, .. } = args.info;
-        let _ = args.supervisor.send_message(WorkerMsg::Ended { task, token, started_ms: args.started_ms, outcome });
+        let _ = args.supervisor.send_message(WorkerMsg::Ended { task, token, outcome });
         myself.stop(None);
         Ok(())
     }
@@ -503,94 +498,19 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Sends queued reports in batches, one write at a time, retrying failed writes.
-async fn report_loop(link: WorkerLink, mut queued: mpsc::UnboundedReceiver<Report>) {
-    let mut batch: Vec<Report> = Vec::new();
-    // A report taken from the queue that did not fit the last batch's bytes: it opens the next one.
-    let mut carried: Option<Report> = None;
-    loop {
-        if batch.is_empty() {
-            let next = match carried.take() {
-                Some(report) => Some(report),
-                None => queued.recv().await,
-            };
-            match next {
-                Some(report) => batch.push(bounded_report(report)),
-                None => return,
-            }
+/// Writes one batch and classifies the outcome for the core.
+async fn write_reports(link: &WorkerLink, batch: &[Report]) -> ReportWrite {
+    match send_reports(link, batch).await {
+        Ok(()) => ReportWrite::Applied,
+        Err(ReportError::Retry(reason)) => {
+            tracing::debug!(%reason, reports = batch.len(), "report write failed; retrying");
+            ReportWrite::Retry
         }
-        let mut bytes: usize = batch.iter().map(report_bytes).sum();
-        while batch.len() < REPORT_BATCH_MAX && carried.is_none() {
-            match queued.try_recv() {
-                Ok(report) => {
-                    let report = bounded_report(report);
-                    // One entry carries the batch: it must stay within the entry limit.
-                    if bytes + report_bytes(&report) > REPORT_BATCH_BYTES_MAX {
-                        carried = Some(report);
-                    } else {
-                        bytes += report_bytes(&report);
-                        batch.push(report);
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        drop_starts_of_finished(&mut batch);
-        match send_reports(&link, &batch).await {
-            // Applied, or refused as a whole (then retrying cannot help).
-            Ok(()) => batch.clear(),
-            Err(ReportError::Retry(reason)) => {
-                tracing::debug!(%reason, reports = batch.len(), "report write failed; retrying");
-                tokio::time::sleep(REPORT_RETRY_WAIT).await;
-            }
-            Err(ReportError::Refused(reason)) => {
-                tracing::warn!(%reason, reports = batch.len(), "reports refused");
-                batch.clear();
-            }
+        Err(ReportError::Refused(reason)) => {
+            tracing::warn!(%reason, reports = batch.len(), "reports refused");
+            ReportWrite::Refused
         }
     }
-}
-
-/// Bytes of reports in one batch (one log entry) at most: half the entry limit, so a batch and the
-/// entry around it always fit.
-pub const REPORT_BATCH_BYTES_MAX: usize = crate::limits::ENTRY_BYTES_MAX / 2;
-
-/// The largest result a report carries. A larger one could not travel in one entry; the attempt fails
-/// with an error saying so instead (the table's own `result_bytes_max`, at most this, applies after).
-pub const REPORT_RESULT_BYTES_MAX: usize = REPORT_BATCH_BYTES_MAX / 2;
-
-/// What a report adds to an entry, about: its result or error and its fixed fields.
-fn report_bytes(report: &Report) -> usize {
-    let outcome = match &report.outcome {
-        Some(Ok(result)) => result.len(),
-        Some(Err(error)) => error.len(),
-        None => 0,
-    };
-    outcome + 64
-}
-
-/// A report whose result is too large to travel becomes a failure that says so.
-fn bounded_report(mut report: Report) -> Report {
-    let too_large = match &report.outcome {
-        Some(Ok(result)) if result.len() > REPORT_RESULT_BYTES_MAX => Some(result.len()),
-        _ => None,
-    };
-    if let Some(bytes) = too_large {
-        report.outcome = Some(Err(format!(
-            "result of {bytes} bytes exceeds the limit of {REPORT_RESULT_BYTES_MAX} bytes (REPORT_RESULT_BYTES_MAX)"
-        )));
-    }
-    if let Some(Err(error)) = &mut report.outcome {
-        // The table keeps only the first `error_bytes_max` bytes anyway.
-        if error.len() > REPORT_RESULT_BYTES_MAX {
-            let mut cut = REPORT_RESULT_BYTES_MAX;
-            while !error.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            error.truncate(cut);
-        }
-    }
-    report
 }
 
 enum ReportError {
@@ -600,77 +520,37 @@ enum ReportError {
     Refused(String),
 }
 
+/// Sends one batch through the worker's port. Local and remote links answer alike (see
+/// [`crate::service::Port`]); the error's code decides, never its text.
 async fn send_reports(link: &WorkerLink, batch: &[Report]) -> Result<(), ReportError> {
-    match link {
-        WorkerLink::Local(coordinator) => {
-            let command = Command::App(GridCommand::Report { reports: batch.to_vec() });
-            match coordinator.write(command).await {
-                Ok(_) => Ok(()),
-                Err(CoordinatorError::Unavailable(reason) | CoordinatorError::OutcomeUnknown(reason)) => {
-                    Err(ReportError::Retry(reason))
-                }
-                Err(error) => Err(ReportError::Refused(error.to_string())),
-            }
-        }
-        WorkerLink::Remote(remote) => {
-            let request = ReportRequest { reports: batch.to_vec() };
-            match remote.report.post::<_, RecordedResponse>("/grid/worker/report", &request).await {
-                Ok(_) => Ok(()),
-                Err(ClientError::Registry { name, message }) if name != "unavailable" => {
-                    Err(ReportError::Refused(format!("{name}: {message}")))
-                }
-                Err(error) => Err(ReportError::Retry(error.to_string())),
-            }
-        }
+    let port = match link {
+        WorkerLink::Local(coordinator) => crate::service::Port::Local(coordinator.clone()),
+        WorkerLink::Remote(remote) => crate::service::Port::Remote(remote.report.clone()),
+    };
+    match port.report(batch.to_vec()).await {
+        Ok(_) => Ok(()),
+        // Reports are fenced by token, so a batch that may have applied is sent again harmlessly.
+        Err(error) if error.is_retryable() || error.code.may_have_applied() => Err(ReportError::Retry(error.message)),
+        Err(error) => Err(ReportError::Refused(error.to_string())),
     }
-}
-
-/// A start report is redundant when the same batch carries the attempt's end (which records its
-/// start time too).
-fn drop_starts_of_finished(batch: &mut Vec<Report>) {
-    let finished: HashSet<(TaskId, FencingToken)> =
-        batch.iter().filter(|report| report.outcome.is_some()).map(|report| (report.task, report.token)).collect();
-    if finished.is_empty() {
-        return;
-    }
-    batch.retain(|report| report.outcome.is_some() || !finished.contains(&(report.task, report.token)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn finished(result_bytes: usize) -> Report {
-        Report { task: TaskId(1), token: FencingToken(7), started_ms: 0, outcome: Some(Ok(vec![1; result_bytes])) }
-    }
-
-    #[test]
-    fn a_result_too_large_for_an_entry_becomes_a_failure_that_says_so() {
-        let report = bounded_report(finished(REPORT_RESULT_BYTES_MAX + 1));
-        match report.outcome {
-            Some(Err(error)) => assert!(error.contains("REPORT_RESULT_BYTES_MAX"), "{error}"),
-            other => panic!("not failed: {other:?}"),
-        }
-        assert_eq!(bounded_report(finished(10)).outcome, Some(Ok(vec![1; 10])));
-    }
-
-    #[test]
-    fn a_huge_error_is_cut_to_fit() {
-        let mut report = finished(0);
-        report.outcome = Some(Err("é".repeat(REPORT_RESULT_BYTES_MAX)));
-        match bounded_report(report).outcome {
-            Some(Err(error)) => assert!(error.len() <= REPORT_RESULT_BYTES_MAX),
-            other => panic!("not an error: {other:?}"),
-        }
-    }
-
     #[test]
     fn a_full_batch_of_the_largest_results_fits_one_entry() {
         let batch: Vec<Report> = (0..REPORT_BATCH_BYTES_MAX / REPORT_RESULT_BYTES_MAX)
-            .map(|_| finished(REPORT_RESULT_BYTES_MAX - 64))
+            .map(|_| Report {
+                task: TaskId(1),
+                token: FencingToken(7),
+                started_ms: 0,
+                outcome: Some(Ok(vec![1; REPORT_RESULT_BYTES_MAX - 64])),
+            })
             .collect();
-        assert!(batch.iter().map(report_bytes).sum::<usize>() <= REPORT_BATCH_BYTES_MAX);
-        let command = Command::App(GridCommand::Report { reports: batch });
+        assert!(batch.iter().map(reports::report_bytes).sum::<usize>() <= REPORT_BATCH_BYTES_MAX);
+        let command = crate::state::Command::App(crate::grid::GridCommand::Report { reports: batch });
         assert!(crate::consensus::request::check_entry_size(&command).is_ok());
     }
 }

@@ -232,7 +232,7 @@ impl Connection {
         match self {
             Connection::Gridkeeper(client) => match client.create(path, data, GkCreateMode::Persistent, None).await {
                 Ok(_) => Ok(()),
-                Err(error) if error.name() == "node exists" => Ok(()),
+                Err(error) if error.code() == gridkeeper::api::ErrorCode::NodeExists => Ok(()),
                 Err(error) => Err(error).with_context(|| format!("create {path}")),
             },
             Connection::ZooKeeper(client) => match client.create(path, data.as_bytes(), &ZK_PERSISTENT).await {

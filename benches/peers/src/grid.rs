@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use gridkeeper::admin::grid_api::{SubmitRequest, TaskView, TasksQuery};
+use gridkeeper::api::grid::{SubmitRequest, TaskView, TasksQuery};
 use gridkeeper::client::Client;
 
 use crate::cluster::{kill_hard, Control};

@@ -164,3 +164,29 @@ fn cancellation_and_bounds() {
     let huge = vec![0; TableLimits::default().result_bytes_max + 1];
     assert_eq!(table.on_finished(TaskId(4), FencingToken(7), Ok(huge), 1), Ok(TaskState::Failed));
 }
+
+#[test]
+fn a_node_is_idle_only_when_its_oldest_attempt_has_ended_however_many_tasks_are_newer() {
+    // A drain asks whether a node still holds work. The answer comes from the table's per-node index,
+    // not from a listing of recent tasks, so an old long-running attempt behind more tasks than any
+    // page holds (10,000) still keeps its node busy.
+    let mut table = table();
+    table.submit(TaskId(1), spec(1), 0).expect("accepted");
+    table.on_assigned(TaskId(1), N1, FencingToken(10), 1).expect("assign");
+    table.on_started(TaskId(1), FencingToken(10), 2).expect("start");
+    for id in 2..=10_002 {
+        table.submit(TaskId(id), spec(1), 3).expect("accepted");
+        // Half of the newer tasks ran and ended on another node, the rest wait.
+        if id % 2 == 0 {
+            table.on_assigned(TaskId(id), N2, FencingToken(id * 10), 4).expect("assign");
+            assert_eq!(table.on_finished(TaskId(id), FencingToken(id * 10), Ok(vec![]), 5), Ok(TaskState::Succeeded));
+        }
+    }
+    assert_eq!((table.running_on(N1), table.held_by(N1)), (1, vec![(TaskId(1), FencingToken(10))]));
+    assert_eq!(table.running_on(N2), 0, "every attempt on the other node ended");
+    // The index is part of the replicated state: a replica that loaded a snapshot answers alike.
+    let loaded: TaskTable = postcard::from_bytes(&postcard::to_stdvec(&table).expect("encodes")).expect("decodes");
+    assert_eq!(loaded.running_on(N1), 1);
+    assert_eq!(table.on_finished(TaskId(1), FencingToken(10), Ok(vec![]), 6), Ok(TaskState::Succeeded));
+    assert_eq!(table.running_on(N1), 0, "idle once its last attempt ended");
+}

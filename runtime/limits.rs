@@ -205,3 +205,22 @@ pub const REPORT_BATCH_BYTES_MAX: usize = ENTRY_BYTES_MAX / 2;
 /// One attempt's result (or error text) at most: half a batch, so a result always fits some batch;
 /// a larger result fails its attempt with a message naming this limit.
 pub const REPORT_RESULT_BYTES_MAX: usize = REPORT_BATCH_BYTES_MAX / 2;
+
+// A node's own registration.
+
+/// Session timeout of a node's own session: the registry notices a dead node this long after its last
+/// keepalive, and its work is re-queued in the same step.
+pub const NODE_SESSION_TIMEOUT_MS: u64 = 750;
+/// Keepalives per node session timeout: several may be lost before the session expires.
+pub const KEEPALIVES_PER_NODE_SESSION: u64 = 5;
+/// Shortest session timeout the registry grants by default (a shorter request is raised to it): a
+/// session must outlive a leader election and a few lost keepalives.
+pub const SESSION_TIMEOUT_MS_MIN_DEFAULT: u64 = 600;
+/// Longest session timeout the registry grants by default: a dead client's ephemerals and locks are
+/// released within a minute.
+pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: u64 = 60_000;
+// A node's session must be one the registry grants as asked, and its keepalives must come several
+// times per timeout.
+const _: () = assert!(NODE_SESSION_TIMEOUT_MS >= SESSION_TIMEOUT_MS_MIN_DEFAULT);
+const _: () = assert!(NODE_SESSION_TIMEOUT_MS <= SESSION_TIMEOUT_MS_MAX_DEFAULT);
+const _: () = assert!(KEEPALIVES_PER_NODE_SESSION >= 3);

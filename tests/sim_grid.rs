@@ -74,7 +74,7 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
                 weight: 1,
                 kinds: kinds.names(),
             };
-            tokio::spawn(gridkeeper::service::registration::keep_registered(coordinator.clone(), node, record));
+            tokio::spawn(gridkeeper::service::registration::keep_registered_local(coordinator.clone(), node, record));
             let gauge = WorkerGauge::default();
             shared.gauges.lock().expect("gauges").push((node, gauge.clone()));
             let args = WorkerArgs {

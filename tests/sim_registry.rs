@@ -8,7 +8,7 @@
 //! restarts it, cuts a link and repairs it, and adds random faults. A failing seed prints the command
 //! that replays it, e.g. `GK_SIM_SEED=17 cargo test --test sim_registry three_nodes -- --nocapture`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

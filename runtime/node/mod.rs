@@ -289,8 +289,11 @@ async fn run_joined(
         weight: config.weight,
         kinds: kinds.names(),
     };
+    let on_registered: crate::service::registration::OnRegistered =
+        Arc::new(move |id| session.store(id, std::sync::atomic::Ordering::SeqCst));
+    let port = crate::service::Port::Remote(registry);
     let registration =
-        tokio::spawn(crate::service::registration::keep_registered_remote(registry, config.id, record, session));
+        tokio::spawn(crate::service::registration::keep_registered(port, config.id, record, on_registered));
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .map_err(|error| NodeError::Startup(format!("admin address {} is unavailable: {error}", config.admin)))?;

@@ -330,7 +330,7 @@ impl Actor for MeshActor {
             kinds: args.kinds.names(),
         };
         let registration =
-            tokio::spawn(crate::service::registration::keep_registered(coordinator.clone(), config.id, record));
+            tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), config.id, record));
         args.view.set_mesh(Some(mesh.clone()));
         args.view.set_coordinator(Some(coordinator.clone()));
         let watched = mesh.clone();

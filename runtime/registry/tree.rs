@@ -63,8 +63,8 @@ impl Default for RegistryLimits {
             znodes_max: 10_000_000,
             sessions_max: 100_000,
             multi_ops_max: 1_000,
-            session_timeout_ms_min: 600,
-            session_timeout_ms_max: 60_000,
+            session_timeout_ms_min: crate::limits::SESSION_TIMEOUT_MS_MIN_DEFAULT,
+            session_timeout_ms_max: crate::limits::SESSION_TIMEOUT_MS_MAX_DEFAULT,
             data_bytes_total_max: DATA_BYTES_TOTAL_MAX_DEFAULT,
         }
     }

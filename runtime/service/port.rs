@@ -6,14 +6,16 @@
 
 use std::time::Duration;
 
-use super::tasks;
+use super::{registry, tasks};
 use crate::api::grid::{
     JobView, PollRequest, PollResponse, RecordedResponse, ScheduleRequest, SubmitRequest, TasksQuery, TasksResponse,
     WaitResponse,
 };
+use crate::api::registry::{CreateBody, CreatedBody, DeleteBody, SessionBody};
 use crate::api::ApiError;
 use crate::client::Client;
-use crate::consensus::Coordinator;
+use crate::consensus::{Consistency, Coordinator};
+use crate::registry::{Stat, ZPath};
 use crate::grid::task::{TaskId, TaskSpec};
 use crate::grid::Report;
 use crate::ids::NodeId;
@@ -144,6 +146,65 @@ impl Port {
             Port::Remote(client) => {
                 Ok(client.post("/grid/worker/report", &crate::api::grid::ReportRequest { reports }).await?)
             }
+        }
+    }
+
+    /// Creates a node (see [`registry::create`]).
+    ///
+    /// # Errors
+    /// Node exists, no node (parent), no auth, unavailable, outcome unknown.
+    pub async fn create(&self, body: CreateBody) -> Result<CreatedBody, ApiError> {
+        match self {
+            Port::Local(coordinator) => registry::create(coordinator, body).await,
+            Port::Remote(client) => Ok(client.post("/registry/create", &body).await?),
+        }
+    }
+
+    /// Deletes a node.
+    ///
+    /// # Errors
+    /// No node, not empty, bad version, unavailable, outcome unknown.
+    pub async fn delete(&self, body: DeleteBody) -> Result<(), ApiError> {
+        match self {
+            Port::Local(coordinator) => registry::delete(coordinator, &body).await,
+            Port::Remote(client) => client.post::<_, serde_json::Value>("/registry/delete", &body).await.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// A node's stat, if it exists, at `consistency`.
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn stat(&self, path: &ZPath, consistency: Consistency) -> Result<Option<Stat>, ApiError> {
+        match self {
+            Port::Local(coordinator) => Ok(registry::stat(coordinator, path, consistency).await?.stat),
+            Port::Remote(client) => Ok(client.exists(path.as_str(), consistency).await?),
+        }
+    }
+
+    /// Opens a session; the answer carries its secret. Nothing keeps it alive but
+    /// [`Port::keepalive`].
+    ///
+    /// # Errors
+    /// Bad arguments (timeout out of range), quota, unavailable.
+    pub async fn open_session(&self, timeout_ms: u64) -> Result<SessionBody, ApiError> {
+        match self {
+            Port::Local(coordinator) => registry::open_session(coordinator, Some(timeout_ms)).await,
+            Port::Remote(client) => {
+                let body = SessionBody { session: None, timeout_ms: Some(timeout_ms), alive: None, secret: None };
+                Ok(client.post("/registry/session/open", &body).await?)
+            }
+        }
+    }
+
+    /// Keeps a session alive; the answer says whether it still is.
+    ///
+    /// # Errors
+    /// No auth for a wrong secret, unavailable.
+    pub async fn keepalive(&self, body: &SessionBody) -> Result<SessionBody, ApiError> {
+        match self {
+            Port::Local(coordinator) => registry::keepalive(coordinator, body).await,
+            Port::Remote(client) => Ok(client.post("/registry/session/keepalive", body).await?),
         }
     }
 }

@@ -2,145 +2,117 @@
 //! `/grid/nodes/<id>` whose data is the node's address and load. When the node dies, the session
 //! expires and the node disappears from `/grid/nodes`. The session's secret stays in this task: no one
 //! else can keep the registration of a dead node alive.
+//!
+//! Written once over the service [`Port`]: a member registers through its own coordinator, a joined
+//! worker (`gridkeeper node --join`) through a member's admin API, with the same steps and the same
+//! error handling.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::ErrorCode;
-use crate::client::{Client, ClientError, Session};
-use crate::consensus::request::OpenedSession;
-use crate::consensus::{Consistency, Coordinator, CoordinatorError};
+use super::hub::GridHub;
+use super::port::Port;
+use crate::api::registry::{CreateBody, DeleteBody, SessionBody};
+use crate::api::{ApiError, ErrorCode};
+use crate::consensus::{Consistency, Coordinator};
 use crate::ids::NodeId;
-use crate::registry::{CreateMode, RegistryError, ZPath};
-use crate::state::Command;
+use crate::limits::{KEEPALIVES_PER_NODE_SESSION, NODE_SESSION_TIMEOUT_MS};
+use crate::registry::{CreateMode, ZPath};
 
-/// Session timeout of a node's own session: the registry notices a dead node this long after its last
-/// keepalive.
-pub const NODE_SESSION_TIMEOUT_MS: u64 = 750;
-/// Keepalives per session timeout: several may be lost before the session expires.
-const KEEPALIVES_PER_TIMEOUT: u64 = 5;
 /// Wait before retrying a failed registration.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
 
 pub use crate::state::NodeRecord;
 
-/// Keeps the node registered for as long as it runs (re-registering after a lost session).
-pub async fn keep_registered(coordinator: Coordinator, node: NodeId, record: NodeRecord) {
-    loop {
-        match register(&coordinator, node, &record).await {
-            Ok(opened) => {
-                let session = opened.session;
-                tracing::info!(%node, %session, "registered in /grid/nodes");
-                if let Some(hub) = crate::service::hub::GridHub::of(&coordinator) {
-                    coordinator.read_state(|state| hub.on_registered(session.0, state));
-                }
-                keep_alive(&coordinator, &opened).await;
-                tracing::warn!(%node, %session, "node session lost; registering again");
-            }
-            Err(error) => {
-                tracing::debug!(%node, %error, "registration failed; retrying");
-                tokio::time::sleep(RETRY_WAIT).await;
-            }
-        }
-    }
-}
+/// Hears of the session that owns this node's registration: its id once registered, 0 once lost.
+pub type OnRegistered = Arc<dyn Fn(u64) + Send + Sync>;
 
-async fn keep_alive(coordinator: &Coordinator, opened: &OpenedSession) {
-    let period = Duration::from_millis(NODE_SESSION_TIMEOUT_MS / KEEPALIVES_PER_TIMEOUT);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match coordinator.keepalive(opened.session, opened.secret).await {
-            Ok(true) | Err(CoordinatorError::Unavailable(_)) => {}
-            Ok(false) | Err(_) => return,
-        }
-    }
-}
-
-async fn create_persistent(coordinator: &Coordinator, path: &str) -> Result<(), CoordinatorError> {
-    let path = ZPath::parse(path).expect("constant paths are valid");
-    let command = Command::Create { path, data: Vec::new(), mode: CreateMode::Persistent, session: None, ttl_ms: None };
-    match coordinator.write(command).await? {
-        Ok(_) | Err(RegistryError::NodeExists { .. }) => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-async fn register(
-    coordinator: &Coordinator,
-    node: NodeId,
-    record: &NodeRecord,
-) -> Result<OpenedSession, CoordinatorError> {
-    create_persistent(coordinator, "/grid").await?;
-    create_persistent(coordinator, "/grid/nodes").await?;
-    let opened = coordinator.open_session(NODE_SESSION_TIMEOUT_MS).await?;
-    let OpenedSession { session, secret, .. } = opened;
-    let data = serde_json::to_vec(record).expect("a record serializes");
+/// Keeps `node` registered for as long as the task runs, re-registering after a lost session or a
+/// registration that is no longer its own.
+pub async fn keep_registered(port: Port, node: NodeId, record: NodeRecord, on_registered: OnRegistered) {
     let path = node_registration_path(node);
-    // A previous incarnation's node may still be there until its session expires: replace it.
-    let _ = coordinator.write(Command::Delete { path: path.clone(), version: None }).await?;
-    coordinator
-        .write(Command::CreateOwned { path, data, mode: CreateMode::Ephemeral, session, secret, ttl_ms: None })
-        .await??;
-    Ok(opened)
-}
-
-/// How often a joined worker checks that its registration is still its own.
-const REMOTE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Keeps a joined worker (`gridkeeper node --join`) registered through a member's admin API, with a
-/// client session of its own; publishes the session in `slot` (0 while unregistered) so the worker
-/// asks only for assignments to this registration.
-pub async fn keep_registered_remote(
-    client: Client,
-    node: NodeId,
-    record: NodeRecord,
-    slot: Arc<std::sync::atomic::AtomicU64>,
-) {
-    let path = node_registration_path(node).as_str().to_string();
     loop {
-        let session = match register_remote(&client, &path, &record).await {
+        let session = match register(&port, &path, &record).await {
             Ok(session) => session,
             Err(error) => {
-                tracing::debug!(%node, %error, "registration through the admin API failed; retrying");
+                tracing::debug!(%node, %error, "registration failed; retrying");
                 tokio::time::sleep(RETRY_WAIT).await;
                 continue;
             }
         };
-        tracing::info!(%node, session = session.id(), "joined: registered in /grid/nodes");
-        slot.store(session.id(), std::sync::atomic::Ordering::SeqCst);
-        loop {
-            tokio::time::sleep(REMOTE_CHECK_INTERVAL).await;
-            match client.exists(&path, Consistency::Local).await {
-                Ok(Some(stat)) if stat.ephemeral_owner == session.id() => {}
-                Ok(_) => break,
-                // Unreachable for now: the session may still be alive; look again.
-                Err(_) => {}
-            }
-        }
-        slot.store(0, std::sync::atomic::Ordering::SeqCst);
-        tracing::warn!(%node, "registration lost; registering again");
+        let id = session.session.unwrap_or_default();
+        tracing::info!(%node, session = id, "registered in /grid/nodes");
+        on_registered(id);
+        hold(&port, &path, &session).await;
+        on_registered(0);
+        tracing::warn!(%node, session = id, "node session or registration lost; registering again");
     }
 }
 
-async fn register_remote(client: &Client, path: &str, record: &NodeRecord) -> Result<Session, ClientError> {
-    for parent in ["/grid", "/grid/nodes"] {
-        match client.create(parent, "", CreateMode::Persistent, None).await {
-            Ok(_) => {}
-            Err(error) if error.code() == ErrorCode::NodeExists => {}
-            Err(error) => return Err(error),
+/// Keeps a member registered through its own coordinator, telling its grid hub which session owns
+/// the registration (so the hub hands its worker only this incarnation's attempts).
+pub async fn keep_registered_local(coordinator: Coordinator, node: NodeId, record: NodeRecord) {
+    let hub = GridHub::of(&coordinator);
+    let reader = coordinator.clone();
+    let on_registered: OnRegistered = Arc::new(move |session| {
+        if let Some(hub) = &hub {
+            reader.read_state(|state| hub.on_registered(session, state));
+        }
+    });
+    keep_registered(Port::Local(coordinator), node, record, on_registered).await;
+}
+
+/// Keeps the session alive until it ends, or the registration is no longer owned by it.
+async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
+    let period = Duration::from_millis(NODE_SESSION_TIMEOUT_MS / KEEPALIVES_PER_NODE_SESSION);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let id = session.session.unwrap_or_default();
+    loop {
+        tick.tick().await;
+        match port.keepalive(session).await {
+            Ok(SessionBody { alive: Some(true), .. }) => {}
+            // Nothing was applied and the session may well be alive: try again next tick.
+            Err(error) if error.is_retryable() || error.code.may_have_applied() => continue,
+            Ok(_) | Err(_) => return,
+        }
+        match port.stat(path, Consistency::Local).await {
+            Ok(Some(stat)) if stat.ephemeral_owner == id => {}
+            Ok(_) => return,
+            Err(_) => {}
         }
     }
-    let session = client.open_session(NODE_SESSION_TIMEOUT_MS).await?;
+}
+
+async fn create_persistent(port: &Port, path: &str) -> Result<(), ApiError> {
+    let body = CreateBody { path: path.into(), data: String::new(), mode: CreateMode::Persistent, session: None, secret: None, ttl_ms: None };
+    match port.create(body).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.code == ErrorCode::NodeExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn register(port: &Port, path: &ZPath, record: &NodeRecord) -> Result<SessionBody, ApiError> {
+    create_persistent(port, "/grid").await?;
+    create_persistent(port, crate::state::NODES_PATH).await?;
+    let session = port.open_session(NODE_SESSION_TIMEOUT_MS).await?;
     let data = serde_json::to_string(record).expect("a record serializes");
     // A previous incarnation's node may still be there until its session expires: replace it.
-    match client.delete(path, None).await {
+    match port.delete(DeleteBody { path: path.to_string(), version: None }).await {
         Ok(()) => {}
-        Err(error) if error.code() == ErrorCode::NoNode => {}
+        Err(error) if error.code == ErrorCode::NoNode => {}
         Err(error) => return Err(error),
     }
-    client.create(path, &data, CreateMode::Ephemeral, Some(&session)).await?;
+    let create = CreateBody {
+        path: path.to_string(),
+        data,
+        mode: CreateMode::Ephemeral,
+        session: session.session,
+        secret: session.secret,
+        ttl_ms: None,
+    };
+    port.create(create).await?;
     Ok(session)
 }
 

@@ -61,7 +61,7 @@ pub(super) async fn start(
         weight: 1,
         kinds: grid.kinds.names(),
     };
-    tokio::spawn(crate::service::registration::keep_registered(coordinator.clone(), node, record));
+    tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), node, record));
     let gauge = WorkerGauge::default();
     locked(gauges).push((node, gauge.clone()));
     let args = WorkerArgs {

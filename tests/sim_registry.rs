@@ -26,6 +26,8 @@ const KEYS: usize = 3;
 const OPS_PER_CLIENT: u32 = 25;
 /// Simulated milliseconds of chaos.
 const CHAOS_MS: u64 = 3_000;
+/// Longest pause between a client's operations: its operations span the chaos.
+const OP_PAUSE_MS_MAX: u64 = 2 * CHAOS_MS / OPS_PER_CLIENT as u64;
 /// Schedules each `cargo test` runs on 3 nodes, and on 5.
 const SCHEDULES_3: u64 = 400;
 const SCHEDULES_5: u64 = 100;
@@ -106,7 +108,8 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(rng.random_range(1..40))).await;
+                // Spread over the chaos, so operations meet the faults.
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1..OP_PAUSE_MS_MAX))).await;
                 let key = if final_read { (counter - OPS_PER_CLIENT) as usize } else { rng.random_range(0..KEYS) };
                 let op = if !final_read && rng.random_bool(0.5) {
                     RegisterOp::Write(format!("n{node}-t{thread}-c{counter}"))

@@ -70,6 +70,15 @@ impl From<ClientError> for ApiError {
     }
 }
 
+/// The error an answer with a failure status carries: the contract's error, decoded by its code, or
+/// a transport error for a body that is not one (a proxy's page, say).
+pub fn error_from_answer(status: hyper::StatusCode, body: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ApiError>(body) {
+        Ok(error) => ClientError::Api(error),
+        Err(_) => ClientError::Transport(format!("HTTP {status}: {}", String::from_utf8_lossy(body))),
+    }
+}
+
 /// The message, led by the code's name unless it already is.
 fn api_message(error: &ApiError) -> String {
     let name = error.code.name();
@@ -248,10 +257,7 @@ impl Client {
             if status.is_success() {
                 return serde_json::from_slice(&bytes).map_err(transport);
             }
-            return match serde_json::from_slice::<ApiError>(&bytes) {
-                Ok(error) => Err(ClientError::Api(error)),
-                Err(_) => Err(ClientError::Transport(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)))),
-            };
+            return Err(error_from_answer(status, &bytes));
         }
         Err(last)
     }
@@ -430,15 +436,13 @@ impl Client {
             .map_err(transport)?;
         let response = sender.send_request(request).await.map_err(transport)?;
         if !response.status().is_success() {
+            let status = response.status();
             let bytes = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX)
                 .collect()
                 .await
                 .map_err(transport)?
                 .to_bytes();
-            return match serde_json::from_slice::<ApiError>(&bytes) {
-                Ok(error) => Err(ClientError::Api(error)),
-                Err(_) => Err(ClientError::Transport(String::from_utf8_lossy(&bytes).into_owned())),
-            };
+            return Err(error_from_answer(status, &bytes));
         }
         let (events, receiver) = mpsc::channel(WATCH_BUFFER);
         let mut body = response.into_body();

@@ -15,10 +15,10 @@ use crate::api::registry::{CreateBody, CreatedBody, DeleteBody, SessionBody};
 use crate::api::ApiError;
 use crate::client::Client;
 use crate::consensus::{Consistency, Coordinator};
-use crate::registry::{Stat, ZPath};
 use crate::grid::task::{TaskId, TaskSpec};
 use crate::grid::Report;
 use crate::ids::NodeId;
+use crate::registry::{Stat, ZPath};
 
 /// Where grid calls go.
 #[derive(Clone)]
@@ -167,7 +167,9 @@ impl Port {
     pub async fn delete(&self, body: DeleteBody) -> Result<(), ApiError> {
         match self {
             Port::Local(coordinator) => registry::delete(coordinator, &body).await,
-            Port::Remote(client) => client.post::<_, serde_json::Value>("/registry/delete", &body).await.map(|_| ()).map_err(Into::into),
+            Port::Remote(client) => {
+                client.post::<_, serde_json::Value>("/registry/delete", &body).await.map(|_| ()).map_err(Into::into)
+            }
         }
     }
 

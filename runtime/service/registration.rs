@@ -85,7 +85,14 @@ async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
 }
 
 async fn create_persistent(port: &Port, path: &str) -> Result<(), ApiError> {
-    let body = CreateBody { path: path.into(), data: String::new(), mode: CreateMode::Persistent, session: None, secret: None, ttl_ms: None };
+    let body = CreateBody {
+        path: path.into(),
+        data: String::new(),
+        mode: CreateMode::Persistent,
+        session: None,
+        secret: None,
+        ttl_ms: None,
+    };
     match port.create(body).await {
         Ok(_) => Ok(()),
         Err(error) if error.code == ErrorCode::NodeExists => Ok(()),

@@ -405,7 +405,7 @@ mod tests {
             ("newer token while queued", vec![], false, (2, 21, 0), vec![]),
             ("ended token re-sent", vec![], true, (1, 10, 0), vec![]),
             ("token older than an ended one", vec![], true, (1, 8, 0), vec![]),
-            ("newer token after the end", vec![(3, 30, 0)], true, (1, 11, 9), vec![]),
+            ("newer token after the end waits for a slot", vec![(3, 30, 0)], true, (1, 11, 9), vec![]),
         ];
         for (name, before, end_first, (task, token, priority), expected) in cases {
             let mut core = slots(1);

@@ -1,246 +1,418 @@
 //! Deterministic simulation of the task grid: 3 real nodes (mesh, openraft, redb, dispatcher,
-//! registration, worker supervisor with task actors) over turmoil's seeded network. Every node submits
-//! random batches of tasks while nodes crash and restart (the leader too), links are cut and healed.
+//! registration, worker supervisor with task actors) over turmoil's seeded network and clock. Every
+//! node submits random batches of tasks, among them delayed tasks, tasks that fail before they
+//! succeed (retried with backoff) and tasks whose first attempt stalls past its timeout, while a cron
+//! job and an interval job fire, and a seeded fault schedule crashes the leader and other nodes,
+//! restarts them, cuts, holds and fails links. Wall time is simulated too, so every grid timer
+//! (timeouts, backoff, not-before times, aging, cron) replays from the seed.
 //!
-//! Checked after every run: every accepted task reaches a terminal state (here: succeeded, since every
-//! kind succeeds within its attempts); its completion is recorded exactly once; no attempt is left
-//! open; no worker ever ran more attempts at once than its slots; no accepted task is missing after the
-//! leader changes.
+//! Checked after every schedule, once healed:
+//! - every task in the table (every accepted one among them, and every job run) ends succeeded, with
+//!   exactly one successful attempt and no attempt left open; no worker ever ran more attempts at once
+//!   than its slots;
+//! - the timers held: no attempt was assigned before its task's not-before time, no retry before its
+//!   backoff ran out, no attempt timed out before its timeout, every stalled first attempt ended
+//!   without success, and no job fired before its due time or twice for one due time.
 //!
-//! A failure prints its seed; `GRIDKEEPER_SIM_SEED=<seed> cargo test --test sim_grid` replays it.
+//! The swarm runs hundreds of schedules per `cargo test` (`GK_SIM_SCHEDULES`, `GK_SIM_SECONDS` and the
+//! other knobs: see `gridkeeper::sim::swarm`); some of them twice, comparing the final tables
+//! timestamps included. A failing seed prints the command that replays it, e.g.
+//! `GK_SIM_SEED=17 cargo test --test sim_grid every_accepted_task -- --nocapture`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gridkeeper::clock::unix_millis;
 use gridkeeper::consensus::Coordinator;
-use gridkeeper::grid::task::{AttemptState, RetryPolicy, Strategy, TaskId, TaskSpec, TaskState};
-use gridkeeper::grid::{GridCommand, GridOutcome};
+use gridkeeper::grid::command::JobSpec;
+use gridkeeper::grid::kinds::{AttemptInfo, Task as TaskKind, TaskError};
+use gridkeeper::grid::schedule::{Cadence, CronExpr, Misfire};
+use gridkeeper::grid::table::UNSTARTED_GRACE_MS;
+use gridkeeper::grid::task::{AttemptState, Encoding, RetryPolicy, TaskId, TaskSpec, TaskState};
+use gridkeeper::grid::{GridCommand, GridOutcome, Task};
 use gridkeeper::ids::NodeId;
-use gridkeeper::sim::{SimCluster, SimConfig, Workload};
-use gridkeeper::state::NodeRecord;
+use gridkeeper::sim::{FaultLog, FaultSchedule, SimCluster, SimConfig, SimGrid, Swarm, Workload};
 use gridkeeper::state::{Command, Outcome};
-use gridkeeper::worker::{WorkerArgs, WorkerGauge, WorkerLink, WorkerSupervisor};
+use gridkeeper::worker::builtin::{Empty, FailInput};
 use rand::{Rng, SeedableRng};
 
 const NODES: u64 = 3;
 const SLOTS: u32 = 2;
 const PREFETCH: u32 = 4;
-const BATCHES_PER_NODE: u32 = 6;
-/// Simulated milliseconds of chaos.
-const CHAOS_MS: u64 = 5_000;
-/// Simulated milliseconds allowed for every accepted task to end once the cluster is healed.
+const BATCHES_PER_NODE: u32 = 4;
+/// Simulated milliseconds of faults.
+const CHAOS_MS: u64 = 3_000;
+/// Simulated milliseconds allowed for every task to end once the cluster is healed.
 const HEAL_MS_MAX: u64 = 60_000;
+/// Schedules each `cargo test` runs.
+const SCHEDULES: u64 = 500;
+/// Every this many schedules, one runs twice and must give the same final table, timestamps included.
+const REPLAY_EVERY: u64 = 25;
+/// Attempts per task: enough for two designed failures or one stall, and a spare.
+const ATTEMPTS_MAX: u32 = 4;
+/// Timeout of the tasks that are not meant to time out: far above their run time and any fault.
+const TIMEOUT_MS_RELAXED: u64 = 20_000;
+const CRON_JOB: &str = "every-second";
+const INTERVAL_JOB: &str = "interval";
+
+/// A task whose first `times` attempts stall (far past any timeout) and whose later ones succeed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stall;
+
+impl TaskKind for Stall {
+    const NAME: &'static str = "stall";
+    type Input = FailInput;
+    type Output = Empty;
+
+    async fn run(&self, input: FailInput, attempt: AttemptInfo) -> Result<Empty, TaskError> {
+        if attempt.number <= input.times {
+            // Simulated time: the worker's own timeout ends it long before.
+            tokio::time::sleep(Duration::from_secs(3_600)).await;
+        }
+        Ok(Empty {})
+    }
+}
+
+/// The two recurring jobs of one seed.
+#[derive(Debug, Clone)]
+struct Jobs {
+    specs: Vec<JobSpec>,
+}
 
 #[derive(Default)]
 struct Shared {
     accepted: Mutex<BTreeSet<TaskId>>,
-    gauges: Mutex<Vec<(NodeId, WorkerGauge)>>,
-    submitters_done: AtomicU64,
+    /// Batches each node submitted, over all its incarnations: a restarted node goes on from there.
+    batches: Mutex<BTreeMap<NodeId, u32>>,
+    /// The Unix ms of the first attempt to schedule the jobs: no schedule applied earlier.
+    jobs_scheduled_at: Mutex<Option<u64>>,
+    jobs_scheduled: AtomicBool,
+    jobs_removed: AtomicBool,
     healed: AtomicBool,
 }
 
-fn random_spec(rng: &mut rand::rngs::SmallRng) -> TaskSpec {
-    let (kind, input) = match rng.random_range(0..3) {
-        0 => ("noop", serde_json::json!({})),
-        1 => ("sleep", serde_json::json!({ "ms": rng.random_range(1..300) })),
-        _ => ("fail", serde_json::json!({ "times": 1 })),
-    };
+fn json(kind: &str, input: serde_json::Value, rng: &mut rand::rngs::SmallRng) -> TaskSpec {
     let mut spec = TaskSpec::new(kind, serde_json::to_vec(&input).expect("json"));
-    spec.encoding = gridkeeper::grid::task::Encoding::Json;
+    spec.encoding = Encoding::Json;
     spec.priority = rng.random_range(0..3);
-    // No backoff and a long timeout: the grid's wall-clock timers do not follow simulated time.
-    spec.retry = RetryPolicy { attempts_max: 3, backoff_ms: 0 };
-    spec.timeout_ms = 3_600_000;
+    spec.retry = RetryPolicy { attempts_max: ATTEMPTS_MAX, backoff_ms: rng.random_range(10..300) };
+    spec.timeout_ms = TIMEOUT_MS_RELAXED;
     spec
 }
 
-fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
+fn random_spec(rng: &mut rand::rngs::SmallRng) -> TaskSpec {
+    let mut spec = match rng.random_range(0..4) {
+        0 => json("noop", serde_json::json!({}), rng),
+        1 => json("sleep", serde_json::json!({ "ms": rng.random_range(1..300) }), rng),
+        2 => json("fail", serde_json::json!({ "times": rng.random_range(1..=2) }), rng),
+        _ => {
+            let mut spec = json(Stall::NAME, serde_json::json!({ "times": 1 }), rng);
+            spec.timeout_ms = rng.random_range(100..800);
+            spec
+        }
+    };
+    if rng.random_bool(0.25) {
+        spec.not_before_ms = unix_millis() + rng.random_range(50..CHAOS_MS);
+    }
+    spec
+}
+
+fn random_jobs(seed: u64) -> Jobs {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0x10b5);
+    let misfire = |rng: &mut rand::rngs::SmallRng| if rng.random_bool(0.5) { Misfire::Skip } else { Misfire::RunOnce };
+    let cadences = [
+        (CRON_JOB, Cadence::Cron(CronExpr::parse("* * * * * *").expect("a valid cron"))),
+        // Anchored in simulated time: the simulation's epoch is fixed.
+        (
+            INTERVAL_JOB,
+            Cadence::interval(rng.random_range(200..700), gridkeeper::clock::SIM_EPOCH_MS + rng.random_range(0..1_000))
+                .expect("a valid interval"),
+        ),
+    ];
+    let specs = cadences
+        .into_iter()
+        .map(|(name, cadence)| {
+            let task = json("echo", serde_json::json!({ "value": name }), &mut rng);
+            JobSpec { name: name.to_string(), task, cadence, misfire: misfire(&mut rng), overlap: rng.random_bool(0.5) }
+        })
+        .collect();
+    Jobs { specs }
+}
+
+/// Writes `command` until it is applied (refused or not), a bounded number of times.
+async fn write_until_applied(coordinator: &Coordinator, command: Command) {
+    for _ in 0..200 {
+        match coordinator.write(command.clone()).await {
+            Ok(_) => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn workload(shared: Arc<Shared>, seed: u64, jobs: Jobs) -> Workload {
     Arc::new(move |node: NodeId, coordinator: Coordinator| {
         let shared = shared.clone();
+        let jobs = jobs.clone();
         Box::pin(async move {
-            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ node.0.wrapping_mul(0x9e37_79b9));
-            let kinds = gridkeeper::worker::builtin::kinds();
-            tokio::spawn(gridkeeper::service::dispatcher::run(
-                coordinator.clone(),
-                Strategy::LeastLoaded,
-                seed ^ node.0,
-            ));
-            let record = NodeRecord {
-                addr: gridkeeper::sim::host_name(node),
-                slots: SLOTS,
-                prefetch: PREFETCH,
-                weight: 1,
-                kinds: kinds.names(),
-            };
-            tokio::spawn(gridkeeper::service::registration::keep_registered_local(coordinator.clone(), node, record));
-            let gauge = WorkerGauge::default();
-            shared.gauges.lock().expect("gauges").push((node, gauge.clone()));
-            let args = WorkerArgs {
-                node,
-                link: WorkerLink::Local(coordinator.clone()),
-                kinds,
-                threads: 0,
-                slots: SLOTS,
-                gauge,
-            };
-            let (_worker, _) =
-                ractor::Actor::spawn(None, WorkerSupervisor, Arc::new(args)).await.expect("worker starts");
-            for _ in 0..BATCHES_PER_NODE {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(10..600))).await;
-                let specs: Vec<TaskSpec> = (0..rng.random_range(1..12)).map(|_| random_spec(&mut rng)).collect();
+            let done = shared.batches.lock().expect("batches").get(&node).copied().unwrap_or(0);
+            let mut rng =
+                rand::rngs::SmallRng::seed_from_u64(seed ^ node.0.wrapping_mul(0x9e37_79b9) ^ u64::from(done));
+            if node == NodeId(1) && !shared.jobs_scheduled.load(Ordering::Relaxed) {
+                shared.jobs_scheduled_at.lock().expect("jobs").get_or_insert(unix_millis());
+                for job in &jobs.specs {
+                    let command = Command::App(GridCommand::Schedule { job: Box::new(job.clone()) });
+                    write_until_applied(&coordinator, command).await;
+                }
+                shared.jobs_scheduled.store(true, Ordering::Relaxed);
+            }
+            for _ in done..BATCHES_PER_NODE {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(10..CHAOS_MS / u64::from(BATCHES_PER_NODE))))
+                    .await;
+                let specs: Vec<TaskSpec> = (0..rng.random_range(1..10)).map(|_| random_spec(&mut rng)).collect();
                 let command = Command::App(GridCommand::Submit { tasks: specs });
                 if let Ok(Ok(Outcome::App(outcome @ GridOutcome::Submitted { .. }))) = coordinator.write(command).await
                 {
                     shared.accepted.lock().expect("accepted").extend(outcome.ids());
                 }
+                *shared.batches.lock().expect("batches").entry(node).or_default() += 1;
             }
-            shared.submitters_done.fetch_add(1, Ordering::Relaxed);
-            // The worker lives as long as this host: hold it until the host stops.
-            std::future::pending::<()>().await;
+            while !shared.healed.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The jobs stop once the faults are over, so that the table can settle.
+            while coordinator.read_state(|state| !state.grid.jobs().is_empty()) {
+                for job in &jobs.specs {
+                    let command = Command::App(GridCommand::Unschedule { name: job.name.clone() });
+                    let _ = coordinator.write(command).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            shared.jobs_removed.store(true, Ordering::Relaxed);
         })
     })
 }
 
-fn data_root(seed: u64) -> std::path::PathBuf {
+/// A run's data directory, removed when the run ends (a failing run's too).
+struct DataDir(std::path::PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn data_root(seed: u64) -> DataDir {
+    // Runs of one seed may overlap (a swarm thread and the replay test): each gets its own directory.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let base = if std::path::Path::new("/dev/shm").is_dir() {
         std::path::PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
     };
-    let dir = base.join(format!("gk-sim-grid-{}-{seed}", std::process::id()));
+    let dir = base.join(format!("gk-sim-grid-{}-{run}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    DataDir(dir)
 }
 
-/// The most advanced replica's view: every accepted task and how it ended.
-fn final_tasks(
-    cluster: &SimCluster<'_>,
-    accepted: &BTreeSet<TaskId>,
-) -> Option<BTreeMap<TaskId, (TaskState, Vec<AttemptState>)>> {
+/// The most advanced replica's table: every task, whole (timestamps included).
+fn final_tasks(cluster: &SimCluster<'_>) -> Option<(BTreeMap<TaskId, Task>, usize)> {
     let coordinator = (1..=NODES)
         .filter_map(|id| cluster.coordinator(NodeId(id)))
         .max_by_key(|coordinator| coordinator.status().applied_index)?;
     Some(coordinator.read_state(|state| {
-        accepted
-            .iter()
-            .filter_map(|&id| {
-                let task = state.grid.get(id)?;
-                Some((id, (task.state, task.attempts.iter().map(|attempt| attempt.state).collect())))
-            })
-            .collect()
+        let tasks = state.grid.older_than(TaskId(u64::MAX)).map(|task| (task.id, task.clone())).collect();
+        (tasks, state.grid.jobs().len())
     }))
 }
 
-/// Runs one seeded scenario; returns the final table of accepted tasks.
-fn run(seed: u64) -> BTreeMap<TaskId, (TaskState, Vec<AttemptState>)> {
+/// What one schedule leaves: the final table and the faults it suffered.
+#[derive(Debug, PartialEq)]
+struct Run {
+    tasks: BTreeMap<TaskId, Task>,
+    faults: FaultLog,
+    accepted: usize,
+}
+
+/// Runs one seeded schedule and checks it; returns what must replay.
+fn run(seed: u64) -> Run {
     let shared = Arc::new(Shared::default());
     let dir = data_root(seed);
+    let jobs = random_jobs(seed);
     let mut config = SimConfig::new(seed, NODES);
-    config.registry_dir = Some(dir.clone());
+    config.registry_dir = Some(dir.0.clone());
     config.repair_rate = 0.05;
-    config.workload = Some(workload(shared.clone(), seed));
+    config.grid = Some(SimGrid {
+        slots: SLOTS,
+        prefetch: PREFETCH,
+        kinds: gridkeeper::worker::builtin::kinds().with(Stall),
+        ..SimGrid::new()
+    });
+    config.workload = Some(workload(shared.clone(), seed, jobs.clone()));
     let mut cluster = SimCluster::new(config).expect("cluster");
-    let ids: Vec<NodeId> = (1..=NODES).map(NodeId).collect();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-    let mut crashed: Option<NodeId> = None;
-    let mut partitioned = Vec::new();
-    for _ in 0..CHAOS_MS / 250 {
-        cluster.run_for(250).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
-        match rng.random_range(0..5) {
-            0 if crashed.is_none() => {
-                // Often the leader: its successor must continue from the committed table.
-                let leader = (1..=NODES).find_map(|id| cluster.coordinator(NodeId(id))?.status().leader);
-                let victim = match leader {
-                    Some(leader) if rng.random_bool(0.5) => NodeId(leader),
-                    _ => ids[rng.random_range(0..ids.len())],
-                };
-                cluster.crash(victim);
-                crashed = Some(victim);
-            }
-            1 => {
-                if let Some(back) = crashed.take() {
-                    cluster.restart(back);
-                }
-            }
-            2 if partitioned.is_empty() => {
-                let a = ids[rng.random_range(0..ids.len())];
-                let b = ids[rng.random_range(0..ids.len())];
-                if a != b {
-                    cluster.partition(a, b);
-                    partitioned.push((a, b));
-                }
-            }
-            3 => {
-                for (a, b) in partitioned.drain(..) {
-                    cluster.repair(a, b);
-                }
-            }
-            _ => {}
-        }
-    }
-    for (a, b) in partitioned.drain(..) {
-        cluster.repair(a, b);
-    }
-    if let Some(back) = crashed.take() {
-        cluster.restart(back);
-    }
-    cluster.set_fail_rate(0.0);
+    let schedule = FaultSchedule::random(seed, NODES, CHAOS_MS);
+    let faults = cluster.run_schedule(&schedule).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+    assert!(
+        faults.crashes() >= 1 && faults.restarts() >= 1 && faults.partitions() >= 1,
+        "seed {seed}: the schedule must crash, restart and cut: {faults:?}"
+    );
+    cluster.heal();
     shared.healed.store(true, Ordering::Relaxed);
     let settled = cluster
         .run_until(HEAL_MS_MAX, |cluster| {
-            if shared.submitters_done.load(Ordering::Relaxed) < NODES {
+            let submitted =
+                shared.batches.lock().expect("batches").values().filter(|&&n| n >= BATCHES_PER_NODE).count();
+            if submitted < NODES as usize || !shared.jobs_removed.load(Ordering::Relaxed) {
                 return false;
             }
             let accepted = shared.accepted.lock().expect("accepted").clone();
-            final_tasks(cluster, &accepted).is_some_and(|tasks| {
-                tasks.len() == accepted.len() && tasks.values().all(|(state, _)| state.is_terminal())
+            final_tasks(cluster).is_some_and(|(tasks, jobs)| {
+                jobs == 0
+                    && accepted.iter().all(|id| tasks.contains_key(id))
+                    && tasks.values().all(|task| task.state.is_terminal())
             })
         })
         .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
     let accepted = shared.accepted.lock().expect("accepted").clone();
-    let tasks = final_tasks(&cluster, &accepted).expect("a coordinator runs");
-    assert!(settled, "seed {seed}: not every accepted task ended: {} of {} found", tasks.len(), accepted.len());
+    let (tasks, _) = final_tasks(&cluster).expect("a coordinator runs");
+    let missing: Vec<&TaskId> = accepted.iter().filter(|id| !tasks.contains_key(id)).collect();
+    assert!(settled, "seed {seed}: not every task ended ({} accepted, missing {missing:?})", accepted.len());
     assert!(!accepted.is_empty(), "seed {seed}: nothing was accepted");
-    for (id, (state, attempts)) in &tasks {
-        assert_eq!(*state, TaskState::Succeeded, "seed {seed}: task {id:?} ended {state:?}: {attempts:?}");
-        let wins = attempts.iter().filter(|attempt| **attempt == AttemptState::Succeeded).count();
-        assert_eq!(wins, 1, "seed {seed}: task {id:?} completion recorded {wins} times: {attempts:?}");
-        assert!(
-            attempts.iter().all(|attempt| !matches!(attempt, AttemptState::Assigned | AttemptState::Running)),
-            "seed {seed}: task {id:?} has an open attempt: {attempts:?}"
-        );
-    }
-    for (node, gauge) in shared.gauges.lock().expect("gauges").iter() {
-        assert!(gauge.peak() <= SLOTS, "seed {seed}: node {node} ran {} attempts at once", gauge.peak());
+    check_tasks(seed, &tasks);
+    let scheduled_at = shared.jobs_scheduled_at.lock().expect("jobs").expect("the jobs were scheduled");
+    check_jobs(seed, &jobs, scheduled_at, &tasks);
+    for (node, peak) in cluster.worker_peaks() {
+        assert!(peak <= SLOTS, "seed {seed}: node {node} ran {peak} attempts at once");
     }
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
-    tasks
+    drop(dir);
+    Run { tasks, faults, accepted: accepted.len() }
 }
 
-fn seeds(default: std::ops::Range<u64>) -> Vec<u64> {
-    match std::env::var("GRIDKEEPER_SIM_SEED").ok().and_then(|text| text.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => default.collect(),
+/// Every task ended once and well, and its attempts kept to its timers.
+fn check_tasks(seed: u64, tasks: &BTreeMap<TaskId, Task>) {
+    for (id, task) in tasks {
+        let attempts = &task.attempts;
+        let states: Vec<AttemptState> = attempts.iter().map(|attempt| attempt.state).collect();
+        assert_eq!(task.state, TaskState::Succeeded, "seed {seed}: task {id:?} ended {:?}: {attempts:?}", task.state);
+        let wins = states.iter().filter(|state| **state == AttemptState::Succeeded).count();
+        assert_eq!(wins, 1, "seed {seed}: task {id:?} completion recorded {wins} times: {states:?}");
+        assert!(
+            states.iter().all(|state| !matches!(state, AttemptState::Assigned | AttemptState::Running)),
+            "seed {seed}: task {id:?} has an open attempt: {states:?}"
+        );
+        let first = attempts.first().expect("a succeeded task has an attempt");
+        assert!(
+            first.assigned_ms >= task.spec.not_before_ms && first.assigned_ms >= task.submitted_ms,
+            "seed {seed}: task {id:?} assigned at {} before its time ({} / {})",
+            first.assigned_ms,
+            task.spec.not_before_ms,
+            task.submitted_ms
+        );
+        let mut used = 0;
+        for (index, attempt) in attempts.iter().enumerate() {
+            used += u32::from(attempt.state != AttemptState::Lost);
+            let ended = attempt.ended_ms.expect("every attempt ended");
+            if attempt.state == AttemptState::TimedOut {
+                let deadline = match attempt.started_ms {
+                    Some(started) => started + task.spec.timeout_ms,
+                    None => attempt.assigned_ms + task.spec.timeout_ms + UNSTARTED_GRACE_MS,
+                };
+                assert!(ended > deadline, "seed {seed}: task {id:?} timed out at {ended}, before {deadline}");
+            }
+            if matches!(attempt.state, AttemptState::Failed | AttemptState::TimedOut) {
+                if let Some(next) = attempts.get(index + 1) {
+                    let ready = ended + task.spec.retry.backoff_before(used + 1);
+                    assert!(
+                        next.assigned_ms >= ready,
+                        "seed {seed}: task {id:?} retried at {} before its backoff ran out at {ready}: {task:?}",
+                        next.assigned_ms
+                    );
+                }
+            }
+        }
+        if task.spec.kind == Stall::NAME {
+            assert!(
+                matches!(states[0], AttemptState::TimedOut | AttemptState::Lost),
+                "seed {seed}: task {id:?}'s stalled attempt ended {:?}",
+                states[0]
+            );
+        }
+    }
+}
+
+/// No job fired before its due time, nor twice for one due time: its k-th run (k from 0) was
+/// submitted no earlier than the k-th fire time after it was scheduled.
+fn check_jobs(seed: u64, jobs: &Jobs, scheduled_at: u64, tasks: &BTreeMap<TaskId, Task>) {
+    for job in &jobs.specs {
+        let runs: Vec<&Task> = tasks.values().filter(|task| task.spec == job.task).collect();
+        let mut due = scheduled_at;
+        for (k, run) in runs.iter().enumerate() {
+            due = job.cadence.next_after(due).expect("the cadence goes on");
+            assert!(
+                run.submitted_ms >= due,
+                "seed {seed}: job {} run {k} (task {:?}) submitted at {}, before its fire time {due}",
+                job.name,
+                run.id,
+                run.submitted_ms
+            );
+        }
     }
 }
 
 #[test]
 fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_changes() {
-    for seed in seeds(1..9) {
-        let tasks = run(seed);
-        let lost = tasks.values().filter(|(_, attempts)| attempts.contains(&AttemptState::Lost)).count();
-        let failed = tasks.values().filter(|(_, attempts)| attempts.contains(&AttemptState::Failed)).count();
-        eprintln!("seed {seed}: {} tasks, {lost} with a lost attempt, {failed} with a failed attempt", tasks.len());
+    let totals = Mutex::new(BTreeMap::<&str, usize>::new());
+    let report = Swarm::new("sim_grid", "every_accepted_task_ends_exactly_once", SCHEDULES, 1)
+        .replay_every(REPLAY_EVERY)
+        .run(|seed| {
+            let run = run(seed);
+            let count = |pick: &dyn Fn(&Task) -> bool| run.tasks.values().filter(|task| pick(task)).count();
+            let has = |state: AttemptState| move |task: &Task| task.attempts.iter().any(|a| a.state == state);
+            let lost = count(&has(AttemptState::Lost));
+            let failed = count(&has(AttemptState::Failed));
+            let timed_out = count(&has(AttemptState::TimedOut));
+            let delayed = count(&|task| task.spec.not_before_ms > 0);
+            let job_runs = count(&|task| task.spec.kind == "echo");
+            let mut totals = totals.lock().expect("totals");
+            for (name, value) in [
+                ("tasks", run.tasks.len()),
+                ("lost", lost),
+                ("failed", failed),
+                ("timed out", timed_out),
+                ("delayed", delayed),
+                ("job runs", job_runs),
+                ("leader crashes", run.faults.leader_crashes()),
+                ("faults", run.faults.faults()),
+            ] {
+                *totals.entry(name).or_default() += value;
+            }
+            if gridkeeper::sim::swarm::seed_from_env().is_some() {
+                eprintln!(
+                    "seed {seed}: {} tasks ({} accepted by submitters), {lost} with a lost attempt, {failed} failed, \
+                     {timed_out} timed out, {delayed} delayed, {job_runs} job runs; {:?}",
+                    run.tasks.len(),
+                    run.accepted,
+                    run.faults
+                );
+            }
+            run
+        });
+    let totals = totals.into_inner().expect("totals");
+    eprintln!("{} schedules: {totals:?}", report.schedules);
+    // Over the swarm every timer and fault must have been exercised.
+    for name in ["lost", "failed", "timed out", "delayed", "job runs", "leader crashes"] {
+        assert!(totals[name] > 0, "no schedule had any {name}: {totals:?}");
     }
 }
 
 #[test]
 fn a_seed_replays_the_same_run() {
-    let seed = seeds(11..12)[0];
+    let seed = gridkeeper::sim::swarm::seed_from_env().unwrap_or(11);
     let first = run(seed);
     let second = run(seed);
+    assert!(first.tasks.values().any(|task| task.attempts.len() > 1), "seed {seed}: no retry to replay");
     assert_eq!(first, second, "seed {seed} did not replay");
 }

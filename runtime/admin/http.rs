@@ -23,7 +23,7 @@ use super::admission::AdminServerConfig;
 use super::connection::{refuse_connection, serve_connection, ConnectionTicket, Gate};
 use super::status::{MemberView, StatusView};
 use crate::clock::Clock;
-use crate::node::NodeView;
+use super::view::NodeView;
 
 /// What the handlers read.
 #[derive(Clone)]

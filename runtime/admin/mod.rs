@@ -16,5 +16,6 @@ pub mod ready;
 pub mod registry_api;
 pub mod status;
 pub mod telemetry;
+pub mod view;
 
 pub use status::{MemberView, StatusView};

@@ -1,5 +1,9 @@
-//! A registry client for other processes: the admin HTTP API over one kept-alive connection, with
-//! sessions that keep themselves alive and watches as async streams.
+//! A registry client for other processes: the admin HTTP API over a small pool of kept-alive
+//! connections, with sessions that keep themselves alive and watches as async streams.
+//!
+//! Clones of a [`Client`] share its pool: each call takes a connection of its own for its length
+//! and gives it back after, so a long `wait` on one clone never holds up another clone's call. No
+//! lock is held across a network round trip.
 //!
 //! A [`Session`] holds the secret its open returned; keepalives, its close and ephemeral creates under
 //! it present that secret, so only this client can hold the session's ephemerals.
@@ -17,7 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::grid::{
     DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, RecordedResponse, ScheduleRequest, SubmitRequest,
@@ -37,6 +41,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const WATCH_BUFFER: usize = 256;
 /// Bytes of one watch event line.
 const WATCH_LINE_BYTES_MAX: usize = 64 << 10;
+
+/// Connections one [`Client`] and all its clones hold for calls at once, in use or kept alive for
+/// the next call. A call holds one for its whole length (a long `wait` included), so this many calls
+/// proceed side by side and the next waits, within its deadline, for one to come back. Sixteen lets a
+/// process keep a dozen waits pending (a `TaskHandle` each) while its quick calls and session
+/// keepalives still go through at once, and four such clients on one machine, with their watch
+/// streams, stay within the admin server's per-address limit.
+pub const CLIENT_CONNECTIONS_MAX: usize = 16;
+const _: () = assert!(CLIENT_CONNECTIONS_MAX * 4 <= crate::limits::ADMIN_CONNECTIONS_PER_CLIENT_MAX);
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,11 +113,51 @@ pub struct Client {
     nodes: Arc<[SocketAddr]>,
     current: Arc<std::sync::atomic::AtomicUsize>,
     token: Option<Arc<str>>,
-    connection: Arc<Mutex<Option<Connection>>>,
+    pool: Arc<Pool>,
 }
 
-/// The kept-alive connection and the index of the node it goes to.
+/// A kept-alive connection and the index of the node it goes to.
 type Connection = (usize, SendRequest<Full<Bytes>>);
+
+/// The connections a client's clones share. Its lock is held only to take or give back an idle
+/// connection, never across an await, so no call waits on another call's round trip.
+struct Pool {
+    /// Idle connections, at most [`CLIENT_CONNECTIONS_MAX`].
+    idle: std::sync::Mutex<Vec<Connection>>,
+    /// One permit per call in flight, each of which holds one connection.
+    calls: Semaphore,
+}
+
+impl Pool {
+    fn new() -> Pool {
+        Pool { idle: std::sync::Mutex::new(Vec::new()), calls: Semaphore::new(CLIENT_CONNECTIONS_MAX) }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        // Nothing panics while holding the lock, and a list of connections has no invariant to break.
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An idle connection to node `index` that is still open. Idle connections to other nodes (left
+    /// from before a failover) and closed ones are dropped on the way.
+    fn take(&self, index: usize) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle();
+        while let Some((to, sender)) = idle.pop() {
+            if to == index && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last exchange completed for the next call.
+    fn give_back(&self, connection: Connection) {
+        let mut idle = self.idle();
+        if idle.len() < CLIENT_CONNECTIONS_MAX {
+            idle.push(connection);
+        }
+    }
+}
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,14 +193,14 @@ impl Client {
             nodes: Arc::from(admins),
             current: Arc::default(),
             token: token.map(Arc::from),
-            connection: Arc::new(Mutex::new(None)),
+            pool: Arc::new(Pool::new()),
         };
         let mut last = ClientError::Transport("no admin address given".into());
         for (index, &admin) in admins.iter().enumerate() {
             match dial(admin).await {
                 Ok(sender) => {
                     client.current.store(index, std::sync::atomic::Ordering::Relaxed);
-                    *client.connection.lock().await = Some((index, sender));
+                    client.pool.give_back((index, sender));
                     return Ok(client);
                 }
                 Err(error) => last = error,
@@ -197,23 +250,23 @@ impl Client {
         uri: String,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
-        let mut slot = self.connection.lock().await;
+        // Waits only while every connection is busy with another call; the permit goes back when this
+        // call ends, however it ends (its deadline or its caller dropping it included).
+        let _permit = self.pool.calls.acquire().await.map_err(transport)?;
         let mut last = ClientError::Transport("no node reachable".into());
         for _ in 0..self.nodes.len() {
-            let (index, mut sender) = match slot.take() {
-                Some((index, sender)) if !sender.is_closed() => (index, sender),
-                _ => {
-                    let index = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.nodes.len();
-                    match dial(self.nodes[index]).await {
-                        Ok(sender) => (index, sender),
-                        // Nothing was sent: the next node may serve it.
-                        Err(error) => {
-                            self.fail_over(index);
-                            last = error;
-                            continue;
-                        }
+            let index = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.nodes.len();
+            let mut sender = match self.pool.take(index) {
+                Some(sender) => sender,
+                None => match dial(self.nodes[index]).await {
+                    Ok(sender) => sender,
+                    // Nothing was sent: the next node may serve it.
+                    Err(error) => {
+                        self.fail_over(index);
+                        last = error;
+                        continue;
                     }
-                }
+                },
             };
             let admin = self.nodes[index];
             let mut request = hyper::Request::builder()
@@ -252,8 +305,9 @@ impl Client {
                     return Err(error);
                 }
             };
-            *slot = Some((index, sender));
-            drop(slot);
+            // Only a connection whose exchange completed goes back: one dropped mid-call (cancelled)
+            // may still carry a response nobody will read.
+            self.pool.give_back((index, sender));
             if status.is_success() {
                 return serde_json::from_slice(&bytes).map_err(transport);
             }

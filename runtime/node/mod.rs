@@ -10,80 +10,16 @@ pub mod preflight;
 pub mod restart;
 pub mod supervisor;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tracing::info;
 
-use crate::consensus::Coordinator;
 use crate::credentials::{load_node_credentials, CredentialError};
 use crate::grid::kinds::{Task, TaskKinds};
-use crate::ids::NodeId;
-use crate::mesh::Mesh;
-use crate::worker::WorkerGauge;
 
 pub use config::{ConfigError, NodeConfig, NodeSettings};
 
-/// The live parts of a node that read-only surfaces (admin, status) look at. The supervisor swaps
-/// the mesh in and out as its actor starts and restarts.
-#[derive(Clone, Debug)]
-pub struct NodeView {
-    node: NodeId,
-    mesh: Arc<RwLock<Option<Mesh>>>,
-    coordinator: Arc<RwLock<Option<Coordinator>>>,
-    started: Arc<std::sync::atomic::AtomicBool>,
-    worker: WorkerGauge,
-}
-
-impl NodeView {
-    /// A view of `node` with nothing running yet.
-    pub fn new(node: NodeId) -> NodeView {
-        NodeView {
-            node,
-            mesh: Arc::default(),
-            coordinator: Arc::default(),
-            started: Arc::default(),
-            worker: WorkerGauge::default(),
-        }
-    }
-
-    /// The gauge of attempts running on this node.
-    pub fn worker_gauge(&self) -> WorkerGauge {
-        self.worker.clone()
-    }
-
-    /// The node's id.
-    pub fn node(&self) -> NodeId {
-        self.node
-    }
-
-    /// The running mesh, if any.
-    pub fn mesh(&self) -> Option<Mesh> {
-        self.mesh.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    /// The running coordinator, if any.
-    pub fn coordinator(&self) -> Option<Coordinator> {
-        self.coordinator.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-
-    /// Publishes (or withdraws) the running coordinator.
-    pub fn set_coordinator(&self, coordinator: Option<Coordinator>) {
-        *self.coordinator.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = coordinator;
-    }
-
-    /// Whether a mesh was ever published: later starts are restarts.
-    pub fn has_started(&self) -> bool {
-        self.started.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Publishes (or withdraws) the running mesh.
-    pub fn set_mesh(&self, mesh: Option<Mesh>) {
-        if mesh.is_some() {
-            self.started.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        *self.mesh.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = mesh;
-    }
-}
+pub use crate::admin::view::NodeView;
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -262,7 +262,7 @@ pub fn incarnation_orders(
 /// Unavailable if this node runs no grid.
 pub async fn poll(coordinator: &Coordinator, request: &PollRequest) -> Result<PollResponse, ApiError> {
     let node = NodeId(request.node);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms.min(WAIT_MS_MAX));
+    let deadline = crate::clock::monotonic() + Duration::from_millis(request.wait_ms.min(WAIT_MS_MAX));
     let mut applied = hub(coordinator)?.watch_applied();
     loop {
         applied.borrow_and_update();

@@ -203,8 +203,29 @@ pub const REPORT_BATCH_MAX: usize = 8_192;
 /// the entry's framing.
 pub const REPORT_BATCH_BYTES_MAX: usize = ENTRY_BYTES_MAX / 2;
 /// One attempt's result (or error text) at most: half a batch, so a result always fits some batch;
-/// a larger result fails its attempt with a message naming this limit.
+/// a larger result fails its attempt with a message naming this limit (the table's own
+/// `result_bytes_max`, at most this, applies after).
 pub const REPORT_RESULT_BYTES_MAX: usize = REPORT_BATCH_BYTES_MAX / 2;
+/// Attempts a worker remembers after they ended (the newest token per task), so an order sent again
+/// after a snapshot does not run twice: far more than a node runs between two snapshots' worth of
+/// re-sends.
+pub const ENDED_REMEMBERED_MAX: usize = 65_536;
+/// Longest `sleep` or `spin` a built-in task accepts: a benchmark tool, not a way to pin a slot for
+/// hours.
+pub const BUILTIN_DURATION_MS_MAX: u64 = 3_600_000;
+
+// The leader's dispatcher and a node's task waits.
+
+/// Assignments the dispatcher proposes in one entry at most: one entry's worth of a burst, applied in
+/// well under a heartbeat.
+pub const ASSIGN_BATCH_MAX: usize = 8_192;
+/// Task waits (one per awaited task per call) one node holds at once; more are refused as `too many
+/// waits`. Only tasks that have not ended get one, and each call releases its own when it returns, so
+/// this bounds concurrent waits on live work: ten calls of the largest submission each.
+pub const WAITERS_MAX: usize = 1_000_000;
+const _: () = assert!(WAITERS_MAX >= 10 * IDS_MAX);
+const _: () = assert!(REPORT_RESULT_BYTES_MAX < REPORT_BATCH_BYTES_MAX);
+const _: () = assert!(REPORT_BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES <= ENTRY_BYTES_MAX);
 
 // A node's own registration.
 

@@ -1,8 +1,9 @@
 //! Clones of one `Client` call a real node side by side: a long `wait` on one clone (as a
 //! `TaskHandle` of `Grid::remote` makes) does not hold up a quick read or a write on another.
 //!
-//! Every assertion is about which call finishes first, never about how long a call took: the wait is
-//! polled first, so if calls shared one connection the wait would hold it and finish first.
+//! Every assertion is about the order of events, never about how long a call took: the wait is polled
+//! first, so if calls shared one connection the wait would hold it until its own timeout, the read
+//! would finish after it, and the cancel would come too late to end it.
 
 use std::time::Duration;
 
@@ -53,17 +54,14 @@ fn a_long_wait_on_one_clone_does_not_hold_up_calls_on_another() {
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert!(!listed[0].state.is_terminal(), "{listed:?}");
 
-        // So does a write; it is also what ends the wait.
+        // A write on another clone goes through while the wait is pending, and ends it: the wait
+        // answers only because the cancel was applied while it was in flight.
         let cancel = writer.cancel(&ids);
-        let cancelled = tokio::select! {
-            biased;
-            waited = &mut wait => panic!("the wait ended before a cancel on another clone: {waited:?}"),
-            cancelled = cancel => cancelled.expect("the cancel answers"),
-        };
-        assert_eq!(cancelled.applied, 1);
-
-        let waited = tokio::time::timeout(WAIT, wait).await.expect("bounded").expect("the wait answers");
-        assert!(waited.done, "the cancel ended the awaited task: {waited:?}");
+        let (waited, cancelled) =
+            tokio::time::timeout(WAIT, async { tokio::join!(wait, cancel) }).await.expect("bounded");
+        assert_eq!(cancelled.expect("the cancel answers").applied, 1);
+        let waited = waited.expect("the wait answers");
+        assert!(waited.done, "the cancel made during the wait ended it: {waited:?}");
         assert_eq!(waited.states.get("cancelled"), Some(&1), "{waited:?}");
     });
     drop(cluster);

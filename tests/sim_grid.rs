@@ -364,6 +364,7 @@ fn check_jobs(seed: u64, jobs: &Jobs, scheduled_at: u64, tasks: &BTreeMap<TaskId
 
 #[test]
 fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_changes() {
+    log_if_asked();
     let totals = Mutex::new(BTreeMap::<&str, usize>::new());
     let report = Swarm::new("sim_grid", "every_accepted_task_ends_exactly_once", SCHEDULES, 1)
         .replay_every(REPLAY_EVERY)
@@ -408,8 +409,16 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
     }
 }
 
+/// Logs to stderr when `RUST_LOG` is set (for a replayed seed).
+fn log_if_asked() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
+}
+
 #[test]
 fn a_seed_replays_the_same_run() {
+    log_if_asked();
     let seed = gridkeeper::sim::swarm::seed_from_env().unwrap_or(11);
     let first = run(seed);
     let second = run(seed);

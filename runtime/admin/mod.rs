@@ -1,8 +1,8 @@
-//! The admin surface: an HTTP server on each node (`/health`, `/metrics`, `/status`), the client the
-//! CLI uses to reach it, and the Prometheus recorder.
+//! The admin surface: an HTTP server on each node (`/health`, `/ready`, `/metrics`, `/status`, and the
+//! registry and grid APIs), the client the CLI uses to reach it, and the Prometheus recorder.
 //!
-//! The server only reads state owned elsewhere (the mesh's member view, the metrics registry); it
-//! decides nothing about them. What it bounds itself (connections overall and per client address,
+//! The API routes are thin: they parse, authorize, call the service layer (`crate::service`) and
+//! answer its errors by code (`error.rs`); the operations themselves live there. What it bounds itself (connections overall and per client address,
 //! header and idle timeouts, watch streams per client, the `Host:` names it answers) is decided in
 //! `admission.rs` and enforced by the connection shell, each refusal counted.
 

@@ -184,8 +184,9 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Runtime for the node's control plane: mesh, admin, (later) the coordinator. Task work will run
-/// on a separate runtime so that it can never starve heartbeats.
+/// Runtime for the node's control plane: the mesh, the coordinator, the service layer and the admin
+/// server. Task attempts run on the worker's own `gk-work` runtime, so busy user code can never
+/// starve heartbeats or consensus.
 fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

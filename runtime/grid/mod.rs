@@ -1,10 +1,13 @@
 //! The task grid's deterministic core: tasks and their lifecycle (`task.rs`), dispatch order with
 //! priorities, aging and not-before times (`queue.rs`), placement strategies with slot limits
-//! (`placement.rs`), and the replicated task table with fencing (`table.rs`).
+//! (`placement.rs`), the task table with fencing, retries, timeouts, drains and recurring jobs
+//! (`table.rs`), its byte budgets (`budget.rs`), cadences (`schedule.rs`), the commands replicated
+//! through the log (`command.rs`), the cluster-wide settings (`settings.rs`) and the `Task` trait
+//! users implement (`kinds.rs`).
 //!
-//! Not yet wired: the table is not yet part of the replicated state machine, and no worker runtime,
-//! `Task` trait, `Grid` handle or CLI exists (issue 4 continues). These modules import no I/O and read
-//! no clock; every decision is a function of its inputs.
+//! These modules import no I/O and read no clock; every decision is a function of its inputs, the
+//! time included. The table is applied beside the registry in `crate::state`; the service layer
+//! (`crate::service`) acts on it, and the worker (`crate::worker`) runs its attempts.
 
 pub mod budget;
 pub mod command;

@@ -207,7 +207,7 @@ pub enum MeshMsg {
 }
 
 /// The mesh actor's state: the mesh, the coordinator running over it, the node's registration, the
-/// leader's dispatcher, and the worker supervisor (a linked child: its failure restarts this actor).
+/// leader's dispatcher, and the worker supervisor (a linked child: its failure or stop restarts this actor).
 pub struct MeshActorState {
     mesh: Mesh,
     coordinator: Coordinator,
@@ -228,11 +228,15 @@ pub fn worker_actor_name(node: crate::ids::NodeId, instance: &str) -> String {
 /// it from the hub and aborts its tasks, so it takes milliseconds unless the worker is stuck.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(2);
 
-/// Stops `child`, a linked child of `owner`, on purpose.
+/// Stops `child`, a linked child of `owner`, on purpose. It is unlinked from `owner` first, so its end
+/// is not reported to `owner` as a child's exit (the owner treats any such report as the child lost),
+/// and it is killed if it has not stopped within `bound`: once unlinked, nothing else would end a
+/// stuck child, which would then outlive its owner and keep its registered name.
 async fn stop_child(owner: &ActorCell, child: &ActorCell, reason: &str, bound: Duration) {
-    let _ = owner;
-    child.unlink(child.clone());
-    let _ = child.stop_and_wait(Some(reason.into()), Some(bound)).await;
+    child.unlink(owner.clone());
+    if child.stop_and_wait(Some(reason.into()), Some(bound)).await.is_err() {
+        let _ = child.kill_and_wait(Some(bound)).await;
+    }
 }
 
 impl MeshActorState {
@@ -357,11 +361,17 @@ impl Actor for MeshActor {
         event: SupervisionEvent,
         state: &mut MeshActorState,
     ) -> Result<(), ActorProcessingErr> {
-        // The worker supervisor is the only linked child; if it fails, restart the node's services.
+        // The worker supervisor is the only linked child, and `stop_mesh` unlinks it before stopping
+        // it: any end of it reported here, a failure or a stop, leaves the node without a worker, so
+        // the node's services restart.
         match event {
             SupervisionEvent::ActorFailed(cell, error) if cell.get_id() == state.worker.get_id() => {
                 state.stop_mesh().await;
                 Err(format!("worker failed: {error}").into())
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) if cell.get_id() == state.worker.get_id() => {
+                state.stop_mesh().await;
+                Err(format!("worker stopped: {}", reason.as_deref().unwrap_or("no reason given")).into())
             }
             _ => Ok(()),
         }

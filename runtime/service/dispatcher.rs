@@ -23,8 +23,7 @@ use crate::registry::{SessionId, ZPath};
 use crate::state::replicated::NODES_PATH;
 use crate::state::Command;
 
-/// Assignments proposed in one entry at most.
-pub const ASSIGN_BATCH_MAX: usize = 8_192;
+pub use crate::limits::ASSIGN_BATCH_MAX;
 /// Longest pause between two dispatch rounds when nothing wakes the dispatcher.
 const DISPATCH_TICK: Duration = Duration::from_millis(20);
 /// Slower duties (the unplaceable gauge and timeout) run every this many rounds (about a second when

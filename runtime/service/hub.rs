@@ -22,10 +22,7 @@ use crate::ids::NodeId;
 use crate::registry::Change;
 use crate::state::replicated::{ReplicatedState, NODES_PATH};
 
-/// Waits (one per awaited task per call) held at once on one node; more are refused. Only tasks that
-/// have not ended get one, and each call releases its own when it returns, so this bounds concurrent
-/// waits on live work: ten calls of the largest submission each.
-pub const WAITERS_MAX: usize = 1_000_000;
+pub use crate::limits::WAITERS_MAX;
 
 /// Waits are swept for abandoned ones (a caller that went away) once they double past this.
 const PRUNE_FLOOR: usize = 1_024;

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::grid::kinds::{AttemptInfo, Task, TaskError, TaskKinds};
 
-/// Longest `sleep` or `spin` a built-in accepts: a benchmark tool, not a way to pin a slot for hours.
-pub const BUILTIN_DURATION_MS_MAX: u64 = 3_600_000;
+pub use crate::limits::BUILTIN_DURATION_MS_MAX;
 
 /// No fields (`{}` in JSON).
 #[derive(

@@ -21,16 +21,7 @@ use crate::grid::command::Report;
 use crate::grid::task::{FencingToken, TaskId};
 use crate::ids::Millis;
 
-/// Reports sent in one write at most.
-pub const REPORT_BATCH_MAX: usize = 8_192;
-
-/// Bytes of reports in one batch (one log entry) at most: half the entry limit, so a batch and the
-/// entry around it always fit.
-pub const REPORT_BATCH_BYTES_MAX: usize = crate::limits::ENTRY_BYTES_MAX / 2;
-
-/// The largest result a report carries. A larger one could not travel in one entry; the attempt fails
-/// with an error saying so instead (the table's own `result_bytes_max`, at most this, applies after).
-pub const REPORT_RESULT_BYTES_MAX: usize = REPORT_BATCH_BYTES_MAX / 2;
+pub use crate::limits::{REPORT_BATCH_BYTES_MAX, REPORT_BATCH_MAX, REPORT_RESULT_BYTES_MAX};
 
 /// Wait before retrying a report write that failed, in milliseconds.
 pub const REPORT_RETRY_WAIT_MS: u64 = 20;

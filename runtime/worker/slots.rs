@@ -29,8 +29,7 @@ use crate::grid::command::Report;
 use crate::grid::task::{FencingToken, TaskId, TaskSpec};
 use crate::ids::Millis;
 
-/// Attempts remembered after they ended, so a re-sent order (after a snapshot) does not run twice.
-pub const ENDED_REMEMBERED_MAX: usize = 65_536;
+pub use crate::limits::ENDED_REMEMBERED_MAX;
 
 /// Extra time an attempt gets past its timeout before the worker stops it, in milliseconds (the leader
 /// records the timeout; the grace lets that record land first).

@@ -254,6 +254,9 @@ fn run(seed: u64) -> Run {
     let mut cluster = SimCluster::new(config).expect("cluster");
     let schedule = FaultSchedule::random(seed, NODES, CHAOS_MS);
     let faults = cluster.run_schedule(&schedule).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+    if gridkeeper::sim::swarm::seed_from_env().is_some() {
+        eprintln!("seed {seed}: faults {faults:?}");
+    }
     assert!(
         faults.crashes() >= 1 && faults.restarts() >= 1 && faults.partitions() >= 1,
         "seed {seed}: the schedule must crash, restart and cut: {faults:?}"
@@ -288,7 +291,13 @@ fn run(seed: u64) -> Run {
     }
     drop(cluster);
     drop(dir);
-    Run { tasks, faults, accepted: accepted.len() }
+    let run = Run { tasks, faults, accepted: accepted.len() };
+    if let Ok(path) = std::env::var("GK_SIM_DUMP") {
+        static DUMPS: AtomicU64 = AtomicU64::new(0);
+        let n = DUMPS.fetch_add(1, Ordering::Relaxed);
+        std::fs::write(format!("{path}-{seed}-{n}"), format!("{run:#?}")).expect("dump");
+    }
+    run
 }
 
 /// Every task ended once and well, and its attempts kept to its timers.

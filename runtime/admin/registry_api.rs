@@ -7,6 +7,14 @@
 //! other registry refusals, 400 for bad input, 413 past a size limit, 401 without the token, 403
 //! `no auth` when a session's secret is missing or wrong, 503 when no leader is reachable.
 //!
+//! - `GET /registry/node?path=&consistency=` → data (UTF-8 and hex) and stat; `GET /registry/stat`
+//!   → the stat or `null`; `GET /registry/children` → sorted names and the parent's stat. Reads are
+//!   `linearizable` by default, `local` on request.
+//! - `GET /registry/watch?path=&kind=&since=` → watch events as newline-delimited JSON.
+//! - `POST /registry/create`, `POST /registry/set`, `POST /registry/delete`, `POST /registry/multi`,
+//!   `POST /registry/sync`.
+//! - `POST /registry/session/open`, `POST /registry/session/keepalive`, `POST /registry/session/close`.
+//!
 //! Sessions belong to their openers: `session/open` answers with the session's `secret` (32 hex
 //! characters), returned by no other call, and `session/keepalive`, `session/close` and creates of
 //! ephemeral nodes under the session (`create`, `multi`) must present it.

@@ -252,7 +252,7 @@ pub struct TasksQuery {
     pub since_ms: Option<u64>,
     /// Only tasks with an event at or before this.
     pub until_ms: Option<u64>,
-    /// At most this many (default 100, at most [`QUERY_LIMIT_MAX`]).
+    /// At most this many (default 100, at most [`QUERY_LIMIT_MAX`](crate::limits::QUERY_LIMIT_MAX)).
     pub limit: Option<usize>,
     /// Skip the linearizable barrier.
     #[serde(default)]
@@ -280,7 +280,7 @@ pub struct TasksResponse {
 pub struct WaitRequest {
     /// Tasks to wait for.
     pub ids: Vec<u64>,
-    /// Give up after this (capped at [`WAIT_MS_MAX`]).
+    /// Give up after this (capped at [`WAIT_MS_MAX`](crate::limits::WAIT_MS_MAX)).
     pub timeout_ms: u64,
 }
 
@@ -450,7 +450,7 @@ pub struct PollRequest {
     pub session: u64,
     /// Only attempts with a larger fencing token (the largest it has seen).
     pub after_token: u64,
-    /// Wait up to this long for one (capped at [`WAIT_MS_MAX`]).
+    /// Wait up to this long for one (capped at [`WAIT_MS_MAX`](crate::limits::WAIT_MS_MAX)).
     pub wait_ms: u64,
 }
 

@@ -156,6 +156,16 @@ impl ReadyQueue {
         out
     }
 
+    /// Removes `task` if it is ready at `now_ms`; a task whose not-before or backoff time is still
+    /// to come stays queued. An assignment is applied through this, so a plan made from an older state
+    /// (a deposed leader's, applied late) cannot start a retry before its backoff ran out.
+    pub fn remove_ready(&mut self, task: TaskId, now_ms: u64) -> bool {
+        if self.delayed.keys().any(|&(ready_ms, queued)| queued == task && ready_ms > now_ms) {
+            return false;
+        }
+        self.remove(task)
+    }
+
     /// Removes `task` wherever it is queued (cancellation). Returns whether it was queued.
     pub fn remove(&mut self, task: TaskId) -> bool {
         let before = self.delayed.len();
@@ -230,6 +240,16 @@ mod tests {
         assert_eq!(queue.ordered(500, 10), vec![TaskId(1)], "due before any tick moved it");
         queue.on_tick(500);
         assert_eq!(queue.pop(500), Some(TaskId(1)));
+    }
+
+    #[test]
+    fn a_task_waiting_for_its_time_is_not_removed_as_ready() {
+        let mut queue = ReadyQueue::new(HOUR);
+        queue.push(TaskId(1), 0, 0, 500);
+        assert!(!queue.remove_ready(TaskId(1), 499), "not before its time");
+        assert_eq!(queue.len(), 1);
+        assert!(queue.remove_ready(TaskId(1), 500), "due, even before a tick moved it");
+        assert!(queue.is_empty());
     }
 
     #[test]

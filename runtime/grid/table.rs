@@ -563,7 +563,7 @@ impl TaskTable {
         now_ms: u64,
     ) -> Result<(), GridError> {
         let state = self.task_mut(task)?.state;
-        if state != TaskState::Pending || !self.queue.remove(task) {
+        if state != TaskState::Pending || !self.queue.remove_ready(task, now_ms) {
             return Err(GridError::WrongState { task, state });
         }
         let entry = self.task_mut(task)?;

@@ -20,6 +20,9 @@ use crate::grid::kinds::{Task, TaskKinds};
 pub use config::{ConfigError, NodeConfig, NodeSettings};
 
 pub use crate::admin::view::NodeView;
+/// The task kinds built into every node (`noop`, `echo`, `sleep`, `spin`, `fail`); add your own
+/// with [`TaskKinds::with`](crate::grid::kinds::TaskKinds::with).
+pub use crate::worker::builtin;
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -202,7 +202,7 @@ impl Grid {
     /// Submits one task of type `T`.
     ///
     /// # Errors
-    /// [`GridApiError::Refused`] for bad options or a full table; unavailable without a leader.
+    /// [`GridApiError::Api`]: a refusal for bad options or a full table; unavailable without a leader.
     pub async fn submit<T: Task>(
         &self,
         input: &T::Input,
@@ -239,7 +239,7 @@ impl Grid {
     /// [`SUBMIT_BYTES_MAX`](crate::limits::SUBMIT_BYTES_MAX) encoded bytes, all or none.
     ///
     /// # Errors
-    /// As [`Grid::submit`]; [`GridApiError::Refused`] naming the limit past either bound.
+    /// As [`Grid::submit`]; a refusal ([`GridApiError::Api`]) naming the limit past either bound.
     pub async fn submit_specs(&self, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, GridApiError> {
         Ok(self.port.submit(specs).await?)
     }
@@ -275,7 +275,7 @@ impl Grid {
     }
 
     /// Waits (up to `timeout`) until every task in `ids` ended; returns how many are in each state.
-    /// More than [`IDS_MAX`](IDS_MAX) ids are awaited in turns of that many.
+    /// More than [`IDS_MAX`] ids are awaited in turns of that many.
     ///
     /// # Errors
     /// Unavailable.

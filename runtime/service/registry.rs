@@ -16,7 +16,7 @@ pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Parses a path at the edge.
 ///
 /// # Errors
-/// [`ErrorCode::InvalidPath`] with ZooKeeper's rule that was broken.
+/// [`ErrorCode::InvalidPath`](crate::api::ErrorCode::InvalidPath) with ZooKeeper's rule that was broken.
 pub fn parse_path(text: &str) -> Result<ZPath, ApiError> {
     Ok(ZPath::parse(text)?)
 }

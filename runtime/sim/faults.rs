@@ -120,7 +120,7 @@ const EXTRA_FAULTS_MAX: u32 = 6;
 impl FaultSchedule {
     /// A random schedule for nodes `1..=nodes` over `chaos_ms` simulated milliseconds, drawn from
     /// `seed`: the leader crashes within the first half and restarts later, a link is cut within the
-    /// first two thirds and repaired later, and up to [`EXTRA_FAULTS_MAX`] more faults of every kind
+    /// first two thirds and repaired later, and up to `EXTRA_FAULTS_MAX` more faults of every kind
     /// come at random times.
     ///
     /// # Panics

@@ -42,6 +42,8 @@ fn failures_retry_with_backoff_then_fail() {
         table.plan_dispatch(100, &mut Placement::new(Strategy::LeastLoaded, 0), &mut nodes(), 10).is_empty(),
         "backoff holds it"
     );
+    // A plan made before the failure and applied during the backoff (a deposed leader's) is refused.
+    assert!(table.on_assigned(TaskId(1), N2, FencingToken(15), 100).is_err(), "backoff holds it at apply too");
     table.on_tick(150);
     let plan = table.plan_dispatch(150, &mut Placement::new(Strategy::LeastLoaded, 0), &mut nodes(), 10);
     assert_eq!(plan, vec![(TaskId(1), N1)]);

@@ -248,12 +248,7 @@ fn the_checker_sees_through_comments_strings_and_groups() {
 
 /// The routes a file registers with `.route("PATH", ...)`.
 fn routes_in(code_with_strings: &str) -> BTreeSet<String> {
-    code_with_strings
-        .split(".route(\"")
-        .skip(1)
-        .filter_map(|rest| rest.split('"').next())
-        .map(str::to_string)
-        .collect()
+    code_with_strings.split(".route(\"").skip(1).filter_map(|rest| rest.split('"').next()).map(str::to_string).collect()
 }
 
 #[test]

@@ -22,8 +22,8 @@ use tracing::warn;
 use super::admission::AdminServerConfig;
 use super::connection::{refuse_connection, serve_connection, ConnectionTicket, Gate};
 use super::status::{MemberView, StatusView};
-use crate::clock::Clock;
 use super::view::NodeView;
+use crate::clock::Clock;
 
 /// What the handlers read.
 #[derive(Clone)]

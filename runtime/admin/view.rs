@@ -70,4 +70,3 @@ impl NodeView {
         *self.mesh.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = mesh;
     }
 }
-

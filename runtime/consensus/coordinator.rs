@@ -18,20 +18,20 @@ use tokio::task::JoinSet;
 use super::disk::Disk;
 use super::log_store::LogStore;
 use super::network::MeshNetwork;
+use super::observer::Observer;
+pub use super::observer::{NoObserver, StateObserver};
 use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadResult, Reply, Request};
 use super::rpc::{self, decode, encode, RpcClient, RpcKind};
-use super::state_machine::{ApplyObserver, StateMachine};
+use super::session_draw::SessionRng;
+use super::state_machine::StateMachine;
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{monotonic, unix_millis, Clock, Stopwatch};
 use crate::ids::NodeId;
 use crate::mesh::Mesh;
-use crate::registry::secret::{session_credentials, SESSION_DRAW_BYTES};
 use crate::registry::session::SessionTracker;
-use crate::registry::{
-    Change, Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId,
-};
-use crate::state::{Applied, ClusterSettings, Command, Effects, Outcome, Proposal, ReplicatedState, TableLimits};
+use crate::registry::{Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId};
+use crate::state::{Applied, ClusterSettings, Command, Outcome, Proposal, ReplicatedState, TableLimits};
 use crate::wire::TrafficClass;
 
 /// The openraft handle.
@@ -97,120 +97,9 @@ pub struct CoordinatorConfig {
     pub session_seed: Option<u64>,
 }
 
-/// Where the session ids and secrets this node proposes come from.
-enum SessionRng {
-    /// The operating system's generator: secrets nobody can predict.
-    Os,
-    /// A seeded generator (simulation only).
-    Seeded(Box<rand::rngs::StdRng>),
-}
-
-impl SessionRng {
-    fn new(seed: Option<u64>, applied_index: u64) -> SessionRng {
-        use rand::SeedableRng;
-        // Mixing in the applied index keeps a restarted simulated node from drawing its previous
-        // incarnation's ids again.
-        seed.map_or(SessionRng::Os, |seed| {
-            SessionRng::Seeded(Box::new(rand::rngs::StdRng::seed_from_u64(
-                seed ^ applied_index.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            )))
-        })
-    }
-
-    /// Fresh credentials, or `None` if the draw gave id 0 (draw again).
-    fn draw(&mut self) -> Result<Option<(SessionId, SessionSecret)>, CoordinatorError> {
-        use rand::{RngCore, TryRngCore};
-        let mut random = [0u8; SESSION_DRAW_BYTES];
-        match self {
-            SessionRng::Os => rand::rngs::OsRng
-                .try_fill_bytes(&mut random)
-                .map_err(|error| CoordinatorError::Unavailable(format!("no randomness for a session: {error}")))?,
-            SessionRng::Seeded(rng) => rng.fill_bytes(&mut random),
-        }
-        Ok(session_credentials(random))
-    }
-}
-
 /// Default of [`CoordinatorConfig::snapshot_logs`]: large enough that snapshots are rare under steady
 /// load, small enough that a restarted follower's catch-up and the in-memory log tail stay bounded.
 pub const SNAPSHOT_LOGS_DEFAULT: u64 = 20_000;
-
-/// What the layers above consensus hear of the replicated state: injected when a coordinator
-/// starts, so that consensus knows nothing of what they do with it (the service layer's grid hub
-/// hands attempts to the worker, wakes task waits and the dispatcher, and exports the grid's gauges).
-pub trait StateObserver: Send + Sync + 'static {
-    /// An entry was applied, making `changes` in the registry and `effects` beside it; `state` is
-    /// after the entry. Called with the state still locked, in log order: it must not block.
-    fn on_applied(&self, changes: &[Change], effects: &Effects, state: &ReplicatedState);
-    /// The whole state was replaced by a snapshot.
-    fn on_reset(&self, state: &ReplicatedState);
-    /// The coordinator's periodic metrics tick: export gauges of `state`.
-    fn on_metrics(&self, state: &ReplicatedState) {
-        let _ = state;
-    }
-    /// The observer itself, for the layer that installed it to find it again
-    /// ([`Coordinator::observer`]).
-    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
-}
-
-/// An observer that hears nothing (a coordinator with no layer above it, as in registry simulations).
-#[derive(Debug, Default)]
-pub struct NoObserver;
-
-impl StateObserver for NoObserver {
-    fn on_applied(&self, _: &[Change], _: &Effects, _: &ReplicatedState) {}
-    fn on_reset(&self, _: &ReplicatedState) {}
-    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
-    }
-}
-
-/// Feeds applied changes to the watch hub, the session clocks, metrics, and the injected observer.
-struct Observer {
-    hub: Arc<WatchHub>,
-    above: Arc<dyn StateObserver>,
-    tracker: Arc<Mutex<SessionTracker>>,
-    clock: Clock,
-}
-
-impl ApplyObserver for Observer {
-    fn on_applied(
-        &self,
-        zxid: u64,
-        proposal: &Proposal,
-        result: &Applied,
-        changes: &[Change],
-        effects: &Effects,
-        state: &ReplicatedState,
-    ) {
-        self.hub.on_changes(zxid, changes);
-        self.above.on_applied(changes, effects, state);
-        let mut tracker = self.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match (&proposal.command, result) {
-            (
-                Command::OpenSession { .. } | Command::OpenSessionSecured { .. },
-                Ok(Outcome::SessionOpened { session, timeout_ms }),
-            ) => {
-                tracker.on_opened(self.clock.now(), *session, *timeout_ms);
-            }
-            // Only a close that applied ends the clock: a refused one (wrong secret) must not stop
-            // the session from expiring.
-            (Command::CloseSession { session } | Command::CloseSessionSecured { session, .. }, Ok(_)) => {
-                tracker.on_ended(*session)
-            }
-            (Command::ExpireSessions { sessions }, _) => {
-                metrics::counter!("gridkeeper_registry_sessions_expired_total").increment(sessions.len() as u64);
-                sessions.iter().for_each(|session| tracker.on_ended(*session));
-            }
-            _ => {}
-        }
-    }
-
-    fn on_reset(&self, state: &ReplicatedState) {
-        self.hub.on_reset();
-        self.above.on_reset(state);
-    }
-}
 
 /// Coalesces concurrent read-index requests: one quorum round answers every waiter that was queued
 /// before the round began (a waiter arriving during a round waits for the next one, so its index is

@@ -6,10 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gridkeeper::client::Client;
-use gridkeeper::ids::NodeId;
-use gridkeeper::node::local::LocalCluster;
 use gridkeeper::recipes::{barrier, discovery, election, lock, queue};
+use gridkeeper::{Client, LocalCluster, NodeId};
 
 async fn client(cluster: &LocalCluster, node: u64) -> Result<Client> {
     Ok(Client::connect(cluster.admin(NodeId(node)), Some(cluster.token().to_string())).await?)

@@ -14,16 +14,16 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use gridkeeper::api::grid::TasksQuery;
-use gridkeeper::client::Client;
-use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
+use gridkeeper::api::grid::{TaskView, TasksQuery};
 use gridkeeper::grid::task::{AttemptState, TaskState};
-use gridkeeper::ids::NodeId;
-use gridkeeper::node::local::{LocalCluster, LocalOptions};
-use gridkeeper::service::{Grid, SubmitOptions};
+use gridkeeper::registry::WatchKind;
+use gridkeeper::{
+    AttemptInfo, Client, Consistency, ErrorCode, Grid, LocalCluster, LocalOptions, NodeId, SubmitOptions, Task,
+    TaskError, TaskId,
+};
 
 const TASKS: u64 = 3_000;
 const NUMBERS_PER_TASK: u64 = 20_000;
@@ -118,7 +118,7 @@ fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("gridkeeper-quickstart-{}", std::process::id()));
     let counter = CountPrimes::default();
     let options = LocalOptions {
-        kinds: gridkeeper::worker::builtin::kinds().with(counter.clone()),
+        kinds: gridkeeper::node::builtin::kinds().with(counter.clone()),
         slots: 2,
         // Tasks of several milliseconds of CPU keep slots busy by themselves; a short prefetch queue
         // lets a dead node's work start elsewhere at once instead of behind the survivors' queues.
@@ -132,8 +132,9 @@ fn main() -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let admins: Vec<SocketAddr> = cluster.admins().values().copied().collect();
-    let grid = Grid::remote(runtime.block_on(Client::connect_any(&admins, Some(cluster.token().to_string())))?);
-    runtime.block_on(wait_for_workers(&cluster, 3))?;
+    let client = runtime.block_on(Client::connect_any(&admins, Some(cluster.token().to_string())))?;
+    runtime.block_on(wait_for_workers(&client, 3))?;
+    let grid = Grid::remote(client);
 
     let inputs: Vec<Range> = (0..TASKS).map(|i| Range { start: i * NUMBERS_PER_TASK, len: NUMBERS_PER_TASK }).collect();
     let started = Instant::now();
@@ -157,7 +158,7 @@ fn main() -> Result<()> {
             break;
         }
         if killed_at_ms.is_none() && done >= ids.len() / 2 {
-            killed_at_ms = Some(gridkeeper::clock::unix_millis());
+            killed_at_ms = Some(unix_millis());
             cluster.kill(victim);
         }
     }
@@ -179,24 +180,32 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_workers(cluster: &LocalCluster, count: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let registered = cluster
-            .view(NodeId(1))
-            .and_then(|view| view.coordinator())
-            .map_or(0, |coordinator| coordinator.read_state(|state| state.nodes().len()));
+/// Waits (bounded, on child watches) until `count` nodes have registered as workers: every live
+/// node keeps an ephemeral znode under `/grid/nodes`.
+async fn wait_for_workers(client: &Client, count: usize) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut changed = client.watch("/grid/nodes", WatchKind::Child, None).await?;
+        let registered = match client.children("/grid/nodes", Consistency::Linearizable).await {
+            Ok(listing) => listing.children.len(),
+            Err(error) if error.code() == ErrorCode::NoNode => 0,
+            Err(error) => return Err(error.into()),
+        };
         if registered >= count {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::timeout_at(deadline, changed.recv()).await.context("the nodes did not register as workers")?;
     }
-    bail!("the nodes did not register as workers")
+}
+
+/// Wall-clock milliseconds, comparable with the attempts' recorded start times.
+fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }
 
 fn report(
-    tasks: &[gridkeeper::api::grid::TaskView],
-    ids: &[gridkeeper::grid::task::TaskId],
+    tasks: &[TaskView],
+    ids: &[TaskId],
     killed_at_ms: Option<u64>,
     victim: NodeId,
     elapsed: Duration,

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use gridkeeper::api::grid::ScheduleRequest;
-use gridkeeper::client::Client;
-use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
-use gridkeeper::node::local::{LocalCluster, LocalOptions};
+use gridkeeper::{AttemptInfo, Client, LocalCluster, LocalOptions, Task, TaskError};
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct Beat {
@@ -40,7 +38,7 @@ fn main() -> Result<()> {
     let heartbeat = Heartbeat::default();
     let dir = std::env::temp_dir().join(format!("gridkeeper-recurring-{}", std::process::id()));
     let options =
-        LocalOptions { kinds: gridkeeper::worker::builtin::kinds().with(heartbeat.clone()), ..LocalOptions::default() };
+        LocalOptions { kinds: gridkeeper::node::builtin::kinds().with(heartbeat.clone()), ..LocalOptions::default() };
     let mut cluster = LocalCluster::start_with(3, &dir, options)?;
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).context("no leader")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;

@@ -13,11 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use gridkeeper::client::Client;
-use gridkeeper::grid::kinds::{AttemptInfo, Task, TaskError};
 use gridkeeper::grid::task::Strategy;
-use gridkeeper::node::local::{LocalCluster, LocalOptions};
-use gridkeeper::service::{Grid, SubmitOptions};
+use gridkeeper::{AttemptInfo, Client, Grid, LocalCluster, LocalOptions, SubmitOptions, Task, TaskError};
 
 const PARTITIONS: u32 = 4;
 /// Files larger than this are skipped: a map input is a path, but its output must fit a task result.
@@ -119,7 +116,7 @@ fn main() -> Result<()> {
 
     let dir = std::env::temp_dir().join(format!("gridkeeper-wordcount-{}", std::process::id()));
     let options = LocalOptions {
-        kinds: gridkeeper::worker::builtin::kinds().with(MapWords).with(ReduceWords),
+        kinds: gridkeeper::node::builtin::kinds().with(MapWords).with(ReduceWords),
         slots: 2,
         ..LocalOptions::default()
     };

@@ -2,7 +2,7 @@
 //! an earlier version, before proposals were bounded) and a snapshot larger than a frame both reach
 //! every follower, in chunks, over real nodes in turmoil's seeded network.
 //!
-//! `GRIDKEEPER_SIM_SEED=<seed> cargo test --test sim_entry_bounds` replays a seed.
+//! `GK_SIM_SEED=<seed> cargo test --test sim_entry_bounds` replays a seed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use gridkeeper::sim::{SimCluster, SimConfig, Workload};
 use gridkeeper::state::{Command, Proposal};
 
 fn seed() -> u64 {
-    std::env::var("GRIDKEEPER_SIM_SEED").map_or(7, |seed| seed.parse().expect("GRIDKEEPER_SIM_SEED is a number"))
+    gridkeeper::sim::swarm::seed_from_env().unwrap_or(7)
 }
 
 fn data_root(name: &str, seed: u64) -> std::path::PathBuf {

@@ -1,10 +1,12 @@
 //! Deterministic simulation of the mesh: real quinn and rustls over turmoil's seeded network.
 //!
-//! A failure prints its seed; `GRIDKEEPER_SIM_SEED=<seed> cargo test --test sim_mesh` replays it.
+//! A failure prints its seed; `GK_SIM_SEED=<seed> cargo test --test sim_mesh <test>` replays it. The
+//! swarm runs a few hundred random fault schedules per `cargo test` (see `gridkeeper::sim::swarm` for
+//! `GK_SIM_SCHEDULES` and `GK_SIM_SECONDS`) and prints the command that replays a failing one.
 
 use gridkeeper::ids::NodeId;
 use gridkeeper::mesh::PeerEvent;
-use gridkeeper::sim::{SimCluster, SimConfig, TraceEntry};
+use gridkeeper::sim::{FaultSchedule, SimCluster, SimConfig, Swarm, TraceEntry};
 
 /// Simulated milliseconds (1 ms ticks) allowed for three nodes to find each other.
 const FORM_STEPS_MAX: u64 = 10_000;
@@ -16,10 +18,15 @@ const N2: NodeId = NodeId(2);
 const N3: NodeId = NodeId(3);
 const ALL: [NodeId; 3] = [N1, N2, N3];
 
+/// Simulated milliseconds of faults in a swarm schedule.
+const CHAOS_MS: u64 = 3_000;
+/// Schedules the swarm runs per `cargo test`.
+const SCHEDULES: u64 = 200;
+
 fn seeds() -> Vec<u64> {
-    match std::env::var("GRIDKEEPER_SIM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("GRIDKEEPER_SIM_SEED is a number")],
-        Err(_) => (1..=16).collect(),
+    match gridkeeper::sim::swarm::seed_from_env() {
+        Some(seed) => vec![seed],
+        None => (1..=16).collect(),
     }
 }
 
@@ -74,12 +81,18 @@ fn partition_produces_downs_on_both_sides_and_healing_brings_them_back() {
     }
 }
 
-/// Every observer's events about every peer alternate Up, Down, Up, ..., starting with Up.
+/// Every observer's events about every peer alternate Up, Down, Up, ..., starting with Up, in each run
+/// of the observer (a restarted node's detector starts afresh).
 fn assert_alternating(seed: u64, trace: &[TraceEntry]) {
-    for observer in ALL {
+    let runs: std::collections::BTreeSet<(NodeId, u32)> =
+        trace.iter().map(|entry| (entry.observer, entry.incarnation)).collect();
+    for (observer, incarnation) in runs {
         for peer in ALL.iter().copied().filter(|&peer| peer != observer) {
-            let events: Vec<_> =
-                trace.iter().filter(|e| e.observer == observer && e.event.peer() == peer).map(|e| e.event).collect();
+            let events: Vec<_> = trace
+                .iter()
+                .filter(|e| e.observer == observer && e.incarnation == incarnation && e.event.peer() == peer)
+                .map(|e| e.event)
+                .collect();
             for (index, event) in events.iter().enumerate() {
                 let expected = if index % 2 == 0 { PeerEvent::Up(peer) } else { PeerEvent::Down(peer) };
                 assert_eq!(*event, expected, "seed {seed}: node {observer} saw {events:?} about node {peer}");
@@ -166,4 +179,26 @@ fn flapping_links_keep_events_alternating_and_the_mesh_heals_after() {
         assert_alternating(seed, &trace);
     }
     assert!(downs_seen > 0, "flapping never took a link down: the scenario tests nothing");
+}
+
+/// One random fault schedule (crashes, restarts, partitions, held and failing links), then healing:
+/// events stay alternating and every node sees every other again.
+fn fault_schedule(seed: u64) -> Vec<TraceEntry> {
+    let mut config = SimConfig::new(seed, 3);
+    config.repair_rate = 0.05;
+    let mut cluster = SimCluster::new(config).expect("cluster builds");
+    assert!(cluster.run_until(FORM_STEPS_MAX, all_see_each_other).expect("runs"), "seed {seed}: mesh never formed");
+    let faults = cluster.run_schedule(&FaultSchedule::random(seed, 3, CHAOS_MS)).expect("runs");
+    assert!(faults.crashes() >= 1 && faults.partitions() >= 1, "seed {seed}: no crash or no cut: {faults:?}");
+    cluster.heal();
+    let healed = cluster.run_until(3 * NOTICE_STEPS_MAX, all_see_each_other).expect("runs");
+    assert!(healed, "seed {seed}: the mesh did not heal after {faults:?}");
+    let trace = cluster.trace();
+    assert_alternating(seed, &trace);
+    trace
+}
+
+#[test]
+fn a_swarm_of_fault_schedules_keeps_events_alternating_and_heals() {
+    Swarm::new("sim_mesh", "a_swarm_of_fault_schedules", SCHEDULES, 1).replay_every(20).run(fault_schedule);
 }

@@ -25,7 +25,7 @@ pub trait StateObserver: Send + Sync + 'static {
         let _ = state;
     }
     /// The observer itself, for the layer that installed it to find it again
-    /// ([`Coordinator::observer`]).
+    /// ([`Coordinator::observer`](super::Coordinator::observer)).
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 

@@ -86,7 +86,7 @@ pub struct AttemptInfo {
 }
 
 /// A task type. Implement it for a type holding whatever the task needs (clients, config), register
-/// it on the node builder, and submit inputs through a [`crate::service::grid::Grid`].
+/// it on the node builder, and submit inputs through a [`Grid`](crate::Grid).
 ///
 /// Each attempt runs in its own actor on the node's worker runtime, apart from the threads that run
 /// heartbeats and consensus. A returned error or a panic fails the attempt (retried per the task's

@@ -9,13 +9,13 @@
 //! time included. The table is applied beside the registry in `crate::state`; the service layer
 //! (`crate::service`) acts on it, and the worker (`crate::worker`) runs its attempts.
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod command;
 pub mod kinds;
-pub mod placement;
-pub mod queue;
+pub(crate) mod placement;
+pub(crate) mod queue;
 pub mod schedule;
-pub mod settings;
+pub(crate) mod settings;
 pub mod table;
 pub mod task;
 

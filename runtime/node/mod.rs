@@ -7,7 +7,9 @@
 pub mod config;
 pub mod local;
 pub mod preflight;
-pub mod restart;
+pub(crate) mod restart;
+// Public but hidden for the crate's own supervision tests; not supported API.
+#[doc(hidden)]
 pub mod supervisor;
 
 use std::sync::Arc;
@@ -87,9 +89,9 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
 /// A node started in this process: the library way to run one with your own task kinds.
 ///
 /// ```no_run
-/// # async fn example(config: gridkeeper::node::NodeConfig) -> Result<(), gridkeeper::node::NodeError> {
-/// use gridkeeper::worker::builtin::Sleep;
-/// let node = gridkeeper::node::Node::builder().config(config).task::<Sleep>().start().await?;
+/// # async fn example(config: gridkeeper::NodeConfig) -> Result<(), gridkeeper::node::NodeError> {
+/// use gridkeeper::node::builtin::Sleep;
+/// let node = gridkeeper::Node::builder().config(config).task::<Sleep>().start().await?;
 /// let grid = node.grid().expect("running");
 /// # let _ = grid; node.stop().await; Ok(()) }
 /// ```

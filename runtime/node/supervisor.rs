@@ -2,7 +2,7 @@
 //!
 //! Actors are adapters: the mesh actor owns a [`Mesh`] and fails when the mesh reports a broken
 //! task; the admin actor owns the HTTP server and fails when it stops serving. The supervisor
-//! restarts a failed child within [`RestartBudget`] and otherwise stops, taking the node down.
+//! restarts a failed child within its `RestartBudget` and otherwise stops, taking the node down.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,8 @@
 pub mod command;
 pub mod path;
 pub mod secret;
+// The leader's session clocks: an internal of the coordinator, hidden; not supported API.
+#[doc(hidden)]
 pub mod session;
 pub mod tree;
 pub mod watch;

@@ -5,13 +5,17 @@
 //! nothing. The node's own duties live here too: the grid hub (applied effects to the worker, task
 //! waits, dispatcher wake-ups), the leader's dispatcher and the node's registration.
 
-pub mod dispatcher;
-pub mod grid;
+// The supported API is the re-exports below. `hub` and `registration` stay public but hidden for
+// the crate's own tests; they carry no stability promise.
+pub(crate) mod dispatcher;
+pub(crate) mod grid;
+#[doc(hidden)]
 pub mod hub;
-pub mod port;
+pub(crate) mod port;
+#[doc(hidden)]
 pub mod registration;
-pub mod registry;
-pub mod tasks;
+pub(crate) mod registry;
+pub(crate) mod tasks;
 
 pub use grid::{Grid, GridApiError, SubmitOptions, TaskHandle};
 pub use port::Port;

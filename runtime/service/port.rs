@@ -149,7 +149,7 @@ impl Port {
         }
     }
 
-    /// Creates a node (see [`registry::create`]).
+    /// Creates a node (see `service::registry::create`).
     ///
     /// # Errors
     /// Node exists, no node (parent), no auth, unavailable, outcome unknown.

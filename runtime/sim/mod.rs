@@ -104,6 +104,8 @@ pub struct TraceEntry {
     pub at_ms: u64,
     /// The node that observed the change.
     pub observer: NodeId,
+    /// Which run of the observer (0 until its first restart): each run's detector starts afresh.
+    pub incarnation: u32,
     /// The change.
     pub event: PeerEvent,
 }
@@ -161,6 +163,8 @@ struct HostPlan {
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
     coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
     gauges: Shared<Vec<(NodeId, WorkerGauge)>>,
+    /// Runs of this host started so far.
+    starts: Shared<u32>,
 }
 
 /// Host name of a node in the simulation.
@@ -208,6 +212,7 @@ impl<'a> SimCluster<'a> {
                 meshes: meshes.clone(),
                 coordinators: coordinators.clone(),
                 gauges: gauges.clone(),
+                starts: Arc::default(),
             };
             sim.host(host_name(id), move || run_host(plan.clone()));
         }
@@ -474,6 +479,11 @@ impl<'a> SimCluster<'a> {
 
 async fn run_host(plan: HostPlan) -> turmoil::Result {
     let node = plan.mesh.node;
+    let incarnation = {
+        let mut starts = locked(&plan.starts);
+        *starts += 1;
+        *starts - 1
+    };
     let socket = SimUdpSocket::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SIM_PORT)).await?;
     let mut quinn_seed = [0u8; 32];
     quinn_seed[..8].copy_from_slice(&plan.seed.to_le_bytes());
@@ -512,7 +522,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
         match events.recv().await {
             Ok(event) => {
                 let at_ms = crate::clock::unix_millis().saturating_sub(crate::clock::SIM_EPOCH_MS);
-                locked(&plan.trace).push(TraceEntry { at_ms, observer: node, event });
+                locked(&plan.trace).push(TraceEntry { at_ms, observer: node, incarnation, event });
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),

@@ -19,7 +19,7 @@
 //! without a cluster.
 //!
 //! ```
-//! use gridkeeper::{AttemptInfo, Task, TaskError};
+//! use gridkeeper::{grid::FencingToken, AttemptInfo, NodeId, Task, TaskError, TaskId};
 //!
 //! /// Doubles a number.
 //! struct Double;
@@ -40,7 +40,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! # use gridkeeper::{grid::FencingToken, NodeId, TaskId};
+//! // One attempt by hand, as a unit test would run it:
 //! let attempt = AttemptInfo { task: TaskId(1), number: 1, token: FencingToken(1), node: NodeId(1) };
 //! assert_eq!(Double.run(Number(21), attempt).await.map(|n| n.0), Ok(42));
 //! assert!(Double.run(Number(u64::MAX), attempt).await.is_err());
@@ -55,11 +55,15 @@
 //!
 //! ```
 //! # struct Double;
+//! # #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+//! # struct Number(u64);
 //! # impl gridkeeper::Task for Double {
 //! #     const NAME: &'static str = "double";
-//! #     type Input = u64;
-//! #     type Output = u64;
-//! #     async fn run(&self, n: u64, _: gridkeeper::AttemptInfo) -> Result<u64, gridkeeper::TaskError> { Ok(2 * n) }
+//! #     type Input = Number;
+//! #     type Output = Number;
+//! #     async fn run(&self, n: Number, _: gridkeeper::AttemptInfo) -> Result<Number, gridkeeper::TaskError> {
+//! #         Ok(Number(2 * n.0))
+//! #     }
 //! # }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
@@ -84,11 +88,15 @@
 //!
 //! ```
 //! # struct Double;
+//! # #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+//! # struct Number(u64);
 //! # impl gridkeeper::Task for Double {
 //! #     const NAME: &'static str = "double";
-//! #     type Input = u64;
-//! #     type Output = u64;
-//! #     async fn run(&self, n: u64, _: gridkeeper::AttemptInfo) -> Result<u64, gridkeeper::TaskError> { Ok(2 * n) }
+//! #     type Input = Number;
+//! #     type Output = Number;
+//! #     async fn run(&self, n: Number, _: gridkeeper::AttemptInfo) -> Result<Number, gridkeeper::TaskError> {
+//! #         Ok(Number(2 * n.0))
+//! #     }
 //! # }
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
@@ -104,10 +112,10 @@
 //! # let (admin, token) = (cluster.admin(NodeId(1)), Some(cluster.token().to_string()));
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! runtime.block_on(async {
-//!     // Submitting needs the cluster's admin token.
+//!     // Any node's admin address, and the cluster's admin token (writes need it).
 //!     let grid = Grid::remote(Client::connect(admin, token).await?);
-//!     let task = grid.submit::<Double>(&21, &SubmitOptions::default()).await?;
-//!     assert_eq!(task.result(Duration::from_secs(10)).await?, 42);
+//!     let task = grid.submit::<Double>(&Number(21), &SubmitOptions::default()).await?;
+//!     assert_eq!(task.result(Duration::from_secs(10)).await?.0, 42);
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })?;
 //! # drop(runtime);
@@ -132,6 +140,7 @@
 //! # let (admin, token) = (cluster.admin(NodeId(1)), Some(cluster.token().to_string()));
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! runtime.block_on(async {
+//!     // Any node's admin address, and the cluster's admin token (writes need it).
 //!     let client = Client::connect(admin, token).await?;
 //!     let session = client.open_session(5_000).await?;
 //!     let held = lock::acquire(&client, &session, "/locks/nightly-report").await?;

@@ -14,6 +14,8 @@
 //! - `POST /grid/wait` `{"ids", "timeout_ms"}` → `{"done", "states": {"succeeded": n, ...}}`; at most
 //!   `IDS_MAX` ids; unknown and ended tasks are answered at once and hold no wait.
 //! - `POST /grid/cancel` `{"ids"}`, `POST /grid/drain` `{"node", "draining"}` → `{"applied", "refused"}`.
+//! - `GET /grid/node?node=N` → `{"node", "registered", "draining", "held"}`: the attempts a node holds,
+//!   exact (what `gridkeeper drain` waits on).
 //! - `GET /grid/jobs`, `POST /grid/schedule` (a job), `POST /grid/unschedule` `{"name"}`.
 //! - `POST /grid/worker/poll`, `POST /grid/worker/report`: a joined worker's attempts and reports.
 
@@ -29,8 +31,9 @@ use super::error::HttpError;
 use super::http::AdminState;
 use super::registry_api::{authorize, coordinator};
 use crate::api::grid::{
-    DrainRequest, IdsRequest, JobsResponse, NameRequest, PollRequest, PollResponse, RecordedResponse, ReportRequest,
-    ScheduleRequest, SubmitRequest, SubmitResponse, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
+    DrainRequest, IdsRequest, JobsResponse, NameRequest, NodeQuery, NodeStatus, PollRequest, PollResponse,
+    RecordedResponse, ReportRequest, ScheduleRequest, SubmitRequest, SubmitResponse, TasksQuery, TasksResponse,
+    WaitRequest, WaitResponse,
 };
 use crate::clock::unix_millis;
 use crate::grid::task::TaskId;
@@ -53,6 +56,7 @@ pub fn routes(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
         .route("/grid/wait", post(wait))
         .route("/grid/cancel", post(cancel))
         .route("/grid/drain", post(drain))
+        .route("/grid/node", get(node))
         .route("/grid/jobs", get(jobs))
         .route("/grid/schedule", post(schedule))
         .route("/grid/unschedule", post(unschedule))
@@ -111,6 +115,10 @@ async fn drain(
 ) -> ApiResult<RecordedResponse> {
     authorize(&state, &headers)?;
     Ok(Json(service::drain(&coordinator(&state)?, NodeId(request.node), request.draining).await?))
+}
+
+async fn node(State(state): State<Arc<AdminState>>, Query(query): Query<NodeQuery>) -> ApiResult<NodeStatus> {
+    Ok(Json(service::node_status(&coordinator(&state)?, NodeId(query.node)).await?))
 }
 
 async fn jobs(State(state): State<Arc<AdminState>>) -> ApiResult<JobsResponse> {

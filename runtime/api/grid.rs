@@ -513,5 +513,27 @@ pub struct AttemptOrder {
     pub spec: TaskSpec,
 }
 
+/// The node a `GET /grid/node` asks about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeQuery {
+    /// Its id.
+    pub node: u64,
+}
+
+/// A node as the task table sees it: whether it is registered and draining, and how many attempts it
+/// holds that have not ended (exact, from the table's per-node index, however many tasks are newer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Its id.
+    pub node: u64,
+    /// Whether it has a registration now.
+    pub registered: bool,
+    /// Whether it is being drained (it takes no new work).
+    pub draining: bool,
+    /// Attempts assigned to it that have not ended.
+    pub held: u32,
+}
+
 #[cfg(test)]
 mod tests;

@@ -294,22 +294,10 @@ pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Whether `node` holds an attempt that has not ended, looking at every page of its tasks.
+/// Whether `node` holds an attempt that has not ended: one exact read of the table's per-node index
+/// (`GET /grid/node`), however many tasks the cluster keeps.
 async fn runs_anything(client: &Client, node: u64) -> Result<bool, ClientError> {
-    let mut query =
-        TasksQuery { node: Some(node), limit: Some(crate::limits::QUERY_LIMIT_MAX), ..TasksQuery::default() };
-    loop {
-        let page = client.tasks_page(&query).await?;
-        let running = page
-            .tasks
-            .iter()
-            .any(|task| task.attempts.last().is_some_and(|attempt| attempt.node == node && attempt.ended_ms.is_none()));
-        match page.next {
-            _ if running => return Ok(true),
-            None => return Ok(false),
-            cursor => query.cursor = cursor,
-        }
-    }
+    Ok(client.node_status(node).await?.held > 0)
 }
 
 /// `gridkeeper schedule`.

@@ -24,8 +24,8 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::api::grid::{
-    DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, RecordedResponse, ScheduleRequest, SubmitRequest,
-    SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
+    DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, NodeStatus, RecordedResponse, ScheduleRequest,
+    SubmitRequest, SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
 };
 use crate::api::registry::{
     ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, SessionBody, SetBody, StatBody,
@@ -676,6 +676,14 @@ impl Client {
     pub async fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
         let response: JobsResponse = self.call(hyper::Method::GET, "/grid/jobs".to_string(), None).await?;
         Ok(response.jobs)
+    }
+
+    /// `node` as the task table sees it: registered, draining, and the attempts it holds.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn node_status(&self, node: u64) -> Result<NodeStatus, ClientError> {
+        self.call(hyper::Method::GET, format!("/grid/node?node={node}"), None).await
     }
 
     /// Starts (or stops) draining `node`.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{registry, tasks};
 use crate::api::grid::{
-    JobView, PollRequest, PollResponse, RecordedResponse, ScheduleRequest, SubmitRequest, TasksQuery, TasksResponse,
-    WaitResponse,
+    JobView, NodeStatus, PollRequest, PollResponse, RecordedResponse, ScheduleRequest, SubmitRequest, TasksQuery,
+    TasksResponse, WaitResponse,
 };
 use crate::api::registry::{CreateBody, CreatedBody, DeleteBody, SessionBody};
 use crate::api::ApiError;
@@ -100,6 +100,17 @@ impl Port {
         match self {
             Port::Local(coordinator) => tasks::drain(coordinator, node, draining).await,
             Port::Remote(client) => Ok(client.drain(node.0, draining).await?),
+        }
+    }
+
+    /// `node` as the table sees it (registered, draining, attempts held).
+    ///
+    /// # Errors
+    /// Unavailable.
+    pub async fn node_status(&self, node: NodeId) -> Result<NodeStatus, ApiError> {
+        match self {
+            Port::Local(coordinator) => tasks::node_status(coordinator, node).await,
+            Port::Remote(client) => Ok(client.node_status(node.0).await?),
         }
     }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::hub::GridHub;
 use crate::api::grid::{
-    check_specs, state_name, AttemptOrder, JobView, PollRequest, PollResponse, RecordedResponse, ScheduleRequest,
-    TaskView, TasksQuery, TasksResponse, WaitResponse,
+    check_specs, state_name, AttemptOrder, JobView, NodeStatus, PollRequest, PollResponse, RecordedResponse,
+    ScheduleRequest, TaskView, TasksQuery, TasksResponse, WaitResponse,
 };
 use crate::api::{ApiError, ErrorCode};
 use crate::consensus::Coordinator;
@@ -283,6 +283,21 @@ pub async fn poll(coordinator: &Coordinator, request: &PollRequest) -> Result<Po
             return Ok(PollResponse { attempts: Vec::new(), registered: true, draining });
         }
     }
+}
+
+/// `node` as the table sees it, after a linearizable barrier: registered, draining, and the attempts
+/// it holds (exact: the table's per-node index, not a scan of recent tasks).
+///
+/// # Errors
+/// Unavailable without a quorum.
+pub async fn node_status(coordinator: &Coordinator, node: NodeId) -> Result<NodeStatus, ApiError> {
+    coordinator.sync().await?;
+    Ok(coordinator.read_state(|state| NodeStatus {
+        node: node.0,
+        registered: state.is_registered(node),
+        draining: state.grid.draining().contains(&node),
+        held: u32::try_from(state.grid.held_by(node).len()).unwrap_or(u32::MAX),
+    }))
 }
 
 /// Records a worker's reports (fenced by token, so sending them again is harmless).

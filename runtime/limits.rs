@@ -154,11 +154,20 @@ const _: () = assert!(QUERY_RESPONSE_BYTES_MAX < ADMIN_RESPONSE_BYTES_MAX / 2);
 /// the node of descriptors (they once stopped the admin API).
 pub const ADMIN_CONNECTIONS_MAX: usize = 512;
 
-/// Connections one client IP address holds at once. A client library uses one kept-alive
-/// connection plus one per watch stream and a joined worker three, while every process on the
-/// machine shares the loopback address; 128 leaves room for that, and one address can take only a
-/// quarter of [`ADMIN_CONNECTIONS_MAX`], so clients on other addresses are still served.
+/// Connections one client IP address holds at once. A client (with all its clones) holds at most
+/// [`CLIENT_CONNECTIONS_MAX`] kept-alive connections plus one per watch stream, while every process on
+/// the machine shares the loopback address; 128 leaves room for four such clients, and one address can
+/// take only a quarter of [`ADMIN_CONNECTIONS_MAX`], so clients on other addresses are still served.
 pub const ADMIN_CONNECTIONS_PER_CLIENT_MAX: usize = 128;
+
+/// Connections one `Client` and all its clones hold for calls at once, in use or kept alive for the
+/// next call. A call holds one for its whole length (a long `wait` included), so this many calls
+/// proceed side by side and the next waits, within its deadline, for one to come back. Sixteen lets a
+/// process keep a dozen waits pending (a `TaskHandle` each) while its quick calls and session
+/// keepalives still go through at once, and four such clients on one machine, with their watch
+/// streams, stay within the admin server's per-address limit.
+pub const CLIENT_CONNECTIONS_MAX: usize = 16;
+const _: () = assert!(CLIENT_CONNECTIONS_MAX * 4 <= ADMIN_CONNECTIONS_PER_CLIENT_MAX);
 
 /// Watch streams one client IP address holds at once; more are refused with 429. Each stream is
 /// its own watcher with one watch, so the bound is per address rather than per watcher: it is half

@@ -42,14 +42,7 @@ const WATCH_BUFFER: usize = 256;
 /// Bytes of one watch event line.
 const WATCH_LINE_BYTES_MAX: usize = 64 << 10;
 
-/// Connections one [`Client`] and all its clones hold for calls at once, in use or kept alive for
-/// the next call. A call holds one for its whole length (a long `wait` included), so this many calls
-/// proceed side by side and the next waits, within its deadline, for one to come back. Sixteen lets a
-/// process keep a dozen waits pending (a `TaskHandle` each) while its quick calls and session
-/// keepalives still go through at once, and four such clients on one machine, with their watch
-/// streams, stay within the admin server's per-address limit.
-pub const CLIENT_CONNECTIONS_MAX: usize = 16;
-const _: () = assert!(CLIENT_CONNECTIONS_MAX * 4 <= crate::limits::ADMIN_CONNECTIONS_PER_CLIENT_MAX);
+pub use crate::limits::CLIENT_CONNECTIONS_MAX;
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

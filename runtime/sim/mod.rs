@@ -34,6 +34,12 @@ use crate::mesh::sim_socket::SimUdpSocket;
 use crate::mesh::{DetectorConfig, MemberStatus, Mesh, MeshConfig, MeshSocket, PeerEvent};
 use crate::worker::WorkerGauge;
 
+/// Whether this build replays a seed exactly. Tokio picks among ready `select!` branches at random,
+/// from a generator it seeds itself unless built with `--cfg tokio_unstable`, which lets turmoil seed
+/// every host's runtime from the simulation's seed. Without it a seed still names its faults, its
+/// workload and its network, but about one run in ten drifts by a few simulated milliseconds.
+pub const REPLAYS_EXACTLY: bool = cfg!(tokio_unstable);
+
 /// Port every simulated node listens on (each has its own simulated IP).
 const SIM_PORT: u16 = 7000;
 

@@ -15,7 +15,9 @@
 //! `GRIDKEEPER_SIM_SEED` is read as `GK_SIM_SEED`, its older name.
 //!
 //! Every `replay_every`-th schedule runs twice and must give the same result, so replay from a seed is
-//! checked across the swarm, not only on one chosen seed.
+//! checked across the swarm, not only on one chosen seed. That check needs a build that replays
+//! exactly ([`super::REPLAYS_EXACTLY`]: `RUSTFLAGS="--cfg tokio_unstable"`); other builds skip it and
+//! say so.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,10 +98,26 @@ impl Swarm {
         R: PartialEq + std::fmt::Debug,
         F: Fn(u64) -> R + Sync,
     {
+        self.run_checking(schedule, super::REPLAYS_EXACTLY)
+    }
+
+    fn run_checking<R, F>(&self, schedule: F, replays_exactly: bool) -> SwarmReport
+    where
+        R: PartialEq + std::fmt::Debug,
+        F: Fn(u64) -> R + Sync,
+    {
+        let replay_every = if replays_exactly { self.replay_every } else { 0 };
+        if self.replay_every > 0 && !replays_exactly {
+            eprintln!(
+                "swarm {}: replay checks skipped: this build does not replay exactly \
+                 (build with RUSTFLAGS=\"--cfg tokio_unstable\" to check them)",
+                self.test_name
+            );
+        }
         if let Some(seed) = seed_from_env() {
             let replay = || {
                 let first = schedule(seed);
-                if self.replay_every > 0 {
+                if replay_every > 0 {
                     assert_eq!(first, schedule(seed), "seed {seed} did not replay");
                 }
             };
@@ -111,7 +129,7 @@ impl Swarm {
                     std::panic::resume_unwind(panic);
                 }
             });
-            return SwarmReport { schedules: 1, replayed: u64::from(self.replay_every > 0) };
+            return SwarmReport { schedules: 1, replayed: u64::from(replay_every > 0) };
         }
         let count = env_number("GK_SIM_SCHEDULES");
         let budget = env_number("GK_SIM_SECONDS");
@@ -140,7 +158,7 @@ impl Swarm {
                     .spawn_scoped(scope, || {
                         while let Some(index) = run.claim(limit, deadline.as_ref()) {
                             let seed = base.wrapping_add(index);
-                            let replay = self.replay_every > 0 && index % self.replay_every == 0;
+                            let replay = replay_every > 0 && index % replay_every == 0;
                             if replay {
                                 replayed.fetch_add(1, Ordering::Relaxed);
                             }
@@ -221,10 +239,13 @@ mod tests {
     fn a_swarm_runs_its_count_and_replays_every_nth() {
         let swarm = Swarm::new("sim_x", "swarm", 20, 1_000).replay_every(5);
         let calls = AtomicU64::new(0);
-        let report = swarm.run(|seed| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            seed * 2
-        });
+        let report = swarm.run_checking(
+            |seed| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                seed * 2
+            },
+            true,
+        );
         if seed_from_env().is_none() && std::env::var("GK_SIM_SCHEDULES").is_err() {
             assert_eq!(report, SwarmReport { schedules: 20, replayed: 4 });
             assert_eq!(calls.load(Ordering::Relaxed), 24);
@@ -248,7 +269,7 @@ mod tests {
         let swarm = Swarm::new("sim_x", "swarm", 4, 0).replay_every(1);
         let calls = AtomicU64::new(0);
         let failure = catch_unwind(AssertUnwindSafe(|| {
-            swarm.run(|_| calls.fetch_add(1, Ordering::Relaxed));
+            swarm.run_checking(|_| calls.fetch_add(1, Ordering::Relaxed), true);
         }));
         let message = panic_message(&*failure.expect_err("two runs differ"));
         assert!(message.contains("did not replay"), "{message}");

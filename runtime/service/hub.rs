@@ -330,11 +330,6 @@ impl GridHub {
     pub fn waits(&self) -> usize {
         lock(&self.waiters).count
     }
-
-    /// Drops waits whose receivers are gone (callers that gave up).
-    pub fn prune_waits(&self) {
-        lock(&self.waiters).prune(None);
-    }
 }
 
 fn record_metrics(effects: &GridEffects, state: &ReplicatedState) {

@@ -19,7 +19,16 @@ fn seed() -> u64 {
     gridkeeper::sim::swarm::seed_from_env().unwrap_or(7)
 }
 
-fn data_root(name: &str, seed: u64) -> std::path::PathBuf {
+/// A run's data directory, removed when the run ends (a failing run's too).
+struct DataDir(std::path::PathBuf);
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn data_root(name: &str, seed: u64) -> DataDir {
     let base = if std::path::Path::new("/dev/shm").is_dir() {
         std::path::PathBuf::from("/dev/shm")
     } else {
@@ -27,7 +36,7 @@ fn data_root(name: &str, seed: u64) -> std::path::PathBuf {
     };
     let dir = base.join(format!("gk-sim-{name}-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    DataDir(dir)
 }
 
 fn create(path: &str, data: Vec<u8>) -> Command {
@@ -97,7 +106,7 @@ fn an_oversized_entry_already_in_the_log_still_replicates() {
     };
     let dir = data_root("oversized-entry", seed);
     let mut config = SimConfig::new(seed, 3);
-    config.registry_dir = Some(dir.clone());
+    config.registry_dir = Some(dir.0.clone());
     config.workload = Some(workload);
     let mut cluster = SimCluster::new(config).expect("cluster");
     let all_applied = |cluster: &SimCluster<'_>| {
@@ -119,7 +128,7 @@ fn an_oversized_entry_already_in_the_log_still_replicates() {
     };
     assert!(cluster.run_until(30_000, moved).expect("runs"), "seed {seed}: the log stopped after the oversized entry");
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }
 
 /// A follower that missed purged entries catches up by installing a snapshot of about 24 MiB, more
@@ -155,7 +164,7 @@ fn a_snapshot_larger_than_a_frame_is_installed() {
     };
     let dir = data_root("big-snapshot", seed);
     let mut config = SimConfig::new(seed, 3);
-    config.registry_dir = Some(dir.clone());
+    config.registry_dir = Some(dir.0.clone());
     config.workload = Some(writer);
     config.snapshot_logs = 10;
     let mut cluster = SimCluster::new(config).expect("cluster");
@@ -195,5 +204,5 @@ fn a_snapshot_larger_than_a_frame_is_installed() {
     assert_eq!(bytes, Ok(VALUE_BYTES));
     assert!(WRITES as usize * VALUE_BYTES > FRAME_BYTES_MAX, "the snapshot must not fit one frame");
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }

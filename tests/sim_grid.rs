@@ -17,7 +17,9 @@
 //! The swarm runs hundreds of schedules per `cargo test` (`GK_SIM_SCHEDULES`, `GK_SIM_SECONDS` and the
 //! other knobs: see `gridkeeper::sim::swarm`); some of them twice, comparing the final tables
 //! timestamps included. A failing seed prints the command that replays it, e.g.
-//! `GK_SIM_SEED=17 cargo test --test sim_grid every_accepted_task -- --nocapture`.
+//! `GK_SIM_SEED=17 cargo test --test sim_grid every_accepted_task -- --nocapture`; with it,
+//! `RUST_LOG=gridkeeper=debug` logs the nodes and `GK_SIM_DUMP=<path>` writes each run's final table
+//! to `<path>-<seed>-<n>`, for a diff of two runs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -254,9 +256,6 @@ fn run(seed: u64) -> Run {
     let mut cluster = SimCluster::new(config).expect("cluster");
     let schedule = FaultSchedule::random(seed, NODES, CHAOS_MS);
     let faults = cluster.run_schedule(&schedule).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
-    if gridkeeper::sim::swarm::seed_from_env().is_some() {
-        eprintln!("seed {seed}: faults {faults:?}");
-    }
     assert!(
         faults.crashes() >= 1 && faults.restarts() >= 1 && faults.partitions() >= 1,
         "seed {seed}: the schedule must crash, restart and cut: {faults:?}"

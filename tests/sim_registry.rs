@@ -29,7 +29,7 @@ const CHAOS_MS: u64 = 3_000;
 /// Longest pause between a client's operations: its operations span the chaos.
 const OP_PAUSE_MS_MAX: u64 = 2 * CHAOS_MS / OPS_PER_CLIENT as u64;
 /// Schedules each `cargo test` runs on 3 nodes, and on 5.
-const SCHEDULES_3: u64 = 400;
+const SCHEDULES_3: u64 = 500;
 const SCHEDULES_5: u64 = 100;
 /// Every this many schedules, one runs twice and must replay its history exactly.
 const REPLAY_EVERY: u64 = 40;

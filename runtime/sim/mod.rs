@@ -38,6 +38,8 @@ use crate::worker::WorkerGauge;
 /// from a generator it seeds itself unless built with `--cfg tokio_unstable`, which lets turmoil seed
 /// every host's runtime from the simulation's seed. Without it a seed still names its faults, its
 /// workload and its network, but about one run in ten drifts by a few simulated milliseconds.
+// `tokio_unstable` is tokio's own cfg, set by RUSTFLAGS, not one this crate declares.
+#[allow(unexpected_cfgs)]
 pub const REPLAYS_EXACTLY: bool = cfg!(tokio_unstable);
 
 /// Port every simulated node listens on (each has its own simulated IP).
@@ -443,7 +445,8 @@ impl<'a> SimCluster<'a> {
                 done.push(Inflicted::Partitioned(a, b));
             }
             Fault::RepairAll => {
-                for (a, b) in std::mem::take(&mut locked(&self.damage).cut) {
+                let cut = std::mem::take(&mut locked(&self.damage).cut);
+                for (a, b) in cut {
                     self.sim.repair(host_name(a), host_name(b));
                 }
                 done.push(Inflicted::Repaired);
@@ -453,7 +456,8 @@ impl<'a> SimCluster<'a> {
                 done.push(Inflicted::Held(a, b));
             }
             Fault::ReleaseAll => {
-                for (a, b) in std::mem::take(&mut locked(&self.damage).held) {
+                let held = std::mem::take(&mut locked(&self.damage).held);
+                for (a, b) in held {
                     self.sim.release(host_name(a), host_name(b));
                 }
                 done.push(Inflicted::Released);

@@ -120,19 +120,23 @@ pub struct SpinOutput {
     pub iterations: u64,
 }
 
+/// The `spin` built-in's clock: real CPU time, which simulated time cannot stand for. The one time read
+/// outside `clock.rs` (see its docs): user code burning as much CPU as it was asked to.
+fn cpu_now() -> Instant {
+    Instant::now() // clock-exception: user code's own CPU loop
+}
+
 impl Task for Spin {
     const NAME: &'static str = "spin";
     type Input = DurationInput;
     type Output = SpinOutput;
 
     async fn run(&self, input: DurationInput, _attempt: AttemptInfo) -> Result<SpinOutput, TaskError> {
-        // The one time read outside `clock.rs` (see its docs): user code that burns real CPU time for
-        // as long as it was asked, which simulated time cannot stand for.
-        let deadline = Instant::now() + checked(input.ms)?;
+        let deadline = cpu_now() + checked(input.ms)?;
         let mut iterations = 0u64;
-        while Instant::now() < deadline {
-            let slice = Instant::now() + Duration::from_millis(1);
-            while Instant::now() < slice {
+        while cpu_now() < deadline {
+            let slice = cpu_now() + Duration::from_millis(1);
+            while cpu_now() < slice {
                 iterations = std::hint::black_box(iterations.wrapping_add(1));
             }
             tokio::task::yield_now().await;

@@ -65,7 +65,8 @@ pub async fn keep_registered_local(coordinator: Coordinator, node: NodeId, recor
 /// Keeps the session alive until it ends, or the registration is no longer owned by it.
 async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
     let period = Duration::from_millis(NODE_SESSION_TIMEOUT_MS / KEEPALIVES_PER_NODE_SESSION);
-    let mut tick = tokio::time::interval(period);
+    // The first keepalive is due a period after the registration, not at once.
+    let mut tick = tokio::time::interval_at(crate::clock::monotonic() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let id = session.session.unwrap_or_default();
     loop {
@@ -76,7 +77,9 @@ async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
             Err(error) if error.is_retryable() || error.code.may_have_applied() => continue,
             Ok(_) | Err(_) => return,
         }
-        match port.stat(path, Consistency::Local).await {
+        // Linearizable: a node whose own state still lags its registration's create must not take
+        // the registration for lost (and churn it, losing the work it was just given).
+        match port.stat(path, Consistency::Linearizable).await {
             Ok(Some(stat)) if stat.ephemeral_owner == id => {}
             Ok(_) => return,
             Err(_) => {}

@@ -190,6 +190,8 @@ pub mod state;
 pub mod wire;
 #[doc(hidden)]
 pub mod worker;
+#[doc(hidden)]
+pub mod zk;
 
 pub use api::{ApiError, ErrorCode};
 pub use client::{Client, ClientError, Session};

@@ -254,3 +254,27 @@ pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: u64 = 60_000;
 const _: () = assert!(NODE_SESSION_TIMEOUT_MS >= SESSION_TIMEOUT_MS_MIN_DEFAULT);
 const _: () = assert!(NODE_SESSION_TIMEOUT_MS <= SESSION_TIMEOUT_MS_MAX_DEFAULT);
 const _: () = assert!(KEEPALIVES_PER_NODE_SESSION >= 3);
+
+/// Bytes of one ZooKeeper client frame by default: ZooKeeper's `jute.maxbuffer` (1 MiB, which bounds
+/// a znode's data) plus room for the request's header, path and ACL.
+pub const ZK_FRAME_BYTES_MAX_DEFAULT: usize = (1 << 20) + (16 << 10);
+/// Smallest frame bound a configuration may set: a connect request and a small write must fit.
+pub const ZK_FRAME_BYTES_MAX_MIN: usize = 4 << 10;
+/// ZooKeeper client connections a node holds by default; more are closed as they arrive. With the
+/// node's open-file limit raised, each costs a socket and a few KiB.
+pub const ZK_CONNECTIONS_MAX_DEFAULT: usize = 20_000;
+/// ZooKeeper client connections from one IP address by default (ZooKeeper's `maxClientCnxns` is
+/// 60; benchmarks and connection pools run a few hundred from one host).
+pub const ZK_CONNECTIONS_PER_CLIENT_MAX_DEFAULT: usize = 1_000;
+/// Time a ZooKeeper client has to finish its handshake (or a four-letter word) after connecting.
+pub const ZK_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Requests one ZooKeeper connection may have read but not answered; past it, requests are answered
+/// with ZooKeeper's `throttled` error (ZooKeeper's own global default is 1,000 outstanding).
+pub const ZK_OUTSTANDING_REQUESTS_MAX: usize = 1_000;
+/// Bytes of requests one ZooKeeper connection may have read but not answered; past it, as above.
+pub const ZK_OUTSTANDING_BYTES_MAX: usize = 16 << 20;
+/// Bytes of answers a ZooKeeper connection buffers before it writes them out.
+pub const ZK_WRITE_BUFFER_BYTES: usize = 64 << 10;
+
+const _: () = assert!(ZK_FRAME_BYTES_MAX_DEFAULT <= ZK_OUTSTANDING_BYTES_MAX);
+const _: () = assert!(ZK_FRAME_BYTES_MAX_MIN < ZK_FRAME_BYTES_MAX_DEFAULT);

@@ -185,7 +185,7 @@ async fn watch(
         .transpose()
         .map_err(|refusal| ApiError::new(ErrorCode::TooManyWatches, refusal))?;
     let watch = service::watch(&coordinator, &path, query.kind, query.since).await?;
-    let one_shot = query.kind != WatchKind::PersistentRecursive;
+    let one_shot = !matches!(query.kind, WatchKind::PersistentRecursive | WatchKind::Persistent);
     let stream = futures_util::stream::unfold((watch, ticket, false), move |(mut watch, ticket, done)| async move {
         if done {
             return None;

@@ -147,12 +147,15 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// The full message, for people; never matched by a program.
     pub message: String,
+    /// For a multi that failed, the index of its failing op (the others were not applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_op: Option<usize>,
 }
 
 impl ApiError {
     /// An error of `code` saying `message`.
     pub fn new(code: ErrorCode, message: impl ToString) -> ApiError {
-        ApiError { code, message: message.to_string() }
+        ApiError { code, message: message.to_string(), failed_op: None }
     }
 
     /// A [`ErrorCode::BadArguments`] error.
@@ -207,13 +210,20 @@ impl CoordinatorError {
 
 impl From<RegistryError> for ApiError {
     fn from(error: RegistryError) -> Self {
-        ApiError::new(error.code(), &error)
+        let failed_op = match &error {
+            RegistryError::MultiFailed { index, .. } => Some(*index),
+            _ => None,
+        };
+        ApiError { failed_op, ..ApiError::new(error.code(), &error) }
     }
 }
 
 impl From<CoordinatorError> for ApiError {
     fn from(error: CoordinatorError) -> Self {
-        ApiError::new(error.code(), &error)
+        match error {
+            CoordinatorError::Registry(error) => error.into(),
+            other => ApiError::new(other.code(), &other),
+        }
     }
 }
 

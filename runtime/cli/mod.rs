@@ -123,6 +123,23 @@ struct NodeArgs {
     /// this node leads; default: it waits, shown as unplaceable).
     #[arg(long)]
     unplaceable_timeout_ms: Option<u64>,
+    /// ZooKeeper client protocol address (default 127.0.0.1:2280+id), or `off`.
+    #[arg(long, value_name = "HOST:PORT|off")]
+    zk_listen: Option<String>,
+    /// Four-letter words the ZooKeeper port answers, comma separated, or `*` (default: ruok, srvr,
+    /// stat, mntr, envi, conf, isro; cons and wchs list clients and watches).
+    #[arg(long = "zk-4lw", value_name = "WORDS")]
+    zk_4lw: Option<String>,
+    /// Largest ZooKeeper client frame in bytes (ZooKeeper's jute.maxbuffer plus headers; default
+    /// 1 MiB + 16 KiB).
+    #[arg(long)]
+    zk_frame_bytes_max: Option<usize>,
+    /// ZooKeeper client connections held at once (default 20000).
+    #[arg(long)]
+    zk_connections_max: Option<usize>,
+    /// ZooKeeper client connections held at once from one IP address (default 1000).
+    #[arg(long)]
+    zk_connections_per_client_max: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +177,11 @@ impl NodeArgs {
             admin_header_timeout_ms: self.admin_header_timeout_ms,
             admin_idle_timeout_ms: self.admin_idle_timeout_ms,
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
+            zk_listen: self.zk_listen,
+            zk_4lw: self.zk_4lw,
+            zk_frame_bytes_max: self.zk_frame_bytes_max,
+            zk_connections_max: self.zk_connections_max,
+            zk_connections_per_client_max: self.zk_connections_per_client_max,
         };
         Ok(flags.or(file))
     }

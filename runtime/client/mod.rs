@@ -470,6 +470,7 @@ impl Client {
             WatchKind::Data => "data",
             WatchKind::Child => "child",
             WatchKind::PersistentRecursive => "persistent_recursive",
+            WatchKind::Persistent => "persistent",
         };
         let mut uri = format!("/registry/watch?path={}&kind={kind}", encode_query(path));
         if let Some(since) = since {

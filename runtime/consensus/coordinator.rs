@@ -363,6 +363,35 @@ impl Coordinator {
         result
     }
 
+    /// Applies `command` through the leader and waits until this node has applied it too, so a read
+    /// here after the call sees it and its watch events are already queued. Returns the entry's index
+    /// (its zxid) with the result.
+    ///
+    /// # Errors
+    /// As [`Self::write`].
+    pub async fn write_at(&self, command: Command) -> Result<(Applied, u64), CoordinatorError> {
+        super::request::check_entry_size(&command)?;
+        let started = Stopwatch::start();
+        let ticket = self.progress().on_write_started(self.inner.clock.now());
+        let waiting = WaitingWrite { coordinator: self, ticket };
+        let result = match self.request(Request::WriteIndexed(command)).await {
+            Ok(Reply::AppliedAt { index, applied }) => {
+                self.inner.machine.wait_applied(index).await;
+                Ok((applied, index))
+            }
+            Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+            Err(error) => Err(error),
+        };
+        drop(waiting);
+        metrics::histogram!("gridkeeper_registry_proposal_seconds").record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// This node's applied index: the zxid of the newest change a read here sees.
+    pub fn applied_zxid(&self) -> u64 {
+        self.inner.machine.applied_index()
+    }
+
     fn progress(&self) -> std::sync::MutexGuard<'_, super::readiness::Progress> {
         self.inner.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -577,7 +606,9 @@ impl Coordinator {
         match outcome {
             Ok(reply) => decode(&reply).unwrap_or_else(|error| Reply::Unavailable(error.to_string())),
             // A write that timed out may have been applied: never retried blindly.
-            Err(error @ rpc::RpcError::Timeout { .. }) if matches!(request, Request::Write(_)) => {
+            Err(error @ rpc::RpcError::Timeout { .. })
+                if matches!(request, Request::Write(_) | Request::WriteIndexed(_)) =>
+            {
                 Reply::OutcomeUnknown(error.to_string())
             }
             Err(error) => Reply::Unavailable(error.to_string()),
@@ -609,27 +640,38 @@ impl Coordinator {
         match request {
             // The leader checks again what it appends, whoever forwarded it: no entry the consensus
             // stream cannot carry may enter the log.
-            Request::Write(command) if super::request::check_entry_size(&command).is_err() => {
+            Request::Write(command) | Request::WriteIndexed(command)
+                if super::request::check_entry_size(&command).is_err() =>
+            {
                 let bytes = postcard::experimental::serialized_size(&command).unwrap_or(usize::MAX);
                 Reply::EntryTooLarge { bytes, max: super::request::PROPOSAL_BYTES_MAX }
             }
-            Request::Write(command) => match raft.client_write(Proposal { now_ms: unix_millis(), command }).await {
-                Ok(response) => Reply::Applied(response.data.result),
-                Err(error) if error.forward_to_leader().is_some() => {
-                    if let Some(openraft::errors::ClientWriteError::ForwardToLeader(_)) = error.api_error() {
-                        Reply::Unavailable(format!("not the leader: {error}"))
-                    } else {
-                        outcome_unknown(error.to_string())
-                    }
-                }
-                Err(error) => outcome_unknown(error.to_string()),
-            },
+            Request::Write(command) => self.propose(command, false).await,
+            Request::WriteIndexed(command) => self.propose(command, true).await,
             Request::Keepalive(session) => self.serve_keepalive(session, None),
             Request::KeepaliveSecured { session, secret } => self.serve_keepalive(session, Some(secret)),
             Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
                 Err(error) => Reply::Unavailable(error.to_string()),
             },
+        }
+    }
+
+    /// Proposes `command` as the leader; `indexed` answers with the entry's index.
+    async fn propose(&self, command: Command, indexed: bool) -> Reply {
+        match self.inner.raft.client_write(Proposal { now_ms: unix_millis(), command }).await {
+            Ok(response) if indexed => {
+                Reply::AppliedAt { index: response.log_id().index(), applied: response.data.result }
+            }
+            Ok(response) => Reply::Applied(response.data.result),
+            Err(error) if error.forward_to_leader().is_some() => {
+                if let Some(openraft::errors::ClientWriteError::ForwardToLeader(_)) = error.api_error() {
+                    Reply::Unavailable(format!("not the leader: {error}"))
+                } else {
+                    outcome_unknown(error.to_string())
+                }
+            }
+            Err(error) => outcome_unknown(error.to_string()),
         }
     }
 

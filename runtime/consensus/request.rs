@@ -70,6 +70,8 @@ pub enum Request {
         /// Its secret.
         secret: SessionSecret,
     },
+    /// As [`Request::Write`], answered with [`Reply::AppliedAt`]: the answer names the entry's index.
+    WriteIndexed(Command),
 }
 
 /// A coordinator's answer.
@@ -94,6 +96,14 @@ pub enum Reply {
     },
     /// The registry refused a request that is not a write (a keepalive with the wrong secret).
     Refused(RegistryError),
+    // Appended, so that the variants above keep their encoding between versions.
+    /// The result of a [`Request::WriteIndexed`] and the index (zxid) of its entry.
+    AppliedAt {
+        /// The entry's index.
+        index: u64,
+        /// Its result.
+        applied: Applied,
+    },
 }
 
 /// A session just opened, as only its opener learns it.

@@ -21,6 +21,9 @@ pub const WATCH_EVENTS_QUEUED_MAX: usize = 1024;
 pub const WATCHERS_MAX: usize = 10_000;
 /// Watch registrations per node.
 pub const WATCHES_MAX: usize = 1_000_000;
+/// Watch registrations per watcher (one client connection): a tenth of the node's, so no ten
+/// clients can fill it.
+pub const WATCHES_PER_WATCHER_MAX: usize = WATCHES_MAX / 10;
 
 /// Why a watch could not be set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,7 +61,7 @@ impl std::fmt::Debug for WatchHub {
 
 impl Default for WatchHub {
     fn default() -> Self {
-        WatchHub { hub: Mutex::new(Hub { table: WatchTable::new(WATCHES_MAX), watchers: BTreeMap::new(), next_id: 1 }) }
+        WatchHub { hub: Mutex::new(Hub { table: WatchTable::bounded(WATCHES_MAX, WATCHES_PER_WATCHER_MAX), watchers: BTreeMap::new(), next_id: 1 }) }
     }
 }
 
@@ -93,6 +96,32 @@ impl WatchHub {
     /// Watches registered on this node.
     pub fn watch_count(&self) -> usize {
         self.hub().table.len()
+    }
+
+    /// Whether `watcher` holds a watch of `kind` on `path`.
+    pub fn contains(&self, watcher: WatcherId, path: &ZPath, kind: WatchKind) -> bool {
+        self.hub().table.contains(watcher, path, kind)
+    }
+
+    /// Removes `watcher`'s watch of `kind` on `path`; answers whether it held one.
+    pub fn remove(&self, watcher: WatcherId, path: &ZPath, kind: WatchKind) -> bool {
+        self.hub().table.remove(watcher, path, kind)
+    }
+
+    /// Queues `event` for `watcher` (an event it missed, found when it set its watches again).
+    ///
+    /// # Errors
+    /// [`WatchError::UnknownWatcher`] if the watcher is gone, or was cut off now because its queue
+    /// is full.
+    pub fn deliver(&self, watcher: WatcherId, event: WatchEvent) -> Result<(), WatchError> {
+        let mut hub = self.hub();
+        let Some(sender) = hub.watchers.get(&watcher) else { return Err(WatchError::UnknownWatcher) };
+        if sender.try_send(event).is_err() {
+            hub.watchers.remove(&watcher);
+            hub.table.remove_watcher(watcher);
+            return Err(WatchError::UnknownWatcher);
+        }
+        Ok(())
     }
 
     /// Watchers (open watch streams) on this node.

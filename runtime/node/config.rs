@@ -16,6 +16,7 @@ use crate::ids::NodeId;
 use crate::limits::{ADMIN_HOSTS_MAX, ADMIN_TIMEOUT_MS_MAX, ADMIN_TIMEOUT_MS_MIN, CONFIG_FILE_BYTES_MAX, PEERS_MAX};
 use crate::mesh::DetectorConfig;
 use crate::registry::RegistryLimits;
+use crate::zk::config::{ZkConfig, ZkSettings};
 
 /// Largest znode data a configuration may allow: a value must fit a consensus frame with room to spare.
 const ZNODE_DATA_BYTES_CEILING: usize = crate::limits::FRAME_BYTES_MAX / 4;
@@ -60,6 +61,16 @@ pub struct NodeSettings {
     pub admin_idle_timeout_ms: Option<u64>,
     /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
     pub unplaceable_timeout_ms: Option<u64>,
+    /// ZooKeeper client protocol address (`HOST:PORT`), or `off`.
+    pub zk_listen: Option<String>,
+    /// Four-letter words the ZooKeeper port answers: comma separated, or `*`.
+    pub zk_4lw: Option<String>,
+    /// Largest ZooKeeper client frame in bytes.
+    pub zk_frame_bytes_max: Option<usize>,
+    /// ZooKeeper client connections held at once.
+    pub zk_connections_max: Option<usize>,
+    /// ZooKeeper client connections held at once from one IP address.
+    pub zk_connections_per_client_max: Option<usize>,
 }
 
 /// A validated node configuration.
@@ -95,6 +106,8 @@ pub struct NodeConfig {
     pub admin_server: AdminServerConfig,
     /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
     pub unplaceable_timeout_ms: Option<u64>,
+    /// The ZooKeeper front end, unless it is off (always off on a joined worker).
+    pub zk: Option<ZkConfig>,
 }
 
 /// Most slots a node may declare: beyond this a node would hold more attempts than it can track.
@@ -208,6 +221,11 @@ impl NodeSettings {
             admin_header_timeout_ms: self.admin_header_timeout_ms.or(fallback.admin_header_timeout_ms),
             admin_idle_timeout_ms: self.admin_idle_timeout_ms.or(fallback.admin_idle_timeout_ms),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms.or(fallback.unplaceable_timeout_ms),
+            zk_listen: self.zk_listen.or(fallback.zk_listen),
+            zk_4lw: self.zk_4lw.or(fallback.zk_4lw),
+            zk_frame_bytes_max: self.zk_frame_bytes_max.or(fallback.zk_frame_bytes_max),
+            zk_connections_max: self.zk_connections_max.or(fallback.zk_connections_max),
+            zk_connections_per_client_max: self.zk_connections_per_client_max.or(fallback.zk_connections_per_client_max),
         }
     }
 
@@ -271,7 +289,27 @@ impl NodeSettings {
         if self.unplaceable_timeout_ms == Some(0) {
             return Err(invalid("unplaceable-timeout-ms", "0 would fail every task before a node can register"));
         }
+        // A joined worker holds no registry: it serves no ZooKeeper clients.
+        let zk = if self.join.is_some() {
+            None
+        } else {
+            ZkSettings {
+            listen: self.zk_listen.clone(),
+            four_letter_words: self.zk_4lw.clone(),
+            frame_bytes_max: self.zk_frame_bytes_max,
+            connections_max: self.zk_connections_max,
+            connections_per_client_max: self.zk_connections_per_client_max,
+        }
+            .validate(id.0)
+            .map_err(|error| invalid(error.setting, error.reason))?
+        };
+        if let Some(zk) = &zk {
+            if zk.listen == admin || peers.values().any(|&addr| addr == zk.listen) && zk.listen.port() != 0 {
+                return Err(invalid("zk-listen", format!("{} is also the admin or a mesh address", zk.listen)));
+            }
+        }
         Ok(NodeConfig {
+            zk,
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
             admin_server,
             join: self.join,

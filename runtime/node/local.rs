@@ -159,6 +159,8 @@ impl LocalCluster {
             placement: self.options.placement,
             join: None,
             unplaceable_timeout_ms: None,
+            // In-process clusters serve no ZooKeeper clients: their ports would collide across tests.
+            zk: None,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

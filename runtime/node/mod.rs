@@ -46,6 +46,15 @@ pub enum NodeError {
     Supervisor(String),
 }
 
+/// Raises this process's open-file limit to its hard limit: every client connection is a file, and
+/// a node serving ZooKeeper clients holds thousands (the soft limit is often 1,024).
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit raised to the hard limit"),
+        Err(error) => tracing::warn!(%error, "the open-file limit could not be raised"),
+    }
+}
+
 /// Runs a node until SIGTERM or Ctrl-C (clean exit) or until its supervisor gives up (error).
 ///
 /// # Errors
@@ -54,6 +63,7 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
     // Handlers first: a SIGTERM that arrives while the node is still starting must still mean a
     // clean shutdown, not the default "die at once".
     let signals = Signals::install()?;
+    raise_open_file_limit();
     let prometheus = crate::admin::telemetry::install()?;
     if let Some(member) = config.join {
         return run_joined(config, kinds, member, signals, prometheus).await;

@@ -217,6 +217,8 @@ pub struct MeshActorState {
     view: NodeView,
     /// The mesh actor itself: the worker's supervisor.
     myself: ActorCell,
+    /// The ZooKeeper front end, if it is on; taken when the mesh stops.
+    zk: tokio::sync::Mutex<Option<crate::zk::ZkServer>>,
 }
 
 /// Registry name of a node's worker supervisor.
@@ -241,6 +243,9 @@ async fn stop_child(owner: &ActorCell, child: &ActorCell, reason: &str, bound: D
 
 impl MeshActorState {
     async fn stop_mesh(&self) {
+        if let Some(zk) = self.zk.lock().await.take() {
+            zk.shutdown().await;
+        }
         self.view.set_coordinator(None);
         self.view.set_mesh(None);
         self.registration.abort();
@@ -333,6 +338,20 @@ impl Actor for MeshActor {
             weight: config.weight,
             kinds: args.kinds.names(),
         };
+        let zk = match &config.zk {
+            Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone()).await {
+                Ok(server) => Some(server),
+                Err(error) => {
+                    dispatcher.abort();
+                    stop_child(&myself.get_cell(), &worker.get_cell(), "ZooKeeper port unavailable", WORKER_STOP_WAIT)
+                        .await;
+                    coordinator.shutdown().await;
+                    mesh.shutdown().await;
+                    return Err(format!("ZooKeeper client port {}: {error}", zk.listen).into());
+                }
+            },
+            None => None,
+        };
         let registration =
             tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), config.id, record));
         args.view.set_mesh(Some(mesh.clone()));
@@ -345,6 +364,7 @@ impl Actor for MeshActor {
             }
         });
         Ok(MeshActorState {
+            zk: tokio::sync::Mutex::new(zk),
             mesh,
             coordinator,
             registration,

@@ -214,6 +214,11 @@ impl Registry {
         self.sessions.iter().map(|(&id, record)| (id, record.timeout_ms))
     }
 
+    /// `session`'s granted timeout, if it is open.
+    pub fn session_timeout_ms(&self, session: SessionId) -> Option<u64> {
+        self.sessions.get(&session).map(|record| record.timeout_ms)
+    }
+
     /// Whether `session` is open.
     pub fn has_session(&self, session: SessionId) -> bool {
         self.sessions.contains_key(&session)
@@ -239,6 +244,34 @@ impl Registry {
     pub fn children(&self, path: &ZPath) -> Result<(Vec<String>, Stat), RegistryError> {
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
         Ok((node.children.iter().cloned().collect(), node.stat))
+    }
+
+    /// How many nodes lie below `path`, at any depth (ZooKeeper's `getAllChildrenNumber`).
+    ///
+    /// # Errors
+    /// [`RegistryError::NoNode`].
+    pub fn descendant_count(&self, path: &ZPath) -> Result<usize, RegistryError> {
+        if !self.nodes.contains_key(path) {
+            return Err(no_node(path));
+        }
+        if path.is_root() {
+            return Ok(self.nodes.len() - 1);
+        }
+        // Paths sort as strings, so every path starting with this one's text is in one run after it;
+        // of those, the descendants are the ones that go on with a `/`.
+        let prefix = path.as_str();
+        Ok(self
+            .nodes
+            .range(path.clone()..)
+            .map(|(key, _)| key.as_str())
+            .take_while(|key| key.starts_with(prefix))
+            .filter(|key| key.as_bytes().get(prefix.len()) == Some(&b'/'))
+            .count())
+    }
+
+    /// The ephemeral nodes `session` owns, sorted; none for a session that is not open.
+    pub fn session_ephemerals(&self, session: SessionId) -> Vec<ZPath> {
+        self.sessions.get(&session).map(|record| record.ephemerals.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// TTL nodes due for deletion at `now_ms`, for the leader to propose (re-checked at apply).

@@ -6,8 +6,10 @@ use crate::api::registry::{
     hex, ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, SessionBody, SetBody, StatBody,
 };
 use crate::api::ApiError;
+use crate::consensus::coordinator::read_registry;
+use crate::consensus::request::OpenedSession;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
-use crate::registry::{RegistryError, SessionId, SessionSecret, WatchEvent, WatchKind, WatcherId, ZPath};
+use crate::registry::{Change, RegistryError, SessionId, SessionSecret, WatchEvent, WatchKind, WatcherId, ZPath};
 use crate::state::{Command, Outcome};
 
 /// Session timeout when an open names none, in ms.
@@ -216,4 +218,257 @@ pub async fn watch(
         .read_local(|registry| coordinator.watches().register(registry, watcher, path, kind, since))
         .map_err(|error| watch_error(&error))?;
     Ok(watch)
+}
+
+/// Proposes a registry command and waits until this node has applied it, so the caller's next read
+/// here sees it and its watch events are already queued; answers with the command's zxid.
+///
+/// # Errors
+/// The coordinator's or the registry's refusal; a failed multi names its failing op.
+pub async fn write_at(coordinator: &Coordinator, command: Command) -> Result<(Outcome, u64), ApiError> {
+    let (applied, zxid) = coordinator.write_at(command).await?;
+    Ok((applied?, zxid))
+}
+
+/// The zxid of the newest change a read on this node sees.
+pub fn applied_zxid(coordinator: &Coordinator) -> u64 {
+    coordinator.applied_zxid()
+}
+
+/// A watch to set with a read, in the same step, so no change between the two is missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchWith {
+    /// The watcher (the client connection's).
+    pub watcher: WatcherId,
+    /// What to watch.
+    pub kind: WatchKind,
+    /// Whether the watch is set when the node does not exist (ZooKeeper's `exists` does; `getData`
+    /// and `getChildren` do not).
+    pub if_missing: bool,
+}
+
+fn watch_error(error: &dyn std::fmt::Display) -> ApiError {
+    ApiError::from(CoordinatorError::Watch(error.to_string()))
+}
+
+/// Reads on this node (ZooKeeper's consistency: what this node has applied) and, with `watch`, sets
+/// a watch in the same step. Answers the read's result and the zxid it saw.
+///
+/// # Errors
+/// No node (the watch is still set if `if_missing`); watch limit.
+pub fn read_watched(
+    coordinator: &Coordinator,
+    op: &ReadOp,
+    watch: Option<WatchWith>,
+) -> Result<(ReadResult, u64), ApiError> {
+    let path = match op {
+        ReadOp::Get(path) | ReadOp::Exists(path) | ReadOp::Children(path) => path,
+    };
+    coordinator.read_local(|registry| {
+        let result = read_registry(registry, op);
+        let found = !matches!(result, Err(_) | Ok(ReadResult::Exists(None)));
+        if let Some(watch) = watch.filter(|watch| found || watch.if_missing) {
+            coordinator
+                .watches()
+                .register(registry, watch.watcher, path, watch.kind, None)
+                .map_err(|error| watch_error(&error))?;
+        }
+        Ok((result?, registry.last_zxid()))
+    })
+}
+
+/// How many nodes lie below `path`, at any depth.
+///
+/// # Errors
+/// No node.
+pub fn descendant_count(coordinator: &Coordinator, path: &ZPath) -> Result<usize, ApiError> {
+    Ok(coordinator.read_local(|registry| registry.descendant_count(path))?)
+}
+
+/// The ephemeral nodes `session` owns whose path starts with `prefix` (as text, ZooKeeper's rule).
+pub fn session_ephemerals(coordinator: &Coordinator, session: SessionId, prefix: &str) -> Vec<ZPath> {
+    let mut owned = coordinator.read_local(|registry| registry.session_ephemerals(session));
+    owned.retain(|path| path.as_str().starts_with(prefix));
+    owned
+}
+
+/// Opens a watcher: a client connection's one stream of watch events.
+///
+/// # Errors
+/// Watch limit when the node has too many watchers.
+pub fn open_watcher(coordinator: &Coordinator) -> Result<Watch, ApiError> {
+    let (watcher, events) = coordinator.watches().open().map_err(|error| watch_error(&error))?;
+    Ok(Watch { coordinator: coordinator.clone(), watcher, events })
+}
+
+impl Watch {
+    /// The watcher's id, to set watches with.
+    pub fn watcher(&self) -> WatcherId {
+        self.watcher
+    }
+
+    /// Sets a watch of `kind` on `path`.
+    ///
+    /// # Errors
+    /// Watch limit.
+    pub fn add(&self, path: &ZPath, kind: WatchKind) -> Result<(), ApiError> {
+        self.coordinator
+            .read_local(|registry| self.coordinator.watches().register(registry, self.watcher, path, kind, None))
+            .map_err(|error| watch_error(&error))
+    }
+
+    /// Removes this watcher's watches of the given kinds on `path`; answers whether any was held.
+    pub fn remove(&self, path: &ZPath, kinds: &[WatchKind]) -> bool {
+        let hub = self.coordinator.watches();
+        kinds.iter().fold(false, |removed, &kind| hub.remove(self.watcher, path, kind) | removed)
+    }
+
+    /// Whether this watcher holds a watch of any of the given kinds on `path`.
+    pub fn holds(&self, path: &ZPath, kinds: &[WatchKind]) -> bool {
+        let hub = self.coordinator.watches();
+        kinds.iter().any(|&kind| hub.contains(self.watcher, path, kind))
+    }
+
+    /// Sets watches again after a reconnect (ZooKeeper's `setWatches`), in one step against this
+    /// node's state: for each watch whose event the client missed since `since` (a zxid it saw),
+    /// the event is queued at once instead (ZooKeeper's rules) and the one-shot watch is not set.
+    /// Answers the zxid read.
+    ///
+    /// # Errors
+    /// Watch limit; watch limit too if the watcher was cut off for falling behind.
+    pub fn restore(&self, since: u64, watches: &[(ZPath, RestoredWatch)]) -> Result<u64, ApiError> {
+        let hub = self.coordinator.watches();
+        self.coordinator.read_local(|registry| {
+            let zxid = registry.last_zxid();
+            for (path, watch) in watches {
+                let stat = registry.exists(path);
+                let event = |change| WatchEvent { zxid, change };
+                let path = path.clone();
+                let (kind, due) = match watch {
+                    RestoredWatch::Data => (
+                        WatchKind::Data,
+                        match stat {
+                            None => Some(Change::NodeDeleted { path: path.clone() }),
+                            Some(stat) if stat.mzxid > since => Some(Change::NodeDataChanged { path: path.clone() }),
+                            Some(_) => None,
+                        },
+                    ),
+                    RestoredWatch::Exist => {
+                        (WatchKind::Data, stat.map(|_| Change::NodeCreated { path: path.clone() }))
+                    }
+                    RestoredWatch::Child => (
+                        WatchKind::Child,
+                        match stat {
+                            None => Some(Change::NodeDeleted { path: path.clone() }),
+                            Some(stat) if stat.pzxid > since => {
+                                Some(Change::NodeChildrenChanged { path: path.clone() })
+                            }
+                            Some(_) => None,
+                        },
+                    ),
+                    RestoredWatch::Persistent => (WatchKind::Persistent, None),
+                    RestoredWatch::PersistentRecursive => (WatchKind::PersistentRecursive, None),
+                };
+                match due {
+                    Some(change) => hub.deliver(self.watcher, event(change)),
+                    None => hub.register(registry, self.watcher, &path, kind, None),
+                }
+                .map_err(|error| watch_error(&error))?;
+            }
+            Ok(zxid)
+        })
+    }
+}
+
+/// A watch a client sets again after reconnecting, as ZooKeeper's `setWatches` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoredWatch {
+    /// From `getData`: fires on a data change or deletion.
+    Data,
+    /// From `exists` on a missing node: fires on its creation.
+    Exist,
+    /// From `getChildren`.
+    Child,
+    /// From `addWatch` in persistent mode.
+    Persistent,
+    /// From `addWatch` in persistent-recursive mode.
+    PersistentRecursive,
+}
+
+/// Opens a session whose timeout the registry clamps to the cluster's bounds; the answer carries
+/// the secret.
+///
+/// # Errors
+/// Quota, unavailable.
+pub async fn open_session_for(coordinator: &Coordinator, timeout_ms: u64) -> Result<OpenedSession, ApiError> {
+    Ok(coordinator.open_session(timeout_ms).await?)
+}
+
+/// Resumes `session` on this node: checks the secret against this node's state, then tells the
+/// leader the client is alive. Answers the session's timeout.
+///
+/// # Errors
+/// Session expired (not open, or the leader says it ended); no auth for a wrong secret; unavailable.
+pub async fn resume_session(
+    coordinator: &Coordinator,
+    session: SessionId,
+    secret: SessionSecret,
+) -> Result<u64, ApiError> {
+    let timeout_ms = coordinator.read_local(|registry| {
+        registry.check_session_secret(session, &secret)?;
+        registry.session_timeout_ms(session).ok_or(RegistryError::SessionExpired { session })
+    })?;
+    touch_session(coordinator, session, secret).await?;
+    Ok(timeout_ms)
+}
+
+/// Tells the leader `session`'s client is alive.
+///
+/// # Errors
+/// Session expired if the leader says it is not open; no auth; unavailable.
+pub async fn touch_session(coordinator: &Coordinator, session: SessionId, secret: SessionSecret) -> Result<(), ApiError> {
+    match coordinator.keepalive(session, secret).await? {
+        true => Ok(()),
+        false => Err(RegistryError::SessionExpired { session }.into()),
+    }
+}
+
+/// The cluster's bounds on session timeouts, in ms.
+pub fn session_timeout_bounds(coordinator: &Coordinator) -> (u64, u64) {
+    let limits = coordinator.read_local(|registry| registry.limits());
+    (limits.session_timeout_ms_min, limits.session_timeout_ms_max)
+}
+
+/// What this node holds and is, for a front end's status words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrySummary {
+    /// Whether this node leads the group now.
+    pub leader: bool,
+    /// The zxid of the newest change applied here.
+    pub zxid: u64,
+    /// Znodes, the root included.
+    pub znodes: usize,
+    /// Open sessions.
+    pub sessions: usize,
+    /// Bytes of data and paths held.
+    pub data_bytes: usize,
+    /// Watches set on this node.
+    pub watches: usize,
+    /// Watchers (client connections and watch streams) on this node.
+    pub watchers: usize,
+}
+
+/// This node's registry at a glance.
+pub fn summary(coordinator: &Coordinator) -> RegistrySummary {
+    let (znodes, sessions, data_bytes) =
+        coordinator.read_local(|registry| (registry.znode_count(), registry.session_count(), registry.data_bytes()));
+    RegistrySummary {
+        leader: coordinator.is_leader(),
+        zxid: coordinator.applied_zxid(),
+        znodes,
+        sessions,
+        data_bytes,
+        watches: coordinator.watches().watch_count(),
+        watchers: coordinator.watches().watcher_count(),
+    }
 }

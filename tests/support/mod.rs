@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use gridkeeper::admin::StatusView;
 
+pub mod zk_tools;
+
 /// Longest any test waits for a cluster to reach a state.
 pub const WAIT_MAX: Duration = Duration::from_secs(30);
 /// How often a waiting test looks again.

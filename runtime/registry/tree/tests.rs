@@ -368,3 +368,26 @@ fn the_tree_is_bounded_in_bytes_and_a_failed_multi_gives_its_bytes_back() {
     copy.rebuild_derived();
     assert_eq!(copy.data_bytes(), registry.data_bytes());
 }
+
+#[test]
+fn descendants_are_counted_at_every_depth_and_neighbours_are_not() {
+    let mut f = Fixture::new();
+    for path in ["/a", "/a/b", "/a/b/c", "/a/d", "/a-x", "/a-x/y", "/ab"] {
+        f.create(path, CreateMode::Persistent, None).expect("create");
+    }
+    assert_eq!(f.registry.descendant_count(&p("/a")), Ok(3));
+    assert_eq!(f.registry.descendant_count(&p("/a/b/c")), Ok(0));
+    assert_eq!(f.registry.descendant_count(&ZPath::root()), Ok(7));
+    assert!(matches!(f.registry.descendant_count(&p("/nope")), Err(RegistryError::NoNode { .. })));
+}
+
+#[test]
+fn a_session_lists_its_ephemerals() {
+    let mut f = Fixture::new();
+    let session = f.session();
+    f.create("/e1", CreateMode::Ephemeral, Some(session)).expect("create");
+    f.create("/p", CreateMode::Persistent, None).expect("create");
+    f.create("/p/e2", CreateMode::Ephemeral, Some(session)).expect("create");
+    assert_eq!(f.registry.session_ephemerals(session), vec![p("/e1"), p("/p/e2")]);
+    assert!(f.registry.session_ephemerals(SessionId(999)).is_empty());
+}

@@ -1,0 +1,411 @@
+//! Each ZooKeeper operation, answered through the service layer: the jute request in, the jute
+//! response or a ZooKeeper error code out. Decides nothing of its own beyond ZooKeeper's argument
+//! rules (flags, versions, ACLs, watch types); the registry decides everything else.
+
+use crate::api::{ApiError, ErrorCode};
+use crate::consensus::{Coordinator, ReadOp, ReadResult};
+use crate::registry::{CreateMode, MultiOp as RegistryOp, Outcome, SessionId, SessionSecret, WatchKind, ZPath};
+use crate::service::registry::{self as service, RestoredWatch, Watch, WatchWith};
+use crate::state::Command;
+
+use super::codes::{answer, Answer};
+use super::proto::{
+    self, add_watch_mode, code, create_flags, op, perms, watcher_type, Acl, MultiOp, MultiReadOp, MultiReadResult,
+    MultiResult, Request, Response,
+};
+
+/// What a request earned: a reply (a body, or an error code with none) at a zxid, or the end of the
+/// connection.
+#[derive(Debug)]
+pub enum Reply {
+    /// Answer with this body.
+    Body(Response),
+    /// Answer with this ZooKeeper error code.
+    Error(i32),
+    /// Close the connection without answering.
+    Close,
+}
+
+/// The session and watcher a connection serves requests for.
+pub struct Context<'a> {
+    /// This node's coordinator.
+    pub coordinator: &'a Coordinator,
+    /// The connection's session.
+    pub session: SessionId,
+    /// Its secret (ZooKeeper's session password).
+    pub secret: SessionSecret,
+    /// The connection's watcher.
+    pub watch: &'a Watch,
+    /// The identities the connection authenticated as, `(scheme, id)`, for `whoAmI`.
+    pub identities: &'a [(String, String)],
+}
+
+impl From<ApiError> for Reply {
+    fn from(error: ApiError) -> Reply {
+        match answer(error.code) {
+            Answer::Code(value) => Reply::Error(value),
+            Answer::Close => Reply::Close,
+        }
+    }
+}
+
+fn path(text: &str) -> Result<ZPath, ApiError> {
+    service::parse_path(text)
+}
+
+/// A version from the wire: -1 is "any".
+fn version(value: i32) -> Option<u32> {
+    u32::try_from(value).ok()
+}
+
+fn bad_version(text: &str) -> ApiError {
+    ApiError::new(ErrorCode::BadVersion, format!("{text}: no node has a negative version"))
+}
+
+/// The registry's mode for a create's flags and TTL, or the ZooKeeper error.
+fn create_mode(flags: i32, ttl_ms: Option<i64>, op_code: i32) -> Result<(CreateMode, Option<u64>), ApiError> {
+    let mode = create_flags::mode(flags).ok_or_else(|| ApiError::bad_arguments(format!("unknown create flags {flags}")))?;
+    let ttl = match (op_code == op::CREATE_TTL, create_flags::has_ttl(flags), ttl_ms) {
+        (true, true, Some(ttl)) if ttl > 0 => Some(ttl as u64),
+        (false, false, _) => None,
+        _ => return Err(ApiError::bad_arguments("a TTL needs createTTL, a TTL mode and a TTL above 0")),
+    };
+    if op_code == op::CREATE_CONTAINER && mode != CreateMode::Container {
+        return Err(ApiError::bad_arguments("createContainer needs the container mode"));
+    }
+    Ok((mode, ttl))
+}
+
+/// ACLs arrive in part 2 of the front end: until then a node can only be open to everyone, and a
+/// create asking for less is refused rather than silently given more.
+fn check_acl(acl: &[Acl]) -> Result<(), ApiError> {
+    if acl.is_empty() {
+        return Err(ApiError::new(ErrorCode::InvalidAcl, "an ACL needs at least one entry"));
+    }
+    if acl.iter().all(|entry| entry.scheme == "world" && entry.id == "anyone" && entry.perms == perms::ALL) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::Unimplemented, "only world:anyone with every permission is served yet"))
+    }
+}
+
+fn open_acl() -> Vec<Acl> {
+    vec![Acl { perms: perms::ALL, scheme: "world".into(), id: "anyone".into() }]
+}
+
+fn stat(stat: &crate::registry::Stat) -> proto::Stat {
+    proto::Stat::from(stat)
+}
+
+/// Serves one request; the caller sends the reply (after any watch events it queued) at the zxid it
+/// reads after this returns, or at the write's zxid when this returns one.
+pub async fn serve(context: &Context<'_>, request: Request) -> (Reply, Option<u64>) {
+    match serve_inner(context, request).await {
+        Ok((response, zxid)) => (Reply::Body(response), zxid),
+        Err(error) => (Reply::from(error), None),
+    }
+}
+
+async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Response, Option<u64>), ApiError> {
+    let coordinator = context.coordinator;
+    let watched = |kind, if_missing, watch: bool| {
+        watch.then_some(WatchWith { watcher: context.watch.watcher(), kind, if_missing })
+    };
+    let read = |op: ReadOp, watch| service::read_watched(coordinator, &op, watch).map(|(result, _)| result);
+    let done = |response| Ok((response, None));
+    match request {
+        Request::Ping => done(Response::Empty),
+        Request::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
+            check_acl(&acl)?;
+            let (mode, ttl_ms) = create_mode(flags, ttl_ms, op_code)?;
+            let command = Command::CreateOwned {
+                path: path(&text)?,
+                data,
+                mode,
+                session: context.session,
+                secret: context.secret,
+                ttl_ms,
+            };
+            match service::write_at(coordinator, command).await? {
+                (Outcome::Created { path, .. }, zxid) if op_code == op::CREATE => {
+                    Ok((Response::Create { path: path.to_string() }, Some(zxid)))
+                }
+                (Outcome::Created { path, stat: created }, zxid) => {
+                    Ok((Response::Create2 { path: path.to_string(), stat: stat(&created) }, Some(zxid)))
+                }
+                (other, _) => Err(ApiError::unexpected(other)),
+            }
+        }
+        Request::Delete { path: text, version: expected } => {
+            if expected < -1 {
+                return Err(bad_version(&text));
+            }
+            let command = Command::Delete { path: path(&text)?, version: version(expected) };
+            let (_, zxid) = service::write_at(coordinator, command).await?;
+            Ok((Response::Empty, Some(zxid)))
+        }
+        Request::SetData { path: text, data, version: expected } => {
+            if expected < -1 {
+                return Err(bad_version(&text));
+            }
+            let command = Command::Set { path: path(&text)?, data, version: version(expected) };
+            match service::write_at(coordinator, command).await? {
+                (Outcome::Set { stat: set }, zxid) => Ok((Response::Stat(stat(&set)), Some(zxid))),
+                (other, _) => Err(ApiError::unexpected(other)),
+            }
+        }
+        Request::Exists { path: text, watch } => {
+            match read(ReadOp::Exists(path(&text)?), watched(WatchKind::Data, true, watch))? {
+                ReadResult::Exists(Some(found)) => done(Response::Stat(stat(&found))),
+                ReadResult::Exists(None) => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+                other => Err(ApiError::unexpected(other)),
+            }
+        }
+        Request::GetData { path: text, watch } => {
+            match read(ReadOp::Get(path(&text)?), watched(WatchKind::Data, false, watch))? {
+                ReadResult::Data { data, stat: found } => done(Response::GetData { data, stat: stat(&found) }),
+                other => Err(ApiError::unexpected(other)),
+            }
+        }
+        Request::GetChildren { path: text, watch } => {
+            match read(ReadOp::Children(path(&text)?), watched(WatchKind::Child, false, watch))? {
+                ReadResult::Children { children, .. } => done(Response::GetChildren { children }),
+                other => Err(ApiError::unexpected(other)),
+            }
+        }
+        Request::GetChildren2 { path: text, watch } => {
+            match read(ReadOp::Children(path(&text)?), watched(WatchKind::Child, false, watch))? {
+                ReadResult::Children { children, stat: found } => {
+                    done(Response::GetChildren2 { children, stat: stat(&found) })
+                }
+                other => Err(ApiError::unexpected(other)),
+            }
+        }
+        Request::GetAcl { path: text } => match read(ReadOp::Exists(path(&text)?), None)? {
+            ReadResult::Exists(Some(found)) => done(Response::GetAcl { acl: open_acl(), stat: stat(&found) }),
+            _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+        },
+        Request::SetAcl { .. } => Err(ApiError::new(ErrorCode::Unimplemented, "setACL arrives with ACLs")),
+        Request::Sync { path: text } => {
+            path(&text)?;
+            service::sync(coordinator).await?;
+            done(Response::Sync { path: text })
+        }
+        Request::Check { path: text, version: expected } => {
+            match read(ReadOp::Exists(path(&text)?), None)? {
+                ReadResult::Exists(Some(found)) if expected == -1 || version(expected) == Some(found.version) => {
+                    done(Response::Empty)
+                }
+                ReadResult::Exists(Some(_)) => Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}"))),
+                _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+            }
+        }
+        Request::Multi(ops) => multi(context, ops).await,
+        Request::MultiRead(ops) => done(Response::MultiRead(ops.into_iter().map(|op| multi_read(coordinator, op)).collect())),
+        Request::GetAllChildrenNumber { path: text } => {
+            let count = service::descendant_count(coordinator, &path(&text)?)?;
+            done(Response::GetAllChildrenNumber { count: i32::try_from(count).unwrap_or(i32::MAX) })
+        }
+        Request::GetEphemerals { prefix } => {
+            let paths = service::session_ephemerals(coordinator, context.session, &prefix);
+            done(Response::GetEphemerals { paths: paths.iter().map(ToString::to_string).collect() })
+        }
+        Request::AddWatch { path: text, mode } => {
+            let kind = match mode {
+                add_watch_mode::PERSISTENT => WatchKind::Persistent,
+                add_watch_mode::PERSISTENT_RECURSIVE => WatchKind::PersistentRecursive,
+                _ => return Err(ApiError::bad_arguments(format!("unknown addWatch mode {mode}"))),
+            };
+            context.watch.add(&path(&text)?, kind)?;
+            done(Response::Empty)
+        }
+        Request::CheckWatches { path: text, kind } => {
+            let kinds = watch_kinds(kind)?;
+            match context.watch.holds(&path(&text)?, kinds) {
+                true => done(Response::Empty),
+                false => Err(no_watcher(&text)),
+            }
+        }
+        Request::RemoveWatches { path: text, kind } => {
+            let kinds = watch_kinds(kind)?;
+            match context.watch.remove(&path(&text)?, kinds) {
+                true => done(Response::Empty),
+                false => Err(no_watcher(&text)),
+            }
+        }
+        Request::SetWatches { relative_zxid, data, exist, child } => {
+            restore(context, relative_zxid, data, exist, child, Vec::new(), Vec::new())
+        }
+        Request::SetWatches2 { relative_zxid, data, exist, child, persistent, persistent_recursive } => {
+            restore(context, relative_zxid, data, exist, child, persistent, persistent_recursive)
+        }
+        Request::WhoAmI => done(Response::WhoAmI { clients: context.identities.to_vec() }),
+        Request::Reconfig => Err(ApiError::new(ErrorCode::Unimplemented, "reconfig")),
+        Request::Sasl | Request::DeleteContainer { .. } | Request::Auth { .. } | Request::CloseSession => {
+            Err(ApiError::new(ErrorCode::Unimplemented, "handled by the connection"))
+        }
+    }
+}
+
+/// The watch kinds a `checkWatches`/`removeWatches` type names.
+fn watch_kinds(kind: i32) -> Result<&'static [WatchKind], ApiError> {
+    match kind {
+        watcher_type::CHILDREN => Ok(&[WatchKind::Child]),
+        watcher_type::DATA => Ok(&[WatchKind::Data]),
+        watcher_type::ANY => {
+            Ok(&[WatchKind::Data, WatchKind::Child, WatchKind::Persistent, WatchKind::PersistentRecursive])
+        }
+        _ => Err(ApiError::bad_arguments(format!("unknown watcher type {kind}"))),
+    }
+}
+
+/// ZooKeeper's `NoWatcher`, which the contract has no code for: it exists only on this front end.
+fn no_watcher(text: &str) -> ApiError {
+    ApiError::new(ErrorCode::BadArguments, format!("no watcher on {text}"))
+}
+
+fn restore(
+    context: &Context<'_>,
+    relative_zxid: i64,
+    data: Vec<String>,
+    exist: Vec<String>,
+    child: Vec<String>,
+    persistent: Vec<String>,
+    persistent_recursive: Vec<String>,
+) -> Result<(Response, Option<u64>), ApiError> {
+    let lists = [
+        (data, RestoredWatch::Data),
+        (exist, RestoredWatch::Exist),
+        (child, RestoredWatch::Child),
+        (persistent, RestoredWatch::Persistent),
+        (persistent_recursive, RestoredWatch::PersistentRecursive),
+    ];
+    let mut watches = Vec::new();
+    for (paths, kind) in lists {
+        for text in paths {
+            watches.push((path(&text)?, kind));
+        }
+    }
+    let since = u64::try_from(relative_zxid).unwrap_or(0);
+    // The missed events go to the watcher's own queue, so they reach the client in order with the rest.
+    context.watch.restore(since, &watches)?;
+    Ok((Response::Empty, None))
+}
+
+fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), ApiError> {
+    Ok(match op {
+        MultiOp::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
+            check_acl(&acl)?;
+            let (mode, ttl) = create_mode(flags, ttl_ms, op_code)?;
+            if ttl.is_some() {
+                return Err(ApiError::new(ErrorCode::Unimplemented, "a TTL node inside a multi"));
+            }
+            let _ = context;
+            (RegistryOp::Create { path: path(&text)?, data, mode }, op_code)
+        }
+        MultiOp::Delete { path: text, version: expected } => {
+            if expected < -1 {
+                return Err(bad_version(&text));
+            }
+            (RegistryOp::Delete { path: path(&text)?, version: version(expected) }, op::DELETE)
+        }
+        MultiOp::SetData { path: text, data, version: expected } => {
+            if expected < -1 {
+                return Err(bad_version(&text));
+            }
+            (RegistryOp::Set { path: path(&text)?, data, version: version(expected) }, op::SET_DATA)
+        }
+        MultiOp::Check { path: text, version: expected } => {
+            let version = version(expected).ok_or_else(|| {
+                ApiError::new(ErrorCode::Unimplemented, "a check of any version (-1) inside a multi")
+            })?;
+            (RegistryOp::Check { path: path(&text)?, version }, op::CHECK)
+        }
+    })
+}
+
+/// The results of a multi that failed at `failed`: ZooKeeper reports the ops before it as rolled
+/// back (`ok` inside an error result), the failing one with its code, and the rest as
+/// `runtimeInconsistency`.
+fn failed_multi(count: usize, failed: usize, error: i32) -> Response {
+    Response::Multi(
+        (0..count)
+            .map(|index| MultiResult::Error {
+                err: match index.cmp(&failed) {
+                    std::cmp::Ordering::Less => code::OK,
+                    std::cmp::Ordering::Equal => error,
+                    std::cmp::Ordering::Greater => code::RUNTIME_INCONSISTENCY,
+                },
+            })
+            .collect(),
+    )
+}
+
+async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Option<u64>), ApiError> {
+    let count = ops.len();
+    let mut steps = Vec::with_capacity(count);
+    let mut kinds = Vec::with_capacity(count);
+    for (index, op) in ops.into_iter().enumerate() {
+        match registry_op(context, op) {
+            Ok((step, kind)) => {
+                steps.push(step);
+                kinds.push(kind);
+            }
+            Err(error) => {
+                return match answer(error.code) {
+                    Answer::Code(value) => Ok((failed_multi(count, index, value), None)),
+                    Answer::Close => Err(error),
+                }
+            }
+        }
+    }
+    if steps.is_empty() {
+        return Ok((Response::Multi(Vec::new()), None));
+    }
+    let command = Command::MultiOwned { ops: steps, session: context.session, secret: context.secret };
+    match service::write_at(context.coordinator, command).await {
+        Ok((Outcome::Multi { results }, zxid)) => {
+            let results = results
+                .into_iter()
+                .zip(kinds)
+                .map(|(outcome, kind)| match outcome {
+                    Outcome::Created { path, .. } if kind == op::CREATE => MultiResult::Create { path: path.to_string() },
+                    Outcome::Created { path, stat: created } => {
+                        MultiResult::Create2 { path: path.to_string(), stat: stat(&created) }
+                    }
+                    Outcome::Set { stat: set } => MultiResult::SetData { stat: stat(&set) },
+                    Outcome::Deleted => MultiResult::Delete,
+                    _ => MultiResult::Check,
+                })
+                .collect();
+            Ok((Response::Multi(results), Some(zxid)))
+        }
+        Ok((other, _)) => Err(ApiError::unexpected(other)),
+        Err(error) => match (error.failed_op, answer(error.code)) {
+            (Some(failed), Answer::Code(value)) => Ok((failed_multi(count, failed, value), None)),
+            _ => Err(error),
+        },
+    }
+}
+
+fn multi_read(coordinator: &Coordinator, op: MultiReadOp) -> MultiReadResult {
+    let error = |error: ApiError| match answer(error.code) {
+        Answer::Code(value) => MultiReadResult::Error { err: value },
+        Answer::Close => MultiReadResult::Error { err: code::SYSTEM_ERROR },
+    };
+    let result = match op {
+        MultiReadOp::GetData { path: text } => path(&text).and_then(|path| {
+            match service::read_watched(coordinator, &ReadOp::Get(path), None)? {
+                (ReadResult::Data { data, stat: found }, _) => Ok(MultiReadResult::GetData { data, stat: stat(&found) }),
+                (other, _) => Err(ApiError::unexpected(other)),
+            }
+        }),
+        MultiReadOp::GetChildren { path: text } => path(&text).and_then(|path| {
+            match service::read_watched(coordinator, &ReadOp::Children(path), None)? {
+                (ReadResult::Children { children, .. }, _) => Ok(MultiReadResult::GetChildren { children }),
+                (other, _) => Err(ApiError::unexpected(other)),
+            }
+        }),
+    };
+    result.unwrap_or_else(error)
+}

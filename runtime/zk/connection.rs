@@ -17,9 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
 use crate::api::{ApiError, ErrorCode};
@@ -44,8 +42,8 @@ use super::server::{refused, ConnectionStats, Shared};
 const READ_CHUNK_BYTES: usize = 16 << 10;
 
 /// Reads length-prefixed frames, holding at most one frame and one read's bytes.
-struct FrameReader {
-    half: OwnedReadHalf,
+struct FrameReader<S> {
+    half: ReadHalf<S>,
     buf: Vec<u8>,
     start: usize,
     max: usize,
@@ -66,7 +64,7 @@ enum First {
     Closed,
 }
 
-impl FrameReader {
+impl<S: AsyncRead> FrameReader<S> {
     /// Reads more bytes; `false` at the end of the stream.
     async fn fill(&mut self) -> Result<bool, ReadError> {
         if self.start > 0 {
@@ -112,13 +110,13 @@ impl FrameReader {
 
 /// Answers buffered for the client; every write is bounded by the session timeout, so a client that
 /// stops reading loses its connection instead of holding this task.
-struct Out {
-    writer: BufWriter<OwnedWriteHalf>,
+struct Out<S> {
+    writer: BufWriter<WriteHalf<S>>,
     timeout: Duration,
     stats: Arc<ConnectionStats>,
 }
 
-impl Out {
+impl<S: AsyncWrite> Out<S> {
     async fn send(&mut self, frame: &[u8]) -> bool {
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         matches!(tokio::time::timeout(self.timeout, self.writer.write_all(frame)).await, Ok(Ok(())))
@@ -170,9 +168,13 @@ struct Session {
 }
 
 /// Serves one accepted connection until it ends.
-pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, stats: Arc<ConnectionStats>) {
-    let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
+pub(super) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    stats: Arc<ConnectionStats>,
+) {
+    let (read_half, write_half) = tokio::io::split(stream);
     let mut reader = FrameReader { half: read_half, buf: Vec::new(), start: 0, max: shared.config.frame_bytes_max };
     let mut out = Out {
         writer: BufWriter::with_capacity(ZK_WRITE_BUFFER_BYTES, write_half),
@@ -232,7 +234,7 @@ impl Drop for Established {
 
 /// Answers the handshake: a new session, or `connect`'s session resumed here. `None` if the
 /// connection ends instead (refused, or told its session expired).
-async fn open(shared: &Shared, connect: &ConnectRequest, out: &mut Out) -> Option<Session> {
+async fn open<S: AsyncWrite>(shared: &Shared, connect: &ConnectRequest, out: &mut Out<S>) -> Option<Session> {
     let coordinator = &shared.coordinator;
     // A client that saw a newer state than this node's must not read an older one here: closing
     // makes it try another node (ZooKeeper does the same).
@@ -294,8 +296,8 @@ async fn open(shared: &Shared, connect: &ConnectRequest, out: &mut Out) -> Optio
 }
 
 /// Reads frames into the queue until the stream ends or breaks.
-async fn read_requests(
-    mut reader: FrameReader,
+async fn read_requests<S: AsyncRead>(
+    mut reader: FrameReader<S>,
     queue: mpsc::Sender<Incoming>,
     heard: Arc<AtomicU64>,
     clock: Clock,
@@ -330,11 +332,11 @@ async fn read_requests(
     }
 }
 
-struct Connection {
+struct Connection<S> {
     shared: Arc<Shared>,
     session: Session,
     watch: Watch,
-    out: Out,
+    out: Out<S>,
     identities: Vec<(String, String)>,
     requests: mpsc::Receiver<Incoming>,
     outstanding: Arc<Outstanding>,
@@ -349,7 +351,7 @@ enum Step {
     Close,
 }
 
-impl Connection {
+impl<S: AsyncWrite> Connection<S> {
     async fn run(&mut self) {
         // Tells the leader the client is alive a few times per timeout while it is heard from, as
         // its pings arrive; the session ends if the leader says it has.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
 use crate::clock::Clock;
@@ -112,6 +112,34 @@ pub(super) fn op_name(code: i32) -> &'static str {
     }
 }
 
+/// Where connections come from: a TCP listener, or a simulated one (turmoil's) in the simulation.
+pub trait Listener: Send + 'static {
+    /// A connection.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection and its peer's address.
+    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)> {
+        let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
+        // Replies are small and each is flushed when the queue empties: send them at once.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
+    }
+}
+
+impl Listener for turmoil::net::TcpListener {
+    type Stream = turmoil::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Stream, SocketAddr)> {
+        turmoil::net::TcpListener::accept(self).await
+    }
+}
+
 /// A running front end; dropping it (or [`ZkServer::shutdown`]) closes the listener and every
 /// connection.
 pub struct ZkServer {
@@ -125,11 +153,17 @@ impl ZkServer {
     /// # Errors
     /// The bind's error (address in use, say).
     pub async fn start(config: ZkConfig, coordinator: Coordinator) -> std::io::Result<ZkServer> {
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
+        Ok(ZkServer::serve(listener, local, config, coordinator))
+    }
+
+    /// Serves ZooKeeper clients from `coordinator` on connections `listener` accepts (bound to
+    /// `local`); `config.listen` is only reported.
+    pub fn serve<L: Listener>(listener: L, local: SocketAddr, config: ZkConfig, coordinator: Coordinator) -> ZkServer {
         let shared = Arc::new(Shared { coordinator, config, stats: ServerStats::default(), connections: DashMap::new() });
         let accepting = tokio::spawn(accept(listener, shared));
-        Ok(ZkServer { local, accepting })
+        ZkServer { local, accepting }
     }
 
     /// The address it listens on.
@@ -179,7 +213,7 @@ impl PerClient {
 
 /// Accepts until aborted; the connections' tasks live in a set this task owns, so aborting it ends
 /// them all.
-async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept<L: Listener>(listener: L, shared: Arc<Shared>) {
     let mut tasks: JoinSet<()> = JoinSet::new();
     // Each task's connection and address, released however the task ends (a panic included).
     let mut owners: HashMap<tokio::task::Id, (u64, IpAddr)> = HashMap::new();

@@ -137,6 +137,8 @@ pub struct ClusterSpec {
     pub ids: Vec<u64>,
     pub mesh_ports: Vec<u16>,
     pub admin_ports: Vec<u16>,
+    /// ZooKeeper client ports: free ones, so test binaries running at once never share the default.
+    pub zk_ports: Vec<u16>,
 }
 
 impl ClusterSpec {
@@ -148,6 +150,7 @@ impl ClusterSpec {
         ClusterSpec {
             mesh_ports: ids.iter().map(|_| free_udp_port()).collect(),
             admin_ports: ids.iter().map(|_| free_tcp_port()).collect(),
+            zk_ports: ids.iter().map(|_| free_tcp_port()).collect(),
             ids,
             dir,
         }
@@ -170,6 +173,16 @@ impl ClusterSpec {
         SocketAddr::from(([127, 0, 0, 1], self.admin_ports[(id - 1) as usize]))
     }
 
+    /// A node's ZooKeeper client address.
+    pub fn zk(&self, id: u64) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.zk_ports[(id - 1) as usize]))
+    }
+
+    /// Every node's ZooKeeper client address, as a ZooKeeper connect string (`host:port,...`).
+    pub fn zk_hosts(&self) -> String {
+        self.ids.iter().map(|&id| self.zk(id).to_string()).collect::<Vec<_>>().join(",")
+    }
+
     /// Starts node `id` with this spec's credentials.
     pub fn start(&self, id: u64) -> NodeProcess {
         self.start_with_certs(id, &self.certs())
@@ -190,6 +203,7 @@ impl ClusterSpec {
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("data-{id}")))
             .args(["--admin", &self.admin(id).to_string()])
+            .args(if extra.contains(&"--zk-listen") { vec![] } else { vec!["--zk-listen".to_string(), self.zk(id).to_string()] })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -137,6 +137,10 @@ struct ClientRecord {
     sessions: Vec<(i64, String)>,
     /// Sessions the cluster ended under it while it kept pinging.
     lost: Vec<String>,
+    /// Times it resumed its session on a new connection.
+    resumed: u32,
+    /// Operations whose outcome it never learned.
+    unknown: u32,
 }
 
 #[derive(Default)]
@@ -351,7 +355,7 @@ impl ZkClient {
                             "resuming session {:#x} on node {node} was answered with session {:#x}",
                             session.id, response.session_id
                         )),
-                        Some(_) => {}
+                        Some(_) => self.shared.client(self.index, |record| record.resumed += 1),
                         None => {
                             let ephemeral = format!("/e{}-{}", self.index, response.session_id as u64);
                             self.shared.client(self.index, |record| {
@@ -416,7 +420,7 @@ impl ZkClient {
             if until.is_some_and(|until| now >= until) {
                 return Ok(None);
             }
-            let ping_at = conn.sent_at + timeout() / 3;
+            let ping_at = conn.sent_at + timeout() * 100;
             if now >= ping_at {
                 conn.send(&encode_request(&RequestHeader { xid: xid::PING, op: op::PING }, &Request::Ping)).await?;
                 continue;
@@ -655,7 +659,10 @@ async fn run_client(client: &mut ZkClient) {
                 }
                 // Unknown outcome: the op stays pending ("may have happened"), and this client
                 // continues as a new thread. A final read is tried until it answers.
-                None => thread = shared.thread(),
+                None => {
+                    thread = shared.thread();
+                    shared.client(client.index, |record| record.unknown += 1);
+                }
             }
             if !final_read {
                 break;
@@ -675,9 +682,16 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
             };
             let index = {
                 let mut clients = shared.clients.lock().expect("clients");
-                let record =
-                    ClientRecord { node, alive: true, finished: false, closed: false, sessions: Vec::new(), lost: Vec::new() };
-                clients.push(record);
+                clients.push(ClientRecord {
+                    node,
+                    alive: true,
+                    finished: false,
+                    closed: false,
+                    sessions: Vec::new(),
+                    lost: Vec::new(),
+                    resumed: 0,
+                    unknown: 0,
+                });
                 clients.len() - 1
             };
             let _liveness = Liveness { shared: shared.clone(), client: index };
@@ -832,19 +846,38 @@ fn describe((history, clients, faults): &RunResult) -> Vec<String> {
     lines
 }
 
+/// What the swarm saw, summed over its schedules: enough of it shows the faults reached the clients.
+#[derive(Default)]
+struct Totals {
+    schedules: AtomicU64,
+    /// Sessions resumed on a new connection.
+    resumed: AtomicU64,
+    /// Operations left with an unknown outcome.
+    unknown: AtomicU64,
+    /// Clients whose host crashed under them.
+    crashed: AtomicU64,
+}
+
 /// One schedule: run, check, and return it (as text) for the replay check.
-fn check_schedule(seed: u64) -> Vec<String> {
+fn check_schedule(seed: u64, totals: &Totals) -> Vec<String> {
     let result = run(seed);
-    let completed = check_linearizable(seed, &result.0);
+    let (history, clients, faults) = &result;
+    let completed = check_linearizable(seed, history);
     assert!(completed > OPS_PER_CLIENT as usize, "seed {seed}: only {completed} operations completed");
+    let resumed: u32 = clients.iter().map(|client| client.resumed).sum();
+    let unknown: u32 = clients.iter().map(|client| client.unknown).sum();
+    let crashed = clients.iter().filter(|client| !client.alive).count();
+    totals.schedules.fetch_add(1, Ordering::Relaxed);
+    totals.resumed.fetch_add(resumed.into(), Ordering::Relaxed);
+    totals.unknown.fetch_add(unknown.into(), Ordering::Relaxed);
+    totals.crashed.fetch_add(crashed as u64, Ordering::Relaxed);
     if gridkeeper::sim::swarm::seed_from_env().is_some() {
-        let sessions: usize = result.1.iter().map(|client| client.sessions.len()).sum();
         eprintln!(
-            "seed {seed}: {completed} ops completed, {} events, {} clients, {sessions} sessions, {} faults: {:?}",
-            result.0.len(),
-            result.1.len(),
-            result.2.faults(),
-            result.2
+            "seed {seed}: {completed} ops completed, {unknown} unknown, {} events; {} clients ({crashed} crashed), \
+             {resumed} resumes; {} faults: {faults:?}",
+            history.len(),
+            clients.len(),
+            faults.faults(),
         );
     }
     describe(&result)
@@ -852,10 +885,20 @@ fn check_schedule(seed: u64) -> Vec<String> {
 
 #[test]
 fn histories_through_the_zookeeper_front_end_stay_linearizable_under_crashes_and_partitions() {
+    let totals = Totals::default();
     let report = Swarm::new("sim_zk", "histories_through_the_zookeeper_front_end", SCHEDULES, 1)
         .replay_every(REPLAY_EVERY)
-        .run(check_schedule);
-    eprintln!("sim_zk: {} schedules, {} replayed", report.schedules, report.replayed);
+        .run(|seed| check_schedule(seed, &totals));
+    let total = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let (runs, resumed, unknown, crashed) =
+        (total(&totals.schedules), total(&totals.resumed), total(&totals.unknown), total(&totals.crashed));
+    eprintln!(
+        "sim_zk: {} schedules ({runs} runs): {resumed} sessions resumed, {unknown} unknown outcomes, \
+         {crashed} clients crashed",
+        report.schedules
+    );
+    // Every schedule crashes a node, so clients must have moved their sessions and lost replies.
+    assert!(resumed >= runs && unknown >= runs / 2, "too few faults reached the clients");
 }
 
 #[test]

@@ -148,17 +148,49 @@ impl Target {
         Session { child, out }
     }
 
-    /// The tail of every node's log, for failure messages.
+    /// Every node's warnings, errors and ZooKeeper front end lines (the last 20 each), then the
+    /// warnings and errors of every zkCli run so far: for failure messages.
     fn node_logs(&self) -> String {
         let mut text = String::new();
         for node in &self.nodes {
-            let log = node.log_text();
-            let lines: Vec<&str> = log.lines().collect();
-            text += &format!("\n--- node {} log, last 40 lines ---\n", node.id);
-            text += &lines[lines.len().saturating_sub(40)..].join("\n");
+            let log = strip_ansi(&node.log_text());
+            let lines: Vec<&str> =
+                log.lines().filter(|line| [" WARN ", " ERROR ", "zk"].iter().any(|key| line.contains(key))).collect();
+            text += &format!("\n--- node {} log ({}): warnings, errors, zk lines ---\n", node.id, node.log.display());
+            text += &lines[lines.len().saturating_sub(20)..].join("\n");
+        }
+        for run in 1..=self.next_run.get() {
+            let log = self.dir.path().join(format!("zkcli-{run}.client.log"));
+            let text_of_run = std::fs::read_to_string(&log).unwrap_or_default();
+            let mut lines =
+                text_of_run.lines().skip_while(|line| !(line.contains(" WARN ") || line.contains(" ERROR ")));
+            let shown: Vec<&str> = lines.by_ref().take(12).collect();
+            if !shown.is_empty() {
+                text += &format!("\n--- zkCli run {run} client log ({}) from its first warning ---\n", log.display());
+                text += &shown.join("\n");
+            }
         }
         text
     }
+}
+
+/// `text` without terminal colour escapes (the nodes colour their logs).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape runs to its final letter, e.g. ESC [ 2 m.
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 const LOG4J_PROPERTIES: &str = "\
@@ -445,9 +477,61 @@ fn zkcli_creates_reads_updates_lists_and_deletes() {
     assert_eq!(after, vec!["[seq-0000000002, seq-0000000003]".to_string(), "[]".into()]);
 }
 
+fn event(kind: &str, path: &str) -> String {
+    format!("WatchedEvent state:SyncConnected type:{kind} path:{path}")
+}
+
 #[test]
-fn zkcli_watches_see_another_clients_changes_through_another_node() {
-    let target = Target::start("watch");
+fn zkcli_one_shot_watches_fire_once_on_another_clients_changes() {
+    let target = Target::start("watch-once");
+    let r = |relative: &str| target.path(relative);
+    let mut watcher = target.session(&[1]);
+    watcher.send(&format!("create {}", r("")));
+    watcher.send(&format!("create {}", r("/kids")));
+    watcher.send(&format!("create {} armed", r("/armed")));
+    watcher.send(&format!("get -w {}", r("/armed")));
+    watcher.send(&format!("stat -w {}", r("/later")));
+    watcher.send(&format!("ls -w {}", r("/kids")));
+    watcher.wait_line("[]", &target);
+    // Another client, through another node; events come in the order of the changes.
+    let changes = [
+        format!("set {} fired", r("/armed")),
+        format!("create {} now", r("/later")),
+        format!("create {}", r("/kids/k1")),
+    ];
+    target.run(&[3], &changes.join("\n"));
+    watcher.wait_line(&event("NodeChildrenChanged", &r("/kids")), &target);
+    // The watches are used up: these changes reach nobody. ZooKeeper delivers a watch event before the
+    // data it announces, so once the watcher reads the new data no event can still be on its way.
+    let again = [
+        format!("set {} again", r("/armed")),
+        format!("set {} again", r("/later")),
+        format!("create {}", r("/kids/k2")),
+    ];
+    target.run(&[2], &again.join("\n"));
+    watcher.send(&format!("sync {}", r("")));
+    watcher.send(&format!("get {}", r("/later")));
+    watcher.wait_line("again", &target);
+    let lines = watcher.quit();
+    let expected = vec![
+        format!("Created {}", r("")),
+        format!("Created {}", r("/kids")),
+        format!("Created {}", r("/armed")),
+        "armed".into(),
+        format!("Node does not exist: {}", r("/later")),
+        "[]".into(),
+        event("NodeDataChanged", &r("/armed")),
+        event("NodeCreated", &r("/later")),
+        event("NodeChildrenChanged", &r("/kids")),
+        "Sync is OK".into(),
+        "again".into(),
+    ];
+    assert_transcript(&lines, &expected, &target);
+}
+
+#[test]
+fn zkcli_persistent_recursive_watch_sees_every_change_below_it() {
+    let target = Target::start("watch-recursive");
     let r = |relative: &str| target.path(relative);
     let mut watcher = target.session(&[1]);
     watcher.send(&format!("create {}", r("")));
@@ -455,30 +539,21 @@ fn zkcli_watches_see_another_clients_changes_through_another_node() {
     watcher.send(&format!("addWatch -m PERSISTENT_RECURSIVE {}", r("/w")));
     watcher.send(&format!("create {} armed", r("/armed")));
     watcher.wait_line(&format!("Created {}", r("/armed")), &target);
-
     let changes = [
         format!("create {} 1", r("/w/x")),
         format!("create {} 2", r("/w/x/y")),
         format!("set {} 3", r("/w/x")),
+        format!("create {} elsewhere", r("/outside")),
         format!("deleteall {}", r("/w/x")),
+        format!("set {} last", r("/w")),
     ];
     target.run(&[3], &changes.join("\n"));
-    let event = |kind: &str, path: &str| format!("WatchedEvent state:SyncConnected type:{kind} path:{path}");
-    watcher.wait_line(&event("NodeDeleted", &r("/w/x")), &target);
-
-    watcher.send(&format!("get -w {}", r("/armed")));
-    watcher.send(&format!("stat -w {}", r("/later")));
-    watcher.wait_line(&format!("Node does not exist: {}", r("/later")), &target);
-    target.run(&[3], &format!("set {} fired\ncreate {} now", r("/armed"), r("/later")));
-    watcher.wait_line(&event("NodeCreated", &r("/later")), &target);
-    // One-shot watches fire once: these changes reach nobody. ZooKeeper delivers a watch event before
-    // the data it announces, so once the watcher reads the new data no event can still be on its way.
-    target.run(&[2], &format!("set {} again\nset {} again", r("/armed"), r("/later")));
-    watcher.send(&format!("sync {}", r("")));
-    watcher.send(&format!("get {}", r("/later")));
-    watcher.wait_line("again", &target);
+    watcher.wait_line(&event("NodeDataChanged", &r("/w")), &target);
+    // Nothing outside the watched subtree, and no child events (a recursive watch has none): after a
+    // read of the last change, no event can still be on its way.
+    watcher.send(&format!("get {}", r("/w")));
+    watcher.wait_line("last", &target);
     let lines = watcher.quit();
-
     let expected = vec![
         format!("Created {}", r("")),
         format!("Created {}", r("/w")),
@@ -488,12 +563,8 @@ fn zkcli_watches_see_another_clients_changes_through_another_node() {
         event("NodeDataChanged", &r("/w/x")),
         event("NodeDeleted", &r("/w/x/y")),
         event("NodeDeleted", &r("/w/x")),
-        "armed".into(),
-        format!("Node does not exist: {}", r("/later")),
-        event("NodeDataChanged", &r("/armed")),
-        event("NodeCreated", &r("/later")),
-        "Sync is OK".into(),
-        "again".into(),
+        event("NodeDataChanged", &r("/w")),
+        "last".into(),
     ];
     assert_transcript(&lines, &expected, &target);
 }

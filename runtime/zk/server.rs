@@ -251,6 +251,7 @@ async fn accept<L: Listener>(listener: L, shared: Arc<Shared>) {
                     opened_ms: clock.now().0,
                 });
                 shared.connections.insert(id, stats.clone());
+                metrics::counter!("gridkeeper_zk_connections_accepted_total").increment(1);
                 metrics::gauge!("gridkeeper_zk_connections").set(tasks.len() as f64 + 1.0);
                 let shared = shared.clone();
                 let task = tasks.spawn(super::connection::serve(shared, stream, peer, stats));

@@ -203,7 +203,11 @@ impl ClusterSpec {
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("data-{id}")))
             .args(["--admin", &self.admin(id).to_string()])
-            .args(if extra.contains(&"--zk-listen") { vec![] } else { vec!["--zk-listen".to_string(), self.zk(id).to_string()] })
+            .args(if extra.contains(&"--zk-listen") {
+                vec![]
+            } else {
+                vec!["--zk-listen".to_string(), self.zk(id).to_string()]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -321,7 +321,7 @@ impl ZkClient {
             };
             let request = ConnectRequest {
                 protocol_version: PROTOCOL_VERSION,
-                last_zxid_seen: self.last_zxid,
+                last_zxid_seen: 0,
                 timeout_ms: SESSION_TIMEOUT_MS as i32,
                 session_id,
                 password,
@@ -420,7 +420,7 @@ impl ZkClient {
             if until.is_some_and(|until| now >= until) {
                 return Ok(None);
             }
-            let ping_at = conn.sent_at + timeout() * 100;
+            let ping_at = conn.sent_at + timeout() / 3;
             if now >= ping_at {
                 conn.send(&encode_request(&RequestHeader { xid: xid::PING, op: op::PING }, &Request::Ping)).await?;
                 continue;

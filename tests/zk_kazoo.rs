@@ -21,9 +21,9 @@
 //! ```
 //!
 //! GK_ZK_SIZE: voters (default 3); GK_ZK_PORT_BASE: node N listens on BASE+10(N-1) (+0 mesh, +1 admin,
-//! +2 ZooKeeper; default free ports); GK_KAZOO_TESTS: kazoo test modules (default test_client,
-//! test_watchers, test_connection); GK_KAZOO_ARGS: extra pytest arguments; GK_ZK_RUST_LOG: the nodes'
-//! RUST_LOG; GRIDKEEPER_KEEP_TEST_DIRS=1 keeps node logs and data.
+//! +2 ZooKeeper; default free ports); GK_KAZOO_TESTS: kazoo test modules (default: the client, watcher,
+//! connection and recipe modules, KAZOO_TESTS_DEFAULT); GK_KAZOO_ARGS: extra pytest arguments;
+//! GK_ZK_RUST_LOG: the nodes' RUST_LOG; GRIDKEEPER_KEEP_TEST_DIRS=1 keeps node logs and data.
 
 mod support;
 
@@ -36,8 +36,12 @@ use std::time::{Duration, Instant};
 use support::zk_tools::{self, run_bounded, Finished, KazooEnv};
 use support::{binary, TempDir};
 
-/// The kazoo test modules run by default; others can be named in GK_KAZOO_TESTS.
-const KAZOO_TESTS_DEFAULT: &str = "test_client,test_watchers,test_connection";
+/// The kazoo test modules run by default: the client, its watchers and connection handling, and every
+/// recipe (each recipe module runs against the cluster too). Left out: the handler and utility modules,
+/// which test the client alone, and the eventlet, gevent and SASL variants.
+const KAZOO_TESTS_DEFAULT: &str = "test_client,test_watchers,test_connection,test_lock,test_barrier,test_election,\
+                                   test_queue,test_party,test_counter,test_cache,test_partitioner,test_lease,\
+                                   test_interrupt";
 /// Longest the whole pytest run may take; past it pytest and its nodes are killed as a process group.
 const PYTEST_TIME_MAX: Duration = Duration::from_secs(20 * 60);
 /// Longest a single kazoo test may take (pytest-timeout), so one hung test fails instead of the run.

@@ -496,6 +496,9 @@ impl<S: AsyncWrite> Connection<S> {
             Request::Sasl | Request::DeleteContainer { .. } => {
                 self.reply(header.xid, self.zxid(), code::UNIMPLEMENTED, &Response::Empty).await
             }
+            // Membership changes through ZooKeeper's reconfig are not offered: ZooKeeper's answer when
+            // it is turned off.
+            Request::Reconfig => self.reply(header.xid, self.zxid(), code::RECONFIG_DISABLED, &Response::Empty).await,
             request => {
                 let context = Context {
                     coordinator: &self.shared.coordinator,

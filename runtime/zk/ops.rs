@@ -240,8 +240,11 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
             restore(context, relative_zxid, data, exist, child, persistent, persistent_recursive)
         }
         Request::WhoAmI => done(Response::WhoAmI { clients: context.identities.to_vec() }),
-        Request::Reconfig => Err(ApiError::new(ErrorCode::Unimplemented, "reconfig")),
-        Request::Sasl | Request::DeleteContainer { .. } | Request::Auth { .. } | Request::CloseSession => {
+        Request::Reconfig
+        | Request::Sasl
+        | Request::DeleteContainer { .. }
+        | Request::Auth { .. }
+        | Request::CloseSession => {
             Err(ApiError::new(ErrorCode::Unimplemented, "handled by the connection"))
         }
     }

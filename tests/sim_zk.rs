@@ -321,7 +321,7 @@ impl ZkClient {
             };
             let request = ConnectRequest {
                 protocol_version: PROTOCOL_VERSION,
-                last_zxid_seen: 0,
+                last_zxid_seen: self.last_zxid,
                 timeout_ms: SESSION_TIMEOUT_MS as i32,
                 session_id,
                 password,

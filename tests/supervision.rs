@@ -52,6 +52,7 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], mesh_port));
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let zk_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let authority = Authority::generate().expect("CA");
     let data_dir = std::env::temp_dir().join(format!("gk-supervision{instance}-{}", std::process::id()));
     let config = NodeConfig {
@@ -70,6 +71,10 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
         placement: gridkeeper::grid::Strategy::default(),
         join: None,
         unplaceable_timeout_ms: None,
+        // The ZooKeeper front end restarts with the mesh: its port must bind again each time.
+        zk: gridkeeper::zk::ZkSettings { listen: Some(format!("127.0.0.1:{zk_port}")), ..Default::default() }
+            .validate(node.0)
+            .expect("valid"),
     };
     let view = NodeView::new(node);
     let args = Arc::new(SupervisorArgs {

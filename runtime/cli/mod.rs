@@ -31,7 +31,7 @@ enum Command {
     /// Write a cluster CA, node and operator certificates, and an admin token.
     Certs(CertsArgs),
     /// Run a node.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Show a node's view of the cluster.
     Status(StatusArgs),
     /// Read and change the replicated registry.

@@ -64,6 +64,8 @@ const _: () = assert!(SESSION_TIMEOUT_MS * 2 / 3 > CHAOS_MS);
 /// sessions to expire and every node to apply it.
 const SETTLE_MS_MAX: u64 = 3 * SESSION_TIMEOUT_MS;
 const ZK_PORT: u16 = 2181;
+/// Connection events kept per client, to explain a failure.
+const TRACE_MAX: usize = 200;
 /// Largest frame the client accepts: the data it writes is a few bytes.
 const FRAME_BYTES_MAX: usize = 64 << 10;
 
@@ -141,6 +143,8 @@ struct ClientRecord {
     resumed: u32,
     /// Operations whose outcome it never learned.
     unknown: u32,
+    /// Its connections and handshakes, with simulated times, to explain a failure (bounded).
+    trace: Vec<String>,
 }
 
 #[derive(Default)]
@@ -170,6 +174,16 @@ impl Shared {
 
     fn client(&self, client: usize, change: impl FnOnce(&mut ClientRecord)) {
         change(&mut self.clients.lock().expect("clients")[client]);
+    }
+
+    /// Notes a connection event of `client`, at the simulated time.
+    fn trace(&self, client: usize, what: impl FnOnce() -> String) {
+        self.client(client, |record| {
+            if record.trace.len() < TRACE_MAX {
+                let at_ms = gridkeeper::clock::unix_millis().saturating_sub(gridkeeper::clock::SIM_EPOCH_MS);
+                record.trace.push(format!("{at_ms} ms: {}", what()));
+            }
+        });
     }
 
     /// Every observation of `(key, version)` must show the same data.
@@ -213,6 +227,15 @@ struct Lost;
 #[derive(Debug)]
 struct Expired;
 
+/// Why a handshake did not give a connection.
+#[derive(Debug)]
+enum Refusal {
+    /// The node says the session ended.
+    Expired,
+    /// The node refused, failed or did not answer in time.
+    Failed(&'static str),
+}
+
 struct Session {
     id: i64,
     password: Vec<u8>,
@@ -221,6 +244,7 @@ struct Session {
 }
 
 struct Conn {
+    node: NodeId,
     stream: TcpStream,
     buf: Vec<u8>,
     sent_at: Instant,
@@ -309,12 +333,12 @@ impl ZkClient {
     }
 
     /// One handshake with `node`, within ZooKeeper's connect timeout (the session timeout shared out
-    /// over the nodes). `Err(Some(Expired))` if the node says the session ended.
-    async fn handshake(&self, node: NodeId) -> Result<(Conn, ConnectResponse), Option<Expired>> {
+    /// over the nodes).
+    async fn handshake(&self, node: NodeId) -> Result<(Conn, ConnectResponse), Refusal> {
         let attempt = async {
-            let stream = TcpStream::connect((host_name(node), ZK_PORT)).await.map_err(|_| None)?;
+            let stream = TcpStream::connect((host_name(node), ZK_PORT)).await.map_err(|_| Refusal::Failed("refused"))?;
             let now = Instant::now();
-            let mut conn = Conn { stream, buf: Vec::new(), sent_at: now, heard_at: now };
+            let mut conn = Conn { node, stream, buf: Vec::new(), sent_at: now, heard_at: now };
             let (session_id, password) = match &self.session {
                 Some(session) => (session.id, session.password.clone()),
                 None => (0, vec![0; PASSWORD_BYTES]),
@@ -327,19 +351,19 @@ impl ZkClient {
                 password,
                 read_only: Some(false),
             };
-            conn.send(&request.encode()).await.map_err(|_| None)?;
+            conn.send(&request.encode()).await.map_err(|_| Refusal::Failed("reset"))?;
             loop {
-                if let Some(body) = conn.frame().map_err(|_| None)? {
-                    let response = ConnectResponse::decode(&body).map_err(|_| None)?;
+                if let Some(body) = conn.frame().map_err(|_| Refusal::Failed("bad frame"))? {
+                    let response = ConnectResponse::decode(&body).map_err(|_| Refusal::Failed("bad response"))?;
                     if response.session_id == 0 || response.timeout_ms <= 0 {
-                        return Err(Some(Expired));
+                        return Err(Refusal::Expired);
                     }
                     return Ok((conn, response));
                 }
-                conn.fill(now + timeout()).await.map_err(|_| None)?;
+                conn.fill(now + timeout()).await.map_err(|_| Refusal::Failed("closed"))?;
             }
         };
-        tokio::time::timeout(timeout() / NODES as u32, attempt).await.unwrap_or(Err(None))
+        tokio::time::timeout(timeout() / NODES as u32, attempt).await.unwrap_or(Err(Refusal::Failed("timed out")))
     }
 
     /// Connects to the next node that accepts: resumes the session, or opens one if there is none.
@@ -348,7 +372,13 @@ impl ZkClient {
         loop {
             let node = NodeId(self.attempts % NODES + 1);
             self.attempts += 1;
-            match self.handshake(node).await {
+            let outcome = self.handshake(node).await;
+            let (session, last_zxid) = (self.session.as_ref().map(|session| session.id), self.last_zxid);
+            self.shared.trace(self.index, || match &outcome {
+                Ok((_, response)) => format!("node {node}: session {:#x} (had {session:x?}, last zxid {last_zxid})", response.session_id),
+                Err(refusal) => format!("node {node}: {refusal:?} (session {session:x?}, last zxid {last_zxid})"),
+            });
+            match outcome {
                 Ok((conn, response)) => {
                     match &self.session {
                         Some(session) if session.id != response.session_id => self.violation(format!(
@@ -372,7 +402,7 @@ impl ZkClient {
                     self.conn = Some(conn);
                     return Ok(());
                 }
-                Err(Some(Expired)) if self.session.is_some() => return Err(Expired),
+                Err(Refusal::Expired) if self.session.is_some() => return Err(Expired),
                 Err(_) => {
                     let backoff = self.rng.random_range(5..50);
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
@@ -396,12 +426,19 @@ impl ZkClient {
     async fn wait(&mut self, xid: Option<i32>, until: Option<Instant>) -> Result<Option<Vec<u8>>, Lost> {
         let outcome = self.wait_on_connection(xid, until).await;
         if outcome.is_err() {
-            self.conn = None;
+            if let Some(conn) = self.conn.take() {
+                let silent_ms = conn.heard_at.elapsed().as_millis();
+                self.shared.trace(self.index, || format!("node {}: lost after {silent_ms} ms silent", conn.node));
+            }
         }
         outcome
     }
 
-    async fn wait_on_connection(&mut self, expected: Option<i32>, until: Option<Instant>) -> Result<Option<Vec<u8>>, Lost> {
+    async fn wait_on_connection(
+        &mut self,
+        expected: Option<i32>,
+        until: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>, Lost> {
         let conn = self.conn.as_mut().ok_or(Lost)?;
         loop {
             while let Some(body) = conn.frame()? {
@@ -691,6 +728,7 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
                     lost: Vec::new(),
                     resumed: 0,
                     unknown: 0,
+                    trace: Vec::new(),
                 });
                 clients.len() - 1
             };
@@ -794,7 +832,8 @@ fn run(seed: u64) -> RunResult {
     );
     cluster.heal();
     shared.healed.store(true, Ordering::Relaxed);
-    let finished = cluster.run_until(HEAL_MS_MAX, |_| shared.all_finished()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    let finished =
+        cluster.run_until(HEAL_MS_MAX, |_| shared.all_finished()).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     let clients = || shared.clients.lock().expect("clients").clone();
     assert!(finished, "seed {seed}: clients did not finish after healing: {:?}", clients());
     // The clients keep pinging for a session timeout: a session the cluster failed to keep alive
@@ -812,7 +851,10 @@ fn run(seed: u64) -> RunResult {
     assert!(violations.is_empty(), "seed {seed}: session guarantees broken: {violations:#?}\nfaults: {faults:?}");
     let lost: Vec<(usize, &Vec<String>)> =
         clients.iter().enumerate().filter(|(_, client)| !client.lost.is_empty()).map(|(i, c)| (i, &c.lost)).collect();
-    assert!(lost.is_empty(), "seed {seed}: sessions ended under clients that kept pinging: {lost:?}\nfaults: {faults:?}");
+    assert!(
+        lost.is_empty(),
+        "seed {seed}: sessions ended under clients that kept pinging: {lost:?}\nfaults: {faults:?}"
+    );
     assert!(settled, "seed {seed}: sessions wrong after healing: {problems:#?}\nfaults: {faults:?}");
     (history, clients, faults)
 }

@@ -17,7 +17,7 @@
 //!
 //! ```sh
 //! cd tests/zk && GK_ZK_BINARY=../../target/debug/gridkeeper ../../target/zk-tools/kazoo-venv/bin/python -B \
-//!     -m pytest -p kazoo_plugin --pyargs kazoo.tests.test_client -k create
+//!     -m pytest -p kazoo_plugin --gk-deselect-file kazoo_deselect.txt --pyargs kazoo.tests.test_client -k create
 //! ```
 //!
 //! GK_ZK_SIZE: voters (default 3); GK_ZK_PORT_BASE: node N listens on BASE+10(N-1) (+0 mesh, +1 admin,

@@ -39,6 +39,8 @@ pub type Raft = openraft::Raft<TypeConfig, Arc<StateMachine>>;
 
 /// How long a write or read may look for a leader before failing as unavailable.
 const LEADER_SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for this node to apply a write the leader reports committed, in `write_at`.
+const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(10);
 /// Deadline of one forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between attempts while no leader is known.
@@ -376,8 +378,14 @@ impl Coordinator {
         let waiting = WaitingWrite { coordinator: self, ticket };
         let result = match self.request(Request::WriteIndexed(command)).await {
             Ok(Reply::AppliedAt { index, applied }) => {
-                self.inner.machine.wait_applied(index).await;
-                Ok((applied, index))
+                // Committed; a node cut off from the leader right after may not apply it for a while,
+                // and its caller must not wait without bound: it learns the outcome elsewhere.
+                match tokio::time::timeout(LOCAL_APPLY_WAIT, self.inner.machine.wait_applied(index)).await {
+                    Ok(()) => Ok((applied, index)),
+                    Err(_) => Err(CoordinatorError::OutcomeUnknown(format!(
+                        "entry {index} committed but not applied here within {LOCAL_APPLY_WAIT:?}"
+                    ))),
+                }
             }
             Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
             Err(error) => Err(error),

@@ -61,7 +61,13 @@ impl std::fmt::Debug for WatchHub {
 
 impl Default for WatchHub {
     fn default() -> Self {
-        WatchHub { hub: Mutex::new(Hub { table: WatchTable::bounded(WATCHES_MAX, WATCHES_PER_WATCHER_MAX), watchers: BTreeMap::new(), next_id: 1 }) }
+        WatchHub {
+            hub: Mutex::new(Hub {
+                table: WatchTable::bounded(WATCHES_MAX, WATCHES_PER_WATCHER_MAX),
+                watchers: BTreeMap::new(),
+                next_id: 1,
+            }),
+        }
     }
 }
 

@@ -225,7 +225,9 @@ impl NodeSettings {
             zk_4lw: self.zk_4lw.or(fallback.zk_4lw),
             zk_frame_bytes_max: self.zk_frame_bytes_max.or(fallback.zk_frame_bytes_max),
             zk_connections_max: self.zk_connections_max.or(fallback.zk_connections_max),
-            zk_connections_per_client_max: self.zk_connections_per_client_max.or(fallback.zk_connections_per_client_max),
+            zk_connections_per_client_max: self
+                .zk_connections_per_client_max
+                .or(fallback.zk_connections_per_client_max),
         }
     }
 
@@ -294,12 +296,12 @@ impl NodeSettings {
             None
         } else {
             ZkSettings {
-            listen: self.zk_listen.clone(),
-            four_letter_words: self.zk_4lw.clone(),
-            frame_bytes_max: self.zk_frame_bytes_max,
-            connections_max: self.zk_connections_max,
-            connections_per_client_max: self.zk_connections_per_client_max,
-        }
+                listen: self.zk_listen.clone(),
+                four_letter_words: self.zk_4lw.clone(),
+                frame_bytes_max: self.zk_frame_bytes_max,
+                connections_max: self.zk_connections_max,
+                connections_per_client_max: self.zk_connections_per_client_max,
+            }
             .validate(id.0)
             .map_err(|error| invalid(error.setting, error.reason))?
         };

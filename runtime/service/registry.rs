@@ -353,9 +353,7 @@ impl Watch {
                             Some(_) => None,
                         },
                     ),
-                    RestoredWatch::Exist => {
-                        (WatchKind::Data, stat.map(|_| Change::NodeCreated { path: path.clone() }))
-                    }
+                    RestoredWatch::Exist => (WatchKind::Data, stat.map(|_| Change::NodeCreated { path: path.clone() })),
                     RestoredWatch::Child => (
                         WatchKind::Child,
                         match stat {
@@ -426,7 +424,11 @@ pub async fn resume_session(
 ///
 /// # Errors
 /// Session expired if the leader says it is not open; no auth; unavailable.
-pub async fn touch_session(coordinator: &Coordinator, session: SessionId, secret: SessionSecret) -> Result<(), ApiError> {
+pub async fn touch_session(
+    coordinator: &Coordinator,
+    session: SessionId,
+    secret: SessionSecret,
+) -> Result<(), ApiError> {
     match coordinator.keepalive(session, secret).await? {
         true => Ok(()),
         false => Err(RegistryError::SessionExpired { session }.into()),

@@ -71,7 +71,9 @@ impl ZkSettings {
     pub fn validate(&self, id: u64) -> Result<Option<ZkConfig>, ZkConfigError> {
         let listen = match self.listen.as_deref().map(str::trim) {
             Some("off") => return Ok(None),
-            Some(text) => text.parse().map_err(|_| invalid("zk-listen", format!("{text:?} is not HOST:PORT or off")))?,
+            Some(text) => {
+                text.parse().map_err(|_| invalid("zk-listen", format!("{text:?} is not HOST:PORT or off")))?
+            }
             None => {
                 let port = u16::try_from(id)
                     .ok()

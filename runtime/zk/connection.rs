@@ -255,9 +255,11 @@ async fn open<S: AsyncWrite>(shared: &Shared, connect: &ConnectRequest, out: &mu
         match <[u8; SESSION_SECRET_BYTES]>::try_from(connect.password.as_slice()) {
             Ok(bytes) => {
                 let secret = SessionSecret::from_bytes(bytes);
-                service::resume_session(coordinator, id, secret)
-                    .await
-                    .map(|timeout_ms| Session { id, secret, timeout: Duration::from_millis(timeout_ms) })
+                service::resume_session(coordinator, id, secret).await.map(|timeout_ms| Session {
+                    id,
+                    secret,
+                    timeout: Duration::from_millis(timeout_ms),
+                })
             }
             Err(_) => Err(ApiError::new(ErrorCode::NoAuth, "a session password is 16 bytes")),
         }
@@ -377,7 +379,7 @@ impl<S: AsyncWrite> Connection<S> {
                         refused("silent");
                         Step::Close
                     } else {
-                        match touching.take() {
+                        let step = match touching.take() {
                             Some(task) if task.is_finished() => match task.await {
                                 Ok(Err(error)) if matches!(error.code, ErrorCode::SessionExpired | ErrorCode::NoAuth) => {
                                     Step::Close
@@ -388,17 +390,21 @@ impl<S: AsyncWrite> Connection<S> {
                                 touching = running;
                                 Step::Continue
                             }
+                        };
+                        // One keepalive in flight at most, and only for a client heard since the last.
+                        if step == Step::Continue && touching.is_none() && heard > touched {
+                            touched = heard;
+                            let coordinator = self.shared.coordinator.clone();
+                            let (id, secret) = (self.session.id, self.session.secret);
+                            touching =
+                                Some(tokio::spawn(async move { service::touch_session(&coordinator, id, secret).await }));
                         }
+                        step
                     }
                 }
             };
             if step == Step::Close {
                 break;
-            }
-            if touching.is_none() && self.heard.load(Ordering::Relaxed) > touched {
-                touched = self.heard.load(Ordering::Relaxed);
-                let (coordinator, id, secret) = (self.shared.coordinator.clone(), self.session.id, self.session.secret);
-                touching = Some(tokio::spawn(async move { service::touch_session(&coordinator, id, secret).await }));
             }
             if self.requests.is_empty() && !self.out.flush().await {
                 break;
@@ -465,7 +471,9 @@ impl<S: AsyncWrite> Connection<S> {
                 self.outstanding.release(bytes);
                 step
             }
-            Incoming::Throttled { header } => self.reply(header.xid, self.zxid(), code::THROTTLED_OP, &Response::Empty).await,
+            Incoming::Throttled { header } => {
+                self.reply(header.xid, self.zxid(), code::THROTTLED_OP, &Response::Empty).await
+            }
             Incoming::Unknown { header } => {
                 self.reply(header.xid, self.zxid(), code::UNIMPLEMENTED, &Response::Empty).await
             }

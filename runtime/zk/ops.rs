@@ -64,7 +64,8 @@ fn bad_version(text: &str) -> ApiError {
 
 /// The registry's mode for a create's flags and TTL, or the ZooKeeper error.
 fn create_mode(flags: i32, ttl_ms: Option<i64>, op_code: i32) -> Result<(CreateMode, Option<u64>), ApiError> {
-    let mode = create_flags::mode(flags).ok_or_else(|| ApiError::bad_arguments(format!("unknown create flags {flags}")))?;
+    let mode =
+        create_flags::mode(flags).ok_or_else(|| ApiError::bad_arguments(format!("unknown create flags {flags}")))?;
     let ttl = match (op_code == op::CREATE_TTL, create_flags::has_ttl(flags), ttl_ms) {
         (true, true, Some(ttl)) if ttl > 0 => Some(ttl as u64),
         (false, false, _) => None,
@@ -191,17 +192,17 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
             service::sync(coordinator).await?;
             done(Response::Sync { path: text })
         }
-        Request::Check { path: text, version: expected } => {
-            match read(ReadOp::Exists(path(&text)?), None)? {
-                ReadResult::Exists(Some(found)) if expected == -1 || version(expected) == Some(found.version) => {
-                    done(Response::Empty)
-                }
-                ReadResult::Exists(Some(_)) => Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}"))),
-                _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+        Request::Check { path: text, version: expected } => match read(ReadOp::Exists(path(&text)?), None)? {
+            ReadResult::Exists(Some(found)) if expected == -1 || version(expected) == Some(found.version) => {
+                done(Response::Empty)
             }
-        }
+            ReadResult::Exists(Some(_)) => Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}"))),
+            _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+        },
         Request::Multi(ops) => multi(context, ops).await,
-        Request::MultiRead(ops) => done(Response::MultiRead(ops.into_iter().map(|op| multi_read(coordinator, op)).collect())),
+        Request::MultiRead(ops) => {
+            done(Response::MultiRead(ops.into_iter().map(|op| multi_read(coordinator, op)).collect()))
+        }
         Request::GetAllChildrenNumber { path: text } => {
             let count = service::descendant_count(coordinator, &path(&text)?)?;
             done(Response::GetAllChildrenNumber { count: i32::try_from(count).unwrap_or(i32::MAX) })
@@ -244,9 +245,7 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
         | Request::Sasl
         | Request::DeleteContainer { .. }
         | Request::Auth { .. }
-        | Request::CloseSession => {
-            Err(ApiError::new(ErrorCode::Unimplemented, "handled by the connection"))
-        }
+        | Request::CloseSession => Err(ApiError::new(ErrorCode::Unimplemented, "handled by the connection")),
     }
 }
 
@@ -319,9 +318,8 @@ fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), 
             (RegistryOp::Set { path: path(&text)?, data, version: version(expected) }, op::SET_DATA)
         }
         MultiOp::Check { path: text, version: expected } => {
-            let version = version(expected).ok_or_else(|| {
-                ApiError::new(ErrorCode::Unimplemented, "a check of any version (-1) inside a multi")
-            })?;
+            let version = version(expected)
+                .ok_or_else(|| ApiError::new(ErrorCode::Unimplemented, "a check of any version (-1) inside a multi"))?;
             (RegistryOp::Check { path: path(&text)?, version }, op::CHECK)
         }
     })
@@ -372,7 +370,9 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
                 .into_iter()
                 .zip(kinds)
                 .map(|(outcome, kind)| match outcome {
-                    Outcome::Created { path, .. } if kind == op::CREATE => MultiResult::Create { path: path.to_string() },
+                    Outcome::Created { path, .. } if kind == op::CREATE => {
+                        MultiResult::Create { path: path.to_string() }
+                    }
                     Outcome::Created { path, stat: created } => {
                         MultiResult::Create2 { path: path.to_string(), stat: stat(&created) }
                     }
@@ -397,18 +397,20 @@ fn multi_read(coordinator: &Coordinator, op: MultiReadOp) -> MultiReadResult {
         Answer::Close => MultiReadResult::Error { err: code::SYSTEM_ERROR },
     };
     let result = match op {
-        MultiReadOp::GetData { path: text } => path(&text).and_then(|path| {
-            match service::read_watched(coordinator, &ReadOp::Get(path), None)? {
-                (ReadResult::Data { data, stat: found }, _) => Ok(MultiReadResult::GetData { data, stat: stat(&found) }),
+        MultiReadOp::GetData { path: text } => {
+            path(&text).and_then(|path| match service::read_watched(coordinator, &ReadOp::Get(path), None)? {
+                (ReadResult::Data { data, stat: found }, _) => {
+                    Ok(MultiReadResult::GetData { data, stat: stat(&found) })
+                }
                 (other, _) => Err(ApiError::unexpected(other)),
-            }
-        }),
-        MultiReadOp::GetChildren { path: text } => path(&text).and_then(|path| {
-            match service::read_watched(coordinator, &ReadOp::Children(path), None)? {
+            })
+        }
+        MultiReadOp::GetChildren { path: text } => {
+            path(&text).and_then(|path| match service::read_watched(coordinator, &ReadOp::Children(path), None)? {
                 (ReadResult::Children { children, .. }, _) => Ok(MultiReadResult::GetChildren { children }),
                 (other, _) => Err(ApiError::unexpected(other)),
-            }
-        }),
+            })
+        }
     };
     result.unwrap_or_else(error)
 }

@@ -161,7 +161,8 @@ impl ZkServer {
     /// Serves ZooKeeper clients from `coordinator` on connections `listener` accepts (bound to
     /// `local`); `config.listen` is only reported.
     pub fn serve<L: Listener>(listener: L, local: SocketAddr, config: ZkConfig, coordinator: Coordinator) -> ZkServer {
-        let shared = Arc::new(Shared { coordinator, config, stats: ServerStats::default(), connections: DashMap::new() });
+        let shared =
+            Arc::new(Shared { coordinator, config, stats: ServerStats::default(), connections: DashMap::new() });
         let accepting = tokio::spawn(accept(listener, shared));
         ZkServer { local, accepting }
     }

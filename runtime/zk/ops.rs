@@ -325,21 +325,10 @@ fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), 
     })
 }
 
-/// The results of a multi that failed at `failed`: ZooKeeper reports the ops before it as rolled
-/// back (`ok` inside an error result), the failing one with its code, and the rest as
-/// `runtimeInconsistency`.
+/// The answer to a multi that failed at `failed` with ZooKeeper code `error` (see
+/// [`MultiResult::failed`]: the ops before it rolled back, the rest not tried).
 fn failed_multi(count: usize, failed: usize, error: i32) -> Response {
-    Response::Multi(
-        (0..count)
-            .map(|index| MultiResult::Error {
-                err: match index.cmp(&failed) {
-                    std::cmp::Ordering::Less => code::OK,
-                    std::cmp::Ordering::Equal => error,
-                    std::cmp::Ordering::Greater => code::RUNTIME_INCONSISTENCY,
-                },
-            })
-            .collect(),
-    )
+    Response::Multi(MultiResult::failed(count, failed, error))
 }
 
 async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Option<u64>), ApiError> {

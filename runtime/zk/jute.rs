@@ -7,7 +7,7 @@
 //! order, with nothing in between.
 //!
 //! This module owns the primitives and nothing else: which records exist and how they nest is
-//! `proto.rs`, framing is `frame.rs`. It does no I/O.
+//! `proto/`, framing is `frame.rs`. It does no I/O.
 //!
 //! Invariant: a [`Reader`] never panics and never allocates more than the bytes it was given can
 //! justify. Every length and count is checked against the bytes remaining before anything is

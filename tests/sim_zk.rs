@@ -50,7 +50,7 @@ const CHAOS_MS: u64 = 3_000;
 /// Longest pause between a client's operations: its operations span the chaos.
 const OP_PAUSE_MS_MAX: u64 = 2 * CHAOS_MS / OPS_PER_CLIENT as u64;
 /// Schedules each `cargo test` runs.
-const SCHEDULES: u64 = 60;
+const SCHEDULES: u64 = 200;
 /// Every this many schedules, one runs twice and must replay its history exactly.
 const REPLAY_EVERY: u64 = 20;
 /// Simulated milliseconds allowed for every client to finish once the cluster is healed.
@@ -180,8 +180,7 @@ impl Shared {
     fn trace(&self, client: usize, what: impl FnOnce() -> String) {
         self.client(client, |record| {
             if record.trace.len() < TRACE_MAX {
-                let at_ms = gridkeeper::clock::unix_millis().saturating_sub(gridkeeper::clock::SIM_EPOCH_MS);
-                record.trace.push(format!("{at_ms} ms: {}", what()));
+                record.trace.push(format!("{} ms: {}", sim_ms(), what()));
             }
         });
     }
@@ -234,6 +233,15 @@ enum Refusal {
     Expired,
     /// The node refused, failed or did not answer in time.
     Failed(&'static str),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Expired => f.write_str("session expired"),
+            Refusal::Failed(why) => f.write_str(why),
+        }
+    }
 }
 
 struct Session {
@@ -300,6 +308,11 @@ struct ZkClient {
     seen: [i32; KEYS],
 }
 
+/// Simulated milliseconds since the start.
+fn sim_ms() -> u64 {
+    gridkeeper::clock::unix_millis().saturating_sub(gridkeeper::clock::SIM_EPOCH_MS)
+}
+
 fn timeout() -> Duration {
     Duration::from_millis(SESSION_TIMEOUT_MS)
 }
@@ -336,7 +349,8 @@ impl ZkClient {
     /// over the nodes).
     async fn handshake(&self, node: NodeId) -> Result<(Conn, ConnectResponse), Refusal> {
         let attempt = async {
-            let stream = TcpStream::connect((host_name(node), ZK_PORT)).await.map_err(|_| Refusal::Failed("refused"))?;
+            let stream =
+                TcpStream::connect((host_name(node), ZK_PORT)).await.map_err(|_| Refusal::Failed("refused"))?;
             let now = Instant::now();
             let mut conn = Conn { node, stream, buf: Vec::new(), sent_at: now, heard_at: now };
             let (session_id, password) = match &self.session {
@@ -375,8 +389,10 @@ impl ZkClient {
             let outcome = self.handshake(node).await;
             let (session, last_zxid) = (self.session.as_ref().map(|session| session.id), self.last_zxid);
             self.shared.trace(self.index, || match &outcome {
-                Ok((_, response)) => format!("node {node}: session {:#x} (had {session:x?}, last zxid {last_zxid})", response.session_id),
-                Err(refusal) => format!("node {node}: {refusal:?} (session {session:x?}, last zxid {last_zxid})"),
+                Ok((_, response)) => {
+                    format!("node {node}: session {:#x} (had {session:x?}, last zxid {last_zxid})", response.session_id)
+                }
+                Err(refusal) => format!("node {node}: {refusal} (session {session:x?}, last zxid {last_zxid})"),
             });
             match outcome {
                 Ok((conn, response)) => {
@@ -415,7 +431,7 @@ impl ZkClient {
     fn on_expired(&mut self, when: &str) {
         let id = self.session.take().map_or(0, |session| session.id);
         self.conn = None;
-        let lost = format!("session {id:#x} ended ({when}) at {} ms", gridkeeper::clock::unix_millis());
+        let lost = format!("session {id:#x} ended ({when}) at {} ms", sim_ms());
         self.shared.client(self.index, |record| record.lost.push(lost));
     }
 
@@ -529,7 +545,10 @@ impl ZkClient {
                 Ok((header, _)) if header.err == code::SESSION_EXPIRED => self.on_expired("creating its ephemeral"),
                 Ok((header, _)) => {
                     self.violation(format!("creating the ephemeral node answered {}", header.err));
-                    self.conn = None;
+                    // Given up rather than tried forever: the violation fails the run.
+                    if let Some(session) = &mut self.session {
+                        session.ephemeral_made = true;
+                    }
                 }
                 Err(Lost) => {}
             }
@@ -560,7 +579,10 @@ impl ZkClient {
                 };
                 match self.call(create).await {
                     Ok((header, _)) if header.err == code::OK || header.err == code::NODE_EXISTS => break,
-                    Ok((header, _)) => self.violation(format!("creating /k{key} answered {}", header.err)),
+                    Ok((header, _)) => {
+                        self.violation(format!("creating /k{key} answered {}", header.err));
+                        break;
+                    }
                     Err(Lost) => {}
                 }
             }
@@ -797,12 +819,12 @@ fn session_problems(cluster: &SimCluster<'_>, clients: &[ClientRecord]) -> Vec<S
                     Some(owner) if held && owner == *session as u64 => {}
                     None if !held => {}
                     found => problems.push(format!(
-                        "client {index} (node {}, alive {}, closed {}): node {node} holds {path} owned by {found:x?}, \
+                        "client {index} (node {}, alive {}, closed {}): on node {node}, {path} is owned by {found:x?}; \
                          expected {}",
                         client.node,
                         client.alive,
                         client.closed,
-                        if held { format!("session {session:#x}") } else { "nothing".to_string() }
+                        if held { format!("session {session:#x}") } else { "no node".to_string() }
                     )),
                 }
             }
@@ -853,7 +875,7 @@ fn run(seed: u64) -> RunResult {
         clients.iter().enumerate().filter(|(_, client)| !client.lost.is_empty()).map(|(i, c)| (i, &c.lost)).collect();
     assert!(
         lost.is_empty(),
-        "seed {seed}: sessions ended under clients that kept pinging: {lost:?}\nfaults: {faults:?}"
+        "seed {seed}: sessions ended under clients that kept pinging: {lost:?}\nclients: {clients:#?}\nfaults: {faults:?}"
     );
     assert!(settled, "seed {seed}: sessions wrong after healing: {problems:#?}\nfaults: {faults:?}");
     (history, clients, faults)

@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
 use support::zk_tools::{self, kill_group, run_bounded, ZK_BIN_DIR, ZK_CLASSPATH};
-use support::{free_tcp_port, leader_of, wait_for, ClusterSpec, NodeProcess, TempDir, WAIT_MAX};
+use support::{leader_of, wait_for, ClusterSpec, NodeProcess, TempDir, WAIT_MAX};
 
 /// Longest one zkCli run may take (a JVM start, a connect, a few requests).
 const ZKCLI_TIME_MAX: Duration = Duration::from_secs(60);
@@ -69,11 +69,8 @@ impl Target {
             return target;
         }
         let spec = ClusterSpec::new(&format!("zkcli-{name}"), 3);
-        target.servers = spec.ids.iter().map(|_| format!("127.0.0.1:{}", free_tcp_port())).collect();
-        for &id in &spec.ids {
-            let listen = target.servers[(id - 1) as usize].clone();
-            target.nodes.push(spec.start_with_args(id, &spec.certs(), &["--zk-listen", &listen]));
-        }
+        target.servers = spec.ids.iter().map(|&id| spec.zk(id).to_string()).collect();
+        target.nodes = spec.ids.iter().map(|&id| spec.start(id)).collect();
         wait_for(WAIT_MAX, || leader_of(&spec, &spec.ids)).expect("a leader is elected");
         for server in &target.servers {
             let answer = wait_for(WAIT_MAX, || (four_letter_word(server, "ruok") == "imok").then_some(()));

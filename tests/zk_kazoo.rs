@@ -107,21 +107,33 @@ fn summary_counts(output: &str) -> BTreeMap<String, u64> {
     counts
 }
 
-/// The last lines of every node log under the adapter's work dir.
+/// The warnings, errors, ZooKeeper front end lines and restarts (the last `lines` of them) of every node
+/// log under the adapter's work dir.
 fn node_logs(workdir: &Path, lines: usize) -> String {
     let mut out = String::new();
     let mut logs: Vec<_> = std::fs::read_dir(workdir.join("cluster"))
         .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path().join("node.log")).collect())
         .unwrap_or_default();
     logs.sort();
+    let wanted = [" WARN ", " ERROR ", "zk", "=== gridkeeper_cluster.py"];
     for log in logs.iter().filter(|log| log.exists()) {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        out += &format!("--- {} (last {lines} lines) ---\n", log.display());
-        out += &all[all.len().saturating_sub(lines)..].join("\n");
+        let kept: Vec<&str> = text.lines().filter(|line| wanted.iter().any(|key| line.contains(key))).collect();
+        out += &format!("--- {}: warnings, errors, zk lines, restarts (last {lines}) ---\n", log.display());
+        out += &kept[kept.len().saturating_sub(lines)..].join("\n");
         out += "\n";
     }
     out
+}
+
+/// pytest's failure reports and summary (from its `FAILURES` banner, at most 600 lines), or the tail.
+fn pytest_excerpt(finished: &Finished) -> String {
+    let lines: Vec<&str> = finished.output.lines().collect();
+    match lines.iter().position(|line| line.starts_with('=') && line.contains(" FAILURES ")) {
+        Some(from) if lines.len() - from <= 600 => lines[from..].join("\n"),
+        Some(from) => format!("{}\n[...]\n{}", lines[from..from + 400].join("\n"), finished.tail(200)),
+        None => finished.tail(200),
+    }
 }
 
 fn failure_report(what: &str, finished: &Finished, workdir: &Path) -> String {
@@ -131,9 +143,9 @@ fn failure_report(what: &str, finished: &Finished, workdir: &Path) -> String {
         format!("exited {:?}", finished.code)
     };
     format!(
-        "{what} {how}\n=== its output (last 200 lines) ===\n{}\n=== node logs ===\n{}",
-        finished.tail(200),
-        node_logs(workdir, 60)
+        "{what} {how}\n=== its output ===\n{}\n=== node logs ===\n{}",
+        pytest_excerpt(finished),
+        node_logs(workdir, 30)
     )
 }
 

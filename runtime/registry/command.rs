@@ -112,6 +112,21 @@ pub enum MultiOp {
         /// Expected version, or any.
         version: Option<u32>,
     },
+    // Appended after the first release, so that older encodings still decode.
+    /// As [`Command::CreateChild`].
+    CreateChild {
+        /// The parent.
+        parent: ZPath,
+        /// The child's name (its prefix, if sequential; then it may be empty).
+        #[serde(default)]
+        name: String,
+        /// Its data.
+        #[serde(default)]
+        data: Vec<u8>,
+        /// Its mode.
+        #[serde(default)]
+        mode: CreateMode,
+    },
 }
 
 /// A change to the registry, as replicated through the log.
@@ -226,6 +241,25 @@ pub enum Command<A = ()> {
         session: SessionId,
         /// The owner's secret.
         secret: SessionSecret,
+    },
+    /// Creates the child `name` of `parent`, which must exist. A sequential child's name ends with
+    /// the parent's `cversion` before the create in ten digits, ZooKeeper's rule (so `name` may be
+    /// empty); [`Command::Create`] and [`Command::CreateOwned`], written by earlier versions, number
+    /// by a counter of sequential creates instead. The number only grows either way: `cversion`
+    /// counts every change to the children, the counter only sequential creates.
+    CreateChild {
+        /// The parent.
+        parent: ZPath,
+        /// The child's name (its prefix, if sequential).
+        name: String,
+        /// Its data.
+        data: Vec<u8>,
+        /// Its mode.
+        mode: CreateMode,
+        /// The owner of an ephemeral node, with its secret.
+        owner: Option<(SessionId, SessionSecret)>,
+        /// Time to live for persistent nodes without children, in ms.
+        ttl_ms: Option<u64>,
     },
 }
 

@@ -120,6 +120,22 @@ fn znode_bytes(path: &ZPath, node: &Znode) -> usize {
     path.as_str().len() + node.data.len()
 }
 
+/// How a sequential child is numbered.
+#[derive(Clone, Copy)]
+enum Numbering {
+    /// By the parent's counter of sequential creates (commands of earlier versions).
+    Counter,
+    /// By the parent's `cversion`, ZooKeeper's rule.
+    ChildChanges,
+}
+
+/// Where a create puts its node: the child `name` of `parent` (a prefix, if sequential).
+struct Target<'a> {
+    parent: &'a ZPath,
+    name: &'a str,
+    numbering: Numbering,
+}
+
 /// Prior values of what a multi touched, to roll it back.
 #[derive(Default)]
 struct Undo {
@@ -303,6 +319,11 @@ impl Registry {
             Command::CreateOwned { path, data, mode, session, secret, ttl_ms } => self
                 .create(&mut ctx, path, data, *mode, Claim::Proven(*session, secret), *ttl_ms)
                 .map(|(path, stat)| Outcome::Created { path, stat }),
+            Command::CreateChild { parent, name, data, mode, owner, ttl_ms } => {
+                let claim = owner.as_ref().map_or(Claim::Nobody, |(session, secret)| Claim::Proven(*session, secret));
+                self.create_child(&mut ctx, parent, name, data, *mode, claim, *ttl_ms)
+                    .map(|(path, stat)| Outcome::Created { path, stat })
+            }
             Command::Set { path, data, version } => {
                 self.set(&mut ctx, path, data, *version).map(|stat| Outcome::Set { stat })
             }
@@ -345,6 +366,8 @@ impl Registry {
         Ok(())
     }
 
+    /// A create of an earlier version's command: `path` names the node (or the prefix of a sequential
+    /// one, numbered by the parent's counter of sequential creates).
     fn create(
         &mut self,
         ctx: &mut Ctx,
@@ -354,8 +377,36 @@ impl Registry {
         claim: Claim<'_>,
         ttl_ms: Option<u64>,
     ) -> Result<(ZPath, Stat), RegistryError> {
+        let parent = path.parent().ok_or_else(|| RegistryError::NodeExists { path: "/".into() })?;
+        self.create_in(ctx, Target { parent: &parent, name: path.name(), numbering: Numbering::Counter }, data, mode, claim, ttl_ms)
+    }
+
+    /// A create of [`Command::CreateChild`]: sequential children numbered by the parent's cversion.
+    #[allow(clippy::too_many_arguments)]
+    fn create_child(
+        &mut self,
+        ctx: &mut Ctx,
+        parent: &ZPath,
+        name: &str,
+        data: &[u8],
+        mode: CreateMode,
+        claim: Claim<'_>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(ZPath, Stat), RegistryError> {
+        self.create_in(ctx, Target { parent, name, numbering: Numbering::ChildChanges }, data, mode, claim, ttl_ms)
+    }
+
+    fn create_in(
+        &mut self,
+        ctx: &mut Ctx,
+        target: Target<'_>,
+        data: &[u8],
+        mode: CreateMode,
+        claim: Claim<'_>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(ZPath, Stat), RegistryError> {
         self.check_data(data)?;
-        let parent_path = path.parent().ok_or_else(|| RegistryError::NodeExists { path: "/".into() })?;
+        let parent_path = target.parent.clone();
         if ttl_ms.is_some() && !matches!(mode, CreateMode::Persistent | CreateMode::PersistentSequential) {
             return Err(RegistryError::BadArguments { reason: "a TTL needs a persistent mode".into() });
         }
@@ -377,12 +428,16 @@ impl Registry {
             return Err(RegistryError::NoChildrenForEphemerals { path: parent_path.to_string() });
         }
         let path = if mode.is_sequential() {
-            if parent.sequence_next > SEQUENCE_MAX {
+            let number = match target.numbering {
+                Numbering::Counter => parent.sequence_next,
+                Numbering::ChildChanges => u64::from(parent.stat.cversion),
+            };
+            if number > SEQUENCE_MAX {
                 return Err(RegistryError::QuotaExceeded { reason: format!("sequence of {parent_path} exhausted") });
             }
-            path.with_suffix(&format!("{:010}", parent.sequence_next))?
+            parent_path.child(&format!("{}{number:010}", target.name))?
         } else {
-            path.clone()
+            parent_path.child(target.name)?
         };
         if self.nodes.contains_key(&path) {
             return Err(RegistryError::NodeExists { path: path.to_string() });
@@ -501,6 +556,9 @@ impl Registry {
                 MultiOp::Create { path, data, mode } => {
                     self.create(ctx, path, data, *mode, claim, None).map(|(path, stat)| Outcome::Created { path, stat })
                 }
+                MultiOp::CreateChild { parent, name, data, mode } => self
+                    .create_child(ctx, parent, name, data, *mode, claim, None)
+                    .map(|(path, stat)| Outcome::Created { path, stat }),
                 MultiOp::Set { path, data, version } => {
                     self.set(ctx, path, data, *version).map(|stat| Outcome::Set { stat })
                 }

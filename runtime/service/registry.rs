@@ -9,7 +9,9 @@ use crate::api::ApiError;
 use crate::consensus::coordinator::read_registry;
 use crate::consensus::request::OpenedSession;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
-use crate::registry::{Change, RegistryError, SessionId, SessionSecret, WatchEvent, WatchKind, WatcherId, ZPath};
+use crate::registry::{
+    Change, CreateMode, MultiOp, RegistryError, SessionId, SessionSecret, WatchEvent, WatchKind, WatcherId, ZPath,
+};
 use crate::state::{Command, Outcome};
 
 /// Session timeout when an open names none, in ms.
@@ -83,16 +85,46 @@ pub async fn write(coordinator: &Coordinator, command: Command) -> Result<Outcom
 /// Invalid path, node exists, no node (parent), no auth, too large, quota, unavailable.
 pub async fn create(coordinator: &Coordinator, body: CreateBody) -> Result<CreatedBody, ApiError> {
     let (path, data) = (parse_path(&body.path)?, body.data.into_bytes());
-    // Without a secret the old command goes: the registry refuses it for any session that has one.
     let command = match (body.session.map(SessionId), body.secret) {
-        (Some(session), Some(secret)) => {
-            Command::CreateOwned { path, data, mode: body.mode, session, secret, ttl_ms: body.ttl_ms }
+        // A legacy session (no secret) keeps the old command: the registry refuses it for any
+        // session that has a secret.
+        (Some(session), None) => {
+            Command::Create { path, data, mode: body.mode, session: Some(session), ttl_ms: body.ttl_ms }
         }
-        (session, _) => Command::Create { path, data, mode: body.mode, session, ttl_ms: body.ttl_ms },
+        (session, secret) => {
+            let owner = session.zip(secret);
+            create_child(&path, data, body.mode, owner, body.ttl_ms)
+        }
     };
     match write(coordinator, command).await? {
         Outcome::Created { path, stat } => Ok(CreatedBody { path: path.to_string(), stat }),
         other => Err(ApiError::unexpected(other)),
+    }
+}
+
+/// The command creating `path`: the child of its parent, numbered by ZooKeeper's rule if sequential
+/// (the root, which has no parent, goes as an old create, which the registry refuses: it exists).
+pub fn create_child(
+    path: &ZPath,
+    data: Vec<u8>,
+    mode: CreateMode,
+    owner: Option<(SessionId, SessionSecret)>,
+    ttl_ms: Option<u64>,
+) -> Command {
+    match path.parent() {
+        Some(parent) => Command::CreateChild { parent, name: path.name().to_string(), data, mode, owner, ttl_ms },
+        None => Command::Create { path: path.clone(), data, mode, session: owner.map(|(session, _)| session), ttl_ms },
+    }
+}
+
+/// A multi's create as the child of its parent, numbered by ZooKeeper's rule if sequential.
+pub fn child_op(op: MultiOp) -> MultiOp {
+    match op {
+        MultiOp::Create { path, data, mode } => match path.parent() {
+            Some(parent) => MultiOp::CreateChild { parent, name: path.name().to_string(), data, mode },
+            None => MultiOp::Create { path, data, mode },
+        },
+        other => other,
     }
 }
 
@@ -123,9 +155,10 @@ pub async fn delete(coordinator: &Coordinator, body: &DeleteBody) -> Result<(), 
 /// # Errors
 /// The first failing op's code; no auth for an ephemeral create without its session's secret.
 pub async fn multi(coordinator: &Coordinator, body: MultiBody) -> Result<Outcome, ApiError> {
+    let ops = body.ops.into_iter().map(child_op).collect();
     let command = match (body.session.map(SessionId), body.secret) {
-        (Some(session), Some(secret)) => Command::MultiOwned { ops: body.ops, session, secret },
-        (session, _) => Command::Multi { ops: body.ops, session },
+        (Some(session), Some(secret)) => Command::MultiOwned { ops, session, secret },
+        (session, _) => Command::Multi { ops, session },
     };
     write(coordinator, command).await
 }

@@ -53,6 +53,20 @@ fn path(text: &str) -> Result<ZPath, ApiError> {
     service::parse_path(text)
 }
 
+/// The parent and name a create's path names. A sequential create's path may end in `/`: the child
+/// is then named by its number alone (ZooKeeper checks the path with the number appended).
+fn child_of(text: &str, mode: CreateMode) -> Result<(ZPath, String), ApiError> {
+    if mode.is_sequential() {
+        if let Some(parent) = text.strip_suffix('/') {
+            let parent = if parent.is_empty() { ZPath::root() } else { path(parent)? };
+            return Ok((parent, String::new()));
+        }
+    }
+    let node = path(text)?;
+    let parent = node.parent().ok_or_else(|| ApiError::new(ErrorCode::NodeExists, "node exists: /"))?;
+    Ok((parent, node.name().to_string()))
+}
+
 /// A version from the wire: -1 is "any".
 fn version(value: i32) -> Option<u32> {
     u32::try_from(value).ok()
@@ -119,14 +133,9 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
         Request::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
             check_acl(&acl)?;
             let (mode, ttl_ms) = create_mode(flags, ttl_ms, op_code)?;
-            let command = Command::CreateOwned {
-                path: path(&text)?,
-                data,
-                mode,
-                session: context.session,
-                secret: context.secret,
-                ttl_ms,
-            };
+            let (parent, name) = child_of(&text, mode)?;
+            let owner = Some((context.session, context.secret));
+            let command = Command::CreateChild { parent, name, data, mode, owner, ttl_ms };
             match service::write_at(coordinator, command).await? {
                 (Outcome::Created { path, .. }, zxid) if op_code == op::CREATE => {
                     Ok((Response::Create { path: path.to_string() }, Some(zxid)))
@@ -186,7 +195,16 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
             ReadResult::Exists(Some(found)) => done(Response::GetAcl { acl: open_acl(), stat: stat(&found) }),
             _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
         },
-        Request::SetAcl { .. } => Err(ApiError::new(ErrorCode::Unimplemented, "setACL arrives with ACLs")),
+        // Every node is open to everyone until ACLs arrive: setting that same ACL is answered as
+        // ZooKeeper would (the stat), any other is refused.
+        Request::SetAcl { path: text, acl, version: expected } => {
+            check_acl(&acl)?;
+            match read(ReadOp::Exists(path(&text)?), None)? {
+                ReadResult::Exists(Some(found)) if expected == -1 || expected == 0 => done(Response::Stat(stat(&found))),
+                ReadResult::Exists(Some(_)) => Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}"))),
+                _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+            }
+        }
         Request::Sync { path: text } => {
             path(&text)?;
             service::sync(coordinator).await?;
@@ -218,7 +236,7 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
                 _ => return Err(ApiError::bad_arguments(format!("unknown addWatch mode {mode}"))),
             };
             context.watch.add(&path(&text)?, kind)?;
-            done(Response::Empty)
+            done(Response::Code { err: code::OK })
         }
         Request::CheckWatches { path: text, kind } => {
             let kinds = watch_kinds(kind)?;
@@ -303,7 +321,8 @@ fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), 
                 return Err(ApiError::new(ErrorCode::Unimplemented, "a TTL node inside a multi"));
             }
             let _ = context;
-            (RegistryOp::Create { path: path(&text)?, data, mode }, op_code)
+            let (parent, name) = child_of(&text, mode)?;
+            (RegistryOp::CreateChild { parent, name, data, mode }, op_code)
         }
         MultiOp::Delete { path: text, version: expected } => {
             if expected < -1 {

@@ -11,6 +11,7 @@ pytest's ``--deselect``, which drops every test whose id merely starts with the 
 module or class. An entry that names nothing collected from its module is an error: the list stays true.
 """
 
+import os
 import sys
 
 import pytest
@@ -35,7 +36,7 @@ def pytest_addoption(parser):
 
 
 def pytest_report_header(config):
-    return "kazoo servers: gridkeeper nodes from %s" % gridkeeper_cluster.os.environ.get("GK_ZK_BINARY")
+    return "kazoo servers: gridkeeper nodes from %s" % os.environ.get("GK_ZK_BINARY")
 
 
 def read_deselect_file(path):

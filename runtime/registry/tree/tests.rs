@@ -391,3 +391,35 @@ fn a_session_lists_its_ephemerals() {
     assert_eq!(f.registry.session_ephemerals(session), vec![p("/e1"), p("/p/e2")]);
     assert!(f.registry.session_ephemerals(SessionId(999)).is_empty());
 }
+
+#[test]
+fn create_child_numbers_sequential_children_by_the_parents_cversion() {
+    let mut f = Fixture::new();
+    f.create("/q", CreateMode::Persistent, None).expect("create");
+    let child = |name: &str, mode| Command::CreateChild {
+        parent: p("/q"),
+        name: name.into(),
+        data: Vec::new(),
+        mode,
+        owner: None,
+        ttl_ms: None,
+    };
+    f.run(child("a", CreateMode::Persistent)).expect("create");
+    f.run(Command::Delete { path: p("/q/a"), version: None }).expect("delete");
+    // Two changes to the children so far: ZooKeeper names the next sequential child 2.
+    let Ok(Outcome::Created { path, .. }) = f.run(child("job-", CreateMode::PersistentSequential)) else { panic!() };
+    assert_eq!(path, p("/q/job-0000000002"));
+    let Ok(Outcome::Created { path, .. }) = f.run(child("", CreateMode::PersistentSequential)) else { panic!() };
+    assert_eq!(path, p("/q/0000000003"));
+    assert!(matches!(f.run(child("", CreateMode::Persistent)), Err(RegistryError::InvalidPath { .. })));
+    // An earlier version's command keeps its own counter.
+    let old = Command::Create {
+        path: p("/q/old-"),
+        data: Vec::new(),
+        mode: CreateMode::PersistentSequential,
+        session: None,
+        ttl_ms: None,
+    };
+    let Ok(Outcome::Created { path, .. }) = f.run(old) else { panic!() };
+    assert_eq!(path, p("/q/old-0000000002"));
+}

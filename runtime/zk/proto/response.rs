@@ -13,8 +13,13 @@ use crate::zk::jute::{JuteError, Reader, Writer};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// No body: delete, ping, auth, setWatches, closeSession, removeWatches, checkWatches,
-    /// addWatch, deleteContainer, and every reply whose header carries an error.
+    /// deleteContainer, and every reply whose header carries an error.
     Empty,
+    /// An `ErrorResponse` record: what ZooKeeper answers a successful addWatch with (its code, 0).
+    Code {
+        /// The code.
+        err: i32,
+    },
     /// `CreateResponse`, for [`op::CREATE`].
     Create {
         /// The znode created (with its sequence number).
@@ -153,6 +158,7 @@ impl Response {
     pub fn write(&self, w: &mut Writer) {
         match self {
             Response::Empty => {}
+            Response::Code { err } => w.write_int(*err),
             Response::Create { path } | Response::Sync { path } => w.write_ustring(path),
             Response::Create2 { path, stat } => {
                 w.write_ustring(path);
@@ -211,6 +217,7 @@ impl Response {
             op::GET_CHILDREN => Response::GetChildren { children: read_strings(r)? },
             op::GET_CHILDREN2 => Response::GetChildren2 { children: read_strings(r)?, stat: Stat::read(r)? },
             op::SYNC => Response::Sync { path: r.read_ustring()? },
+            op::ADD_WATCH => Response::Code { err: r.read_int()? },
             op::MULTI => Response::Multi(read_multi(r, |header, r| MultiResult::read(header.kind, r))?),
             op::MULTI_READ => Response::MultiRead(read_multi(r, |header, r| MultiReadResult::read(header.kind, r))?),
             op::GET_EPHEMERALS => Response::GetEphemerals { paths: read_strings(r)? },

@@ -1,9 +1,11 @@
 //! Deterministic simulation of the ZooKeeper front end: 3 real nodes (mesh, openraft, redb and the
 //! ZooKeeper listener on a simulated TCP port) over turmoil's seeded network, with crashes,
-//! restarts, partitions, held and failing links. Each node also hosts one ZooKeeper client that
-//! speaks the wire protocol (the small client below, on `zk::proto` and `zk::frame`) to the other
-//! nodes: it connects to one, and when that connection breaks or goes silent it resumes its session
-//! elsewhere with its session id, password and last zxid seen, as a real client does.
+//! restarts, partitions, held and failing links. Each node also hosts one ZooKeeper client (an
+//! application beside its server: it dies when its host crashes, and the node's next start runs a
+//! new one) that speaks the wire protocol through the small client below, on `zk::proto` and
+//! `zk::frame`. It connects to another node first, and when that connection breaks or goes silent it
+//! resumes its session on the next node with its session id, password and last zxid seen, as a real
+//! client does.
 //!
 //! Checked after every schedule:
 //! - per key, the history of `setData`, conditional `setData` and `sync`+`getData` (ZooKeeper's
@@ -50,7 +52,7 @@ const CHAOS_MS: u64 = 3_000;
 /// Longest pause between a client's operations: its operations span the chaos.
 const OP_PAUSE_MS_MAX: u64 = 2 * CHAOS_MS / OPS_PER_CLIENT as u64;
 /// Schedules each `cargo test` runs.
-const SCHEDULES: u64 = 200;
+const SCHEDULES: u64 = 150;
 /// Every this many schedules, one runs twice and must replay its history exactly.
 const REPLAY_EVERY: u64 = 20;
 /// Simulated milliseconds allowed for every client to finish once the cluster is healed.
@@ -961,39 +963,50 @@ fn histories_through_the_zookeeper_front_end_stay_linearizable_under_crashes_and
          {crashed} clients crashed",
         report.schedules
     );
-    // Every schedule crashes a node, so clients must have moved their sessions and lost replies.
-    assert!(resumed >= runs && unknown >= runs / 2, "too few faults reached the clients");
+    // Every schedule crashes a node, so across a swarm clients must have moved their sessions and
+    // lost replies (one replayed seed may do neither).
+    if gridkeeper::sim::swarm::seed_from_env().is_none() {
+        assert!(resumed >= runs && unknown >= runs / 2, "too few faults reached the clients");
+    }
+}
+
+fn write(thread: u64, version: i32) -> [Event; 2] {
+    [
+        Event::Invoke { thread, key: 0, op: ZnodeOp::Set(format!("v{version}")) },
+        Event::Return { thread, key: 0, ret: ZnodeRet::Set { version } },
+    ]
+}
+
+/// A conditional write on `version` that succeeded.
+fn conditional(thread: u64, version: i32) -> [Event; 2] {
+    [
+        Event::Invoke { thread, key: 0, op: ZnodeOp::SetIfVersion { data: "cas".into(), version } },
+        Event::Return { thread, key: 0, ret: ZnodeRet::Set { version: version + 1 } },
+    ]
+}
+
+fn read(thread: u64, data: &str, version: i32) -> [Event; 2] {
+    [
+        Event::Invoke { thread, key: 0, op: ZnodeOp::Read },
+        Event::Return { thread, key: 0, ret: ZnodeRet::Read { data: data.into(), version } },
+    ]
 }
 
 #[test]
-fn the_checker_rejects_a_stale_read_and_a_lost_update() {
-    let write = |thread, version| {
-        [
-            Event::Invoke { thread, key: 0, op: ZnodeOp::Set(format!("v{version}")) },
-            Event::Return { thread, key: 0, ret: ZnodeRet::Set { version } },
-        ]
-    };
-    let read = |thread, data: &str, version| {
-        [
-            Event::Invoke { thread, key: 0, op: ZnodeOp::Read },
-            Event::Return { thread, key: 0, ret: ZnodeRet::Read { data: data.into(), version } },
-        ]
-    };
-    let stale = [write(0, 1), read(1, "init", 0)].concat();
-    let conditional = |version| {
-        [
-            Event::Invoke { thread: 1, key: 0, op: ZnodeOp::SetIfVersion { data: "cas".into(), version } },
-            Event::Return { thread: 1, key: 0, ret: ZnodeRet::Set { version: version + 1 } },
-        ]
-    };
-    // A conditional write that succeeded on a version another write had already replaced.
-    let lost_update = [write(0, 1).to_vec(), conditional(0).to_vec()].concat();
-    for history in [stale, lost_update] {
-        let failed = std::panic::catch_unwind(|| check_linearizable(0, &history));
-        assert!(failed.is_err(), "accepted {history:?}");
-    }
-    let fine = [write(0, 1).to_vec(), conditional(1).to_vec(), read(2, "cas", 2).to_vec()].concat();
-    assert_eq!(check_linearizable(0, &fine), 3);
+#[should_panic(expected = "not linearizable")]
+fn the_checker_rejects_a_stale_read() {
+    check_linearizable(0, &[write(0, 1), read(1, "init", 0)].concat());
+}
+
+#[test]
+#[should_panic(expected = "not linearizable")]
+fn the_checker_rejects_a_conditional_write_on_a_replaced_version() {
+    check_linearizable(0, &[write(0, 1), conditional(1, 0)].concat());
+}
+
+#[test]
+fn the_checker_accepts_a_conditional_write_on_the_current_version() {
+    assert_eq!(check_linearizable(0, &[write(0, 1), conditional(1, 1), read(2, "cas", 2)].concat()), 3);
 }
 
 #[test]
@@ -1003,4 +1016,15 @@ fn the_same_seed_replays_the_same_history() {
     let second = describe(&run(seed));
     assert!(first.len() > KEYS, "seed {seed}: nothing happened");
     assert_eq!(first, second, "seed {seed}: two runs diverged");
+}
+
+/// Seeds that once found a bug, kept as regressions: in 1461 and 3776099851 a client whose first
+/// node crashed before answering anything resumed its session on a node still catching up, which
+/// answered "session expired" for a session the leader held (the node now catches up first).
+#[test]
+fn a_session_resumed_on_a_lagging_node_is_not_expired() {
+    let totals = Totals::default();
+    for seed in [1461, 3_776_099_851] {
+        check_schedule(seed, &totals);
+    }
 }

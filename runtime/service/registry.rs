@@ -435,8 +435,9 @@ pub async fn open_session_for(coordinator: &Coordinator, timeout_ms: u64) -> Res
     Ok(coordinator.open_session(timeout_ms).await?)
 }
 
-/// Resumes `session` on this node: checks the secret against this node's state, then tells the
-/// leader the client is alive. Answers the session's timeout.
+/// Resumes `session` on this node: checks the secret against this node's state (caught up with the
+/// leader first if the session is unknown here), then tells the leader the client is alive. Answers
+/// the session's timeout.
 ///
 /// # Errors
 /// Session expired (not open, or the leader says it ended); no auth for a wrong secret; unavailable.
@@ -445,10 +446,21 @@ pub async fn resume_session(
     session: SessionId,
     secret: SessionSecret,
 ) -> Result<u64, ApiError> {
-    let timeout_ms = coordinator.read_local(|registry| {
-        registry.check_session_secret(session, &secret)?;
-        registry.session_timeout_ms(session).ok_or(RegistryError::SessionExpired { session })
-    })?;
+    let check = || {
+        coordinator.read_local(|registry| {
+            registry.check_session_secret(session, &secret)?;
+            registry.session_timeout_ms(session).ok_or(RegistryError::SessionExpired { session })
+        })
+    };
+    let timeout_ms = match check() {
+        // This node may not have applied the session's opening yet (a client that saw no reply since
+        // its handshake brings no zxid to refuse this node with): catch up, then ask again.
+        Err(RegistryError::SessionExpired { .. }) => {
+            coordinator.sync().await?;
+            check()?
+        }
+        checked => checked?,
+    };
     touch_session(coordinator, session, secret).await?;
     Ok(timeout_ms)
 }

@@ -378,7 +378,14 @@ impl Registry {
         ttl_ms: Option<u64>,
     ) -> Result<(ZPath, Stat), RegistryError> {
         let parent = path.parent().ok_or_else(|| RegistryError::NodeExists { path: "/".into() })?;
-        self.create_in(ctx, Target { parent: &parent, name: path.name(), numbering: Numbering::Counter }, data, mode, claim, ttl_ms)
+        self.create_in(
+            ctx,
+            Target { parent: &parent, name: path.name(), numbering: Numbering::Counter },
+            data,
+            mode,
+            claim,
+            ttl_ms,
+        )
     }
 
     /// A create of [`Command::CreateChild`]: sequential children numbered by the parent's cversion.

@@ -200,8 +200,12 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
         Request::SetAcl { path: text, acl, version: expected } => {
             check_acl(&acl)?;
             match read(ReadOp::Exists(path(&text)?), None)? {
-                ReadResult::Exists(Some(found)) if expected == -1 || expected == 0 => done(Response::Stat(stat(&found))),
-                ReadResult::Exists(Some(_)) => Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}"))),
+                ReadResult::Exists(Some(found)) if expected == -1 || expected == 0 => {
+                    done(Response::Stat(stat(&found)))
+                }
+                ReadResult::Exists(Some(_)) => {
+                    Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}")))
+                }
                 _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
             }
         }

@@ -12,31 +12,12 @@ use gridkeeper::consensus::{Coordinator, CoordinatorError};
 use gridkeeper::ids::NodeId;
 use gridkeeper::limits::{ENTRY_BYTES_MAX, FRAME_BYTES_MAX};
 use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
+use gridkeeper::sim::RunDir;
 use gridkeeper::sim::{SimCluster, SimConfig, Workload};
 use gridkeeper::state::{Command, Proposal};
 
 fn seed() -> u64 {
     gridkeeper::sim::swarm::seed_from_env().unwrap_or(7)
-}
-
-/// A run's data directory, removed when the run ends (a failing run's too).
-struct DataDir(std::path::PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn data_root(name: &str, seed: u64) -> DataDir {
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("gk-sim-{name}-{}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    DataDir(dir)
 }
 
 fn create(path: &str, data: Vec<u8>) -> Command {
@@ -104,9 +85,9 @@ fn an_oversized_entry_already_in_the_log_still_replicates() {
             })
         })
     };
-    let dir = data_root("oversized-entry", seed);
+    let dir = RunDir::new("oversized-entry", seed);
     let mut config = SimConfig::new(seed, 3);
-    config.registry_dir = Some(dir.0.clone());
+    config.registry_dir = Some(dir.path().to_path_buf());
     config.workload = Some(workload);
     let mut cluster = SimCluster::new(config).expect("cluster");
     let all_applied = |cluster: &SimCluster<'_>| {
@@ -162,9 +143,9 @@ fn a_snapshot_larger_than_a_frame_is_installed() {
             })
         })
     };
-    let dir = data_root("big-snapshot", seed);
+    let dir = RunDir::new("big-snapshot", seed);
     let mut config = SimConfig::new(seed, 3);
-    config.registry_dir = Some(dir.0.clone());
+    config.registry_dir = Some(dir.path().to_path_buf());
     config.workload = Some(writer);
     config.snapshot_logs = 10;
     let mut cluster = SimCluster::new(config).expect("cluster");

@@ -35,6 +35,7 @@ use gridkeeper::grid::table::UNSTARTED_GRACE_MS;
 use gridkeeper::grid::task::{AttemptState, Encoding, RetryPolicy, TaskId, TaskSpec, TaskState};
 use gridkeeper::grid::{GridCommand, GridOutcome, Task};
 use gridkeeper::ids::NodeId;
+use gridkeeper::sim::RunDir;
 use gridkeeper::sim::{FaultLog, FaultSchedule, SimCluster, SimConfig, SimGrid, Swarm, Workload};
 use gridkeeper::state::{Command, Outcome};
 use gridkeeper::worker::builtin::{Empty, FailInput};
@@ -196,29 +197,6 @@ fn workload(shared: Arc<Shared>, seed: u64, jobs: Jobs) -> Workload {
     })
 }
 
-/// A run's data directory, removed when the run ends (a failing run's too).
-struct DataDir(std::path::PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn data_root(seed: u64) -> DataDir {
-    // Runs of one seed may overlap (a swarm thread and the replay test): each gets its own directory.
-    static RUNS: AtomicU64 = AtomicU64::new(0);
-    let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("gk-sim-grid-{}-{run}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    DataDir(dir)
-}
-
 /// The most advanced replica's table: every task, whole (timestamps included).
 fn final_tasks(cluster: &SimCluster<'_>) -> Option<(BTreeMap<TaskId, Task>, usize)> {
     let coordinator = (1..=NODES)
@@ -241,10 +219,10 @@ struct Run {
 /// Runs one seeded schedule and checks it; returns what must replay.
 fn run(seed: u64) -> Run {
     let shared = Arc::new(Shared::default());
-    let dir = data_root(seed);
+    let dir = RunDir::new("grid", seed);
     let jobs = random_jobs(seed);
     let mut config = SimConfig::new(seed, NODES);
-    config.registry_dir = Some(dir.0.clone());
+    config.registry_dir = Some(dir.path().to_path_buf());
     config.repair_rate = 0.05;
     config.grid = Some(SimGrid {
         slots: SLOTS,

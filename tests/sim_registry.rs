@@ -16,6 +16,7 @@ use std::time::Duration;
 use gridkeeper::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
 use gridkeeper::ids::NodeId;
 use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
+use gridkeeper::sim::RunDir;
 use gridkeeper::sim::{FaultLog, FaultSchedule, SimCluster, SimConfig, Swarm, Workload};
 use gridkeeper::state::{Command, Outcome};
 use rand::{Rng, SeedableRng};
@@ -129,36 +130,12 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
     })
 }
 
-/// A run's data directory, removed when the run ends (a failing run's too).
-struct DataDir(std::path::PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn data_root(seed: u64, nodes: u64) -> DataDir {
-    // Runs of one seed may overlap (a swarm thread and a replay test): each gets its own directory.
-    static RUNS: AtomicU64 = AtomicU64::new(0);
-    let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    // tmpfs when there is one: fsync costs nothing there, and simulated time does not move during it anyway.
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("gk-sim-registry-{}-{run}-{nodes}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    DataDir(dir)
-}
-
 /// Runs one seeded schedule and returns its history and what faults it inflicted.
 fn run(seed: u64, nodes: u64) -> (Vec<Event>, FaultLog) {
     let shared = Arc::new(Shared::default());
-    let dir = data_root(seed, nodes);
+    let dir = RunDir::new(&format!("registry-{nodes}"), seed);
     let mut config = SimConfig::new(seed, nodes);
-    config.registry_dir = Some(dir.0.clone());
+    config.registry_dir = Some(dir.path().to_path_buf());
     // Randomly failed links come back on their own.
     config.repair_rate = 0.05;
     config.workload = Some(workload(shared.clone(), seed));
@@ -318,9 +295,9 @@ fn a_node_that_missed_purged_entries_catches_up_from_a_snapshot() {
             })
         })
     };
-    let dir = data_root(seed, 3);
+    let dir = RunDir::new("registry-3", seed);
     let mut config = SimConfig::new(seed, 3);
-    config.registry_dir = Some(dir.0.clone());
+    config.registry_dir = Some(dir.path().to_path_buf());
     config.workload = Some(writer);
     config.snapshot_logs = 50;
     let mut cluster = SimCluster::new(config).expect("cluster");

@@ -29,6 +29,7 @@ use std::time::Duration;
 use gridkeeper::consensus::Coordinator;
 use gridkeeper::ids::NodeId;
 use gridkeeper::registry::ZPath;
+use gridkeeper::sim::RunDir;
 use gridkeeper::sim::{host_name, FaultLog, FaultSchedule, SimCluster, SimConfig, Swarm, Workload};
 use gridkeeper::zk::frame::next_frame;
 use gridkeeper::zk::jute::Reader;
@@ -773,29 +774,6 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
 
 // The run and its checks.
 
-/// A run's data directory, removed when the run ends (a failing run's too).
-struct DataDir(std::path::PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn data_root(seed: u64) -> DataDir {
-    // Runs of one seed may overlap (a swarm thread and a replay test): each gets its own directory.
-    static RUNS: AtomicU64 = AtomicU64::new(0);
-    let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("gk-sim-zk-{}-{run}-{seed}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    DataDir(dir)
-}
-
 /// What is wrong with the sessions now, as every node sees them: a session whose client kept
 /// pinging must hold its ephemeral node; a closed or crashed client's, and an ended session's, must
 /// be gone. Empty also needs every node running and applied to the same point.
@@ -841,9 +819,9 @@ type RunResult = (Vec<Event>, Vec<ClientRecord>, FaultLog);
 /// Runs one seeded schedule; panics, naming the seed, if a check fails.
 fn run(seed: u64) -> RunResult {
     let shared = Arc::new(Shared::default());
-    let dir = data_root(seed);
+    let dir = RunDir::new("zk", seed);
     let mut config = SimConfig::new(seed, NODES);
-    config.registry_dir = Some(dir.0.clone());
+    config.registry_dir = Some(dir.path().to_path_buf());
     // Randomly failed links come back on their own.
     config.repair_rate = 0.05;
     config.workload = Some(workload(shared.clone(), seed));

@@ -539,3 +539,33 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
         }
     }
 }
+
+/// A simulated run's data directory (for [`SimConfig::registry_dir`]): its own for every run, since
+/// runs of one seed may overlap (a swarm thread and a replay test); on tmpfs when there is one (fsync
+/// costs nothing there, and simulated time does not move during it anyway); removed when dropped,
+/// a failing run's too.
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    /// A fresh, empty directory for a run of test `label` with `seed`.
+    pub fn new(label: &str, seed: u64) -> RunDir {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base =
+            if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let dir = base.join(format!("gk-sim-{label}-{}-{run}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        RunDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

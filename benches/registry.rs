@@ -3,7 +3,12 @@
 //! sequential create, linearizable get and local get at 1, 16 and 128 clients; then leader failover
 //! under a 16-client write load (kill of the leader; the longest gap without an acknowledged write).
 //!
-//! Run: `cargo bench --bench registry` (`-- --quick` for short windows). Prints figures; asserts nothing.
+//! The same workloads again through the ZooKeeper protocol (the `zookeeper-client` crate against each
+//! node's ZooKeeper port; its plain reads are ZooKeeper's local reads), so the two front ends compare
+//! on one cluster, and against a real ZooKeeper in `benches/peers`.
+//!
+//! Run: `cargo bench --bench registry` (`-- --quick` for short windows, `-- --zk-only` for the
+//! ZooKeeper protocol alone). Prints figures; asserts nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 use gridkeeper::client::Client;
 use gridkeeper::consensus::Consistency;
 use gridkeeper::ids::NodeId;
-use gridkeeper::node::local::LocalCluster;
+use gridkeeper::node::local::{LocalCluster, LocalOptions};
 use gridkeeper::registry::CreateMode;
 
 const KEYS: usize = 1_000;
@@ -199,20 +204,96 @@ fn report_group_commit(cluster: &LocalCluster, runtime: &tokio::runtime::Runtime
     );
 }
 
+async fn one_zk_client(
+    client: zookeeper_client::Client,
+    workload: Workload,
+    index: usize,
+    stop: Arc<AtomicBool>,
+) -> Figures {
+    let value = vec![b'v'; VALUE_BYTES];
+    let sequential = zookeeper_client::CreateMode::PersistentSequential.with_acls(zookeeper_client::Acls::anyone_all());
+    let mut figures = Figures { ops: 0, errors: 0, latencies: Vec::with_capacity(1 << 16) };
+    let mut key = index * 7919;
+    while !stop.load(Ordering::Relaxed) {
+        key = (key + 1) % KEYS;
+        let path = format!("/bench/k{key:04}");
+        let started = Instant::now();
+        let ok = match workload {
+            Workload::Set => client.set_data(&path, &value, None).await.is_ok(),
+            Workload::Create => client.create("/bench/seq/z-", b"x", &sequential).await.is_ok(),
+            Workload::ReadLinearizable => client.sync(&path).await.is_ok() && client.get_data(&path).await.is_ok(),
+            Workload::ReadLocal => client.get_data(&path).await.is_ok(),
+        };
+        if ok {
+            figures.ops += 1;
+            figures.latencies.push(started.elapsed());
+        } else {
+            figures.errors += 1;
+        }
+    }
+    figures
+}
+
+/// As [`measure`], through the ZooKeeper protocol, clients spread over the nodes.
+async fn measure_zk(cluster: &LocalCluster, workload: Workload, count: usize, window: Duration) {
+    let addrs: Vec<String> =
+        cluster.admins().keys().filter_map(|&id| cluster.zk(id)).map(|addr| addr.to_string()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::with_capacity(count);
+    for index in 0..count {
+        let client = zookeeper_client::Client::connector()
+            .with_session_timeout(Duration::from_secs(30))
+            .connect(&addrs[index % addrs.len()])
+            .await
+            .expect("a ZooKeeper client connects");
+        tasks.push(tokio::spawn(one_zk_client(client, workload, index, stop.clone())));
+    }
+    tokio::time::sleep(window).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ops, mut errors, mut latencies) = (0, 0, Vec::new());
+    for task in tasks {
+        let figures = task.await.expect("client task");
+        ops += figures.ops;
+        errors += figures.errors;
+        latencies.extend(figures.latencies);
+    }
+    latencies.sort_unstable();
+    let label = match workload {
+        Workload::ReadLinearizable => "zk sync + getData",
+        Workload::ReadLocal => "zk getData",
+        Workload::Set => "zk setData 256 B",
+        Workload::Create => "zk create seq",
+    };
+    println!(
+        "{label:<20} {count:>4} clients: {:>9.0} ops/s  p50 {:>8.0} µs  p99 {:>8.0} µs  errors {errors}",
+        ops as f64 / window.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+    );
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let window = if quick { Duration::from_secs(2) } else { Duration::from_secs(5) };
     let dir = std::env::temp_dir().join(format!("gk-bench-registry-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cluster = LocalCluster::start(3, &dir).expect("cluster starts");
+    let options = LocalOptions { zookeeper: true, ..LocalOptions::default() };
+    let mut cluster = LocalCluster::start_with(3, &dir, options).expect("cluster starts");
     cluster.wait_for_leader(Duration::from_secs(10)).expect("leader");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!("== gridkeeper registry benchmark: 3 nodes in-process on loopback, fsync on, window {window:?} ==");
     runtime.block_on(prepare(&cluster));
     let failover_only = std::env::args().any(|arg| arg == "--failover-only");
-    for workload in [Workload::Set, Workload::Create, Workload::ReadLinearizable, Workload::ReadLocal] {
-        for count in [1, 16, 128].into_iter().filter(|_| !failover_only) {
+    let zk_only = std::env::args().any(|arg| arg == "--zk-only");
+    let workloads = [Workload::Set, Workload::Create, Workload::ReadLinearizable, Workload::ReadLocal];
+    for workload in workloads {
+        for count in [1, 16, 128].into_iter().filter(|_| !failover_only && !zk_only) {
             runtime.block_on(measure(&cluster, workload, count, window));
+        }
+    }
+    for workload in workloads {
+        for count in [1, 16, 128].into_iter().filter(|_| !failover_only) {
+            runtime.block_on(measure_zk(&cluster, workload, count, window));
         }
     }
     report_group_commit(&cluster, &runtime);

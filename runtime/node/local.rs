@@ -32,6 +32,7 @@ pub struct LocalCluster {
     dir: PathBuf,
     peers: BTreeMap<NodeId, SocketAddr>,
     admins: BTreeMap<NodeId, SocketAddr>,
+    zk: BTreeMap<NodeId, SocketAddr>,
     token: String,
     running: BTreeMap<NodeId, RunningNode>,
     options: LocalOptions,
@@ -48,6 +49,8 @@ pub struct LocalOptions {
     pub placement: Strategy,
     /// Attempts queued per node beyond its slots (default: 128 per slot).
     pub prefetch: Option<u32>,
+    /// Serve ZooKeeper clients, each node on a free port ([`LocalCluster::zk`]); off by default.
+    pub zookeeper: bool,
 }
 
 impl Default for LocalOptions {
@@ -57,6 +60,7 @@ impl Default for LocalOptions {
             slots: crate::node::config::default_slots(),
             placement: Strategy::default(),
             prefetch: None,
+            zookeeper: false,
         }
     }
 }
@@ -94,13 +98,17 @@ impl LocalCluster {
         issue_into_dir(&dir.join("certs"), &ids)?;
         let mut peers = BTreeMap::new();
         let mut admins = BTreeMap::new();
+        let mut zk = BTreeMap::new();
         for &id in &ids {
             peers.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(true)?)));
             admins.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(false)?)));
+            if options.zookeeper {
+                zk.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(false)?)));
+            }
         }
         let token = load_admin_token(&dir.join("certs"))?;
         let mut cluster =
-            LocalCluster { dir: dir.to_path_buf(), peers, admins, token, running: BTreeMap::new(), options };
+            LocalCluster { dir: dir.to_path_buf(), peers, admins, zk, token, running: BTreeMap::new(), options };
         for id in ids {
             cluster.start_node(id)?;
         }
@@ -120,6 +128,12 @@ impl LocalCluster {
     /// Every node's admin address.
     pub fn admins(&self) -> &BTreeMap<NodeId, SocketAddr> {
         &self.admins
+    }
+
+    /// A node's ZooKeeper client address, if the cluster serves ZooKeeper clients
+    /// ([`LocalOptions::zookeeper`]).
+    pub fn zk(&self, id: NodeId) -> Option<SocketAddr> {
+        self.zk.get(&id).copied()
     }
 
     /// A node's admin address.
@@ -159,8 +173,10 @@ impl LocalCluster {
             placement: self.options.placement,
             join: None,
             unplaceable_timeout_ms: None,
-            // In-process clusters serve no ZooKeeper clients: their ports would collide across tests.
-            zk: None,
+            zk: self.zk.get(&id).and_then(|listen| {
+                let settings = crate::zk::ZkSettings { listen: Some(listen.to_string()), ..Default::default() };
+                settings.validate(id.0).ok().flatten()
+            }),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -316,7 +316,7 @@ fn restore(
     Ok((Response::Empty, None))
 }
 
-fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), ApiError> {
+fn registry_op(op: MultiOp) -> Result<(RegistryOp, i32), ApiError> {
     Ok(match op {
         MultiOp::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
             check_acl(&acl)?;
@@ -324,7 +324,6 @@ fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), 
             if ttl.is_some() {
                 return Err(ApiError::new(ErrorCode::Unimplemented, "a TTL node inside a multi"));
             }
-            let _ = context;
             let (parent, name) = child_of(&text, mode)?;
             (RegistryOp::CreateChild { parent, name, data, mode }, op_code)
         }
@@ -359,7 +358,7 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
     let mut steps = Vec::with_capacity(count);
     let mut kinds = Vec::with_capacity(count);
     for (index, op) in ops.into_iter().enumerate() {
-        match registry_op(context, op) {
+        match registry_op(op) {
             Ok((step, kind)) => {
                 steps.push(step);
                 kinds.push(kind);
@@ -425,4 +424,50 @@ fn multi_read(coordinator: &Coordinator, op: MultiReadOp) -> MultiReadResult {
         }
     };
     result.unwrap_or_else(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> ZPath {
+        ZPath::parse(text).expect("valid")
+    }
+
+    #[test]
+    fn a_sequential_path_may_end_in_a_slash_and_others_name_a_child() {
+        assert_eq!(child_of("/folder/", CreateMode::PersistentSequential), Ok((p("/folder"), String::new())));
+        assert_eq!(child_of("/", CreateMode::EphemeralSequential), Ok((ZPath::root(), String::new())));
+        assert_eq!(child_of("/a/job-", CreateMode::PersistentSequential), Ok((p("/a"), "job-".to_string())));
+        assert_eq!(child_of("/a/b", CreateMode::Persistent), Ok((p("/a"), "b".to_string())));
+        assert_eq!(child_of("/a/", CreateMode::Persistent).map_err(|error| error.code), Err(ErrorCode::InvalidPath));
+        assert_eq!(child_of("/", CreateMode::Persistent).map_err(|error| error.code), Err(ErrorCode::NodeExists));
+    }
+
+    #[test]
+    fn flags_ttls_and_acls_follow_zookeepers_rules() {
+        assert_eq!(create_mode(3, None, op::CREATE2), Ok((CreateMode::EphemeralSequential, None)));
+        assert_eq!(create_mode(5, Some(100), op::CREATE_TTL), Ok((CreateMode::Persistent, Some(100))));
+        for (flags, ttl, op_code) in [(5, Some(0), op::CREATE_TTL), (0, Some(5), op::CREATE_TTL), (5, None, op::CREATE)]
+        {
+            assert_eq!(create_mode(flags, ttl, op_code).map_err(|error| error.code), Err(ErrorCode::BadArguments));
+        }
+        assert_eq!(
+            create_mode(0, None, op::CREATE_CONTAINER).map_err(|error| error.code),
+            Err(ErrorCode::BadArguments)
+        );
+        assert_eq!(create_mode(9, None, op::CREATE).map_err(|error| error.code), Err(ErrorCode::BadArguments));
+        assert!(check_acl(&open_acl()).is_ok());
+        assert_eq!(check_acl(&[]).map_err(|error| error.code), Err(ErrorCode::InvalidAcl));
+        let read_only = [Acl { perms: perms::READ, scheme: "world".into(), id: "anyone".into() }];
+        assert_eq!(check_acl(&read_only).map_err(|error| error.code), Err(ErrorCode::Unimplemented));
+    }
+
+    #[test]
+    fn watch_types_name_their_kinds() {
+        assert_eq!(watch_kinds(watcher_type::CHILDREN), Ok(&[WatchKind::Child][..]));
+        assert_eq!(watch_kinds(watcher_type::DATA), Ok(&[WatchKind::Data][..]));
+        assert_eq!(watch_kinds(watcher_type::ANY).map(<[WatchKind]>::len), Ok(4));
+        assert!(watch_kinds(7).is_err());
+    }
 }

@@ -71,6 +71,9 @@ impl std::fmt::Debug for LocalCluster {
     }
 }
 
+/// Times a local cluster is started on fresh ports when one it picked was taken meanwhile.
+const PORT_ATTEMPTS: u32 = 5;
+
 fn free_port(udp: bool) -> Result<u16, NodeError> {
     let port = if udp {
         std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr())
@@ -96,10 +99,29 @@ impl LocalCluster {
     pub fn start_with(size: u64, dir: &Path, options: LocalOptions) -> Result<LocalCluster, NodeError> {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
         issue_into_dir(&dir.join("certs"), &ids)?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match LocalCluster::start_on_free_ports(&ids, dir, options.clone()) {
+                // A port found free was taken before a node bound it (by another process, or a client
+                // connection's own port): start afresh on other ports, with empty data directories,
+                // since the first nodes' logs name the old addresses.
+                Err(NodeError::Startup(reason)) if reason.contains("is unavailable") && attempts < PORT_ATTEMPTS => {
+                    tracing::debug!(%reason, "a port was taken; starting the local cluster on others");
+                    for id in &ids {
+                        let _ = std::fs::remove_dir_all(dir.join(format!("data-{id}")));
+                    }
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn start_on_free_ports(ids: &[NodeId], dir: &Path, options: LocalOptions) -> Result<LocalCluster, NodeError> {
         let mut peers = BTreeMap::new();
         let mut admins = BTreeMap::new();
         let mut zk = BTreeMap::new();
-        for &id in &ids {
+        for &id in ids {
             peers.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(true)?)));
             admins.insert(id, SocketAddr::from(([127, 0, 0, 1], free_port(false)?)));
             if options.zookeeper {
@@ -109,7 +131,8 @@ impl LocalCluster {
         let token = load_admin_token(&dir.join("certs"))?;
         let mut cluster =
             LocalCluster { dir: dir.to_path_buf(), peers, admins, zk, token, running: BTreeMap::new(), options };
-        for id in ids {
+        for &id in ids {
+            // On an error the cluster is dropped, which stops the nodes already started.
             cluster.start_node(id)?;
         }
         Ok(cluster)

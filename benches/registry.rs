@@ -86,7 +86,7 @@ async fn clients(cluster: &LocalCluster, count: usize) -> Vec<Client> {
     let mut clients = Vec::with_capacity(count);
     for index in 0..count {
         clients.push(
-            Client::connect(admins[index % admins.len()], Some(cluster.token().to_string())).await.expect("client"),
+            Client::connect(admins[index % admins.len()], cluster.access().expect("access")).await.expect("client"),
         );
     }
     clients
@@ -138,14 +138,14 @@ fn failover(cluster: &mut LocalCluster, runtime: &tokio::runtime::Runtime) {
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).expect("leader");
     let survivors: Vec<NodeId> = cluster.admins().keys().copied().filter(|&id| id != leader).collect();
     let admins: Vec<_> = survivors.iter().map(|&id| cluster.admin(id)).collect();
-    let token = cluster.token().to_string();
+    let access = cluster.access().expect("access");
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let tasks: Vec<_> = (0..16)
         .map(|index| {
-            let (admin, token, stop, acks) = (admins[index % admins.len()], token.clone(), stop.clone(), acks.clone());
+            let (admin, access, stop, acks) = (admins[index % admins.len()], access.clone(), stop.clone(), acks.clone());
             runtime.spawn(async move {
-                let client = Client::connect(admin, Some(token)).await.expect("client");
+                let client = Client::connect(admin, access).await.expect("client");
                 let value = "v".repeat(VALUE_BYTES);
                 let mut key = index * 61;
                 while !stop.load(Ordering::Relaxed) {
@@ -185,7 +185,8 @@ fn failover(cluster: &mut LocalCluster, runtime: &tokio::runtime::Runtime) {
 /// sums all three nodes' committers).
 fn report_group_commit(cluster: &LocalCluster, runtime: &tokio::runtime::Runtime) {
     let admin = *cluster.admins().values().next().expect("a node");
-    let Ok(body) = runtime.block_on(gridkeeper::admin::client::get(admin, "/metrics")) else { return };
+    let Ok(access) = cluster.access() else { return };
+    let Ok(body) = runtime.block_on(gridkeeper::admin::client::get(admin, "/metrics", &access)) else { return };
     let text = String::from_utf8_lossy(&body);
     let value = |name: &str| {
         text.lines()

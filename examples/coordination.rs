@@ -10,7 +10,7 @@ use gridkeeper::recipes::{barrier, discovery, election, lock, queue};
 use gridkeeper::{Client, LocalCluster, NodeId};
 
 async fn client(cluster: &LocalCluster, node: u64) -> Result<Client> {
-    Ok(Client::connect(cluster.admin(NodeId(node)), Some(cluster.token().to_string())).await?)
+    Ok(Client::connect(cluster.admin(NodeId(node)), cluster.access()?).await?)
 }
 
 async fn lock_demo(cluster: &LocalCluster) -> Result<()> {

@@ -132,7 +132,7 @@ fn main() -> Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let admins: Vec<SocketAddr> = cluster.admins().values().copied().collect();
-    let client = runtime.block_on(Client::connect_any(&admins, Some(cluster.token().to_string())))?;
+    let client = runtime.block_on(Client::connect_any(&admins, cluster.access()?))?;
     runtime.block_on(wait_for_workers(&client, 3))?;
     let grid = Grid::remote(client);
 

@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).context("no leader")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let admins: Vec<SocketAddr> = cluster.admins().values().copied().collect();
-    let client = runtime.block_on(Client::connect_any(&admins, Some(cluster.token().to_string())))?;
+    let client = runtime.block_on(Client::connect_any(&admins, cluster.access()?))?;
 
     let started = Instant::now();
     for (name, cron, every_ms) in [("fast", None, Some(500)), ("cron", Some("*/2 * * * * *".to_string()), None)] {

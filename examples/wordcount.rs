@@ -124,7 +124,7 @@ fn main() -> Result<()> {
     cluster.wait_for_leader(Duration::from_secs(10)).context("no leader")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let admins: Vec<SocketAddr> = cluster.admins().values().copied().collect();
-    let grid = Grid::remote(runtime.block_on(Client::connect_any(&admins, Some(cluster.token().to_string())))?);
+    let grid = Grid::remote(runtime.block_on(Client::connect_any(&admins, cluster.access()?))?);
     let started = Instant::now();
 
     runtime.block_on(async {

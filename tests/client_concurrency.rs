@@ -28,7 +28,7 @@ fn a_long_wait_on_one_clone_does_not_hold_up_calls_on_another() {
     cluster.wait_for_leader(WAIT).expect("leader");
     runtime().block_on(async {
         let client =
-            Client::connect(cluster.admin(NodeId(1)), Some(cluster.token().to_string())).await.expect("client");
+            Client::connect(cluster.admin(NodeId(1)), cluster.access().expect("access")).await.expect("client");
         // A task held back for an hour: nothing ends it but a cancel.
         let request = serde_json::from_value(serde_json::json!({
             "task": "sleep",

@@ -43,7 +43,7 @@ fn a_drain_waits_for_an_old_attempt_behind_more_than_a_page_of_newer_tasks() {
     cluster.wait_for_leader(WAIT).expect("leader");
     let admin = cluster.admin(NodeId(1));
     runtime().block_on(async {
-        let client = Client::connect(admin, Some(cluster.token().to_string())).await.expect("client");
+        let client = Client::connect(admin, cluster.access().expect("access")).await.expect("client");
         let submit = |body: serde_json::Value| {
             let client = client.clone();
             async move {

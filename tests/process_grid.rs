@@ -71,7 +71,7 @@ fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere()
     let leader = wait_until_ready(&spec, &[1, 2, 3]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let client =
-        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], None)).expect("client");
+        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access())).expect("client");
 
     // Uniform load: 300 equal sleeps spread within ±20% of a third each.
     let ids = submit(&spec, 1, "sleep", r#"{"ms": 20}"#, 300);
@@ -145,7 +145,7 @@ fn failing_tasks_retry_and_bad_submissions_are_refused() {
     // `fail` fails its first 2 attempts: with 3 attempts it succeeds on the third.
     let ids = submit(&spec, 1, "fail", r#"{"times": 2}"#, 5);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let client = runtime.block_on(Client::connect(spec.admin(1), None)).expect("client");
+    let client = runtime.block_on(Client::connect(spec.admin(1), spec.access())).expect("client");
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 5)]));
     let task = runtime.block_on(client.tasks(&TasksQuery { id: Some(ids[0]), ..TasksQuery::default() })).expect("task");
     let states: Vec<AttemptState> = task[0].attempts.iter().map(|attempt| attempt.state).collect();
@@ -202,7 +202,7 @@ fn a_recurring_job_keeps_firing_across_a_leader_change() {
         .expect("run schedule");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let client = runtime.block_on(Client::connect(spec.admin(survivor), None)).expect("client");
+    let client = runtime.block_on(Client::connect(spec.admin(survivor), spec.access())).expect("client");
     let runs = |client: &Client| -> u64 {
         runtime.block_on(client.jobs()).ok().and_then(|jobs| jobs.first().map(|job| job.runs)).unwrap_or(0)
     };
@@ -240,7 +240,7 @@ fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
     let done = submit(&spec, 1, "echo", r#"{"value": "kept"}"#, 10);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let client =
-        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], None)).expect("client");
+        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access())).expect("client");
     assert_eq!(wait_all_done(&client, &runtime, &done), BTreeMap::from([("succeeded".to_string(), 10)]));
     // Accepted, and partly running, when every node dies at once.
     let accepted = submit(&spec, 2, "sleep", r#"{"ms": 300}"#, 60);
@@ -256,7 +256,7 @@ fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
     let _nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
     wait_until_ready(&spec, &[1, 2, 3]);
     let client =
-        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], None)).expect("client");
+        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access())).expect("client");
     assert_eq!(wait_all_done(&client, &runtime, &accepted), BTreeMap::from([("succeeded".to_string(), 60)]));
     for task in all_tasks(&client, &runtime, 70) {
         let wins = task.attempts.iter().filter(|attempt| attempt.state == AttemptState::Succeeded).count();
@@ -287,7 +287,7 @@ fn a_drained_node_gets_no_new_work_until_undrained() {
     };
     assert!(drain(&[]).contains("runs nothing"), "an idle node drains at once");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let client = runtime.block_on(Client::connect(spec.admin(3), None)).expect("client");
+    let client = runtime.block_on(Client::connect(spec.admin(3), spec.access())).expect("client");
     let ids = submit(&spec, 3, "sleep", r#"{"ms": 10}"#, 60);
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 60)]));
     let nodes: BTreeSet<u64> = all_tasks(&client, &runtime, 60)
@@ -326,7 +326,7 @@ fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its
     .expect("the joined worker receives work at once");
     worker.kill();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let client = runtime.block_on(Client::connect(spec.admin(3), None)).expect("client");
+    let client = runtime.block_on(Client::connect(spec.admin(3), spec.access())).expect("client");
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 200)]));
     let tasks = all_tasks(&client, &runtime, 200);
     let ran_on_four = tasks.iter().filter(|task| task.attempts.iter().any(|attempt| attempt.node == 4)).count();

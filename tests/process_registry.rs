@@ -124,7 +124,7 @@ fn a_killed_nodes_registration_disappears() {
     let runtime = runtime();
     let registered = |expected: &[&str]| {
         runtime.block_on(async {
-            let client = Client::connect(spec.admin(1), None).await.ok()?;
+            let client = Client::connect(spec.admin(1), spec.access()).await.ok()?;
             let listing = client.children("/grid/nodes", Consistency::Linearizable).await.ok()?;
             (listing.children == expected).then_some(())
         })
@@ -135,7 +135,7 @@ fn a_killed_nodes_registration_disappears() {
     nodes[2] = spec.start(3);
     wait_for(WAIT_MAX, || registered(&["1", "2", "3"])).expect("it registers again after restart");
     let data = runtime.block_on(async {
-        let client = Client::connect(spec.admin(2), None).await.expect("client");
+        let client = Client::connect(spec.admin(2), spec.access()).await.expect("client");
         client.get("/grid/nodes/3", Consistency::Linearizable).await.expect("get").data
     });
     let record: gridkeeper::service::registration::NodeRecord = serde_json::from_str(&data).expect("node record JSON");
@@ -171,7 +171,7 @@ fn the_lock_passes_on_when_the_holders_node_is_killed() {
     // Once the waiter's contender node is queued behind the holder's, the lock must still be held.
     let queued = wait_for(WAIT_MAX, || {
         runtime.block_on(async {
-            let observer = Client::connect(spec.admin(2), None).await.ok()?;
+            let observer = Client::connect(spec.admin(2), spec.access()).await.ok()?;
             let listing = observer.children("/locks/job", Consistency::Linearizable).await.ok()?;
             (listing.children.len() == 2).then_some(())
         })
@@ -195,7 +195,7 @@ fn a_client_with_every_address_fails_over_when_its_node_dies() {
     let runtime = runtime();
     let admins: Vec<_> = spec.ids.iter().map(|&id| spec.admin(id)).collect();
     let token = gridkeeper::credentials::load_admin_token(&spec.certs()).expect("token");
-    let client = runtime.block_on(Client::connect_any(&admins, Some(token))).expect("connects");
+    let client = runtime.block_on(Client::connect_any(&admins, gridkeeper::client::Access::ca_only(&spec.certs()).expect("ca").with_token(token))).expect("connects");
     let first = client.current_node();
     runtime.block_on(client.create("/failover", "before", CreateMode::Persistent, None)).expect("write");
     let victim = spec.ids.iter().position(|&id| spec.admin(id) == first).expect("a member");

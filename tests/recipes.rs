@@ -41,7 +41,7 @@ fn cluster(name: &str) -> (LocalCluster, std::path::PathBuf) {
 }
 
 async fn client(cluster: &LocalCluster, node: u64) -> Client {
-    Client::connect(cluster.admin(NodeId(node)), Some(cluster.token().to_string())).await.expect("client")
+    Client::connect(cluster.admin(NodeId(node)), cluster.access().expect("access")).await.expect("client")
 }
 
 #[test]

@@ -680,7 +680,7 @@ async fn serve_zk(node: NodeId, coordinator: Coordinator) -> std::io::Result<ZkS
     let settings = ZkSettings { listen: Some(format!("0.0.0.0:{ZK_PORT}")), ..ZkSettings::default() };
     let config = settings.validate(node.0).map_err(std::io::Error::other)?.ok_or(std::io::ErrorKind::InvalidInput)?;
     let local = SocketAddr::new(turmoil::lookup(host_name(node)), ZK_PORT);
-    Ok(ZkServer::serve(listener, local, config, coordinator))
+    Ok(ZkServer::serve(listener, local, config, coordinator, gridkeeper::zk::ZkAuth::default()))
 }
 
 async fn run_client(client: &mut ZkClient) {

@@ -41,7 +41,7 @@ async fn next_actor(name: &str, previous: Option<&ActorCell>) -> ActorCell {
 }
 
 async fn metrics_text(admin: std::net::SocketAddr) -> Option<String> {
-    let body = gridkeeper::admin::client::get(admin, "/metrics").await.ok()?;
+    let body = gridkeeper::admin::client::get(admin, "/metrics", &gridkeeper::client::Access::plaintext()).await.ok()?;
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -65,6 +65,9 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
         detector: DetectorConfig::default(),
         registry: gridkeeper::registry::RegistryLimits::default(),
         admin_server: Default::default(),
+        // The supervision tree is under test here, not the edge: plain HTTP on loopback.
+        admin_plaintext: true,
+        metrics_public: true,
         slots: 2,
         weight: 1,
         prefetch: 0,
@@ -82,7 +85,13 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
         credentials: authority.node_credentials(node).expect("credentials"),
         view: view.clone(),
         prometheus: gridkeeper::admin::telemetry::install().expect("recorder"),
-        admin_token: "test-token".into(),
+        edge: gridkeeper::admin::auth::EdgeSetup {
+            auth: gridkeeper::admin::auth::EdgeAuth {
+                metrics_public: true,
+                ..gridkeeper::admin::auth::EdgeAuth::admin_token_only("test-token".into())
+            },
+            tls: None,
+        },
         instance: instance.to_string(),
         kinds: gridkeeper::worker::builtin::kinds(),
     });

@@ -1,4 +1,5 @@
-//! The CLI's HTTP client for the admin API: one request per connection, bounded response size.
+//! The CLI's one-shot GET on the admin API (HTTPS or plain, per [`Access`]): one request per
+//! connection, bounded response size.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -6,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 
+use crate::client::Access;
 use crate::limits::ADMIN_RESPONSE_BYTES_MAX;
 
 /// An admin request that gets no answer within this is abandoned.
@@ -46,24 +48,21 @@ pub enum AdminClientError {
 ///
 /// # Errors
 /// [`AdminClientError`] for unreachable nodes, error statuses, and unreadable answers.
-pub async fn get(addr: SocketAddr, path: &str) -> Result<Bytes, AdminClientError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, get_inner(addr, path))
+pub async fn get(addr: SocketAddr, path: &str, access: &Access) -> Result<Bytes, AdminClientError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, get_inner(addr, path, access))
         .await
         .unwrap_or_else(|_| Err(AdminClientError::Unreachable { addr, reason: "timed out".into() }))
 }
 
-async fn get_inner(addr: SocketAddr, path: &str) -> Result<Bytes, AdminClientError> {
+async fn get_inner(addr: SocketAddr, path: &str, access: &Access) -> Result<Bytes, AdminClientError> {
     let unreachable = |reason: String| AdminClientError::Unreachable { addr, reason };
     let bad = |reason: String| AdminClientError::BadAnswer { addr, reason };
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|error| unreachable(error.to_string()))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|error| unreachable(error.to_string()))?;
-    let driver = tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| bad(error.to_string()))?;
+    let mut sender = access.dial::<Empty<Bytes>>(addr).await.map_err(|error| unreachable(error.to_string()))?;
+    let mut request = hyper::Request::get(path).header(hyper::header::HOST, addr.to_string());
+    if let Some(authorization) = access.authorization() {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
+    }
+    let request = request.body(Empty::<Bytes>::new()).map_err(|error| bad(error.to_string()))?;
     let response = sender.send_request(request).await.map_err(|error| unreachable(error.to_string()))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), ADMIN_RESPONSE_BYTES_MAX)
@@ -71,7 +70,6 @@ async fn get_inner(addr: SocketAddr, path: &str) -> Result<Bytes, AdminClientErr
         .await
         .map_err(|error| bad(error.to_string()))?
         .to_bytes();
-    driver.abort();
     if !status.is_success() {
         return Err(AdminClientError::Status {
             addr,

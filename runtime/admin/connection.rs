@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tracing::debug;
 
 use super::admission::{host_allowed, AdminServerConfig, Admission, Liveness, Refusal};
+use super::auth::PeerCertificate;
 use super::error::HttpError;
 use super::telemetry;
 use crate::api::{ApiError, ErrorCode};
@@ -133,13 +134,14 @@ impl Activity {
     }
 }
 
-/// The socket, reporting reads and stalled writes to the connection's liveness.
-struct WatchedIo {
-    inner: TcpStream,
+/// The socket (or the TLS stream over it), reporting reads and stalled writes to the connection's
+/// liveness.
+struct WatchedIo<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for WatchedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -150,7 +152,7 @@ impl AsyncRead for WatchedIo {
     }
 }
 
-impl WatchedIo {
+impl<S> WatchedIo<S> {
     fn on_write<T>(&self, result: &Poll<std::io::Result<T>>) {
         match result {
             Poll::Pending => self.activity.on(Liveness::on_write_blocked),
@@ -162,7 +164,7 @@ impl WatchedIo {
     }
 }
 
-impl AsyncWrite for WatchedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.on_write(&result);
@@ -293,17 +295,20 @@ fn misdirected(host: &str) -> Response<Body> {
     HttpError(ApiError::new(ErrorCode::Misdirected, message)).into_response()
 }
 
-/// Serves one accepted connection until the client leaves or a timeout closes it.
-pub(crate) async fn serve_connection(
-    stream: TcpStream,
+/// Serves one accepted connection (plain, or TLS after its handshake, with the principal its client
+/// certificate names) until the client leaves or a timeout closes it.
+pub(crate) async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
+    peer_cert: Option<PeerCertificate>,
     app: Router,
     config: Arc<AdminServerConfig>,
     ticket: ConnectionTicket,
     clock: Clock,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let _ticket = ticket;
-    let _ = stream.set_nodelay(true);
     let activity =
         Arc::new(Activity { liveness: Mutex::new(Liveness::new(&config, clock.now())), moved: Notify::new(), clock });
     let io = TokioIo::new(WatchedIo { inner: stream, activity: activity.clone() });
@@ -314,6 +319,9 @@ pub(crate) async fn serve_connection(
         let refused = named_host(&request).filter(|host| !host_allowed(Some(host), &config.hosts)).map(misdirected);
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(ClientAddr(peer));
+        if let Some(peer_cert) = &peer_cert {
+            parts.extensions.insert(peer_cert.clone());
+        }
         let request =
             Request::from_parts(parts, Body::new(TimedBody { inner: body, activity: service_activity.clone() }));
         let answer = refused.ok_or_else(|| hyper::service::Service::call(&app, request));

@@ -43,7 +43,11 @@ pub fn status(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        (status(self.0.code), Json(self.0)).into_response()
+        let code = self.0.code;
+        let mut response = (status(code), Json(self.0)).into_response();
+        // The audit log reads the outcome here rather than parsing the body.
+        response.extensions_mut().insert(code);
+        response
     }
 }
 

@@ -1,7 +1,8 @@
 //! The task grid over the admin HTTP API, as JSON: thin routes that parse, authorize, call the
-//! service layer (`crate::service::tasks`) and answer its errors (see `error.rs`). Queries are open;
-//! submitting, cancelling, draining, scheduling and a joined worker's poll and report need the admin
-//! token. The bodies are the contract's (`crate::api::grid`).
+//! service layer (`crate::service::tasks`) and answer its errors (see `error.rs`). Who may call
+//! what is decided before a route runs (`auth.rs`, `policy.rs`): queries and waits need a reader,
+//! submitting, cancelling and scheduling a submitter, draining an operator, and a joined worker's poll
+//! and report its own node's certificate. The bodies are the contract's (`crate::api::grid`).
 //!
 //! - `POST /grid/submit` `{"task", "input", "count", "priority", "delay_ms", "key", ...}` or
 //!   `{"specs": [TaskSpec, ...]}` → `{"ids": [...]}`, once committed. One submission is at most
@@ -23,19 +24,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 
 use super::error::HttpError;
 use super::http::AdminState;
-use super::registry_api::{authorize, coordinator};
+use super::registry_api::coordinator;
 use crate::api::grid::{
     DrainRequest, IdsRequest, JobsResponse, NameRequest, NodeQuery, NodeStatus, PollRequest, PollResponse,
     RecordedResponse, ReportRequest, ScheduleRequest, SubmitRequest, SubmitResponse, TasksQuery, TasksResponse,
     WaitRequest, WaitResponse,
 };
+use crate::api::{ApiError, ErrorCode};
 use crate::clock::unix_millis;
+use crate::credentials::{Principal, Role};
 use crate::grid::task::TaskId;
 use crate::ids::NodeId;
 use crate::service::tasks as service;
@@ -43,14 +45,13 @@ use crate::service::tasks as service;
 type ApiResult<T> = Result<Json<T>, HttpError>;
 
 /// The grid routes, to merge into the admin router.
-pub fn routes(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
+pub fn routes() -> Router<Arc<AdminState>> {
     // Submissions and reports carry bytes as JSON arrays of numbers (up to four characters a byte), so
-    // their bodies may be larger than other routes'; the token is checked before any of it is read.
+    // their bodies may be larger than other routes'; the caller is authorized before any of it is read.
     let bulk = Router::new()
         .route("/grid/submit", post(submit))
         .route("/grid/worker/report", post(worker_report))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::limits::BULK_REQUEST_BYTES_MAX))
-        .route_layer(axum::middleware::from_fn_with_state(state, token_first));
+        .layer(axum::extract::DefaultBodyLimit::max(crate::limits::BULK_REQUEST_BYTES_MAX));
     Router::new()
         .route("/grid/tasks", get(tasks))
         .route("/grid/wait", post(wait))
@@ -64,25 +65,10 @@ pub fn routes(state: Arc<AdminState>) -> Router<Arc<AdminState>> {
         .merge(bulk)
 }
 
-/// Refuses a bulk request without the token before its body is read.
-async fn token_first(
-    State(state): State<Arc<AdminState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match authorize(&state, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(error) => error.into_response(),
-    }
-}
-
 async fn submit(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<SubmitRequest>,
 ) -> ApiResult<SubmitResponse> {
-    authorize(&state, &headers)?;
     let specs = request.specs(unix_millis())?;
     let ids = service::submit(&coordinator(&state)?, specs).await?;
     Ok(Json(SubmitResponse { ids: ids.into_iter().map(|id| id.0).collect() }))
@@ -100,20 +86,16 @@ async fn wait(State(state): State<Arc<AdminState>>, Json(request): Json<WaitRequ
 
 async fn cancel(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<IdsRequest>,
 ) -> ApiResult<RecordedResponse> {
-    authorize(&state, &headers)?;
     let ids: Vec<TaskId> = request.ids.iter().map(|id| TaskId(*id)).collect();
     Ok(Json(service::cancel(&coordinator(&state)?, &ids).await?))
 }
 
 async fn drain(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<DrainRequest>,
 ) -> ApiResult<RecordedResponse> {
-    authorize(&state, &headers)?;
     Ok(Json(service::drain(&coordinator(&state)?, NodeId(request.node), request.draining).await?))
 }
 
@@ -127,36 +109,43 @@ async fn jobs(State(state): State<Arc<AdminState>>) -> ApiResult<JobsResponse> {
 
 async fn schedule(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<ScheduleRequest>,
 ) -> ApiResult<RecordedResponse> {
-    authorize(&state, &headers)?;
     Ok(Json(service::schedule(&coordinator(&state)?, request).await?))
 }
 
 async fn unschedule(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<NameRequest>,
 ) -> ApiResult<RecordedResponse> {
-    authorize(&state, &headers)?;
     Ok(Json(service::unschedule(&coordinator(&state)?, request.name).await?))
 }
 
 async fn worker_poll(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(request): Json<PollRequest>,
 ) -> ApiResult<PollResponse> {
-    authorize(&state, &headers)?;
     Ok(Json(service::poll(&coordinator(&state)?, &request).await?))
 }
 
 async fn worker_report(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
+    caller: Option<Extension<Principal>>,
     Json(request): Json<ReportRequest>,
 ) -> ApiResult<RecordedResponse> {
-    authorize(&state, &headers)?;
-    Ok(Json(service::report(&coordinator(&state)?, request.reports).await?))
+    let coordinator = coordinator(&state)?;
+    // A worker reports only on attempts assigned to its own node.
+    if let Some(Extension(Principal { role: Role::Worker(node), name, .. })) = caller {
+        let foreign = coordinator.read_state(|state| {
+            request.reports.iter().find(|report| {
+                let holder = state.grid.get(report.task).and_then(|task| task.current_attempt()).map(|attempt| attempt.node);
+                holder != Some(node)
+            }).map(|report| report.task)
+        });
+        if let Some(task) = foreign {
+            let message = format!("{name} may report only on attempts assigned to node {node}, not on task {}", task.0);
+            return Err(HttpError(ApiError::new(ErrorCode::NoAuth, message)));
+        }
+    }
+    Ok(Json(service::report(&coordinator, request.reports).await?))
 }

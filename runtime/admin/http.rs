@@ -1,5 +1,6 @@
-//! The admin HTTP server: `GET /health`, `GET /metrics`, `GET /status`, and [`serve`], the accept loop
-//! that bounds connections (overall and per client address) before any request is read.
+//! The admin HTTPS server: `GET /health`, `GET /metrics`, `GET /status`, and [`serve`], the accept
+//! loop that bounds connections (overall and per client address) before any byte is read, then
+//! completes the TLS handshake within the header timeout (plain HTTP only with `--admin-plaintext`).
 //!
 //! Connections past a bound are answered 503 and closed at once; each admitted connection is served
 //! by `admin/connection.rs` with its header and idle timeouts. Dropping [`serve`] ends every
@@ -20,6 +21,10 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::admission::AdminServerConfig;
+use super::audit::AuditLog;
+use super::auth::{EdgeAuth, PeerCertificate};
+use super::tls::peer_principal;
+use tokio_rustls::TlsAcceptor;
 use super::connection::{refuse_connection, serve_connection, ConnectionTicket, Gate};
 use super::status::{MemberView, StatusView};
 use super::view::NodeView;
@@ -32,24 +37,50 @@ pub struct AdminState {
     pub view: NodeView,
     /// The metrics registry.
     pub prometheus: PrometheusHandle,
-    /// Bearer token mutating calls must present.
-    pub admin_token: String,
+    /// The credentials accepted.
+    pub auth: EdgeAuth,
     /// Timeouts and accepted host names.
     pub server: Arc<AdminServerConfig>,
+    /// HTTPS, unless the node was started with `--admin-plaintext`.
+    pub tls: Option<TlsAcceptor>,
+    /// Where audited calls go, if this node keeps an audit log.
+    pub audit: Option<AuditLog>,
+    /// The directory of the audit log, to read it back.
+    pub audit_dir: Option<std::path::PathBuf>,
     /// Connections and watch streams held, overall and per client address.
     pub(crate) gate: Gate,
 }
 
 impl AdminState {
-    /// The state of a node's admin server.
-    pub fn new(view: NodeView, prometheus: PrometheusHandle, admin_token: String, server: AdminServerConfig) -> Self {
+    /// The state of a node's admin server: plaintext and keeping no audit log until
+    /// [`AdminState::with_tls`] and [`AdminState::with_audit`].
+    pub fn new(view: NodeView, prometheus: PrometheusHandle, auth: EdgeAuth, server: AdminServerConfig) -> Self {
         AdminState {
             view,
             prometheus,
-            admin_token,
+            auth,
             server: Arc::new(server),
+            tls: None,
+            audit: None,
+            audit_dir: None,
             gate: Arc::new(Mutex::new(Default::default())),
         }
+    }
+
+    /// Serves HTTPS with `config`.
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsAcceptor::from(config));
+        self
+    }
+
+    /// Appends audited calls to the log in `data_dir`.
+    ///
+    /// # Errors
+    /// The I/O error if the log cannot be opened.
+    pub fn with_audit(mut self, data_dir: &std::path::Path) -> std::io::Result<Self> {
+        self.audit = Some(AuditLog::start(data_dir)?);
+        self.audit_dir = Some(data_dir.to_path_buf());
+        Ok(self)
     }
 }
 
@@ -81,10 +112,34 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) -> std::io::Re
             }
             Err(error) => return Err(error),
         };
+        let _ = stream.set_nodelay(true);
         match ConnectionTicket::admit(&state.gate, peer.ip()) {
             Ok(ticket) => {
-                connections.spawn(serve_connection(stream, peer, app.clone(), state.server.clone(), ticket, clock));
+                let (app, server, tls) = (app.clone(), state.server.clone(), state.tls.clone());
+                connections.spawn(async move {
+                    let Some(tls) = tls else {
+                        return serve_connection(stream, peer, None, app, server, ticket, clock).await;
+                    };
+                    // The handshake counts against the header timeout: a client that opens a
+                    // connection and stalls its handshake holds it no longer than one that stalls
+                    // its request head.
+                    let handshake = Duration::from_millis(server.header_timeout_ms);
+                    match tokio::time::timeout(handshake, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let principal = peer_principal(stream.get_ref().1.peer_certificates());
+                            let peer_cert = Some(PeerCertificate(principal));
+                            serve_connection(stream, peer, peer_cert, app, server, ticket, clock).await;
+                        }
+                        Ok(Err(error)) => {
+                            super::telemetry::tls_refused();
+                            tracing::debug!(%peer, %error, "admin TLS handshake failed");
+                        }
+                        Err(_) => super::telemetry::refused(super::admission::Refusal::HeaderTimeout),
+                    }
+                });
             }
+            // A client refused for room gets the 503 in plaintext: nothing is spent on a handshake
+            // for it, and a TLS client sees the connection close.
             Err(refusal) => refuse_connection(stream, refusal),
         }
     }
@@ -113,8 +168,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/status", get(status))
         .merge(super::ready::routes())
         .merge(super::registry_api::routes())
-        .merge(super::grid_api::routes(state.clone()))
+        .merge(super::grid_api::routes())
+        .merge(super::auth_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(crate::limits::ADMIN_REQUEST_BYTES_MAX))
+        // Outermost: no route (nor the fallback for unknown ones) runs before the caller is allowed.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::authenticate))
         .with_state(state)
 }
 

@@ -1,11 +1,11 @@
 //! The registry over the admin HTTP API, as JSON: thin routes that parse, authorize, call the
-//! service layer (`crate::service::registry`) and answer its errors (see `error.rs`). Reads are open;
-//! every call that changes the registry (or opens a session) needs `Authorization: Bearer <admin
-//! token>`.
+//! service layer (`crate::service::registry`) and answer its errors (see `error.rs`). Who may call
+//! what is decided before a route runs (`auth.rs`, `policy.rs`): reads need a reader, writes and
+//! sessions an operator (a worker: only its own registration).
 //!
 //! Errors answer with a status and `{"error": "<name>", "message": "..."}`: 404 `no node`, 409 for the
-//! other registry refusals, 400 for bad input, 413 past a size limit, 401 without the token, 403
-//! `no auth` when a session's secret is missing or wrong, 503 when no leader is reachable.
+//! other registry refusals, 400 for bad input, 413 past a size limit, 401 without a credential, 403
+//! `no auth` for a role that may not, or when a session's secret is missing or wrong, 503 when no leader is reachable.
 //!
 //! - `GET /registry/node?path=&consistency=` → data (UTF-8 and hex) and stat; `GET /registry/stat`
 //!   → the stat or `null`; `GET /registry/children` → sorted names and the parent's stat. Reads are
@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -68,27 +67,6 @@ pub(crate) fn coordinator(state: &AdminState) -> Result<Coordinator, HttpError> 
     state.view.coordinator().ok_or_else(|| HttpError(ApiError::new(ErrorCode::Unavailable, "coordinator not running")))
 }
 
-/// Checks the admin token.
-///
-/// # Errors
-/// Unauthorized without it or with another.
-pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), HttpError> {
-    let presented = headers
-        .get("authorization")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    // Constant-time comparison: the token must not leak through response timing.
-    let expected = state.admin_token.as_bytes();
-    let matches = presented.is_some_and(|presented| {
-        presented.len() == expected.len() && presented.bytes().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    });
-    if matches {
-        Ok(())
-    } else {
-        Err(HttpError(ApiError::new(ErrorCode::Unauthorized, "this call needs the admin token")))
-    }
-}
-
 async fn get_node(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<NodeBody> {
     let path = service::parse_path(&query.path)?;
     Ok(Json(service::get(&coordinator(&state)?, &path, query.consistency).await?))
@@ -106,38 +84,30 @@ async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<Read
 
 async fn create(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> ApiResult<CreatedBody> {
-    authorize(&state, &headers)?;
     Ok(Json(service::create(&coordinator(&state)?, body).await?))
 }
 
 async fn set(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(body): Json<SetBody>,
 ) -> ApiResult<StatBody> {
-    authorize(&state, &headers)?;
     Ok(Json(service::set(&coordinator(&state)?, body).await?))
 }
 
 async fn delete(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(body): Json<DeleteBody>,
 ) -> ApiResult<serde_json::Value> {
-    authorize(&state, &headers)?;
     service::delete(&coordinator(&state)?, &body).await?;
     Ok(Json(serde_json::json!({ "deleted": body.path })))
 }
 
 async fn multi(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(body): Json<MultiBody>,
 ) -> ApiResult<Outcome> {
-    authorize(&state, &headers)?;
     Ok(Json(service::multi(&coordinator(&state)?, body).await?))
 }
 
@@ -148,25 +118,21 @@ async fn sync(State(state): State<Arc<AdminState>>) -> ApiResult<serde_json::Val
 
 async fn open_session(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(body): Json<SessionBody>,
 ) -> ApiResult<SessionBody> {
-    authorize(&state, &headers)?;
     Ok(Json(service::open_session(&coordinator(&state)?, body.timeout_ms).await?))
 }
 
-/// Keeps a session alive. Needs no admin token, but the session's secret: only its opener can hold
-/// its ephemerals and locks.
+/// Keeps a session alive. Needs the session's secret: only its opener can hold its ephemerals and
+/// locks.
 async fn keepalive(State(state): State<Arc<AdminState>>, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
     Ok(Json(service::keepalive(&coordinator(&state)?, &body).await?))
 }
 
 async fn close_session(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Json(body): Json<SessionBody>,
 ) -> ApiResult<SessionBody> {
-    authorize(&state, &headers)?;
     Ok(Json(service::close_session(&coordinator(&state)?, &body).await?))
 }
 

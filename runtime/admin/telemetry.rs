@@ -48,3 +48,15 @@ pub fn refused(refusal: super::admission::Refusal) {
 pub fn connections_open(open: usize) {
     metrics::gauge!("gridkeeper_admin_connections").set(open as f64);
 }
+
+/// Counts a TLS handshake that failed (a client certificate from another CA, a plaintext client, a
+/// protocol error) in `gridkeeper_admin_refusals_total{reason="tls_handshake"}`.
+pub fn tls_refused() {
+    metrics::counter!("gridkeeper_admin_refusals_total", "reason" => "tls_handshake").increment(1);
+}
+
+/// Counts a call refused for its credential in `gridkeeper_admin_auth_refusals_total{code}`
+/// (`unauthorized`: none, invalid or revoked; `no auth`: a role that may not).
+pub fn auth_refused(code: crate::api::ErrorCode) {
+    metrics::counter!("gridkeeper_admin_auth_refusals_total", "code" => code.name()).increment(1);
+}

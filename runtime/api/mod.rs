@@ -7,8 +7,10 @@
 //! - [`error`]: [`ErrorCode`] (ZooKeeper's codes and gridkeeper's) and [`ApiError`]; callers branch
 //!   on the code and its [`ErrorCode::is_retryable`], never on text.
 //! - [`registry`]: znode reads, writes, sessions and watches.
+//! - [`auth`]: revocations and audit records.
 //! - [`grid`]: submit, query, wait, cancel, drain, schedule, and a joined worker's poll and report.
 
+pub mod auth;
 pub mod error;
 pub mod grid;
 pub mod registry;

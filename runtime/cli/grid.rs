@@ -1,8 +1,6 @@
 //! `gridkeeper submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`: the task grid from the
 //! command line, over a node's admin API.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::Args;
 
@@ -10,6 +8,7 @@ use crate::api::grid::{
     check_submission, state_name, ScheduleRequest, SubmitRefusal, SubmitRequest, TaskView, TasksQuery,
 };
 use crate::api::{ApiError, ErrorCode};
+use super::Connect;
 use crate::client::{Client, ClientError};
 use crate::clock::unix_millis;
 use crate::grid::task::TaskState;
@@ -17,28 +16,12 @@ use crate::grid::task::TaskState;
 /// Longest one wait call holds; `--wait` loops over calls until every task is terminal.
 const WAIT_CALL_MS: u64 = 5_000;
 
-/// The node to talk to and the credentials whose admin token authorises a change.
-#[derive(Debug, Args)]
-pub struct AdminWithToken {
-    /// A node's admin address (any node).
-    #[arg(long)]
-    admin: SocketAddr,
-    /// Credentials directory (its admin token authorises the change).
-    #[arg(long)]
-    certs: PathBuf,
-}
-
-impl AdminWithToken {
-    async fn client(&self) -> Result<Client, ClientError> {
-        Client::connect_with_certs(self.admin, &self.certs).await
-    }
-}
 
 /// `gridkeeper submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     #[command(flatten)]
-    node: AdminWithToken,
+    node: Connect,
     /// Task kind (built-ins: noop, echo, sleep, spin, fail).
     #[arg(long)]
     task: String,
@@ -80,9 +63,8 @@ pub struct SubmitArgs {
 /// `gridkeeper tasks`.
 #[derive(Debug, Args)]
 pub struct TasksArgs {
-    /// A node's admin address (any node).
-    #[arg(long)]
-    admin: SocketAddr,
+    #[command(flatten)]
+    connect: Connect,
     /// One task, with its attempts.
     #[arg(long, conflicts_with_all = ["state", "node"])]
     id: Option<u64>,
@@ -116,7 +98,7 @@ pub struct TasksArgs {
 #[derive(Debug, Args)]
 pub struct DrainArgs {
     #[command(flatten)]
-    admin: AdminWithToken,
+    admin: Connect,
     /// The node to drain.
     #[arg(long)]
     node: u64,
@@ -188,7 +170,7 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
 /// # Errors
 /// [`ClientError`] for unknown tasks and unreachable nodes.
 pub async fn tasks(args: TasksArgs) -> Result<(), ClientError> {
-    let client = Client::connect(args.admin, None).await?;
+    let client = args.connect.client().await?;
     let state: Option<TaskState> =
         args.state.as_deref().map(|text| parse_json("--state", &format!("\"{text}\""))).transpose()?;
     let query = TasksQuery {
@@ -304,7 +286,7 @@ async fn runs_anything(client: &Client, node: u64) -> Result<bool, ClientError> 
 #[derive(Debug, Args)]
 pub struct ScheduleArgs {
     #[command(flatten)]
-    node: AdminWithToken,
+    node: Connect,
     /// The job's unique name (an existing job of that name is replaced).
     #[arg(long)]
     name: String,
@@ -331,9 +313,8 @@ pub struct ScheduleArgs {
 /// `gridkeeper jobs`.
 #[derive(Debug, Args)]
 pub struct JobsArgs {
-    /// A node's admin address (any node).
-    #[arg(long)]
-    admin: SocketAddr,
+    #[command(flatten)]
+    node: Connect,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -343,7 +324,7 @@ pub struct JobsArgs {
 #[derive(Debug, Args)]
 pub struct UnscheduleArgs {
     #[command(flatten)]
-    node: AdminWithToken,
+    node: Connect,
     /// The job.
     #[arg(long)]
     name: String,
@@ -382,7 +363,7 @@ pub async fn schedule(args: ScheduleArgs) -> Result<(), ClientError> {
 /// # Errors
 /// [`ClientError`].
 pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
-    let client = Client::connect(args.admin, None).await?;
+    let client = args.node.client().await?;
     let jobs = client.jobs().await?;
     if args.json {
         println!("{}", serde_json::json!({ "jobs": jobs }));

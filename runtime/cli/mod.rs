@@ -10,11 +10,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod access;
 pub mod grid;
 pub mod registry;
 
+pub use access::Connect;
+
 use crate::admin::StatusView;
-use crate::credentials::issue_into_dir;
+use crate::credentials::{issue, IssueRequest, Role};
 use crate::ids::NodeId;
 use crate::node::{self, NodeSettings};
 
@@ -28,7 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Write a cluster CA, node and operator certificates, and an admin token.
+    /// Write a cluster CA, node, admin and operator certificates, the token key, and tokens or client
+    /// certificates with a role.
     Certs(CertsArgs),
     /// Run a node.
     Node(Box<NodeArgs>),
@@ -48,16 +52,34 @@ enum Command {
     Jobs(grid::JobsArgs),
     /// Delete a recurring job.
     Unschedule(grid::UnscheduleArgs),
+    /// Revoke credentials by name, or list those issued and revoked.
+    Tokens(access::TokensArgs),
+    /// Read a node's audit log (operator).
+    Audit(access::AuditArgs),
 }
 
 #[derive(Debug, Args)]
 struct CertsArgs {
-    /// Directory to write into (created if missing; an existing CA is reused).
+    /// Directory to write into (created if missing; an existing CA and token key are reused, and no
+    /// existing key is overwritten).
     #[arg(long)]
     out: PathBuf,
-    /// Node ids to issue certificates for, comma separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Node ids to issue mesh and admin certificates for, comma separated.
+    #[arg(long, value_delimiter = ',')]
     nodes: Vec<NodeId>,
+    /// A DNS name or IP address the nodes' admin certificates must also be valid for (repeatable;
+    /// loopback is always included).
+    #[arg(long = "san", value_name = "NAME")]
+    sans: Vec<String>,
+    /// Issue a token named NAME with --role into DIR/token-NAME.
+    #[arg(long, value_name = "NAME", requires = "role")]
+    token: Option<String>,
+    /// Issue a client certificate named NAME with --role into DIR/client-NAME.pem and .key.
+    #[arg(long, value_name = "NAME", requires = "role")]
+    client: Option<String>,
+    /// The role of --token or --client: reader, submitter, operator or metrics.
+    #[arg(long)]
+    role: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +141,12 @@ struct NodeArgs {
     /// Milliseconds an admin connection may stay open with no request in flight (default 60000).
     #[arg(long)]
     admin_idle_timeout_ms: Option<u64>,
+    /// Serve the admin API as plain HTTP instead of HTTPS; refused unless --admin is a loopback address.
+    #[arg(long)]
+    admin_plaintext: bool,
+    /// Serve /metrics to anyone, without a credential (for a Prometheus that cannot present one).
+    #[arg(long)]
+    metrics_public: bool,
     /// Fail a task whose kind no registered node runs after it waited this many milliseconds (when
     /// this node leads; default: it waits, shown as unplaceable).
     #[arg(long)]
@@ -144,9 +172,8 @@ struct NodeArgs {
 
 #[derive(Debug, Args)]
 struct StatusArgs {
-    /// The node's admin address.
-    #[arg(long)]
-    admin: SocketAddr,
+    #[command(flatten)]
+    node: Connect,
     /// Print the JSON document instead of a table.
     #[arg(long)]
     json: bool,
@@ -176,6 +203,8 @@ impl NodeArgs {
             admin_hosts: (!self.admin_hosts.is_empty()).then_some(self.admin_hosts),
             admin_header_timeout_ms: self.admin_header_timeout_ms,
             admin_idle_timeout_ms: self.admin_idle_timeout_ms,
+            admin_plaintext: self.admin_plaintext.then_some(true),
+            metrics_public: self.metrics_public.then_some(true),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
             zk_listen: self.zk_listen,
             zk_4lw: self.zk_4lw,
@@ -221,7 +250,15 @@ fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Certs(args) => {
-            let report = issue_into_dir(&args.out, &args.nodes).map_err(|error| error.to_string())?;
+            let role = args.role.as_deref().map(Role::parse_issuable).transpose()?;
+            let request = IssueRequest {
+                nodes: args.nodes,
+                sans: args.sans,
+                tokens: args.token.into_iter().zip(role).collect(),
+                clients: args.client.into_iter().zip(role).collect(),
+                now_ms: crate::clock::unix_millis(),
+            };
+            let report = issue(&args.out, &request).map_err(|error| error.to_string())?;
             for (from, to) in &report.moved {
                 println!("moved {} to {}: the CA key stays with the operator", from.display(), to.display());
             }
@@ -232,8 +269,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 println!("kept  {}", path.display());
             }
             println!(
-                "give node N only ca.pem, node-N.pem, node-N.key and admin.token; keep private/ (the CA key) \
-                 and operator.* with the operator"
+                "give node N only ca.pem, token.pub, node-N.pem/.key and admin-N.pem/.key (and admin.token to a \
+                 member, to accept it); keep private/ (the CA and token keys), operator.*, token-* and client-* \
+                 with the operator and the clients they are for"
             );
             Ok(())
         }
@@ -252,10 +290,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Unschedule(args) => {
             control_runtime()?.block_on(grid::unschedule(args)).map_err(|error| error.to_string())
         }
+        Command::Tokens(args) => control_runtime()?.block_on(access::tokens(args)).map_err(|error| error.to_string()),
+        Command::Audit(args) => control_runtime()?.block_on(access::audit(args)).map_err(|error| error.to_string()),
         Command::Status(args) => {
             let runtime = control_runtime()?;
+            let access = args.node.access().map_err(|error| error.to_string())?;
             let body = runtime
-                .block_on(crate::admin::client::get(args.admin, "/status"))
+                .block_on(crate::admin::client::get(args.node.admin, "/status", &access))
                 .map_err(|error| error.to_string())?;
             let view: StatusView =
                 serde_json::from_slice(&body).map_err(|error| format!("bad /status document: {error}"))?;

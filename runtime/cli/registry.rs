@@ -1,24 +1,17 @@
 //! `gridkeeper registry ...`: the registry from the command line, over a node's admin API.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
 use crate::api::{ApiError, ErrorCode};
-use crate::client::{Client, ClientError};
+use crate::client::ClientError;
 use crate::consensus::Consistency;
 use crate::registry::{CreateMode, WatchKind};
 
 /// Options shared by every registry command.
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// A node's admin address (any node: followers forward).
-    #[arg(long)]
-    admin: SocketAddr,
-    /// Credentials directory (its admin token authorises writes).
-    #[arg(long)]
-    certs: Option<PathBuf>,
+    #[command(flatten)]
+    node: super::Connect,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -99,10 +92,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), ClientError> {
 /// # Errors
 /// [`ClientError`]; its message starts with the registry error's name.
 pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
-    let client = match &args.certs {
-        Some(certs) => Client::connect_with_certs(args.admin, certs).await?,
-        None => Client::connect(args.admin, None).await?,
-    };
+    let client = args.node.client().await?;
     let consistency = if args.local { Consistency::Local } else { Consistency::Linearizable };
     match args.command {
         RegistryCommand::Ls { path } => {

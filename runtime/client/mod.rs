@@ -44,6 +44,9 @@ const WATCH_LINE_BYTES_MAX: usize = 64 << 10;
 
 pub use crate::limits::CLIENT_CONNECTIONS_MAX;
 
+mod access;
+pub use access::Access;
+
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -105,7 +108,7 @@ fn transport(error: impl std::fmt::Display) -> ClientError {
 pub struct Client {
     nodes: Arc<[SocketAddr]>,
     current: Arc<std::sync::atomic::AtomicUsize>,
-    token: Option<Arc<str>>,
+    access: Access,
     pool: Arc<Pool>,
 }
 
@@ -158,39 +161,26 @@ impl std::fmt::Debug for Client {
     }
 }
 
-async fn dial(admin: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ClientError> {
-    let stream = tokio::net::TcpStream::connect(admin).await.map_err(transport)?;
-    stream.set_nodelay(true).map_err(transport)?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(transport)?;
-    tokio::spawn(connection);
-    Ok(sender)
-}
-
 impl Client {
-    /// Connects to the node whose admin API is at `admin`. `token` (from the credentials directory's
-    /// `admin.token`) is needed for writes and sessions.
+    /// Connects to the node whose admin API is at `admin`, with `access` (see [`Access`]: usually
+    /// [`Access::from_certs`] on a credentials directory).
     ///
     /// # Errors
-    /// [`ClientError::Transport`] if the node cannot be reached.
-    pub async fn connect(admin: SocketAddr, token: Option<String>) -> Result<Client, ClientError> {
-        Client::connect_any(&[admin], token).await
+    /// [`ClientError::Transport`] if the node cannot be reached or its certificate does not verify.
+    pub async fn connect(admin: SocketAddr, access: Access) -> Result<Client, ClientError> {
+        Client::connect_any(&[admin], access).await
     }
 
     /// Connects to the first reachable node of `admins`; later calls fail over along the list.
     ///
     /// # Errors
     /// [`ClientError::Transport`] if no node can be reached (or the list is empty).
-    pub async fn connect_any(admins: &[SocketAddr], token: Option<String>) -> Result<Client, ClientError> {
-        let client = Client {
-            nodes: Arc::from(admins),
-            current: Arc::default(),
-            token: token.map(Arc::from),
-            pool: Arc::new(Pool::new()),
-        };
+    pub async fn connect_any(admins: &[SocketAddr], access: Access) -> Result<Client, ClientError> {
+        let client =
+            Client { nodes: Arc::from(admins), current: Arc::default(), access, pool: Arc::new(Pool::new()) };
         let mut last = ClientError::Transport("no admin address given".into());
         for (index, &admin) in admins.iter().enumerate() {
-            match dial(admin).await {
+            match client.access.dial(admin).await {
                 Ok(sender) => {
                     client.current.store(index, std::sync::atomic::Ordering::Relaxed);
                     client.pool.give_back((index, sender));
@@ -217,13 +207,21 @@ impl Client {
         );
     }
 
-    /// Connects with the admin token read from a credentials directory.
+    /// Connects as the operator whose certificate is in a credentials directory
+    /// ([`Access::from_certs`]).
     ///
     /// # Errors
-    /// [`ClientError::Transport`] if the token cannot be read or the node reached.
+    /// [`ClientError::Transport`] if the files cannot be read or the node reached.
     pub async fn connect_with_certs(admin: SocketAddr, certs: &Path) -> Result<Client, ClientError> {
-        let token = crate::credentials::load_admin_token(certs).map_err(transport)?;
-        Client::connect(admin, Some(token)).await
+        Client::connect(admin, Access::from_certs(certs)?).await
+    }
+
+    fn request(&self, method: hyper::Method, uri: &str, admin: SocketAddr) -> hyper::http::request::Builder {
+        let mut request = hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, admin.to_string());
+        if let Some(authorization) = self.access.authorization() {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
+        }
+        request
     }
 
     async fn call<T: DeserializeOwned>(
@@ -251,7 +249,7 @@ impl Client {
             let index = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.nodes.len();
             let mut sender = match self.pool.take(index) {
                 Some(sender) => sender,
-                None => match dial(self.nodes[index]).await {
+                None => match self.access.dial(self.nodes[index]).await {
                     Ok(sender) => sender,
                     // Nothing was sent: the next node may serve it.
                     Err(error) => {
@@ -262,13 +260,7 @@ impl Client {
                 },
             };
             let admin = self.nodes[index];
-            let mut request = hyper::Request::builder()
-                .method(method.clone())
-                .uri(uri.clone())
-                .header(hyper::header::HOST, admin.to_string());
-            if let Some(token) = &self.token {
-                request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
-            }
+            let mut request = self.request(method.clone(), &uri, admin);
             if body.is_some() {
                 request = request.header(hyper::header::CONTENT_TYPE, "application/json");
             }
@@ -477,11 +469,8 @@ impl Client {
             uri.push_str(&format!("&since={since}"));
         }
         let admin = self.current_node();
-        let mut sender = dial(admin).await?;
-        let request = hyper::Request::get(uri)
-            .header(hyper::header::HOST, admin.to_string())
-            .body(Full::new(Bytes::new()))
-            .map_err(transport)?;
+        let mut sender = self.access.dial(admin).await?;
+        let request = self.request(hyper::Method::GET, &uri, admin).body(Full::new(Bytes::new())).map_err(transport)?;
         let response = sender.send_request(request).await.map_err(transport)?;
         if !response.status().is_success() {
             let status = response.status();
@@ -573,6 +562,45 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Without keepalives the session expires after its timeout, taking its ephemerals with it.
         self.keepalive.abort();
+    }
+}
+
+/// Credentials and the audit log through the admin API.
+impl Client {
+    /// Revokes `name` on every node (operator).
+    ///
+    /// # Errors
+    /// [`ClientError`]; `bad arguments` for a name no credential carries.
+    pub async fn revoke(&self, name: &str) -> Result<crate::api::auth::Revocation, ClientError> {
+        self.post("/auth/revoke", &crate::api::auth::RevokeRequest { name: name.to_string() }).await
+    }
+
+    /// Every revoked name.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn revoked(&self) -> Result<Vec<crate::api::auth::Revocation>, ClientError> {
+        let response: crate::api::auth::RevokedResponse =
+            self.call(hyper::Method::GET, "/auth/revoked".to_string(), None).await?;
+        Ok(response.revoked)
+    }
+
+    /// The node's newest audit records at or after `since_ms` (at most `limit`), oldest first
+    /// (operator).
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn audit(
+        &self,
+        since_ms: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<crate::api::auth::AuditRecord>, ClientError> {
+        let mut uri = format!("/audit?since_ms={since_ms}");
+        if let Some(limit) = limit {
+            uri.push_str(&format!("&limit={limit}"));
+        }
+        let response: crate::api::auth::AuditResponse = self.call(hyper::Method::GET, uri, None).await?;
+        Ok(response.records)
     }
 }
 

@@ -8,7 +8,8 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
-use super::identity::node_server_name;
+use super::identity::{client_cert_name, node_server_name};
+use super::role::{check_credential_name, Role};
 use super::{CredentialError, NodeCredentials};
 use crate::ids::NodeId;
 
@@ -107,14 +108,54 @@ impl Authority {
         )
     }
 
+    /// A client certificate for the admin API naming `name` with `role`
+    /// (`<name>.<role>.client.gridkeeper`).
+    ///
+    /// # Errors
+    /// [`CredentialError::Issue`] for a bad name, a worker role, or if rcgen fails.
+    pub fn issue_client(&self, name: &str, role: Role) -> Result<IssuedPem, CredentialError> {
+        check_credential_name(name).map_err(CredentialError::Issue)?;
+        if matches!(role, Role::Worker(_)) {
+            return Err(CredentialError::Issue("a worker authenticates with its node certificate".into()));
+        }
+        self.issue_names(
+            vec![client_cert_name(name, role)],
+            format!("gridkeeper {role} {name}"),
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        )
+    }
+
+    /// The TLS server certificate of `node`'s admin API, valid for `names` (DNS names and IP
+    /// addresses, as clients will dial it).
+    ///
+    /// # Errors
+    /// [`CredentialError::Issue`] for a name that is neither, or if rcgen fails.
+    pub fn issue_admin(&self, node: NodeId, names: &[String]) -> Result<IssuedPem, CredentialError> {
+        self.issue_names(
+            names.to_vec(),
+            format!("gridkeeper admin API of node {node}"),
+            vec![ExtendedKeyUsagePurpose::ServerAuth],
+        )
+    }
+
     fn issue(
         &self,
         dns_name: String,
         common_name: String,
         usages: Vec<ExtendedKeyUsagePurpose>,
     ) -> Result<IssuedPem, CredentialError> {
+        self.issue_names(vec![dns_name], common_name, usages)
+    }
+
+    fn issue_names(
+        &self,
+        names: Vec<String>,
+        common_name: String,
+        usages: Vec<ExtendedKeyUsagePurpose>,
+    ) -> Result<IssuedPem, CredentialError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(issue_error)?;
-        let mut params = CertificateParams::new(vec![dns_name]).map_err(issue_error)?;
+        // rcgen takes a name that parses as an IP address as an IP address SAN.
+        let mut params = CertificateParams::new(names).map_err(issue_error)?;
         params.distinguished_name.push(DnType::CommonName, common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = usages;

@@ -1,7 +1,10 @@
-//! Reading a node id out of a certificate, and the name a node's certificate must carry.
+//! Reading who a certificate names: a node id out of a node certificate, the [`Principal`] of a
+//! client certificate at the admin edge, and the names these certificates carry.
 
 use x509_parser::extensions::GeneralName;
 
+use super::authority::OPERATOR_NAME;
+use super::role::{check_credential_name, Principal, Proof, Role, OPERATOR_PRINCIPAL};
 use crate::ids::NodeId;
 
 const NODE_NAME_PREFIX: &str = "node-";
@@ -49,6 +52,43 @@ pub fn node_id_of(cert_der: &[u8]) -> Result<NodeId, IdentityError> {
     }
 }
 
+/// The DNS name bound into a client certificate issued to `name` with `role`:
+/// `<name>.<role>.client.gridkeeper`.
+pub fn client_cert_name(name: &str, role: Role) -> String {
+    format!("{name}.{}{CLIENT_NAME_SUFFIX}", role.name())
+}
+
+const CLIENT_NAME_SUFFIX: &str = ".client.gridkeeper";
+
+/// Who a client certificate (already verified against the cluster CA) names: the operator, a node
+/// (a worker, for its own node only), or an issued client with its role. `None` for a certificate
+/// that names none of these, or more than one.
+pub fn principal_of(cert_der: &[u8]) -> Option<Principal> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    let names = cert.subject_alternative_name().ok()??.value.general_names.clone();
+    let mut found = names.iter().filter_map(|name| match name {
+        GeneralName::DNSName(dns) => principal_from_name(dns),
+        _ => None,
+    });
+    match (found.next(), found.next()) {
+        (Some(principal), None) => Some(principal),
+        _ => None,
+    }
+}
+
+fn principal_from_name(dns: &str) -> Option<Principal> {
+    if dns == OPERATOR_NAME {
+        return Some(Principal { name: OPERATOR_PRINCIPAL.into(), role: Role::Operator, proof: Proof::Certificate });
+    }
+    if let Some(node) = node_id_from_name(dns) {
+        return Some(Principal { name: format!("node-{node}"), role: Role::Worker(node), proof: Proof::Certificate });
+    }
+    let (name, role) = dns.strip_suffix(CLIENT_NAME_SUFFIX)?.split_once('.')?;
+    check_credential_name(name).ok()?;
+    let role = Role::parse_issuable(role).ok()?;
+    Some(Principal { name: name.into(), role, proof: Proof::Certificate })
+}
+
 fn node_id_from_name(dns: &str) -> Option<NodeId> {
     dns.strip_prefix(NODE_NAME_PREFIX)?.strip_suffix(NODE_NAME_SUFFIX)?.parse().ok()
 }
@@ -75,5 +115,23 @@ mod tests {
         let operator_der = crate::credentials::store::parse_cert(&operator.cert_pem, "operator").expect("pem");
         assert_eq!(node_id_of(operator_der.as_ref()), Err(IdentityError::NoNodeName));
         assert!(matches!(node_id_of(b"not a certificate"), Err(IdentityError::Unparsable(_))));
+    }
+
+    #[test]
+    fn client_certificates_name_their_principal() {
+        let authority = Authority::generate().expect("CA");
+        let der = |pem: &str| crate::credentials::store::parse_cert(pem, "test").expect("pem");
+        let operator = der(&authority.issue_operator().expect("operator").cert_pem);
+        assert_eq!(principal_of(operator.as_ref()).map(|p| (p.name, p.role)), Some(("operator".into(), Role::Operator)));
+        let node = authority.node_credentials(NodeId(4)).expect("node");
+        assert_eq!(principal_of(node.cert.as_ref()).map(|p| p.role), Some(Role::Worker(NodeId(4))));
+        let client = der(&authority.issue_client("grafana", Role::Metrics).expect("client").cert_pem);
+        assert_eq!(
+            principal_of(client.as_ref()),
+            Some(Principal { name: "grafana".into(), role: Role::Metrics, proof: Proof::Certificate })
+        );
+        assert_eq!(principal_from_name("x.root.client.gridkeeper"), None);
+        assert_eq!(principal_from_name("node-1.operator.client.gridkeeper"), None);
+        assert_eq!(principal_of(b"garbage"), None);
     }
 }

@@ -1,23 +1,31 @@
 //! Cluster credentials: the CA, per-node certificates with the node id bound in, the operator's
 //! client certificate and the admin token.
 //!
-//! `authority.rs` issues certificates in memory (no I/O); `store.rs` keeps them in a directory and
-//! loads and checks them; `identity.rs` reads the node id out of a peer's certificate.
+//! `authority.rs` issues certificates in memory (no I/O); `store.rs` keeps the mesh's in a directory
+//! and loads and checks them; `edge.rs` does the same for the admin edge (HTTPS certificates, the
+//! token key, tokens, client certificates); `identity.rs` reads the node id or the [`Principal`] out
+//! of a certificate; `role.rs` and `token.rs` are the edge's roles and signed tokens (core, no I/O).
 //!
 //! Invariant: a node certificate names exactly one node, as the DNS name `node-<id>.gridkeeper`,
 //! so that TLS server-name verification alone proves which node a dialed peer is.
 
 pub mod authority;
+pub mod edge;
 pub mod identity;
+pub mod role;
 pub mod store;
+pub mod token;
 
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 use crate::ids::NodeId;
 
 pub use authority::Authority;
-pub use identity::{node_id_of, node_server_name, IdentityError};
-pub use store::{issue_into_dir, load_admin_token, load_node_credentials, CredentialFiles};
+pub use edge::{issue, load_admin_tls, load_token_file, load_token_verifier, AdminTlsFiles, IssueRequest};
+pub use identity::{node_id_of, node_server_name, principal_of, IdentityError};
+pub use role::{Principal, Proof, Role};
+pub use store::{issue_into_dir, load_admin_token, load_admin_token_if_any, load_node_credentials, CredentialFiles};
+pub use token::{TokenSigner, TokenVerifier};
 
 /// Why credentials could not be issued, stored or loaded.
 #[derive(Debug, thiserror::Error)]

@@ -75,18 +75,50 @@ impl CredentialFiles {
     pub fn admin_token(&self) -> PathBuf {
         self.dir.join("admin.token")
     }
+    /// The TLS certificate of a node's admin API.
+    pub fn admin_cert(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("admin-{node}.pem"))
+    }
+    /// The key of a node's admin API certificate.
+    pub fn admin_key(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("admin-{node}.key"))
+    }
+    /// The key that signs tokens, kept with the operator.
+    pub fn token_key(&self) -> PathBuf {
+        self.private_dir().join("token.key")
+    }
+    /// The public half of the token key, which every node reads.
+    pub fn token_public(&self) -> PathBuf {
+        self.dir.join("token.pub")
+    }
+    /// A token issued to `name`.
+    pub fn token(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("token-{name}"))
+    }
+    /// A client certificate issued to `name`.
+    pub fn client_cert(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("client-{name}.pem"))
+    }
+    /// The key of a client certificate issued to `name`.
+    pub fn client_key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("client-{name}.key"))
+    }
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CredentialError + '_ {
+pub(super) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CredentialError + '_ {
     move |source| CredentialError::Io { path: path.display().to_string(), source }
 }
 
-fn read_text(path: &Path) -> Result<String, CredentialError> {
+pub(super) fn read_text(path: &Path) -> Result<String, CredentialError> {
     fs::read_to_string(path).map_err(io_error(path))
 }
 
 /// Writes `contents` to a new file with `mode`, fsync'd. Fails if the file exists.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CredentialError> {
+pub(super) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), CredentialError> {
     let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(io_error(path))?;
     file.write_all(contents).map_err(io_error(path))?;
     file.sync_all().map_err(io_error(path))
@@ -134,10 +166,19 @@ fn secure_ca_key(files: &CredentialFiles, report: &mut IssueReport) -> Result<()
 /// # Errors
 /// [`CredentialError`] if the directory cannot be written, or an existing CA does not load.
 pub fn issue_into_dir(dir: &Path, nodes: &[NodeId]) -> Result<IssueReport, CredentialError> {
+    super::edge::issue(dir, &super::edge::IssueRequest { nodes: nodes.to_vec(), ..Default::default() })
+}
+
+/// The CA and the files every cluster has: node certificates for `nodes`, the operator certificate
+/// and the admin token. Returns the CA to issue more with.
+pub(super) fn issue_core(
+    dir: &Path,
+    nodes: &[NodeId],
+    report: &mut IssueReport,
+) -> Result<Authority, CredentialError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let files = CredentialFiles::new(dir);
-    let mut report = IssueReport::default();
-    secure_ca_key(&files, &mut report)?;
+    secure_ca_key(&files, report)?;
     let authority = if files.ca_key().exists() {
         report.kept.extend([files.ca_cert(), files.ca_key()]);
         let (cert, key) = (files.ca_cert(), files.ca_key());
@@ -157,9 +198,9 @@ pub fn issue_into_dir(dir: &Path, nodes: &[NodeId]) -> Result<IssueReport, Crede
         authority
     };
     for &node in nodes {
-        write_pair(&files.node_cert(node), &files.node_key(node), || authority.issue_node(node), &mut report)?;
+        write_pair(&files.node_cert(node), &files.node_key(node), || authority.issue_node(node), report)?;
     }
-    write_pair(&files.operator_cert(), &files.operator_key(), || authority.issue_operator(), &mut report)?;
+    write_pair(&files.operator_cert(), &files.operator_key(), || authority.issue_operator(), report)?;
     let token_path = files.admin_token();
     if token_path.exists() {
         report.kept.push(token_path);
@@ -168,10 +209,10 @@ pub fn issue_into_dir(dir: &Path, nodes: &[NodeId]) -> Result<IssueReport, Crede
         write_new(&token_path, format!("{token}\n").as_bytes(), 0o600)?;
         report.created.push(token_path);
     }
-    Ok(report)
+    Ok(authority)
 }
 
-fn write_pair(
+pub(super) fn write_pair(
     cert: &Path,
     key: &Path,
     issue: impl FnOnce() -> Result<super::authority::IssuedPem, CredentialError>,
@@ -254,6 +295,17 @@ pub fn load_node_credentials(dir: &Path, node: NodeId) -> Result<NodeCredentials
         &read_text(&key)?,
         &PemOrigins { ca: &ca_origin, cert: &cert_origin, key: &key_origin },
     )
+}
+
+/// Reads the admin token from `dir`, if there is one (a joined worker is not given it).
+///
+/// # Errors
+/// [`CredentialError`] if the file exists but cannot be read or is empty.
+pub fn load_admin_token_if_any(dir: &Path) -> Result<Option<String>, CredentialError> {
+    if !CredentialFiles::new(dir).admin_token().exists() {
+        return Ok(None);
+    }
+    load_admin_token(dir).map(Some)
 }
 
 /// Reads the admin token from `dir`.

@@ -59,6 +59,10 @@ pub struct NodeSettings {
     pub admin_header_timeout_ms: Option<u64>,
     /// Time an admin connection may stay open with no request in flight.
     pub admin_idle_timeout_ms: Option<u64>,
+    /// Serve the admin API as plain HTTP (loopback addresses only).
+    pub admin_plaintext: Option<bool>,
+    /// Serve `/metrics` to callers without a credential.
+    pub metrics_public: Option<bool>,
     /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
     pub unplaceable_timeout_ms: Option<u64>,
     /// ZooKeeper client protocol address (`HOST:PORT`), or `off`.
@@ -104,6 +108,10 @@ pub struct NodeConfig {
     pub join: Option<SocketAddr>,
     /// The admin server's timeouts and accepted host names.
     pub admin_server: AdminServerConfig,
+    /// The admin API is plain HTTP (only ever on a loopback address); HTTPS otherwise.
+    pub admin_plaintext: bool,
+    /// `/metrics` needs no credential.
+    pub metrics_public: bool,
     /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
     pub unplaceable_timeout_ms: Option<u64>,
     /// The ZooKeeper front end, unless it is off (always off on a joined worker).
@@ -220,6 +228,8 @@ impl NodeSettings {
             admin_hosts: self.admin_hosts.or(fallback.admin_hosts),
             admin_header_timeout_ms: self.admin_header_timeout_ms.or(fallback.admin_header_timeout_ms),
             admin_idle_timeout_ms: self.admin_idle_timeout_ms.or(fallback.admin_idle_timeout_ms),
+            admin_plaintext: self.admin_plaintext.or(fallback.admin_plaintext),
+            metrics_public: self.metrics_public.or(fallback.metrics_public),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms.or(fallback.unplaceable_timeout_ms),
             zk_listen: self.zk_listen.or(fallback.zk_listen),
             zk_4lw: self.zk_4lw.or(fallback.zk_4lw),
@@ -288,6 +298,13 @@ impl NodeSettings {
             None => Strategy::default(),
         };
         let admin_server = self.admin_server()?;
+        let admin_plaintext = self.admin_plaintext.unwrap_or(false);
+        if admin_plaintext && !admin.ip().is_loopback() {
+            return Err(invalid(
+                "admin-plaintext",
+                format!("plain HTTP is refused on {admin}, which is not a loopback address: serve HTTPS (the default) there"),
+            ));
+        }
         if self.unplaceable_timeout_ms == Some(0) {
             return Err(invalid("unplaceable-timeout-ms", "0 would fail every task before a node can register"));
         }
@@ -312,6 +329,8 @@ impl NodeSettings {
         }
         Ok(NodeConfig {
             zk,
+            admin_plaintext,
+            metrics_public: self.metrics_public.unwrap_or(false),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
             admin_server,
             join: self.join,

@@ -143,9 +143,17 @@ impl LocalCluster {
         self.dir.join("certs")
     }
 
-    /// The admin token.
+    /// The legacy shared admin token (an operator credential).
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// How a client reaches this cluster's admin APIs: HTTPS as the operator.
+    ///
+    /// # Errors
+    /// [`ClientError`](crate::client::ClientError) if the credentials cannot be read.
+    pub fn access(&self) -> Result<crate::client::Access, crate::client::ClientError> {
+        crate::client::Access::from_certs(&self.certs())
     }
 
     /// Every node's admin address.
@@ -187,6 +195,8 @@ impl LocalCluster {
             detector: DetectorConfig::default(),
             registry: crate::registry::RegistryLimits::default(),
             admin_server: Default::default(),
+            admin_plaintext: false,
+            metrics_public: false,
             slots: self.options.slots,
             weight: 1,
             prefetch: self
@@ -211,7 +221,7 @@ impl LocalCluster {
         let args = Arc::new(SupervisorArgs {
             credentials: load_node_credentials(&config.certs, id)?,
             prometheus: crate::admin::telemetry::install()?,
-            admin_token: self.token.clone(),
+            edge: super::member_edge(&config)?,
             instance: format!("-local{}", INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
             view: view.clone(),
             config,

@@ -69,7 +69,7 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
         return run_joined(config, kinds, member, signals, prometheus).await;
     }
     let credentials = load_node_credentials(&config.certs, config.id)?;
-    let admin_token = crate::credentials::load_admin_token(&config.certs)?;
+    let edge = member_edge(&config)?;
     let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
     let view = NodeView::new(config.id);
     let args = Arc::new(supervisor::SupervisorArgs {
@@ -77,7 +77,7 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
         credentials,
         view,
         prometheus,
-        admin_token,
+        edge,
         instance: String::new(),
         kinds,
     });
@@ -94,6 +94,17 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
         }
         _ = &mut ended => Err(NodeError::Supervisor("the node supervisor stopped after repeated child failures".into())),
     }
+}
+
+/// A member's admin edge: it checks revocations against its own applied state.
+pub(crate) fn member_edge(config: &NodeConfig) -> Result<crate::admin::auth::EdgeSetup, NodeError> {
+    Ok(crate::admin::auth::EdgeSetup::load(
+        &config.certs,
+        config.id,
+        config.admin_plaintext,
+        config.metrics_public,
+        crate::admin::auth::Revocations::Applied,
+    )?)
 }
 
 /// A node started in this process: the library way to run one with your own task kinds.
@@ -179,13 +190,13 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<Node, NodeError> {
         let config = self.config.ok_or_else(|| NodeError::Startup("the node builder needs a configuration".into()))?;
         let credentials = load_node_credentials(&config.certs, config.id)?;
-        let admin_token = crate::credentials::load_admin_token(&config.certs)?;
+        let edge = member_edge(&config)?;
         let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
         let view = NodeView::new(config.id);
         let args = Arc::new(supervisor::SupervisorArgs {
             credentials,
             prometheus: crate::admin::telemetry::install()?,
-            admin_token,
+            edge,
             instance: String::new(),
             view: view.clone(),
             kinds: self.kinds.unwrap_or_else(crate::worker::builtin::kinds),
@@ -207,9 +218,23 @@ async fn run_joined(
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<(), NodeError> {
     use crate::worker::{RemoteLink, WorkerArgs, WorkerLink, WorkerSupervisor};
-    let admin_token = crate::credentials::load_admin_token(&config.certs)?;
+    // A worker proves who it is with its own node certificate: it is never given the operator's.
+    let access = if config.admin_plaintext {
+        crate::client::Access::plaintext()
+    } else {
+        crate::client::Access::node(&config.certs, config.id)
+            .map_err(|error| NodeError::Startup(format!("this worker's node certificate: {error}")))?
+    };
+    let revoked = Arc::new(std::sync::RwLock::new(None));
+    let edge = crate::admin::auth::EdgeSetup::load(
+        &config.certs,
+        config.id,
+        config.admin_plaintext,
+        config.metrics_public,
+        crate::admin::auth::Revocations::Fetched(revoked.clone()),
+    )?;
     let _data_dir = preflight::prepare_data_dir(&config.data_dir)?;
-    let connect = || crate::client::Client::connect(member, Some(admin_token.clone()));
+    let connect = || crate::client::Client::connect(member, access.clone());
     let unreachable =
         |error: crate::client::ClientError| NodeError::Startup(format!("cannot join through {member}: {error}"));
     let (poll, report, registry) = (
@@ -248,11 +273,17 @@ async fn run_joined(
     let listener = tokio::net::TcpListener::bind(config.admin)
         .await
         .map_err(|error| NodeError::Startup(format!("admin address {} is unavailable: {error}", config.admin)))?;
-    let state =
-        Arc::new(crate::admin::http::AdminState::new(view, prometheus, admin_token, config.admin_server.clone()));
+    let mut state = crate::admin::http::AdminState::new(view, prometheus, edge.auth, config.admin_server.clone())
+        .with_audit(&config.data_dir)
+        .map_err(|error| NodeError::Startup(format!("audit log in {}: {error}", config.data_dir.display())))?;
+    if let Some(tls) = edge.tls {
+        state = state.with_tls(tls);
+    }
+    let state = Arc::new(state);
     let server = tokio::spawn(async move {
         let _ = crate::admin::http::serve(listener, state).await;
     });
+    let refresher = tokio::spawn(refresh_revocations(connect().await.map_err(unreachable)?, revoked));
     info!(node = %config.id, %member, admin = %config.admin, "worker joined the cluster");
     // A drained worker leaves once it runs nothing (its session then ends and its shard keys move).
     let drained = async {
@@ -274,8 +305,30 @@ async fn run_joined(
     info!(node = %config.id, reason, "worker shutting down");
     registration.abort();
     server.abort();
+    refresher.abort();
     let _ = worker.stop_and_wait(Some(reason.to_string()), Some(std::time::Duration::from_secs(2))).await;
     Ok(())
+}
+
+/// How often a joined worker refreshes its copy of the revocation list.
+const REVOCATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps a joined worker's copy of the revocation list fresh, for the credentials its own admin API
+/// accepts. Until the first refresh succeeds, revocable credentials are refused.
+async fn refresh_revocations(
+    client: crate::client::Client,
+    revoked: Arc<std::sync::RwLock<Option<std::collections::BTreeSet<String>>>>,
+) {
+    loop {
+        match client.revoked().await {
+            Ok(list) => {
+                let names = list.into_iter().map(|revocation| revocation.name).collect();
+                *revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(names);
+            }
+            Err(error) => tracing::debug!(%error, "cannot refresh the revocation list"),
+        }
+        tokio::time::sleep(REVOCATIONS_REFRESH).await;
+    }
 }
 
 /// SIGTERM and SIGINT, listened to from the start of the process.

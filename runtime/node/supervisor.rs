@@ -34,8 +34,8 @@ pub struct SupervisorArgs {
     pub view: NodeView,
     /// The metrics registry.
     pub prometheus: PrometheusHandle,
-    /// Bearer token required by mutating admin calls.
-    pub admin_token: String,
+    /// The admin edge's credentials and TLS configuration.
+    pub edge: crate::admin::auth::EdgeSetup,
     /// Suffix of actor names; empty for a node process.
     pub instance: String,
     /// The task kinds this node runs.
@@ -339,7 +339,7 @@ impl Actor for MeshActor {
             kinds: args.kinds.names(),
         };
         let zk = match &config.zk {
-            Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone()).await {
+            Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone(), args.edge.zk_auth()).await {
                 Ok(server) => Some(server),
                 Err(error) => {
                     dispatcher.abort();
@@ -450,12 +450,18 @@ impl Actor for AdminActor {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|error| format!("admin address {addr} is unavailable: {error}"))?;
-        let state = Arc::new(AdminState::new(
+        let mut state = AdminState::new(
             args.view.clone(),
             args.prometheus.clone(),
-            args.admin_token.clone(),
+            args.edge.auth.clone(),
             args.config.admin_server.clone(),
-        ));
+        )
+        .with_audit(&args.config.data_dir)
+        .map_err(|error| format!("audit log in {} cannot be opened: {error}", args.config.data_dir.display()))?;
+        if let Some(tls) = &args.edge.tls {
+            state = state.with_tls(tls.clone());
+        }
+        let state = Arc::new(state);
         let server = tokio::spawn(async move {
             let reason = match serve(listener, state).await {
                 Ok(()) => "admin server stopped".to_string(),

@@ -16,6 +16,7 @@ pub(crate) mod port;
 pub mod registration;
 pub(crate) mod registry;
 pub(crate) mod tasks;
+pub mod credentials;
 
 pub use grid::{Grid, GridApiError, SubmitOptions, TaskHandle};
 pub use port::Port;

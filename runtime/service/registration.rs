@@ -21,6 +21,8 @@ use crate::registry::{CreateMode, ZPath};
 
 /// Wait before retrying a failed registration.
 const RETRY_WAIT: Duration = Duration::from_millis(100);
+/// Longest wait between registrations whose credential was refused (doubling from [`RETRY_WAIT`]).
+const REFUSED_RETRY_WAIT_MAX: Duration = Duration::from_secs(10);
 
 pub use crate::state::NodeRecord;
 
@@ -31,15 +33,29 @@ pub type OnRegistered = Arc<dyn Fn(u64) + Send + Sync>;
 /// registration that is no longer its own.
 pub async fn keep_registered(port: Port, node: NodeId, record: NodeRecord, on_registered: OnRegistered) {
     let path = node_registration_path(node);
+    let mut refused_wait = RETRY_WAIT;
     loop {
         let session = match register(&port, &path, &record).await {
             Ok(session) => session,
+            // A refused credential will not pass by itself: say so once a round, and back off.
+            Err(error) if matches!(error.code, ErrorCode::Unauthorized | ErrorCode::NoAuth) => {
+                tracing::warn!(
+                    %node,
+                    retry_in_ms = refused_wait.as_millis() as u64,
+                    "the cluster refused this node's credential: {}",
+                    error.message
+                );
+                tokio::time::sleep(refused_wait).await;
+                refused_wait = (refused_wait * 2).min(REFUSED_RETRY_WAIT_MAX);
+                continue;
+            }
             Err(error) => {
                 tracing::debug!(%node, %error, "registration failed; retrying");
                 tokio::time::sleep(RETRY_WAIT).await;
                 continue;
             }
         };
+        refused_wait = RETRY_WAIT;
         let id = session.session.unwrap_or_default();
         tracing::info!(%node, session = id, "registered in /grid/nodes");
         on_registered(id);

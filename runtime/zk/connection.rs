@@ -211,7 +211,8 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
     let (queue, requests) = mpsc::channel(2 * ZK_OUTSTANDING_REQUESTS_MAX);
     let reading = tokio::spawn(read_requests(reader, queue, heard.clone(), clock, outstanding.clone(), stats.clone()));
     let identities = vec![("ip".to_string(), peer.ip().to_string())];
-    let mut connection = Connection { shared, session, watch, out, identities, requests, outstanding, heard, clock };
+    let mut connection =
+        Connection { shared, session, watch, out, identities, superuser: false, requests, outstanding, heard, clock };
     connection.run().await;
     reading.abort();
 }
@@ -340,6 +341,8 @@ struct Connection<S> {
     watch: Watch,
     out: Out<S>,
     identities: Vec<(String, String)>,
+    /// Whether `addauth` proved an operator credential.
+    superuser: bool,
     requests: mpsc::Receiver<Incoming>,
     outstanding: Arc<Outstanding>,
     heard: Arc<AtomicU64>,
@@ -514,6 +517,7 @@ impl<S: AsyncWrite> Connection<S> {
                     secret: self.session.secret,
                     watch: &self.watch,
                     identities: &self.identities,
+                    superuser: self.superuser,
                 };
                 match ops::serve(&context, request).await {
                     (Reply::Body(body), zxid) => {
@@ -539,11 +543,18 @@ impl<S: AsyncWrite> Connection<S> {
         step
     }
 
-    /// `addauth`: a digest identity is recorded (ACLs, which would use it, arrive in part 2); any
-    /// other scheme fails, and ZooKeeper then closes the connection.
+    /// `addauth`: a digest identity is recorded (ACLs, which would use it, arrive in part 2); one
+    /// whose password is an operator credential of the cluster (a token, or the legacy admin token)
+    /// makes the connection the super user. Any other scheme fails, and ZooKeeper then closes the
+    /// connection.
     async fn on_auth(&mut self, header: RequestHeader, scheme: &str, auth: &[u8]) -> Step {
-        let user = String::from_utf8_lossy(auth).split(':').next().unwrap_or_default().to_string();
+        let text = String::from_utf8_lossy(auth);
+        let (user, password) = text.split_once(':').unwrap_or((&text, ""));
+        let user = user.to_string();
         if scheme == "digest" && !user.is_empty() && self.identities.len() < AUTH_IDENTITIES_MAX {
+            if self.shared.auth.is_operator(&self.shared.coordinator, &user, password) {
+                self.superuser = true;
+            }
             self.identities.push(("digest".to_string(), user));
             return self.reply(xid::AUTH, self.zxid(), code::OK, &Response::Empty).await;
         }

@@ -18,5 +18,5 @@ mod server;
 mod words;
 
 pub use config::{ZkConfig, ZkSettings};
-pub use server::ZkServer;
+pub use server::{ZkAuth, ZkServer};
 pub use words::ZOOKEEPER_VERSION;

@@ -38,6 +38,9 @@ pub struct Context<'a> {
     pub watch: &'a Watch,
     /// The identities the connection authenticated as, `(scheme, id)`, for `whoAmI`.
     pub identities: &'a [(String, String)],
+    /// The connection authenticated as the super user (`addauth digest NAME:TOKEN` with an operator
+    /// token, or `super:` with the legacy admin token).
+    pub superuser: bool,
 }
 
 impl From<ApiError> for Reply {
@@ -121,7 +124,39 @@ pub async fn serve(context: &Context<'_>, request: Request) -> (Reply, Option<u6
     }
 }
 
+/// Whether `path` is in the cluster's reserved subtree (`/gridkeeper`: revocations), which only the
+/// super user changes through this front end.
+fn reserved(path: &str) -> bool {
+    let reserved = crate::service::credentials::RESERVED_PATH;
+    path.strip_prefix(reserved).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The first reserved path `request` would change, if any.
+fn reserved_write(request: &Request) -> Option<&str> {
+    match request {
+        Request::Create { path, .. }
+        | Request::Delete { path, .. }
+        | Request::SetData { path, .. }
+        | Request::SetAcl { path, .. } => Some(path.as_str()).filter(|path| reserved(path)),
+        Request::Multi(ops) => ops
+            .iter()
+            .filter_map(|op| match op {
+                MultiOp::Create { path, .. } | MultiOp::Delete { path, .. } | MultiOp::SetData { path, .. } => {
+                    Some(path.as_str())
+                }
+                _ => None,
+            })
+            .find(|path| reserved(path)),
+        _ => None,
+    }
+}
+
 async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Response, Option<u64>), ApiError> {
+    if !context.superuser {
+        if let Some(path) = reserved_write(&request) {
+            return Err(ApiError::new(ErrorCode::NoAuth, format!("{path} is changed only by the super user")));
+        }
+    }
     let coordinator = context.coordinator;
     let watched = |kind, if_missing, watch: bool| {
         watch.then_some(WatchWith { watcher: context.watch.watcher(), kind, if_missing })

@@ -25,9 +25,37 @@ use super::proto::op;
 pub(super) struct Shared {
     pub(super) coordinator: Coordinator,
     pub(super) config: ZkConfig,
+    pub(super) auth: ZkAuth,
     pub(super) stats: ServerStats,
     /// Every open connection's counters, for `cons` and `stat`.
     pub(super) connections: DashMap<u64, Arc<ConnectionStats>>,
+}
+
+/// The cluster credentials `addauth` can prove: an operator's makes the connection the super user.
+#[derive(Debug, Clone, Default)]
+pub struct ZkAuth {
+    /// Verifies tokens (the token key's public half).
+    pub verifier: Option<crate::credentials::TokenVerifier>,
+    /// The legacy shared admin token (an operator credential).
+    pub admin_token: Option<String>,
+}
+
+impl ZkAuth {
+    /// Whether `user:password` is an operator credential: an unrevoked operator token named `user`,
+    /// or the legacy admin token (any user name).
+    pub fn is_operator(&self, coordinator: &Coordinator, user: &str, password: &str) -> bool {
+        if let Some(admin_token) = &self.admin_token {
+            if crate::credentials::token::constant_time_eq(password.as_bytes(), admin_token.as_bytes()) {
+                return true;
+            }
+        }
+        let Some(claims) = self.verifier.as_ref().and_then(|verifier| verifier.verify(password).ok()) else {
+            return false;
+        };
+        claims.name == user
+            && claims.role == crate::credentials::Role::Operator
+            && !crate::service::credentials::is_revoked(coordinator, &claims.name)
+    }
 }
 
 /// Counters of the whole front end, for the four-letter words.
@@ -152,17 +180,28 @@ impl ZkServer {
     ///
     /// # Errors
     /// The bind's error (address in use, say).
-    pub async fn start(config: ZkConfig, coordinator: Coordinator) -> std::io::Result<ZkServer> {
+    pub async fn start(config: ZkConfig, coordinator: Coordinator, auth: ZkAuth) -> std::io::Result<ZkServer> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let local = listener.local_addr()?;
-        Ok(ZkServer::serve(listener, local, config, coordinator))
+        Ok(ZkServer::serve(listener, local, config, coordinator, auth))
     }
 
     /// Serves ZooKeeper clients from `coordinator` on connections `listener` accepts (bound to
     /// `local`); `config.listen` is only reported.
-    pub fn serve<L: Listener>(listener: L, local: SocketAddr, config: ZkConfig, coordinator: Coordinator) -> ZkServer {
-        let shared =
-            Arc::new(Shared { coordinator, config, stats: ServerStats::default(), connections: DashMap::new() });
+    pub fn serve<L: Listener>(
+        listener: L,
+        local: SocketAddr,
+        config: ZkConfig,
+        coordinator: Coordinator,
+        auth: ZkAuth,
+    ) -> ZkServer {
+        let shared = Arc::new(Shared {
+            coordinator,
+            config,
+            auth,
+            stats: ServerStats::default(),
+            connections: DashMap::new(),
+        });
         let accepting = tokio::spawn(accept(listener, shared));
         ZkServer { local, accepting }
     }

@@ -147,13 +147,22 @@ impl ClusterSpec {
         let ids: Vec<u64> = (1..=size).collect();
         let nodes = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
         issue_certs(&dir.path().join("certs"), &nodes);
-        ClusterSpec {
+        let spec = ClusterSpec {
             mesh_ports: ids.iter().map(|_| free_udp_port()).collect(),
             admin_ports: ids.iter().map(|_| free_tcp_port()).collect(),
             zk_ports: ids.iter().map(|_| free_tcp_port()).collect(),
             ids,
             dir,
+        };
+        for &id in &spec.ids {
+            register_admin(spec.admin(id), &spec.certs());
         }
+        spec
+    }
+
+    /// How a client reaches this cluster: HTTPS as its operator.
+    pub fn access(&self) -> gridkeeper::client::Access {
+        gridkeeper::client::Access::from_certs(&self.certs()).expect("operator credentials")
     }
 
     pub fn peers(&self) -> String {
@@ -219,10 +228,38 @@ impl ClusterSpec {
     }
 }
 
-/// GET `path` from a node's admin API.
+/// The credentials directory of every admin address a [`ClusterSpec`] of this process handed out, so
+/// that [`admin_get`] reaches any node over HTTPS as its cluster's operator.
+fn certs_by_admin() -> &'static std::sync::Mutex<std::collections::HashMap<SocketAddr, PathBuf>> {
+    static MAP: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, PathBuf>>> =
+        std::sync::OnceLock::new();
+    MAP.get_or_init(Default::default)
+}
+
+/// Records that the node at `admin` is reached with the credentials in `certs`.
+pub fn register_admin(admin: SocketAddr, certs: &Path) {
+    certs_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(admin, certs.to_path_buf());
+}
+
+/// How to reach the node at `admin`: HTTPS as the operator of the cluster it was registered with
+/// (plain HTTP for an address no spec handed out).
+pub fn access_for(admin: SocketAddr) -> gridkeeper::client::Access {
+    let certs = certs_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&admin).cloned();
+    match certs {
+        Some(certs) => gridkeeper::client::Access::from_certs(&certs).expect("operator credentials"),
+        None => gridkeeper::client::Access::plaintext(),
+    }
+}
+
+/// GET `path` from a node's admin API, as the operator.
 pub fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    admin_get_with(admin, path, &access_for(admin))
+}
+
+/// GET `path` from a node's admin API with `access`.
+pub fn admin_get_with(admin: SocketAddr, path: &str, access: &gridkeeper::client::Access) -> Option<String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let body = runtime.block_on(gridkeeper::admin::client::get(admin, path)).ok()?;
+    let body = runtime.block_on(gridkeeper::admin::client::get(admin, path, access)).ok()?;
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 

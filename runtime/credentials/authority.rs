@@ -1,7 +1,9 @@
 //! Issuing certificates in memory with rcgen. No files, no clock beyond rcgen's defaults.
 //!
-//! Keys are Ed25519: small, fast, and deterministic signatures keep simulated handshakes the same size
-//! from run to run.
+//! Mesh keys (the CA's and the nodes') are Ed25519: small, fast, and deterministic signatures keep
+//! simulated handshakes the same size from run to run. Keys used at the admin edge (its HTTPS
+//! certificates, the operator's and clients' certificates) are ECDSA P-256, which every TLS client
+//! (curl and OpenSSL 3.0, Prometheus, browsers) reads and offers.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -96,15 +98,17 @@ impl Authority {
         )
     }
 
-    /// The operator's client certificate, for CLI commands that talk TLS to nodes.
+    /// The operator's client certificate, for the CLI and the tools an operator points at the admin
+    /// API (curl, Prometheus).
     ///
     /// # Errors
     /// [`CredentialError::Issue`] if rcgen fails.
     pub fn issue_operator(&self) -> Result<IssuedPem, CredentialError> {
-        self.issue(
-            OPERATOR_NAME.to_string(),
+        self.issue_names(
+            vec![OPERATOR_NAME.to_string()],
             "gridkeeper operator".to_string(),
             vec![ExtendedKeyUsagePurpose::ClientAuth],
+            &rcgen::PKCS_ECDSA_P256_SHA256,
         )
     }
 
@@ -122,6 +126,7 @@ impl Authority {
             vec![client_cert_name(name, role)],
             format!("gridkeeper {role} {name}"),
             vec![ExtendedKeyUsagePurpose::ClientAuth],
+            &rcgen::PKCS_ECDSA_P256_SHA256,
         )
     }
 
@@ -135,6 +140,7 @@ impl Authority {
             names.to_vec(),
             format!("gridkeeper admin API of node {node}"),
             vec![ExtendedKeyUsagePurpose::ServerAuth],
+            &rcgen::PKCS_ECDSA_P256_SHA256,
         )
     }
 
@@ -144,7 +150,7 @@ impl Authority {
         common_name: String,
         usages: Vec<ExtendedKeyUsagePurpose>,
     ) -> Result<IssuedPem, CredentialError> {
-        self.issue_names(vec![dns_name], common_name, usages)
+        self.issue_names(vec![dns_name], common_name, usages, &rcgen::PKCS_ED25519)
     }
 
     fn issue_names(
@@ -152,8 +158,9 @@ impl Authority {
         names: Vec<String>,
         common_name: String,
         usages: Vec<ExtendedKeyUsagePurpose>,
+        algorithm: &'static rcgen::SignatureAlgorithm,
     ) -> Result<IssuedPem, CredentialError> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(issue_error)?;
+        let key = KeyPair::generate_for(algorithm).map_err(issue_error)?;
         // rcgen takes a name that parses as an IP address as an IP address SAN.
         let mut params = CertificateParams::new(names).map_err(issue_error)?;
         params.distinguished_name.push(DnType::CommonName, common_name);

@@ -437,8 +437,11 @@ mod tests {
         let dir = temp_dir("legacy");
         issue_into_dir(&dir, &[NodeId(1)]).expect("first");
         let files = CredentialFiles::new(&dir);
-        // The layout of earlier versions: the CA key beside the node files, no private directory.
+        // The layout of earlier versions: the CA key beside the node files, no private directory
+        // (and no token key).
         fs::rename(files.ca_key(), files.legacy_ca_key()).expect("mv");
+        fs::remove_file(files.token_key()).expect("rm");
+        fs::remove_file(files.token_public()).expect("rm");
         fs::remove_dir(files.private_dir()).expect("rmdir");
         let ca_key = fs::read(files.legacy_ca_key()).expect("key");
         let ca = fs::read(files.ca_cert()).expect("ca");

@@ -143,7 +143,8 @@ fn failover(cluster: &mut LocalCluster, runtime: &tokio::runtime::Runtime) {
     let acks = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
     let tasks: Vec<_> = (0..16)
         .map(|index| {
-            let (admin, access, stop, acks) = (admins[index % admins.len()], access.clone(), stop.clone(), acks.clone());
+            let (admin, access, stop, acks) =
+                (admins[index % admins.len()], access.clone(), stop.clone(), acks.clone());
             runtime.spawn(async move {
                 let client = Client::connect(admin, access).await.expect("client");
                 let value = "v".repeat(VALUE_BYTES);

@@ -109,11 +109,12 @@
 //! # };
 //! # let cluster = gridkeeper::LocalCluster::start_with(1, &dir, options)?;
 //! # cluster.wait_for_leader(Duration::from_secs(10)).ok_or("no leader elected")?;
-//! # let (admin, token) = (cluster.admin(NodeId(1)), Some(cluster.token().to_string()));
+//! # let (admin, certs) = (cluster.admin(NodeId(1)), cluster.certs());
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! runtime.block_on(async {
-//!     // Any node's admin address, and the cluster's admin token (writes need it).
-//!     let grid = Grid::remote(Client::connect(admin, token).await?);
+//!     // Any node's admin address, and a credentials directory from `gridkeeper certs`: its CA
+//!     // verifies the node's HTTPS certificate, its operator certificate is the credential.
+//!     let grid = Grid::remote(Client::connect(admin, gridkeeper::Access::from_certs(&certs)?).await?);
 //!     let task = grid.submit::<Double>(&Number(21), &SubmitOptions::default()).await?;
 //!     assert_eq!(task.result(Duration::from_secs(10)).await?.0, 42);
 //!     Ok::<_, Box<dyn std::error::Error>>(())
@@ -137,11 +138,12 @@
 //! # let dir = std::env::temp_dir().join(format!("gridkeeper-doc-lock-{}", std::process::id()));
 //! # let cluster = gridkeeper::LocalCluster::start(1, &dir)?;
 //! # cluster.wait_for_leader(std::time::Duration::from_secs(10)).ok_or("no leader elected")?;
-//! # let (admin, token) = (cluster.admin(NodeId(1)), Some(cluster.token().to_string()));
+//! # let (admin, certs) = (cluster.admin(NodeId(1)), cluster.certs());
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! runtime.block_on(async {
-//!     // Any node's admin address, and the cluster's admin token (writes need it).
-//!     let client = Client::connect(admin, token).await?;
+//!     // Any node's admin address, and the operator's credentials (a token with a role would do:
+//!     // `Access::ca_only(&certs)?.with_token(token)`).
+//!     let client = Client::connect(admin, gridkeeper::Access::from_certs(&certs)?).await?;
 //!     let session = client.open_session(5_000).await?;
 //!     let held = lock::acquire(&client, &session, "/locks/nightly-report").await?;
 //!     // Only one holder at a time in the whole cluster gets here.
@@ -194,7 +196,7 @@ pub mod worker;
 pub mod zk;
 
 pub use api::{ApiError, ErrorCode};
-pub use client::{Client, ClientError, Session};
+pub use client::{Access, Client, ClientError, Session};
 pub use consensus::Consistency;
 pub use grid::kinds::{AttemptInfo, Task, TaskError};
 pub use grid::task::TaskId;

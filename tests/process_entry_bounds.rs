@@ -2,7 +2,8 @@
 //! log that the cluster cannot replicate. Oversized writes are refused with an error naming the limit,
 //! at the leader and at a follower; writes under the limit that together exceed a frame still commit
 //! (replication batches are cut by bytes); the cluster commits afterwards and after a full restart;
-//! `/ready` tells a node that cannot make progress from one that does.
+//! `/ready` tells a node that cannot make progress from one that does. The nodes serve plain HTTP
+//! (`--admin-plaintext`, loopback): what is under test is the log, not the edge.
 
 mod support;
 
@@ -46,6 +47,10 @@ fn ready(admin: SocketAddr) -> (u16, String) {
     (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
+fn start(spec: &ClusterSpec, id: u64) -> NodeProcess {
+    spec.start_with_args(id, &spec.certs(), &["--admin-plaintext"])
+}
+
 fn token(spec: &ClusterSpec) -> String {
     std::fs::read_to_string(spec.certs().join("admin.token")).expect("token").trim().to_string()
 }
@@ -58,7 +63,7 @@ fn create(admin: SocketAddr, token: &str, path: &str, data: &str) -> (u16, Strin
 fn oversized_writes_are_refused_and_the_cluster_keeps_committing_through_a_full_restart() {
     let spec = ClusterSpec::new("entrybounds", 3);
     let token = token(&spec);
-    let mut nodes: Vec<NodeProcess> = (1..=3).map(|id| spec.start(id)).collect();
+    let mut nodes: Vec<NodeProcess> = (1..=3).map(|id| start(&spec, id)).collect();
     let leader = wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
 
@@ -97,14 +102,14 @@ fn oversized_writes_are_refused_and_the_cluster_keeps_committing_through_a_full_
     for node in &mut nodes {
         node.kill();
     }
-    let mut first = spec.start(1);
+    let mut first = start(&spec, 1);
     wait_for(WAIT_MAX, || status(spec.admin(1))).expect("node 1 answers");
     let (code, body) = wait_for(WAIT_MAX, || Some(ready(spec.admin(1))).filter(|(code, _)| *code == 503))
         .unwrap_or_else(|| ready(spec.admin(1)));
     assert_eq!(code, 503, "{body}");
     // Which reason depends on whether it led before the kill (a stalled commit) or not (no leader).
     assert!(body.contains(r#""ready":false"#) && (body.contains("no leader") || body.contains("stuck")), "{body}");
-    let mut rest: Vec<NodeProcess> = (2..=3).map(|id| spec.start(id)).collect();
+    let mut rest: Vec<NodeProcess> = (2..=3).map(|id| start(&spec, id)).collect();
     let leader = wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader after the restart");
     let committed =
         wait_for(WAIT_MAX, || (create(spec.admin(leader), &token, "/restarted", "ok").0 == 200).then_some(()));

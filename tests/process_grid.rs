@@ -41,6 +41,7 @@ fn wait_until_ready(spec: &ClusterSpec, alive: &[u64]) -> u64 {
 /// `gridkeeper submit` through the CLI; returns the ids it printed.
 fn submit(spec: &ClusterSpec, via: u64, task: &str, input: &str, count: usize) -> Vec<u64> {
     let output = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["submit", "--admin", &spec.admin(via).to_string(), "--certs"])
         .arg(spec.certs())
         .args(["--task", task, "--input", input, "--count", &count.to_string(), "--json"])
@@ -70,8 +71,9 @@ fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere()
     let mut nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
     let leader = wait_until_ready(&spec, &[1, 2, 3]);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let client =
-        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access())).expect("client");
+    let client = runtime
+        .block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access()))
+        .expect("client");
 
     // Uniform load: 300 equal sleeps spread within ±20% of a third each.
     let ids = submit(&spec, 1, "sleep", r#"{"ms": 20}"#, 300);
@@ -116,6 +118,7 @@ fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere()
 
     // `gridkeeper tasks --id` shows the history: the lost attempt on the victim, then the rerun.
     let output = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["tasks", "--admin", &spec.admin(via).to_string(), "--id", &rerun[0].id.to_string(), "--json"])
         .output()
         .expect("run tasks");
@@ -155,6 +158,7 @@ fn failing_tasks_retry_and_bad_submissions_are_refused() {
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("failed".to_string(), 1)]));
     // An attempt over its timeout is ended and retried, then the task times out.
     let output = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["submit", "--admin", &spec.admin(1).to_string(), "--certs"])
         .arg(spec.certs())
         .args(["--task", "sleep", "--input", r#"{"ms": 5000}"#, "--timeout-ms", "100", "--attempts", "2", "--wait"])
@@ -171,6 +175,7 @@ fn failing_tasks_retry_and_bad_submissions_are_refused() {
         (vec!["--task", "noop", "--strategy", "sideways"], "bad --strategy"),
     ] {
         let output = Command::new(binary())
+            .env("GRIDKEEPER_CERTS", spec.certs())
             .args(["submit", "--admin", &spec.admin(1).to_string(), "--certs"])
             .arg(spec.certs())
             .args(&args)
@@ -195,6 +200,7 @@ fn a_recurring_job_keeps_firing_across_a_leader_change() {
     let leader = wait_until_ready(&spec, &[1, 2, 3]);
     let survivor = [1, 2, 3].into_iter().find(|&id| id != leader).expect("a follower");
     let output = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["schedule", "--admin", &spec.admin(survivor).to_string(), "--certs"])
         .arg(spec.certs())
         .args(["--name", "heartbeat", "--task", "noop", "--every-ms", "200"])
@@ -215,6 +221,7 @@ fn a_recurring_job_keeps_firing_across_a_leader_change() {
     assert!(tasks.iter().any(|task| task.task == "noop" && task.state == TaskState::Succeeded), "{tasks:?}");
     // Removing it stops it; a bad cadence is refused with one line.
     let remove = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["unschedule", "--admin", &spec.admin(survivor).to_string(), "--certs"])
         .arg(spec.certs())
         .args(["--name", "heartbeat"])
@@ -222,6 +229,7 @@ fn a_recurring_job_keeps_firing_across_a_leader_change() {
         .expect("run unschedule");
     assert!(remove.status.success(), "{}", String::from_utf8_lossy(&remove.stderr));
     let bad = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["schedule", "--admin", &spec.admin(survivor).to_string(), "--certs"])
         .arg(spec.certs())
         .args(["--name", "bad", "--task", "noop", "--cron", "61 * * * *"])
@@ -239,8 +247,9 @@ fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
     wait_until_ready(&spec, &[1, 2, 3]);
     let done = submit(&spec, 1, "echo", r#"{"value": "kept"}"#, 10);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let client =
-        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access())).expect("client");
+    let client = runtime
+        .block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access()))
+        .expect("client");
     assert_eq!(wait_all_done(&client, &runtime, &done), BTreeMap::from([("succeeded".to_string(), 10)]));
     // Accepted, and partly running, when every node dies at once.
     let accepted = submit(&spec, 2, "sleep", r#"{"ms": 300}"#, 60);
@@ -255,8 +264,9 @@ fn accepted_tasks_and_their_history_survive_a_full_cluster_kill() {
     drop(client);
     let _nodes: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
     wait_until_ready(&spec, &[1, 2, 3]);
-    let client =
-        runtime.block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access())).expect("client");
+    let client = runtime
+        .block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access()))
+        .expect("client");
     assert_eq!(wait_all_done(&client, &runtime, &accepted), BTreeMap::from([("succeeded".to_string(), 60)]));
     for task in all_tasks(&client, &runtime, 70) {
         let wins = task.attempts.iter().filter(|attempt| attempt.state == AttemptState::Succeeded).count();
@@ -276,6 +286,7 @@ fn a_drained_node_gets_no_new_work_until_undrained() {
     wait_until_ready(&spec, &[1, 2, 3]);
     let drain = |extra: &[&str]| {
         let output = Command::new(binary())
+            .env("GRIDKEEPER_CERTS", spec.certs())
             .args(["drain", "--admin", &spec.admin(1).to_string(), "--certs"])
             .arg(spec.certs())
             .args(["--node", "2"])
@@ -309,7 +320,8 @@ fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its
     let spec = ClusterSpec::new("gridjoin", 3);
     let _members: Vec<NodeProcess> = spec.ids.iter().map(|&id| start(&spec, id)).collect();
     wait_until_ready(&spec, &[1, 2, 3]);
-    // Node 4 joins through node 1's admin API: no peer list, no vote, no certificate of its own.
+    // Node 4 joins through node 1's admin API: no peer list, no vote; its own node certificate is its
+    // credential.
     let mut worker = join_worker(&spec, 4);
     let mut leaver = join_worker(&spec, 5);
     wait_for(WAIT_MAX, || {
@@ -341,6 +353,7 @@ fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its
 
     // Drained, a joined worker finishes what it runs and leaves by itself (exit 0).
     let output = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["drain", "--admin", &spec.admin(1).to_string(), "--certs"])
         .arg(spec.certs())
         .args(["--node", "5"])
@@ -352,9 +365,11 @@ fn a_worker_joins_a_running_cluster_takes_work_at_once_and_its_work_survives_its
 }
 
 fn join_worker(spec: &ClusterSpec, id: u64) -> NodeProcess {
+    support::issue_certs(&spec.certs(), &id.to_string());
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], support::free_tcp_port()));
     let log = spec.dir.path().join(format!("node-{id}.log"));
     let child = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["node", "--id", &id.to_string(), "--join", &spec.admin(1).to_string(), "--certs"])
         .arg(spec.certs())
         .arg("--data-dir")

@@ -50,10 +50,7 @@ impl Cluster {
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let admin = self.spec.admin(self.follower).to_string();
         let mut command = Command::new(binary());
-        command.arg(args[0]).args(["--admin", &admin]).args(&args[1..]);
-        if matches!(args[0], "submit") {
-            command.arg("--certs").arg(self.spec.certs());
-        }
+        command.arg(args[0]).args(["--admin", &admin]).args(&args[1..]).arg("--certs").arg(self.spec.certs());
         let output = command.output().expect("run the CLI");
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         (output.status.success(), text(&output.stdout), text(&output.stderr))

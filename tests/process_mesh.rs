@@ -28,13 +28,17 @@ fn three_nodes_form_the_mesh_and_serve_status_metrics_and_health() {
     assert!(metric_sum(&metrics, "gridkeeper_mesh_bytes_sent_total") > 0.0, "{metrics}");
     assert!(metrics.contains("gridkeeper_mesh_heartbeat_rtt_seconds_bucket{"), "real histogram buckets: {metrics}");
 
-    let table =
-        Command::new(binary()).args(["status", "--admin", &spec.admin(3).to_string()]).output().expect("status");
+    let table = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
+        .args(["status", "--admin", &spec.admin(3).to_string()])
+        .output()
+        .expect("status");
     assert!(table.status.success());
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(table.contains(&format!("leader {}", view.leader.expect("leader"))), "{table}");
     assert_eq!(table.lines().filter(|line| line.contains(" yes ")).count(), 3, "{table}");
     let json = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
         .args(["status", "--json", "--admin", &spec.admin(3).to_string()])
         .output()
         .expect("status");

@@ -195,7 +195,12 @@ fn a_client_with_every_address_fails_over_when_its_node_dies() {
     let runtime = runtime();
     let admins: Vec<_> = spec.ids.iter().map(|&id| spec.admin(id)).collect();
     let token = gridkeeper::credentials::load_admin_token(&spec.certs()).expect("token");
-    let client = runtime.block_on(Client::connect_any(&admins, gridkeeper::client::Access::ca_only(&spec.certs()).expect("ca").with_token(token))).expect("connects");
+    let client = runtime
+        .block_on(Client::connect_any(
+            &admins,
+            gridkeeper::client::Access::ca_only(&spec.certs()).expect("ca").with_token(token),
+        ))
+        .expect("connects");
     let first = client.current_node();
     runtime.block_on(client.create("/failover", "before", CreateMode::Persistent, None)).expect("write");
     let victim = spec.ids.iter().position(|&id| spec.admin(id) == first).expect("a member");
@@ -207,21 +212,9 @@ fn a_client_with_every_address_fails_over_when_its_node_dies() {
     assert!(write.is_some(), "writes work through the new node");
 }
 
-/// POSTs `body` as JSON to a node's admin API with `token`; returns the status and the body.
-fn post(admin: std::net::SocketAddr, token: &str, path: &str, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(admin).expect("connect");
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {admin}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let text = String::from_utf8_lossy(&answer).into_owned();
-    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+/// POSTs `body` as JSON to a node's admin API with `access`; returns the status and the body.
+fn post(admin: std::net::SocketAddr, access: &gridkeeper::client::Access, path: &str, body: &str) -> (u16, String) {
+    support::http(access, admin, "POST", path, body).unwrap_or_default()
 }
 
 /// Finding 4 of the hostile-input review: a session belongs to its opener. Without its secret, even a
@@ -234,7 +227,10 @@ fn only_a_sessions_opener_can_keep_it_alive_or_use_it() {
     let _nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
     let leader = wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3])).expect("a leader is elected");
     let follower = spec.ids.iter().copied().find(|&id| id != leader).expect("two others");
-    let token = gridkeeper::credentials::load_admin_token(&spec.certs()).expect("token");
+    // The legacy admin token, an operator credential, over HTTPS.
+    let token = gridkeeper::client::Access::ca_only(&spec.certs())
+        .expect("ca")
+        .with_token(gridkeeper::credentials::load_admin_token(&spec.certs()).expect("token"));
     let runtime = runtime();
     let owner = runtime.block_on(client(&spec, follower));
     let session = runtime.block_on(owner.open_session(5_000)).expect("session");

@@ -41,7 +41,8 @@ async fn next_actor(name: &str, previous: Option<&ActorCell>) -> ActorCell {
 }
 
 async fn metrics_text(admin: std::net::SocketAddr) -> Option<String> {
-    let body = gridkeeper::admin::client::get(admin, "/metrics", &gridkeeper::client::Access::plaintext()).await.ok()?;
+    let body =
+        gridkeeper::admin::client::get(admin, "/metrics", &gridkeeper::client::Access::plaintext()).await.ok()?;
     Some(String::from_utf8_lossy(&body).into_owned())
 }
 

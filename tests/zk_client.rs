@@ -140,3 +140,49 @@ fn a_persistent_recursive_watch_streams_every_change_below_its_path_in_order() {
         assert_eq!(seen, expected);
     });
 }
+
+/// The cluster's own subtree (`/gridkeeper`: revocations) is changed through the ZooKeeper port only by
+/// a connection that proved an operator credential with `addauth digest NAME:TOKEN`; an anonymous
+/// client, or one with a token of another role, gets `NoAuth` and cannot undo a revocation.
+#[test]
+fn only_an_operator_token_may_change_the_reserved_subtree() {
+    let spec = ClusterSpec::new("zk-reserved", 1);
+    let certs = spec.certs();
+    for (name, role) in [("zkops", "operator"), ("zkread", "reader")] {
+        let output = std::process::Command::new(support::binary())
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .args(["--token", name, "--role", role])
+            .output()
+            .expect("certs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let _node = spec.start(1);
+    wait_for(WAIT, || leader_of(&spec, &[1])).expect("the node leads");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let admin = runtime.block_on(gridkeeper::client::Client::connect(spec.admin(1), spec.access())).expect("client");
+    runtime.block_on(admin.revoke("leaked")).expect("revoked through the admin API");
+    let token =
+        |name: &str| std::fs::read_to_string(certs.join(format!("token-{name}"))).expect("token").trim().to_string();
+    runtime.block_on(async {
+        let anonymous = connect(&spec.zk_hosts()).await;
+        let revoked = "/gridkeeper/revoked/leaked";
+        assert!(anonymous.check_stat(revoked).await.expect("readable").is_some(), "anyone may read it");
+        assert_eq!(anonymous.delete(revoked, None).await, Err(zk::Error::NoAuth), "an anonymous client cannot undo it");
+        assert_eq!(anonymous.set_data(revoked, b"x", None).await.map(|_| ()), Err(zk::Error::NoAuth));
+        let created = anonymous.create("/gridkeeper/revoked/other", b"", &open()).await.map(|_| ());
+        assert_eq!(created, Err(zk::Error::NoAuth));
+        let reader = connect(&spec.zk_hosts()).await;
+        reader.auth("digest", format!("zkread:{}", token("zkread")).as_bytes()).await.expect("addauth");
+        assert_eq!(reader.delete(revoked, None).await, Err(zk::Error::NoAuth), "a reader's token is no operator's");
+        let forged = connect(&spec.zk_hosts()).await;
+        forged.auth("digest", format!("zkread:{}", token("zkops")).as_bytes()).await.expect("addauth");
+        assert_eq!(forged.delete(revoked, None).await, Err(zk::Error::NoAuth), "the token must carry the user's name");
+        let operator = connect(&spec.zk_hosts()).await;
+        operator.auth("digest", format!("zkops:{}", token("zkops")).as_bytes()).await.expect("addauth");
+        operator.create("/gridkeeper/revoked/by-zk", b"", &open()).await.expect("the operator may create");
+        operator.delete("/gridkeeper/revoked/by-zk", None).await.expect("and delete");
+        // Outside the reserved subtree nothing changes for anyone.
+        anonymous.create("/free", b"", &open()).await.expect("anyone creates elsewhere");
+    });
+}

@@ -39,7 +39,8 @@ ours() { # ours <node> <pid>: the PID is alive and is the process started for th
 }
 
 leader_of() { # leader_of <node>: the leader id that node reports, or nothing
-    { curl -s -m 2 "http://$(admin "$1")/status" 2>/dev/null || true; } |
+    { curl -s -m 2 --cacert "$BASE/certs/ca.pem" --cert "$BASE/certs/operator.pem" \
+        --key "$BASE/certs/operator.key" "https://$(admin "$1")/status" 2>/dev/null || true; } |
         sed -n 's/.*"leader":\([0-9][0-9]*\).*/\1/p'
 }
 
@@ -57,7 +58,7 @@ start() {
     mkdir -p "$BASE"
     local list
     list=$(ids | tr '\n' ',')
-    [[ -f $BASE/certs/admin.token ]] || "$BIN" certs --out "$BASE/certs" --nodes "${list%,}" >/dev/null
+    [[ -f $BASE/certs/admin-1.pem ]] || "$BIN" certs --out "$BASE/certs" --nodes "${list%,}" >/dev/null
     local peers=""
     for i in $(ids); do peers+="$i=127.0.0.1:$((MESH_BASE + i)),"; done
     peers=${peers%,}

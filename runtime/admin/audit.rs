@@ -97,7 +97,9 @@ fn write_loop(dir: &Path, mut file: File, mut receiver: mpsc::Receiver<AuditReco
     let mut batch = Vec::new();
     while let Some(first) = receiver.blocking_recv() {
         batch.clear();
-        for record in std::iter::once(first).chain(std::iter::from_fn(|| receiver.try_recv().ok())).take(AUDIT_QUEUE_MAX) {
+        for record in
+            std::iter::once(first).chain(std::iter::from_fn(|| receiver.try_recv().ok())).take(AUDIT_QUEUE_MAX)
+        {
             serde_json::to_writer(&mut batch, &record).expect("a record serializes");
             batch.push(b'\n');
         }

@@ -40,11 +40,41 @@ pub enum Revocations {
     Fetched(Arc<RwLock<Option<BTreeSet<String>>>>),
 }
 
+/// Tokens verified recently, so a client that presents the same token on every call pays for one
+/// signature check, not one a call. Cleared when full. Keyed by the token's SHA-256, so looking a
+/// presented token up compares digests an attacker cannot steer, never the token's own bytes.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens(
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], crate::credentials::token::TokenClaims>>,
+);
+
+/// Tokens kept in [`VerifiedTokens`]: far more than the clients one node serves at once.
+const VERIFIED_TOKENS_MAX: usize = 4_096;
+
+impl VerifiedTokens {
+    fn verify(&self, verifier: &TokenVerifier, token: &str) -> Option<crate::credentials::token::TokenClaims> {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(claims) = known.get(&key) {
+            return Some(claims.clone());
+        }
+        let claims = verifier.verify(token).ok()?;
+        if known.len() >= VERIFIED_TOKENS_MAX {
+            known.clear();
+        }
+        known.insert(key, claims.clone());
+        Some(claims)
+    }
+}
+
 /// What the admin API accepts as credentials.
 #[derive(Debug, Clone)]
 pub struct EdgeAuth {
     /// Verifies signed tokens (the token key's public half).
     pub verifier: Option<TokenVerifier>,
+    /// Tokens already verified.
+    pub verified: Arc<VerifiedTokens>,
     /// The legacy shared admin token, accepted as an operator credential.
     pub admin_token: Option<String>,
     /// `/metrics` needs no credential.
@@ -56,7 +86,13 @@ pub struct EdgeAuth {
 impl EdgeAuth {
     /// Accepts only the legacy admin token (tests of the HTTP layer that need no TLS).
     pub fn admin_token_only(token: String) -> EdgeAuth {
-        EdgeAuth { verifier: None, admin_token: Some(token), metrics_public: false, revocations: Revocations::Applied }
+        EdgeAuth {
+            verifier: None,
+            verified: Arc::default(),
+            admin_token: Some(token),
+            metrics_public: false,
+            revocations: Revocations::Applied,
+        }
     }
 }
 
@@ -71,11 +107,6 @@ pub struct EdgeSetup {
 }
 
 impl EdgeSetup {
-    /// What the ZooKeeper front end accepts as an operator's `addauth`.
-    pub fn zk_auth(&self) -> crate::zk::ZkAuth {
-        crate::zk::ZkAuth { verifier: self.auth.verifier.clone(), admin_token: self.auth.admin_token.clone() }
-    }
-
     /// Loads what node `node` needs from its credentials directory: the token key's public half,
     /// the legacy admin token if given, and (unless `plaintext`) its admin certificate.
     ///
@@ -90,6 +121,7 @@ impl EdgeSetup {
     ) -> Result<EdgeSetup, crate::credentials::CredentialError> {
         let auth = EdgeAuth {
             verifier: Some(crate::credentials::load_token_verifier(certs)?),
+            verified: Arc::default(),
             admin_token: crate::credentials::load_admin_token_if_any(certs)?,
             metrics_public,
             revocations,
@@ -99,10 +131,10 @@ impl EdgeSetup {
         } else {
             let files = crate::credentials::load_admin_tls(certs, node)?;
             let origin = crate::credentials::CredentialFiles::new(certs).admin_cert(node).display().to_string();
-            Some(super::tls::server_config(files).map_err(|reason| crate::credentials::CredentialError::Invalid {
-                path: origin,
-                reason,
-            })?)
+            Some(
+                super::tls::server_config(files)
+                    .map_err(|reason| crate::credentials::CredentialError::Invalid { path: origin, reason })?,
+            )
         };
         Ok(EdgeSetup { auth, tls })
     }
@@ -128,7 +160,7 @@ fn bearer(auth: &EdgeAuth, request: &Request) -> Option<Result<Principal, ()>> {
             }));
         }
     }
-    let claims = auth.verifier.as_ref().and_then(|verifier| verifier.verify(token).ok());
+    let claims = auth.verifier.as_ref().and_then(|verifier| auth.verified.verify(verifier, token));
     Some(claims.map(|claims| Principal { name: claims.name, role: claims.role, proof: Proof::Token }).ok_or(()))
 }
 
@@ -215,11 +247,11 @@ fn refusal(denial: &Denial) -> HttpError {
     }
 }
 
-/// The largest body a route reads: submissions and reports are bulk.
-fn body_limit(path: &str) -> usize {
+/// The largest body a route reads, and the limit's name: submissions and reports are bulk.
+fn body_limit(path: &str) -> (usize, &'static str) {
     match path {
-        "/grid/submit" | "/grid/worker/report" => crate::limits::BULK_REQUEST_BYTES_MAX,
-        _ => crate::limits::ADMIN_REQUEST_BYTES_MAX,
+        "/grid/submit" | "/grid/worker/report" => (crate::limits::BULK_REQUEST_BYTES_MAX, "BULK_REQUEST_BYTES_MAX"),
+        _ => (crate::limits::ADMIN_REQUEST_BYTES_MAX, "ADMIN_REQUEST_BYTES_MAX"),
     }
 }
 
@@ -239,18 +271,20 @@ pub(crate) async fn authenticate(State(state): State<Arc<AdminState>>, request: 
     // needs its fields.
     let (mut request, peek, target) = if method == Method::POST && principal.is_some() && (worker || audit.is_some()) {
         let (parts, body) = request.into_parts();
-        let bytes = match axum::body::to_bytes(body, body_limit(&path)).await {
+        let (limit, limit_name) = body_limit(&path);
+        let bytes = match axum::body::to_bytes(body, limit).await {
             Ok(bytes) => bytes,
             Err(_) => {
-                let error = HttpError(ApiError::new(ErrorCode::TooLarge, "the request body is over the limit or was cut"));
-                return error.into_response();
+                let message = format!("the request body is over {limit_name} ({limit} bytes), or was cut short");
+                return HttpError(ApiError::new(ErrorCode::TooLarge, message)).into_response();
             }
         };
         let body_peek: BodyPeek = serde_json::from_slice(&bytes).unwrap_or_default();
         let peek = Peek { path: body_peek.path.clone(), node: body_peek.node };
         (Request::from_parts(parts, Body::from(bytes)), peek, body_peek.target())
     } else {
-        let path_query = axum::extract::Query::<PathQuery>::try_from_uri(request.uri()).ok().and_then(|query| query.0.path);
+        let path_query =
+            axum::extract::Query::<PathQuery>::try_from_uri(request.uri()).ok().and_then(|query| query.0.path);
         let target = path_query.clone().unwrap_or_default();
         (request, Peek { path: path_query, node: None }, target)
     };

@@ -15,20 +15,17 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
 use super::audit::{read_since, AUDIT_READ_RECORDS_MAX};
-use crate::api::auth::{AuditQuery, AuditResponse, Revocation, RevokeRequest, RevokedResponse};
 use super::error::HttpError;
 use super::http::AdminState;
 use super::registry_api::coordinator;
+use crate::api::auth::{AuditQuery, AuditResponse, Revocation, RevokeRequest, RevokedResponse};
 use crate::api::{ApiError, ErrorCode};
 use crate::credentials::Principal;
 use crate::service::credentials as service;
 
 /// The credential routes, to merge into the admin router.
 pub fn routes() -> Router<Arc<AdminState>> {
-    Router::new()
-        .route("/auth/revoke", post(revoke))
-        .route("/auth/revoked", get(revoked))
-        .route("/audit", get(audit))
+    Router::new().route("/auth/revoke", post(revoke)).route("/auth/revoked", get(revoked)).route("/audit", get(audit))
 }
 
 async fn revoke(
@@ -37,8 +34,7 @@ async fn revoke(
     Json(request): Json<RevokeRequest>,
 ) -> Result<Json<Revocation>, HttpError> {
     let by = caller.map(|Extension(principal)| principal.name).unwrap_or_default();
-    let revocation =
-        service::revoke(&coordinator(&state)?, &request.name, &by, crate::clock::unix_millis()).await?;
+    let revocation = service::revoke(&coordinator(&state)?, &request.name, &by, crate::clock::unix_millis()).await?;
     Ok(Json(revocation))
 }
 

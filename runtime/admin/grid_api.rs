@@ -65,10 +65,7 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .merge(bulk)
 }
 
-async fn submit(
-    State(state): State<Arc<AdminState>>,
-    Json(request): Json<SubmitRequest>,
-) -> ApiResult<SubmitResponse> {
+async fn submit(State(state): State<Arc<AdminState>>, Json(request): Json<SubmitRequest>) -> ApiResult<SubmitResponse> {
     let specs = request.specs(unix_millis())?;
     let ids = service::submit(&coordinator(&state)?, specs).await?;
     Ok(Json(SubmitResponse { ids: ids.into_iter().map(|id| id.0).collect() }))
@@ -84,18 +81,12 @@ async fn wait(State(state): State<Arc<AdminState>>, Json(request): Json<WaitRequ
     Ok(Json(service::wait(&coordinator(&state)?, &ids, timeout).await?))
 }
 
-async fn cancel(
-    State(state): State<Arc<AdminState>>,
-    Json(request): Json<IdsRequest>,
-) -> ApiResult<RecordedResponse> {
+async fn cancel(State(state): State<Arc<AdminState>>, Json(request): Json<IdsRequest>) -> ApiResult<RecordedResponse> {
     let ids: Vec<TaskId> = request.ids.iter().map(|id| TaskId(*id)).collect();
     Ok(Json(service::cancel(&coordinator(&state)?, &ids).await?))
 }
 
-async fn drain(
-    State(state): State<Arc<AdminState>>,
-    Json(request): Json<DrainRequest>,
-) -> ApiResult<RecordedResponse> {
+async fn drain(State(state): State<Arc<AdminState>>, Json(request): Json<DrainRequest>) -> ApiResult<RecordedResponse> {
     Ok(Json(service::drain(&coordinator(&state)?, NodeId(request.node), request.draining).await?))
 }
 
@@ -137,10 +128,15 @@ async fn worker_report(
     // A worker reports only on attempts assigned to its own node.
     if let Some(Extension(Principal { role: Role::Worker(node), name, .. })) = caller {
         let foreign = coordinator.read_state(|state| {
-            request.reports.iter().find(|report| {
-                let holder = state.grid.get(report.task).and_then(|task| task.current_attempt()).map(|attempt| attempt.node);
-                holder != Some(node)
-            }).map(|report| report.task)
+            request
+                .reports
+                .iter()
+                .find(|report| {
+                    let holder =
+                        state.grid.get(report.task).and_then(|task| task.current_attempt()).map(|attempt| attempt.node);
+                    holder != Some(node)
+                })
+                .map(|report| report.task)
         });
         if let Some(task) = foreign {
             let message = format!("{name} may report only on attempts assigned to node {node}, not on task {}", task.0);

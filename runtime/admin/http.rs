@@ -23,12 +23,12 @@ use tracing::warn;
 use super::admission::AdminServerConfig;
 use super::audit::AuditLog;
 use super::auth::{EdgeAuth, PeerCertificate};
-use super::tls::peer_principal;
-use tokio_rustls::TlsAcceptor;
 use super::connection::{refuse_connection, serve_connection, ConnectionTicket, Gate};
 use super::status::{MemberView, StatusView};
+use super::tls::peer_principal;
 use super::view::NodeView;
 use crate::clock::Clock;
+use tokio_rustls::TlsAcceptor;
 
 /// What the handlers read.
 #[derive(Clone)]

@@ -102,7 +102,12 @@ pub fn decide(
     if allowed {
         Ok(())
     } else {
-        Err(Denial::Forbidden(format!("{} {} (role {}) may not call {method} {path}", principal.name, principal.proof_name(), principal.role)))
+        Err(Denial::Forbidden(format!(
+            "{} {} (role {}) may not call {method} {path}",
+            principal.name,
+            principal.proof_name(),
+            principal.role
+        )))
     }
 }
 
@@ -116,7 +121,9 @@ fn worker_may(node: NodeId, method: &str, path: &str, peek: &Peek) -> bool {
         // Each report's attempt is checked against the node it was assigned to by the route.
         ("POST", "/grid/worker/report") => true,
         ("POST", "/registry/session/open" | "/registry/session/keepalive" | "/registry/session/close") => true,
-        ("POST", "/registry/create") => named.is_some_and(|named| named == own || named == "/grid" || named == NODES_PATH),
+        ("POST", "/registry/create") => {
+            named.is_some_and(|named| named == own || named == "/grid" || named == NODES_PATH)
+        }
         ("POST", "/registry/set" | "/registry/delete") | ("GET", "/registry/node" | "/registry/stat") => {
             named == Some(own.as_str())
         }
@@ -238,9 +245,13 @@ mod tests {
 
     #[test]
     fn only_changes_are_audited() {
-        assert!(audited("POST", "/grid/submit") && audited("POST", "/registry/create") && audited("POST", "/auth/revoke"));
+        assert!(
+            audited("POST", "/grid/submit") && audited("POST", "/registry/create") && audited("POST", "/auth/revoke")
+        );
         assert!(audited("POST", "/grid/worker/report") && audited("POST", "/no/such/route"));
-        for (method, path) in [("GET", "/status"), ("POST", "/grid/wait"), ("POST", "/registry/sync"), ("POST", "/grid/worker/poll")] {
+        for (method, path) in
+            [("GET", "/status"), ("POST", "/grid/wait"), ("POST", "/registry/sync"), ("POST", "/grid/worker/poll")]
+        {
             assert!(!audited(method, path), "{method} {path}");
         }
     }

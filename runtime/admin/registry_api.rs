@@ -82,32 +82,20 @@ async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<Read
     Ok(Json(service::children(&coordinator(&state)?, &path, query.consistency).await?))
 }
 
-async fn create(
-    State(state): State<Arc<AdminState>>,
-    Json(body): Json<CreateBody>,
-) -> ApiResult<CreatedBody> {
+async fn create(State(state): State<Arc<AdminState>>, Json(body): Json<CreateBody>) -> ApiResult<CreatedBody> {
     Ok(Json(service::create(&coordinator(&state)?, body).await?))
 }
 
-async fn set(
-    State(state): State<Arc<AdminState>>,
-    Json(body): Json<SetBody>,
-) -> ApiResult<StatBody> {
+async fn set(State(state): State<Arc<AdminState>>, Json(body): Json<SetBody>) -> ApiResult<StatBody> {
     Ok(Json(service::set(&coordinator(&state)?, body).await?))
 }
 
-async fn delete(
-    State(state): State<Arc<AdminState>>,
-    Json(body): Json<DeleteBody>,
-) -> ApiResult<serde_json::Value> {
+async fn delete(State(state): State<Arc<AdminState>>, Json(body): Json<DeleteBody>) -> ApiResult<serde_json::Value> {
     service::delete(&coordinator(&state)?, &body).await?;
     Ok(Json(serde_json::json!({ "deleted": body.path })))
 }
 
-async fn multi(
-    State(state): State<Arc<AdminState>>,
-    Json(body): Json<MultiBody>,
-) -> ApiResult<Outcome> {
+async fn multi(State(state): State<Arc<AdminState>>, Json(body): Json<MultiBody>) -> ApiResult<Outcome> {
     Ok(Json(service::multi(&coordinator(&state)?, body).await?))
 }
 
@@ -116,10 +104,7 @@ async fn sync(State(state): State<Arc<AdminState>>) -> ApiResult<serde_json::Val
     Ok(Json(serde_json::json!({ "applied_index": applied_index })))
 }
 
-async fn open_session(
-    State(state): State<Arc<AdminState>>,
-    Json(body): Json<SessionBody>,
-) -> ApiResult<SessionBody> {
+async fn open_session(State(state): State<Arc<AdminState>>, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
     Ok(Json(service::open_session(&coordinator(&state)?, body.timeout_ms).await?))
 }
 
@@ -129,10 +114,7 @@ async fn keepalive(State(state): State<Arc<AdminState>>, Json(body): Json<Sessio
     Ok(Json(service::keepalive(&coordinator(&state)?, &body).await?))
 }
 
-async fn close_session(
-    State(state): State<Arc<AdminState>>,
-    Json(body): Json<SessionBody>,
-) -> ApiResult<SessionBody> {
+async fn close_session(State(state): State<Arc<AdminState>>, Json(body): Json<SessionBody>) -> ApiResult<SessionBody> {
     Ok(Json(service::close_session(&coordinator(&state)?, &body).await?))
 }
 

@@ -1,21 +1,19 @@
 //! `gridkeeper submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`: the task grid from the
 //! command line, over a node's admin API.
 
-
 use clap::Args;
 
+use super::Connect;
 use crate::api::grid::{
     check_submission, state_name, ScheduleRequest, SubmitRefusal, SubmitRequest, TaskView, TasksQuery,
 };
 use crate::api::{ApiError, ErrorCode};
-use super::Connect;
 use crate::client::{Client, ClientError};
 use crate::clock::unix_millis;
 use crate::grid::task::TaskState;
 
 /// Longest one wait call holds; `--wait` loops over calls until every task is terminal.
 const WAIT_CALL_MS: u64 = 5_000;
-
 
 /// `gridkeeper submit`.
 #[derive(Debug, Args)]

@@ -68,7 +68,7 @@ struct CertsArgs {
     #[arg(long, value_delimiter = ',')]
     nodes: Vec<NodeId>,
     /// A DNS name or IP address the nodes' admin certificates must also be valid for (repeatable;
-    /// loopback is always included).
+    /// loopback is always included). Without --nodes: every node with an admin certificate in DIR.
     #[arg(long = "san", value_name = "NAME")]
     sans: Vec<String>,
     /// Issue a token named NAME with --role into DIR/token-NAME.

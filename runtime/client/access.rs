@@ -120,10 +120,14 @@ impl Access {
             return handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| transport(&error));
         };
         let name = ServerName::IpAddress(admin.ip().into());
-        let stream = tokio_rustls::TlsConnector::from(tls.clone())
-            .connect(name, stream)
-            .await
-            .map_err(|error| transport(&format!("TLS: {error}")))?;
+        // A refused handshake (a certificate from another CA, on either side) is a refused credential,
+        // not a passing failure: retrying with the same files cannot help.
+        let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream).await.map_err(|error| {
+            ClientError::Api(crate::api::ApiError::new(
+                crate::api::ErrorCode::Unauthorized,
+                format!("{admin}: the TLS handshake failed (a certificate not from this cluster's CA?): {error}"),
+            ))
+        })?;
         handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| transport(&error))
     }
 }

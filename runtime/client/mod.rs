@@ -176,8 +176,7 @@ impl Client {
     /// # Errors
     /// [`ClientError::Transport`] if no node can be reached (or the list is empty).
     pub async fn connect_any(admins: &[SocketAddr], access: Access) -> Result<Client, ClientError> {
-        let client =
-            Client { nodes: Arc::from(admins), current: Arc::default(), access, pool: Arc::new(Pool::new()) };
+        let client = Client { nodes: Arc::from(admins), current: Arc::default(), access, pool: Arc::new(Pool::new()) };
         let mut last = ClientError::Transport("no admin address given".into());
         for (index, &admin) in admins.iter().enumerate() {
             match client.access.dial(admin).await {
@@ -217,7 +216,8 @@ impl Client {
     }
 
     fn request(&self, method: hyper::Method, uri: &str, admin: SocketAddr) -> hyper::http::request::Builder {
-        let mut request = hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, admin.to_string());
+        let mut request =
+            hyper::Request::builder().method(method).uri(uri).header(hyper::header::HOST, admin.to_string());
         if let Some(authorization) = self.access.authorization() {
             request = request.header(hyper::header::AUTHORIZATION, authorization);
         }

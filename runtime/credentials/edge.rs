@@ -59,7 +59,13 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<IssueReport, Credenti
     let files = CredentialFiles::new(dir);
     let names: Vec<String> =
         ADMIN_NAMES_DEFAULT.iter().map(|name| name.to_string()).chain(request.sans.iter().cloned()).collect();
-    for &node in &request.nodes {
+    // `--san` alone applies to every node that already has an admin certificate here.
+    let admin_nodes = if request.nodes.is_empty() && !request.sans.is_empty() {
+        existing_admin_nodes(dir)
+    } else {
+        request.nodes.clone()
+    };
+    for &node in &admin_nodes {
         issue_admin(&files, &authority, node, &names, request.now_ms, &mut report)?;
     }
     let signer = token_signer(&files, &mut report)?;
@@ -75,9 +81,31 @@ pub fn issue(dir: &Path, request: &IssueRequest) -> Result<IssueReport, Credenti
         report.created.push(path);
     }
     for (name, role) in &request.clients {
-        write_pair(&files.client_cert(name), &files.client_key(name), || authority.issue_client(name, *role), &mut report)?;
+        write_pair(
+            &files.client_cert(name),
+            &files.client_key(name),
+            || authority.issue_client(name, *role),
+            &mut report,
+        )?;
     }
     Ok(report)
+}
+
+/// The nodes with an `admin-<id>.pem` in `dir`.
+fn existing_admin_nodes(dir: &Path) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("admin-")?.strip_suffix(".pem")?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    nodes.sort();
+    nodes
 }
 
 fn check_san(name: &str) -> Result<(), CredentialError> {
@@ -246,10 +274,12 @@ pub fn load_token_verifier(dir: &Path) -> Result<TokenVerifier, CredentialError>
     let path = CredentialFiles::new(dir).token_public();
     let origin = path.display().to_string();
     let text = read_text(&path).map_err(|error| match error {
-        CredentialError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => CredentialError::Invalid {
-            path,
-            reason: "missing: nodes verify tokens with it; `gridkeeper certs --out DIR` adds it".into(),
-        },
+        CredentialError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            CredentialError::Invalid {
+                path,
+                reason: "missing: nodes verify tokens with it; `gridkeeper certs --out DIR` adds it".into(),
+            }
+        }
         other => other,
     })?;
     let der = rustls::pki_types::SubjectPublicKeyInfoDer::from_pem_slice(text.as_bytes()).map_err(|error| {
@@ -265,7 +295,10 @@ pub fn load_token_verifier(dir: &Path) -> Result<TokenVerifier, CredentialError>
 pub fn load_token_file(path: &Path) -> Result<String, CredentialError> {
     let token = read_text(path)?.trim().to_string();
     if token.is_empty() || token.len() > super::token::TOKEN_BYTES_MAX {
-        return Err(CredentialError::Invalid { path: path.display().to_string(), reason: "no token in the file".into() });
+        return Err(CredentialError::Invalid {
+            path: path.display().to_string(),
+            reason: "no token in the file".into(),
+        });
     }
     Ok(token)
 }
@@ -295,7 +328,12 @@ mod tests {
         assert!(report.created.contains(&files.token("ci")) && report.created.contains(&files.client_cert("grafana")));
         use std::os::unix::fs::PermissionsExt;
         for secret in [files.token("ci"), files.client_key("grafana"), files.token_key(), files.admin_key(NodeId(1))] {
-            assert_eq!(fs::metadata(&secret).expect("exists").permissions().mode() & 0o777, 0o600, "{}", secret.display());
+            assert_eq!(
+                fs::metadata(&secret).expect("exists").permissions().mode() & 0o777,
+                0o600,
+                "{}",
+                secret.display()
+            );
         }
         let verifier = load_token_verifier(&dir).expect("public key");
         let token = load_token_file(&files.token("ci")).expect("token");
@@ -329,8 +367,13 @@ mod tests {
         for name in ["localhost", "127.0.0.1", "::1", "gk1.example.org", "10.0.0.5"] {
             assert!(names.contains(name), "{name} in {names:?}");
         }
+        // `--san` alone re-issues every node's admin certificate that lacks the name.
+        let report =
+            issue(&dir, &IssueRequest { sans: vec!["gk.example.org".into()], now_ms: 4, ..Default::default() })
+                .expect("sans alone");
+        assert!(report.created.contains(&files.admin_cert(NodeId(1))), "{report:?}");
         // The same names again: nothing changes.
-        let report = issue(&dir, &IssueRequest { now_ms: 3, ..request }).expect("third");
+        let report = issue(&dir, &IssueRequest { now_ms: 5, ..request }).expect("third");
         assert!(report.moved.is_empty() && report.kept.contains(&files.admin_cert(NodeId(1))));
         assert!(issue(&dir, &IssueRequest { sans: vec!["bad name!".into()], ..Default::default() }).is_err());
         fs::remove_dir_all(&dir).ok();

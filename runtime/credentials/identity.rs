@@ -122,7 +122,10 @@ mod tests {
         let authority = Authority::generate().expect("CA");
         let der = |pem: &str| crate::credentials::store::parse_cert(pem, "test").expect("pem");
         let operator = der(&authority.issue_operator().expect("operator").cert_pem);
-        assert_eq!(principal_of(operator.as_ref()).map(|p| (p.name, p.role)), Some(("operator".into(), Role::Operator)));
+        assert_eq!(
+            principal_of(operator.as_ref()).map(|p| (p.name, p.role)),
+            Some(("operator".into(), Role::Operator))
+        );
         let node = authority.node_credentials(NodeId(4)).expect("node");
         assert_eq!(principal_of(node.cert.as_ref()).map(|p| p.role), Some(Role::Worker(NodeId(4))));
         let client = der(&authority.issue_client("grafana", Role::Metrics).expect("client").cert_pem);

@@ -171,11 +171,7 @@ pub fn issue_into_dir(dir: &Path, nodes: &[NodeId]) -> Result<IssueReport, Crede
 
 /// The CA and the files every cluster has: node certificates for `nodes`, the operator certificate
 /// and the admin token. Returns the CA to issue more with.
-pub(super) fn issue_core(
-    dir: &Path,
-    nodes: &[NodeId],
-    report: &mut IssueReport,
-) -> Result<Authority, CredentialError> {
+pub(super) fn issue_core(dir: &Path, nodes: &[NodeId], report: &mut IssueReport) -> Result<Authority, CredentialError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let files = CredentialFiles::new(dir);
     secure_ca_key(&files, report)?;

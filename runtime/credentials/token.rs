@@ -177,7 +177,10 @@ mod tests {
         assert_eq!(verifier.verify(&token), Ok(claims("ci", Role::Reader)));
         // The stored key signs the same way.
         let again = TokenSigner::from_pkcs8(&pkcs8).expect("reload");
-        assert_eq!(verifier.verify(&again.issue(&claims("ops", Role::Operator)).expect("issue")).map(|c| c.role), Ok(Role::Operator));
+        assert_eq!(
+            verifier.verify(&again.issue(&claims("ops", Role::Operator)).expect("issue")).map(|c| c.role),
+            Ok(Role::Operator)
+        );
         let longest = signer.issue(&claims(&"x".repeat(63), Role::Submitter)).expect("issue");
         assert!(longest.len() <= TOKEN_BYTES_MAX);
     }
@@ -188,7 +191,10 @@ mod tests {
         let (other, _) = TokenSigner::generate().expect("other key");
         let verifier = TokenVerifier::from_spki(&signer.public_spki()).expect("public");
         let token = signer.issue(&claims("ci", Role::Reader)).expect("issue");
-        assert_eq!(verifier.verify(&other.issue(&claims("ci", Role::Reader)).expect("x")), Err(TokenError::BadSignature));
+        assert_eq!(
+            verifier.verify(&other.issue(&claims("ci", Role::Reader)).expect("x")),
+            Err(TokenError::BadSignature)
+        );
         // The payload swapped for an operator's, the signature kept.
         let (_, signature) = token.rsplit_once('.').expect("dot");
         let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"name":"ci","role":"operator","iat_ms":1}"#);
@@ -204,6 +210,8 @@ mod tests {
     fn public_keys_are_checked() {
         assert!(TokenVerifier::from_spki(&[0; 44]).is_err());
         assert!(TokenVerifier::from_spki(&ED25519_SPKI_PREFIX).is_err());
-        assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc"));
+        assert!(
+            constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"ab", b"abc")
+        );
     }
 }

@@ -107,6 +107,12 @@ pub(crate) fn member_edge(config: &NodeConfig) -> Result<crate::admin::auth::Edg
     )?)
 }
 
+/// What the ZooKeeper front end accepts as an operator's `addauth`: the credentials the admin edge
+/// accepts.
+pub(crate) fn zk_auth(edge: &crate::admin::auth::EdgeSetup) -> crate::zk::ZkAuth {
+    crate::zk::ZkAuth { verifier: edge.auth.verifier.clone(), admin_token: edge.auth.admin_token.clone() }
+}
+
 /// A node started in this process: the library way to run one with your own task kinds.
 ///
 /// ```no_run
@@ -234,7 +240,7 @@ async fn run_joined(
         crate::admin::auth::Revocations::Fetched(revoked.clone()),
     )?;
     let _data_dir = preflight::prepare_data_dir(&config.data_dir)?;
-    let connect = || crate::client::Client::connect(member, access.clone());
+    let connect = || connect_worker(member, config.id, access.clone());
     let unreachable =
         |error: crate::client::ClientError| NodeError::Startup(format!("cannot join through {member}: {error}"));
     let (poll, report, registry) = (
@@ -308,6 +314,30 @@ async fn run_joined(
     refresher.abort();
     let _ = worker.stop_and_wait(Some(reason.to_string()), Some(std::time::Duration::from_secs(2))).await;
     Ok(())
+}
+
+/// Longest wait between a joined worker's attempts to connect while its credential is refused.
+const REFUSED_CONNECT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects a joined worker to `member`. A refused credential (its handshake or its certificate) is
+/// said in one line and retried with backoff (the operator may fix the files meanwhile); any other
+/// failure is returned.
+async fn connect_worker(
+    member: std::net::SocketAddr,
+    node: crate::ids::NodeId,
+    access: crate::client::Access,
+) -> Result<crate::client::Client, crate::client::ClientError> {
+    let mut wait = std::time::Duration::from_millis(200);
+    loop {
+        match crate::client::Client::connect(member, access.clone()).await {
+            Err(error) if error.code() == crate::api::ErrorCode::Unauthorized => {
+                tracing::warn!(%node, %member, retry_in_ms = wait.as_millis() as u64, "the cluster refused this worker's credential: {error}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(REFUSED_CONNECT_WAIT_MAX);
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// How often a joined worker refreshes its copy of the revocation list.

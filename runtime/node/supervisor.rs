@@ -339,7 +339,9 @@ impl Actor for MeshActor {
             kinds: args.kinds.names(),
         };
         let zk = match &config.zk {
-            Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone(), args.edge.zk_auth()).await {
+            Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone(), super::zk_auth(&args.edge))
+                .await
+            {
                 Ok(server) => Some(server),
                 Err(error) => {
                     dispatcher.abort();

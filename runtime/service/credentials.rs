@@ -74,7 +74,11 @@ pub async fn revoked(coordinator: &Coordinator) -> Result<Vec<Revocation>, ApiEr
             .iter()
             .map(|(name, path)| {
                 let data = state.registry.get(path).map(|(data, _)| data.to_vec()).unwrap_or_default();
-                serde_json::from_slice(&data).unwrap_or_else(|_| Revocation { name: name.clone(), ts_ms: 0, by: String::new() })
+                serde_json::from_slice(&data).unwrap_or_else(|_| Revocation {
+                    name: name.clone(),
+                    ts_ms: 0,
+                    by: String::new(),
+                })
             })
             .collect()
     }))

@@ -7,6 +7,7 @@
 
 // The supported API is the re-exports below. `hub` and `registration` stay public but hidden for
 // the crate's own tests; they carry no stability promise.
+pub mod credentials;
 pub(crate) mod dispatcher;
 pub(crate) mod grid;
 #[doc(hidden)]
@@ -16,7 +17,6 @@ pub(crate) mod port;
 pub mod registration;
 pub(crate) mod registry;
 pub(crate) mod tasks;
-pub mod credentials;
 
 pub use grid::{Grid, GridApiError, SubmitOptions, TaskHandle};
 pub use port::Port;

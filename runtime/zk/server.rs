@@ -195,13 +195,8 @@ impl ZkServer {
         coordinator: Coordinator,
         auth: ZkAuth,
     ) -> ZkServer {
-        let shared = Arc::new(Shared {
-            coordinator,
-            config,
-            auth,
-            stats: ServerStats::default(),
-            connections: DashMap::new(),
-        });
+        let shared =
+            Arc::new(Shared { coordinator, config, auth, stats: ServerStats::default(), connections: DashMap::new() });
         let accepting = tokio::spawn(accept(listener, shared));
         ZkServer { local, accepting }
     }

@@ -204,6 +204,11 @@ impl ClusterSpec {
 
     /// Starts node `id` with the credentials in `certs` and extra flags.
     pub fn start_with_args(&self, id: u64, certs: &Path, extra: &[&str]) -> NodeProcess {
+        if extra.contains(&"--admin-plaintext") {
+            register_plaintext(self.admin(id), certs);
+        } else {
+            register_admin(self.admin(id), certs);
+        }
         let log = self.dir.path().join(format!("node-{id}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary())
@@ -228,27 +233,36 @@ impl ClusterSpec {
     }
 }
 
-/// The credentials directory of every admin address a [`ClusterSpec`] of this process handed out, so
-/// that [`admin_get`] reaches any node over HTTPS as its cluster's operator.
-fn certs_by_admin() -> &'static std::sync::Mutex<std::collections::HashMap<SocketAddr, PathBuf>> {
-    static MAP: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<SocketAddr, PathBuf>>> =
-        std::sync::OnceLock::new();
+/// How to reach every admin address a [`ClusterSpec`] of this process handed out, so that
+/// [`admin_get`] reaches any node as its cluster's operator (over HTTPS, or plain HTTP with the admin
+/// token for a node a test started with `--admin-plaintext`).
+fn access_by_admin() -> &'static std::sync::Mutex<std::collections::HashMap<SocketAddr, gridkeeper::client::Access>> {
+    static MAP: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<SocketAddr, gridkeeper::client::Access>>,
+    > = std::sync::OnceLock::new();
     MAP.get_or_init(Default::default)
 }
 
-/// Records that the node at `admin` is reached with the credentials in `certs`.
+/// Records that the node at `admin` is reached over HTTPS as the operator whose credentials are in
+/// `certs`.
 pub fn register_admin(admin: SocketAddr, certs: &Path) {
-    certs_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(admin, certs.to_path_buf());
+    let access = gridkeeper::client::Access::from_certs(certs).expect("operator credentials");
+    access_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(admin, access);
 }
 
-/// How to reach the node at `admin`: HTTPS as the operator of the cluster it was registered with
-/// (plain HTTP for an address no spec handed out).
+/// Records that the node at `admin` serves plain HTTP (`--admin-plaintext`): it is reached with the
+/// admin token in `certs`.
+pub fn register_plaintext(admin: SocketAddr, certs: &Path) {
+    let token = gridkeeper::credentials::load_admin_token(certs).expect("admin token");
+    let access = gridkeeper::client::Access::plaintext().with_token(token);
+    access_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(admin, access);
+}
+
+/// How to reach the node at `admin`, as registered (plain HTTP with no credential for an address no
+/// spec handed out).
 pub fn access_for(admin: SocketAddr) -> gridkeeper::client::Access {
-    let certs = certs_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&admin).cloned();
-    match certs {
-        Some(certs) => gridkeeper::client::Access::from_certs(&certs).expect("operator credentials"),
-        None => gridkeeper::client::Access::plaintext(),
-    }
+    let registered = access_by_admin().lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&admin).cloned();
+    registered.unwrap_or_else(gridkeeper::client::Access::plaintext)
 }
 
 /// GET `path` from a node's admin API, as the operator.
@@ -296,4 +310,33 @@ pub fn leader_of(spec: &ClusterSpec, alive: &[u64]) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+/// `METHOD path` with a JSON `body` through `access`: the HTTP status and body, or `None` if no
+/// exchange happened (the connection or its TLS handshake failed).
+pub fn http(
+    access: &gridkeeper::client::Access,
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Option<(u16, String)> {
+    use http_body_util::BodyExt;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut sender = access.dial::<http_body_util::Full<bytes::Bytes>>(admin).await.ok()?;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, admin.to_string())
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(authorization) = access.authorization() {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
+        }
+        let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body.to_string()))).ok()?;
+        let response = tokio::time::timeout(WAIT_MAX, sender.send_request(request)).await.ok()?.ok()?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&bytes).into_owned()))
+    })
 }

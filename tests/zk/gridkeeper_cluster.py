@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,11 +75,14 @@ def _accepts(port):
         return False
 
 
-def _status(admin_port):
-    """The node's admin ``/status`` document, or None if it does not answer."""
+def _status(admin_port, certs):
+    """The node's admin ``/status`` document over HTTPS (the cluster CA in ``certs`` verifies the node,
+    the operator certificate there is the credential), or None if it does not answer."""
     try:
-        url = "http://%s:%d/status" % (HOST, admin_port)
-        with urllib.request.urlopen(url, timeout=1) as response:
+        context = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+        context.load_cert_chain(os.path.join(certs, "operator.pem"), os.path.join(certs, "operator.key"))
+        url = "https://%s:%d/status" % (HOST, admin_port)
+        with urllib.request.urlopen(url, timeout=1, context=context) as response:
             return json.loads(response.read(1 << 20))
     except (OSError, ValueError):
         return None
@@ -153,7 +157,7 @@ class GridkeeperServer:
                 return False
             if not self.cluster.has_majority():
                 return True
-            status = _status(self.admin_port)
+            status = _status(self.admin_port, self.cluster.certs)
             return status is not None and status.get("leader") is not None
 
         _wait_for("node %d to serve on %s" % (self.node_id, self.address), serving)
@@ -261,7 +265,7 @@ class GridkeeperCluster:
         running = [server for server in self if server.running]
         leaders = set()
         for server in running:
-            status = _status(server.admin_port)
+            status = _status(server.admin_port, self.certs)
             if status is None or status.get("leader") is None:
                 return None
             leaders.add(status["leader"])
@@ -355,14 +359,14 @@ def check():
     cluster = get_global_cluster()
     print("workdir", cluster.workdir, "hosts", cluster.hosts)
     cluster.start()
-    print("started: leader", _status(cluster[0].admin_port).get("leader"))
+    print("started: leader", _status(cluster[0].admin_port, cluster.certs).get("leader"))
     print("ruok on node 1:", _four_letter_word(cluster[0].client_port, "ruok"))
     cluster[0].stop()
     assert not cluster[0].running
     _wait_for("the others to see node 1 leave", lambda: all(
         not member["alive"]
         for s in cluster if s.running
-        for member in (_status(s.admin_port) or {"members": [{"id": 1, "alive": True}]})["members"]
+        for member in (_status(s.admin_port, cluster.certs) or {"members": [{"id": 1, "alive": True}]})["members"]
         if member["id"] == 1))
     print("node 1 stopped; the others see it gone")
     cluster[0].run()

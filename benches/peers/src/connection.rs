@@ -75,12 +75,12 @@ impl fmt::Display for FreshKey {
 /// Where one system's members are.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// Admin API addresses, in node-id order, and the admin token writes need.
+    /// Admin API addresses, in node-id order, and how to reach them (HTTPS with the admin token).
     Gridkeeper {
         /// One per node.
         admins: Vec<SocketAddr>,
-        /// From the credentials directory's `admin.token`.
-        token: String,
+        /// The cluster CA and the credentials directory's `admin.token`.
+        access: gridkeeper::client::Access,
     },
     /// Client addresses, `host:port`.
     ZooKeeper {
@@ -131,12 +131,12 @@ impl Target {
     /// When the member(s) cannot be reached.
     pub async fn connect(&self, index: usize, reach: Reach) -> Result<Connection> {
         match self {
-            Target::Gridkeeper { admins, token } => {
+            Target::Gridkeeper { admins, access } => {
                 // `connect_any` uses the first reachable address and fails over along the rest, so a
                 // rotated list both pins the client and lets it move: the same for either reach.
                 let mut order = admins.clone();
                 order.rotate_left(index % admins.len());
-                let client = GkClient::connect_any(&order, Some(token.clone()))
+                let client = GkClient::connect_any(&order, access.clone())
                     .await
                     .with_context(|| format!("connect to gridkeeper at {}", order[0]))?;
                 Ok(Connection::Gridkeeper(client))

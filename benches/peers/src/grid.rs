@@ -45,8 +45,8 @@ pub struct Throughput {
 ///
 /// # Errors
 /// When the cluster cannot be reached or the tasks do not end within [`BATCH_WAIT_MAX`].
-pub async fn throughput(admins: &[SocketAddr], token: &str, count: usize) -> Result<Throughput> {
-    let client = Client::connect_any(admins, Some(token.to_string())).await.context("connect to gridkeeper")?;
+pub async fn throughput(admins: &[SocketAddr], access: &gridkeeper::client::Access, count: usize) -> Result<Throughput> {
+    let client = Client::connect_any(admins, access.clone()).await.context("connect to gridkeeper")?;
     run_noops(&client, WARMUP_TASKS).await.context("warm-up tasks")?;
     let started = Instant::now();
     let failed = run_noops(&client, count).await?;
@@ -79,15 +79,19 @@ async fn run_noops(client: &Client, count: usize) -> Result<usize> {
 ///
 /// # Errors
 /// When the cluster cannot be reached, the task never starts, or no retry starts in time.
-pub async fn retry_after_kill(admins: &[SocketAddr], token: &str, control: &Control) -> Result<Duration> {
-    let client = Client::connect_any(admins, Some(token.to_string())).await.context("connect to gridkeeper")?;
+pub async fn retry_after_kill(
+    admins: &[SocketAddr],
+    access: &gridkeeper::client::Access,
+    control: &Control,
+) -> Result<Duration> {
+    let client = Client::connect_any(admins, access.clone()).await.context("connect to gridkeeper")?;
     let nodes = admin_by_node(admins).await?;
     let placed = place_off_leader(&client, control).await?;
     let (id, victim) = (placed.task, placed.node);
     let pid = control.pid(victim).await?;
     // Poll through the survivors only, so no poll waits on the dead node.
     let survivors: Vec<SocketAddr> = admins.iter().copied().filter(|admin| nodes.get(&victim) != Some(admin)).collect();
-    let poller = Client::connect_any(&survivors, Some(token.to_string())).await.context("connect to survivors")?;
+    let poller = Client::connect_any(&survivors, access.clone()).await.context("connect to survivors")?;
     let killed_ms = unix_ms();
     kill_hard(pid).await?;
     let retry = wait_for_attempt(&poller, id, 2).await;

@@ -224,7 +224,12 @@ fn target(args: &BenchArgs) -> Result<Target> {
                 .collect::<Result<Vec<SocketAddr>>>()?;
             let file = args.token_file.as_ref().context("gridkeeper needs --token-file (its admin.token)")?;
             let token = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
-            Target::Gridkeeper { admins, token: token.trim().to_string() }
+            // The admin API is HTTPS: the CA beside the token file verifies the nodes.
+            let certs = file.parent().context("--token-file names no directory")?;
+            let access = gridkeeper::client::Access::ca_only(certs)
+                .with_context(|| format!("the cluster CA in {}", certs.display()))?
+                .with_token(token.trim());
+            Target::Gridkeeper { admins, access }
         }
         System::Zookeeper => Target::ZooKeeper { servers: endpoints },
         System::Etcd => Target::Etcd { endpoints },
@@ -298,8 +303,8 @@ async fn once(
             Ok(record)
         }
         Workload::Tasks => {
-            let Target::Gridkeeper { admins, token } = target else { bail!("{system} runs no tasks") };
-            let run = grid::throughput(admins, token, args.tasks).await?;
+            let Target::Gridkeeper { admins, access } = target else { bail!("{system} runs no tasks") };
+            let run = grid::throughput(admins, access, args.tasks).await?;
             Ok(Record {
                 system: system.into(),
                 workload: "tasks".into(),
@@ -312,8 +317,8 @@ async fn once(
             })
         }
         Workload::TaskRetry => {
-            let Target::Gridkeeper { admins, token } = target else { bail!("{system} runs no tasks") };
-            let after = grid::retry_after_kill(admins, token, need_control()?).await?;
+            let Target::Gridkeeper { admins, access } = target else { bail!("{system} runs no tasks") };
+            let after = grid::retry_after_kill(admins, access, need_control()?).await?;
             Ok(Record {
                 system: system.into(),
                 workload: "task-retry".into(),

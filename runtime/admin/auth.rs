@@ -7,7 +7,7 @@
 //! 401 `unauthorized` or 403 `no auth`, before any handler runs or a body beyond the size limit is
 //! read. Every call that changes something is appended to the audit log with its outcome.
 //!
-//! Invariant: no route runs before [`authenticate`] has allowed it; tokens are compared in constant
+//! Invariant: no route runs before `authenticate` has allowed it; tokens are compared in constant
 //! time and never logged.
 
 use std::collections::BTreeSet;

@@ -33,7 +33,7 @@ use crate::state::Command;
 use super::frame::{next_frame, FourLetterWord, FrameError};
 use super::ops::{self, Context, Reply};
 use super::proto::{
-    self, code, event_type, keeper_state, xid, ConnectRequest, ConnectResponse, DecodeError, ReplyHeader, Request,
+    self, code, event_type, keeper_state, ConnectRequest, ConnectResponse, DecodeError, ReplyHeader, Request,
     RequestHeader, Response,
 };
 use super::server::{refused, ConnectionStats, Shared};
@@ -556,7 +556,8 @@ impl<S: AsyncWrite> Connection<S> {
                 self.superuser = true;
             }
             self.identities.push(("digest".to_string(), user));
-            return self.reply(xid::AUTH, self.zxid(), code::OK, &Response::Empty).await;
+            // ZooKeeper echoes the request's xid (-4 from the Java client and kazoo; some clients number it).
+            return self.reply(header.xid, self.zxid(), code::OK, &Response::Empty).await;
         }
         refused("auth");
         let _ = self.reply(header.xid, self.zxid(), code::AUTH_FAILED, &Response::Empty).await;

@@ -30,9 +30,21 @@ pub const AUDIT_READ_RECORDS_MAX: usize = 10_000;
 /// Bytes of a record's `target`; longer ones are cut (with `…`).
 pub const AUDIT_TARGET_BYTES_MAX: usize = 256;
 
-/// The action name of a route: `/grid/worker/report` is `grid.worker.report`.
+/// Bytes of a record's `action`: a route's name is short, and a path no route serves is cut.
+pub const AUDIT_ACTION_BYTES_MAX: usize = 128;
+
+/// The action name of a route: `/grid/worker/report` is `grid.worker.report`; cut to
+/// [`AUDIT_ACTION_BYTES_MAX`] (a request may name any path).
 pub fn action_of(path: &str) -> String {
-    path.trim_start_matches('/').replace('/', ".")
+    let mut action = path.trim_start_matches('/').replace('/', ".");
+    if action.len() > AUDIT_ACTION_BYTES_MAX {
+        let mut end = AUDIT_ACTION_BYTES_MAX;
+        while !action.is_char_boundary(end) {
+            end -= 1;
+        }
+        action.truncate(end);
+    }
+    action
 }
 
 /// Cuts `target` to [`AUDIT_TARGET_BYTES_MAX`] on a character boundary.
@@ -201,7 +213,8 @@ mod tests {
     }
 
     #[test]
-    fn targets_are_bounded() {
+    fn targets_and_actions_are_bounded() {
+        assert!(action_of(&format!("/{}", "x/".repeat(1_000))).len() <= AUDIT_ACTION_BYTES_MAX);
         assert_eq!(bounded_target("abc".into()), "abc");
         let cut = bounded_target("é".repeat(300));
         assert!(cut.len() <= AUDIT_TARGET_BYTES_MAX && cut.ends_with('…'));

@@ -4,8 +4,9 @@
 //! A caller is the bearer token it presents (a signed token, or the legacy `admin.token`), or else the
 //! client certificate it connected with. A revoked name counts as no credential. The route's class
 //! and the few fields a worker's permission depends on decide the rest; a refusal is one JSON line,
-//! 401 `unauthorized` or 403 `no auth`, before any handler runs or a body beyond the size limit is
-//! read. Every call that changes something is appended to the audit log with its outcome.
+//! 401 `unauthorized` or 403 `no auth`, before any handler runs and (but for a worker's calls) before
+//! any of the body is read. Every call that changes something is appended to the audit log with its
+//! outcome.
 //!
 //! Invariant: no route runs before `authenticate` has allowed it; tokens are compared in constant
 //! time and never logged.
@@ -267,9 +268,15 @@ pub(crate) async fn authenticate(State(state): State<Arc<AdminState>>, request: 
     let principal = principal.filter(|principal| !revoked(&state, principal));
     let audit = audited(method.as_str(), &path).then_some(state.audit.as_ref()).flatten();
     let worker = principal.as_ref().is_some_and(|principal| matches!(principal.role, Role::Worker(_)));
-    // The body is read only for a caller already known, and only where the policy or the audit log
-    // needs its fields.
-    let (mut request, peek, target) = if method == Method::POST && principal.is_some() && (worker || audit.is_some()) {
+    let query_path = axum::extract::Query::<PathQuery>::try_from_uri(request.uri()).ok().and_then(|query| query.0.path);
+    let mut target = bounded_target(query_path.clone().unwrap_or_default());
+    let query_peek = Peek { path: query_path, node: None };
+    // Only a worker's permission depends on the body: everyone else is decided before a byte of it
+    // is read.
+    let mut verdict = decide(principal.as_ref(), method.as_str(), &path, &query_peek, state.auth.metrics_public);
+    let read_body = method == Method::POST && principal.is_some() && (worker || (verdict.is_ok() && audit.is_some()));
+    let mut request = request;
+    if read_body {
         let (parts, body) = request.into_parts();
         let (limit, limit_name) = body_limit(&path);
         let bytes = match axum::body::to_bytes(body, limit).await {
@@ -280,15 +287,13 @@ pub(crate) async fn authenticate(State(state): State<Arc<AdminState>>, request: 
             }
         };
         let body_peek: BodyPeek = serde_json::from_slice(&bytes).unwrap_or_default();
-        let peek = Peek { path: body_peek.path.clone(), node: body_peek.node };
-        (Request::from_parts(parts, Body::from(bytes)), peek, body_peek.target())
-    } else {
-        let path_query =
-            axum::extract::Query::<PathQuery>::try_from_uri(request.uri()).ok().and_then(|query| query.0.path);
-        let target = path_query.clone().unwrap_or_default();
-        (request, Peek { path: path_query, node: None }, target)
-    };
-    let verdict = decide(principal.as_ref(), method.as_str(), &path, &peek, state.auth.metrics_public);
+        target = body_peek.target();
+        if worker {
+            let peek = Peek { path: body_peek.path.clone(), node: body_peek.node };
+            verdict = decide(principal.as_ref(), method.as_str(), &path, &peek, state.auth.metrics_public);
+        }
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
     let response = match verdict {
         Ok(()) => {
             if let Some(principal) = &principal {

@@ -118,6 +118,10 @@ fn stat(stat: &crate::registry::Stat) -> proto::Stat {
 /// Serves one request; the caller sends the reply (after any watch events it queued) at the zxid it
 /// reads after this returns, or at the write's zxid when this returns one.
 pub async fn serve(context: &Context<'_>, request: Request) -> (Reply, Option<u64>) {
+    if let Request::CheckWatches { path: text, kind } | Request::RemoveWatches { path: text, kind } = &request {
+        let remove = matches!(request, Request::RemoveWatches { .. });
+        return (watches(context, text, *kind, remove), None);
+    }
     match serve_inner(context, request).await {
         Ok((response, zxid)) => (Reply::Body(response), zxid),
         Err(error) => (Reply::from(error), None),
@@ -277,20 +281,8 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
             context.watch.add(&path(&text)?, kind)?;
             done(Response::Code { err: code::OK })
         }
-        Request::CheckWatches { path: text, kind } => {
-            let kinds = watch_kinds(kind)?;
-            match context.watch.holds(&path(&text)?, kinds) {
-                true => done(Response::Empty),
-                false => Err(no_watcher(&text)),
-            }
-        }
-        Request::RemoveWatches { path: text, kind } => {
-            let kinds = watch_kinds(kind)?;
-            match context.watch.remove(&path(&text)?, kinds) {
-                true => done(Response::Empty),
-                false => Err(no_watcher(&text)),
-            }
-        }
+        // Answered in `serve`: their refusal, `NoWatcher`, is a code the contract does not have.
+        Request::CheckWatches { .. } | Request::RemoveWatches { .. } => unreachable!("answered by serve"),
         Request::SetWatches { relative_zxid, data, exist, child } => {
             restore(context, relative_zxid, data, exist, child, Vec::new(), Vec::new())
         }
@@ -307,20 +299,42 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
 }
 
 /// The watch kinds a `checkWatches`/`removeWatches` type names.
+/// `checkWatches` and `removeWatches`: ZooKeeper's `NoWatcher` when the connection holds no watch of
+/// the type on the path, a code that exists only on this front end. As in ZooKeeper, removing the data
+/// or child type removes only one-shot watches (a persistent one goes only with the `any` type), yet
+/// succeeds wherever the type's check would.
+fn watches(context: &Context<'_>, text: &str, kind: i32, remove: bool) -> Reply {
+    let found = watch_kinds(kind).and_then(|kinds| {
+        let path = path(text)?;
+        let held = context.watch.holds(&path, kinds);
+        if held && remove {
+            let removed: &[WatchKind] = match kind {
+                watcher_type::CHILDREN => &[WatchKind::Child],
+                watcher_type::DATA => &[WatchKind::Data],
+                _ => kinds,
+            };
+            context.watch.remove(&path, removed);
+        }
+        Ok(held)
+    });
+    match found {
+        Ok(true) => Reply::Body(Response::Empty),
+        Ok(false) => Reply::Error(code::NO_WATCHER),
+        Err(error) => Reply::from(error),
+    }
+}
+
 fn watch_kinds(kind: i32) -> Result<&'static [WatchKind], ApiError> {
+    // As ZooKeeper files watches: its data watch table also holds persistent and persistent-recursive
+    // watches, its child table persistent ones, so checking or removing a type reaches those too.
     match kind {
-        watcher_type::CHILDREN => Ok(&[WatchKind::Child]),
-        watcher_type::DATA => Ok(&[WatchKind::Data]),
+        watcher_type::CHILDREN => Ok(&[WatchKind::Child, WatchKind::Persistent]),
+        watcher_type::DATA => Ok(&[WatchKind::Data, WatchKind::Persistent, WatchKind::PersistentRecursive]),
         watcher_type::ANY => {
             Ok(&[WatchKind::Data, WatchKind::Child, WatchKind::Persistent, WatchKind::PersistentRecursive])
         }
         _ => Err(ApiError::bad_arguments(format!("unknown watcher type {kind}"))),
     }
-}
-
-/// ZooKeeper's `NoWatcher`, which the contract has no code for: it exists only on this front end.
-fn no_watcher(text: &str) -> ApiError {
-    ApiError::new(ErrorCode::BadArguments, format!("no watcher on {text}"))
 }
 
 fn restore(
@@ -500,8 +514,12 @@ mod tests {
 
     #[test]
     fn watch_types_name_their_kinds() {
-        assert_eq!(watch_kinds(watcher_type::CHILDREN), Ok(&[WatchKind::Child][..]));
-        assert_eq!(watch_kinds(watcher_type::DATA), Ok(&[WatchKind::Data][..]));
+        // ZooKeeper's data table holds persistent and recursive watches too, its child table persistent ones.
+        assert_eq!(watch_kinds(watcher_type::CHILDREN), Ok(&[WatchKind::Child, WatchKind::Persistent][..]));
+        assert_eq!(
+            watch_kinds(watcher_type::DATA),
+            Ok(&[WatchKind::Data, WatchKind::Persistent, WatchKind::PersistentRecursive][..])
+        );
         assert_eq!(watch_kinds(watcher_type::ANY).map(<[WatchKind]>::len), Ok(4));
         assert!(watch_kinds(7).is_err());
     }

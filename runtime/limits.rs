@@ -255,9 +255,10 @@ const _: () = assert!(NODE_SESSION_TIMEOUT_MS >= SESSION_TIMEOUT_MS_MIN_DEFAULT)
 const _: () = assert!(NODE_SESSION_TIMEOUT_MS <= SESSION_TIMEOUT_MS_MAX_DEFAULT);
 const _: () = assert!(KEEPALIVES_PER_NODE_SESSION >= 3);
 
-/// Bytes of one ZooKeeper client frame by default: ZooKeeper's `jute.maxbuffer` (1 MiB, which bounds
-/// a znode's data) plus room for the request's header, path and ACL.
-pub const ZK_FRAME_BYTES_MAX_DEFAULT: usize = (1 << 20) + (16 << 10);
+/// Bytes of one ZooKeeper client frame (after its length prefix) by default: ZooKeeper's own default
+/// `jute.maxbuffer`, 0xfffff, checked as ZooKeeper checks it, so a request ZooKeeper would drop the
+/// connection for is dropped here too (a create of 1 MiB of data does not fit with its header).
+pub const ZK_FRAME_BYTES_MAX_DEFAULT: usize = 0xfffff;
 /// Smallest frame bound a configuration may set: a connect request and a small write must fit.
 pub const ZK_FRAME_BYTES_MAX_MIN: usize = 4 << 10;
 /// ZooKeeper client connections a node holds by default; more are closed as they arrive. With the

@@ -12,8 +12,11 @@
 # node's data dir), TERM first, KILL after 30 s. `leader` prints "<node> <pid>" for the coordinator
 # leader; `pid <node>` prints that node's PID.
 #
-# Ports: mesh $PEERS_GK_MESH_BASE+N (default 17200+N), admin $PEERS_GK_ADMIN_BASE+N (default 19200+N).
-# Every node setting is left at gridkeeper's defaults (fsync on).
+# Ports: mesh $PEERS_GK_MESH_BASE+N (default 17200+N), admin $PEERS_GK_ADMIN_BASE+N (default 19200+N),
+# ZooKeeper client protocol $PEERS_GK_ZK_BASE+N (default 2280+N, gridkeeper's own default, clear of a
+# real ZooKeeper's 2181-2183), always passed as an explicit --zk-listen. `start` waits until every
+# node's ZooKeeper port answers `ruok` too. Every other node setting is left at gridkeeper's defaults
+# (fsync on).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -22,6 +25,7 @@ BASE=${PEERS_GK_DIR:-${TMPDIR:-/tmp}/peers-gk}
 NODES=${PEERS_GK_NODES:-3}
 MESH_BASE=${PEERS_GK_MESH_BASE:-17200}
 ADMIN_BASE=${PEERS_GK_ADMIN_BASE:-19200}
+ZK_BASE=${PEERS_GK_ZK_BASE:-2280}
 
 case "$NODES" in
     1 | 3) ;;
@@ -30,6 +34,7 @@ esac
 
 ids() { seq 1 "$NODES"; }
 admin() { echo "127.0.0.1:$((ADMIN_BASE + $1))"; }
+zk() { echo "127.0.0.1:$((ZK_BASE + $1))"; }
 
 ours() { # ours <node> <pid>: the PID is alive and is the process started for this node
     local cmd
@@ -42,6 +47,13 @@ leader_of() { # leader_of <node>: the leader id that node reports, or nothing
     { curl -s -m 2 --cacert "$BASE/certs/ca.pem" --cert "$BASE/certs/operator.pem" \
         --key "$BASE/certs/operator.key" "https://$(admin "$1")/status" 2>/dev/null || true; } |
         sed -n 's/.*"leader":\([0-9][0-9]*\).*/\1/p'
+}
+
+zk_ready() { # zk_ready <node>: the node's ZooKeeper port answers the four-letter word ruok
+    local reply
+    reply=$(timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf ruok >&3 && cat <&3' _ "$((ZK_BASE + $1))" \
+        2>/dev/null) || true
+    [[ $reply == imok ]]
 }
 
 start() {
@@ -64,7 +76,7 @@ start() {
     peers=${peers%,}
     for i in $(ids); do
         setsid nohup "$BIN" node --id "$i" --peers "$peers" --certs "$BASE/certs" --data-dir "$BASE/d$i" \
-            --admin "$(admin "$i")" >>"$BASE/d$i.log" 2>&1 </dev/null &
+            --admin "$(admin "$i")" --zk-listen "$(zk "$i")" >>"$BASE/d$i.log" 2>&1 </dev/null &
         echo $! >"$BASE/d$i.pid"
         echo "gk$i: pid $(cat "$BASE/d$i.pid")"
     done
@@ -75,17 +87,19 @@ start() {
             exit 1
         fi
     done
-    # Up when every node reports the same leader.
-    local seen
+    # Up when every node reports the same leader and answers on its ZooKeeper port.
+    local seen silent
     for _ in $(seq 1 60); do
         seen=$(for i in $(ids); do leader_of "$i"; echo; done | sort | uniq -c)
-        if [[ $(wc -l <<<"$seen") -eq 1 && $seen =~ ^\ *$NODES\ +([0-9]+)$ ]]; then
+        silent=""
+        for i in $(ids); do zk_ready "$i" || silent+=" $(zk "$i")"; done
+        if [[ -z $silent && $(wc -l <<<"$seen") -eq 1 && $seen =~ ^\ *$NODES\ +([0-9]+)$ ]]; then
             echo "cluster up: leader ${BASH_REMATCH[1]}"
             return 0
         fi
         sleep 1
     done
-    echo "no common leader within 60 s (seen: $seen)" >&2
+    echo "cluster not up within 60 s (leaders seen: $seen)${silent:+; ZooKeeper port silent:$silent}" >&2
     exit 1
 }
 
@@ -125,7 +139,7 @@ status() {
     for i in $(ids); do
         f=$BASE/d$i.pid
         if [[ -f $f ]] && ours "$i" "$(cat "$f")"; then
-            echo "gk$i: pid $(cat "$f") leader $(leader_of "$i")"
+            echo "gk$i: pid $(cat "$f") leader $(leader_of "$i") zk $(zk "$i")"
         else
             echo "gk$i: not running"
         fi

@@ -6,11 +6,14 @@
 # Installs what is missing (Debian packages only if their commands are missing; Ray 2.60 into a
 # virtualenv under target/peers/venv), builds gridkeeper and the harness in release mode, then runs
 # each system alone: start its cluster, run its workloads, stop exactly what was started (also on
-# error or Ctrl-C). Results go to FILE (default target/peers/results.jsonl, one JSON line per
-# measurement, truncated at the start); the Markdown table and the goals are printed at the end.
+# error or Ctrl-C). gridkeeper runs over HTTP and again through its ZooKeeper protocol
+# (gridkeeper-zk: the ZooKeeper client and workloads, on a fresh cluster). Results go to FILE
+# (default target/peers/results.jsonl, one JSON line per measurement, truncated at the start); the
+# Markdown table and the goals are printed at the end.
 #
 # Environment: PEERS_SHARED (the shared cluster scripts, default ../shared/peers beside the repo),
-# PEERS_RAY_VERSION (default 2.60.*). Cluster data lives under target/peers/{zk,etcd,gk}.
+# PEERS_RAY_VERSION (default 2.60.*), PEERS_GK_ZK_BASE (gridkeeper's ZooKeeper ports are BASE+N,
+# default 2280). Cluster data lives under target/peers/{zk,etcd,gk}.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,7 +27,7 @@ PEERS=$ROOT/target/peers-build/release/peers
 QUICK=()
 OUT=$WORK/results.jsonl
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
     case $1 in
@@ -94,6 +97,10 @@ mkdir -p "$(dirname "$OUT")" "$WORK"
 export GK_BIN=$ROOT/target/release/gridkeeper
 export PEERS_ZK_DIR=$WORK/zk PEERS_ETCD_DIR=$WORK/etcd PEERS_GK_DIR=$WORK/gk
 GK_ADMINS=127.0.0.1:19201,127.0.0.1:19202,127.0.0.1:19203
+# gk-cluster.sh gives node N the ZooKeeper port PEERS_GK_ZK_BASE+N; listed in node-id order, as the
+# harness maps the leader's node number to its endpoint.
+GK_ZK_BASE=${PEERS_GK_ZK_BASE:-2280}
+GK_ZK_SERVERS=127.0.0.1:$((GK_ZK_BASE + 1)),127.0.0.1:$((GK_ZK_BASE + 2)),127.0.0.1:$((GK_ZK_BASE + 3))
 
 # The stop command of the cluster now running; the EXIT trap runs it, so an error or Ctrl-C in the
 # middle of a system still stops exactly what that system started.
@@ -139,6 +146,16 @@ run_gridkeeper() {
         --token-file "$token" --workloads tasks,task-retry
 }
 
+run_gridkeeper_zk() {
+    # A fresh 3-node cluster reached only through its ZooKeeper listeners, with ZooKeeper's client
+    # and workloads; failover last (it leaves two nodes). gk-cluster.sh stays the control script
+    # (leader and pid by node number). No token: the znodes are world-open, and a ZooKeeper session
+    # needs no credential for them.
+    export PEERS_GK_NODES=3
+    with_cluster "$PEERS_GK_DIR" "$HERE/gk-cluster.sh" --system gridkeeper-zk --endpoints "$GK_ZK_SERVERS" \
+        --workloads write,create,read-local,failover
+}
+
 run_gridkeeper_1node() {
     export PEERS_GK_NODES=1
     with_cluster "$PEERS_GK_DIR" "$HERE/gk-cluster.sh" --system gridkeeper-1node \
@@ -153,7 +170,7 @@ run_ray() {
 # Each system runs in a subshell of its own with errexit on, so a failure stops that system (and
 # its cluster, through the subshell's EXIT trap) and the run goes on with the next one.
 failed=()
-for system in zookeeper etcd gridkeeper gridkeeper_1node ray; do
+for system in zookeeper etcd gridkeeper gridkeeper_zk gridkeeper_1node ray; do
     say "$system"
     set +e
     (

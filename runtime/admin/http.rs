@@ -241,6 +241,7 @@ pub fn status_view(view: &NodeView) -> StatusView {
         term: consensus.map(|status| status.term),
         commit_index: consensus.map(|status| status.commit_index),
         applied_index: consensus.map(|status| status.applied_index),
+        state_version: view.coordinator().map(|coordinator| coordinator.read_local(|registry| registry.version())),
         members,
     }
 }

@@ -38,8 +38,8 @@ pub fn route_class(method: &str, path: &str) -> RouteClass {
         ("GET", "/auth/revoked") => RouteClass::Authenticated,
         (
             "GET",
-            "/status" | "/registry/node" | "/registry/stat" | "/registry/children" | "/registry/watch" | "/grid/tasks"
-            | "/grid/node" | "/grid/jobs",
+            "/status" | "/registry/node" | "/registry/stat" | "/registry/children" | "/registry/watch"
+            | "/registry/acl" | "/grid/tasks" | "/grid/node" | "/grid/jobs",
         )
         | ("POST", "/grid/wait" | "/registry/sync") => RouteClass::Read,
         ("POST", "/grid/submit" | "/grid/cancel" | "/grid/schedule" | "/grid/unschedule") => RouteClass::Submit,

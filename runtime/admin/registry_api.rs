@@ -10,10 +10,17 @@
 //! - `GET /registry/node?path=&consistency=` → data (UTF-8 and hex) and stat; `GET /registry/stat`
 //!   → the stat or `null`; `GET /registry/children` → sorted names and the parent's stat. Reads are
 //!   `linearizable` by default, `local` on request.
+//! - `GET /registry/acl?path=` → the node's ACL, ACL version and stat; `POST /registry/acl`
+//!   `{"path", "acl": [{"perms", "scheme", "id"}], "version"}` replaces it.
 //! - `GET /registry/watch?path=&kind=&since=` → watch events as newline-delimited JSON.
 //! - `POST /registry/create`, `POST /registry/set`, `POST /registry/delete`, `POST /registry/multi`,
 //!   `POST /registry/sync`.
 //! - `POST /registry/session/open`, `POST /registry/session/keepalive`, `POST /registry/session/close`.
+//!
+//! Every call is also checked against the nodes' ACLs, as ZooKeeper checks them: the operator is the
+//! super user; a worker writes only its own registration (as the cluster does); any other credential
+//! NAME is `gridkeeper:NAME` (and `ip:ADDRESS`), so `GET /registry/node` of a node whose ACL does not
+//! let it READ answers 403 `no auth`.
 //!
 //! Sessions belong to their openers: `session/open` answers with the session's `secret` (32 hex
 //! characters), returned by no other call, and `session/keepalive`, `session/close` and creates of
@@ -25,18 +32,20 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use bytes::Bytes;
 
+use super::connection::ClientAddr;
 use super::error::HttpError;
 use super::http::AdminState;
 use crate::api::registry::{
-    ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, ReadQuery, SessionBody, SetBody, StatBody,
-    WatchQuery,
+    AclBody, ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, ReadQuery, SessionBody,
+    SetAclBody, SetBody, StatBody, WatchQuery,
 };
 use crate::api::{ApiError, ErrorCode};
 use crate::consensus::Coordinator;
-use crate::registry::WatchKind;
+use crate::credentials::{Principal, Role};
+use crate::registry::{AuthId, Caller, WatchKind};
 use crate::service::registry as service;
 use crate::state::Outcome;
 
@@ -46,6 +55,7 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/registry/node", get(get_node))
         .route("/registry/stat", get(stat))
         .route("/registry/children", get(children))
+        .route("/registry/acl", get(acl).post(set_acl))
         .route("/registry/watch", get(watch))
         .route("/registry/create", post(create))
         .route("/registry/set", post(set))
@@ -67,9 +77,67 @@ pub(crate) fn coordinator(state: &AdminState) -> Result<Coordinator, HttpError> 
     state.view.coordinator().ok_or_else(|| HttpError(ApiError::new(ErrorCode::Unavailable, "coordinator not running")))
 }
 
-async fn get_node(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<NodeBody> {
+/// The credential a call came with, for the registry's ACL checks.
+type Who = Option<Extension<Principal>>;
+
+/// Who `who` is to the registry's ACLs: the operator is the super user; a worker writes its own
+/// registration as the cluster does (its policy already confined it to that); any other credential
+/// NAME is the identity `gridkeeper:NAME`, plus its address as `ip:ADDRESS`.
+fn asker_of(who: &Who, client: &Option<Extension<ClientAddr>>) -> Option<Caller> {
+    let Some(Extension(principal)) = who else {
+        return Some(Caller::anonymous());
+    };
+    match principal.role {
+        Role::Operator => Some(Caller::superuser()),
+        Role::Worker(_) => None,
+        Role::Reader | Role::Submitter | Role::Metrics => {
+            let mut caller = Caller::anonymous();
+            caller.add(AuthId::new("gridkeeper", &principal.name));
+            if let Some(Extension(client)) = client {
+                caller.add(AuthId::new("ip", &client.0.ip().to_string()));
+            }
+            Some(caller)
+        }
+    }
+}
+
+async fn get_node(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Query(query): Query<ReadQuery>,
+) -> ApiResult<NodeBody> {
     let path = service::parse_path(&query.path)?;
-    Ok(Json(service::get(&coordinator(&state)?, &path, query.consistency).await?))
+    let asker = asker_of(&who, &client);
+    Ok(Json(service::get(&coordinator(&state)?, asker.as_ref(), &path, query.consistency).await?))
+}
+
+/// A node's ACL, its ACL version and stat (needs READ or ADMIN on it).
+async fn acl(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Query(query): Query<ReadQuery>,
+) -> ApiResult<AclBody> {
+    let path = service::parse_path(&query.path)?;
+    let asker = asker_of(&who, &client);
+    let (acl, stat) = service::acl(&coordinator(&state)?, asker.as_ref(), &path, query.consistency).await?;
+    Ok(Json(AclBody { path: path.to_string(), acl, aversion: stat.aversion, stat }))
+}
+
+/// Replaces a node's ACL (needs ADMIN on it), if its ACL version is the one given.
+async fn set_acl(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Json(body): Json<SetAclBody>,
+) -> ApiResult<AclBody> {
+    let path = service::parse_path(&body.path)?;
+    let asker = asker_of(&who, &client);
+    let coordinator = coordinator(&state)?;
+    let stat = service::set_acl(&coordinator, asker.as_ref(), &path, &body.acl, body.version).await?;
+    let (acl, _) = coordinator.read_local(|registry| registry.acl(&path)).unwrap_or((body.acl, stat));
+    Ok(Json(AclBody { path: path.to_string(), acl, aversion: stat.aversion, stat }))
 }
 
 async fn stat(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<StatBody> {
@@ -77,26 +145,56 @@ async fn stat(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuer
     Ok(Json(service::stat(&coordinator(&state)?, &path, query.consistency).await?))
 }
 
-async fn children(State(state): State<Arc<AdminState>>, Query(query): Query<ReadQuery>) -> ApiResult<ChildrenBody> {
+async fn children(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Query(query): Query<ReadQuery>,
+) -> ApiResult<ChildrenBody> {
     let path = service::parse_path(&query.path)?;
-    Ok(Json(service::children(&coordinator(&state)?, &path, query.consistency).await?))
+    let asker = asker_of(&who, &client);
+    Ok(Json(service::children(&coordinator(&state)?, asker.as_ref(), &path, query.consistency).await?))
 }
 
-async fn create(State(state): State<Arc<AdminState>>, Json(body): Json<CreateBody>) -> ApiResult<CreatedBody> {
-    Ok(Json(service::create(&coordinator(&state)?, body).await?))
+async fn create(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Json(body): Json<CreateBody>,
+) -> ApiResult<CreatedBody> {
+    let asker = asker_of(&who, &client);
+    Ok(Json(service::create(&coordinator(&state)?, asker.as_ref(), body).await?))
 }
 
-async fn set(State(state): State<Arc<AdminState>>, Json(body): Json<SetBody>) -> ApiResult<StatBody> {
-    Ok(Json(service::set(&coordinator(&state)?, body).await?))
+async fn set(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Json(body): Json<SetBody>,
+) -> ApiResult<StatBody> {
+    let asker = asker_of(&who, &client);
+    Ok(Json(service::set(&coordinator(&state)?, asker.as_ref(), body).await?))
 }
 
-async fn delete(State(state): State<Arc<AdminState>>, Json(body): Json<DeleteBody>) -> ApiResult<serde_json::Value> {
-    service::delete(&coordinator(&state)?, &body).await?;
+async fn delete(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Json(body): Json<DeleteBody>,
+) -> ApiResult<serde_json::Value> {
+    let asker = asker_of(&who, &client);
+    service::delete(&coordinator(&state)?, asker.as_ref(), &body).await?;
     Ok(Json(serde_json::json!({ "deleted": body.path })))
 }
 
-async fn multi(State(state): State<Arc<AdminState>>, Json(body): Json<MultiBody>) -> ApiResult<Outcome> {
-    Ok(Json(service::multi(&coordinator(&state)?, body).await?))
+async fn multi(
+    State(state): State<Arc<AdminState>>,
+    who: Who,
+    client: Option<Extension<ClientAddr>>,
+    Json(body): Json<MultiBody>,
+) -> ApiResult<Outcome> {
+    let asker = asker_of(&who, &client);
+    Ok(Json(service::multi(&coordinator(&state)?, asker.as_ref(), body).await?))
 }
 
 async fn sync(State(state): State<Arc<AdminState>>) -> ApiResult<serde_json::Value> {

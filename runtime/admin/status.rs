@@ -40,6 +40,10 @@ pub struct StatusView {
     /// Index of the last entry applied on this node.
     #[serde(default)]
     pub applied_index: Option<u64>,
+    /// The state version this node applies (see `registry::STATE_VERSION`): raised through the log
+    /// once every voter's build knows the next one.
+    #[serde(default)]
+    pub state_version: Option<u32>,
     /// Every member, the reporting node first.
     pub members: Vec<MemberView>,
 }
@@ -50,12 +54,13 @@ impl StatusView {
         let leader = self.leader.map_or_else(|| "none".to_string(), |leader| leader.to_string());
         let show = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
         let mut out = format!(
-            "node {}  leader {}  term {}  commit {}  applied {}\n",
+            "node {}  leader {}  term {}  commit {}  applied {}  state version {}\n",
             self.node,
             leader,
             show(self.term),
             show(self.commit_index),
-            show(self.applied_index)
+            show(self.applied_index),
+            show(self.state_version.map(u64::from))
         );
         out.push_str(&format!(
             "{:<6} {:<24} {:<6} {:>12} {:>8} {:>6} {:>6}\n",
@@ -93,6 +98,7 @@ mod tests {
             term: None,
             commit_index: None,
             applied_index: None,
+            state_version: None,
             members: vec![MemberView {
                 id: 1,
                 addr: "127.0.0.1:7101".into(),
@@ -106,7 +112,7 @@ mod tests {
         let json = serde_json::to_string(&view).expect("serializes");
         assert_eq!(
             json,
-            r#"{"node":1,"leader":null,"term":null,"commit_index":null,"applied_index":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12,"running":1,"slots":2,"load":0.5}]}"#
+            r#"{"node":1,"leader":null,"term":null,"commit_index":null,"applied_index":null,"state_version":null,"members":[{"id":1,"addr":"127.0.0.1:7101","alive":true,"last_seen_ms":12,"running":1,"slots":2,"load":0.5}]}"#
         );
         let table = view.to_table();
         assert!(table.contains("127.0.0.1:7101") && table.contains("12 ms ago"), "{table}");

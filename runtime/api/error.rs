@@ -191,6 +191,8 @@ impl RegistryError {
             RegistryError::MultiFailed { cause, .. } => cause.code(),
             RegistryError::NoAuth { .. } => ErrorCode::NoAuth,
             RegistryError::SessionExists { .. } => ErrorCode::SessionExists,
+            RegistryError::Denied { .. } => ErrorCode::NoAuth,
+            RegistryError::InvalidAcl { .. } => ErrorCode::InvalidAcl,
         }
     }
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::consensus::{Consistency, ReadOp, ReadResult};
-use crate::registry::{CreateMode, MultiOp, SessionSecret, Stat, WatchKind};
+use crate::registry::{Acl, CreateMode, MultiOp, SessionSecret, Stat, WatchKind};
 
 /// Query of the read routes.
 #[derive(Debug, Deserialize)]
@@ -78,6 +78,35 @@ pub struct CreateBody {
     /// Time to live for persistent modes.
     #[serde(default)]
     pub ttl_ms: Option<u64>,
+    /// The node's ACL (default: open to everyone). `auth` entries stand for the caller's credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<Acl>>,
+}
+
+/// A node's ACL (`GET /registry/acl`), or the answer to setting one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclBody {
+    /// The node.
+    pub path: String,
+    /// Its entries.
+    pub acl: Vec<Acl>,
+    /// Its ACL version.
+    pub aversion: u32,
+    /// Its stat.
+    pub stat: Stat,
+}
+
+/// A request to replace a node's ACL (`POST /registry/acl`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAclBody {
+    /// The node.
+    pub path: String,
+    /// The new entries.
+    pub acl: Vec<Acl>,
+    /// Expected ACL version, or any.
+    #[serde(default)]
+    pub version: Option<u32>,
 }
 
 /// A create answer.

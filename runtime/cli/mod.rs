@@ -159,7 +159,7 @@ struct NodeArgs {
     #[arg(long = "zk-4lw", value_name = "WORDS")]
     zk_4lw: Option<String>,
     /// Largest ZooKeeper client frame in bytes (ZooKeeper's jute.maxbuffer plus headers; default
-    /// 1 MiB + 16 KiB).
+    /// 1,048,575: ZooKeeper's jute.maxbuffer).
     #[arg(long)]
     zk_frame_bytes_max: Option<usize>,
     /// ZooKeeper client connections held at once (default 20000).

@@ -358,6 +358,7 @@ impl Client {
             session: session.map(Session::id),
             secret: session.map(Session::secret),
             ttl_ms: None,
+            acl: None,
         };
         self.post("/registry/create", &body).await
     }
@@ -374,6 +375,7 @@ impl Client {
             session: None,
             secret: None,
             ttl_ms: Some(ttl_ms),
+            acl: None,
         };
         self.post("/registry/create", &body).await
     }

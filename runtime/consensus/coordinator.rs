@@ -318,6 +318,19 @@ impl Coordinator {
         }
     }
 
+    /// The voters of the committed membership this node knows, with their mesh addresses.
+    pub fn voters(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        membership
+            .voter_ids()
+            .map(|id| {
+                let addr = membership.get_node(&id).map(|node| node.addr.clone()).unwrap_or_default();
+                (NodeId(id), addr)
+            })
+            .collect()
+    }
+
     /// Runs `read` on the local registry, as of now (no consistency wait).
     pub fn read_local<T>(&self, read: impl FnOnce(&Registry) -> T) -> T {
         self.inner.machine.read(read)

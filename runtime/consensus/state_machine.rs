@@ -5,10 +5,11 @@
 //! zxid is the entry's log index.
 //! Invariant: a snapshot on disk is complete (written to a temporary file, fsync'd, renamed).
 //!
-//! Snapshots carry a format version. Format 2 (this build) is [`SNAPSHOT_MAGIC`], the version as a
-//! little-endian `u16`, the postcard state, then the postcard [`StateExtras`] (settings and session
-//! secrets, which format 1 had no place for). Format 1 (no magic) is the bare postcard state, as
-//! written before versions existed; it still loads, with no extras.
+//! Snapshots carry a format version. Format 3 (this build) is [`SNAPSHOT_MAGIC`], the version as a
+//! little-endian `u16`, the postcard state, the postcard [`StateExtras`] (settings and session
+//! secrets, which format 1 had no place for), then the postcard [`StateExtras3`] (the state version
+//! and the ACLs, which format 2 had no place for). Format 2 is the same without the last part; format
+//! 1 (no magic) is the bare postcard state, as written before versions existed. Both still load.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::registry::{Change, Registry, RegistryLimits};
-use crate::state::{Applied, Effects, Proposal, ReplicatedState, StateExtras, TableLimits};
+use crate::state::{Applied, Effects, Proposal, ReplicatedState, StateExtras, StateExtras3, TableLimits};
 
 /// Hears of every applied command, in order.
 pub trait ApplyObserver: Send + Sync + 'static {
@@ -54,13 +55,14 @@ struct SmState {
 pub const SNAPSHOT_MAGIC: [u8; 6] = [0xFF, b'G', b'K', b'S', b'N', b'P'];
 
 /// The snapshot format this build writes.
-pub const SNAPSHOT_FORMAT: u16 = 2;
+pub const SNAPSHOT_FORMAT: u16 = 3;
 
 fn encode_state(state: &SmState) -> io::Result<Vec<u8>> {
     let mut bytes = SNAPSHOT_MAGIC.to_vec();
     bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
     let bytes = postcard::to_extend(state, bytes).map_err(io_error)?;
-    postcard::to_extend(&state.replicated.extras(), bytes).map_err(io_error)
+    let bytes = postcard::to_extend(&state.replicated.extras(), bytes).map_err(io_error)?;
+    postcard::to_extend(&state.replicated.extras3(), bytes).map_err(io_error)
 }
 
 /// Reads a snapshot of any format this build knows.
@@ -68,19 +70,21 @@ fn decode_state(bytes: &[u8]) -> io::Result<SmState> {
     let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
         // Format 1.
         let mut state: SmState = postcard::from_bytes(bytes).map_err(io_error)?;
-        state.replicated.restore_extras(StateExtras::default());
+        state.replicated.restore_extras(StateExtras::default(), StateExtras3::default());
         return Ok(state);
     };
     let (version, body) = rest.split_at_checked(2).ok_or_else(|| io_error("snapshot truncated"))?;
     let version = u16::from_le_bytes([version[0], version[1]]);
-    if version != SNAPSHOT_FORMAT {
+    if !(2..=SNAPSHOT_FORMAT).contains(&version) {
         return Err(io_error(format!(
-            "snapshot format {version} is not one this build reads (it reads 1 and {SNAPSHOT_FORMAT}): written by a newer gridkeeper?"
+            "snapshot format {version} is not one this build reads (it reads 1 to {SNAPSHOT_FORMAT}): written by a newer gridkeeper?"
         )));
     }
     let (mut state, rest): (SmState, _) = postcard::take_from_bytes(body).map_err(io_error)?;
-    let extras: StateExtras = postcard::from_bytes(rest).map_err(io_error)?;
-    state.replicated.restore_extras(extras);
+    let (extras, rest): (StateExtras, _) = postcard::take_from_bytes(rest).map_err(io_error)?;
+    let extras3: StateExtras3 =
+        if version >= 3 { postcard::from_bytes(rest).map_err(io_error)? } else { StateExtras3::default() };
+    state.replicated.restore_extras(extras, extras3);
     Ok(state)
 }
 

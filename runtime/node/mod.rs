@@ -270,6 +270,7 @@ async fn run_joined(
         prefetch: config.prefetch,
         weight: config.weight,
         kinds: kinds.names(),
+        state_version: crate::state::replicated::advertised_state_version(),
     };
     let on_registered: crate::service::registration::OnRegistered =
         Arc::new(move |id| session.store(id, std::sync::atomic::Ordering::SeqCst));

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::acl::{Acl, Caller};
 use super::path::ZPath;
 use super::secret::SessionSecret;
 
@@ -71,6 +72,10 @@ pub struct Stat {
     pub data_length: u32,
     /// Number of children.
     pub num_children: u32,
+    /// Number of ACL changes. Not in this type's serde layout (snapshots of earlier formats fix it):
+    /// the snapshot keeps it beside the tree (`StateExtras`), and it is left out of JSON bodies.
+    #[serde(skip)]
+    pub aversion: u32,
 }
 
 /// One step of a [`Command::Multi`]. Unknown fields are refused when it arrives as JSON (the log's
@@ -126,6 +131,22 @@ pub enum MultiOp {
         /// Its mode.
         #[serde(default)]
         mode: CreateMode,
+    },
+    /// As [`Command::CreateNode`]: a child with its ACL (written only once every voter's build applies state version 2).
+    CreateNode {
+        /// The parent.
+        parent: ZPath,
+        /// The child's name (its prefix, if sequential; then it may be empty).
+        #[serde(default)]
+        name: String,
+        /// Its data.
+        #[serde(default)]
+        data: Vec<u8>,
+        /// Its mode.
+        #[serde(default)]
+        mode: CreateMode,
+        /// Its ACL, already fixed up (see `acl::fix_up`).
+        acl: Vec<Acl>,
     },
 }
 
@@ -261,7 +282,55 @@ pub enum Command<A = ()> {
         /// Time to live for persistent nodes without children, in ms.
         ttl_ms: Option<u64>,
     },
+    /// Raises the state version to `version`, turning on the behaviour it names (see
+    /// [`STATE_VERSION`]). Proposed by a leader only once every voter runs a build that knows it;
+    /// a replica that does not know it stops rather than diverge.
+    Upgrade {
+        /// The new version.
+        version: u32,
+        /// The text of `/zookeeper/config` (the voters, as ZooKeeper's static configuration reads).
+        zookeeper_config: String,
+    },
+    /// `command`, checked against the ACLs of the nodes it touches as `caller` (written only once every voter's build applies state version 2).
+    /// Commands not wrapped are the cluster's own (registration, expiry) and are not checked.
+    As {
+        /// Who asks.
+        caller: Caller,
+        /// What it asks.
+        command: Box<Command<A>>,
+    },
+    /// As [`Command::CreateChild`], with the node's ACL (written only once every voter's build applies state version 2).
+    CreateNode {
+        /// The parent.
+        parent: ZPath,
+        /// The child's name (its prefix, if sequential).
+        name: String,
+        /// Its data.
+        data: Vec<u8>,
+        /// Its mode.
+        mode: CreateMode,
+        /// The owner of an ephemeral node, with its secret.
+        owner: Option<(SessionId, SessionSecret)>,
+        /// Time to live for persistent nodes without children, in ms.
+        ttl_ms: Option<u64>,
+        /// Its ACL, already fixed up (see `acl::fix_up`).
+        acl: Vec<Acl>,
+    },
+    /// Replaces a node's ACL (written only once every voter's build applies state version 2).
+    SetAcl {
+        /// The node.
+        path: ZPath,
+        /// The new ACL, already fixed up.
+        acl: Vec<Acl>,
+        /// Expected ACL version (`aversion`), or any.
+        version: Option<u32>,
+    },
 }
+
+/// The state version this build applies: 1 is the first release's behaviour; 2 adds ACLs (checked
+/// at apply), `/zookeeper`, and ZooKeeper's child numbering (a delete leaves the parent's `cversion`
+/// as it is, so sequential numbers are ZooKeeper's).
+pub const STATE_VERSION: u32 = 2;
 
 /// A command with the proposer's clock reading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,6 +501,18 @@ pub enum RegistryError {
     SessionExists {
         /// The session.
         session: SessionId,
+    },
+    /// The node's ACL does not grant the caller what it asked (ZooKeeper's `NoAuth`).
+    #[error("no auth: the ACL of {path} does not allow this")]
+    Denied {
+        /// The node whose ACL refused.
+        path: String,
+    },
+    /// The ACL given is not valid (ZooKeeper's `InvalidACL`).
+    #[error("invalid acl: {reason}")]
+    InvalidAcl {
+        /// Why.
+        reason: String,
     },
 }
 

@@ -4,6 +4,7 @@
 //! session clocks, `watch.rs` the local watch table. Replication (openraft) and I/O live in
 //! `consensus/`.
 
+pub mod acl;
 pub mod command;
 pub mod path;
 pub mod secret;
@@ -13,7 +14,10 @@ pub mod session;
 pub mod tree;
 pub mod watch;
 
-pub use command::{Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat};
+pub use acl::{Acl, AuthId, Caller};
+pub use command::{
+    Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat, STATE_VERSION,
+};
 pub use path::{PathError, ZPath};
 pub use secret::{SessionSecret, SESSION_ID_MAX};
 pub use tree::{Registry, RegistryLimits};

@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::acl::{self, perms, Acl, Caller, NodeAcl};
 use super::command::{
-    Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat,
+    Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat, STATE_VERSION,
 };
 use super::path::ZPath;
 use super::secret::SessionSecret;
@@ -85,7 +86,27 @@ pub struct Znode {
     pub children: BTreeSet<String>,
     /// Next sequential suffix for its children.
     pub sequence_next: u64,
+    /// Its ACL (`None`: open to everyone). Not in this type's serde layout (snapshots of earlier
+    /// formats fix it): the snapshot keeps it beside the tree, through [`Registry::acl_records`].
+    #[serde(skip)]
+    pub acl: NodeAcl,
 }
+
+/// What the snapshot keeps of a node's ACL beside the tree: its entries and its `aversion`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRecord {
+    /// The entries.
+    pub acl: Vec<Acl>,
+    /// The ACL version.
+    pub aversion: u32,
+}
+
+/// The paths of ZooKeeper's own subtree, which state version 2 creates.
+pub const ZOOKEEPER_PATH: &str = "/zookeeper";
+/// ZooKeeper's quota subtree.
+pub const ZOOKEEPER_QUOTA_PATH: &str = "/zookeeper/quota";
+/// ZooKeeper's configuration node.
+pub const ZOOKEEPER_CONFIG_PATH: &str = "/zookeeper/config";
 
 /// A session as replicated: its timeout and its ephemeral nodes. Liveness is tracked by the leader
 /// (`session.rs`), not here.
@@ -113,6 +134,14 @@ pub struct Registry {
     /// Bytes of data and paths held (derived; see [`Registry::rebuild_derived`]).
     #[serde(skip)]
     data_bytes: usize,
+    /// The state version in force (see [`STATE_VERSION`]). Kept beside the tree in the snapshot,
+    /// like the secrets.
+    #[serde(skip, default = "first_version")]
+    version: u32,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// What a znode counts against [`RegistryLimits::data_bytes_total_max`].
@@ -125,7 +154,8 @@ fn znode_bytes(path: &ZPath, node: &Znode) -> usize {
 enum Numbering {
     /// By the parent's counter of sequential creates (commands of earlier versions).
     Counter,
-    /// By the parent's `cversion`, ZooKeeper's rule.
+    /// By the parent's changes to its children: `cversion` itself in state version 1, the count of
+    /// creates in version 2 (ZooKeeper's rule).
     ChildChanges,
 }
 
@@ -143,12 +173,51 @@ struct Undo {
     sessions: BTreeMap<SessionId, Option<SessionRecord>>,
 }
 
-/// Per-command context: the zxid and time being applied, changes so far, and the undo log of a multi.
-struct Ctx {
+/// Per-command context: the zxid and time being applied, changes so far, the undo log of a multi,
+/// and the caller whose ACL rights are checked (`None`: the cluster's own command, not checked).
+struct Ctx<'c> {
     zxid: u64,
     now_ms: u64,
     changes: Vec<Change>,
     undo: Option<Undo>,
+    caller: Option<&'c Caller>,
+}
+
+impl Ctx<'_> {
+    /// Refuses unless the caller may do `wanted` on a node with `acl` at `path`.
+    fn check(&self, acl: &NodeAcl, wanted: u32, path: &ZPath) -> Result<(), RegistryError> {
+        match self.caller {
+            Some(caller) if !caller.may(acl, wanted) => Err(RegistryError::Denied { path: path.to_string() }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The roots of the subtrees the cluster itself writes: the grid's registrations and the credentials'
+/// revocations. From state version 2 every node in them is world-readable only, so no client but the
+/// super user changes them; the cluster's own commands are not checked.
+pub const CLUSTER_ROOTS: [&str; 2] = ["/grid", "/gridkeeper"];
+
+/// Whether `path` lies in one of [`CLUSTER_ROOTS`].
+pub fn cluster_owned(path: &ZPath) -> bool {
+    CLUSTER_ROOTS
+        .iter()
+        .any(|root| path.as_str().strip_prefix(root).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+}
+
+/// Refuses an ACL the edges should have fixed up already (see `acl::fix_up`): empty or too long.
+fn check_acl(acl: &[Acl]) -> Result<(), RegistryError> {
+    if acl.is_empty() || acl.len() > acl::ACL_ENTRIES_MAX {
+        return Err(RegistryError::InvalidAcl {
+            reason: format!("an ACL has 1 to {} entries, not {}", acl::ACL_ENTRIES_MAX, acl.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Whether deleting `path` is refused as ZooKeeper refuses it (its own nodes).
+fn protected(path: &ZPath) -> bool {
+    matches!(path.as_str(), ZOOKEEPER_PATH | ZOOKEEPER_CONFIG_PATH | ZOOKEEPER_QUOTA_PATH)
 }
 
 fn no_node(path: &ZPath) -> RegistryError {
@@ -165,6 +234,7 @@ impl Registry {
             ttl_ms: None,
             children: BTreeSet::new(),
             sequence_next: 0,
+            acl: None,
         };
         Registry {
             limits,
@@ -173,6 +243,51 @@ impl Registry {
             last_zxid: 0,
             secrets: BTreeMap::new(),
             data_bytes: 1,
+            version: 1,
+        }
+    }
+
+    /// The state version in force.
+    pub fn version(&self) -> u32 {
+        self.version.max(1)
+    }
+
+    /// A node's ACL and stat (`aversion` included).
+    ///
+    /// # Errors
+    /// [`RegistryError::NoNode`].
+    pub fn acl(&self, path: &ZPath) -> Result<(Vec<Acl>, Stat), RegistryError> {
+        let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
+        Ok((acl::entries(&node.acl), node.stat))
+    }
+
+    /// Whether `caller` may do any of `wanted` on `path` (a missing node allows nothing).
+    pub fn may(&self, caller: &Caller, path: &ZPath, wanted: u32) -> bool {
+        self.nodes.get(path).is_some_and(|node| caller.may(&node.acl, wanted))
+    }
+
+    /// The ACLs and ACL versions to keep beside the tree in a snapshot (nodes with an ACL of their
+    /// own or a changed one), and the state version.
+    pub fn acl_records(&self) -> (u32, BTreeMap<ZPath, AclRecord>) {
+        let records = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.acl.is_some() || node.stat.aversion != 0)
+            .map(|(path, node)| {
+                (path.clone(), AclRecord { acl: acl::entries(&node.acl), aversion: node.stat.aversion })
+            })
+            .collect();
+        (self.version(), records)
+    }
+
+    /// Puts back what [`Self::acl_records`] gave, after the tree was read from a snapshot.
+    pub fn restore_acl_records(&mut self, version: u32, records: BTreeMap<ZPath, AclRecord>) {
+        self.version = version.max(1);
+        for (path, record) in records {
+            if let Some(node) = self.nodes.get_mut(&path) {
+                node.acl = acl::node_acl(record.acl);
+                node.stat.aversion = record.aversion;
+            }
         }
     }
 
@@ -311,40 +426,126 @@ impl Registry {
     pub fn apply<A>(&mut self, zxid: u64, proposal: &Proposal<A>) -> (Applied, Vec<Change>) {
         assert!(zxid > self.last_zxid, "zxid {zxid} applied after {}", self.last_zxid);
         self.last_zxid = zxid;
-        let mut ctx = Ctx { zxid, now_ms: proposal.now_ms, changes: Vec::new(), undo: None };
-        let result = match &proposal.command {
+        let mut ctx = Ctx { zxid, now_ms: proposal.now_ms, changes: Vec::new(), undo: None, caller: None };
+        let result = self.apply_command(&mut ctx, &proposal.command);
+        (result, ctx.changes)
+    }
+
+    fn apply_command<'c, A>(&mut self, ctx: &mut Ctx<'c>, command: &'c Command<A>) -> Applied {
+        match command {
             Command::Create { path, data, mode, session, ttl_ms } => self
-                .create(&mut ctx, path, data, *mode, Claim::legacy(*session), *ttl_ms)
+                .create(ctx, path, data, *mode, Claim::legacy(*session), *ttl_ms)
                 .map(|(path, stat)| Outcome::Created { path, stat }),
             Command::CreateOwned { path, data, mode, session, secret, ttl_ms } => self
-                .create(&mut ctx, path, data, *mode, Claim::Proven(*session, secret), *ttl_ms)
+                .create(ctx, path, data, *mode, Claim::Proven(*session, secret), *ttl_ms)
                 .map(|(path, stat)| Outcome::Created { path, stat }),
             Command::CreateChild { parent, name, data, mode, owner, ttl_ms } => {
                 let claim = owner.as_ref().map_or(Claim::Nobody, |(session, secret)| Claim::Proven(*session, secret));
-                self.create_child(&mut ctx, parent, name, data, *mode, claim, *ttl_ms)
+                self.create_child(ctx, parent, name, data, *mode, claim, *ttl_ms)
                     .map(|(path, stat)| Outcome::Created { path, stat })
             }
             Command::Set { path, data, version } => {
-                self.set(&mut ctx, path, data, *version).map(|stat| Outcome::Set { stat })
+                self.set(ctx, path, data, *version).map(|stat| Outcome::Set { stat })
             }
-            Command::Delete { path, version } => self.delete(&mut ctx, path, *version).map(|()| Outcome::Deleted),
-            Command::Multi { ops, session } => self.multi(&mut ctx, ops, Claim::legacy(*session)),
-            Command::MultiOwned { ops, session, secret } => self.multi(&mut ctx, ops, Claim::Proven(*session, secret)),
-            Command::OpenSession { timeout_ms } => self.open_session(SessionId(zxid), None, *timeout_ms),
+            Command::Delete { path, version } => self.delete(ctx, path, *version).map(|()| Outcome::Deleted),
+            Command::Multi { ops, session } => self.multi(ctx, ops, Claim::legacy(*session)),
+            Command::MultiOwned { ops, session, secret } => self.multi(ctx, ops, Claim::Proven(*session, secret)),
+            Command::OpenSession { timeout_ms } => self.open_session(SessionId(ctx.zxid), None, *timeout_ms),
             Command::OpenSessionSecured { session, secret, timeout_ms } => {
                 self.open_session(*session, Some(*secret), *timeout_ms)
             }
-            Command::CloseSession { session } => self.close_session(&mut ctx, Claim::Legacy(*session)),
+            Command::CloseSession { session } => self.close_session(ctx, Claim::Legacy(*session)),
             Command::CloseSessionSecured { session, secret } => {
-                self.close_session(&mut ctx, Claim::Proven(*session, secret))
+                self.close_session(ctx, Claim::Proven(*session, secret))
             }
-            Command::ExpireSessions { sessions } => Ok(self.end_sessions(&mut ctx, sessions)),
-            Command::ExpireTtl { paths } => Ok(self.expire_ttl(&mut ctx, paths)),
+            Command::ExpireSessions { sessions } => Ok(self.end_sessions(ctx, sessions)),
+            Command::ExpireTtl { paths } => Ok(self.expire_ttl(ctx, paths)),
             // The state beside the registry applies these (`state::replicated`); the registry only
             // keeps the zxid.
             Command::Noop | Command::App(_) => Ok(Outcome::Nothing),
-        };
-        (result, ctx.changes)
+            Command::Upgrade { version, zookeeper_config } => Ok(self.upgrade(ctx, *version, zookeeper_config)),
+            Command::As { caller, command } => {
+                if matches!(**command, Command::As { .. } | Command::Upgrade { .. } | Command::App(_)) {
+                    return Err(RegistryError::BadArguments {
+                        reason: "this command is not checked as a caller".into(),
+                    });
+                }
+                ctx.caller = Some(caller);
+                self.apply_command(ctx, command)
+            }
+            Command::CreateNode { parent, name, data, mode, owner, ttl_ms, acl } => {
+                let claim = owner.as_ref().map_or(Claim::Nobody, |(session, secret)| Claim::Proven(*session, secret));
+                let target = Target { parent, name, numbering: Numbering::ChildChanges };
+                self.create_in(ctx, target, data, *mode, claim, *ttl_ms, Some(acl))
+                    .map(|(path, stat)| Outcome::Created { path, stat })
+            }
+            Command::SetAcl { path, acl, version } => {
+                self.set_acl(ctx, path, acl, *version).map(|stat| Outcome::Set { stat })
+            }
+        }
+    }
+
+    /// Raises the state version. Version 2 creates ZooKeeper's own nodes (`/zookeeper`, its quota
+    /// subtree and its configuration) and makes the cluster's subtrees (`/grid`, `/gridkeeper`)
+    /// world-readable only, so that only the cluster itself and the super user change them.
+    ///
+    /// # Panics
+    /// If `version` is above what this build applies ([`STATE_VERSION`]): a replica that cannot apply
+    /// the log as the others do stops rather than diverge. Leaders propose a version only once every
+    /// voter advertises it.
+    fn upgrade(&mut self, ctx: &mut Ctx<'_>, version: u32, zookeeper_config: &str) -> Outcome {
+        assert!(
+            version <= STATE_VERSION,
+            "the log raises the state version to {version}, and this build applies versions up to {STATE_VERSION}: \
+             run a newer gridkeeper on this node"
+        );
+        if version <= self.version() {
+            return Outcome::Nothing;
+        }
+        if version >= 2 && self.version() < 2 {
+            self.create_zookeeper_subtree(ctx, zookeeper_config);
+            for (path, node) in self.nodes.iter_mut() {
+                if cluster_owned(path) {
+                    node.acl = acl::node_acl(acl::read_only());
+                }
+            }
+        }
+        self.version = version;
+        Outcome::Nothing
+    }
+
+    /// ZooKeeper's own nodes as a fresh ZooKeeper 3.8 ensemble shows them: `/zookeeper` (its
+    /// `cversion` at -2 and the root's one lower, as ZooKeeper's initial tree has them), `/zookeeper/quota`, and
+    /// `/zookeeper/config` (world-readable only; version and aversion -1). Nodes already at those
+    /// paths are kept as they are.
+    fn create_zookeeper_subtree(&mut self, ctx: &mut Ctx<'_>, zookeeper_config: &str) {
+        let config = zookeeper_config.as_bytes();
+        let config = if config.len() <= self.limits.data_bytes_max { config } else { &[] };
+        for (path, data) in
+            [(ZOOKEEPER_PATH, &[][..]), (ZOOKEEPER_QUOTA_PATH, &[][..]), (ZOOKEEPER_CONFIG_PATH, config)]
+        {
+            let path = ZPath::parse(path).expect("a valid constant path");
+            let Some(parent) = path.parent() else { continue };
+            if self.nodes.contains_key(&path) || !self.nodes.contains_key(&parent) {
+                continue;
+            }
+            let target = Target { parent: &parent, name: path.name(), numbering: Numbering::ChildChanges };
+            if self.create_in(ctx, target, data, CreateMode::Persistent, Claim::Nobody, None, None).is_err() {
+                continue;
+            }
+            // ZooKeeper's own nodes are part of its initial tree, not creates: its cversion is
+            // 2 * creates - children, so each shows as -1 in its parent's (the create added 1).
+            let parent_node = self.nodes.get_mut(&parent).expect("created under it");
+            parent_node.stat.cversion = parent_node.stat.cversion.wrapping_sub(2);
+        }
+        let config_path = ZPath::parse(ZOOKEEPER_CONFIG_PATH).expect("a valid constant path");
+        if let Some(node) = self.nodes.get_mut(&config_path) {
+            if node.stat.czxid == ctx.zxid {
+                node.acl = acl::node_acl(acl::read_only());
+                node.stat.version = u32::MAX;
+                node.stat.aversion = u32::MAX;
+            }
+        }
     }
 
     fn record_node(&self, ctx: &mut Ctx, path: &ZPath) {
@@ -385,6 +586,7 @@ impl Registry {
             mode,
             claim,
             ttl_ms,
+            None,
         )
     }
 
@@ -400,9 +602,19 @@ impl Registry {
         claim: Claim<'_>,
         ttl_ms: Option<u64>,
     ) -> Result<(ZPath, Stat), RegistryError> {
-        self.create_in(ctx, Target { parent, name, numbering: Numbering::ChildChanges }, data, mode, claim, ttl_ms)
+        self.create_in(
+            ctx,
+            Target { parent, name, numbering: Numbering::ChildChanges },
+            data,
+            mode,
+            claim,
+            ttl_ms,
+            None,
+        )
     }
 
+    /// Creates a node with `acl` (`None`: open, or world-readable only in the cluster's subtrees).
+    #[allow(clippy::too_many_arguments)]
     fn create_in(
         &mut self,
         ctx: &mut Ctx,
@@ -411,6 +623,7 @@ impl Registry {
         mode: CreateMode,
         claim: Claim<'_>,
         ttl_ms: Option<u64>,
+        acl: Option<&[Acl]>,
     ) -> Result<(ZPath, Stat), RegistryError> {
         self.check_data(data)?;
         let parent_path = target.parent.clone();
@@ -431,13 +644,25 @@ impl Registry {
             (false, _) => 0,
         };
         let parent = self.nodes.get(&parent_path).ok_or_else(|| no_node(&parent_path))?;
+        ctx.check(&parent.acl, perms::CREATE, &parent_path)?;
+        if let Some(acl) = acl {
+            check_acl(acl)?;
+        }
         if parent.mode.is_ephemeral() {
             return Err(RegistryError::NoChildrenForEphemerals { path: parent_path.to_string() });
         }
         let path = if mode.is_sequential() {
             let number = match target.numbering {
                 Numbering::Counter => parent.sequence_next,
-                Numbering::ChildChanges => u64::from(parent.stat.cversion),
+                // Version 1 numbered by cversion; version 2 by the count of creates, as ZooKeeper
+                // does: its cversion counts creates and deletes, which are (cversion + children) / 2
+                // and (cversion - children) / 2 (ZooKeeper stores the creates and shows
+                // 2 * creates - children).
+                Numbering::ChildChanges if self.version() < 2 => u64::from(parent.stat.cversion),
+                Numbering::ChildChanges => {
+                    let changes = i64::from(parent.stat.cversion as i32);
+                    u64::try_from((changes + parent.children.len() as i64) / 2).unwrap_or(0)
+                }
             };
             if number > SEQUENCE_MAX {
                 return Err(RegistryError::QuotaExceeded { reason: format!("sequence of {parent_path} exhausted") });
@@ -458,7 +683,7 @@ impl Registry {
         let zxid = ctx.zxid;
         let parent = self.nodes.get_mut(&parent_path).expect("parent checked above");
         parent.children.insert(path.name().to_string());
-        parent.stat.cversion += 1;
+        parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
         parent.stat.pzxid = zxid;
         parent.stat.num_children = parent.children.len() as u32;
         if mode.is_sequential() {
@@ -474,7 +699,12 @@ impl Registry {
             data_length: data.len() as u32,
             ..Stat::default()
         };
-        let node = Znode { data: data.to_vec(), stat, mode, ttl_ms, children: BTreeSet::new(), sequence_next: 0 };
+        let acl = match acl {
+            Some(acl) => acl::node_acl(acl.to_vec()),
+            None if self.version() >= 2 && cluster_owned(&path) => acl::node_acl(acl::read_only()),
+            None => None,
+        };
+        let node = Znode { data: data.to_vec(), stat, mode, ttl_ms, children: BTreeSet::new(), sequence_next: 0, acl };
         self.data_bytes += znode_bytes(&path, &node);
         self.nodes.insert(path.clone(), node);
         if owner != 0 {
@@ -489,6 +719,7 @@ impl Registry {
     fn set(&mut self, ctx: &mut Ctx, path: &ZPath, data: &[u8], version: Option<u32>) -> Result<Stat, RegistryError> {
         self.check_data(data)?;
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
+        ctx.check(&node.acl, perms::WRITE, path)?;
         if let Some(expected) = version.filter(|&expected| expected != node.stat.version) {
             return Err(RegistryError::BadVersion { path: path.to_string(), expected, actual: node.stat.version });
         }
@@ -497,7 +728,7 @@ impl Registry {
         let node = self.nodes.get_mut(path).expect("checked above");
         self.data_bytes = (self.data_bytes + data.len()).saturating_sub(node.data.len());
         node.data = data.to_vec();
-        node.stat.version += 1;
+        node.stat.version = node.stat.version.wrapping_add(1);
         node.stat.mzxid = ctx.zxid;
         node.stat.mtime = ctx.now_ms;
         node.stat.data_length = data.len() as u32;
@@ -508,6 +739,12 @@ impl Registry {
     fn delete(&mut self, ctx: &mut Ctx, path: &ZPath, version: Option<u32>) -> Result<(), RegistryError> {
         let parent_path =
             path.parent().ok_or_else(|| RegistryError::BadArguments { reason: "the root cannot be deleted".into() })?;
+        if self.version() >= 2 && protected(path) {
+            return Err(RegistryError::BadArguments { reason: format!("{path} is ZooKeeper's own node") });
+        }
+        if let Some(parent) = self.nodes.get(&parent_path) {
+            ctx.check(&parent.acl, perms::DELETE, &parent_path)?;
+        }
         let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
         if let Some(expected) = version.filter(|&expected| expected != node.stat.version) {
             return Err(RegistryError::BadVersion { path: path.to_string(), expected, actual: node.stat.version });
@@ -534,7 +771,7 @@ impl Registry {
         }
         let parent = self.nodes.get_mut(parent_path).expect("a node's parent exists");
         parent.children.remove(path.name());
-        parent.stat.cversion += 1;
+        parent.stat.cversion = parent.stat.cversion.wrapping_add(1);
         parent.stat.pzxid = ctx.zxid;
         parent.stat.num_children = parent.children.len() as u32;
         ctx.changes.push(Change::NodeDeleted { path: path.clone() });
@@ -553,6 +790,9 @@ impl Registry {
             let result = match op {
                 MultiOp::Check { path, version } => match self.nodes.get(path) {
                     None => Err(no_node(path)),
+                    Some(node) if ctx.check(&node.acl, perms::READ, path).is_err() => {
+                        Err(RegistryError::Denied { path: path.to_string() })
+                    }
                     Some(node) if node.stat.version != *version => Err(RegistryError::BadVersion {
                         path: path.to_string(),
                         expected: *version,
@@ -570,6 +810,11 @@ impl Registry {
                     self.set(ctx, path, data, *version).map(|stat| Outcome::Set { stat })
                 }
                 MultiOp::Delete { path, version } => self.delete(ctx, path, *version).map(|()| Outcome::Deleted),
+                MultiOp::CreateNode { parent, name, data, mode, acl } => {
+                    let target = Target { parent, name, numbering: Numbering::ChildChanges };
+                    self.create_in(ctx, target, data, *mode, claim, None, Some(acl))
+                        .map(|(path, stat)| Outcome::Created { path, stat })
+                }
             };
             match result {
                 Ok(outcome) => results.push(outcome),
@@ -581,6 +826,26 @@ impl Registry {
         }
         ctx.undo = None;
         Ok(Outcome::Multi { results })
+    }
+
+    fn set_acl(
+        &mut self,
+        ctx: &mut Ctx,
+        path: &ZPath,
+        acl: &[Acl],
+        version: Option<u32>,
+    ) -> Result<Stat, RegistryError> {
+        let node = self.nodes.get(path).ok_or_else(|| no_node(path))?;
+        ctx.check(&node.acl, perms::ADMIN, path)?;
+        check_acl(acl)?;
+        if let Some(expected) = version.filter(|&expected| expected != node.stat.aversion) {
+            return Err(RegistryError::BadVersion { path: path.to_string(), expected, actual: node.stat.aversion });
+        }
+        self.record_node(ctx, path);
+        let node = self.nodes.get_mut(path).expect("checked above");
+        node.acl = acl::node_acl(acl.to_vec());
+        node.stat.aversion = node.stat.aversion.wrapping_add(1);
+        Ok(node.stat)
     }
 
     fn roll_back(&mut self, ctx: &mut Ctx) {

@@ -39,9 +39,16 @@ pub async fn revoke(coordinator: &Coordinator, name: &str, by: &str, now_ms: u64
 }
 
 async fn create_if_missing(coordinator: &Coordinator, path: &str, data: String) -> Result<(), ApiError> {
-    let body =
-        CreateBody { path: path.into(), data, mode: CreateMode::Persistent, session: None, secret: None, ttl_ms: None };
-    match create(coordinator, body).await {
+    let body = CreateBody {
+        path: path.into(),
+        data,
+        mode: CreateMode::Persistent,
+        session: None,
+        secret: None,
+        ttl_ms: None,
+        acl: None,
+    };
+    match create(coordinator, None, body).await {
         Ok(_) => Ok(()),
         Err(error) if error.code == ErrorCode::NodeExists => Ok(()),
         Err(error) => Err(error),
@@ -60,7 +67,7 @@ pub fn is_revoked(coordinator: &Coordinator, name: &str) -> bool {
 /// Unavailable for a linearizable read without a quorum.
 pub async fn revoked(coordinator: &Coordinator) -> Result<Vec<Revocation>, ApiError> {
     let parent = parse_path(REVOKED_PATH)?;
-    let names = match super::registry::children(coordinator, &parent, Consistency::Linearizable).await {
+    let names = match super::registry::children(coordinator, None, &parent, Consistency::Linearizable).await {
         Ok(listing) => listing.children,
         Err(error) if error.code == ErrorCode::NoNode => return Ok(Vec::new()),
         Err(error) => return Err(error),

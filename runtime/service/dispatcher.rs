@@ -19,8 +19,8 @@ use crate::grid::placement::Placement;
 use crate::grid::schedule::decide;
 use crate::grid::task::Strategy;
 use crate::mesh::PeerEvent;
-use crate::registry::{SessionId, ZPath};
-use crate::state::replicated::NODES_PATH;
+use crate::registry::{SessionId, ZPath, STATE_VERSION};
+use crate::state::replicated::{NodeRecord, NODES_PATH};
 use crate::state::Command;
 
 pub use crate::limits::ASSIGN_BATCH_MAX;
@@ -74,6 +74,9 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
             continue;
         }
         commit_settings(&coordinator).await;
+        if slow || rounds < SLOW_EVERY_ROUNDS {
+            upgrade_state(&coordinator).await;
+        }
         dispatch_round(&coordinator, &mut placement).await;
         if let Some(after_ms) = options.unplaceable_timeout_ms.filter(|_| slow) {
             fail_unplaceable(&coordinator, after_ms).await;
@@ -118,6 +121,47 @@ async fn commit_settings(coordinator: &Coordinator) {
         Ok(_) => tracing::info!(?settings, "cluster-wide settings committed"),
         Err(error) => tracing::warn!(%error, "cluster-wide settings not committed yet"),
     }
+}
+
+/// Raises the committed state version to this build's ([`STATE_VERSION`]) once every voter's
+/// registration advertises it, so that no replica is handed a command it cannot apply as the others
+/// do. A voter that is down or runs an older build holds the cluster at its version.
+async fn upgrade_state(coordinator: &Coordinator) {
+    if coordinator.read_local(|registry| registry.version()) >= STATE_VERSION {
+        return;
+    }
+    let voters = coordinator.voters();
+    let ready = coordinator.read_state(|state| {
+        voters.iter().all(|(node, _)| {
+            let Ok(path) = ZPath::parse(&format!("{NODES_PATH}/{node}")) else { return false };
+            state
+                .registry
+                .get(&path)
+                .ok()
+                .and_then(|(data, _)| serde_json::from_slice::<NodeRecord>(data).ok())
+                .is_some_and(|record| record.state_version >= STATE_VERSION)
+        })
+    });
+    if !ready || voters.is_empty() {
+        return;
+    }
+    let zookeeper_config = zookeeper_config(&voters);
+    match coordinator.write(Command::Upgrade { version: STATE_VERSION, zookeeper_config }).await {
+        Ok(_) => tracing::info!(version = STATE_VERSION, "state version raised"),
+        Err(error) => tracing::debug!(%error, "state version not raised yet"),
+    }
+}
+
+/// `/zookeeper/config` for `voters`, as a ZooKeeper ensemble with a static configuration shows it:
+/// one `server.ID=HOST:PORT:PORT:participant` line per voter (the mesh port serves both of
+/// ZooKeeper's quorum and election roles), then `version=0`.
+fn zookeeper_config(voters: &[(crate::ids::NodeId, String)]) -> String {
+    let mut text = String::new();
+    for (node, addr) in voters {
+        text.push_str(&format!("server.{node}={addr}:{}:participant\n", addr.rsplit(':').next().unwrap_or_default()));
+    }
+    text.push_str("version=0");
+    text
 }
 
 /// A due job's run counts as on time if it fires within this much of its due time; later, the

@@ -166,7 +166,7 @@ impl Port {
     /// Node exists, no node (parent), no auth, unavailable, outcome unknown.
     pub async fn create(&self, body: CreateBody) -> Result<CreatedBody, ApiError> {
         match self {
-            Port::Local(coordinator) => registry::create(coordinator, body).await,
+            Port::Local(coordinator) => registry::create(coordinator, None, body).await,
             Port::Remote(client) => Ok(client.post("/registry/create", &body).await?),
         }
     }
@@ -177,7 +177,7 @@ impl Port {
     /// No node, not empty, bad version, unavailable, outcome unknown.
     pub async fn delete(&self, body: DeleteBody) -> Result<(), ApiError> {
         match self {
-            Port::Local(coordinator) => registry::delete(coordinator, &body).await,
+            Port::Local(coordinator) => registry::delete(coordinator, None, &body).await,
             Port::Remote(client) => {
                 client.post::<_, serde_json::Value>("/registry/delete", &body).await.map(|_| ()).map_err(Into::into)
             }

@@ -111,6 +111,7 @@ async fn create_persistent(port: &Port, path: &str) -> Result<(), ApiError> {
         session: None,
         secret: None,
         ttl_ms: None,
+        acl: None,
     };
     match port.create(body).await {
         Ok(_) => Ok(()),
@@ -137,6 +138,7 @@ async fn register(port: &Port, path: &ZPath, record: &NodeRecord) -> Result<Sess
         session: session.session,
         secret: session.secret,
         ttl_ms: None,
+        acl: None,
     };
     port.create(create).await?;
     Ok(session)

@@ -5,14 +5,132 @@
 use crate::api::registry::{
     hex, ChildrenBody, CreateBody, CreatedBody, DeleteBody, MultiBody, NodeBody, SessionBody, SetBody, StatBody,
 };
-use crate::api::ApiError;
+use crate::api::{ApiError, ErrorCode};
 use crate::consensus::coordinator::read_registry;
 use crate::consensus::request::OpenedSession;
 use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
+use crate::registry::acl::perms;
 use crate::registry::{
-    Change, CreateMode, MultiOp, RegistryError, SessionId, SessionSecret, WatchEvent, WatchKind, WatcherId, ZPath,
+    Acl, Caller, Change, CreateMode, MultiOp, RegistryError, SessionId, SessionSecret, Stat, WatchEvent, WatchKind,
+    WatcherId, ZPath, STATE_VERSION,
 };
+use crate::state::replicated::{NodeRecord, NODES_PATH};
 use crate::state::{Command, Outcome};
+
+/// Who a call is made for: `None` is the cluster itself (registration, revocations), whose commands
+/// are not checked against ACLs; `Some` is a client, checked as that [`Caller`].
+pub type Asker<'a> = Option<&'a Caller>;
+
+/// Whether writes may carry a caller to check (`Command::As`) and ACLs: every voter's build applies
+/// them (the state version is 2, or every voter's registration advertises it, which comes first).
+/// Until then nothing has an ACL of its own and a caller's write goes as before, unchecked.
+pub fn acls_ready(coordinator: &Coordinator) -> bool {
+    if coordinator.read_local(|registry| registry.version()) >= STATE_VERSION {
+        return true;
+    }
+    let voters = coordinator.voters();
+    !voters.is_empty()
+        && coordinator.read_local(|registry| {
+            voters.iter().all(|(node, _)| {
+                ZPath::parse(&format!("{NODES_PATH}/{node}"))
+                    .ok()
+                    .and_then(|path| registry.get(&path).ok().map(|(data, _)| data.to_vec()))
+                    .and_then(|data| serde_json::from_slice::<NodeRecord>(&data).ok())
+                    .is_some_and(|record| record.state_version >= STATE_VERSION)
+            })
+        })
+}
+
+/// `command` as `asker` sends it: checked against ACLs at apply for a client once ACLs are ready.
+pub fn checked(coordinator: &Coordinator, asker: Asker<'_>, command: Command) -> Command {
+    match asker {
+        Some(caller) if acls_ready(coordinator) => Command::As { caller: caller.clone(), command: Box::new(command) },
+        _ => command,
+    }
+}
+
+/// Refuses with `NoAuth` unless `asker` may do any of `wanted` on `path` on this node's state (a
+/// missing node passes: the read that follows answers `NoNode`). Reads are checked here, on the
+/// serving node, after the read they guard (so an ACL tightened meanwhile refuses).
+///
+/// # Errors
+/// `NoAuth`.
+pub fn allowed(coordinator: &Coordinator, asker: Asker<'_>, path: &ZPath, wanted: u32) -> Result<(), ApiError> {
+    let Some(caller) = asker else { return Ok(()) };
+    let refused =
+        coordinator.read_local(|registry| registry.exists(path).is_some() && !registry.may(caller, path, wanted));
+    if refused {
+        return Err(RegistryError::Denied { path: path.to_string() }.into());
+    }
+    Ok(())
+}
+
+/// A node's ACL and stat (`aversion` included), if `asker` may read it (ZooKeeper: READ or ADMIN).
+///
+/// # Errors
+/// No node, no auth; unavailable for a linearizable read without a quorum.
+pub async fn acl(
+    coordinator: &Coordinator,
+    asker: Asker<'_>,
+    path: &ZPath,
+    consistency: Consistency,
+) -> Result<(Vec<Acl>, Stat), ApiError> {
+    if consistency == Consistency::Linearizable {
+        coordinator.sync().await?;
+    }
+    allowed(coordinator, asker, path, perms::READ | perms::ADMIN)?;
+    Ok(coordinator.read_local(|registry| registry.acl(path))?)
+}
+
+/// Replaces a node's ACL (fixed up for `asker`: see `acl::fix_up`) if its ACL version is `version`
+/// (when one is given).
+///
+/// # Errors
+/// Invalid ACL, no node, no auth, bad version; unimplemented while a voter runs a build without ACLs.
+pub async fn set_acl(
+    coordinator: &Coordinator,
+    asker: Asker<'_>,
+    path: &ZPath,
+    given: &[Acl],
+    version: Option<u32>,
+) -> Result<Stat, ApiError> {
+    let acl = fix_up_acl(coordinator, asker, given)?;
+    let command = checked(coordinator, asker, Command::SetAcl { path: path.clone(), acl, version });
+    match write_at(coordinator, command).await? {
+        (Outcome::Set { stat }, _) => Ok(with_aversion(coordinator, path, stat)),
+        (other, _) => Err(ApiError::unexpected(other)),
+    }
+}
+
+/// `stat` of `path` with its `aversion` from this node's state, which has applied the write that
+/// returned it: a result relayed from the leader carries no `aversion` (the log's encoding of `Stat`
+/// leaves it out, see `registry::Stat`).
+pub fn with_aversion(coordinator: &Coordinator, path: &ZPath, mut stat: Stat) -> Stat {
+    if let Some(local) = coordinator.read_local(|registry| registry.exists(path)) {
+        if local.czxid == stat.czxid {
+            stat.aversion = local.aversion;
+        }
+    }
+    stat
+}
+
+/// The ACL to store for `given` as `asker` asks it (ZooKeeper's fixup); refused while a voter runs a
+/// build without ACLs.
+///
+/// # Errors
+/// Invalid ACL; unimplemented before ACLs are ready.
+pub fn fix_up_acl(coordinator: &Coordinator, asker: Asker<'_>, given: &[Acl]) -> Result<Vec<Acl>, ApiError> {
+    let anonymous = Caller::anonymous();
+    let fixed = crate::registry::acl::fix_up(given, asker.unwrap_or(&anonymous))
+        .map_err(|error| ApiError::from(RegistryError::InvalidAcl { reason: error.0 }))?;
+    if !acls_ready(coordinator) && fixed != crate::registry::acl::open() {
+        return Err(ApiError::new(
+            ErrorCode::Unimplemented,
+            "a voter of this cluster runs a build without ACLs: upgrade it to set an ACL",
+        ));
+    }
+    Ok(fixed)
+}
 
 /// Session timeout when an open names none, in ms.
 pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
@@ -33,8 +151,15 @@ async fn read(coordinator: &Coordinator, op: ReadOp, consistency: Consistency) -
 ///
 /// # Errors
 /// No node; unavailable for a linearizable read without a quorum.
-pub async fn get(coordinator: &Coordinator, path: &ZPath, consistency: Consistency) -> Result<NodeBody, ApiError> {
-    match read(coordinator, ReadOp::Get(path.clone()), consistency).await? {
+pub async fn get(
+    coordinator: &Coordinator,
+    asker: Asker<'_>,
+    path: &ZPath,
+    consistency: Consistency,
+) -> Result<NodeBody, ApiError> {
+    let result = read(coordinator, ReadOp::Get(path.clone()), consistency).await?;
+    allowed(coordinator, asker, path, perms::READ)?;
+    match result {
         ReadResult::Data { data, stat } => Ok(NodeBody {
             path: path.to_string(),
             data: String::from_utf8_lossy(&data).into_owned(),
@@ -62,10 +187,13 @@ pub async fn stat(coordinator: &Coordinator, path: &ZPath, consistency: Consiste
 /// No node; unavailable for a linearizable read without a quorum.
 pub async fn children(
     coordinator: &Coordinator,
+    asker: Asker<'_>,
     path: &ZPath,
     consistency: Consistency,
 ) -> Result<ChildrenBody, ApiError> {
-    match read(coordinator, ReadOp::Children(path.clone()), consistency).await? {
+    let result = read(coordinator, ReadOp::Children(path.clone()), consistency).await?;
+    allowed(coordinator, asker, path, perms::READ)?;
+    match result {
         ReadResult::Children { children, stat } => Ok(ChildrenBody { path: path.to_string(), children, stat }),
         other => Err(ApiError::unexpected(other)),
     }
@@ -83,8 +211,12 @@ pub async fn write(coordinator: &Coordinator, command: Command) -> Result<Outcom
 ///
 /// # Errors
 /// Invalid path, node exists, no node (parent), no auth, too large, quota, unavailable.
-pub async fn create(coordinator: &Coordinator, body: CreateBody) -> Result<CreatedBody, ApiError> {
+pub async fn create(coordinator: &Coordinator, asker: Asker<'_>, body: CreateBody) -> Result<CreatedBody, ApiError> {
     let (path, data) = (parse_path(&body.path)?, body.data.into_bytes());
+    let acl = match &body.acl {
+        Some(given) => Some(fix_up_acl(coordinator, asker, given)?),
+        None => None,
+    };
     let command = match (body.session.map(SessionId), body.secret) {
         // A legacy session (no secret) keeps the old command: the registry refuses it for any
         // session that has a secret.
@@ -93,10 +225,21 @@ pub async fn create(coordinator: &Coordinator, body: CreateBody) -> Result<Creat
         }
         (session, secret) => {
             let owner = session.zip(secret);
-            create_child(&path, data, body.mode, owner, body.ttl_ms)
+            match (acl, path.parent()) {
+                (Some(acl), Some(parent)) if acls_ready(coordinator) => Command::CreateNode {
+                    parent,
+                    name: path.name().to_string(),
+                    data,
+                    mode: body.mode,
+                    owner,
+                    ttl_ms: body.ttl_ms,
+                    acl,
+                },
+                _ => create_child(&path, data, body.mode, owner, body.ttl_ms),
+            }
         }
     };
-    match write(coordinator, command).await? {
+    match write(coordinator, checked(coordinator, asker, command)).await? {
         Outcome::Created { path, stat } => Ok(CreatedBody { path: path.to_string(), stat }),
         other => Err(ApiError::unexpected(other)),
     }
@@ -132,10 +275,10 @@ pub fn child_op(op: MultiOp) -> MultiOp {
 ///
 /// # Errors
 /// Invalid path, no node, bad version, too large, unavailable.
-pub async fn set(coordinator: &Coordinator, body: SetBody) -> Result<StatBody, ApiError> {
+pub async fn set(coordinator: &Coordinator, asker: Asker<'_>, body: SetBody) -> Result<StatBody, ApiError> {
     let path = parse_path(&body.path)?;
     let command = Command::Set { path: path.clone(), data: body.data.into_bytes(), version: body.version };
-    match write(coordinator, command).await? {
+    match write(coordinator, checked(coordinator, asker, command)).await? {
         Outcome::Set { stat } => Ok(StatBody { path: path.to_string(), stat: Some(stat) }),
         other => Err(ApiError::unexpected(other)),
     }
@@ -145,22 +288,22 @@ pub async fn set(coordinator: &Coordinator, body: SetBody) -> Result<StatBody, A
 ///
 /// # Errors
 /// Invalid path, no node, not empty, bad version, unavailable.
-pub async fn delete(coordinator: &Coordinator, body: &DeleteBody) -> Result<(), ApiError> {
+pub async fn delete(coordinator: &Coordinator, asker: Asker<'_>, body: &DeleteBody) -> Result<(), ApiError> {
     let command = Command::Delete { path: parse_path(&body.path)?, version: body.version };
-    write(coordinator, command).await.map(|_| ())
+    write(coordinator, checked(coordinator, asker, command)).await.map(|_| ())
 }
 
 /// All of a multi's ops or none.
 ///
 /// # Errors
 /// The first failing op's code; no auth for an ephemeral create without its session's secret.
-pub async fn multi(coordinator: &Coordinator, body: MultiBody) -> Result<Outcome, ApiError> {
+pub async fn multi(coordinator: &Coordinator, asker: Asker<'_>, body: MultiBody) -> Result<Outcome, ApiError> {
     let ops = body.ops.into_iter().map(child_op).collect();
     let command = match (body.session.map(SessionId), body.secret) {
         (Some(session), Some(secret)) => Command::MultiOwned { ops, session, secret },
         (session, _) => Command::Multi { ops, session },
     };
-    write(coordinator, command).await
+    write(coordinator, checked(coordinator, asker, command)).await
 }
 
 /// Catches this node up with the leader; returns its applied index after.

@@ -60,6 +60,7 @@ pub(super) async fn start(
         prefetch: grid.prefetch,
         weight: 1,
         kinds: grid.kinds.names(),
+        state_version: crate::registry::STATE_VERSION,
     };
     tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), node, record));
     let gauge = WorkerGauge::default();

@@ -15,7 +15,8 @@ pub mod replicated;
 pub use crate::grid::{ClusterSettings, GridCommand, GridEffects, GridOutcome, TableLimits};
 pub use replicated::{NodeRecord, ReplicatedState, AGING_STEP_MS, NODES_PATH};
 
-use crate::registry::{SessionId, SessionSecret};
+use crate::registry::tree::AclRecord;
+use crate::registry::{SessionId, SessionSecret, ZPath};
 
 /// A change replicated through the log: a registry command, or a grid command in `App`.
 pub type Command = crate::registry::Command<GridCommand>;
@@ -36,4 +37,14 @@ pub struct StateExtras {
     pub settings: Option<ClusterSettings>,
     /// Each open session's secret.
     pub session_secrets: BTreeMap<SessionId, SessionSecret>,
+}
+
+/// Replicated state that a format-2 snapshot had no place for, stored after [`StateExtras`] in a
+/// format-3 snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateExtras3 {
+    /// The state version in force (0 reads as 1).
+    pub version: u32,
+    /// The ACL and ACL version of every node with an ACL of its own or a changed one.
+    pub acls: BTreeMap<ZPath, AclRecord>,
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, Command, Outcome, Proposal, StateExtras};
+use super::{Applied, Command, Outcome, Proposal, StateExtras, StateExtras3};
 use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
 use crate::grid::placement::{NodeLoad, Placement};
 use crate::grid::settings::ClusterSettings;
@@ -44,6 +44,21 @@ pub struct NodeRecord {
     /// Task kinds it can run.
     #[serde(default)]
     pub kinds: BTreeSet<String>,
+    /// The highest state version its build applies (see `registry::STATE_VERSION`); absent (1) in
+    /// the records of builds before versions. A leader raises the version only once every voter
+    /// advertises it.
+    #[serde(default = "one")]
+    pub state_version: u32,
+}
+
+/// The state version this process advertises: [`crate::registry::STATE_VERSION`], or less when the
+/// `GRIDKEEPER_STATE_VERSION_MAX` environment variable says so (tests use it to stand for a node of
+/// an older build in a mixed-version cluster).
+pub fn advertised_state_version() -> u32 {
+    std::env::var("GRIDKEEPER_STATE_VERSION_MAX")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .map_or(crate::registry::STATE_VERSION, |max| max.clamp(1, crate::registry::STATE_VERSION))
 }
 
 fn one() -> u32 {
@@ -79,9 +94,16 @@ impl ReplicatedState {
         StateExtras { settings: self.settings, session_secrets: self.registry.session_secrets().clone() }
     }
 
-    /// Puts back what [`Self::extras`] gave, after this state was read from a snapshot, and rebuilds
-    /// what is derived (the table's byte counts).
-    pub fn restore_extras(&mut self, extras: StateExtras) {
+    /// What a format-3 snapshot stores beside [`Self::extras`].
+    pub fn extras3(&self) -> StateExtras3 {
+        let (version, acls) = self.registry.acl_records();
+        StateExtras3 { version, acls }
+    }
+
+    /// Puts back what [`Self::extras`] and [`Self::extras3`] gave (defaults for older formats), after
+    /// this state was read from a snapshot, and rebuilds what is derived (the table's byte counts).
+    pub fn restore_extras(&mut self, extras: StateExtras, extras3: StateExtras3) {
+        self.registry.restore_acl_records(extras3.version, extras3.acls);
         self.registry.restore_session_secrets(extras.session_secrets);
         self.registry.rebuild_derived();
         match extras.settings {
@@ -289,6 +311,7 @@ mod tests {
                 prefetch: 0,
                 weight: 1,
                 kinds: BTreeSet::from(["noop".into()]),
+                state_version: 1,
             };
             let data = serde_json::to_vec(&record).expect("json");
             let path = format!("/grid/nodes/{node}");
@@ -360,8 +383,14 @@ mod tests {
             let (created, _) = propose(&mut state, &mut zxid, create(path, vec![], CreateMode::Persistent, None));
             assert!(created.is_ok(), "{created:?}");
         }
-        let record =
-            NodeRecord { addr: "a".into(), slots: 1, prefetch: 0, weight: 1, kinds: BTreeSet::from(["noop".into()]) };
+        let record = NodeRecord {
+            addr: "a".into(),
+            slots: 1,
+            prefetch: 0,
+            weight: 1,
+            kinds: BTreeSet::from(["noop".into()]),
+            state_version: 1,
+        };
         let data = serde_json::to_vec(&record).expect("json");
         let (created, _) = propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
         assert!(created.is_ok(), "{created:?}");

@@ -12,6 +12,9 @@
 //! Invariant: every reply leaves in request order, and every watch event queued when a reply is
 //! written leaves before it.
 
+use crate::credentials::Role;
+use crate::registry::acl::digest_id;
+use crate::registry::{AuthId, Caller};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -211,8 +214,21 @@ pub(super) async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
     let (queue, requests) = mpsc::channel(2 * ZK_OUTSTANDING_REQUESTS_MAX);
     let reading = tokio::spawn(read_requests(reader, queue, heard.clone(), clock, outstanding.clone(), stats.clone()));
     let identities = vec![("ip".to_string(), peer.ip().to_string())];
-    let mut connection =
-        Connection { shared, session, watch, out, identities, superuser: false, requests, outstanding, heard, clock };
+    let mut caller = Caller::anonymous();
+    caller.add(AuthId::new("ip", &peer.ip().to_string()));
+    let mut connection = Connection {
+        shared,
+        session,
+        watch,
+        out,
+        identities,
+        superuser: false,
+        caller,
+        requests,
+        outstanding,
+        heard,
+        clock,
+    };
     connection.run().await;
     reading.abort();
 }
@@ -343,6 +359,8 @@ struct Connection<S> {
     identities: Vec<(String, String)>,
     /// Whether `addauth` proved an operator credential.
     superuser: bool,
+    /// Who the connection is to the registry's ACLs.
+    caller: Caller,
     requests: mpsc::Receiver<Incoming>,
     outstanding: Arc<Outstanding>,
     heard: Arc<AtomicU64>,
@@ -518,6 +536,7 @@ impl<S: AsyncWrite> Connection<S> {
                     watch: &self.watch,
                     identities: &self.identities,
                     superuser: self.superuser,
+                    caller: &self.caller,
                 };
                 match ops::serve(&context, request).await {
                     (Reply::Body(body), zxid) => {
@@ -543,8 +562,10 @@ impl<S: AsyncWrite> Connection<S> {
         step
     }
 
-    /// `addauth`: a digest identity is recorded (ACLs, which would use it, arrive in part 2); one
-    /// whose password is an operator credential of the cluster (a token, or the legacy admin token)
+    /// `addauth digest NAME:PASSWORD`: the connection gains ZooKeeper's digest identity
+    /// `digest:NAME:base64(sha1(NAME:PASSWORD))`, matched by digest ACLs. A password that is a
+    /// gridkeeper token named NAME also gives `gridkeeper:NAME` (the identity that credential has on
+    /// the HTTPS edge), and an operator credential (an operator token, or the legacy admin token)
     /// makes the connection the super user. Any other scheme fails, and ZooKeeper then closes the
     /// connection.
     async fn on_auth(&mut self, header: RequestHeader, scheme: &str, auth: &[u8]) -> Step {
@@ -552,9 +573,13 @@ impl<S: AsyncWrite> Connection<S> {
         let (user, password) = text.split_once(':').unwrap_or((&text, ""));
         let user = user.to_string();
         if scheme == "digest" && !user.is_empty() && self.identities.len() < AUTH_IDENTITIES_MAX {
-            if self.shared.auth.is_operator(&self.shared.coordinator, &user, password) {
-                self.superuser = true;
+            match self.shared.auth.role_of(&self.shared.coordinator, &user, password) {
+                Some(Role::Operator) => self.superuser = true,
+                Some(_) => self.caller.add(AuthId::new("gridkeeper", &user)),
+                None => {}
             }
+            self.caller.superuser = self.superuser;
+            self.caller.add(AuthId::new("digest", &digest_id(&user, password)));
             self.identities.push(("digest".to_string(), user));
             // ZooKeeper echoes the request's xid (-4 from the Java client and kazoo; some clients number it).
             return self.reply(header.xid, self.zxid(), code::OK, &Response::Empty).await;

@@ -4,13 +4,16 @@
 
 use crate::api::{ApiError, ErrorCode};
 use crate::consensus::{Coordinator, ReadOp, ReadResult};
-use crate::registry::{CreateMode, MultiOp as RegistryOp, Outcome, SessionId, SessionSecret, WatchKind, ZPath};
+use crate::registry::acl::perms;
+use crate::registry::{
+    Acl as RegistryAcl, Caller, CreateMode, MultiOp as RegistryOp, Outcome, SessionId, SessionSecret, WatchKind, ZPath,
+};
 use crate::service::registry::{self as service, RestoredWatch, Watch, WatchWith};
 use crate::state::Command;
 
 use super::codes::{answer, Answer};
 use super::proto::{
-    self, add_watch_mode, code, create_flags, op, perms, watcher_type, Acl, MultiOp, MultiReadOp, MultiReadResult,
+    self, add_watch_mode, code, create_flags, op, watcher_type, Acl, MultiOp, MultiReadOp, MultiReadResult,
     MultiResult, Request, Response,
 };
 
@@ -41,6 +44,9 @@ pub struct Context<'a> {
     /// The connection authenticated as the super user (`addauth digest NAME:TOKEN` with an operator
     /// token, or `super:` with the legacy admin token).
     pub superuser: bool,
+    /// Who the connection is to the registry's ACLs: its address, its `addauth` identities, and
+    /// whether it is the super user.
+    pub caller: &'a Caller,
 }
 
 impl From<ApiError> for Reply {
@@ -79,36 +85,69 @@ fn bad_version(text: &str) -> ApiError {
     ApiError::new(ErrorCode::BadVersion, format!("{text}: no node has a negative version"))
 }
 
+/// Longest TTL ZooKeeper accepts: its TTL nodes keep the TTL in the 40 low bits of ephemeralOwner.
+const TTL_MS_MAX: i64 = (1 << 40) - 1;
+
 /// The registry's mode for a create's flags and TTL, or the ZooKeeper error.
 fn create_mode(flags: i32, ttl_ms: Option<i64>, op_code: i32) -> Result<(CreateMode, Option<u64>), ApiError> {
     let mode =
         create_flags::mode(flags).ok_or_else(|| ApiError::bad_arguments(format!("unknown create flags {flags}")))?;
     let ttl = match (op_code == op::CREATE_TTL, create_flags::has_ttl(flags), ttl_ms) {
-        (true, true, Some(ttl)) if ttl > 0 => Some(ttl as u64),
+        (true, true, Some(ttl)) if ttl > 0 && ttl <= TTL_MS_MAX => Some(ttl as u64),
         (false, false, _) => None,
-        _ => return Err(ApiError::bad_arguments("a TTL needs createTTL, a TTL mode and a TTL above 0")),
+        _ => {
+            return Err(ApiError::bad_arguments(format!(
+                "a TTL needs createTTL, a TTL mode and a TTL from 1 to {TTL_MS_MAX} ms"
+            )))
+        }
     };
-    if op_code == op::CREATE_CONTAINER && mode != CreateMode::Container {
-        return Err(ApiError::bad_arguments("createContainer needs the container mode"));
-    }
+    // As in ZooKeeper, the flags decide the mode whatever the opcode (createContainer with
+    // persistent flags makes a persistent node).
     Ok((mode, ttl))
 }
 
-/// ACLs arrive in part 2 of the front end: until then a node can only be open to everyone, and a
-/// create asking for less is refused rather than silently given more.
-fn check_acl(acl: &[Acl]) -> Result<(), ApiError> {
-    if acl.is_empty() {
-        return Err(ApiError::new(ErrorCode::InvalidAcl, "an ACL needs at least one entry"));
-    }
-    if acl.iter().all(|entry| entry.scheme == "world" && entry.id == "anyone" && entry.perms == perms::ALL) {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::Unimplemented, "only world:anyone with every permission is served yet"))
-    }
+/// The registry's ACL for a request's: the same entries (perms are bits; ZooKeeper's are an `int`).
+fn registry_acl(acl: &[Acl]) -> Vec<RegistryAcl> {
+    acl.iter().map(|entry| RegistryAcl::new(entry.perms as u32, &entry.scheme, &entry.id)).collect()
 }
 
-fn open_acl() -> Vec<Acl> {
-    vec![Acl { perms: perms::ALL, scheme: "world".into(), id: "anyone".into() }]
+/// A reply's ACL for the registry's.
+fn wire_acl(acl: &[RegistryAcl]) -> Vec<Acl> {
+    acl.iter()
+        .map(|entry| Acl { perms: entry.perms as i32, scheme: entry.scheme.clone(), id: entry.id.clone() })
+        .collect()
+}
+
+/// The create command for `parent`/`name` with the request's ACL, fixed up for the caller: with the
+/// ACL once every voter applies ACLs, as before otherwise (when the ACL is the open one; any other is
+/// refused until then).
+#[allow(clippy::too_many_arguments)]
+fn create_command(
+    context: &Context<'_>,
+    acl: &[Acl],
+    parent: ZPath,
+    name: String,
+    data: Vec<u8>,
+    mode: CreateMode,
+    owner: Option<(SessionId, SessionSecret)>,
+    ttl_ms: Option<u64>,
+) -> Result<Command, ApiError> {
+    let acl = service::fix_up_acl(context.coordinator, Some(context.caller), &registry_acl(acl))?;
+    Ok(if service::acls_ready(context.coordinator) {
+        Command::CreateNode { parent, name, data, mode, owner, ttl_ms, acl }
+    } else {
+        Command::CreateChild { parent, name, data, mode, owner, ttl_ms }
+    })
+}
+
+/// `command` checked against ACLs as the connection's caller.
+fn checked(context: &Context<'_>, command: Command) -> Command {
+    service::checked(context.coordinator, Some(context.caller), command)
+}
+
+/// Refuses unless the connection may do any of `wanted` on `path` (checked on this node's state).
+fn allowed(context: &Context<'_>, path: &ZPath, wanted: u32) -> Result<(), ApiError> {
+    service::allowed(context.coordinator, Some(context.caller), path, wanted)
 }
 
 fn stat(stat: &crate::registry::Stat) -> proto::Stat {
@@ -118,6 +157,9 @@ fn stat(stat: &crate::registry::Stat) -> proto::Stat {
 /// Serves one request; the caller sends the reply (after any watch events it queued) at the zxid it
 /// reads after this returns, or at the write's zxid when this returns one.
 pub async fn serve(context: &Context<'_>, request: Request) -> (Reply, Option<u64>) {
+    if let Some(refusal) = malformed(context, &request) {
+        return (Reply::Error(refusal), None);
+    }
     if let Request::CheckWatches { path: text, kind } | Request::RemoveWatches { path: text, kind } = &request {
         let remove = matches!(request, Request::RemoveWatches { .. });
         return (watches(context, text, *kind, remove), None);
@@ -125,6 +167,66 @@ pub async fn serve(context: &Context<'_>, request: Request) -> (Reply, Option<u6
     match serve_inner(context, request).await {
         Ok((response, zxid)) => (Reply::Body(response), zxid),
         Err(error) => (Reply::from(error), None),
+    }
+}
+
+/// ZooKeeper's answer to a request whose path it never parses as a path, or whose arguments it cannot
+/// read, if it is one: an empty path is a marshalling error; a read of any other malformed path finds
+/// no node; a create or delete looks for the parent first (text before the last `/`), so it finds no
+/// node unless that parent exists, when the path itself is refused as bad arguments; an addWatch mode
+/// ZooKeeper has no enum value for is a marshalling error.
+fn malformed(context: &Context<'_>, request: &Request) -> Option<i32> {
+    let exists = |text: &str| {
+        ZPath::parse(if text.is_empty() { "/" } else { text })
+            .ok()
+            .is_some_and(|path| context.coordinator.read_local(|registry| registry.exists(&path).is_some()))
+    };
+    let (text, parent_first) = match request {
+        Request::AddWatch { mode, .. }
+            if *mode != add_watch_mode::PERSISTENT && *mode != add_watch_mode::PERSISTENT_RECURSIVE =>
+        {
+            return Some(code::MARSHALLING_ERROR)
+        }
+        Request::Create { path, flags, .. } => {
+            // A sequential create's path may end in `/` (see `child_of`).
+            let mode = create_flags::mode(*flags).unwrap_or(CreateMode::Persistent);
+            if mode.is_sequential() && path.ends_with('/') && path.len() > 1 {
+                (path.trim_end_matches('/'), false)
+            } else {
+                (path.as_str(), true)
+            }
+        }
+        Request::Delete { path, .. } => (path.as_str(), true),
+        Request::Exists { path, .. }
+        | Request::GetData { path, .. }
+        | Request::GetChildren { path, .. }
+        | Request::GetChildren2 { path, .. }
+        | Request::GetAcl { path }
+        | Request::SetData { path, .. }
+        | Request::SetAcl { path, .. }
+        | Request::GetAllChildrenNumber { path }
+        | Request::AddWatch { path, .. } => (path.as_str(), false),
+        _ => return None,
+    };
+    if text.is_empty() {
+        return Some(code::MARSHALLING_ERROR);
+    }
+    if text.contains('\0') {
+        return Some(code::BAD_ARGUMENTS);
+    }
+    if ZPath::parse(text).is_ok() {
+        return None;
+    }
+    if !parent_first {
+        return Some(match request {
+            Request::SetData { .. } | Request::SetAcl { .. } | Request::AddWatch { .. } => code::BAD_ARGUMENTS,
+            _ => code::NO_NODE,
+        });
+    }
+    match text.rfind('/') {
+        None => Some(code::BAD_ARGUMENTS),
+        Some(slash) if exists(&text[..slash]) => Some(code::BAD_ARGUMENTS),
+        Some(_) => Some(code::NO_NODE),
     }
 }
 
@@ -156,7 +258,7 @@ fn reserved_write(request: &Request) -> Option<&str> {
 }
 
 async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Response, Option<u64>), ApiError> {
-    if !context.superuser {
+    if !context.superuser && !service::acls_ready(context.coordinator) {
         if let Some(path) = reserved_write(&request) {
             return Err(ApiError::new(ErrorCode::NoAuth, format!("{path} is changed only by the super user")));
         }
@@ -170,12 +272,11 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
     match request {
         Request::Ping => done(Response::Empty),
         Request::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
-            check_acl(&acl)?;
             let (mode, ttl_ms) = create_mode(flags, ttl_ms, op_code)?;
             let (parent, name) = child_of(&text, mode)?;
             let owner = Some((context.session, context.secret));
-            let command = Command::CreateChild { parent, name, data, mode, owner, ttl_ms };
-            match service::write_at(coordinator, command).await? {
+            let command = create_command(context, &acl, parent, name, data, mode, owner, ttl_ms)?;
+            match service::write_at(coordinator, checked(context, command)).await? {
                 (Outcome::Created { path, .. }, zxid) if op_code == op::CREATE => {
                     Ok((Response::Create { path: path.to_string() }, Some(zxid)))
                 }
@@ -190,16 +291,19 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
                 return Err(bad_version(&text));
             }
             let command = Command::Delete { path: path(&text)?, version: version(expected) };
-            let (_, zxid) = service::write_at(coordinator, command).await?;
+            let (_, zxid) = service::write_at(coordinator, checked(context, command)).await?;
             Ok((Response::Empty, Some(zxid)))
         }
         Request::SetData { path: text, data, version: expected } => {
             if expected < -1 {
                 return Err(bad_version(&text));
             }
-            let command = Command::Set { path: path(&text)?, data, version: version(expected) };
-            match service::write_at(coordinator, command).await? {
-                (Outcome::Set { stat: set }, zxid) => Ok((Response::Stat(stat(&set)), Some(zxid))),
+            let path = path(&text)?;
+            let command = Command::Set { path: path.clone(), data, version: version(expected) };
+            match service::write_at(coordinator, checked(context, command)).await? {
+                (Outcome::Set { stat: set }, zxid) => {
+                    Ok((Response::Stat(stat(&service::with_aversion(coordinator, &path, set))), Some(zxid)))
+                }
                 (other, _) => Err(ApiError::unexpected(other)),
             }
         }
@@ -211,41 +315,49 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
             }
         }
         Request::GetData { path: text, watch } => {
-            match read(ReadOp::Get(path(&text)?), watched(WatchKind::Data, false, watch))? {
+            let path = path(&text)?;
+            allowed(context, &path, perms::READ)?;
+            match read(ReadOp::Get(path), watched(WatchKind::Data, false, watch))? {
                 ReadResult::Data { data, stat: found } => done(Response::GetData { data, stat: stat(&found) }),
                 other => Err(ApiError::unexpected(other)),
             }
         }
         Request::GetChildren { path: text, watch } => {
-            match read(ReadOp::Children(path(&text)?), watched(WatchKind::Child, false, watch))? {
+            let path = path(&text)?;
+            allowed(context, &path, perms::READ)?;
+            match read(ReadOp::Children(path), watched(WatchKind::Child, false, watch))? {
                 ReadResult::Children { children, .. } => done(Response::GetChildren { children }),
                 other => Err(ApiError::unexpected(other)),
             }
         }
         Request::GetChildren2 { path: text, watch } => {
-            match read(ReadOp::Children(path(&text)?), watched(WatchKind::Child, false, watch))? {
+            let path = path(&text)?;
+            allowed(context, &path, perms::READ)?;
+            match read(ReadOp::Children(path), watched(WatchKind::Child, false, watch))? {
                 ReadResult::Children { children, stat: found } => {
                     done(Response::GetChildren2 { children, stat: stat(&found) })
                 }
                 other => Err(ApiError::unexpected(other)),
             }
         }
-        Request::GetAcl { path: text } => match read(ReadOp::Exists(path(&text)?), None)? {
-            ReadResult::Exists(Some(found)) => done(Response::GetAcl { acl: open_acl(), stat: stat(&found) }),
-            _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
-        },
-        // Every node is open to everyone until ACLs arrive: setting that same ACL is answered as
-        // ZooKeeper would (the stat), any other is refused.
+        Request::GetAcl { path: text } => {
+            let path = path(&text)?;
+            allowed(context, &path, perms::READ | perms::ADMIN)?;
+            let (acl, found) = coordinator.read_local(|registry| registry.acl(&path))?;
+            done(Response::GetAcl { acl: wire_acl(&acl), stat: stat(&found) })
+        }
         Request::SetAcl { path: text, acl, version: expected } => {
-            check_acl(&acl)?;
-            match read(ReadOp::Exists(path(&text)?), None)? {
-                ReadResult::Exists(Some(found)) if expected == -1 || expected == 0 => {
-                    done(Response::Stat(stat(&found)))
+            if expected < -1 {
+                return Err(bad_version(&text));
+            }
+            let path = path(&text)?;
+            let acl = service::fix_up_acl(coordinator, Some(context.caller), &registry_acl(&acl))?;
+            let command = checked(context, Command::SetAcl { path: path.clone(), acl, version: version(expected) });
+            match service::write_at(coordinator, command).await? {
+                (Outcome::Set { stat: set }, zxid) => {
+                    Ok((Response::Stat(stat(&service::with_aversion(coordinator, &path, set))), Some(zxid)))
                 }
-                ReadResult::Exists(Some(_)) => {
-                    Err(ApiError::new(ErrorCode::BadVersion, format!("bad version: {text}")))
-                }
-                _ => Err(ApiError::new(ErrorCode::NoNode, format!("no node: {text}"))),
+                (other, _) => Err(ApiError::unexpected(other)),
             }
         }
         Request::Sync { path: text } => {
@@ -254,6 +366,9 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
             done(Response::Sync { path: text })
         }
         Request::Check { path: text, version: expected } => match read(ReadOp::Exists(path(&text)?), None)? {
+            ReadResult::Exists(Some(_)) if allowed(context, &path(&text)?, perms::READ).is_err() => {
+                Err(ApiError::new(ErrorCode::NoAuth, format!("no auth: {text}")))
+            }
             ReadResult::Exists(Some(found)) if expected == -1 || version(expected) == Some(found.version) => {
                 done(Response::Empty)
             }
@@ -262,10 +377,12 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
         },
         Request::Multi(ops) => multi(context, ops).await,
         Request::MultiRead(ops) => {
-            done(Response::MultiRead(ops.into_iter().map(|op| multi_read(coordinator, op)).collect()))
+            done(Response::MultiRead(ops.into_iter().map(|op| multi_read(context, op)).collect()))
         }
         Request::GetAllChildrenNumber { path: text } => {
-            let count = service::descendant_count(coordinator, &path(&text)?)?;
+            let path = path(&text)?;
+            allowed(context, &path, perms::READ)?;
+            let count = service::descendant_count(coordinator, &path)?;
             done(Response::GetAllChildrenNumber { count: i32::try_from(count).unwrap_or(i32::MAX) })
         }
         Request::GetEphemerals { prefix } => {
@@ -365,16 +482,20 @@ fn restore(
     Ok((Response::Empty, None))
 }
 
-fn registry_op(op: MultiOp) -> Result<(RegistryOp, i32), ApiError> {
+fn registry_op(context: &Context<'_>, op: MultiOp) -> Result<(RegistryOp, i32), ApiError> {
     Ok(match op {
         MultiOp::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
-            check_acl(&acl)?;
             let (mode, ttl) = create_mode(flags, ttl_ms, op_code)?;
             if ttl.is_some() {
                 return Err(ApiError::new(ErrorCode::Unimplemented, "a TTL node inside a multi"));
             }
             let (parent, name) = child_of(&text, mode)?;
-            (RegistryOp::CreateChild { parent, name, data, mode }, op_code)
+            let acl = service::fix_up_acl(context.coordinator, Some(context.caller), &registry_acl(&acl))?;
+            if service::acls_ready(context.coordinator) {
+                (RegistryOp::CreateNode { parent, name, data, mode, acl }, op_code)
+            } else {
+                (RegistryOp::CreateChild { parent, name, data, mode }, op_code)
+            }
         }
         MultiOp::Delete { path: text, version: expected } => {
             if expected < -1 {
@@ -407,7 +528,7 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
     let mut steps = Vec::with_capacity(count);
     let mut kinds = Vec::with_capacity(count);
     for (index, op) in ops.into_iter().enumerate() {
-        match registry_op(op) {
+        match registry_op(context, op) {
             Ok((step, kind)) => {
                 steps.push(step);
                 kinds.push(kind);
@@ -423,7 +544,8 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
     if steps.is_empty() {
         return Ok((Response::Multi(Vec::new()), None));
     }
-    let command = Command::MultiOwned { ops: steps, session: context.session, secret: context.secret };
+    let command =
+        checked(context, Command::MultiOwned { ops: steps, session: context.session, secret: context.secret });
     match service::write_at(context.coordinator, command).await {
         Ok((Outcome::Multi { results }, zxid)) => {
             let results = results
@@ -451,26 +573,33 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
     }
 }
 
-fn multi_read(coordinator: &Coordinator, op: MultiReadOp) -> MultiReadResult {
+fn multi_read(context: &Context<'_>, op: MultiReadOp) -> MultiReadResult {
+    let coordinator = context.coordinator;
     let error = |error: ApiError| match answer(error.code) {
         Answer::Code(value) => MultiReadResult::Error { err: value },
         Answer::Close => MultiReadResult::Error { err: code::SYSTEM_ERROR },
     };
     let result = match op {
         MultiReadOp::GetData { path: text } => {
-            path(&text).and_then(|path| match service::read_watched(coordinator, &ReadOp::Get(path), None)? {
+            path(&text).and_then(|path| match service::read_watched(coordinator, &ReadOp::Get(path.clone()), None)? {
+                _ if allowed(context, &path, perms::READ).is_err() => {
+                    Err(ApiError::new(ErrorCode::NoAuth, format!("no auth: {path}")))
+                }
                 (ReadResult::Data { data, stat: found }, _) => {
                     Ok(MultiReadResult::GetData { data, stat: stat(&found) })
                 }
                 (other, _) => Err(ApiError::unexpected(other)),
             })
         }
-        MultiReadOp::GetChildren { path: text } => {
-            path(&text).and_then(|path| match service::read_watched(coordinator, &ReadOp::Children(path), None)? {
+        MultiReadOp::GetChildren { path: text } => path(&text).and_then(|path| {
+            match service::read_watched(coordinator, &ReadOp::Children(path.clone()), None)? {
+                _ if allowed(context, &path, perms::READ).is_err() => {
+                    Err(ApiError::new(ErrorCode::NoAuth, format!("no auth: {path}")))
+                }
                 (ReadResult::Children { children, .. }, _) => Ok(MultiReadResult::GetChildren { children }),
                 (other, _) => Err(ApiError::unexpected(other)),
-            })
-        }
+            }
+        }),
     };
     result.unwrap_or_else(error)
 }
@@ -501,15 +630,12 @@ mod tests {
         {
             assert_eq!(create_mode(flags, ttl, op_code).map_err(|error| error.code), Err(ErrorCode::BadArguments));
         }
+        assert_eq!(create_mode(0, None, op::CREATE_CONTAINER), Ok((CreateMode::Persistent, None)));
         assert_eq!(
-            create_mode(0, None, op::CREATE_CONTAINER).map_err(|error| error.code),
+            create_mode(5, Some(TTL_MS_MAX + 1), op::CREATE_TTL).map_err(|error| error.code),
             Err(ErrorCode::BadArguments)
         );
         assert_eq!(create_mode(9, None, op::CREATE).map_err(|error| error.code), Err(ErrorCode::BadArguments));
-        assert!(check_acl(&open_acl()).is_ok());
-        assert_eq!(check_acl(&[]).map_err(|error| error.code), Err(ErrorCode::InvalidAcl));
-        let read_only = [Acl { perms: perms::READ, scheme: "world".into(), id: "anyone".into() }];
-        assert_eq!(check_acl(&read_only).map_err(|error| error.code), Err(ErrorCode::Unimplemented));
     }
 
     #[test]

@@ -41,20 +41,17 @@ pub struct ZkAuth {
 }
 
 impl ZkAuth {
-    /// Whether `user:password` is an operator credential: an unrevoked operator token named `user`,
-    /// or the legacy admin token (any user name).
-    pub fn is_operator(&self, coordinator: &Coordinator, user: &str, password: &str) -> bool {
+    /// The role `user:password` proves, if it is a credential of the cluster: an unrevoked token
+    /// named `user` (its role), or the legacy admin token (operator, any user name).
+    pub fn role_of(&self, coordinator: &Coordinator, user: &str, password: &str) -> Option<crate::credentials::Role> {
         if let Some(admin_token) = &self.admin_token {
             if crate::credentials::token::constant_time_eq(password.as_bytes(), admin_token.as_bytes()) {
-                return true;
+                return Some(crate::credentials::Role::Operator);
             }
         }
-        let Some(claims) = self.verifier.as_ref().and_then(|verifier| verifier.verify(password).ok()) else {
-            return false;
-        };
-        claims.name == user
-            && claims.role == crate::credentials::Role::Operator
-            && !crate::service::credentials::is_revoked(coordinator, &claims.name)
+        let claims = self.verifier.as_ref().and_then(|verifier| verifier.verify(password).ok())?;
+        (claims.name == user && !crate::service::credentials::is_revoked(coordinator, &claims.name))
+            .then_some(claims.role)
     }
 }
 

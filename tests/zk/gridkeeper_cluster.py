@@ -7,7 +7,8 @@ run unchanged against gridkeeper (``kazoo_plugin.py`` installs it).
 
 What the tests touch, and what it does here:
   cluster[i], iter(cluster), len(cluster)   the servers, node ids 1..size in order
-  cluster.start()                           starts every stopped node, waits for a leader and every ZK port
+  cluster.start()                           starts every stopped node, waits for a leader, every ZK port and
+                                            the state version (2: ACLs and /zookeeper)
   cluster.stop() / .terminate() / .reset()  stops every node (SIGTERM); terminate and reset also wipe data
   server.address                            "127.0.0.1:<zk port>"
   server.running                            whether this adapter believes the node runs
@@ -260,6 +261,15 @@ class GridkeeperCluster:
         for server in self:
             server.wait_serving()
         _wait_for("the nodes to agree on a leader", self._agreed_leader)
+        # A fresh cluster raises its state version (ACLs, /zookeeper) once every voter registered.
+        _wait_for("the state version to reach 2 on every node", self._upgraded)
+
+    def _upgraded(self):
+        for server in self:
+            status = _status(server.admin_port, self.certs) if server.running else None
+            if server.running and (status is None or (status.get("state_version") or 0) < 2):
+                return False
+        return True
 
     def _agreed_leader(self):
         running = [server for server in self if server.running]

@@ -3,7 +3,8 @@
 //!
 //! Each simulated client gets a connection of its own (a gridkeeper HTTP connection, a ZooKeeper
 //! session, an etcd gRPC channel), so no system gains from pipelining several clients' requests
-//! over one connection. This module does not time anything: the driver does.
+//! over one connection. gridkeeper's ZooKeeper front end is driven as a ZooKeeper ensemble is, through
+//! [`Target::ZooKeeper`]. This module does not time anything: the driver does.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -82,9 +83,10 @@ pub enum Target {
         /// The cluster CA and the credentials directory's `admin.token`.
         access: gridkeeper::client::Access,
     },
-    /// Client addresses, `host:port`.
+    /// Client addresses, `host:port`: a ZooKeeper ensemble's, or gridkeeper's ZooKeeper listeners
+    /// (`gridkeeper-zk`), which get exactly the same client, sessions and requests.
     ZooKeeper {
-        /// One per member.
+        /// One per member, in member-id order.
         servers: Vec<String>,
     },
     /// Client URLs or `host:port`.

@@ -1,5 +1,7 @@
 //! `peers`: drives gridkeeper, ZooKeeper and etcd with identical closed-loop workloads on one
-//! machine, writes one JSON line per measurement, and prints the side-by-side table.
+//! machine, writes one JSON line per measurement, and prints the side-by-side table. gridkeeper is
+//! driven twice: through its HTTP client API (`gridkeeper`) and through its ZooKeeper protocol front
+//! end with the very client ZooKeeper gets (`gridkeeper-zk`).
 //!
 //! - `peers bench --system S --workloads W,... [--quick] [--out FILE] [--control SCRIPT] ...` measures
 //!   one running cluster; `run.sh` starts and stops each cluster around it, one system at a time.
@@ -65,15 +67,17 @@ struct BenchArgs {
     /// Results file (JSON lines, appended).
     #[arg(long, default_value = RESULTS_DEFAULT)]
     out: PathBuf,
-    /// Members' client addresses, comma separated (gridkeeper: admin API addresses in node-id
-    /// order). Defaults to the ports of the cluster scripts.
+    /// Members' client addresses, comma separated, in member-id order (gridkeeper: admin API
+    /// addresses; gridkeeper-zk: ZooKeeper listeners, `--zk-listen`). Defaults to the ports of the
+    /// cluster scripts.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<String>,
-    /// The cluster's control script (`leader`, and `pid N` for gridkeeper): needed by failover and
-    /// task-retry.
+    /// The cluster's control script (`leader`, and `pid N` for gridkeeper; gk-cluster.sh for
+    /// gridkeeper-zk too): needed by failover and task-retry.
     #[arg(long)]
     control: Option<PathBuf>,
-    /// gridkeeper's admin token file (`admin.token` in its credentials directory).
+    /// gridkeeper's admin token file (`admin.token` in its credentials directory). Not used by
+    /// gridkeeper-zk: its znodes are world-open, so its ZooKeeper sessions need no credential.
     #[arg(long)]
     token_file: Option<PathBuf>,
     /// Concurrent clients of the steady workloads, comma separated.
@@ -99,6 +103,10 @@ enum System {
     /// A 1-node gridkeeper cluster (task throughput against Ray on one node).
     #[value(name = "gridkeeper-1node")]
     Gridkeeper1Node,
+    /// A 3-node gridkeeper cluster reached through its ZooKeeper listeners, with the same client and
+    /// code path as ZooKeeper (issue 12).
+    #[value(name = "gridkeeper-zk")]
+    GridkeeperZk,
     /// A 3-member ZooKeeper ensemble.
     Zookeeper,
     /// A 3-member etcd cluster.
@@ -110,16 +118,19 @@ impl System {
         match self {
             System::Gridkeeper => "gridkeeper",
             System::Gridkeeper1Node => "gridkeeper-1node",
+            System::GridkeeperZk => "gridkeeper-zk",
             System::Zookeeper => "zookeeper",
             System::Etcd => "etcd",
         }
     }
 
-    /// The cluster scripts' client ports.
+    /// The cluster scripts' client ports, in member-id order (gk-cluster.sh: admin 19200+N,
+    /// ZooKeeper 2280+N; zk-cluster.sh: 2180+N).
     fn endpoints_default(self) -> Vec<String> {
         let list: &[&str] = match self {
             System::Gridkeeper => &["127.0.0.1:19201", "127.0.0.1:19202", "127.0.0.1:19203"],
             System::Gridkeeper1Node => &["127.0.0.1:19201"],
+            System::GridkeeperZk => &["127.0.0.1:2281", "127.0.0.1:2282", "127.0.0.1:2283"],
             System::Zookeeper => &["127.0.0.1:2181", "127.0.0.1:2182", "127.0.0.1:2183"],
             System::Etcd => &["127.0.0.1:12379", "127.0.0.1:22379", "127.0.0.1:32379"],
         };
@@ -129,10 +140,14 @@ impl System {
     /// Why `workload` cannot be measured on this system, if it cannot.
     fn refusal(self, workload: Workload) -> Option<&'static str> {
         match (self, workload) {
-            (System::Zookeeper, Workload::Read) => {
+            // Over ZooKeeper's protocol, gridkeeper's getData is a local read too.
+            (System::Zookeeper | System::GridkeeperZk, Workload::Read) => {
                 Some("ZooKeeper has no linearizable read: its getData is measured as read-local")
             }
             (System::Zookeeper | System::Etcd, Workload::Tasks | Workload::TaskRetry) => Some("it runs no tasks"),
+            (System::GridkeeperZk, Workload::Tasks | Workload::TaskRetry) => {
+                Some("ZooKeeper's protocol has no tasks: measure them with --system gridkeeper")
+            }
             (System::Gridkeeper1Node, Workload::Failover | Workload::TaskRetry) => {
                 Some("one node has no survivor to take over")
             }
@@ -231,7 +246,8 @@ fn target(args: &BenchArgs) -> Result<Target> {
                 .with_token(token.trim());
             Target::Gridkeeper { admins, access }
         }
-        System::Zookeeper => Target::ZooKeeper { servers: endpoints },
+        // gridkeeper's ZooKeeper listeners get exactly what a ZooKeeper ensemble gets.
+        System::Zookeeper | System::GridkeeperZk => Target::ZooKeeper { servers: endpoints },
         System::Etcd => Target::Etcd { endpoints },
     })
 }
@@ -272,11 +288,24 @@ async fn bench(args: BenchArgs) -> Result<()> {
 /// relation to the leader in every system, whichever member leads: a single client talks to a
 /// follower, and the leader never has more clients than a follower. Without a control script, or
 /// without a leader, the first member.
+///
+/// The control script numbers members from 1 (zk-cluster.sh: client port 2180+N; gk-cluster.sh:
+/// node N, admin 19200+N and ZooKeeper 2280+N), and the endpoints are listed in that order, so the
+/// leader's endpoint is index `N - 1` for gridkeeper-zk as for the others.
 async fn first_member(control: Option<&Control>, target: &Target) -> usize {
     let Some(control) = control else { return 0 };
+    let members = target.members();
     match control.leader().await {
         // Member ids are 1-based: the leader's index is `id - 1`, the next member's `id`.
-        Ok(leader) => leader.id as usize % target.members(),
+        Ok(leader) if (1..=members as u64).contains(&leader.id) => leader.id as usize % members,
+        Ok(leader) => {
+            eprintln!(
+                "peers: the leader is member {}, but {members} endpoints are listed (in member-id order); clients \
+                 start on the first member",
+                leader.id
+            );
+            0
+        }
         Err(error) => {
             eprintln!("peers: no leader known ({error:#}); clients start on the first member");
             0

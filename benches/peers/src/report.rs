@@ -1,5 +1,6 @@
 //! Results: one JSON line per measurement (the schema `ray_bench.py` writes too), and the Markdown
-//! table with the ratio of gridkeeper to the best peer, followed by the issue's goals as met or
+//! table with the ratio of gridkeeper to the best peer and of gridkeeper through its ZooKeeper
+//! protocol (`gridkeeper-zk`) to ZooKeeper, followed by the goals of issues 5 and 12 as met or
 //! missed.
 //!
 //! The table reads only the results file, so it can be printed again from an old run.
@@ -15,8 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::driver::Tally;
 
-/// Systems in column order: gridkeeper first, then its peers.
-const SYSTEMS: [&str; 5] = ["gridkeeper", "gridkeeper-1node", "zookeeper", "etcd", "ray"];
+/// Systems in column order: gridkeeper first (over HTTP, then through its ZooKeeper protocol), then
+/// its peers.
+const SYSTEMS: [&str; 6] = ["gridkeeper", "gridkeeper-zk", "gridkeeper-1node", "zookeeper", "etcd", "ray"];
+/// gridkeeper driven through its ZooKeeper listeners with ZooKeeper's client; compared with ZooKeeper.
+const GK_ZK: &str = "gridkeeper-zk";
 /// The peers a gridkeeper figure is compared with.
 const PEERS: [&str; 3] = ["zookeeper", "etcd", "ray"];
 /// Client counts of the steady workloads.
@@ -27,7 +31,7 @@ const WORKLOADS: [&str; 7] = ["write", "create", "read", "read-local", "failover
 /// One measurement. Fields that do not apply to a workload are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// `gridkeeper`, `gridkeeper-1node`, `zookeeper`, `etcd` or `ray`.
+    /// `gridkeeper`, `gridkeeper-zk`, `gridkeeper-1node`, `zookeeper`, `etcd` or `ray`.
     pub system: String,
     /// `write`, `create`, `read`, `read-local`, `failover`, `tasks` or `task-retry`.
     pub workload: String,
@@ -221,14 +225,32 @@ fn ratio_text(ours: f64, best: f64) -> String {
     }
 }
 
+/// A system's column heading.
+fn label(system: &str) -> &str {
+    match system {
+        GK_ZK => "gridkeeper (ZooKeeper protocol)",
+        other => other,
+    }
+}
+
+/// The `gridkeeper-zk` figure of a row over ZooKeeper's, both measured in the row (no stand-in:
+/// neither has a linearizable read).
+fn zk_protocol_ratio(row: &Row<'_>) -> String {
+    let figure_of = |system: &str| row.get(system).and_then(|record| figure(record));
+    match (figure_of(GK_ZK), figure_of("zookeeper")) {
+        (Some(ours), Some(theirs)) => ratio_text(ours, theirs),
+        _ => "—".into(),
+    }
+}
+
 /// The Markdown table of `records`: rates in operations (tasks) per second, times in ms.
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
     out.push_str("| workload | clients | ");
-    out.push_str(&SYSTEMS.join(" | "));
-    out.push_str(" | gridkeeper ÷ best peer |\n|---|---:|");
+    out.push_str(&SYSTEMS.map(label).join(" | "));
+    out.push_str(" | gridkeeper ÷ best peer | ZooKeeper protocol ÷ ZooKeeper |\n|---|---:|");
     out.push_str(&"---:|".repeat(SYSTEMS.len()));
-    out.push_str("---:|\n");
+    out.push_str("---:|---:|\n");
     for ((_, workload, clients), row) in rows(records) {
         let mut cells = Vec::new();
         for system in SYSTEMS {
@@ -245,12 +267,16 @@ pub fn table(records: &[Record]) -> String {
             }
         }
         let ratio = if ratios.is_empty() { "—".to_string() } else { ratios.join(", ") };
-        out.push_str(&format!("| {workload} | {clients} | {} | {ratio} |\n", cells.join(" | ")));
+        let zk_ratio = zk_protocol_ratio(&row);
+        out.push_str(&format!("| {workload} | {clients} | {} | {ratio} | {zk_ratio} |\n", cells.join(" | ")));
     }
     out.push_str(
         "\nRates in operations (tasks) per second, higher is better; failover and task-retry in ms, lower is \
-         better (a ratio below 1 is gridkeeper ahead). `*` ZooKeeper's local getData, the reference for \
-         linearizable reads (ZooKeeper has none). `err`: failed or abandoned requests in the window.\n",
+         better (a ratio below 1 is gridkeeper ahead). `gridkeeper`: its HTTP client API; `gridkeeper \
+         (ZooKeeper protocol)`: the same 3-node cluster through its ZooKeeper listeners, driven with the \
+         client ZooKeeper gets, and compared with ZooKeeper alone in the last column. `*` ZooKeeper's local \
+         getData, the reference for linearizable reads (ZooKeeper has none). `err`: failed or abandoned \
+         requests in the window.\n",
     );
     out
 }
@@ -267,8 +293,39 @@ fn by_count(records: &[Record], ours: (&str, &str), theirs: (&str, &str)) -> Vec
     CLIENT_COUNTS.iter().map(|&clients| (clients, versus(records, ours, theirs, clients))).collect()
 }
 
-/// One goal line: the measured ratios (by client count) against the `target` ratio.
+/// How a measured ratio must stand to its goal's target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bound {
+    /// At least the target (`≥`).
+    AtLeast,
+    /// Strictly above it (`>`): ahead of the peer when the target is 1.
+    Above,
+}
+
+impl Bound {
+    fn symbol(self) -> &'static str {
+        match self {
+            Bound::AtLeast => "≥",
+            Bound::Above => ">",
+        }
+    }
+
+    fn holds(self, ratio: f64, target: f64) -> bool {
+        match self {
+            Bound::AtLeast => ratio >= target,
+            Bound::Above => ratio > target,
+        }
+    }
+}
+
+/// One goal line: the measured ratios (by client count) against the `target` ratio, at least.
 fn rate_goal(title: &str, ratios: &[(usize, Option<f64>)], target: f64) -> String {
+    bounded_goal(title, ratios, Bound::AtLeast, target)
+}
+
+/// One goal line: the measured ratios (by client count) standing to the `target` ratio as `bound`
+/// says, every one of them.
+fn bounded_goal(title: &str, ratios: &[(usize, Option<f64>)], bound: Bound, target: f64) -> String {
     let measured: Vec<String> = ratios
         .iter()
         .map(|(clients, ratio)| match ratio {
@@ -280,16 +337,18 @@ fn rate_goal(title: &str, ratios: &[(usize, Option<f64>)], target: f64) -> Strin
         "not measured".to_string()
     } else {
         let worst = ratios.iter().filter_map(|(_, ratio)| *ratio).fold(f64::INFINITY, f64::min);
-        if worst >= target {
+        if bound.holds(worst, target) {
             "met".to_string()
         } else {
             format!("missed by {:.0}% at worst", (1.0 - worst / target) * 100.0)
         }
     };
-    format!("- {title} (goal ≥ {target}×): {}. **{verdict}**\n", measured.join(", "))
+    format!("- {title} (goal {} {target}×): {}. **{verdict}**\n", bound.symbol(), measured.join(", "))
 }
 
-/// The issue's goals, each as met, missed (by how much) or not measured.
+/// The goals of issue 5 (gridkeeper over HTTP against its peers) and then of issue 12 (gridkeeper
+/// through its ZooKeeper protocol against ZooKeeper), each as met, missed (by how much) or not
+/// measured.
 pub fn goals(records: &[Record]) -> String {
     let mut out = String::from("\nGoals (all from this run):\n");
     out.push_str(&rate_goal(
@@ -316,7 +375,75 @@ pub fn goals(records: &[Record]) -> String {
         ],
         25.0,
     ));
+    out.push_str(&zk_protocol_goals(records));
     out
+}
+
+/// Issue 12's goals, on the `gridkeeper-zk` rows against ZooKeeper's: the same client, the same
+/// requests, the same cluster sizes.
+fn zk_protocol_goals(records: &[Record]) -> String {
+    let mut out =
+        String::from("\nGoals of issue 12, gridkeeper through its ZooKeeper protocol (gridkeeper-zk) vs ZooKeeper:\n");
+    let against =
+        |workload: &str, clients: usize| versus(records, (GK_ZK, workload), ("zookeeper", workload), clients);
+    for (workload, plural) in [("write", "writes"), ("create", "creates")] {
+        out.push_str(&rate_goal(&format!("{plural} at 128 clients"), &[(128, against(workload, 128))], 2.0));
+        out.push_str(&bounded_goal(
+            &format!("{plural} at 1 and 16 clients"),
+            &[(1, against(workload, 1)), (16, against(workload, 16))],
+            Bound::Above,
+            1.0,
+        ));
+    }
+    out.push_str(&rate_goal(
+        "local reads, clients",
+        &by_count(records, (GK_ZK, "read-local"), ("zookeeper", "read-local")),
+        2.0,
+    ));
+    out.push_str(&write_latency_goal(records));
+    out.push_str(&zk_failover_goal(records));
+    out
+}
+
+/// One client's median write latency through the ZooKeeper protocol: below ZooKeeper's.
+fn write_latency_goal(records: &[Record]) -> String {
+    let p50 = |system| find(records, system, "write", 1).and_then(|record| record.p50_us);
+    let (ours, zookeeper) = (p50(GK_ZK), p50("zookeeper"));
+    let shown =
+        |value: Option<f64>| value.map_or_else(|| "not measured".to_string(), |us| format!("{} µs", thousands(us)));
+    let verdict = match (ours, zookeeper) {
+        (Some(ours), Some(zookeeper)) if ours < zookeeper => "met".to_string(),
+        (Some(ours), Some(zookeeper)) => format!("missed by {} µs", thousands(ours - zookeeper)),
+        _ => "not measured".to_string(),
+    };
+    format!(
+        "- one-client write p50 latency (goal below ZooKeeper's): gridkeeper-zk {}, ZooKeeper {}. **{verdict}**\n",
+        shown(ours),
+        shown(zookeeper)
+    )
+}
+
+/// Failover through the ZooKeeper protocol: under 500 ms and shorter than ZooKeeper's.
+fn zk_failover_goal(records: &[Record]) -> String {
+    let gap = |system| find(records, system, "failover", 16).and_then(|record| record.gap_ms);
+    let (ours, zookeeper) = (gap(GK_ZK), gap("zookeeper"));
+    let shown = |value: Option<f64>| value.map_or_else(|| "not measured".to_string(), |ms| format!("{ms:.0} ms"));
+    let verdict = match (ours, zookeeper) {
+        (Some(ours), Some(zookeeper)) => {
+            let bound = 500f64.min(zookeeper);
+            if ours < bound {
+                "met".to_string()
+            } else {
+                format!("missed by {:.0} ms", ours - bound)
+            }
+        }
+        _ => "not measured".to_string(),
+    };
+    format!(
+        "- failover gap (goal < 500 ms and below ZooKeeper's): gridkeeper-zk {}, ZooKeeper {}. **{verdict}**\n",
+        shown(ours),
+        shown(zookeeper)
+    )
 }
 
 /// Failover: under 500 ms and shorter than both peers'.
@@ -395,11 +522,46 @@ mod tests {
             record("etcd", "failover", 16, None, Some(2_000.0)),
         ];
         let table = table(&records);
-        assert!(table.contains("| read | 16 | 30,000 | — | 20,000* | 6,000 | — | 1.50× |"), "{table}");
-        assert!(table.contains("| failover | 16 | 400 ms | — | 800 ms | 2,000 ms | — | 0.50× |"), "{table}");
+        assert!(table.contains("| read | 16 | 30,000 | — | — | 20,000* | 6,000 | — | 1.50× | — |"), "{table}");
+        assert!(table.contains("| failover | 16 | 400 ms | — | — | 800 ms | 2,000 ms | — | 0.50× | — |"), "{table}");
         let goals = goals(&records);
         assert!(goals.contains("failover gap (goal < 500 ms and below both peers): gridkeeper 400 ms"), "{goals}");
         assert!(goals.contains("**met**\n- no-op"), "{goals}");
+    }
+
+    #[test]
+    fn the_zookeeper_protocol_rows_compare_with_zookeeper_alone() {
+        let with_p50 = |base: Record, p50: f64| Record { p50_us: Some(p50), ..base };
+        let records = vec![
+            with_p50(record("gridkeeper-zk", "write", 1, Some(1_200.0), None), 700.0),
+            with_p50(record("zookeeper", "write", 1, Some(1_000.0), None), 900.0),
+            record("gridkeeper-zk", "write", 16, Some(3_000.0), None),
+            record("zookeeper", "write", 16, Some(2_000.0), None),
+            record("gridkeeper-zk", "write", 128, Some(12_000.0), None),
+            record("zookeeper", "write", 128, Some(6_000.0), None),
+            record("gridkeeper-zk", "read-local", 1, Some(9_000.0), None),
+            record("zookeeper", "read-local", 1, Some(5_000.0), None),
+            record("gridkeeper-zk", "read-local", 16, Some(30_000.0), None),
+            record("zookeeper", "read-local", 16, Some(14_000.0), None),
+            record("gridkeeper-zk", "read-local", 128, Some(50_000.0), None),
+            record("zookeeper", "read-local", 128, Some(20_000.0), None),
+            record("gridkeeper-zk", "failover", 16, None, Some(320.0)),
+            record("zookeeper", "failover", 16, None, Some(800.0)),
+        ];
+        let table = table(&records);
+        assert!(table.contains("| gridkeeper | gridkeeper (ZooKeeper protocol) | gridkeeper-1node |"), "{table}");
+        // Not a peer: the best-peer column stays empty without an HTTP figure.
+        assert!(table.contains("| write | 128 | — | 12,000 | — | 6,000 | — | — | — | 2.00× |"), "{table}");
+        assert!(table.contains("| failover | 16 | — | 320 ms | — | 800 ms | — | — | — | 0.40× |"), "{table}");
+        let goals = goals(&records);
+        assert!(goals.contains("- writes at 128 clients vs ZooKeeper (goal ≥ 2×): 128: not measured."), "{goals}");
+        assert!(goals.contains("- writes at 128 clients (goal ≥ 2×): 128: 2.00×. **met**"), "{goals}");
+        assert!(goals.contains("- writes at 1 and 16 clients (goal > 1×): 1: 1.20×, 16: 1.50×. **met**"), "{goals}");
+        assert!(goals.contains("- creates at 128 clients (goal ≥ 2×): 128: not measured. **not measured**"), "{goals}");
+        assert!(goals.contains("- local reads, clients (goal ≥ 2×): 1: 1.80×, 16: 2.14×, 128: 2.50×."), "{goals}");
+        assert!(goals.contains("2.50×. **missed by 10% at worst**"), "{goals}");
+        assert!(goals.contains("(goal below ZooKeeper's): gridkeeper-zk 700 µs, ZooKeeper 900 µs. **met**"), "{goals}");
+        assert!(goals.contains("below ZooKeeper's): gridkeeper-zk 320 ms, ZooKeeper 800 ms. **met**"), "{goals}");
     }
 
     #[test]

@@ -423,3 +423,160 @@ fn create_child_numbers_sequential_children_by_the_parents_cversion() {
     let Ok(Outcome::Created { path, .. }) = f.run(old) else { panic!() };
     assert_eq!(path, p("/q/old-0000000002"));
 }
+
+// --- State version 2: ACLs, ZooKeeper's own nodes, ZooKeeper's numbering ---------------------------
+
+fn upgrade(f: &mut Fixture) {
+    let config = "server.1=127.0.0.1:1:1:participant\nversion=0".to_string();
+    assert_eq!(f.run(Command::Upgrade { version: 2, zookeeper_config: config }), Ok(Outcome::Nothing));
+    assert_eq!(f.registry.version(), 2);
+}
+
+fn create_node(parent: &str, name: &str, mode: CreateMode, acl: Vec<Acl>) -> Command {
+    Command::CreateNode { parent: p(parent), name: name.into(), data: vec![], mode, owner: None, ttl_ms: None, acl }
+}
+
+fn as_caller(caller: &Caller, command: Command) -> Command {
+    Command::As { caller: caller.clone(), command: Box::new(command) }
+}
+
+fn digest_caller(name: &str, password: &str) -> Caller {
+    let mut caller = Caller::anonymous();
+    caller.add(crate::registry::AuthId::new("digest", &acl::digest_id(name, password)));
+    caller
+}
+
+fn created_name(applied: Applied) -> String {
+    match applied {
+        Ok(Outcome::Created { path, .. }) => path.name().to_string(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sequential_numbers_count_creates_in_version_2_and_cversion_counts_every_change() {
+    let mut f = Fixture::new();
+    f.create("/v1", CreateMode::Persistent, None).expect("create");
+    let seq = |f: &mut Fixture, parent: &str| {
+        created_name(f.run(Command::CreateChild {
+            parent: p(parent),
+            name: "n-".into(),
+            data: vec![],
+            mode: CreateMode::PersistentSequential,
+            owner: None,
+            ttl_ms: None,
+        }))
+    };
+    for _ in 0..3 {
+        seq(&mut f, "/v1");
+    }
+    f.run(Command::Delete { path: p("/v1/n-0000000001"), version: None }).expect("delete");
+    assert_eq!(seq(&mut f, "/v1"), "n-0000000004", "version 1 numbers by cversion, deletes included");
+    upgrade(&mut f);
+    f.create("/v2", CreateMode::Persistent, None).expect("create");
+    for _ in 0..3 {
+        seq(&mut f, "/v2");
+    }
+    f.run(Command::Delete { path: p("/v2/n-0000000001"), version: None }).expect("delete");
+    assert_eq!(seq(&mut f, "/v2"), "n-0000000003", "version 2 numbers by creates, as ZooKeeper does");
+    let stat = f.registry.exists(&p("/v2")).expect("exists");
+    assert_eq!((stat.cversion, stat.num_children), (5, 3), "cversion counts creates and deletes");
+}
+
+#[test]
+fn version_2_creates_zookeepers_nodes_as_a_fresh_zookeeper_shows_them() {
+    let mut f = Fixture::new();
+    f.create("/grid", CreateMode::Persistent, None).expect("create");
+    f.create("/grid/nodes", CreateMode::Persistent, None).expect("create");
+    upgrade(&mut f);
+    let (children, zookeeper) = f.registry.children(&p("/zookeeper")).expect("/zookeeper");
+    assert_eq!(children, vec!["config".to_string(), "quota".to_string()]);
+    assert_eq!(zookeeper.cversion as i32, -2, "ZooKeeper's initial tree: 2 * 0 creates - 2 children");
+    let root = f.registry.exists(&ZPath::root()).expect("root");
+    assert_eq!(root.cversion as i32, 0, "one create (/grid), and /zookeeper shows as -1");
+    let (config, stat) = f.registry.get(&p("/zookeeper/config")).expect("config");
+    assert!(config.starts_with(b"server.1="));
+    assert_eq!((stat.version as i32, stat.aversion as i32), (-1, -1));
+    assert_eq!(f.registry.acl(&p("/zookeeper/config")).expect("acl").0, acl::read_only());
+    assert_eq!(f.registry.acl(&p("/grid/nodes")).expect("acl").0, acl::read_only(), "the cluster's own subtree");
+    let anyone = Caller::anonymous();
+    for path in ["/zookeeper", "/zookeeper/config", "/zookeeper/quota"] {
+        let refused = f.run(as_caller(&Caller::superuser(), Command::Delete { path: p(path), version: None }));
+        assert!(
+            matches!(refused, Err(RegistryError::BadArguments { .. }) | Err(RegistryError::NotEmpty { .. })),
+            "{path}: {refused:?}"
+        );
+    }
+    let set = f.run(as_caller(&anyone, Command::Set { path: p("/zookeeper/config"), data: vec![], version: None }));
+    assert_eq!(set, Err(RegistryError::Denied { path: "/zookeeper/config".into() }));
+    // A registration under /grid/nodes, written by the cluster itself, is world-readable only too.
+    f.create("/grid/nodes/1", CreateMode::Persistent, None).expect("the cluster's own create");
+    assert_eq!(f.registry.acl(&p("/grid/nodes/1")).expect("acl").0, acl::read_only());
+    let deleted = f.run(as_caller(&anyone, Command::Delete { path: p("/grid/nodes/1"), version: None }));
+    assert_eq!(deleted, Err(RegistryError::Denied { path: "/grid/nodes".into() }));
+    assert_eq!(f.run(Command::Upgrade { version: 2, zookeeper_config: String::new() }), Ok(Outcome::Nothing));
+}
+
+#[test]
+#[should_panic(expected = "this build applies versions up to")]
+fn a_version_this_build_does_not_know_stops_the_replica() {
+    let mut f = Fixture::new();
+    let _ = f.run(Command::Upgrade { version: STATE_VERSION + 1, zookeeper_config: String::new() });
+}
+
+#[test]
+fn acls_are_checked_at_apply_for_every_write() {
+    let mut f = Fixture::new();
+    upgrade(&mut f);
+    let alice = digest_caller("alice", "secret");
+    let bob = digest_caller("bob", "pw");
+    let alice_all = Acl::new(acl::perms::ALL, "digest", &acl::digest_id("alice", "secret"));
+    let bob_read = Acl::new(acl::perms::READ, "digest", &acl::digest_id("bob", "pw"));
+    let created = f.run(as_caller(&alice, create_node("/", "dg", CreateMode::Persistent, vec![alice_all.clone()])));
+    assert!(created.is_ok(), "{created:?}");
+    let denied = |path: &str| Err(RegistryError::Denied { path: path.into() });
+    // Create needs CREATE on the parent, delete DELETE on the parent, set WRITE, setACL ADMIN.
+    assert_eq!(f.run(as_caller(&bob, create_node("/dg", "x", CreateMode::Persistent, acl::open()))), denied("/dg"));
+    assert_eq!(f.run(as_caller(&bob, Command::Set { path: p("/dg"), data: vec![1], version: None })), denied("/dg"));
+    let set_acl = Command::SetAcl { path: p("/dg"), acl: vec![alice_all.clone(), bob_read.clone()], version: Some(0) };
+    assert_eq!(f.run(as_caller(&bob, set_acl.clone())), denied("/dg"));
+    let Ok(Outcome::Set { stat }) = f.run(as_caller(&alice, set_acl.clone())) else { panic!("alice may") };
+    assert_eq!(stat.aversion, 1);
+    assert!(matches!(f.run(as_caller(&alice, set_acl)), Err(RegistryError::BadVersion { expected: 0, actual: 1, .. })));
+    assert!(f.registry.may(&bob, &p("/dg"), acl::perms::READ));
+    assert!(!f.registry.may(&bob, &p("/dg"), acl::perms::WRITE));
+    assert!(!f.registry.may(&Caller::anonymous(), &p("/dg"), acl::perms::READ));
+    // A multi fails whole at the op its caller may not do, its check included (READ).
+    f.run(as_caller(&alice, create_node("/dg", "c", CreateMode::Persistent, vec![alice_all.clone()]))).expect("child");
+    let ops = vec![MultiOp::Check { path: p("/dg"), version: 0 }, MultiOp::Delete { path: p("/dg/c"), version: None }];
+    let multi = f.run(as_caller(&bob, Command::Multi { ops: ops.clone(), session: None }));
+    assert!(matches!(multi, Err(RegistryError::MultiFailed { index: 1, .. })), "{multi:?}");
+    let stranger = f.run(as_caller(&Caller::anonymous(), Command::Multi { ops: ops.clone(), session: None }));
+    assert!(matches!(stranger, Err(RegistryError::MultiFailed { index: 0, .. })), "{stranger:?}");
+    assert!(f.registry.exists(&p("/dg/c")).is_some(), "nothing applied");
+    // The super user passes; the cluster's own commands are not checked.
+    f.run(as_caller(&Caller::superuser(), Command::Delete { path: p("/dg/c"), version: None })).expect("super");
+    f.run(Command::Set { path: p("/dg"), data: vec![2], version: None }).expect("the cluster's own");
+    assert_eq!(
+        f.run(as_caller(&alice, create_node("/", "empty", CreateMode::Persistent, vec![]))),
+        Err(RegistryError::InvalidAcl { reason: "an ACL has 1 to 64 entries, not 0".into() })
+    );
+}
+
+#[test]
+fn acl_records_survive_the_snapshot_layout() {
+    let mut f = Fixture::new();
+    upgrade(&mut f);
+    let alice = digest_caller("alice", "secret");
+    let entry = Acl::new(acl::perms::ALL, "digest", &acl::digest_id("alice", "secret"));
+    f.run(as_caller(&alice, create_node("/dg", "", CreateMode::Persistent, vec![entry.clone()]))).expect_err("no name");
+    f.run(as_caller(&alice, create_node("/", "dg", CreateMode::Persistent, vec![entry.clone()]))).expect("create");
+    let bytes = postcard::to_stdvec(&f.registry).expect("encode");
+    let mut loaded: Registry = postcard::from_bytes(&bytes).expect("decode");
+    assert_ne!(loaded, f.registry, "ACLs are not in the tree's own layout");
+    let (version, records) = f.registry.acl_records();
+    loaded.restore_acl_records(version, records);
+    loaded.restore_session_secrets(f.registry.session_secrets().clone());
+    assert_eq!(loaded, f.registry);
+    assert_eq!(loaded.version(), 2);
+}

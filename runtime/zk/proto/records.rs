@@ -234,7 +234,7 @@ impl Stat {
 /// `i32::MAX` wraps as Java's `int` does, and a client hands it back unchanged for a conditional
 /// write, so the server's reverse cast sees the same value; likewise the owner equals the session
 /// id the client was given. Zxids, times and counts saturate (they never get near the bound).
-/// The registry keeps no ACL version: `aversion` is 0.
+/// The registry's stat as ZooKeeper's (its counters as `int`s, wrapping as ZooKeeper's do).
 impl From<&registry::Stat> for Stat {
     fn from(stat: &registry::Stat) -> Stat {
         let long = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
@@ -246,7 +246,7 @@ impl From<&registry::Stat> for Stat {
             mtime: long(stat.mtime),
             version: stat.version as i32,
             cversion: stat.cversion as i32,
-            aversion: 0,
+            aversion: stat.aversion as i32,
             ephemeral_owner: stat.ephemeral_owner as i64,
             data_length: count(stat.data_length),
             num_children: count(stat.num_children),
@@ -419,10 +419,11 @@ mod tests {
             ephemeral_owner: 0x8000_0000_0000_0001,
             data_length: u32::MAX,
             num_children: 9,
+            aversion: 2,
         };
         let jute = Stat::from(&stat);
         assert_eq!((jute.czxid, jute.mzxid, jute.pzxid, jute.ctime, jute.mtime), (1, i64::MAX, 3, 4, 5));
-        assert_eq!((jute.version, jute.cversion, jute.aversion), (-1, 7, 0));
+        assert_eq!((jute.version, jute.cversion, jute.aversion), (-1, 7, 2));
         assert_eq!(jute.ephemeral_owner as u64, stat.ephemeral_owner);
         assert_eq!((jute.data_length, jute.num_children), (i32::MAX, 9));
         let mut w = Writer::new();

@@ -233,6 +233,9 @@ class Normalizer:
         text = value.decode("utf-8", errors="replace")
         for port in self.hosts_ports:
             text = text.replace(str(port), "<port>")
+        # /zookeeper/config: the servers' quorum and election ports are the deployment's, not the
+        # protocol's (gridkeeper's mesh port serves both roles).
+        text = re.sub(r"^(server\.\d+=[^:\n]+):\d+:\d+", r"\1:<port>:<port>", text, flags=re.M)
         return text
 
 
@@ -256,6 +259,7 @@ class Recorder:
         self.norm = Normalizer()
         self.results = []
         self.labels = set()
+        self.root_cversion_base = 0
 
     def put(self, label, value):
         assert label not in self.labels, label
@@ -306,6 +310,7 @@ def run_scenario(hosts):
     rec.norm.hosts_ports = sorted({int(h.rsplit(":", 1)[1]) for h in hosts.split(",")}, reverse=True)
     c = new_client(hosts, rec, "main")
     try:
+        _same_start(c, rec)
         _basics(c, rec)
         _sequential(c, rec)
         _versions_and_delete(c, rec)
@@ -326,6 +331,35 @@ def run_scenario(hosts):
     return rec.results
 
 
+def _same_start(c, rec):
+    """Not recorded: gives both targets the same starting tree and takes the root's baseline.
+
+    A gridkeeper cluster keeps its task grid's registrations under ``/grid`` (world-readable only, so
+    no client but the super user changes them); a fresh ZooKeeper has no such node. The scenario
+    creates ``/grid`` and ``/grid/nodes`` with the same ACL on a target that lacks them, so root
+    listings compare. The root's cversion starts where each server's initial tree puts it (-1 in a
+    fresh ZooKeeper 3.8 ensemble), so root stats are recorded relative to the value read here.
+    """
+    if c.exists("/grid") is None:
+        c.create("/grid", b"")
+        c.create("/grid/nodes", b"", acl=READ_ACL_UNSAFE)
+        c.set_acls("/grid", READ_ACL_UNSAFE)
+    rec.root_cversion_base = c.exists("/").cversion
+
+
+def root_relative(rec, post=None):
+    """A post step for results holding the root's stat: its cversion relative to the start."""
+    def fix(value):
+        if post is not None:
+            value = post(value)
+        if isinstance(value, ZnodeStat):
+            return value._replace(cversion=value.cversion - rec.root_cversion_base)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], ZnodeStat):
+            return (value[0], value[1]._replace(cversion=value[1].cversion - rec.root_cversion_base))
+        return value
+    return fix
+
+
 def _basics(c, rec):
     rec.op("create persistent /a", c.create_async, "/a", b"hello")
     rec.op("create exists /a", c.create_async, "/a", b"x")
@@ -337,7 +371,7 @@ def _basics(c, rec):
     rec.op("get missing /missing", c.get_async, "/missing")
     rec.op("exists /a", c.exists_async, "/a")
     rec.op("exists missing", c.exists_async, "/missing")
-    rec.op("exists /", c.exists_async, "/")
+    rec.op("exists /", c.exists_async, "/", post=root_relative(rec))
     rec.op("create ephemeral /eph", c.create_async, "/eph", b"e", ephemeral=True)
     rec.op("exists /eph", c.exists_async, "/eph")
     rec.op("create child of ephemeral", c.create_async, "/eph/child", b"")
@@ -435,7 +469,7 @@ def _multi(c, rec):
 
 
 def _acls(c, hosts, rec):
-    rec.op("get_acls /", c.get_acls_async, "/", post=sorted_acls)
+    rec.op("get_acls /", c.get_acls_async, "/", post=root_relative(rec, sorted_acls))
     rec.op("get_acls /a", c.get_acls_async, "/a", post=sorted_acls)
     rec.op("get_acls missing", c.get_acls_async, "/missing")
     rec.op("create empty ACL list", c.create_async, "/emptyacl", b"", acl=[])
@@ -623,7 +657,7 @@ def _zookeeper_subtree(c, rec):
     rec.op("exists /zookeeper/quota", c.exists_async, "/zookeeper/quota")
     rec.op("get /zookeeper/quota", c.get_async, "/zookeeper/quota")
     rec.op("get /zookeeper/config", c.get_async, "/zookeeper/config",
-           post=lambda v: (re.sub(r"version=[0-9a-f]+", "version=<v>", v[0].decode()), v[1]))
+           post=lambda v: (re.sub(r"version=[0-9a-f]+", "version=<v>", v[0].decode()).encode(), v[1]))
     rec.op("get_acls /zookeeper/config", c.get_acls_async, "/zookeeper/config", post=sorted_acls)
     rec.op("get_children /zookeeper/quota", c.get_children_async, "/zookeeper/quota", post=sorted_listing)
     rec.op("create /zookeeper/x", c.create_async, "/zookeeper/x", b"")

@@ -186,3 +186,185 @@ fn only_an_operator_token_may_change_the_reserved_subtree() {
         anonymous.create("/free", b"", &open()).await.expect("anyone creates elsewhere");
     });
 }
+
+/// The state version every node of `spec` among `ids` reports, if all report the same one.
+fn state_version(spec: &ClusterSpec, ids: &[u64]) -> Option<u32> {
+    let versions: std::collections::BTreeSet<Option<u32>> =
+        ids.iter().map(|&id| support::status(spec.admin(id)).and_then(|status| status.state_version)).collect();
+    match versions.into_iter().collect::<Vec<_>>().as_slice() {
+        [Some(version)] => Some(*version),
+        _ => None,
+    }
+}
+
+fn issue_token(certs: &std::path::Path, name: &str, role: &str) -> String {
+    let output = std::process::Command::new(support::binary())
+        .args(["certs", "--out"])
+        .arg(certs)
+        .args(["--token", name, "--role", role])
+        .output()
+        .expect("certs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::read_to_string(certs.join(format!("token-{name}"))).expect("token").trim().to_string()
+}
+
+/// ZooKeeper's digest identity, computed here independently of the server: name:base64(sha1(name:password)).
+fn digest_id(name: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let hash = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, format!("{name}:{password}").as_bytes());
+    format!("{name}:{}", base64::engine::general_purpose::STANDARD.encode(hash.as_ref()))
+}
+
+#[test]
+fn acls_guard_znodes_on_the_zookeeper_port_and_the_https_api_alike() {
+    let spec = ClusterSpec::new("zk-acls", 1);
+    let certs = spec.certs();
+    let reader_token = issue_token(&certs, "zkread", "reader");
+    let _node = spec.start(1);
+    wait_for(WAIT, || leader_of(&spec, &[1])).expect("the node leads");
+    wait_for(WAIT, || (state_version(&spec, &[1]) == Some(2)).then_some(())).expect("state version 2");
+    let reader = gridkeeper::client::Access::ca_only(&certs).expect("ca").with_token(&reader_token);
+    let operator = spec.access();
+    let http_get = |access: &gridkeeper::client::Access, path: &str| {
+        support::http(access, spec.admin(1), "GET", path, "").expect("an answer")
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let alice_all = zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &digest_id("alice", "secret")));
+        let reader_read = zk::Acl::new(zk::Permission::READ, zk::AuthId::new("gridkeeper", "zkread"));
+        let anonymous = connect(&spec.zk_hosts()).await;
+        let secret_acl = [alice_all.clone()];
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&secret_acl));
+        anonymous.create("/secret", b"s3cret", &options).await.expect("create with alice's ACL");
+        assert_eq!(anonymous.get_data("/secret").await.map(|_| ()), Err(zk::Error::NoAuth));
+        assert!(anonymous.check_stat("/secret").await.expect("exists needs no permission").is_some());
+        let shared_acl = [alice_all.clone(), reader_read.clone()];
+        let options = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&shared_acl));
+        anonymous.create("/shared", b"for readers", &options).await.expect("create shared");
+        assert_eq!(anonymous.get_data("/shared").await.map(|_| ()), Err(zk::Error::NoAuth));
+
+        let alice = connect(&spec.zk_hosts()).await;
+        alice.auth("digest", b"alice:secret").await.expect("addauth");
+        assert_eq!(alice.get_data("/secret").await.expect("alice reads").0, b"s3cret");
+        let (acl, stat) = alice.get_acl("/secret").await.expect("getACL");
+        assert_eq!((acl, stat.aversion), (vec![alice_all.clone()], 0));
+        let opened = [alice_all.clone(), zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone())];
+        let stat = alice.set_acl("/secret", &zk::Acls::new(&opened), Some(0)).await.expect("setACL");
+        assert_eq!(stat.aversion, 1);
+        assert_eq!(alice.set_acl("/secret", &zk::Acls::new(&secret_acl), Some(0)).await, Err(zk::Error::BadVersion));
+        assert_eq!(anonymous.get_data("/secret").await.expect("now world-readable").0, b"s3cret");
+        assert_eq!(anonymous.set_data("/secret", b"x", None).await.map(|_| ()), Err(zk::Error::NoAuth));
+        assert_eq!(
+            alice.set_acl("/secret", &zk::Acls::new(&[]), None).await.map(|_| ()),
+            Err(zk::Error::InvalidAcl),
+            "an empty ACL"
+        );
+
+        // A gridkeeper token is the identity gridkeeper:NAME on the ZooKeeper port too.
+        let with_token = connect(&spec.zk_hosts()).await;
+        with_token.auth("digest", format!("zkread:{reader_token}").as_bytes()).await.expect("addauth");
+        assert_eq!(with_token.get_data("/shared").await.expect("the reader's identity reads").0, b"for readers");
+
+        // The grid's registrations are world-readable only.
+        let (acl, _) = anonymous.get_acl("/grid/nodes/1").await.expect("registration ACL");
+        assert_eq!(acl, vec![zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone())]);
+        assert_eq!(anonymous.delete("/grid/nodes/1", None).await, Err(zk::Error::NoAuth));
+        assert_eq!(anonymous.set_data("/grid/nodes/1", b"{}", None).await.map(|_| ()), Err(zk::Error::NoAuth));
+        assert!(anonymous.check_stat("/grid/nodes/1").await.expect("exists").is_some(), "still registered");
+        let (children, _) = anonymous.get_children("/zookeeper").await.expect("/zookeeper");
+        assert_eq!(children, vec!["config".to_string(), "quota".to_string()]);
+    });
+    // Over HTTPS, a reader credential NAME is gridkeeper:NAME; the operator is the super user.
+    runtime.block_on(async {
+        let alice = connect(&spec.zk_hosts()).await;
+        alice.auth("digest", b"alice:secret").await.expect("addauth");
+        let only_alice = [zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &digest_id("alice", "secret")))];
+        alice.set_acl("/secret", &zk::Acls::new(&only_alice), None).await.expect("back to alice only");
+    });
+    let (status, body) = http_get(&reader, "/registry/node?path=/secret");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("\"no auth\""), "{body}");
+    let (status, body) = http_get(&reader, "/registry/node?path=/shared");
+    assert_eq!((status, body.contains("for readers")), (200, true), "{body}");
+    let (status, body) = http_get(&operator, "/registry/node?path=/secret");
+    assert_eq!((status, body.contains("s3cret")), (200, true), "{body}");
+    let (status, body) = http_get(&reader, "/registry/acl?path=/shared");
+    assert_eq!(status, 200, "{body}");
+    let acl: gridkeeper::api::registry::AclBody = serde_json::from_str(&body).expect("an ACL body");
+    assert!(acl.acl.iter().any(|entry| entry.scheme == "gridkeeper" && entry.id == "zkread"), "{body}");
+    let (status, body) = http_get(&reader, "/registry/acl?path=/secret");
+    assert_eq!(status, 403, "{body}");
+    let set = r#"{"path": "/secret", "acl": [{"perms": 1, "scheme": "world", "id": "anyone"}], "version": 2}"#;
+    let (status, body) = support::http(&operator, spec.admin(1), "POST", "/registry/acl", set).expect("answer");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(&reader, "/registry/node?path=/secret");
+    assert_eq!(status, 200, "the operator opened it to everyone");
+}
+
+#[test]
+fn a_voter_of_an_older_build_holds_the_state_version_until_it_is_upgraded() {
+    let spec = ClusterSpec::new("zk-mixed", 3);
+    let certs = spec.certs();
+    let older = [("GRIDKEEPER_STATE_VERSION_MAX", "1")];
+    let mut nodes: Vec<NodeProcess> =
+        spec.ids.iter().map(|&id| spec.start_with_env(id, &certs, &[], if id == 3 { &older } else { &[] })).collect();
+    wait_for(WAIT, || leader_of(&spec, &spec.ids)).expect("a leader");
+    let registered = |spec: &ClusterSpec| {
+        support::admin_get(spec.admin(1), "/registry/children?path=/grid/nodes&consistency=local")
+            .filter(|body| ["\"1\"", "\"2\"", "\"3\""].iter().all(|id| body.contains(id)))
+    };
+    wait_for(WAIT, || registered(&spec)).expect("every node registers");
+    // Well past the leader's checks (every second): the version stays at 1.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state_version(&spec, &spec.ids), Some(1), "one voter's build knows only version 1");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = connect(&spec.zk_hosts()).await;
+        let read_only = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_read());
+        assert_eq!(
+            client.create("/ro", b"", &read_only).await.map(|_| ()),
+            Err(zk::Error::Unimplemented),
+            "no ACL is stored that an older voter could not apply"
+        );
+        assert!(client.check_stat("/zookeeper").await.expect("exists").is_none());
+        client.create("/seq", b"", &open()).await.expect("create");
+        let sequential = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        for _ in 0..3 {
+            client.create("/seq/n-", b"", &sequential).await.expect("sequential");
+        }
+        client.delete("/seq/n-0000000001", None).await.expect("delete");
+        let (_, sequence) = client.create("/seq/n-", b"", &sequential).await.expect("sequential");
+        assert_eq!(sequence.to_string(), "0000000004", "version 1 numbering (by cversion)");
+    });
+    // The older voter is replaced by this build: the leader raises the version through the log.
+    nodes[2].terminate();
+    nodes[2] = spec.start(3);
+    wait_for(WAIT, || (state_version(&spec, &spec.ids) == Some(2)).then_some(())).expect("version 2 everywhere");
+    runtime.block_on(async {
+        let client = connect(&spec.zk_hosts()).await;
+        let read_only = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_read());
+        client.create("/ro", b"", &read_only).await.expect("ACLs now");
+        assert_eq!(client.set_data("/ro", b"x", None).await.map(|_| ()), Err(zk::Error::NoAuth));
+        assert!(client.check_stat("/zookeeper/quota").await.expect("exists").is_some());
+        let sequential = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+        client.delete("/seq/n-0000000002", None).await.expect("delete");
+        let (_, sequence) = client.create("/seq/n-", b"", &sequential).await.expect("sequential");
+        // The upgrade carried the numbering over (numbers only grow); from there a delete does not
+        // move it, as in ZooKeeper.
+        assert_eq!(sequence.to_string(), "0000000005", "version 2 numbering (by creates)");
+    });
+    // Every replica applied the same log: the same tree on each node, read locally.
+    for path in ["/seq", "/ro", "/zookeeper"] {
+        let bodies: std::collections::BTreeSet<String> = spec
+            .ids
+            .iter()
+            .map(|&id| {
+                wait_for(WAIT, || {
+                    support::admin_get(spec.admin(id), &format!("/registry/children?path={path}&consistency=local"))
+                })
+                .expect("a listing")
+            })
+            .collect();
+        assert_eq!(bodies.len(), 1, "{path}: {bodies:?}");
+    }
+}

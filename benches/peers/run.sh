@@ -11,7 +11,8 @@
 # (default target/peers/results.jsonl, one JSON line per measurement, truncated at the start); the
 # Markdown table and the goals are printed at the end.
 #
-# Environment: PEERS_SHARED (the shared cluster scripts, default ../shared/peers beside the repo),
+# Environment: PEERS_SYSTEMS (the systems to run, default all: zookeeper etcd gridkeeper gridkeeper_zk
+# gridkeeper_1node ray), PEERS_SHARED (the shared cluster scripts, default ../shared/peers beside the repo),
 # PEERS_RAY_VERSION (default 2.60.*), PEERS_GK_ZK_BASE (gridkeeper's ZooKeeper ports are BASE+N,
 # default 2280). Cluster data lives under target/peers/{zk,etcd,gk}.
 set -euo pipefail
@@ -27,7 +28,7 @@ PEERS=$ROOT/target/peers-build/release/peers
 QUICK=()
 OUT=$WORK/results.jsonl
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
     case $1 in
@@ -80,8 +81,10 @@ install_ray() {
     "$VENV/bin/pip" install -q "ray[default]==$RAY_VERSION"
 }
 
+# PEERS_SYSTEMS narrows the run, for example PEERS_SYSTEMS="zookeeper gridkeeper_zk" (default: all).
+SYSTEMS=${PEERS_SYSTEMS:-zookeeper etcd gridkeeper gridkeeper_zk gridkeeper_1node ray}
 install_packages
-install_ray
+[[ " $SYSTEMS " != *" ray "* ]] || install_ray
 
 # --- Build ---------------------------------------------------------------------------------------
 say "building gridkeeper and the harness (release)"
@@ -170,7 +173,7 @@ run_ray() {
 # Each system runs in a subshell of its own with errexit on, so a failure stops that system (and
 # its cluster, through the subshell's EXIT trap) and the run goes on with the next one.
 failed=()
-for system in zookeeper etcd gridkeeper gridkeeper_zk gridkeeper_1node ray; do
+for system in $SYSTEMS; do
     say "$system"
     set +e
     (

@@ -165,6 +165,10 @@ struct NodeArgs {
     /// ZooKeeper client connections held at once (default 20000).
     #[arg(long)]
     zk_connections_max: Option<usize>,
+    /// Serve createTTL on the ZooKeeper port (ZooKeeper's extendedTypesEnabled; default true). With
+    /// false, a TTL create is answered `unimplemented`, as ZooKeeper answers it with the setting off.
+    #[arg(long, value_name = "true|false")]
+    zk_extended_types: Option<bool>,
     /// ZooKeeper client connections held at once from one IP address (default 1000).
     #[arg(long)]
     zk_connections_per_client_max: Option<usize>,
@@ -211,6 +215,7 @@ impl NodeArgs {
             zk_frame_bytes_max: self.zk_frame_bytes_max,
             zk_connections_max: self.zk_connections_max,
             zk_connections_per_client_max: self.zk_connections_per_client_max,
+            zk_extended_types: self.zk_extended_types,
         };
         Ok(flags.or(file))
     }

@@ -73,6 +73,8 @@ pub struct NodeSettings {
     pub zk_frame_bytes_max: Option<usize>,
     /// ZooKeeper client connections held at once.
     pub zk_connections_max: Option<usize>,
+    /// Whether the ZooKeeper port serves createTTL (ZooKeeper's `extendedTypesEnabled`).
+    pub zk_extended_types: Option<bool>,
     /// ZooKeeper client connections held at once from one IP address.
     pub zk_connections_per_client_max: Option<usize>,
 }
@@ -238,6 +240,7 @@ impl NodeSettings {
             zk_connections_per_client_max: self
                 .zk_connections_per_client_max
                 .or(fallback.zk_connections_per_client_max),
+            zk_extended_types: self.zk_extended_types.or(fallback.zk_extended_types),
         }
     }
 
@@ -318,6 +321,7 @@ impl NodeSettings {
                 frame_bytes_max: self.zk_frame_bytes_max,
                 connections_max: self.zk_connections_max,
                 connections_per_client_max: self.zk_connections_per_client_max,
+                extended_types: self.zk_extended_types,
             }
             .validate(id.0)
             .map_err(|error| invalid(error.setting, error.reason))?

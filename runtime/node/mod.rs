@@ -270,7 +270,7 @@ async fn run_joined(
         prefetch: config.prefetch,
         weight: config.weight,
         kinds: kinds.names(),
-        state_version: crate::state::replicated::advertised_state_version(),
+        state_version: advertised_state_version(),
     };
     let on_registered: crate::service::registration::OnRegistered =
         Arc::new(move |id| session.store(id, std::sync::atomic::Ordering::SeqCst));
@@ -382,4 +382,14 @@ impl Signals {
             _ = self.interrupt.recv() => "interrupt",
         }
     }
+}
+
+/// The state version this process advertises: [`crate::registry::STATE_VERSION`], or less when the
+/// `GRIDKEEPER_STATE_VERSION_MAX` environment variable says so (tests use it to stand for a node of
+/// an older build in a mixed-version cluster).
+pub(crate) fn advertised_state_version() -> u32 {
+    std::env::var("GRIDKEEPER_STATE_VERSION_MAX")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .map_or(crate::registry::STATE_VERSION, |max| max.clamp(1, crate::registry::STATE_VERSION))
 }

@@ -337,7 +337,7 @@ impl Actor for MeshActor {
             prefetch: config.prefetch,
             weight: config.weight,
             kinds: args.kinds.names(),
-            state_version: crate::state::replicated::advertised_state_version(),
+            state_version: super::advertised_state_version(),
         };
         let zk = match &config.zk {
             Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone(), super::zk_auth(&args.edge))

@@ -485,8 +485,8 @@ impl Registry {
         }
     }
 
-    /// Raises the state version. Version 2 creates ZooKeeper's own nodes (`/zookeeper`, its quota
-    /// subtree and its configuration) and makes the cluster's subtrees (`/grid`, `/gridkeeper`)
+    /// Raises the state version. Version 2 carries every node's child numbering over (see below),
+    /// creates ZooKeeper's own nodes (`/zookeeper`, its quota subtree and its configuration) and makes the cluster's subtrees (`/grid`, `/gridkeeper`)
     /// world-readable only, so that only the cluster itself and the super user change them.
     ///
     /// # Panics
@@ -503,6 +503,13 @@ impl Registry {
             return Outcome::Nothing;
         }
         if version >= 2 && self.version() < 2 {
+            // Version 2 numbers a sequential child by its parent's count of creates, read from
+            // cversion as (cversion + children) / 2. Version 1 numbered by cversion itself, so every
+            // number used so far is below it: counting that many creates keeps numbers growing.
+            for node in self.nodes.values_mut() {
+                let changes = i64::from(node.stat.cversion as i32);
+                node.stat.cversion = (2 * changes - node.children.len() as i64) as i32 as u32;
+            }
             self.create_zookeeper_subtree(ctx, zookeeper_config);
             for (path, node) in self.nodes.iter_mut() {
                 if cluster_owned(path) {

@@ -51,16 +51,6 @@ pub struct NodeRecord {
     pub state_version: u32,
 }
 
-/// The state version this process advertises: [`crate::registry::STATE_VERSION`], or less when the
-/// `GRIDKEEPER_STATE_VERSION_MAX` environment variable says so (tests use it to stand for a node of
-/// an older build in a mixed-version cluster).
-pub fn advertised_state_version() -> u32 {
-    std::env::var("GRIDKEEPER_STATE_VERSION_MAX")
-        .ok()
-        .and_then(|text| text.trim().parse::<u32>().ok())
-        .map_or(crate::registry::STATE_VERSION, |max| max.clamp(1, crate::registry::STATE_VERSION))
-}
-
 fn one() -> u32 {
     1
 }

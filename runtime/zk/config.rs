@@ -32,6 +32,8 @@ pub struct ZkConfig {
     pub connections_max: usize,
     /// Connections held at once from one IP address.
     pub connections_per_client_max: usize,
+    /// Whether createTTL is served (ZooKeeper's `extendedTypesEnabled`).
+    pub extended_types: bool,
 }
 
 /// Why a front-end setting was refused; the message names the setting.
@@ -61,6 +63,8 @@ pub struct ZkSettings {
     pub connections_max: Option<usize>,
     /// Per-address connection bound.
     pub connections_per_client_max: Option<usize>,
+    /// Whether createTTL is served (default true).
+    pub extended_types: Option<bool>,
 }
 
 impl ZkSettings {
@@ -109,6 +113,7 @@ impl ZkSettings {
                 self.connections_per_client_max,
                 ZK_CONNECTIONS_PER_CLIENT_MAX_DEFAULT,
             )?,
+            extended_types: self.extended_types.unwrap_or(true),
         }))
     }
 }

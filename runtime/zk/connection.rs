@@ -537,6 +537,7 @@ impl<S: AsyncWrite> Connection<S> {
                     identities: &self.identities,
                     superuser: self.superuser,
                     caller: &self.caller,
+                    extended_types: self.shared.config.extended_types,
                 };
                 match ops::serve(&context, request).await {
                     (Reply::Body(body), zxid) => {

@@ -47,6 +47,8 @@ pub struct Context<'a> {
     /// Who the connection is to the registry's ACLs: its address, its `addauth` identities, and
     /// whether it is the super user.
     pub caller: &'a Caller,
+    /// Whether createTTL is served (ZooKeeper's `extendedTypesEnabled`).
+    pub extended_types: bool,
 }
 
 impl From<ApiError> for Reply {
@@ -230,11 +232,10 @@ fn malformed(context: &Context<'_>, request: &Request) -> Option<i32> {
     }
 }
 
-/// Whether `path` is in the cluster's reserved subtree (`/gridkeeper`: revocations), which only the
-/// super user changes through this front end.
+/// Whether `path` is in one of the cluster's own subtrees (`/grid`: registrations; `/gridkeeper`:
+/// revocations), which only the super user changes through this front end.
 fn reserved(path: &str) -> bool {
-    let reserved = crate::service::credentials::RESERVED_PATH;
-    path.strip_prefix(reserved).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    ZPath::parse(path).is_ok_and(|path| crate::registry::tree::cluster_owned(&path))
 }
 
 /// The first reserved path `request` would change, if any.
@@ -258,7 +259,9 @@ fn reserved_write(request: &Request) -> Option<&str> {
 }
 
 async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Response, Option<u64>), ApiError> {
-    if !context.superuser && !service::acls_ready(context.coordinator) {
+    // Until state version 2 gives the cluster's subtrees their read-only ACL (it does so in the step
+    // that raises the version), no client but the super user changes them.
+    if !context.superuser && context.coordinator.read_local(|registry| registry.version()) < 2 {
         if let Some(path) = reserved_write(&request) {
             return Err(ApiError::new(ErrorCode::NoAuth, format!("{path} is changed only by the super user")));
         }
@@ -272,6 +275,9 @@ async fn serve_inner(context: &Context<'_>, request: Request) -> Result<(Respons
     match request {
         Request::Ping => done(Response::Empty),
         Request::Create { op: op_code, path: text, data, acl, flags, ttl_ms } => {
+            if !context.extended_types && (op_code == op::CREATE_TTL || create_flags::has_ttl(flags)) {
+                return Err(ApiError::new(ErrorCode::Unimplemented, "TTL nodes are off (--zk-extended-types false)"));
+            }
             let (mode, ttl_ms) = create_mode(flags, ttl_ms, op_code)?;
             let (parent, name) = child_of(&text, mode)?;
             let owner = Some((context.session, context.secret));

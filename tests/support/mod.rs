@@ -204,6 +204,11 @@ impl ClusterSpec {
 
     /// Starts node `id` with the credentials in `certs` and extra flags.
     pub fn start_with_args(&self, id: u64, certs: &Path, extra: &[&str]) -> NodeProcess {
+        self.start_with_env(id, certs, extra, &[])
+    }
+
+    /// Starts node `id` with the credentials in `certs`, extra flags and environment variables.
+    pub fn start_with_env(&self, id: u64, certs: &Path, extra: &[&str], env: &[(&str, &str)]) -> NodeProcess {
         if extra.contains(&"--admin-plaintext") {
             register_plaintext(self.admin(id), certs);
         } else {
@@ -224,6 +229,7 @@ impl ClusterSpec {
             })
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)

@@ -473,6 +473,7 @@ fn sequential_numbers_count_creates_in_version_2_and_cversion_counts_every_chang
     f.run(Command::Delete { path: p("/v1/n-0000000001"), version: None }).expect("delete");
     assert_eq!(seq(&mut f, "/v1"), "n-0000000004", "version 1 numbers by cversion, deletes included");
     upgrade(&mut f);
+    assert_eq!(seq(&mut f, "/v1"), "n-0000000005", "numbers keep growing across the upgrade");
     f.create("/v2", CreateMode::Persistent, None).expect("create");
     for _ in 0..3 {
         seq(&mut f, "/v2");

@@ -752,3 +752,54 @@ def _recipes(c, hosts, rec):
         return {"members": members, "after leave": len(q)}
 
     _in_thread(rec, "recipe Party", party)
+
+    def barrier():
+        b = c.Barrier("/recipes/barrier")
+        b.create()
+        waited_closed = b.wait(timeout=0.2)
+        b.remove()
+        waited_open = b.wait(timeout=2)
+        db = c.DoubleBarrier("/recipes/double", 1)
+        db.enter()
+        inside = sorted(c.get_children("/recipes/double"))
+        db.leave()
+        return {"closed wait": waited_closed, "open wait": waited_open,
+                "double barrier inside": len(inside), "after leave": sorted(c.get_children("/recipes/double"))}
+
+    _in_thread(rec, "recipe Barrier", barrier)
+
+    def queue():
+        q = c.Queue("/recipes/queue")
+        for item, priority in ((b"low", 200), (b"high", 10), (b"mid", 100)):
+            q.put(item, priority=priority)
+        lq = c.LockingQueue("/recipes/lqueue")
+        lq.put_all([b"a", b"b"], priority=5)
+        first = lq.get(timeout=5)
+        consumed = lq.consume()
+        return {"order": [q.get(), q.get(), q.get()], "empty": q.get(), "locking first": first,
+                "consumed": consumed, "left": len(lq)}
+
+    _in_thread(rec, "recipe Queue", queue)
+
+    def partitioner_and_cache():
+        from kazoo.recipe.cache import TreeCache
+        cache = TreeCache(c, "/recipes/tree")
+        c.ensure_path("/recipes/tree/a")
+        c.create("/recipes/tree/b", b"bee")
+        cache.start()
+        deadline = time.time() + 10
+        while time.time() < deadline and (cache.get_data("/recipes/tree/b") is None):
+            time.sleep(0.05)
+        seen = cache.get_data("/recipes/tree/b")
+        children = sorted(cache.get_children("/recipes/tree") or [])
+        cache.close()
+        part = c.SetPartitioner("/recipes/partition", set=("x", "y", "z"), time_boundary=0.2)
+        deadline = time.time() + 15
+        while not part.acquired and not part.failed and time.time() < deadline:
+            part.wait_for_acquire(timeout=1)
+        owned = sorted(part) if part.acquired else None
+        part.finish()
+        return {"cache data": seen.data.decode() if seen else None, "cache children": children,
+                "partition owned": owned}
+
+    _in_thread(rec, "recipe TreeCache and SetPartitioner", partitioner_and_cache)

@@ -43,6 +43,12 @@ pub struct WriteBatch {
     pub appends: Vec<(u64, Vec<u8>)>,
     /// Metadata keys to set (`Some`) or remove (`None`).
     pub meta: Vec<(&'static str, Option<Vec<u8>>)>,
+    /// Durable only with the next durable commit: a group made only of lazy batches is committed
+    /// without an fsync of its own (redb's `Durability::None`), so a hint such as the committed
+    /// index never costs the log a disk flush in the write path. A crash may lose it, never an
+    /// entry: every batch that appends, truncates, purges or is not lazy is fsync'd before it is
+    /// acknowledged.
+    pub lazy: bool,
 }
 
 struct Queued {
@@ -261,7 +267,10 @@ fn run_committer(db: &Database, mut receiver: mpsc::Receiver<Queued>, stats: &Co
 
 fn commit(db: &Database, batch: &[Queued]) -> Result<(), redb::Error> {
     let mut transaction = db.begin_write()?;
-    transaction.set_durability(Durability::Immediate)?;
+    let lazy = batch.iter().all(|Queued { batch, .. }| {
+        batch.lazy && batch.appends.is_empty() && batch.truncate_from.is_none() && batch.purge_through.is_none()
+    });
+    transaction.set_durability(if lazy { Durability::None } else { Durability::Immediate })?;
     {
         let mut log = transaction.open_table(LOG)?;
         let mut meta = transaction.open_table(META)?;

@@ -117,7 +117,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.tail().committed = committed;
         // Not awaited: the committed mark is an optimisation (fewer re-applies after restart); losing
         // the newest one only means re-learning it from the leader.
-        let _ = self.disk.submit(WriteBatch { meta: vec![(META_COMMITTED, bytes)], ..WriteBatch::default() }).await;
+        let _ = self
+            .disk
+            .submit(WriteBatch { meta: vec![(META_COMMITTED, bytes)], lazy: true, ..WriteBatch::default() })
+            .await;
         Ok(())
     }
 

@@ -134,6 +134,10 @@ pub struct Registry {
     /// Bytes of data and paths held (derived; see [`Registry::rebuild_derived`]).
     #[serde(skip)]
     data_bytes: usize,
+    /// The nodes with a TTL (derived): the leader's expiry scan, every 50 ms, reads these rather
+    /// than the whole tree.
+    #[serde(skip)]
+    ttl_nodes: BTreeSet<ZPath>,
     /// The state version in force (see [`STATE_VERSION`]). Kept beside the tree in the snapshot,
     /// like the secrets.
     #[serde(skip, default = "first_version")]
@@ -243,6 +247,7 @@ impl Registry {
             last_zxid: 0,
             secrets: BTreeMap::new(),
             data_bytes: 1,
+            ttl_nodes: BTreeSet::new(),
             version: 1,
         }
     }
@@ -294,6 +299,8 @@ impl Registry {
     /// Recounts the derived byte count. Call after deserializing a registry (it is not stored).
     pub fn rebuild_derived(&mut self) {
         self.data_bytes = self.nodes.iter().map(|(path, node)| znode_bytes(path, node)).sum();
+        self.ttl_nodes =
+            self.nodes.iter().filter(|(_, node)| node.ttl_ms.is_some()).map(|(path, _)| path.clone()).collect();
     }
 
     /// Bytes of data and paths held now.
@@ -407,11 +414,11 @@ impl Registry {
 
     /// TTL nodes due for deletion at `now_ms`, for the leader to propose (re-checked at apply).
     pub fn ttl_candidates(&self, now_ms: u64, max: usize) -> Vec<ZPath> {
-        self.nodes
+        self.ttl_nodes
             .iter()
-            .filter(|(_, node)| Self::ttl_expired(node, now_ms))
-            .map(|(path, _)| path.clone())
+            .filter(|path| self.nodes.get(*path).is_some_and(|node| Self::ttl_expired(node, now_ms)))
             .take(max)
+            .cloned()
             .collect()
     }
 
@@ -713,6 +720,9 @@ impl Registry {
         };
         let node = Znode { data: data.to_vec(), stat, mode, ttl_ms, children: BTreeSet::new(), sequence_next: 0, acl };
         self.data_bytes += znode_bytes(&path, &node);
+        if node.ttl_ms.is_some() {
+            self.ttl_nodes.insert(path.clone());
+        }
         self.nodes.insert(path.clone(), node);
         if owner != 0 {
             self.record_session(ctx, SessionId(owner));
@@ -769,6 +779,9 @@ impl Registry {
         self.record_node(ctx, parent_path);
         let node = self.nodes.remove(path).expect("callers check the node exists");
         self.data_bytes = self.data_bytes.saturating_sub(znode_bytes(path, &node));
+        if node.ttl_ms.is_some() {
+            self.ttl_nodes.remove(path);
+        }
         if node.stat.ephemeral_owner != 0 {
             let owner = SessionId(node.stat.ephemeral_owner);
             self.record_session(ctx, owner);
@@ -861,6 +874,10 @@ impl Registry {
             let now = self.nodes.get(&path).map_or(0, |node| znode_bytes(&path, node));
             let before = prior.as_ref().map_or(0, |node| znode_bytes(&path, node));
             self.data_bytes = (self.data_bytes + before).saturating_sub(now);
+            self.ttl_nodes.remove(&path);
+            if prior.as_ref().is_some_and(|node| node.ttl_ms.is_some()) {
+                self.ttl_nodes.insert(path.clone());
+            }
             match prior {
                 Some(node) => self.nodes.insert(path, node),
                 None => self.nodes.remove(&path),

@@ -85,7 +85,7 @@ pub async fn retry_after_kill(
     control: &Control,
 ) -> Result<Duration> {
     let client = Client::connect_any(admins, access.clone()).await.context("connect to gridkeeper")?;
-    let nodes = admin_by_node(admins).await?;
+    let nodes = admin_by_node(admins, access).await?;
     let placed = place_off_leader(&client, control).await?;
     let (id, victim) = (placed.task, placed.node);
     let pid = control.pid(victim).await?;
@@ -166,11 +166,15 @@ async fn wait_for_attempt(client: &Client, id: u64, attempt: u32) -> Result<Task
 }
 
 /// Which admin address serves which node, from each node's `/status`.
-async fn admin_by_node(admins: &[SocketAddr]) -> Result<HashMap<u64, SocketAddr>> {
+async fn admin_by_node(
+    admins: &[SocketAddr],
+    access: &gridkeeper::client::Access,
+) -> Result<HashMap<u64, SocketAddr>> {
     let mut nodes = HashMap::new();
     for &admin in admins {
-        let body =
-            gridkeeper::admin::client::get(admin, "/status").await.with_context(|| format!("status of {admin}"))?;
+        let body = gridkeeper::admin::client::get(admin, "/status", access)
+            .await
+            .with_context(|| format!("status of {admin}"))?;
         let status: serde_json::Value = serde_json::from_slice(&body).context("parse /status")?;
         let node = status["node"].as_u64().with_context(|| format!("{admin}/status has no node id"))?;
         nodes.insert(node, admin);

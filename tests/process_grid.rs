@@ -80,11 +80,31 @@ fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere()
     assert_eq!(ids.len(), 300);
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 300)]));
     let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut ended: BTreeMap<(u64, String), usize> = BTreeMap::new();
     for task in all_tasks(&client, &runtime, 300) {
         *per_node.entry(task.attempts.last().expect("an attempt").node).or_default() += 1;
+        for attempt in &task.attempts {
+            *ended.entry((attempt.node, format!("{:?}", attempt.state))).or_default() += 1;
+        }
     }
-    assert_eq!(per_node.len(), 3, "{per_node:?}");
-    assert!(per_node.values().all(|&count| (80..=120).contains(&count)), "spread beyond ±20%: {per_node:?}");
+    // On failure, say why: every attempt's node and end, and what the nodes logged about their
+    // registrations (a node whose session was lost takes no work until it registers again).
+    let why = || {
+        let logs: String = nodes
+            .iter()
+            .flat_map(|node| {
+                node.log_text()
+                    .lines()
+                    .filter(|line| line.contains("registration") || line.contains("expiring") || line.contains("WARN"))
+                    .take(20)
+                    .map(|line| format!("  node {}: {line}\n", node.id))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        format!("last attempts per node {per_node:?}; all attempts {ended:?}\n{logs}")
+    };
+    assert_eq!(per_node.len(), 3, "{}", why());
+    assert!(per_node.values().all(|&count| (80..=120).contains(&count)), "spread beyond ±20%: {}", why());
 
     // 300 sleeps again; a node that is not the leader is killed -9 while it runs its share.
     let victim = [3, 2].into_iter().find(|&id| id != leader).expect("a follower");

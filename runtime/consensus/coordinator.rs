@@ -188,6 +188,12 @@ fn raft_config(timings: RaftTimings, snapshot_logs: u64) -> Result<Config, Start
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs),
         max_in_snapshot_log_to_keep: (snapshot_logs / 10).min(2_000),
         purge_batch_size: 256,
+        // A restarted leader stands for election like any other node. Restoring its leadership
+        // without one would let it answer read-index requests from a committed index that may lag
+        // what it acknowledged before the crash (the committed mark is persisted lazily, see
+        // `disk::WriteBatch::lazy`): a linearizable read would miss acknowledged writes. The new
+        // term's blank entry commits everything before it, as standard Raft has it.
+        enable_leader_restore: Some(false),
         ..Config::default()
     }
     .validate()

@@ -94,11 +94,13 @@ async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
             Ok(_) | Err(_) => return,
         }
         // Linearizable: a node whose own state still lags its registration's create must not take
-        // the registration for lost (and churn it, losing the work it was just given).
-        match port.stat(path, Consistency::Linearizable).await {
-            Ok(Some(stat)) if stat.ephemeral_owner == id => {}
-            Ok(_) => return,
-            Err(_) => {}
+        // the registration for lost (and churn it, losing the work it was just given). Bounded by
+        // the keepalive period: a node slow to apply (its disk busy, say) waits for its own state,
+        // and its session must not expire meanwhile; the check runs again on the next tick.
+        match tokio::time::timeout(period, port.stat(path, Consistency::Linearizable)).await {
+            Ok(Ok(Some(stat))) if stat.ephemeral_owner == id => {}
+            Ok(Ok(_)) => return,
+            Ok(Err(_)) | Err(_) => {}
         }
     }
 }

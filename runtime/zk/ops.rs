@@ -550,6 +550,14 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
     if steps.is_empty() {
         return Ok((Response::Multi(Vec::new()), None));
     }
+    // A set's result relayed from the leader carries no aversion: it is read here, after the write.
+    let set_paths: Vec<Option<ZPath>> = steps
+        .iter()
+        .map(|step| match step {
+            RegistryOp::Set { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
     let command =
         checked(context, Command::MultiOwned { ops: steps, session: context.session, secret: context.secret });
     match service::write_at(context.coordinator, command).await {
@@ -557,14 +565,21 @@ async fn multi(context: &Context<'_>, ops: Vec<MultiOp>) -> Result<(Response, Op
             let results = results
                 .into_iter()
                 .zip(kinds)
-                .map(|(outcome, kind)| match outcome {
+                .zip(set_paths)
+                .map(|((outcome, kind), set_path)| match outcome {
                     Outcome::Created { path, .. } if kind == op::CREATE => {
                         MultiResult::Create { path: path.to_string() }
                     }
                     Outcome::Created { path, stat: created } => {
                         MultiResult::Create2 { path: path.to_string(), stat: stat(&created) }
                     }
-                    Outcome::Set { stat: set } => MultiResult::SetData { stat: stat(&set) },
+                    Outcome::Set { stat: set } => {
+                        let set = match &set_path {
+                            Some(path) => service::with_aversion(context.coordinator, path, set),
+                            None => set,
+                        };
+                        MultiResult::SetData { stat: stat(&set) }
+                    }
                     Outcome::Deleted => MultiResult::Delete,
                     _ => MultiResult::Check,
                 })

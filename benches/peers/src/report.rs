@@ -423,50 +423,51 @@ fn write_latency_goal(records: &[Record]) -> String {
     )
 }
 
+/// A failover gap as shown in the goals: `320 ms`, or `not measured`.
+fn shown_ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "not measured".to_string(), |ms| format!("{ms:.0} ms"))
+}
+
+/// Whether `ours` is under 500 ms and under every peer's gap (each must have been measured).
+fn gap_verdict(ours: Option<f64>, peers: &[Option<f64>]) -> String {
+    let Some(ours) = ours else { return "not measured".to_string() };
+    let mut bound = 500f64;
+    for peer in peers {
+        let Some(peer) = peer else { return "not measured".to_string() };
+        bound = bound.min(*peer);
+    }
+    if ours < bound {
+        "met".to_string()
+    } else {
+        format!("missed by {:.0} ms", ours - bound)
+    }
+}
+
+fn failover_gap(records: &[Record], system: &str) -> Option<f64> {
+    find(records, system, "failover", 16).and_then(|record| record.gap_ms)
+}
+
 /// Failover through the ZooKeeper protocol: under 500 ms and shorter than ZooKeeper's.
 fn zk_failover_goal(records: &[Record]) -> String {
-    let gap = |system| find(records, system, "failover", 16).and_then(|record| record.gap_ms);
-    let (ours, zookeeper) = (gap(GK_ZK), gap("zookeeper"));
-    let shown = |value: Option<f64>| value.map_or_else(|| "not measured".to_string(), |ms| format!("{ms:.0} ms"));
-    let verdict = match (ours, zookeeper) {
-        (Some(ours), Some(zookeeper)) => {
-            let bound = 500f64.min(zookeeper);
-            if ours < bound {
-                "met".to_string()
-            } else {
-                format!("missed by {:.0} ms", ours - bound)
-            }
-        }
-        _ => "not measured".to_string(),
-    };
+    let (ours, zookeeper) = (failover_gap(records, GK_ZK), failover_gap(records, "zookeeper"));
     format!(
-        "- failover gap (goal < 500 ms and below ZooKeeper's): gridkeeper-zk {}, ZooKeeper {}. **{verdict}**\n",
-        shown(ours),
-        shown(zookeeper)
+        "- failover gap (goal < 500 ms and below ZooKeeper's): gridkeeper-zk {}, ZooKeeper {}. **{}**\n",
+        shown_ms(ours),
+        shown_ms(zookeeper),
+        gap_verdict(ours, &[zookeeper])
     )
 }
 
 /// Failover: under 500 ms and shorter than both peers'.
 fn failover_goal(records: &[Record]) -> String {
-    let gap = |system| find(records, system, "failover", 16).and_then(|record| record.gap_ms);
-    let (ours, zookeeper, etcd) = (gap("gridkeeper"), gap("zookeeper"), gap("etcd"));
-    let shown = |value: Option<f64>| value.map_or_else(|| "not measured".to_string(), |ms| format!("{ms:.0} ms"));
-    let verdict = match (ours, zookeeper, etcd) {
-        (Some(ours), Some(zookeeper), Some(etcd)) => {
-            let bound = 500f64.min(zookeeper).min(etcd);
-            if ours < bound {
-                "met".to_string()
-            } else {
-                format!("missed by {:.0} ms", ours - bound)
-            }
-        }
-        _ => "not measured".to_string(),
-    };
+    let ours = failover_gap(records, "gridkeeper");
+    let (zookeeper, etcd) = (failover_gap(records, "zookeeper"), failover_gap(records, "etcd"));
     format!(
-        "- failover gap (goal < 500 ms and below both peers): gridkeeper {}, ZooKeeper {}, etcd {}. **{verdict}**\n",
-        shown(ours),
-        shown(zookeeper),
-        shown(etcd)
+        "- failover gap (goal < 500 ms and below both peers): gridkeeper {}, ZooKeeper {}, etcd {}. **{}**\n",
+        shown_ms(ours),
+        shown_ms(zookeeper),
+        shown_ms(etcd),
+        gap_verdict(ours, &[zookeeper, etcd])
     )
 }
 

@@ -390,7 +390,9 @@ fn join_worker(spec: &ClusterSpec, id: u64) -> NodeProcess {
     let log = spec.dir.path().join(format!("node-{id}.log"));
     let child = Command::new(binary())
         .env("GRIDKEEPER_CERTS", spec.certs())
-        .args(["node", "--id", &id.to_string(), "--join", &spec.admin(1).to_string(), "--certs"])
+        // By name: the member's admin certificate is valid for localhost, and the worker checks it
+        // for the name it dialed.
+        .args(["node", "--id", &id.to_string(), "--join", &format!("localhost:{}", spec.admin(1).port()), "--certs"])
         .arg(spec.certs())
         .arg("--data-dir")
         .arg(spec.dir.path().join(format!("data-{id}")))

@@ -7,6 +7,25 @@ use std::process::Command;
 use support::*;
 
 #[test]
+fn peers_named_by_dns_names_form_a_cluster_that_serves_writes() {
+    let mut spec = ClusterSpec::new("names", 3);
+    spec.peer_host = "localhost".to_string();
+    let _nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();
+    let formed = wait_for(WAIT_MAX, || leader_of(&spec, &[1, 2, 3]).filter(|_| sees_alive(spec.admin(3), &[1, 2, 3])));
+    assert!(formed.is_some(), "no cluster formed over names: {:?}", status(spec.admin(3)));
+    let view = status(spec.admin(1)).expect("status");
+    for member in &view.members {
+        assert!(member.addr.starts_with("localhost:"), "members show their names: {view:?}");
+    }
+    let written = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
+        .args(["registry", "--admin", &spec.admin(2).to_string(), "create", "/named", "yes"])
+        .output()
+        .expect("registry create");
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+}
+
+#[test]
 fn three_nodes_form_the_mesh_and_serve_status_metrics_and_health() {
     let spec = ClusterSpec::new("form", 3);
     let _nodes: Vec<_> = spec.ids.iter().map(|&id| spec.start(id)).collect();

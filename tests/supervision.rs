@@ -58,7 +58,7 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
     let data_dir = std::env::temp_dir().join(format!("gk-supervision{instance}-{}", std::process::id()));
     let config = NodeConfig {
         id: node,
-        peers: BTreeMap::from([(node, listen)]),
+        peers: BTreeMap::from([(node, listen.into())]),
         listen,
         certs: data_dir.join("unused"),
         data_dir: data_dir.clone(),

@@ -19,6 +19,7 @@ pub use access::Connect;
 use crate::admin::StatusView;
 use crate::credentials::{issue, IssueRequest, Role};
 use crate::ids::NodeId;
+use crate::node::config::IdSetting;
 use crate::node::{self, NodeSettings};
 
 /// gridkeeper: an actor-based task grid with a replicated coordinator.
@@ -87,15 +88,17 @@ struct NodeArgs {
     /// TOML file with the same settings; flags win over it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// This node's id.
+    /// This node's id, or `auto`: the number ending the host name, plus one (pod `gridkeeper-0` is
+    /// node 1).
     #[arg(long)]
-    id: Option<u64>,
-    /// Every member as ID=IP:PORT, comma separated, the same on every node.
+    id: Option<IdSetting>,
+    /// Every member as ID=HOST:PORT, comma separated, the same on every node. A host is an IPv4
+    /// address, a [bracketed] IPv6 address or a DNS name (resolved again on every reconnect).
     #[arg(long)]
     peers: Option<String>,
-    /// Mesh listen address (default: this node's entry in --peers).
+    /// What the mesh binds, HOST:PORT (default: this node's entry in --peers).
     #[arg(long)]
-    listen: Option<SocketAddr>,
+    listen: Option<String>,
     /// Credentials directory from `gridkeeper certs`.
     #[arg(long)]
     certs: Option<PathBuf>,
@@ -130,7 +133,7 @@ struct NodeArgs {
     /// Join a running cluster as a worker (not a Raft voter) through a member's admin address;
     /// no --peers then.
     #[arg(long)]
-    join: Option<SocketAddr>,
+    join: Option<String>,
     /// A host name the admin API answers to, besides IP addresses and localhost (repeatable);
     /// requests naming any other `Host:` get 421.
     #[arg(long = "admin-host", value_name = "NAME")]

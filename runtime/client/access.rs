@@ -20,6 +20,8 @@ use crate::ids::NodeId;
 pub struct Access {
     tls: Option<Arc<rustls::ClientConfig>>,
     token: Option<Arc<str>>,
+    /// The DNS name the node's certificate is checked for (else the IP address dialed).
+    server_name: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Access {
@@ -41,7 +43,7 @@ impl Access {
     /// Plain HTTP, for a node started with `--admin-plaintext`: no server verification, and only a
     /// token (see [`Access::with_token`]) to prove who the client is.
     pub fn plaintext() -> Access {
-        Access { tls: None, token: None }
+        Access { tls: None, token: None, server_name: None }
     }
 
     /// HTTPS verified against the CA in `certs`, presenting the operator certificate found there
@@ -64,7 +66,7 @@ impl Access {
     /// [`ClientError::Transport`] if the CA cannot be read.
     pub fn ca_only(certs: &Path) -> Result<Access, ClientError> {
         let config = tls_config(certs, None)?;
-        Ok(Access { tls: Some(config), token: None })
+        Ok(Access { tls: Some(config), token: None, server_name: None })
     }
 
     /// HTTPS verified against the CA in `certs`, presenting the certificate `cert` with its `key`
@@ -78,7 +80,7 @@ impl Access {
         let key = crate::credentials::authority::parse_key(&read(key)?, &key.display().to_string())
             .map_err(credential_error)?;
         let config = tls_config(certs, Some((chain, PrivateKeyDer::Pkcs8(key))))?;
-        Ok(Access { tls: Some(config), token: None })
+        Ok(Access { tls: Some(config), token: None, server_name: None })
     }
 
     /// A joined worker's access: its own node certificate.
@@ -94,6 +96,18 @@ impl Access {
     pub fn with_token(mut self, token: impl Into<String>) -> Access {
         self.token = Some(Arc::from(token.into()));
         self
+    }
+
+    /// The same, checking the node's certificate for the DNS name `name` (the name the address was
+    /// resolved from: `certs --san NAME` puts it in the admin certificate) instead of the IP address.
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if `name` is not a valid DNS name.
+    pub fn with_server_name(mut self, name: &str) -> Result<Access, ClientError> {
+        ServerName::try_from(name.to_string())
+            .map_err(|error| ClientError::Transport(format!("{name:?} is not a valid server name: {error}")))?;
+        self.server_name = Some(Arc::from(name));
+        Ok(self)
     }
 
     /// Whether the client speaks HTTPS.
@@ -119,7 +133,10 @@ impl Access {
         let Some(tls) = &self.tls else {
             return handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| transport(&error));
         };
-        let name = ServerName::IpAddress(admin.ip().into());
+        let name = match &self.server_name {
+            Some(name) => ServerName::try_from(name.to_string()).map_err(|error| transport(&error))?,
+            None => ServerName::IpAddress(admin.ip().into()),
+        };
         // A refused handshake (a certificate from another CA, on either side) is a refused credential,
         // not a passing failure: retrying with the same files cannot help.
         let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream).await.map_err(|error| {

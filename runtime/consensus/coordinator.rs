@@ -6,7 +6,6 @@
 //! forwarded transparently; callers never see "not leader".
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,8 +76,8 @@ impl Default for RaftTimings {
 pub struct CoordinatorConfig {
     /// This node.
     pub node: NodeId,
-    /// The voters and their mesh addresses.
-    pub voters: BTreeMap<NodeId, SocketAddr>,
+    /// The voters and their mesh addresses (`HOST:PORT`, names kept as names).
+    pub voters: BTreeMap<NodeId, crate::mesh::PeerAddr>,
     /// Where the log, vote and snapshots live.
     pub data_dir: PathBuf,
     /// Registry bounds.

@@ -8,6 +8,8 @@
 //! stateless retry) and it holds a slot of `HandshakeSlots` (bounded overall and per source address).
 
 use std::net::{IpAddr, SocketAddr};
+
+use super::address::PeerAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,8 @@ use crate::wire::{Hello, Message, TrafficClass};
 
 /// A dial or an incoming handshake that takes longer than this is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest a name lookup before a dial may take (the dial is retried with backoff after).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Pongs waiting to be written; if the control writer falls this far behind, a pong is dropped and
 /// the peer's detector simply hears the next one.
@@ -115,8 +119,29 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
     }
 }
 
+/// The address to dial for `target`: an IP address as it is; a name resolved now (so a peer that
+/// came back at a new address is found), preferring an address of the endpoint's own family.
+async fn resolve(shared: &Shared, target: &PeerAddr) -> Result<SocketAddr, String> {
+    if let Some(addr) = target.socket_addr() {
+        return Ok(addr);
+    }
+    let name = target.name().unwrap_or_default();
+    let found: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name, target.port)))
+        .await
+        .map_err(|_| format!("resolving {target} timed out"))?
+        .map_err(|error| format!("resolving {target}: {error}"))?
+        .collect();
+    let ipv6 = shared.endpoint.local_addr().is_ok_and(|local| local.is_ipv6());
+    found
+        .iter()
+        .find(|addr| addr.is_ipv6() == ipv6)
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{target} resolves to no address"))
+}
+
 async fn dial(shared: &Shared, peer: NodeId) -> Result<quinn::Connection, String> {
-    let addr = shared.peers[&peer].addr;
+    let addr = resolve(shared, &shared.peers[&peer].addr).await?;
     let connecting = shared
         .endpoint
         .connect_with(shared.client_config.clone(), addr, &node_server_name(peer))

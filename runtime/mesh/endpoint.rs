@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+
+use super::address::PeerAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -51,8 +53,9 @@ pub struct MeshConfig {
     pub node: NodeId,
     /// Distinguishes this process from earlier ones with the same id.
     pub incarnation: u64,
-    /// Every member and its address, this node included.
-    pub members: BTreeMap<NodeId, SocketAddr>,
+    /// Every member and its address (an IP address or a DNS name, resolved on every dial), this
+    /// node included.
+    pub members: BTreeMap<NodeId, PeerAddr>,
     /// Heartbeat timing.
     pub detector: DetectorConfig,
     /// Largest frame body accepted or sent.
@@ -61,11 +64,11 @@ pub struct MeshConfig {
 
 impl MeshConfig {
     /// A configuration with default detector timing and frame bound.
-    pub fn new(node: NodeId, members: BTreeMap<NodeId, SocketAddr>) -> MeshConfig {
+    pub fn new<A: Into<PeerAddr>>(node: NodeId, members: BTreeMap<NodeId, A>) -> MeshConfig {
         MeshConfig {
             node,
             incarnation: 0,
-            members,
+            members: members.into_iter().map(|(id, addr)| (id, addr.into())).collect(),
             detector: DetectorConfig::default(),
             frame_bytes_max: FRAME_BYTES_MAX,
         }
@@ -140,8 +143,8 @@ pub struct Inbound {
 pub struct MemberStatus {
     /// Its id.
     pub id: NodeId,
-    /// Its mesh address.
-    pub addr: SocketAddr,
+    /// Its mesh address as configured.
+    pub addr: PeerAddr,
     /// Whether it is considered up (this node always is).
     pub alive: bool,
     /// Milliseconds since it was last heard from; `None` if never.
@@ -156,7 +159,7 @@ pub(super) struct ClassQueue {
 }
 
 pub(super) struct PeerLink {
-    pub(super) addr: SocketAddr,
+    pub(super) addr: PeerAddr,
     pub(super) queues: [ClassQueue; 3],
     pub(super) telemetry: PeerTelemetry,
 }
@@ -245,7 +248,10 @@ impl Mesh {
                     let (sender, receiver) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
                     ClassQueue { sender, receiver: Arc::new(tokio::sync::Mutex::new(receiver)) }
                 });
-                (peer, PeerLink { addr: config.members[&peer], queues, telemetry: PeerTelemetry::register(peer) })
+                (
+                    peer,
+                    PeerLink { addr: config.members[&peer].clone(), queues, telemetry: PeerTelemetry::register(peer) },
+                )
             })
             .collect();
         let (events, _) = broadcast::channel(PEER_EVENTS_BUFFERED_MAX);
@@ -335,14 +341,14 @@ impl Mesh {
         let config = &self.shared.config;
         let mut members = vec![MemberStatus {
             id: config.node,
-            addr: config.members[&config.node],
+            addr: config.members[&config.node].clone(),
             alive: true,
             last_seen_ms: Some(0),
         }];
         let detector = self.shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         members.extend(detector.peers().map(|(peer, liveness)| MemberStatus {
             id: peer,
-            addr: config.members[&peer],
+            addr: config.members[&peer].clone(),
             alive: liveness.alive,
             last_seen_ms: liveness.last_heard.map(|seen| now.since(seen)),
         }));

@@ -14,7 +14,8 @@ use crate::admin::admission::AdminServerConfig;
 use crate::grid::Strategy;
 use crate::ids::NodeId;
 use crate::limits::{ADMIN_HOSTS_MAX, ADMIN_TIMEOUT_MS_MAX, ADMIN_TIMEOUT_MS_MIN, CONFIG_FILE_BYTES_MAX, PEERS_MAX};
-use crate::mesh::DetectorConfig;
+use crate::mesh::address::AddrError;
+use crate::mesh::{DetectorConfig, PeerAddr};
 use crate::registry::RegistryLimits;
 use crate::zk::config::{ZkConfig, ZkSettings};
 
@@ -25,12 +26,13 @@ const ZNODE_DATA_BYTES_CEILING: usize = crate::limits::FRAME_BYTES_MAX / 4;
 #[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSettings {
-    /// This node's id.
-    pub id: Option<u64>,
-    /// `1=host:port,2=host:port,...`, identical on every node.
+    /// This node's id, or `auto`: the number ending the host name, plus one (`gridkeeper-0` is 1).
+    pub id: Option<IdSetting>,
+    /// `1=host:port,2=host:port,...`, identical on every node; hosts are IP addresses or DNS names.
     pub peers: Option<String>,
-    /// Overrides the listen address taken from this node's `peers` entry.
-    pub listen: Option<SocketAddr>,
+    /// What the mesh binds (`HOST:PORT`, a name resolved at start), instead of this node's `peers`
+    /// entry.
+    pub listen: Option<String>,
     /// Credentials directory from `gridkeeper certs`.
     pub certs: Option<PathBuf>,
     /// Where this node keeps its durable state.
@@ -51,8 +53,9 @@ pub struct NodeSettings {
     pub prefetch: Option<u32>,
     /// Cluster placement strategy: least_loaded, round_robin, random, weighted, consistent_hash.
     pub placement: Option<String>,
-    /// Join a running cluster as a worker through this member's admin address (no `peers` then).
-    pub join: Option<SocketAddr>,
+    /// Join a running cluster as a worker through this member's admin address, `HOST:PORT` (no
+    /// `peers` then); a name is resolved at start and the member's certificate checked for it.
+    pub join: Option<String>,
     /// Host names the admin API answers to besides IP addresses and `localhost`.
     pub admin_hosts: Option<Vec<String>>,
     /// Time the admin server gives a client to send a request head.
@@ -84,8 +87,8 @@ pub struct NodeSettings {
 pub struct NodeConfig {
     /// This node.
     pub id: NodeId,
-    /// Every member's mesh address, this node included.
-    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Every member's mesh address, this node included (names resolved on every dial).
+    pub peers: BTreeMap<NodeId, PeerAddr>,
     /// Where the mesh binds.
     pub listen: SocketAddr,
     /// Credentials directory.
@@ -106,8 +109,9 @@ pub struct NodeConfig {
     pub prefetch: u32,
     /// The placement strategy this node uses when it leads.
     pub placement: Strategy,
-    /// A worker joined through this member's admin address, outside the Raft group.
-    pub join: Option<SocketAddr>,
+    /// A worker joined through this member's admin address (an IP address, or a name resolved at
+    /// start), outside the Raft group.
+    pub join: Option<PeerAddr>,
     /// The admin server's timeouts and accepted host names.
     pub admin_server: AdminServerConfig,
     /// The admin API is plain HTTP (only ever on a loopback address); HTTPS otherwise.
@@ -170,20 +174,105 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { setting, reason: reason.into() }
 }
 
+/// `--id`: a number, or `auto` for the number ending the host name plus one (a Kubernetes
+/// StatefulSet's pod `gridkeeper-0` is node 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSetting {
+    /// This id.
+    Given(u64),
+    /// From the host name.
+    FromHostname,
+}
+
+impl std::str::FromStr for IdSetting {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<IdSetting, String> {
+        match text.trim() {
+            "auto" => Ok(IdSetting::FromHostname),
+            number => number
+                .parse()
+                .map(IdSetting::Given)
+                .map_err(|_| format!("{text:?} is neither a node id (1 or more) nor `auto`")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for IdSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<IdSetting, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(id) => Ok(IdSetting::Given(id)),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The node id `auto` takes from a host name: the digits after its last `-` (before any domain),
+/// plus one.
+///
+/// # Errors
+/// Why the name ends in no ordinal.
+pub fn id_from_host_name(name: &str) -> Result<u64, String> {
+    let short = name.trim().split('.').next().unwrap_or_default();
+    let ordinal = short
+        .rsplit_once('-')
+        .map(|(_, ordinal)| ordinal)
+        .filter(|ordinal| {
+            !ordinal.is_empty() && ordinal.len() <= 9 && ordinal.bytes().all(|byte| byte.is_ascii_digit())
+        })
+        .ok_or_else(|| {
+            format!("`auto` needs a host name ending in -N (as a StatefulSet's pods have), not {short:?}")
+        })?;
+    Ok(ordinal.parse::<u64>().map_err(|error| error.to_string())? + 1)
+}
+
+/// This machine's host name (Linux: the kernel's; elsewhere `HOSTNAME`).
+fn host_name() -> Result<String, String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| "`auto` needs the host name, and none could be read".to_string())
+}
+
+/// The socket address to bind for `addr`: an IP address as it is, a name resolved now (an IPv4
+/// address if it has one, as peers dialing from an IPv4 endpoint prefer).
+fn bind_addr(addr: &PeerAddr) -> Result<SocketAddr, String> {
+    if let Some(socket) = addr.socket_addr() {
+        return Ok(socket);
+    }
+    let name = addr.name().unwrap_or_default();
+    let found: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(name, addr.port))
+        .map_err(|error| format!("{addr} does not resolve here: {error}"))?
+        .collect();
+    found
+        .iter()
+        .find(|socket| socket.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| format!("{addr} resolves to no address"))
+}
+
 /// Parses `1=127.0.0.1:7101,2=127.0.0.1:7102`, refusing duplicate ids or addresses.
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] naming the bad entry.
-pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, SocketAddr>, ConfigError> {
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, PeerAddr>, ConfigError> {
     let mut peers = BTreeMap::new();
     let mut addrs = BTreeSet::new();
     for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
         let (id, addr) =
             entry.split_once('=').ok_or_else(|| invalid("peers", format!("entry {entry:?} is not ID=HOST:PORT")))?;
         let id: NodeId = id.parse().map_err(|error: crate::ids::NodeIdError| invalid("peers", error.to_string()))?;
-        let addr: SocketAddr =
-            addr.trim().parse().map_err(|_| invalid("peers", format!("{addr:?} is not an IP:PORT address")))?;
-        if !addrs.insert(addr) {
+        let addr: PeerAddr = addr.trim().parse().map_err(|error: AddrError| invalid("peers", error.to_string()))?;
+        if !addrs.insert(addr.clone()) {
             return Err(invalid("peers", format!("address {addr} is listed twice")));
         }
         if peers.insert(id, addr).is_some() {
@@ -249,23 +338,44 @@ impl NodeSettings {
     /// # Errors
     /// [`ConfigError`] naming the first problem found.
     pub fn validate(self) -> Result<NodeConfig, ConfigError> {
-        let id = self.id.ok_or(ConfigError::Missing("id"))?;
+        let id = match self.id.ok_or(ConfigError::Missing("id"))? {
+            IdSetting::Given(id) => id,
+            IdSetting::FromHostname => {
+                let name = host_name().map_err(|reason| invalid("id", reason))?;
+                id_from_host_name(&name).map_err(|reason| invalid("id", reason))?
+            }
+        };
         let id: NodeId =
             id.to_string().parse().map_err(|error: crate::ids::NodeIdError| invalid("id", error.to_string()))?;
-        let peers = match (self.join, &self.peers) {
+        let listen_given = match &self.listen {
+            Some(text) => Some(text.parse::<PeerAddr>().map_err(|error| invalid("listen", error.to_string()))?),
+            None => None,
+        };
+        let join = match &self.join {
+            Some(text) => Some(text.parse::<PeerAddr>().map_err(|error| invalid("join", error.to_string()))?),
+            None => None,
+        };
+        let peers = match (&join, &self.peers) {
             (Some(_), Some(_)) => return Err(invalid("join", "a joining worker takes no peer list")),
             // A joined worker has no mesh of its own: only its own (unused) entry.
-            (Some(_), None) => BTreeMap::from([(id, self.listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))]),
+            (Some(_), None) => {
+                BTreeMap::from([(id, listen_given.clone().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)).into()))])
+            }
             (None, peers) => parse_peers(peers.as_deref().ok_or(ConfigError::Missing("peers"))?)?,
         };
-        let own_addr = *peers.get(&id).ok_or_else(|| invalid("id", format!("node {id} is not in the peer list")))?;
-        let listen = self.listen.unwrap_or(own_addr);
+        let own_addr = peers.get(&id).ok_or_else(|| invalid("id", format!("node {id} is not in the peer list")))?;
+        let listen = match &listen_given {
+            Some(given) => bind_addr(given).map_err(|reason| invalid("listen", reason))?,
+            None => bind_addr(own_addr).map_err(|reason| {
+                invalid("peers", format!("node {id}'s own entry: {reason}; give --listen HOST:PORT to bind"))
+            })?,
+        };
         let admin = match self.admin {
             Some(admin) => admin,
             // Loopback by default: the admin API is for operators on the machine, not the network.
             None => default_admin(id)?,
         };
-        if peers.values().any(|&addr| addr == admin) || admin == listen && admin.port() != 0 {
+        if peers.values().any(|addr| addr.socket_addr() == Some(admin)) || admin == listen && admin.port() != 0 {
             return Err(invalid("admin", format!("{admin} is also a mesh address")));
         }
         let defaults = DetectorConfig::default();
@@ -327,7 +437,9 @@ impl NodeSettings {
             .map_err(|error| invalid(error.setting, error.reason))?
         };
         if let Some(zk) = &zk {
-            if zk.listen == admin || peers.values().any(|&addr| addr == zk.listen) && zk.listen.port() != 0 {
+            if zk.listen == admin
+                || peers.values().any(|addr| addr.socket_addr() == Some(zk.listen)) && zk.listen.port() != 0
+            {
                 return Err(invalid("zk-listen", format!("{} is also the admin or a mesh address", zk.listen)));
             }
         }
@@ -337,7 +449,7 @@ impl NodeSettings {
             metrics_public: self.metrics_public.unwrap_or(false),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
             admin_server,
-            join: self.join,
+            join,
             slots,
             prefetch,
             weight,
@@ -447,7 +559,7 @@ mod tests {
 
     fn settings() -> NodeSettings {
         NodeSettings {
-            id: Some(1),
+            id: Some(IdSetting::Given(1)),
             peers: Some("1=127.0.0.1:7101, 2=127.0.0.1:7102,3=127.0.0.1:7103".into()),
             certs: Some("certs".into()),
             data_dir: Some("d1".into()),
@@ -457,9 +569,16 @@ mod tests {
 
     #[test]
     fn a_joining_worker_takes_no_peer_list_and_grid_settings_are_checked() {
-        let joining = NodeSettings { peers: None, join: Some("127.0.0.1:9101".parse().expect("addr")), ..settings() };
+        let joining = NodeSettings { peers: None, join: Some("127.0.0.1:9101".into()), ..settings() };
         let config = joining.clone().validate().expect("a worker joins without peers");
-        assert_eq!((config.join, config.peers.len()), (joining.join, 1));
+        assert_eq!((config.join.map(|addr| addr.to_string()), config.peers.len()), (joining.join.clone(), 1));
+        let named = NodeSettings { join: Some("gk1.example.org:9101".into()), ..joining.clone() };
+        assert_eq!(
+            named.validate().expect("a name").join.and_then(|addr| addr.name().map(String::from)).as_deref(),
+            Some("gk1.example.org")
+        );
+        let bad = NodeSettings { join: Some("gk1".into()), ..joining.clone() };
+        assert!(matches!(bad.validate(), Err(ConfigError::Invalid { setting: "join", .. })));
         let both = NodeSettings { join: joining.join, ..settings() };
         assert!(matches!(both.validate(), Err(ConfigError::Invalid { setting: "join", .. })));
         assert!(NodeSettings { slots: Some(0), ..settings() }.validate().is_err());
@@ -486,15 +605,15 @@ mod tests {
     #[test]
     fn bad_configurations_name_their_problem() {
         let cases: Vec<(NodeSettings, &str)> = vec![
-            (NodeSettings { id: Some(4), ..settings() }, "node 4 is not in the peer list"),
+            (NodeSettings { id: Some(IdSetting::Given(4)), ..settings() }, "node 4 is not in the peer list"),
             (NodeSettings { id: None, ..settings() }, "missing setting: id"),
-            (NodeSettings { id: Some(0), ..settings() }, "invalid id"),
+            (NodeSettings { id: Some(IdSetting::Given(0)), ..settings() }, "invalid id"),
             (NodeSettings { peers: Some("1=127.0.0.1:1,1=127.0.0.1:2".into()), ..settings() }, "listed twice"),
             (
                 NodeSettings { peers: Some("1=127.0.0.1:1,2=127.0.0.1:1".into()), ..settings() },
                 "address 127.0.0.1:1 is listed twice",
             ),
-            (NodeSettings { peers: Some("1=nowhere".into()), ..settings() }, "not an IP:PORT"),
+            (NodeSettings { peers: Some("1=nowhere".into()), ..settings() }, "is not HOST:PORT"),
             (NodeSettings { peers: Some("1".into()), ..settings() }, "not ID=HOST:PORT"),
             (NodeSettings { peers: Some("".into()), ..settings() }, "empty"),
             (NodeSettings { certs: None, ..settings() }, "missing setting: certs"),
@@ -522,9 +641,43 @@ mod tests {
     }
 
     #[test]
+    fn peers_may_be_names_and_ids_may_come_from_the_host_name() {
+        let named = NodeSettings {
+            peers: Some("1=localhost:7101,2=gk2.example.invalid:7102,3=[::1]:7103".into()),
+            ..settings()
+        };
+        let config = named.clone().validate().expect("names are peers");
+        assert_eq!(config.peers[&NodeId(2)].to_string(), "gk2.example.invalid:7102");
+        assert_eq!(config.listen.port(), 7101, "its own name is resolved to bind");
+        // A name that does not resolve here cannot be bound without --listen.
+        let unresolvable = NodeSettings { id: Some(IdSetting::Given(2)), ..named.clone() };
+        let error = unresolvable.clone().validate().expect_err("cannot bind").to_string();
+        assert!(error.contains("give --listen"), "{error}");
+        let listening = NodeSettings { listen: Some("0.0.0.0:7102".into()), ..unresolvable };
+        assert_eq!(listening.validate().expect("binds what --listen says").listen.port(), 7102);
+        let duplicate = NodeSettings { peers: Some("1=localhost:1,2=LOCALHOST.:1".into()), ..settings() };
+        assert!(duplicate.validate().expect_err("listed twice").to_string().contains("listed twice"));
+        let malformed = NodeSettings { peers: Some("1=gk..one:1".into()), ..settings() };
+        assert!(malformed.validate().expect_err("bad name").to_string().contains("empty label"));
+
+        assert_eq!(id_from_host_name("gridkeeper-0"), Ok(1));
+        assert_eq!(id_from_host_name("gridkeeper-2.gridkeeper-peers.default.svc"), Ok(3));
+        assert!(id_from_host_name("gridkeeper").is_err());
+        assert!(id_from_host_name("gridkeeper-").is_err());
+        assert!(id_from_host_name("gk-99999999999999999999").is_err());
+        assert_eq!("auto".parse::<IdSetting>(), Ok(IdSetting::FromHostname));
+        assert_eq!("7".parse::<IdSetting>(), Ok(IdSetting::Given(7)));
+        assert!("seven".parse::<IdSetting>().is_err());
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
-        let file = NodeSettings { id: Some(2), admin: Some("127.0.0.1:9999".parse().expect("addr")), ..settings() };
-        let flags = NodeSettings { id: Some(3), ..NodeSettings::default() };
+        let file = NodeSettings {
+            id: Some(IdSetting::Given(2)),
+            admin: Some("127.0.0.1:9999".parse().expect("addr")),
+            ..settings()
+        };
+        let flags = NodeSettings { id: Some(IdSetting::Given(3)), ..NodeSettings::default() };
         let merged = flags.or(file).validate().expect("valid");
         assert_eq!(merged.id, NodeId(3));
         assert_eq!(merged.admin.port(), 9999);
@@ -540,7 +693,7 @@ mod tests {
             "id = 2\npeers = \"1=127.0.0.1:7101,2=127.0.0.1:7102\"\ncerts = \"c\"\ndata_dir = \"d\"\n",
         )
         .expect("write");
-        assert_eq!(NodeSettings::from_file(&good).expect("parses").id, Some(2));
+        assert_eq!(NodeSettings::from_file(&good).expect("parses").id, Some(IdSetting::Given(2)));
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "id = 2\ncolour = \"blue\"\n").expect("write");
         let error = NodeSettings::from_file(&bad).expect_err("unknown key").to_string();

@@ -187,7 +187,7 @@ impl LocalCluster {
     pub fn start_node(&mut self, id: NodeId) -> Result<(), NodeError> {
         let config = NodeConfig {
             id,
-            peers: self.peers.clone(),
+            peers: self.peers.iter().map(|(&node, &addr)| (node, addr.into())).collect(),
             listen: self.peers[&id],
             certs: self.certs(),
             data_dir: self.dir.join(format!("data-{id}")),

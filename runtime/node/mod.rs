@@ -65,7 +65,7 @@ pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> 
     let signals = Signals::install()?;
     raise_open_file_limit();
     let prometheus = crate::admin::telemetry::install()?;
-    if let Some(member) = config.join {
+    if let Some(member) = config.join.clone() {
         return run_joined(config, kinds, member, signals, prometheus).await;
     }
     let credentials = load_node_credentials(&config.certs, config.id)?;
@@ -219,7 +219,7 @@ impl NodeBuilder {
 async fn run_joined(
     config: NodeConfig,
     kinds: TaskKinds,
-    member: std::net::SocketAddr,
+    member: crate::mesh::PeerAddr,
     signals: Signals,
     prometheus: metrics_exporter_prometheus::PrometheusHandle,
 ) -> Result<(), NodeError> {
@@ -231,6 +231,28 @@ async fn run_joined(
         crate::client::Access::node(&config.certs, config.id)
             .map_err(|error| NodeError::Startup(format!("this worker's node certificate: {error}")))?
     };
+    // A member named by DNS is dialed at the addresses its name resolves to now (the first that
+    // answers), and its certificate is checked for the name.
+    let (addrs, access) = match member.socket_addr() {
+        Some(addr) => (vec![addr], access),
+        None => {
+            let name = member.name().unwrap_or_default().to_string();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), member.port))
+                .await
+                .map_err(|error| NodeError::Startup(format!("cannot join through {member}: {error}")))?
+                .take(crate::limits::PEERS_MAX)
+                .collect();
+            if addrs.is_empty() {
+                return Err(NodeError::Startup(format!("cannot join through {member}: the name resolves to nothing")));
+            }
+            let access = if config.admin_plaintext {
+                access
+            } else {
+                access.with_server_name(&name).map_err(|error| NodeError::Startup(error.to_string()))?
+            };
+            (addrs, access)
+        }
+    };
     let revoked = Arc::new(std::sync::RwLock::new(None));
     let edge = crate::admin::auth::EdgeSetup::load(
         &config.certs,
@@ -240,7 +262,7 @@ async fn run_joined(
         crate::admin::auth::Revocations::Fetched(revoked.clone()),
     )?;
     let _data_dir = preflight::prepare_data_dir(&config.data_dir)?;
-    let connect = || connect_worker(member, config.id, access.clone());
+    let connect = || connect_worker(&addrs, config.id, access.clone());
     let unreachable =
         |error: crate::client::ClientError| NodeError::Startup(format!("cannot join through {member}: {error}"));
     let (poll, report, registry) = (
@@ -324,15 +346,15 @@ const REFUSED_CONNECT_WAIT_MAX: std::time::Duration = std::time::Duration::from_
 /// said in one line and retried with backoff (the operator may fix the files meanwhile); any other
 /// failure is returned.
 async fn connect_worker(
-    member: std::net::SocketAddr,
+    member: &[std::net::SocketAddr],
     node: crate::ids::NodeId,
     access: crate::client::Access,
 ) -> Result<crate::client::Client, crate::client::ClientError> {
     let mut wait = std::time::Duration::from_millis(200);
     loop {
-        match crate::client::Client::connect(member, access.clone()).await {
+        match crate::client::Client::connect_any(member, access.clone()).await {
             Err(error) if error.code() == crate::api::ErrorCode::Unauthorized => {
-                tracing::warn!(%node, %member, retry_in_ms = wait.as_millis() as u64, "the cluster refused this worker's credential: {error}");
+                tracing::warn!(%node, ?member, retry_in_ms = wait.as_millis() as u64, "the cluster refused this worker's credential: {error}");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(REFUSED_CONNECT_WAIT_MAX);
             }

@@ -139,6 +139,8 @@ pub struct ClusterSpec {
     pub admin_ports: Vec<u16>,
     /// ZooKeeper client ports: free ones, so test binaries running at once never share the default.
     pub zk_ports: Vec<u16>,
+    /// The host every `--peers` entry names: `127.0.0.1` unless a test sets a name.
+    pub peer_host: String,
 }
 
 impl ClusterSpec {
@@ -151,6 +153,7 @@ impl ClusterSpec {
             mesh_ports: ids.iter().map(|_| free_udp_port()).collect(),
             admin_ports: ids.iter().map(|_| free_tcp_port()).collect(),
             zk_ports: ids.iter().map(|_| free_tcp_port()).collect(),
+            peer_host: "127.0.0.1".to_string(),
             ids,
             dir,
         };
@@ -169,7 +172,7 @@ impl ClusterSpec {
         self.ids
             .iter()
             .zip(&self.mesh_ports)
-            .map(|(id, port)| format!("{id}=127.0.0.1:{port}"))
+            .map(|(id, port)| format!("{id}={}:{port}", self.peer_host))
             .collect::<Vec<_>>()
             .join(",")
     }

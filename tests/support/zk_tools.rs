@@ -191,13 +191,25 @@ fn apt_get(args: &[&str]) -> Command {
 /// # Errors
 /// A message naming what failed, with the installer's output, for the test to fail with.
 pub fn ensure_debian_packages() -> Result<(), String> {
-    let marker = tools_dir().join("apt.installed");
     let present = || Path::new(ZK_BIN_DIR).join("zkCli.sh").exists() && Path::new(PYTHON).exists();
-    if marker.exists() && present() {
+    ensure_apt("apt.installed", APT_PACKAGES)?;
+    if !present() {
+        return Err(format!("the packages are installed but {ZK_BIN_DIR}/zkCli.sh or {PYTHON} is missing"));
+    }
+    Ok(())
+}
+
+/// Installs `packages` through apt-get unless `marker` (under the tools dir) records them installed.
+///
+/// # Errors
+/// A message naming what failed, with the installer's output.
+pub fn ensure_apt(marker: &str, packages: &[&str]) -> Result<(), String> {
+    let marker = tools_dir().join(marker);
+    if marker.exists() && dpkg_versions(packages).is_ok() {
         return Ok(());
     }
     let _lock = install_lock()?;
-    if let Err(missing) = dpkg_versions(APT_PACKAGES) {
+    if let Err(missing) = dpkg_versions(packages) {
         // SAFETY: geteuid(2) has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(format!("Debian packages {missing:?} are missing and installing them needs root"));
@@ -210,12 +222,38 @@ pub fn ensure_debian_packages() -> Result<(), String> {
             install_step("apt-get-install", &mut apt_get(&install), APT_TIME_MAX)?;
         }
     }
-    let versions = dpkg_versions(APT_PACKAGES)
+    let versions = dpkg_versions(packages)
         .map_err(|missing| format!("apt-get succeeded but {missing:?} are still not installed"))?;
-    if !present() {
-        return Err(format!("the packages are installed but {ZK_BIN_DIR}/zkCli.sh or {PYTHON} is missing"));
-    }
     std::fs::write(&marker, versions.join("\n") + "\n").map_err(|error| format!("write {}: {error}", marker.display()))
+}
+
+/// Creates `<tools>/<name>` as a virtualenv holding the pins of `requirements` (a path under the
+/// repository) unless its marker already records exactly those pins; returns its Python.
+///
+/// # Errors
+/// A message naming what failed, with the installer's output.
+pub fn ensure_venv(name: &str, requirements: &str) -> Result<PathBuf, String> {
+    ensure_debian_packages()?;
+    let requirements = repo_dir().join(requirements);
+    let pins =
+        std::fs::read_to_string(&requirements).map_err(|error| format!("read {}: {error}", requirements.display()))?;
+    let venv = tools_dir().join(name);
+    let marker = venv.join("gridkeeper-installed");
+    let python = venv.join("bin/python");
+    let installed = || std::fs::read_to_string(&marker).is_ok_and(|text| text == pins) && python.exists();
+    if !installed() {
+        let _lock = install_lock()?;
+        if !installed() {
+            let _ = std::fs::remove_dir_all(&venv);
+            install_step(&format!("{name}-venv"), Command::new(PYTHON).args(["-m", "venv"]).arg(&venv), PIP_TIME_MAX)?;
+            let pip = &mut Command::new(&python);
+            pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir", "-r"])
+                .arg(&requirements);
+            install_step(&format!("{name}-pip-install"), pip, PIP_TIME_MAX)?;
+            std::fs::write(&marker, &pins).map_err(|error| format!("write {}: {error}", marker.display()))?;
+        }
+    }
+    Ok(python)
 }
 
 /// The kazoo virtualenv: its Python, with kazoo (and kazoo's own test suite), pytest, pytest-timeout.
@@ -231,26 +269,7 @@ pub struct KazooEnv {
 /// # Errors
 /// A message naming what failed, with the installer's output.
 pub fn ensure_kazoo() -> Result<KazooEnv, String> {
-    ensure_debian_packages()?;
-    let requirements = repo_dir().join("tests/zk/requirements.txt");
-    let pins =
-        std::fs::read_to_string(&requirements).map_err(|error| format!("read {}: {error}", requirements.display()))?;
-    let venv = tools_dir().join("kazoo-venv");
-    let marker = venv.join("gridkeeper-installed");
-    let python = venv.join("bin/python");
-    let installed = || std::fs::read_to_string(&marker).is_ok_and(|text| text == pins) && python.exists();
-    if !installed() {
-        let _lock = install_lock()?;
-        if !installed() {
-            let _ = std::fs::remove_dir_all(&venv);
-            install_step("venv", Command::new(PYTHON).args(["-m", "venv"]).arg(&venv), PIP_TIME_MAX)?;
-            let pip = &mut Command::new(&python);
-            pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir", "-r"])
-                .arg(&requirements);
-            install_step("pip-install", pip, PIP_TIME_MAX)?;
-            std::fs::write(&marker, &pins).map_err(|error| format!("write {}: {error}", marker.display()))?;
-        }
-    }
+    let python = ensure_venv("kazoo-venv", "tests/zk/requirements.txt")?;
     kazoo_package(&python).map(|package| KazooEnv { python, package })
 }
 

@@ -23,6 +23,38 @@ fn peers_named_by_dns_names_form_a_cluster_that_serves_writes() {
         .output()
         .expect("registry create");
     assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+
+    // `members` through a node that may not lead: every voter by name, alive, caught up (lags come
+    // from the leader, over the mesh).
+    let members = |via: u64| -> Option<serde_json::Value> {
+        let output = Command::new(binary())
+            .env("GRIDKEEPER_CERTS", spec.certs())
+            .args(["members", "--admin", &spec.admin(via).to_string(), "--json"])
+            .output()
+            .ok()?;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).ok()
+    };
+    let caught_up = wait_for(WAIT_MAX, || {
+        let view = members(3)?;
+        let rows = view["members"].as_array()?.clone();
+        let settled =
+            rows.len() == 3 && rows.iter().all(|row| row["role"] == "voter" && row["alive"] == true && row["lag"] == 0);
+        settled.then_some(view)
+    });
+    let view = caught_up.unwrap_or_else(|| panic!("members never showed 3 caught-up voters: {:?}", members(3)));
+    assert!(view["leader"].is_u64(), "{view}");
+    for (index, row) in view["members"].as_array().expect("rows").iter().enumerate() {
+        assert_eq!(row["id"], index as u64 + 1);
+        assert_eq!(row["addr"], format!("localhost:{}", spec.mesh_ports[index]));
+    }
+    let table = Command::new(binary())
+        .env("GRIDKEEPER_CERTS", spec.certs())
+        .args(["members", "--admin", &spec.admin(1).to_string()])
+        .output()
+        .expect("members");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("ROLE") && table.lines().filter(|line| line.contains(" voter ")).count() == 3, "{table}");
 }
 
 #[test]

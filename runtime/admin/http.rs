@@ -1,4 +1,4 @@
-//! The admin HTTPS server: `GET /health`, `GET /metrics`, `GET /status`, and [`serve`], the accept
+//! The admin HTTPS server: `GET /health`, `GET /metrics`, `GET /status`, `GET /members`, and [`serve`], the accept
 //! loop that bounds connections (overall and per client address) before any byte is read, then
 //! completes the TLS handshake within the header timeout (plain HTTP only with `--admin-plaintext`).
 //!
@@ -24,7 +24,7 @@ use super::admission::AdminServerConfig;
 use super::audit::AuditLog;
 use super::auth::{EdgeAuth, PeerCertificate};
 use super::connection::{refuse_connection, serve_connection, ConnectionTicket, Gate};
-use super::status::{MemberView, StatusView};
+use super::status::{MemberRole, MemberRow, MemberView, MembersView, StatusView};
 use super::tls::peer_principal;
 use super::view::NodeView;
 use crate::clock::Clock;
@@ -166,6 +166,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/members", get(members))
         .merge(super::ready::routes())
         .merge(super::registry_api::routes())
         .merge(super::grid_api::routes())
@@ -190,6 +191,39 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusView> {
     Json(status_view(&state.view))
+}
+
+async fn members(State(state): State<Arc<AdminState>>) -> Result<Json<MembersView>, super::error::HttpError> {
+    let coordinator = super::registry_api::coordinator(&state)?;
+    Ok(Json(members_view(&state.view, &coordinator).await))
+}
+
+/// The `/members` document: the membership this node knows, the mesh's liveness, the registered
+/// workers, and the lags the leader reports (asked of it over the mesh).
+pub async fn members_view(view: &NodeView, coordinator: &crate::consensus::Coordinator) -> MembersView {
+    let replication = coordinator.replication().await.ok();
+    let alive = |id: u64| id == view.node().0 || view.mesh().is_some_and(|mesh| mesh.is_alive(crate::ids::NodeId(id)));
+    let lag = |id: u64| {
+        let replication = replication.as_ref()?;
+        if id == replication.leader {
+            return Some(0);
+        }
+        let matched = replication.matched.iter().find(|(member, _)| *member == id)?.1;
+        Some(replication.last_log_index.saturating_sub(matched))
+    };
+    let mut members = Vec::new();
+    for (role, list) in [(MemberRole::Voter, coordinator.voters()), (MemberRole::Learner, coordinator.learners())] {
+        for (id, addr) in list {
+            members.push(MemberRow { id: id.0, addr, role, alive: alive(id.0), lag: lag(id.0) });
+        }
+    }
+    for (id, record) in coordinator.read_state(|state| state.nodes()) {
+        if members.iter().any(|member| member.id == id.0) {
+            continue;
+        }
+        members.push(MemberRow { id: id.0, addr: record.addr, role: MemberRole::Worker, alive: true, lag: None });
+    }
+    MembersView { node: view.node().0, leader: replication.map(|replication| replication.leader), members }
 }
 
 /// The `/status` document for `view`.

@@ -38,7 +38,7 @@ pub fn route_class(method: &str, path: &str) -> RouteClass {
         ("GET", "/auth/revoked") => RouteClass::Authenticated,
         (
             "GET",
-            "/status" | "/registry/node" | "/registry/stat" | "/registry/children" | "/registry/watch"
+            "/status" | "/members" | "/registry/node" | "/registry/stat" | "/registry/children" | "/registry/watch"
             | "/registry/acl" | "/grid/tasks" | "/grid/node" | "/grid/jobs",
         )
         | ("POST", "/grid/wait" | "/registry/sync") => RouteClass::Read,
@@ -151,11 +151,12 @@ mod tests {
         Principal { name: "p".into(), role, proof: Proof::Token }
     }
 
-    const ROUTES: [(&str, &str, RouteClass); 24] = [
+    const ROUTES: [(&str, &str, RouteClass); 25] = [
         ("GET", "/health", RouteClass::Open),
         ("GET", "/ready", RouteClass::Open),
         ("GET", "/metrics", RouteClass::Metrics),
         ("GET", "/status", RouteClass::Read),
+        ("GET", "/members", RouteClass::Read),
         ("GET", "/registry/node", RouteClass::Read),
         ("GET", "/registry/watch", RouteClass::Read),
         ("POST", "/registry/sync", RouteClass::Read),

@@ -86,9 +86,95 @@ impl StatusView {
     }
 }
 
+/// A member's part in the cluster, in `/members`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Votes in the Raft group.
+    Voter,
+    /// Replicates the log without a vote (catching up before it is promoted).
+    Learner,
+    /// Runs tasks only, joined through a member's admin API (`node --join`).
+    Worker,
+}
+
+/// One row of `/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Node id.
+    pub id: u64,
+    /// Mesh address (a worker's: its admin address, as it registered).
+    pub addr: String,
+    /// Voter, learner or worker.
+    pub role: MemberRole,
+    /// Up as the reporting node sees it (a worker: registered, its session alive).
+    pub alive: bool,
+    /// Log entries it trails the leader by, as the leader knows; `null` for workers, or when the
+    /// leader knows nothing of it yet (or no leader answered).
+    pub lag: Option<u64>,
+}
+
+/// The whole `/members` document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    /// The reporting node.
+    pub node: u64,
+    /// The leader that answered for the lags; `null` if none did.
+    pub leader: Option<u64>,
+    /// Voters, then learners, then workers, each by id.
+    pub members: Vec<MemberRow>,
+}
+
+impl MembersView {
+    /// A fixed-width table for people.
+    pub fn to_table(&self) -> String {
+        let leader = self.leader.map_or_else(|| "none".to_string(), |leader| leader.to_string());
+        let mut out = format!("node {}  leader {leader}\n", self.node);
+        out.push_str(&format!("{:<6} {:<32} {:<8} {:<6} {:>8}\n", "ID", "ADDRESS", "ROLE", "ALIVE", "LAG"));
+        for member in &self.members {
+            let role = match member.role {
+                MemberRole::Voter => "voter",
+                MemberRole::Learner => "learner",
+                MemberRole::Worker => "worker",
+            };
+            let lag = member.lag.map_or_else(|| "-".to_string(), |lag| lag.to_string());
+            let alive = if member.alive { "yes" } else { "no" };
+            out.push_str(&format!("{:<6} {:<32} {:<8} {:<6} {:>8}\n", member.id, member.addr, role, alive, lag));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_json_and_table_have_the_documented_shape() {
+        let view = MembersView {
+            node: 2,
+            leader: Some(1),
+            members: vec![
+                MemberRow {
+                    id: 1,
+                    addr: "gk1.example.org:7100".into(),
+                    role: MemberRole::Voter,
+                    alive: true,
+                    lag: Some(0),
+                },
+                MemberRow { id: 4, addr: "10.0.0.4:9104".into(), role: MemberRole::Worker, alive: true, lag: None },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_string(&view).expect("json"),
+            r#"{"node":2,"leader":1,"members":[{"id":1,"addr":"gk1.example.org:7100","role":"voter","alive":true,"lag":0},{"id":4,"addr":"10.0.0.4:9104","role":"worker","alive":true,"lag":null}]}"#
+        );
+        let table = view.to_table();
+        assert!(
+            table.contains("gk1.example.org:7100") && table.contains("worker") && table.contains("voter"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn status_json_has_the_documented_shape() {

@@ -39,6 +39,8 @@ enum Command {
     Node(Box<NodeArgs>),
     /// Show a node's view of the cluster.
     Status(StatusArgs),
+    /// List the members: id, address, role (voter, learner, worker), alive, and lag behind the leader.
+    Members(StatusArgs),
     /// Read and change the replicated registry.
     Registry(registry::RegistryArgs),
     /// Submit tasks (and optionally wait for them).
@@ -300,6 +302,21 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tokens(args) => control_runtime()?.block_on(access::tokens(args)).map_err(|error| error.to_string()),
         Command::Audit(args) => control_runtime()?.block_on(access::audit(args)).map_err(|error| error.to_string()),
+        Command::Members(args) => {
+            let runtime = control_runtime()?;
+            let access = args.node.access().map_err(|error| error.to_string())?;
+            let body = runtime
+                .block_on(crate::admin::client::get(args.node.admin, "/members", &access))
+                .map_err(|error| error.to_string())?;
+            let view: crate::admin::status::MembersView =
+                serde_json::from_slice(&body).map_err(|error| format!("bad /members document: {error}"))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
+            } else {
+                print!("{}", view.to_table());
+            }
+            Ok(())
+        }
         Command::Status(args) => {
             let runtime = control_runtime()?;
             let access = args.node.access().map_err(|error| error.to_string())?;

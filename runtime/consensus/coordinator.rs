@@ -19,7 +19,7 @@ use super::log_store::LogStore;
 use super::network::MeshNetwork;
 use super::observer::Observer;
 pub use super::observer::{NoObserver, StateObserver};
-use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadResult, Reply, Request};
+use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadResult, Replication, Reply, Request};
 use super::rpc::{self, decode, encode, RpcClient, RpcKind};
 use super::session_draw::SessionRng;
 use super::state_machine::StateMachine;
@@ -320,6 +320,31 @@ impl Coordinator {
             commit_index: metrics.local_committed.map_or(0, |id| id.index),
             applied_index: self.inner.machine.applied_index(),
             is_leader: metrics.state == ServerState::Leader,
+        }
+    }
+
+    /// The learners (members that replicate the log but do not vote) of the membership this node
+    /// knows, with their mesh addresses.
+    pub fn learners(&self) -> Vec<(NodeId, String)> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        membership
+            .learner_ids()
+            .map(|id| {
+                let addr = membership.get_node(&id).map(|node| node.addr.clone()).unwrap_or_default();
+                (NodeId(id), addr)
+            })
+            .collect()
+    }
+
+    /// The leader's replication view (asked of the leader, wherever this runs).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Unavailable`] if no leader answers.
+    pub async fn replication(&self) -> Result<Replication, CoordinatorError> {
+        match self.request(Request::Replication).await? {
+            Reply::Replication(replication) => Ok(replication),
+            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
         }
     }
 
@@ -676,6 +701,22 @@ impl Coordinator {
             Request::WriteIndexed(command) => self.propose(command, true).await,
             Request::Keepalive(session) => self.serve_keepalive(session, None),
             Request::KeepaliveSecured { session, secret } => self.serve_keepalive(session, Some(secret)),
+            Request::Replication => {
+                let metrics = raft.metrics().borrow_watched().clone();
+                match (&metrics.replication, metrics.current_leader) {
+                    (Some(replication), Some(leader)) if leader == self.inner.node.0 => {
+                        Reply::Replication(Replication {
+                            leader,
+                            last_log_index: metrics.last_log_index.unwrap_or(0),
+                            matched: replication
+                                .iter()
+                                .filter_map(|(&member, matched)| matched.as_ref().map(|id| (member, id.index())))
+                                .collect(),
+                        })
+                    }
+                    _ => Reply::Unavailable("not the leader".into()),
+                }
+            }
             Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
                 Err(error) => Reply::Unavailable(error.to_string()),

@@ -21,4 +21,4 @@ pub mod types;
 pub mod watch_hub;
 
 pub use coordinator::{ConsensusStatus, Coordinator, CoordinatorConfig, NoObserver, RaftTimings, StateObserver};
-pub use request::{Consistency, CoordinatorError, ReadOp, ReadResult, Reply, Request};
+pub use request::{Consistency, CoordinatorError, ReadOp, ReadResult, Replication, Reply, Request};

@@ -72,6 +72,8 @@ pub enum Request {
     },
     /// As [`Request::Write`], answered with [`Reply::AppliedAt`]: the answer names the entry's index.
     WriteIndexed(Command),
+    /// How far each member's log matches the leader's ([`Reply::Replication`]).
+    Replication,
 }
 
 /// A coordinator's answer.
@@ -104,6 +106,20 @@ pub enum Reply {
         /// Its result.
         applied: Applied,
     },
+    /// The answer to [`Request::Replication`].
+    Replication(Replication),
+}
+
+/// The leader's view of replication: its last log index and, per member it replicates to, the
+/// last index known to match its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    /// The leader.
+    pub leader: u64,
+    /// The leader's last log index.
+    pub last_log_index: u64,
+    /// `(member, matched index)`; a member nothing is known to match yet is absent.
+    pub matched: Vec<(u64, u64)>,
 }
 
 /// A session just opened, as only its opener learns it.

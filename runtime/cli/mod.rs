@@ -302,35 +302,27 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tokens(args) => control_runtime()?.block_on(access::tokens(args)).map_err(|error| error.to_string()),
         Command::Audit(args) => control_runtime()?.block_on(access::audit(args)).map_err(|error| error.to_string()),
-        Command::Members(args) => {
-            let runtime = control_runtime()?;
-            let access = args.node.access().map_err(|error| error.to_string())?;
-            let body = runtime
-                .block_on(crate::admin::client::get(args.node.admin, "/members", &access))
-                .map_err(|error| error.to_string())?;
-            let view: crate::admin::status::MembersView =
-                serde_json::from_slice(&body).map_err(|error| format!("bad /members document: {error}"))?;
-            if args.json {
-                println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
-            } else {
-                print!("{}", view.to_table());
-            }
-            Ok(())
-        }
-        Command::Status(args) => {
-            let runtime = control_runtime()?;
-            let access = args.node.access().map_err(|error| error.to_string())?;
-            let body = runtime
-                .block_on(crate::admin::client::get(args.node.admin, "/status", &access))
-                .map_err(|error| error.to_string())?;
-            let view: StatusView =
-                serde_json::from_slice(&body).map_err(|error| format!("bad /status document: {error}"))?;
-            if args.json {
-                println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
-            } else {
-                print!("{}", view.to_table());
-            }
-            Ok(())
-        }
+        Command::Members(args) => show(&args, "/members", crate::admin::status::MembersView::to_table),
+        Command::Status(args) => show(&args, "/status", StatusView::to_table),
     }
+}
+
+/// Prints the JSON document at `route` of a node (`--json`) or its table.
+fn show<T: serde::de::DeserializeOwned + serde::Serialize>(
+    args: &StatusArgs,
+    route: &str,
+    table: fn(&T) -> String,
+) -> Result<(), String> {
+    let runtime = control_runtime()?;
+    let access = args.node.access().map_err(|error| error.to_string())?;
+    let body = runtime
+        .block_on(crate::admin::client::get(args.node.admin, route, &access))
+        .map_err(|error| error.to_string())?;
+    let view: T = serde_json::from_slice(&body).map_err(|error| format!("bad {route} document: {error}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
+    } else {
+        print!("{}", table(&view));
+    }
+    Ok(())
 }

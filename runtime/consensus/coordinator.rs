@@ -326,10 +326,15 @@ impl Coordinator {
     /// The learners (members that replicate the log but do not vote) of the membership this node
     /// knows, with their mesh addresses.
     pub fn learners(&self) -> Vec<(NodeId, String)> {
+        self.members_where(false)
+    }
+
+    /// The voters (`voters`) or the learners of the membership this node knows, with addresses.
+    fn members_where(&self, voters: bool) -> Vec<(NodeId, String)> {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
-        membership
-            .learner_ids()
+        let ids: Vec<u64> = if voters { membership.voter_ids().collect() } else { membership.learner_ids().collect() };
+        ids.into_iter()
             .map(|id| {
                 let addr = membership.get_node(&id).map(|node| node.addr.clone()).unwrap_or_default();
                 (NodeId(id), addr)
@@ -350,15 +355,7 @@ impl Coordinator {
 
     /// The voters of the committed membership this node knows, with their mesh addresses.
     pub fn voters(&self) -> Vec<(NodeId, String)> {
-        let metrics = self.inner.raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
-        membership
-            .voter_ids()
-            .map(|id| {
-                let addr = membership.get_node(&id).map(|node| node.addr.clone()).unwrap_or_default();
-                (NodeId(id), addr)
-            })
-            .collect()
+        self.members_where(true)
     }
 
     /// Runs `read` on the local registry, as of now (no consistency wait).

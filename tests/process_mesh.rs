@@ -65,8 +65,11 @@ fn three_nodes_form_the_mesh_and_serve_status_metrics_and_health() {
         let formed = wait_for(WAIT_MAX, || sees_alive(spec.admin(id), &[1, 2, 3]).then_some(()));
         assert!(formed.is_some(), "node {id} never saw all three alive: {:?}", status(spec.admin(id)));
     }
-    let view =
-        wait_for(WAIT_MAX, || status(spec.admin(2)).filter(|view| view.leader.is_some())).expect("a leader is known");
+    // A follower may hear of its leader a moment before it learns the first commit.
+    let view = wait_for(WAIT_MAX, || {
+        status(spec.admin(2)).filter(|view| view.leader.is_some() && view.commit_index.is_some_and(|index| index >= 1))
+    })
+    .expect("a leader is known and has committed");
     assert_eq!(view.node, 2);
     assert!(view.term.is_some_and(|term| term >= 1) && view.commit_index.is_some_and(|index| index >= 1), "{view:?}");
     assert_eq!(view.members.len(), 3);

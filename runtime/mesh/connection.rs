@@ -8,8 +8,6 @@
 //! stateless retry) and it holds a slot of `HandshakeSlots` (bounded overall and per source address).
 
 use std::net::{IpAddr, SocketAddr};
-
-use super::address::PeerAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::address::PeerAddr;
 use super::backoff::Backoff;
 use super::detector::PeerEvent;
 use super::endpoint::{close_code, Inbound, Shared};

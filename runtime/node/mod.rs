@@ -237,8 +237,10 @@ async fn run_joined(
         Some(addr) => (vec![addr], access),
         None => {
             let name = member.name().unwrap_or_default().to_string();
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), member.port))
+            let lookup = tokio::net::lookup_host((name.as_str(), member.port));
+            let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(JOIN_RESOLVE_TIMEOUT, lookup)
                 .await
+                .map_err(|_| NodeError::Startup(format!("cannot join through {member}: resolving it timed out")))?
                 .map_err(|error| NodeError::Startup(format!("cannot join through {member}: {error}")))?
                 .take(crate::limits::PEERS_MAX)
                 .collect();
@@ -338,6 +340,9 @@ async fn run_joined(
     let _ = worker.stop_and_wait(Some(reason.to_string()), Some(std::time::Duration::from_secs(2))).await;
     Ok(())
 }
+
+/// Longest a joined worker waits for its member's name to resolve at start.
+const JOIN_RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest wait between a joined worker's attempts to connect while its credential is refused.
 const REFUSED_CONNECT_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(10);

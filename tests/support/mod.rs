@@ -47,14 +47,28 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback UDP port that was free a moment ago.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+/// Ports this test process handed out: the kernel may give a just-released port out again, and two
+/// nodes of one cluster (one's admin port, another's ZooKeeper port) must never share one.
+fn unique_port(mut draw: impl FnMut() -> u16) -> u16 {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = draw();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
-/// A loopback TCP port that was free a moment ago.
+/// A loopback UDP port that was free a moment ago, and not handed out before by this process.
+pub fn free_udp_port() -> u16 {
+    unique_port(|| UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port())
+}
+
+/// A loopback TCP port that was free a moment ago, and not handed out before by this process.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    unique_port(|| TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port())
 }
 
 /// Polls `check` until it returns `Some`, for at most `limit`.

@@ -347,9 +347,23 @@ async fn run_connection(
     let (pong_sender, pong_receiver) = mpsc::channel(PONGS_QUEUED_MAX);
     let mut pong_receiver = Some(pong_receiver);
     let dialed = control.is_none();
-    for class in TrafficClass::ALL {
+    // Opened here, in class order, before any writer runs: stream ids follow the order of the
+    // opens, the peer accepts streams in id order, and an acceptor refuses a connection whose first
+    // stream is not Control. Writers opening their own streams raced for the lowest id.
+    let mut sends = Vec::with_capacity(TrafficClass::ALL.len());
+    for _ in TrafficClass::ALL {
+        match connection.open_uni().await {
+            Ok(send) => sends.push(send),
+            Err(error) => {
+                debug!(node = %shared.config.node, %peer, %error, "connection ended before its streams opened");
+                shared.unregister(peer, generation);
+                return;
+            }
+        }
+    }
+    for (class, send) in TrafficClass::ALL.into_iter().zip(sends) {
         let pongs = if class == TrafficClass::Control { pong_receiver.take() } else { None };
-        tasks.spawn(write_stream(shared.clone(), peer, connection.clone(), class, dialed, pongs));
+        tasks.spawn(write_stream(shared.clone(), peer, send, class, dialed, pongs));
     }
     let expected_streams = if let Some(control) = control {
         tasks.spawn(read_stream(shared.clone(), peer, TrafficClass::Control, control, pong_sender.clone()));
@@ -445,13 +459,12 @@ async fn read_stream(
 async fn write_stream(
     shared: Arc<Shared>,
     peer: NodeId,
-    connection: quinn::Connection,
+    mut send: quinn::SendStream,
     class: TrafficClass,
     dialed: bool,
     mut pongs: Option<mpsc::Receiver<Message>>,
 ) -> Result<(), StreamReadError> {
     let transport = |error: String| StreamReadError::Transport(error);
-    let mut send = connection.open_uni().await.map_err(|error| transport(error.to_string()))?;
     send.set_priority(class.send_priority()).map_err(|error| transport(error.to_string()))?;
     send.write_all(&[class.tag()]).await.map_err(|error| transport(error.to_string()))?;
     let max = shared.config.frame_bytes_max;

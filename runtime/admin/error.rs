@@ -28,7 +28,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::NoChildrenForEphemerals
         | ErrorCode::SessionExpired
         | ErrorCode::SessionExists
-        | ErrorCode::QuotaExceeded => StatusCode::CONFLICT,
+        | ErrorCode::QuotaExceeded
+        | ErrorCode::MembershipRefused => StatusCode::CONFLICT,
         ErrorCode::InvalidPath | ErrorCode::BadArguments | ErrorCode::InvalidAcl => StatusCode::BAD_REQUEST,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,

@@ -171,6 +171,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(super::registry_api::routes())
         .merge(super::grid_api::routes())
         .merge(super::auth_api::routes())
+        .merge(super::members_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(crate::limits::ADMIN_REQUEST_BYTES_MAX))
         // Outermost: no route (nor the fallback for unknown ones) runs before the caller is allowed.
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::authenticate))

@@ -17,6 +17,7 @@ pub mod connection;
 pub mod error;
 pub mod grid_api;
 pub mod http;
+pub mod members_api;
 pub mod policy;
 pub mod ready;
 pub mod registry_api;

@@ -43,7 +43,7 @@ pub fn route_class(method: &str, path: &str) -> RouteClass {
         )
         | ("POST", "/grid/wait" | "/registry/sync") => RouteClass::Read,
         ("POST", "/grid/submit" | "/grid/cancel" | "/grid/schedule" | "/grid/unschedule") => RouteClass::Submit,
-        ("POST", "/grid/worker/poll" | "/grid/worker/report") => RouteClass::Work,
+        ("POST", "/grid/worker/poll" | "/grid/worker/report" | "/members/join") => RouteClass::Work,
         _ => RouteClass::Operate,
     }
 }
@@ -117,7 +117,8 @@ fn worker_may(node: NodeId, method: &str, path: &str, peek: &Peek) -> bool {
     let own = format!("{NODES_PATH}/{node}");
     let named = peek.path.as_deref();
     match (method, path) {
-        ("POST", "/grid/worker/poll") => peek.node == Some(node.0),
+        // A joining voter asks for the members with its own certificate, for itself only.
+        ("POST", "/grid/worker/poll" | "/members/join") => peek.node == Some(node.0),
         // Each report's attempt is checked against the node it was assigned to by the route.
         ("POST", "/grid/worker/report") => true,
         ("POST", "/registry/session/open" | "/registry/session/keepalive" | "/registry/session/close") => true,
@@ -151,7 +152,10 @@ mod tests {
         Principal { name: "p".into(), role, proof: Proof::Token }
     }
 
-    const ROUTES: [(&str, &str, RouteClass); 25] = [
+    const ROUTES: [(&str, &str, RouteClass); 28] = [
+        ("POST", "/members/add", RouteClass::Operate),
+        ("POST", "/members/remove", RouteClass::Operate),
+        ("POST", "/members/join", RouteClass::Work),
         ("GET", "/health", RouteClass::Open),
         ("GET", "/ready", RouteClass::Open),
         ("GET", "/metrics", RouteClass::Metrics),

@@ -97,6 +97,9 @@ codes! {
     TooManyWaits => "too many waits",
     /// The request named a host this server does not answer for.
     Misdirected => "misdirected",
+    /// A membership change was refused: it would leave no quorum, the id was removed before, or
+    /// another change is in progress. Nothing changed.
+    MembershipRefused => "membership refused",
     /// A bug: the server answered something it should not have.
     Internal => "internal",
 }
@@ -206,6 +209,7 @@ impl CoordinatorError {
             CoordinatorError::Registry(error) => error.code(),
             CoordinatorError::Watch(_) => ErrorCode::WatchLimit,
             CoordinatorError::EntryTooLarge { .. } => ErrorCode::TooLarge,
+            CoordinatorError::MembershipRefused(_) => ErrorCode::MembershipRefused,
         }
     }
 }

@@ -8,11 +8,13 @@
 //!   on the code and its [`ErrorCode::is_retryable`], never on text.
 //! - [`registry`]: znode reads, writes, sessions and watches.
 //! - [`auth`]: revocations and audit records.
+//! - [`membership`]: adding and removing members, and what a joining voter starts with.
 //! - [`grid`]: submit, query, wait, cancel, drain, schedule, and a joined worker's poll and report.
 
 pub mod auth;
 pub mod error;
 pub mod grid;
+pub mod membership;
 pub mod registry;
 
 pub use error::{ApiError, ErrorCode};

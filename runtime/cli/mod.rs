@@ -39,8 +39,8 @@ enum Command {
     Node(Box<NodeArgs>),
     /// Show a node's view of the cluster.
     Status(StatusArgs),
-    /// List the members: id, address, role (voter, learner, worker), alive, and lag behind the leader.
-    Members(StatusArgs),
+    /// List the members (id, address, role, alive, lag behind the leader), or add or remove one.
+    Members(MembersArgs),
     /// Read and change the replicated registry.
     Registry(registry::RegistryArgs),
     /// Submit tasks (and optionally wait for them).
@@ -136,6 +136,10 @@ struct NodeArgs {
     /// no --peers then.
     #[arg(long)]
     join: Option<String>,
+    /// With --join: join as a voter (its id added first with `members add`), a learner until it has
+    /// caught up; needs --listen.
+    #[arg(long)]
+    voter: bool,
     /// A host name the admin API answers to, besides IP addresses and localhost (repeatable);
     /// requests naming any other `Host:` get 421.
     #[arg(long = "admin-host", value_name = "NAME")]
@@ -180,6 +184,65 @@ struct NodeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct MembersArgs {
+    #[command(subcommand)]
+    command: Option<MembersCommand>,
+    // The list's flags, spelled as `access::Connect`'s: a flattened optional `Connect` would count
+    // GRIDKEEPER_CERTS from the environment as given and demand --admin before `add` or `remove`.
+    /// A node's admin address (any node).
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
+    /// Credentials directory: its ca.pem verifies the node, and its operator certificate is the
+    /// default credential.
+    #[arg(long, env = "GRIDKEEPER_CERTS")]
+    certs: Option<PathBuf>,
+    /// Act with this token (from `certs --token`) instead of the operator certificate.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Speak plain HTTP, to a node started with --admin-plaintext.
+    #[arg(long)]
+    plaintext: bool,
+    /// Print the JSON document instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum MembersCommand {
+    /// Register a new voter. Start it with `node --id ID --join ADMIN --voter --listen HOST:PORT`: it
+    /// joins as a learner and becomes a voter once caught up. Ids are never reused.
+    Add {
+        /// The new member's id.
+        #[arg(long)]
+        id: u64,
+        /// Its mesh address as the other members dial it, `HOST:PORT` (an IP address or a DNS name).
+        #[arg(long)]
+        addr: String,
+        #[command(flatten)]
+        node: access::Connect,
+    },
+    /// Remove a member for good (a dead voter being replaced, say). Refused, with the reason, if it
+    /// would leave no quorum.
+    Remove {
+        /// The member's id.
+        #[arg(long)]
+        id: u64,
+        #[command(flatten)]
+        node: access::Connect,
+    },
+}
+
+async fn change_members(command: MembersCommand) -> Result<(), crate::client::ClientError> {
+    let change = match command {
+        MembersCommand::Add { id, addr, node } => node.client().await?.add_member(id, &addr).await?,
+        MembersCommand::Remove { id, node } => node.client().await?.remove_member(id).await?,
+    };
+    println!("{}", change.message);
+    Ok(())
+}
+
+#[derive(Debug, Args)]
 struct StatusArgs {
     #[command(flatten)]
     node: Connect,
@@ -208,6 +271,7 @@ impl NodeArgs {
             weight: self.weight,
             prefetch: self.prefetch,
             join: self.join,
+            voter: self.voter.then_some(true),
             placement: self.placement,
             admin_hosts: (!self.admin_hosts.is_empty()).then_some(self.admin_hosts),
             admin_header_timeout_ms: self.admin_header_timeout_ms,
@@ -302,7 +366,16 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tokens(args) => control_runtime()?.block_on(access::tokens(args)).map_err(|error| error.to_string()),
         Command::Audit(args) => control_runtime()?.block_on(access::audit(args)).map_err(|error| error.to_string()),
-        Command::Members(args) => show(&args, "/members", crate::admin::status::MembersView::to_table),
+        Command::Members(MembersArgs { command: None, admin: Some(admin), certs, token_file, plaintext, json }) => {
+            let node = access::Connect { admin, certs, token_file, plaintext };
+            show(&StatusArgs { node, json }, "/members", crate::admin::status::MembersView::to_table)
+        }
+        Command::Members(MembersArgs { command: Some(command), .. }) => {
+            control_runtime()?.block_on(change_members(command)).map_err(|error| error.to_string())
+        }
+        Command::Members(MembersArgs { command: None, admin: None, .. }) => {
+            Err("members: give --admin ADDR (or a subcommand: add, remove)".into())
+        }
         Command::Status(args) => show(&args, "/status", StatusView::to_table),
     }
 }

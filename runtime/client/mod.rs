@@ -567,8 +567,32 @@ impl Drop for Session {
     }
 }
 
-/// Credentials and the audit log through the admin API.
+/// Membership, credentials and the audit log through the admin API.
 impl Client {
+    /// Adds member `id` at mesh address `addr` (operator): a learner until it has caught up.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `membership refused` (409) for a retired id or a member elsewhere.
+    pub async fn add_member(&self, id: u64, addr: &str) -> Result<crate::api::membership::MemberChange, ClientError> {
+        self.post("/members/add", &crate::api::membership::AddMemberRequest { id, addr: addr.to_string() }).await
+    }
+
+    /// Removes member `id` for good (operator); refused if it would leave no quorum.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `membership refused` (409) with the reason.
+    pub async fn remove_member(&self, id: u64) -> Result<crate::api::membership::MemberChange, ClientError> {
+        self.post("/members/remove", &crate::api::membership::RemoveMemberRequest { id }).await
+    }
+
+    /// The members a joining voter `node` starts with (its own node certificate).
+    ///
+    /// # Errors
+    /// [`ClientError`]; `membership refused` (409) if it was not added.
+    pub async fn join_info(&self, node: u64) -> Result<crate::api::membership::JoinInfo, ClientError> {
+        self.post("/members/join", &crate::api::membership::JoinRequest { node }).await
+    }
+
     /// Revokes `name` on every node (operator).
     ///
     /// # Errors

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::disk::Disk;
 use super::log_store::LogStore;
+use super::membership::{self as plan, MemberRecord, MembershipView, RecordState, MEMBERS_PATH};
 use super::network::MeshNetwork;
 use super::observer::Observer;
 pub use super::observer::{NoObserver, StateObserver};
@@ -27,7 +28,7 @@ use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{monotonic, unix_millis, Clock, Stopwatch};
 use crate::ids::NodeId;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, PeerAddr};
 use crate::registry::session::SessionTracker;
 use crate::registry::{Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId};
 use crate::state::{Applied, ClusterSettings, Command, Outcome, Proposal, ReplicatedState, TableLimits};
@@ -44,6 +45,9 @@ const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(10);
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between attempts while no leader is known.
 const LEADER_RETRY_WAIT: Duration = Duration::from_millis(20);
+/// A member counts as alive for a membership change only if it acknowledged a leader heartbeat
+/// this recently (heartbeats go every 20 ms).
+const MEMBER_ACK_FRESH: Duration = Duration::from_millis(150);
 /// Period of the leader's session and TTL checks.
 const LEADER_DUTY_INTERVAL: Duration = Duration::from_millis(50);
 /// TTL nodes expired per proposal.
@@ -96,6 +100,9 @@ pub struct CoordinatorConfig {
     /// Seed of the session ids and secrets this node draws, in simulation (so a seed replays the
     /// run); `None` draws them from the operating system, as a real node must.
     pub session_seed: Option<u64>,
+    /// Whether this node may initialise a fresh cluster with `voters` (the lowest voter of a first
+    /// start does). A node joining a running cluster never does: the leader adds it.
+    pub initialize: bool,
 }
 
 /// Default of [`CoordinatorConfig::snapshot_logs`]: large enough that snapshots are rare under steady
@@ -132,6 +139,10 @@ struct Inner {
     /// What this node's flags ask the cluster-wide settings to be (committed only by a cluster's
     /// first leader).
     configured_settings: ClusterSettings,
+    /// The members this node was started with: the mesh's peers until a membership is known.
+    seeds: BTreeMap<NodeId, PeerAddr>,
+    /// Held while the leader carries out a membership change: one at a time.
+    membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A node's coordinator. Cheap to clone.
@@ -255,6 +266,8 @@ impl Coordinator {
             session_rng: Mutex::new(session_rng),
             progress: Mutex::default(),
             configured_settings: ClusterSettings::new(config.limits, config.grid_limits),
+            seeds: config.voters.clone(),
+            membership_lock: Arc::default(),
         });
         let coordinator = Coordinator { inner };
         let inbound = mesh
@@ -266,9 +279,11 @@ impl Coordinator {
             tasks.spawn(rpc::serve(coordinator.inner.rpc.clone(), inbound, handler));
             tasks.spawn(coordinator.clone().leader_duties());
             tasks.spawn(coordinator.clone().read_index_rounds());
+            tasks.spawn(coordinator.clone().follow_membership());
         }
         let lowest = config.voters.keys().next().copied();
-        if lowest == Some(node)
+        if config.initialize
+            && lowest == Some(node)
             && !coordinator.inner.raft.is_initialized().await.map_err(|error| StartError::Raft(error.to_string()))?
         {
             let members: BTreeMap<u64, BasicNode> =
@@ -630,6 +645,7 @@ impl Coordinator {
                 Reply::Unavailable(reason) => return Err(CoordinatorError::Unavailable(reason)),
                 Reply::OutcomeUnknown(reason) => return Err(CoordinatorError::OutcomeUnknown(reason)),
                 Reply::EntryTooLarge { bytes, max } => return Err(CoordinatorError::EntryTooLarge { bytes, max }),
+                Reply::MembershipRefused(reason) => return Err(CoordinatorError::MembershipRefused(reason)),
                 reply => return Ok(reply),
             }
         }
@@ -655,7 +671,13 @@ impl Coordinator {
             Ok(reply) => decode(&reply).unwrap_or_else(|error| Reply::Unavailable(error.to_string())),
             // A write that timed out may have been applied: never retried blindly.
             Err(error @ rpc::RpcError::Timeout { .. })
-                if matches!(request, Request::Write(_) | Request::WriteIndexed(_)) =>
+                if matches!(
+                    request,
+                    Request::Write(_)
+                        | Request::WriteIndexed(_)
+                        | Request::AddMember { .. }
+                        | Request::RemoveMember { .. }
+                ) =>
             {
                 Reply::OutcomeUnknown(error.to_string())
             }
@@ -714,6 +736,8 @@ impl Coordinator {
                     _ => Reply::Unavailable("not the leader".into()),
                 }
             }
+            Request::AddMember { id, addr } => self.serve_add_member(id, addr).await,
+            Request::RemoveMember { id } => self.serve_remove_member(id).await,
             Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
                 Err(error) => Reply::Unavailable(error.to_string()),
@@ -779,6 +803,7 @@ impl Coordinator {
             if !due.is_empty() {
                 let _ = self.write(Command::ExpireTtl { paths: due }).await;
             }
+            self.membership_duty();
             self.record_metrics();
         }
     }
@@ -793,6 +818,309 @@ impl Coordinator {
         metrics::gauge!("gridkeeper_registry_sessions").set(sessions as f64);
         metrics::gauge!("gridkeeper_registry_watches").set(self.inner.hub.watch_count() as f64);
         self.read_state(|state| self.inner.above.on_metrics(state));
+    }
+}
+
+/// Membership: the mesh follows it, operators change it, the leader carries changes through.
+impl Coordinator {
+    /// Adds `id` as a voter at `addr`: the leader records it and adds it as a learner at once; it is
+    /// promoted once it is up and caught up ([`plan::next_duty`]). Adding a member already added at
+    /// the same address changes nothing.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::MembershipRefused`] (a removed id, a member elsewhere, a full cluster);
+    /// unavailable or outcome unknown as for [`Self::write`].
+    pub async fn add_member(&self, id: NodeId, addr: &PeerAddr) -> Result<String, CoordinatorError> {
+        match self.request(Request::AddMember { id: id.0, addr: addr.to_string() }).await? {
+            Reply::MembershipChanged(done) => Ok(done),
+            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Removes `id` for good: its record says removed first (so the id is never reused), then it
+    /// leaves the voters through a joint configuration.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::MembershipRefused`] if the change would leave no quorum or another is in
+    /// flight; unavailable or outcome unknown as for [`Self::write`].
+    pub async fn remove_member(&self, id: NodeId) -> Result<String, CoordinatorError> {
+        match self.request(Request::RemoveMember { id: id.0 }).await? {
+            Reply::MembershipChanged(done) => Ok(done),
+            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The member records this node has applied, by id.
+    pub fn member_records(&self) -> BTreeMap<u64, MemberRecord> {
+        let Ok(parent) = crate::registry::ZPath::parse(MEMBERS_PATH) else { return BTreeMap::new() };
+        self.inner.machine.read(|registry| {
+            let Ok((children, _)) = registry.children(&parent) else { return BTreeMap::new() };
+            children
+                .iter()
+                .filter_map(|name| {
+                    let id: u64 = name.parse().ok()?;
+                    let path = crate::registry::ZPath::parse(&format!("{MEMBERS_PATH}/{name}")).ok()?;
+                    let (data, _) = registry.get(&path).ok()?;
+                    Some((id, serde_json::from_slice(data).ok()?))
+                })
+                .collect()
+        })
+    }
+
+    /// Every member of the membership this node knows (voters, old voters of a joint
+    /// configuration, learners) with its mesh address.
+    pub fn membership_addrs(&self) -> BTreeMap<NodeId, PeerAddr> {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        membership
+            .nodes()
+            .filter_map(|(&id, node)| match node.addr.parse::<PeerAddr>() {
+                Ok(addr) => Some((NodeId(id), addr)),
+                Err(error) => {
+                    tracing::warn!(member = id, addr = %node.addr, %error, "a member's address does not parse");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// The leader's view for the membership plan.
+    fn membership_view(&self) -> MembershipView {
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let configs = membership.get_joint_config();
+        let voters = configs.last().cloned().unwrap_or_default();
+        let joint_old = (configs.len() > 1).then(|| configs[0].clone());
+        // Alive: the mesh hears it and, on the leader, it acknowledged a heartbeat just now. The
+        // mesh alone takes its silence bound (0.5 s) to notice a death, and a removal planned on a
+        // dead voter's account would stall in its joint configuration.
+        let mesh = self.inner.rpc.mesh();
+        let acked_lately = |id: u64| match &metrics.heartbeat {
+            Some(heartbeats) => heartbeats
+                .get(&id)
+                .and_then(Option::as_ref)
+                .is_some_and(|acked| openraft::async_runtime::Instant::elapsed(&**acked) <= MEMBER_ACK_FRESH),
+            None => true,
+        };
+        let mut alive: std::collections::BTreeSet<u64> = mesh
+            .members()
+            .into_iter()
+            .filter(|member| member.alive && acked_lately(member.id.0))
+            .map(|member| member.id.0)
+            .collect();
+        alive.insert(self.inner.node.0);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .map(|replication| {
+                replication
+                    .iter()
+                    .filter_map(|(&member, matched)| matched.as_ref().map(|id| (member, id.index())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        MembershipView {
+            voters,
+            joint_old,
+            learners: membership.learner_ids().collect(),
+            alive,
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            matched,
+        }
+    }
+
+    /// Writes `id`'s record (creating `/gridkeeper/members` first if needed), proposing as the
+    /// leader this runs on.
+    async fn write_member_record(&self, id: u64, record: &MemberRecord) -> Result<(), CoordinatorError> {
+        let path = |text: &str| {
+            crate::registry::ZPath::parse(text).map_err(|error| CoordinatorError::Unavailable(error.to_string()))
+        };
+        let create = |path: crate::registry::ZPath, data: Vec<u8>| Command::Create {
+            path,
+            data,
+            mode: crate::registry::CreateMode::Persistent,
+            session: None,
+            ttl_ms: None,
+        };
+        let data = serde_json::to_vec(record).map_err(|error| CoordinatorError::Unavailable(error.to_string()))?;
+        let node = path(&format!("{MEMBERS_PATH}/{id}"))?;
+        let steps = [
+            create(path(crate::service::credentials::RESERVED_PATH)?, Vec::new()),
+            create(path(MEMBERS_PATH)?, Vec::new()),
+            create(node.clone(), data.clone()),
+        ];
+        let mut exists = false;
+        for step in steps {
+            exists = match self.propose(step, false).await {
+                Reply::Applied(Ok(_)) => false,
+                Reply::Applied(Err(RegistryError::NodeExists { .. })) => true,
+                other => return Err(reply_error(other)),
+            };
+        }
+        if exists {
+            match self.propose(Command::Set { path: node, data, version: None }, false).await {
+                Reply::Applied(Ok(_)) => {}
+                other => return Err(reply_error(other)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn serve_add_member(&self, id: u64, addr: String) -> Reply {
+        if !self.is_leader() {
+            return Reply::Unavailable("not the leader".into());
+        }
+        let parsed = match addr.parse::<PeerAddr>() {
+            Ok(parsed) => parsed,
+            Err(error) => return Reply::MembershipRefused(format!("address {addr}: {error}")),
+        };
+        let _held = self.inner.membership_lock.lock().await;
+        let records = self.member_records();
+        let view = self.membership_view();
+        match plan::check_add(&view, id, &addr, records.get(&id), crate::limits::PEERS_MAX) {
+            Err(refusal) => Reply::MembershipRefused(refusal.0),
+            Ok(plan::AddPlan::AlreadyMember) => {
+                Reply::MembershipChanged(format!("node {id} is already a member at {addr}"))
+            }
+            Ok(plan::AddPlan::AddLearner) => {
+                let record = MemberRecord { state: RecordState::Added, addr: parsed.to_string() };
+                if let Err(error) = self.write_member_record(id, &record).await {
+                    return error_reply(error);
+                }
+                match self.inner.raft.add_learner(id, BasicNode::new(parsed.to_string()), false).await {
+                    Ok(_) => {
+                        tracing::info!(node = %self.inner.node, member = id, %addr, "member added as a learner");
+                        Reply::MembershipChanged(format!(
+                            "node {id} added at {addr}: it joins as a learner and becomes a voter once caught up"
+                        ))
+                    }
+                    Err(error) => membership_error_reply(error),
+                }
+            }
+        }
+    }
+
+    async fn serve_remove_member(&self, id: u64) -> Reply {
+        if !self.is_leader() {
+            return Reply::Unavailable("not the leader".into());
+        }
+        let _held = self.inner.membership_lock.lock().await;
+        let view = self.membership_view();
+        let removal = match plan::check_removal(&view, id) {
+            Ok(removal) => removal,
+            Err(refusal) => return Reply::MembershipRefused(refusal.0),
+        };
+        let addr = self.membership_addrs().get(&NodeId(id)).map(ToString::to_string).unwrap_or_default();
+        let record = MemberRecord { state: RecordState::Removed, addr };
+        if let Err(error) = self.write_member_record(id, &record).await {
+            return error_reply(error);
+        }
+        let changed = match removal {
+            plan::RemovalPlan::NotMember => {
+                return Reply::MembershipChanged(format!("node {id} is not a member; its id is retired"))
+            }
+            plan::RemovalPlan::RemoveLearner => {
+                self.inner.raft.change_membership(openraft::ChangeMembers::RemoveNodes([id].into()), false).await
+            }
+            plan::RemovalPlan::RemoveVoter => {
+                self.inner.raft.change_membership(openraft::ChangeMembers::RemoveVoters([id].into()), false).await
+            }
+        };
+        match changed {
+            Ok(_) => {
+                tracing::info!(node = %self.inner.node, member = id, "member removed");
+                Reply::MembershipChanged(format!("node {id} removed; its id is never reused"))
+            }
+            Err(error) => membership_error_reply(error),
+        }
+    }
+
+    /// The leader's next membership step ([`plan::next_duty`]), carried out in the background
+    /// unless a change is already in flight.
+    fn membership_duty(&self) {
+        let Ok(held) = self.inner.membership_lock.clone().try_lock_owned() else { return };
+        let Some(duty) = plan::next_duty(&self.membership_view(), &self.member_records()) else { return };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let raft = &this.inner.raft;
+            let outcome = match &duty {
+                plan::Duty::Flatten(voters) => {
+                    raft.change_membership(openraft::ChangeMembers::ReplaceAllVoters(voters.clone()), false).await
+                }
+                plan::Duty::RemoveVoter(id) => {
+                    raft.change_membership(openraft::ChangeMembers::RemoveVoters([*id].into()), false).await
+                }
+                plan::Duty::RemoveLearner(id) => {
+                    raft.change_membership(openraft::ChangeMembers::RemoveNodes([*id].into()), false).await
+                }
+                plan::Duty::Promote(id) => {
+                    raft.change_membership(openraft::ChangeMembers::AddVoterIds([*id].into()), false).await
+                }
+            };
+            match outcome {
+                Ok(_) => tracing::info!(node = %this.inner.node, ?duty, "membership step done"),
+                Err(error) => tracing::info!(node = %this.inner.node, ?duty, %error, "membership step not done"),
+            }
+            drop(held);
+        });
+    }
+
+    /// Keeps the mesh's peers equal to the membership this node knows (the seeds until it knows
+    /// one): a member added is dialed, a member removed is refused.
+    async fn follow_membership(self) {
+        let mut metrics = self.inner.raft.metrics();
+        let mut last = None;
+        loop {
+            let current = metrics.borrow_watched().membership_config.log_id().clone();
+            if last.as_ref() != Some(&current) {
+                let mut members = self.membership_addrs();
+                if members.is_empty() {
+                    members = self.inner.seeds.clone();
+                }
+                if let Some(own) = self.inner.seeds.get(&self.inner.node) {
+                    members.entry(self.inner.node).or_insert_with(|| own.clone());
+                }
+                match self.inner.rpc.mesh().set_members(&members) {
+                    Ok(()) => last = Some(current),
+                    Err(error) => {
+                        tracing::warn!(node = %self.inner.node, %error, "the mesh cannot follow the membership")
+                    }
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn reply_error(reply: Reply) -> CoordinatorError {
+    match reply {
+        Reply::Applied(Err(error)) => CoordinatorError::Registry(error),
+        Reply::OutcomeUnknown(reason) => CoordinatorError::OutcomeUnknown(reason),
+        other => CoordinatorError::Unavailable(format!("{other:?}")),
+    }
+}
+
+fn error_reply(error: CoordinatorError) -> Reply {
+    match error {
+        CoordinatorError::OutcomeUnknown(reason) => Reply::OutcomeUnknown(reason),
+        CoordinatorError::MembershipRefused(reason) => Reply::MembershipRefused(reason),
+        other => Reply::Unavailable(other.to_string()),
+    }
+}
+
+fn membership_error_reply(
+    error: openraft::errors::RaftError<TypeConfig, openraft::errors::ClientWriteError<TypeConfig>>,
+) -> Reply {
+    match error.api_error() {
+        Some(openraft::errors::ClientWriteError::ForwardToLeader(_)) => {
+            Reply::Unavailable(format!("not the leader: {error}"))
+        }
+        Some(openraft::errors::ClientWriteError::ChangeMembershipError(change)) => {
+            Reply::MembershipRefused(change.to_string())
+        }
+        _ => Reply::OutcomeUnknown(error.to_string()),
     }
 }
 

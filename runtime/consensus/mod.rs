@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod coordinator;
 pub mod disk;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod observer;
 pub mod readiness;

@@ -74,6 +74,18 @@ pub enum Request {
     WriteIndexed(Command),
     /// How far each member's log matches the leader's ([`Reply::Replication`]).
     Replication,
+    /// Adds a voter: records it and adds it as a learner; the leader promotes it once it caught up.
+    AddMember {
+        /// Its id, never used before.
+        id: u64,
+        /// Its mesh address, `HOST:PORT`.
+        addr: String,
+    },
+    /// Removes a member for good (its id is never reused).
+    RemoveMember {
+        /// Its id.
+        id: u64,
+    },
 }
 
 /// A coordinator's answer.
@@ -108,6 +120,10 @@ pub enum Reply {
     },
     /// The answer to [`Request::Replication`].
     Replication(Replication),
+    /// A membership change was made (or there was nothing to do); the message says what.
+    MembershipChanged(String),
+    /// A membership change was refused; nothing changed. The message says why.
+    MembershipRefused(String),
 }
 
 /// The leader's view of replication: its last log index and, per member it replicates to, the
@@ -150,6 +166,10 @@ pub enum CoordinatorError {
     /// A watch could not be set.
     #[error("watch: {0}")]
     Watch(String),
+    /// A membership change was refused (it would leave no quorum, the id was removed before, ...);
+    /// nothing changed.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
     /// A write was refused before it reached the log: its entry would exceed the entry limit. Nothing
     /// was applied; sending it again cannot succeed (split the request).
     #[error("entry of {bytes} bytes exceeds the limit of {max} bytes (ENTRY_BYTES_MAX); split the request")]

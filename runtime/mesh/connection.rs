@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::address::PeerAddr;
 use super::backoff::Backoff;
 use super::detector::PeerEvent;
-use super::endpoint::{close_code, Inbound, Shared};
+use super::endpoint::{close_code, Inbound, PeerLink, Shared};
 use super::handshake::{RefusalLog, SlotRefusal};
 use super::stream::{read_class, read_frame, write_message, StreamReadError};
 use super::telemetry::{class_index, count_frame_error, count_handshake_refusal};
@@ -60,7 +60,7 @@ impl Shared {
     pub(super) fn publish(&self, events: Vec<PeerEvent>) {
         for event in events {
             let peer = event.peer();
-            let Some(link) = self.peers.get(&peer) else { continue };
+            let Some(link) = self.link(peer) else { continue };
             match event {
                 PeerEvent::Up(_) => {
                     link.telemetry.up.set(1.0);
@@ -70,12 +70,17 @@ impl Shared {
                     link.telemetry.up.set(0.0);
                     info!(node = %self.config.node, %peer, "peer down");
                     // A silent connection is useless; closing it lets the dialer start afresh.
-                    if let Some((_, connection)) = self.connections().get(&peer) {
-                        connection.close(close_code::SILENT.into(), b"silent");
-                    }
+                    self.close_connection(peer, close_code::SILENT, b"silent");
                 }
             }
             let _ = self.events.send(event);
+        }
+    }
+
+    /// Closes the current connection to `peer`, if any.
+    pub(super) fn close_connection(&self, peer: NodeId, code: u32, reason: &[u8]) {
+        if let Some((_, connection)) = self.connections().get(&peer) {
+            connection.close(code.into(), reason);
         }
     }
 
@@ -140,7 +145,8 @@ async fn resolve(shared: &Shared, target: &PeerAddr) -> Result<SocketAddr, Strin
 }
 
 async fn dial(shared: &Shared, peer: NodeId) -> Result<quinn::Connection, String> {
-    let addr = resolve(shared, &shared.peers[&peer].addr).await?;
+    let target = shared.link(peer).ok_or_else(|| format!("node {peer} is no longer a member"))?.addr();
+    let addr = resolve(shared, &target).await?;
     let connecting = shared
         .endpoint
         .connect_with(shared.client_config.clone(), addr, &node_server_name(peer))
@@ -294,7 +300,7 @@ async fn identify(
         return Err(refuse(&connection, "identity", "no client certificate".into()));
     };
     let peer = node_id_of(cert.as_ref()).map_err(|error| refuse(&connection, "identity", error.to_string()))?;
-    if !shared.peers.contains_key(&peer) || peer > shared.config.node {
+    if shared.link(peer).is_none() || peer > shared.config.node {
         let detail = format!("node {peer} is not a member that dials node {}", shared.config.node);
         return Err(refuse(&connection, "not_member", detail));
     }
@@ -340,8 +346,16 @@ async fn run_connection(
     connection: quinn::Connection,
     control: Option<quinn::RecvStream>,
 ) {
+    let Some(link) = shared.link(peer) else {
+        connection.close(close_code::REMOVED.into(), b"not a member");
+        return;
+    };
     let generation = shared.register(peer, &connection);
-    shared.peers[&peer].telemetry.connections.increment(1);
+    if shared.link(peer).is_none() {
+        // Removed between the lookup and the registration: remove_peer may have missed it.
+        connection.close(close_code::REMOVED.into(), b"not a member");
+    }
+    link.telemetry.connections.increment(1);
     debug!(node = %shared.config.node, %peer, remote = %connection.remote_address(), "connected");
     let mut tasks = JoinSet::new();
     let (pong_sender, pong_receiver) = mpsc::channel(PONGS_QUEUED_MAX);
@@ -363,15 +377,22 @@ async fn run_connection(
     }
     for (class, send) in TrafficClass::ALL.into_iter().zip(sends) {
         let pongs = if class == TrafficClass::Control { pong_receiver.take() } else { None };
-        tasks.spawn(write_stream(shared.clone(), peer, send, class, dialed, pongs));
+        tasks.spawn(write_stream(shared.clone(), link.clone(), send, class, dialed, pongs));
     }
     let expected_streams = if let Some(control) = control {
-        tasks.spawn(read_stream(shared.clone(), peer, TrafficClass::Control, control, pong_sender.clone()));
+        tasks.spawn(read_stream(
+            shared.clone(),
+            peer,
+            link.clone(),
+            TrafficClass::Control,
+            control,
+            pong_sender.clone(),
+        ));
         TrafficClass::ALL.len() - 1
     } else {
         TrafficClass::ALL.len()
     };
-    tasks.spawn(accept_streams(shared.clone(), peer, connection.clone(), expected_streams, pong_sender));
+    tasks.spawn(accept_streams(shared.clone(), peer, link.clone(), connection.clone(), expected_streams, pong_sender));
     let reason = tokio::select! {
         reason = connection.closed() => reason,
         Some(Ok(Err(error))) = tasks.join_next() => {
@@ -400,6 +421,7 @@ async fn run_connection(
 async fn accept_streams(
     shared: Arc<Shared>,
     peer: NodeId,
+    link: Arc<PeerLink>,
     connection: quinn::Connection,
     expected: usize,
     pongs: mpsc::Sender<Message>,
@@ -408,7 +430,7 @@ async fn accept_streams(
     for _ in 0..expected {
         let mut recv = connection.accept_uni().await.map_err(|error| StreamReadError::Transport(error.to_string()))?;
         let class = read_class(&mut recv).await?;
-        readers.spawn(read_stream(shared.clone(), peer, class, recv, pongs.clone()));
+        readers.spawn(read_stream(shared.clone(), peer, link.clone(), class, recv, pongs.clone()));
     }
     // Any reader's end ends the connection: a healthy peer never finishes a stream.
     match readers.join_next().await {
@@ -421,11 +443,12 @@ async fn accept_streams(
 async fn read_stream(
     shared: Arc<Shared>,
     peer: NodeId,
+    link: Arc<PeerLink>,
     class: TrafficClass,
     mut recv: quinn::RecvStream,
     pongs: mpsc::Sender<Message>,
 ) -> Result<(), StreamReadError> {
-    let counters = shared.peers[&peer].telemetry.class(class).clone();
+    let counters = link.telemetry.class(class).clone();
     let inbound = shared.inbound[class_index(class)].clone();
     let mut buffer = FrameBuffer::new();
     loop {
@@ -441,7 +464,7 @@ async fn read_stream(
             }
             Message::Pong { sent_us, .. } if class == TrafficClass::Control => {
                 let rtt_us = shared.clock.micros().saturating_sub(sent_us);
-                shared.peers[&peer].telemetry.heartbeat_rtt.record(rtt_us as f64 / 1e6);
+                link.telemetry.heartbeat_rtt.record(rtt_us as f64 / 1e6);
             }
             Message::Payload(payload) => {
                 if inbound.send(Inbound { from: peer, payload }).await.is_err() {
@@ -458,7 +481,7 @@ async fn read_stream(
 
 async fn write_stream(
     shared: Arc<Shared>,
-    peer: NodeId,
+    link: Arc<PeerLink>,
     mut send: quinn::SendStream,
     class: TrafficClass,
     dialed: bool,
@@ -468,7 +491,7 @@ async fn write_stream(
     send.set_priority(class.send_priority()).map_err(|error| transport(error.to_string()))?;
     send.write_all(&[class.tag()]).await.map_err(|error| transport(error.to_string()))?;
     let max = shared.config.frame_bytes_max;
-    let counters = shared.peers[&peer].telemetry.class(class).clone();
+    let counters = link.telemetry.class(class).clone();
     if dialed && class == TrafficClass::Control {
         let hello =
             Hello { node: shared.config.node.0, incarnation: shared.config.incarnation, protocol: PROTOCOL_REVISION };
@@ -476,7 +499,7 @@ async fn write_stream(
         counters.frames_sent.increment(1);
         counters.bytes_sent.increment(bytes as u64);
     }
-    let queue = shared.peers[&peer].queues[class_index(class)].receiver.clone();
+    let queue = link.queues[class_index(class)].receiver.clone();
     let mut queue = queue.lock().await;
     let mut heartbeat = tokio::time::interval(Duration::from_millis(shared.config.detector.heartbeat_interval_ms));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

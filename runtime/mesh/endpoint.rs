@@ -44,6 +44,8 @@ pub mod close_code {
     pub const SILENT: u32 = 5;
     /// The peer broke the stream protocol (wrong class, unexpected message).
     pub const PROTOCOL: u32 = 6;
+    /// The peer is no longer a member of the committed membership.
+    pub const REMOVED: u32 = 7;
 }
 
 /// What a mesh needs to start.
@@ -159,7 +161,8 @@ pub(super) struct ClassQueue {
 }
 
 pub(super) struct PeerLink {
-    pub(super) addr: PeerAddr,
+    /// Where it is dialed; changes when the committed membership moves it.
+    pub(super) addr: std::sync::RwLock<PeerAddr>,
     pub(super) queues: [ClassQueue; 3],
     pub(super) telemetry: PeerTelemetry,
 }
@@ -171,7 +174,12 @@ pub(super) struct Shared {
     pub(super) clock: Clock,
     pub(super) detector: Mutex<FailureDetector>,
     pub(super) events: broadcast::Sender<PeerEvent>,
-    pub(super) peers: BTreeMap<NodeId, PeerLink>,
+    /// The current peers; [`Mesh::set_members`] adds and removes them.
+    pub(super) peers: std::sync::RwLock<BTreeMap<NodeId, Arc<PeerLink>>>,
+    /// The dial loop of each peer this node dials (the lower id of a pair dials).
+    pub(super) dialers: Mutex<BTreeMap<NodeId, tokio::task::AbortHandle>>,
+    /// Set by shutdown: no dial loop starts after it.
+    pub(super) stopped: std::sync::atomic::AtomicBool,
     pub(super) inbound: [mpsc::Sender<Inbound>; 3],
     pub(super) connections: Mutex<BTreeMap<NodeId, (u64, quinn::Connection)>>,
     pub(super) next_generation: AtomicU64,
@@ -179,6 +187,70 @@ pub(super) struct Shared {
     pub(super) handshakes: Mutex<HandshakeSlots>,
     /// Rate limiter of refusal warnings.
     pub(super) refusals: Mutex<RefusalLog>,
+}
+
+impl PeerLink {
+    fn new(peer: NodeId, addr: PeerAddr) -> PeerLink {
+        let queues = TrafficClass::ALL.map(|_| {
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
+            ClassQueue { sender, receiver: Arc::new(tokio::sync::Mutex::new(receiver)) }
+        });
+        PeerLink { addr: std::sync::RwLock::new(addr), queues, telemetry: PeerTelemetry::register(peer) }
+    }
+
+    pub(super) fn addr(&self) -> PeerAddr {
+        self.addr.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+impl Shared {
+    /// The link to `peer`, if it is a member now.
+    pub(super) fn link(&self, peer: NodeId) -> Option<Arc<PeerLink>> {
+        self.peers_read().get(&peer).cloned()
+    }
+
+    pub(super) fn peers_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<NodeId, Arc<PeerLink>>> {
+        self.peers.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn peers_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<NodeId, Arc<PeerLink>>> {
+        self.peers.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn lock_detector(&self) -> std::sync::MutexGuard<'_, FailureDetector> {
+        self.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_dialers(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, tokio::task::AbortHandle>> {
+        self.dialers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts the dial loop of `peer` if this node is the one of the pair that dials (the lower id;
+    /// the higher accepts).
+    fn start_dialing(self: &Arc<Self>, peer: NodeId) {
+        if peer <= self.config.node || self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let task = tokio::spawn(super::connection::dial_loop(self.clone(), peer));
+        if let Some(old) = self.lock_dialers().insert(peer, task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Forgets `peer`: a final Down if it was up, then its dial loop, connection and queues go.
+    fn remove_peer(&self, peer: NodeId) {
+        {
+            let mut out = Vec::new();
+            let mut detector = self.lock_detector();
+            detector.on_peer_removed(peer, &mut out);
+            self.publish(out);
+        }
+        self.peers_write().remove(&peer);
+        if let Some(dialer) = self.lock_dialers().remove(&peer) {
+            dialer.abort();
+        }
+        self.close_connection(peer, close_code::REMOVED, b"not a member");
+    }
 }
 
 /// A running mesh. Cheap to clone; every clone is the same mesh.
@@ -241,19 +313,8 @@ impl Mesh {
         validate(&config, credentials)?;
         let endpoint = bind_endpoint(socket, tls::server_config(credentials)?)?;
         let peer_ids: Vec<NodeId> = config.members.keys().copied().filter(|&peer| peer != config.node).collect();
-        let peers = peer_ids
-            .iter()
-            .map(|&peer| {
-                let queues = TrafficClass::ALL.map(|_| {
-                    let (sender, receiver) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
-                    ClassQueue { sender, receiver: Arc::new(tokio::sync::Mutex::new(receiver)) }
-                });
-                (
-                    peer,
-                    PeerLink { addr: config.members[&peer].clone(), queues, telemetry: PeerTelemetry::register(peer) },
-                )
-            })
-            .collect();
+        let peers =
+            peer_ids.iter().map(|&peer| (peer, Arc::new(PeerLink::new(peer, config.members[&peer].clone())))).collect();
         let (events, _) = broadcast::channel(PEER_EVENTS_BUFFERED_MAX);
         let channels = TrafficClass::ALL.map(|_| mpsc::channel(INBOUND_QUEUE_FRAMES_MAX));
         let [(s0, r0), (s1, r1), (s2, r2)] = channels;
@@ -262,7 +323,9 @@ impl Mesh {
             client_config: tls::client_config(credentials)?,
             clock: Clock::start(),
             events,
-            peers,
+            peers: std::sync::RwLock::new(peers),
+            dialers: Mutex::new(BTreeMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             inbound: [s0, s1, s2],
             connections: Mutex::new(BTreeMap::new()),
             next_generation: AtomicU64::new(1),
@@ -275,10 +338,7 @@ impl Mesh {
         tasks.spawn(super::connection::accept_loop(shared.clone()));
         tasks.spawn(super::connection::detector_loop(shared.clone()));
         for &peer in &peer_ids {
-            // One connection per pair: the lower id dials, the higher accepts.
-            if peer > shared.config.node {
-                tasks.spawn(super::connection::dial_loop(shared.clone(), peer));
-            }
+            shared.start_dialing(peer);
         }
         let (failure_sender, failure) = watch::channel(None);
         let (stop, stop_receiver) = watch::channel(false);
@@ -311,7 +371,7 @@ impl Mesh {
     /// [`SendError::Overloaded`] when that queue is full; the other variants for bad destinations,
     /// oversized messages, or a stopped mesh.
     pub fn send(&self, peer: NodeId, class: TrafficClass, message: &Message) -> Result<(), SendError> {
-        let link = self.shared.peers.get(&peer).ok_or(SendError::UnknownPeer(peer))?;
+        let link = self.shared.link(peer).ok_or(SendError::UnknownPeer(peer))?;
         let frame = encode_frame(message, self.shared.config.frame_bytes_max)?;
         match link.queues[class_index(class)].sender.try_send(frame) {
             Ok(()) => Ok(()),
@@ -345,14 +405,61 @@ impl Mesh {
             alive: true,
             last_seen_ms: Some(0),
         }];
-        let detector = self.shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        members.extend(detector.peers().map(|(peer, liveness)| MemberStatus {
-            id: peer,
-            addr: config.members[&peer].clone(),
-            alive: liveness.alive,
-            last_seen_ms: liveness.last_heard.map(|seen| now.since(seen)),
+        let liveness: Vec<_> =
+            self.shared.detector.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).peers().collect();
+        members.extend(liveness.into_iter().filter_map(|(peer, liveness)| {
+            Some(MemberStatus {
+                id: peer,
+                addr: self.shared.link(peer)?.addr(),
+                alive: liveness.alive,
+                last_seen_ms: liveness.last_heard.map(|seen| now.since(seen)),
+            })
         }));
         members
+    }
+
+    /// The peers (every member but this node) and their addresses.
+    pub fn peers(&self) -> BTreeMap<NodeId, PeerAddr> {
+        self.shared.peers_read().iter().map(|(&peer, link)| (peer, link.addr())).collect()
+    }
+
+    /// Makes `members` (this node included or not) the set of peers: new ones are dialed (or
+    /// awaited, by id order) and watched, removed ones are declared down, their connection closed
+    /// and their queues dropped, and a moved one is dialed at its new address from its next dial.
+    /// A connection from a node outside the set is refused.
+    ///
+    /// # Errors
+    /// [`MeshError::Config`] if the set exceeds [`PEERS_MAX`] (nothing changes).
+    pub fn set_members(&self, members: &BTreeMap<NodeId, PeerAddr>) -> Result<(), MeshError> {
+        let me = self.shared.config.node;
+        let wanted: BTreeMap<NodeId, PeerAddr> =
+            members.iter().filter(|(&id, _)| id != me).map(|(&id, addr)| (id, addr.clone())).collect();
+        if wanted.len() + 1 > PEERS_MAX {
+            return Err(MeshError::Config(format!("{} members exceed the limit of {PEERS_MAX}", wanted.len() + 1)));
+        }
+        let current = self.peers();
+        for (&peer, addr) in &wanted {
+            match current.get(&peer) {
+                Some(known) if known == addr => {}
+                Some(_) => {
+                    if let Some(link) = self.shared.link(peer) {
+                        *link.addr.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = addr.clone();
+                    }
+                    tracing::info!(node = %me, %peer, %addr, "peer moved");
+                }
+                None => {
+                    self.shared.peers_write().insert(peer, Arc::new(PeerLink::new(peer, addr.clone())));
+                    self.shared.lock_detector().on_peer_added(peer);
+                    self.shared.start_dialing(peer);
+                    tracing::info!(node = %me, %peer, %addr, "peer added");
+                }
+            }
+        }
+        for &peer in current.keys().filter(|peer| !wanted.contains_key(peer)) {
+            self.shared.remove_peer(peer);
+            tracing::info!(node = %me, %peer, "peer removed");
+        }
+        Ok(())
     }
 
     /// Whether `peer` is currently considered up.
@@ -362,6 +469,10 @@ impl Mesh {
 
     /// Says goodbye to every peer, waits (bounded) for the goodbyes to leave, and stops every task.
     pub async fn shutdown(&self) {
+        self.shared.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        for (_, dialer) in std::mem::take(&mut *self.shared.lock_dialers()) {
+            dialer.abort();
+        }
         self.shared.endpoint.close(close_code::GOODBYE.into(), b"shutdown");
         let _ = tokio::time::timeout(std::time::Duration::from_millis(500), self.shared.endpoint.wait_idle()).await;
         let _ = self.stop.send(true);

@@ -56,6 +56,9 @@ pub struct NodeSettings {
     /// Join a running cluster as a worker through this member's admin address, `HOST:PORT` (no
     /// `peers` then); a name is resolved at start and the member's certificate checked for it.
     pub join: Option<String>,
+    /// With `join`: join as a voter (the id must have been added with `members add`) rather than
+    /// as a worker. Needs `listen`.
+    pub voter: Option<bool>,
     /// Host names the admin API answers to besides IP addresses and `localhost`.
     pub admin_hosts: Option<Vec<String>>,
     /// Time the admin server gives a client to send a request head.
@@ -112,6 +115,9 @@ pub struct NodeConfig {
     /// A worker joined through this member's admin address (an IP address, or a name resolved at
     /// start), outside the Raft group.
     pub join: Option<PeerAddr>,
+    /// With `join`: this node joins the Raft group as a voter (a learner until caught up), not as a
+    /// worker; it never initialises a cluster.
+    pub voter: bool,
     /// The admin server's timeouts and accepted host names.
     pub admin_server: AdminServerConfig,
     /// The admin API is plain HTTP (only ever on a loopback address); HTTPS otherwise.
@@ -316,6 +322,7 @@ impl NodeSettings {
             prefetch: self.prefetch.or(fallback.prefetch),
             placement: self.placement.or(fallback.placement),
             join: self.join.or(fallback.join),
+            voter: self.voter.or(fallback.voter),
             admin_hosts: self.admin_hosts.or(fallback.admin_hosts),
             admin_header_timeout_ms: self.admin_header_timeout_ms.or(fallback.admin_header_timeout_ms),
             admin_idle_timeout_ms: self.admin_idle_timeout_ms.or(fallback.admin_idle_timeout_ms),
@@ -355,6 +362,16 @@ impl NodeSettings {
             Some(text) => Some(text.parse::<PeerAddr>().map_err(|error| invalid("join", error.to_string()))?),
             None => None,
         };
+        let voter = self.voter.unwrap_or(false);
+        if voter && join.is_none() {
+            return Err(invalid(
+                "voter",
+                "--voter joins a running cluster: give --join ADMIN (and --listen HOST:PORT)",
+            ));
+        }
+        if voter && listen_given.is_none() {
+            return Err(invalid("listen", "a joining voter needs --listen HOST:PORT, the address it binds"));
+        }
         let peers = match (&join, &self.peers) {
             (Some(_), Some(_)) => return Err(invalid("join", "a joining worker takes no peer list")),
             // A joined worker has no mesh of its own: only its own (unused) entry.
@@ -422,7 +439,7 @@ impl NodeSettings {
             return Err(invalid("unplaceable-timeout-ms", "0 would fail every task before a node can register"));
         }
         // A joined worker holds no registry: it serves no ZooKeeper clients.
-        let zk = if self.join.is_some() {
+        let zk = if self.join.is_some() && !voter {
             None
         } else {
             ZkSettings {
@@ -450,6 +467,7 @@ impl NodeSettings {
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
             admin_server,
             join,
+            voter,
             slots,
             prefetch,
             weight,

@@ -205,6 +205,7 @@ impl LocalCluster {
                 .unwrap_or(self.options.slots * crate::node::config::PREFETCH_PER_SLOT_DEFAULT),
             placement: self.options.placement,
             join: None,
+            voter: false,
             unplaceable_timeout_ms: None,
             zk: self.zk.get(&id).and_then(|listen| {
                 let settings = crate::zk::ZkSettings { listen: Some(listen.to_string()), ..Default::default() };

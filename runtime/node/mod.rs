@@ -59,14 +59,16 @@ fn raise_open_file_limit() {
 ///
 /// # Errors
 /// [`NodeError`] for every setup problem, with a message naming it.
-pub async fn run(config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> {
+pub async fn run(mut config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeError> {
     // Handlers first: a SIGTERM that arrives while the node is still starting must still mean a
     // clean shutdown, not the default "die at once".
     let signals = Signals::install()?;
     raise_open_file_limit();
     let prometheus = crate::admin::telemetry::install()?;
-    if let Some(member) = config.join.clone() {
-        return run_joined(config, kinds, member, signals, prometheus).await;
+    match config.join.clone() {
+        Some(member) if config.voter => join_as_voter(&mut config, &member).await?,
+        Some(member) => return run_joined(config, kinds, member, signals, prometheus).await,
+        None => {}
     }
     let credentials = load_node_credentials(&config.certs, config.id)?;
     let edge = member_edge(&config)?;
@@ -213,6 +215,69 @@ impl NodeBuilder {
     }
 }
 
+/// Prepares a node started with `--join ADMIN --voter`: on its first start it asks `member` for the
+/// members (refused unless an operator added its id) and starts its mesh with them; on a later start
+/// its stored Raft state holds the membership, which the coordinator gives the mesh. Either way the
+/// leader, not this node, makes it a member: it never initialises a cluster.
+async fn join_as_voter(config: &mut NodeConfig, member: &crate::mesh::PeerAddr) -> Result<(), NodeError> {
+    let raft_dir = config.data_dir.join("raft");
+    let stored = std::fs::read_dir(&raft_dir).is_ok_and(|mut entries| entries.next().is_some());
+    if !stored {
+        let access = crate::client::Access::node(&config.certs, config.id)
+            .map_err(|error| NodeError::Startup(format!("this node's certificate: {error}")))?;
+        let (addrs, access) = join_endpoints(config, member, access).await?;
+        let refused = |error: crate::client::ClientError| {
+            NodeError::Startup(format!("cannot join as a voter through {member}: {error}"))
+        };
+        let client = connect_worker(&addrs, config.id, access).await.map_err(refused)?;
+        let info = client.join_info(config.id.0).await.map_err(refused)?;
+        let mut peers = std::collections::BTreeMap::new();
+        for (id, addr) in info.members {
+            let parsed = addr.parse::<crate::mesh::PeerAddr>();
+            let id = id.to_string().parse::<crate::ids::NodeId>();
+            if let (Ok(id), Ok(addr)) = (id, parsed) {
+                peers.insert(id, addr);
+            }
+        }
+        if !peers.contains_key(&config.id) {
+            return Err(NodeError::Startup(format!("node {} is not among the members {member} gave", config.id)));
+        }
+        info!(node = %config.id, %member, members = peers.len(), "joining as a voter");
+        config.peers = peers;
+    }
+    config.join = None;
+    Ok(())
+}
+
+/// The addresses to reach `member` at and the access that checks its certificate: an IP address as
+/// it is, a name resolved now (every address it gives) and checked against the certificate.
+async fn join_endpoints(
+    config: &NodeConfig,
+    member: &crate::mesh::PeerAddr,
+    access: crate::client::Access,
+) -> Result<(Vec<std::net::SocketAddr>, crate::client::Access), NodeError> {
+    if let Some(addr) = member.socket_addr() {
+        return Ok((vec![addr], access));
+    }
+    let name = member.name().unwrap_or_default().to_string();
+    let lookup = tokio::net::lookup_host((name.as_str(), member.port));
+    let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(JOIN_RESOLVE_TIMEOUT, lookup)
+        .await
+        .map_err(|_| NodeError::Startup(format!("cannot join through {member}: resolving it timed out")))?
+        .map_err(|error| NodeError::Startup(format!("cannot join through {member}: {error}")))?
+        .take(crate::limits::PEERS_MAX)
+        .collect();
+    if addrs.is_empty() {
+        return Err(NodeError::Startup(format!("cannot join through {member}: the name resolves to nothing")));
+    }
+    let access = if config.admin_plaintext {
+        access
+    } else {
+        access.with_server_name(&name).map_err(|error| NodeError::Startup(error.to_string()))?
+    };
+    Ok((addrs, access))
+}
+
 /// Runs a worker joined to a running cluster through `member`'s admin API: it registers itself in
 /// `/grid/nodes`, asks for the attempts assigned to it, runs them under its worker supervisor, and
 /// reports; it serves `/metrics`, `/status` and `/health` like any node. It holds no Raft state.
@@ -233,28 +298,7 @@ async fn run_joined(
     };
     // A member named by DNS is dialed at the addresses its name resolves to now (the first that
     // answers), and its certificate is checked for the name.
-    let (addrs, access) = match member.socket_addr() {
-        Some(addr) => (vec![addr], access),
-        None => {
-            let name = member.name().unwrap_or_default().to_string();
-            let lookup = tokio::net::lookup_host((name.as_str(), member.port));
-            let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(JOIN_RESOLVE_TIMEOUT, lookup)
-                .await
-                .map_err(|_| NodeError::Startup(format!("cannot join through {member}: resolving it timed out")))?
-                .map_err(|error| NodeError::Startup(format!("cannot join through {member}: {error}")))?
-                .take(crate::limits::PEERS_MAX)
-                .collect();
-            if addrs.is_empty() {
-                return Err(NodeError::Startup(format!("cannot join through {member}: the name resolves to nothing")));
-            }
-            let access = if config.admin_plaintext {
-                access
-            } else {
-                access.with_server_name(&name).map_err(|error| NodeError::Startup(error.to_string()))?
-            };
-            (addrs, access)
-        }
-    };
+    let (addrs, access) = join_endpoints(&config, &member, access).await?;
     let revoked = Arc::new(std::sync::RwLock::new(None));
     let edge = crate::admin::auth::EdgeSetup::load(
         &config.certs,

@@ -293,6 +293,8 @@ impl Actor for MeshActor {
             snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
             grid_limits: crate::grid::TableLimits::default(),
             session_seed: None,
+            // A node that joined as a voter is added by the leader; it never starts a cluster.
+            initialize: !config.voter,
         };
         let coordinator =
             match Coordinator::start(coordinator_config, mesh.clone(), Arc::new(GridHub::new(config.id))).await {

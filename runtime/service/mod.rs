@@ -12,6 +12,7 @@ pub(crate) mod dispatcher;
 pub(crate) mod grid;
 #[doc(hidden)]
 pub mod hub;
+pub mod membership;
 pub(crate) mod port;
 #[doc(hidden)]
 pub mod registration;

@@ -516,6 +516,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
             grid_limits: crate::grid::TableLimits::default(),
             // Session ids and secrets replay from the seed too.
             session_seed: Some(plan.seed ^ node.0.rotate_left(29)),
+            initialize: true,
         };
         let coordinator =
             Coordinator::start(config, mesh, std::sync::Arc::new(crate::service::hub::GridHub::new(node))).await?;

@@ -42,6 +42,7 @@ pub fn answer(error: ErrorCode) -> Answer {
         | ErrorCode::NoJob
         | ErrorCode::Unauthorized
         | ErrorCode::Misdirected
+        | ErrorCode::MembershipRefused
         | ErrorCode::Internal => code::SYSTEM_ERROR,
     })
 }

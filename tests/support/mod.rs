@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use gridkeeper::admin::StatusView;
 
+pub mod netns;
 pub mod zk_tools;
 
 /// Longest any test waits for a cluster to reach a state.
@@ -155,6 +156,8 @@ pub struct ClusterSpec {
     pub zk_ports: Vec<u16>,
     /// The host every `--peers` entry names: `127.0.0.1` unless a test sets a name.
     pub peer_host: String,
+    /// The ids `--peers` lists (every id unless a test keeps some to add later).
+    pub founders: Vec<u64>,
 }
 
 impl ClusterSpec {
@@ -168,6 +171,7 @@ impl ClusterSpec {
             admin_ports: ids.iter().map(|_| free_tcp_port()).collect(),
             zk_ports: ids.iter().map(|_| free_tcp_port()).collect(),
             peer_host: "127.0.0.1".to_string(),
+            founders: ids.clone(),
             ids,
             dir,
         };
@@ -183,12 +187,12 @@ impl ClusterSpec {
     }
 
     pub fn peers(&self) -> String {
-        self.ids
-            .iter()
-            .zip(&self.mesh_ports)
-            .map(|(id, port)| format!("{id}={}:{port}", self.peer_host))
-            .collect::<Vec<_>>()
-            .join(",")
+        self.founders.iter().map(|&id| format!("{id}={}", self.mesh_addr(id))).collect::<Vec<_>>().join(",")
+    }
+
+    /// Node `id`'s mesh address as peers dial it.
+    pub fn mesh_addr(&self, id: u64) -> String {
+        format!("{}:{}", self.peer_host, self.mesh_ports[(id - 1) as usize])
     }
 
     pub fn certs(&self) -> PathBuf {
@@ -231,10 +235,31 @@ impl ClusterSpec {
         } else {
             register_admin(self.admin(id), certs);
         }
+        let peers = ["--peers".to_string(), self.peers()];
+        self.spawn(id, certs, &peers, extra, env)
+    }
+
+    /// Starts node `id` as a voter joining the running cluster through node `via`'s admin API
+    /// (`members add` must have named it first).
+    pub fn start_joining_voter(&self, id: u64, via: u64) -> NodeProcess {
+        register_admin(self.admin(id), &self.certs());
+        let join = [
+            "--join".to_string(),
+            self.admin(via).to_string(),
+            "--voter".to_string(),
+            "--listen".to_string(),
+            format!("127.0.0.1:{}", self.mesh_ports[(id - 1) as usize]),
+        ];
+        self.spawn(id, &self.certs(), &join, &[], &[])
+    }
+
+    fn spawn(&self, id: u64, certs: &Path, membership: &[String], extra: &[&str], env: &[(&str, &str)]) -> NodeProcess {
         let log = self.dir.path().join(format!("node-{id}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary())
-            .args(["node", "--id", &id.to_string(), "--peers", &self.peers(), "--certs"])
+            .args(["node", "--id", &id.to_string()])
+            .args(membership)
+            .arg("--certs")
             .arg(certs)
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("data-{id}")))

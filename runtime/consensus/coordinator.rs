@@ -329,12 +329,13 @@ impl Coordinator {
     /// Consensus health as this node sees it.
     pub fn status(&self) -> ConsensusStatus {
         let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        let cut_off = self.cut_off(&metrics);
         ConsensusStatus {
-            leader: metrics.current_leader,
+            leader: metrics.current_leader.filter(|_| !cut_off),
             term: metrics.current_term,
             commit_index: metrics.local_committed.map_or(0, |id| id.index),
             applied_index: self.inner.machine.applied_index(),
-            is_leader: metrics.state == ServerState::Leader,
+            is_leader: metrics.state == ServerState::Leader && !cut_off,
         }
     }
 
@@ -389,9 +390,32 @@ impl Coordinator {
         self.inner.above.clone().into_any()
     }
 
-    /// Whether this node leads now.
+    /// Whether this node leads now: openraft's leader, and acknowledged by a quorum within its lease
+    /// (see [`Self::cut_off`]).
     pub fn is_leader(&self) -> bool {
-        self.inner.raft.metrics().borrow_watched().state == ServerState::Leader
+        let metrics = self.inner.raft.metrics().borrow_watched().clone();
+        metrics.state == ServerState::Leader && !self.cut_off(&metrics)
+    }
+
+    /// Whether this node is openraft's leader but no quorum acknowledged it within its lease (the
+    /// election timeout): it is cut off, the others have elected a new leader or are about to.
+    /// openraft keeps such a leader in its state (it refuses proposals and regains them with the
+    /// next quorum acknowledgement); this node then reports no leader (`/status`, `/ready`, the
+    /// ZooKeeper port's `srvr`) and runs no leader duty: it has stepped down as far as anyone can
+    /// tell, until a quorum answers it again or it learns of the new term.
+    fn cut_off(&self, metrics: &openraft::RaftMetrics<TypeConfig>) -> bool {
+        if metrics.state != ServerState::Leader {
+            return false;
+        }
+        let membership = metrics.membership_config.membership();
+        if membership.voter_ids().all(|voter| voter == self.inner.node.0) {
+            return false;
+        }
+        let lease = Duration::from_millis(self.inner.raft.config().election_timeout_max);
+        metrics
+            .last_quorum_acked
+            .as_ref()
+            .is_some_and(|acked| openraft::async_runtime::Instant::elapsed(&**acked) > lease)
     }
 
     /// The mesh this coordinator runs over.
@@ -767,6 +791,7 @@ impl Coordinator {
     /// idle TTL nodes.
     async fn leader_duties(self) {
         let mut leading_term = None;
+        let mut stepped_down_term = None;
         let mut tick = tokio::time::interval(LEADER_DUTY_INTERVAL);
         loop {
             tick.tick().await;
@@ -774,6 +799,18 @@ impl Coordinator {
             let commit_index = metrics.local_committed.map_or(0, |id| id.index);
             self.progress().on_commit_index(self.inner.clock.now(), commit_index);
             if metrics.state != ServerState::Leader {
+                leading_term = None;
+                continue;
+            }
+            if self.cut_off(&metrics) {
+                if stepped_down_term != Some(metrics.current_term) {
+                    stepped_down_term = Some(metrics.current_term);
+                    tracing::warn!(
+                        node = %self.inner.node,
+                        term = metrics.current_term,
+                        "no quorum acknowledged this leader within its lease: it steps down until one does"
+                    );
+                }
                 leading_term = None;
                 continue;
             }

@@ -60,6 +60,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// Number of nodes, with ids 1..=nodes.
     pub nodes: u64,
+    /// How many of them (the lowest ids) form the cluster at first; the others start as spares,
+    /// knowing the founders, and join only once a member adds them (`Coordinator::add_member`).
+    /// `None`: every node is a founder.
+    pub founders: Option<u64>,
     /// Detector timing on every node.
     pub detector: DetectorConfig,
     /// Shortest one-way delay of a datagram.
@@ -92,6 +96,7 @@ impl SimConfig {
         SimConfig {
             seed,
             nodes,
+            founders: None,
             detector: DetectorConfig::default(),
             latency_min: Duration::from_micros(100),
             latency_max: Duration::from_millis(1),
@@ -171,6 +176,8 @@ struct HostPlan {
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
     coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
     gauges: Shared<Vec<(NodeId, WorkerGauge)>>,
+    /// Whether this host founds the cluster (a spare waits to be added).
+    founder: bool,
     /// Runs of this host started so far.
     starts: Shared<u32>,
 }
@@ -204,8 +211,15 @@ impl<'a> SimCluster<'a> {
         let meshes: Shared<BTreeMap<NodeId, Mesh>> = Arc::default();
         let coordinators: Shared<BTreeMap<NodeId, Coordinator>> = Arc::default();
         let gauges: Shared<Vec<(NodeId, WorkerGauge)>> = Arc::default();
+        let founders = config.founders.unwrap_or(config.nodes);
         for &id in &ids {
-            let mut mesh = MeshConfig::new(id, members.clone());
+            // A founder knows the founders; a spare knows them and itself.
+            let known: BTreeMap<NodeId, SocketAddr> = members
+                .iter()
+                .filter(|(&member, _)| member.0 <= founders || member == id)
+                .map(|(&k, &v)| (k, v))
+                .collect();
+            let mut mesh = MeshConfig::new(id, known);
             mesh.detector = config.detector;
             mesh.incarnation = config.seed;
             let plan = HostPlan {
@@ -220,6 +234,7 @@ impl<'a> SimCluster<'a> {
                 meshes: meshes.clone(),
                 coordinators: coordinators.clone(),
                 gauges: gauges.clone(),
+                founder: id.0 <= founders,
                 starts: Arc::default(),
             };
             sim.host(host_name(id), move || run_host(plan.clone()));
@@ -516,7 +531,7 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
             grid_limits: crate::grid::TableLimits::default(),
             // Session ids and secrets replay from the seed too.
             session_seed: Some(plan.seed ^ node.0.rotate_left(29)),
-            initialize: true,
+            initialize: plan.founder,
         };
         let coordinator =
             Coordinator::start(config, mesh, std::sync::Arc::new(crate::service::hub::GridHub::new(node))).await?;

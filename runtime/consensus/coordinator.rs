@@ -48,6 +48,8 @@ const LEADER_RETRY_WAIT: Duration = Duration::from_millis(20);
 /// A member counts as alive for a membership change only if it acknowledged a leader heartbeat
 /// this recently (heartbeats go every 20 ms).
 const MEMBER_ACK_FRESH: Duration = Duration::from_millis(150);
+/// How often a node rereads the retired ids its mesh refuses, besides on every membership change.
+const MEMBERSHIP_RECHECK: Duration = Duration::from_millis(500);
 /// Period of the leader's session and TTL checks.
 const LEADER_DUTY_INTERVAL: Duration = Duration::from_millis(50);
 /// TTL nodes expired per proposal.
@@ -1107,10 +1109,11 @@ impl Coordinator {
     async fn follow_membership(self) {
         let mut metrics = self.inner.raft.metrics();
         let mut last = None;
+        let mut members = self.inner.seeds.clone();
         loop {
             let current = metrics.borrow_watched().membership_config.log_id().clone();
             if last.as_ref() != Some(&current) {
-                let mut members = self.membership_addrs();
+                members = self.membership_addrs();
                 if members.is_empty() {
                     members = self.inner.seeds.clone();
                 }
@@ -1124,8 +1127,19 @@ impl Coordinator {
                     }
                 }
             }
-            if metrics.changed().await.is_err() {
-                return;
+            // Retired ids are refused when they dial in, once this node has applied their records
+            // (which may come after the membership entry that removes them is appended); one still
+            // in the membership (its removal under way) stays a peer until the membership drops it.
+            let retired: Vec<NodeId> = self
+                .member_records()
+                .into_iter()
+                .filter(|(id, record)| record.state == RecordState::Removed && !members.contains_key(&NodeId(*id)))
+                .map(|(id, _)| NodeId(id))
+                .collect();
+            self.inner.rpc.mesh().set_refused(retired);
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(MEMBERSHIP_RECHECK) => {}
             }
         }
     }

@@ -31,6 +31,10 @@ use crate::wire::frame::FrameBuffer;
 use crate::wire::message::PROTOCOL_REVISION;
 use crate::wire::{Hello, Message, TrafficClass};
 
+/// How long the higher id of a pair waits with no connection before it dials the lower itself.
+const FALLBACK_DIAL_QUIET: Duration = Duration::from_millis(1_000);
+/// How often that wait looks at the connection.
+const FALLBACK_DIAL_CHECK: Duration = Duration::from_millis(100);
 /// A dial or an incoming handshake that takes longer than this is abandoned.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a name lookup before a dial may take (the dial is retried with backoff after).
@@ -110,7 +114,16 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
     let seed = shared.config.node.0 ^ peer.0.rotate_left(32) ^ shared.config.incarnation;
     let mut jitter = rand::rngs::SmallRng::seed_from_u64(seed);
     let mut backoff = Backoff::default();
+    let fallback = peer < shared.config.node;
     loop {
+        if fallback {
+            // The higher id of a pair: wait until the pair has had no connection for a while.
+            let mut quiet = Duration::ZERO;
+            while quiet < FALLBACK_DIAL_QUIET {
+                tokio::time::sleep(FALLBACK_DIAL_CHECK).await;
+                quiet = if shared.is_connected(peer) { Duration::ZERO } else { quiet + FALLBACK_DIAL_CHECK };
+            }
+        }
         match dial(&shared, peer).await {
             Ok(connection) => {
                 backoff.on_success();
@@ -284,7 +297,7 @@ fn refuse(connection: &quinn::Connection, reason: &'static str, detail: String) 
 
 /// Completes the handshake and checks the dialer is the member its certificate and `Hello` say.
 async fn identify(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     incoming: quinn::Incoming,
 ) -> Result<(NodeId, quinn::Connection, quinn::RecvStream), Refusal> {
     let connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming).await {
@@ -300,9 +313,19 @@ async fn identify(
         return Err(refuse(&connection, "identity", "no client certificate".into()));
     };
     let peer = node_id_of(cert.as_ref()).map_err(|error| refuse(&connection, "identity", error.to_string()))?;
-    if shared.link(peer).is_none() || peer > shared.config.node {
-        let detail = format!("node {peer} is not a member that dials node {}", shared.config.node);
-        return Err(refuse(&connection, "not_member", detail));
+    if peer == shared.config.node {
+        return Err(refuse(&connection, "identity", format!("the peer claims this node's own id {peer}")));
+    }
+    if shared.link(peer).is_none() {
+        if let Err(detail) = shared.admit_unknown(peer, connection.remote_address()) {
+            return Err(refuse(&connection, "not_member", detail));
+        }
+    }
+    // The lower id dials; a higher one dials only when the pair had no connection for a while. If
+    // one is up, this is the losing side of a race: the lower id's own connection stays.
+    if peer > shared.config.node && shared.is_connected(peer) {
+        let detail = format!("node {} already has a connection to node {peer}", shared.config.node);
+        return Err(refuse(&connection, "duplicate", detail));
     }
     let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&connection, shared.config.frame_bytes_max)).await;
     let (hello, control) = match hello {

@@ -178,6 +178,10 @@ pub(super) struct Shared {
     pub(super) peers: std::sync::RwLock<BTreeMap<NodeId, Arc<PeerLink>>>,
     /// The dial loop of each peer this node dials (the lower id of a pair dials).
     pub(super) dialers: Mutex<BTreeMap<NodeId, tokio::task::AbortHandle>>,
+    /// Retired ids: never admitted, even when they dial in (see [`Mesh::set_refused`]).
+    pub(super) refused: std::sync::RwLock<std::collections::BTreeSet<NodeId>>,
+    /// Peers admitted because they dialed in unknown, not (yet) named by [`Mesh::set_members`].
+    pub(super) provisional: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Set by shutdown: no dial loop starts after it.
     pub(super) stopped: std::sync::atomic::AtomicBool,
     pub(super) inbound: [mpsc::Sender<Inbound>; 3],
@@ -225,16 +229,60 @@ impl Shared {
         self.dialers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Starts the dial loop of `peer` if this node is the one of the pair that dials (the lower id;
-    /// the higher accepts).
+    /// Starts the dial loop of `peer`. The lower id of a pair dials; the higher dials too, but only
+    /// after the pair has had no connection for a while: the lower may not know it yet (a node
+    /// whose log predates the membership that added the higher one), and a leader must reach it.
     fn start_dialing(self: &Arc<Self>, peer: NodeId) {
-        if peer <= self.config.node || self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+        if peer == self.config.node || self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         let task = tokio::spawn(super::connection::dial_loop(self.clone(), peer));
         if let Some(old) = self.lock_dialers().insert(peer, task.abort_handle()) {
             old.abort();
         }
+    }
+
+    /// Adds `peer` at `addr` (not yet a peer): watched, dialed.
+    fn add_peer(self: &Arc<Self>, peer: NodeId, addr: PeerAddr) {
+        {
+            let mut peers = self.peers_write();
+            if peers.contains_key(&peer) {
+                return;
+            }
+            peers.insert(peer, Arc::new(PeerLink::new(peer, addr)));
+        }
+        self.lock_detector().on_peer_added(peer);
+        self.start_dialing(peer);
+    }
+
+    /// Admits a node of this cluster's CA that dialed in without being a peer: a member added by a
+    /// membership this node has not learned yet (its leader must reach it to teach it). Refused if
+    /// it is a retired id or the peer table is full. It stays a peer until the next membership
+    /// change this node follows ([`Mesh::set_members`]).
+    pub(super) fn admit_unknown(self: &Arc<Self>, peer: NodeId, remote: SocketAddr) -> Result<Arc<PeerLink>, String> {
+        if self.refused_read().contains(&peer) {
+            return Err(format!("node {peer} was removed from the cluster"));
+        }
+        if self.peers_read().len() + 1 >= PEERS_MAX {
+            return Err(format!("node {peer} is not a member and the peer table is full"));
+        }
+        self.add_peer(peer, remote.into());
+        self.lock_provisional().insert(peer);
+        tracing::info!(node = %self.config.node, %peer, %remote, "admitted a peer this node's membership does not know yet");
+        self.link(peer).ok_or_else(|| format!("node {peer} was removed meanwhile"))
+    }
+
+    fn lock_provisional(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<NodeId>> {
+        self.provisional.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn refused_read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeSet<NodeId>> {
+        self.refused.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a connection to `peer` is up now.
+    pub(super) fn is_connected(&self, peer: NodeId) -> bool {
+        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains_key(&peer)
     }
 
     /// Forgets `peer`: a final Down if it was up, then its dial loop, connection and queues go.
@@ -325,6 +373,8 @@ impl Mesh {
             events,
             peers: std::sync::RwLock::new(peers),
             dialers: Mutex::new(BTreeMap::new()),
+            refused: std::sync::RwLock::new(std::collections::BTreeSet::new()),
+            provisional: Mutex::new(std::collections::BTreeSet::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             inbound: [s0, s1, s2],
             connections: Mutex::new(BTreeMap::new()),
@@ -423,6 +473,24 @@ impl Mesh {
         self.shared.peers_read().iter().map(|(&peer, link)| (peer, link.addr())).collect()
     }
 
+    /// Ids that are never admitted when they dial in without being peers: ids retired from the
+    /// cluster. At most [`PEERS_MAX`] times 64 are kept (the lowest; retired ids only grow).
+    /// A peer admitted because it dialed in unknown ([`Shared::admit_unknown`]) and now refused is
+    /// removed.
+    pub fn set_refused(&self, refused: impl IntoIterator<Item = NodeId>) {
+        let refused: std::collections::BTreeSet<NodeId> = refused.into_iter().take(PEERS_MAX * 64).collect();
+        let admitted: Vec<NodeId> = {
+            let provisional = self.shared.lock_provisional();
+            provisional.iter().copied().filter(|peer| refused.contains(peer)).collect()
+        };
+        *self.shared.refused.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = refused;
+        for peer in admitted {
+            self.shared.lock_provisional().remove(&peer);
+            self.shared.remove_peer(peer);
+            tracing::info!(node = %self.shared.config.node, %peer, "retired peer removed");
+        }
+    }
+
     /// Makes `members` (this node included or not) the set of peers: new ones are dialed (or
     /// awaited, by id order) and watched, removed ones are declared down, their connection closed
     /// and their queues dropped, and a moved one is dialed at its new address from its next dial.
@@ -438,6 +506,7 @@ impl Mesh {
             return Err(MeshError::Config(format!("{} members exceed the limit of {PEERS_MAX}", wanted.len() + 1)));
         }
         let current = self.peers();
+        self.shared.lock_provisional().clear();
         for (&peer, addr) in &wanted {
             match current.get(&peer) {
                 Some(known) if known == addr => {}
@@ -448,9 +517,7 @@ impl Mesh {
                     tracing::info!(node = %me, %peer, %addr, "peer moved");
                 }
                 None => {
-                    self.shared.peers_write().insert(peer, Arc::new(PeerLink::new(peer, addr.clone())));
-                    self.shared.lock_detector().on_peer_added(peer);
-                    self.shared.start_dialing(peer);
+                    self.shared.add_peer(peer, addr.clone());
                     tracing::info!(node = %me, %peer, %addr, "peer added");
                 }
             }

@@ -74,6 +74,7 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
         prefetch: 0,
         placement: gridkeeper::grid::Strategy::default(),
         join: None,
+        voter: false,
         unplaceable_timeout_ms: None,
         // The ZooKeeper front end restarts with the mesh: its port must bind again each time.
         zk: gridkeeper::zk::ZkSettings { listen: Some(format!("127.0.0.1:{zk_port}")), ..Default::default() }

@@ -984,7 +984,7 @@ impl Coordinator {
         let data = serde_json::to_vec(record).map_err(|error| CoordinatorError::Unavailable(error.to_string()))?;
         let node = path(&format!("{MEMBERS_PATH}/{id}"))?;
         let steps = [
-            create(path(crate::service::credentials::RESERVED_PATH)?, Vec::new()),
+            create(path(plan::CLUSTER_PATH)?, Vec::new()),
             create(path(MEMBERS_PATH)?, Vec::new()),
             create(node.clone(), data.clone()),
         ];
@@ -1111,7 +1111,7 @@ impl Coordinator {
         let mut last = None;
         let mut members = self.inner.seeds.clone();
         loop {
-            let current = metrics.borrow_watched().membership_config.log_id().clone();
+            let current = *metrics.borrow_watched().membership_config.log_id();
             if last.as_ref() != Some(&current) {
                 members = self.membership_addrs();
                 if members.is_empty() {

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+/// The cluster's own subtree (`crate::service::credentials::RESERVED_PATH`).
+pub const CLUSTER_PATH: &str = "/gridkeeper";
 /// Where member records are kept, one znode per id ever added.
 pub const MEMBERS_PATH: &str = "/gridkeeper/members";
 

@@ -162,5 +162,17 @@ fn a_dead_voter_is_replaced_with_members_add_and_remove_while_writes_and_tasks_f
         let read = cli(&spec, &["registry", "--admin", &spec.admin(4).to_string(), "get", key]);
         assert!(read.status.success(), "acknowledged {key} is lost: {}", String::from_utf8_lossy(&read.stderr));
     }
-    drop((n1, n2, n4));
+
+    // A live voter removed stops by itself once it learns it is out.
+    let mut n2 = n2;
+    let removed = cli(&spec, &["members", "remove", "--id", "2", "--admin", &spec.admin(1).to_string()]);
+    assert!(removed.status.success(), "members remove 2: {}", String::from_utf8_lossy(&removed.stderr));
+    let exited = wait_for(WAIT_MAX, || n2.try_exit());
+    assert!(exited.is_some(), "a removed node kept running: {}", n2.log_text());
+    assert!(n2.log_text().contains("removed from the cluster"), "{}", n2.log_text());
+    let two = wait_for(WAIT_MAX, || voters(&spec, 4).filter(|voters| voters == &[1, 4]));
+    assert!(two.is_some(), "voters are not 1, 4: {:?}", members(&spec, 4));
+    let written = cli(&spec, &["registry", "--admin", &spec.admin(4).to_string(), "create", "/after-two", "v"]);
+    assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
+    drop((n1, n4));
 }

@@ -139,7 +139,14 @@ impl Access {
         };
         // A refused handshake (a certificate from another CA, on either side) is a refused credential,
         // not a passing failure: retrying with the same files cannot help.
+        // A connection that died under the handshake (the node stopped or restarted) is a passing
+        // failure like any other lost connection.
         let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream).await.map_err(|error| {
+            use std::io::ErrorKind;
+            if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe)
+            {
+                return transport(&format!("the connection was lost during the TLS handshake: {error}"));
+            }
             ClientError::Api(crate::api::ApiError::new(
                 crate::api::ErrorCode::Unauthorized,
                 format!("{admin}: the TLS handshake failed (a certificate not from this cluster's CA?): {error}"),

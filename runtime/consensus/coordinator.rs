@@ -145,6 +145,8 @@ struct Inner {
     seeds: BTreeMap<NodeId, PeerAddr>,
     /// Held while the leader carries out a membership change: one at a time.
     membership_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Set once this node has applied its own removal.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// A node's coordinator. Cheap to clone.
@@ -270,6 +272,7 @@ impl Coordinator {
             configured_settings: ClusterSettings::new(config.limits, config.grid_limits),
             seeds: config.voters.clone(),
             membership_lock: Arc::default(),
+            removed: std::sync::atomic::AtomicBool::new(false),
         });
         let coordinator = Coordinator { inner };
         let inbound = mesh
@@ -889,6 +892,12 @@ impl Coordinator {
         }
     }
 
+    /// Whether this node has applied a membership without itself and its own `removed` record: it
+    /// is retired for good and should stop.
+    pub fn is_removed(&self) -> bool {
+        self.inner.removed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The member records this node has applied, by id.
     pub fn member_records(&self) -> BTreeMap<u64, MemberRecord> {
         let Ok(parent) = crate::registry::ZPath::parse(MEMBERS_PATH) else { return BTreeMap::new() };
@@ -1120,6 +1129,15 @@ impl Coordinator {
                 if let Some(own) = self.inner.seeds.get(&self.inner.node) {
                     members.entry(self.inner.node).or_insert_with(|| own.clone());
                 }
+                let known = current.is_some() && !self.membership_addrs().is_empty();
+                let records = self.member_records();
+                let retired =
+                    records.get(&self.inner.node.0).is_some_and(|record| record.state == RecordState::Removed);
+                if known && retired && !self.membership_addrs().contains_key(&self.inner.node) {
+                    if !self.inner.removed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        tracing::error!(node = %self.inner.node, "this node was removed from the cluster; its id is retired");
+                    }
+                }
                 match self.inner.rpc.mesh().set_members(&members) {
                     Ok(()) => last = Some(current),
                     Err(error) => {
@@ -1137,6 +1155,21 @@ impl Coordinator {
                 .map(|(id, _)| NodeId(id))
                 .collect();
             self.inner.rpc.mesh().set_refused(retired);
+            // Removed while cut off, a node may never see the membership without it; it knows once
+            // it has applied its own retirement and a majority of the voters it knows refuse it.
+            if !self.inner.removed.load(std::sync::atomic::Ordering::SeqCst) {
+                let retired_here = self
+                    .member_records()
+                    .get(&self.inner.node.0)
+                    .is_some_and(|record| record.state == RecordState::Removed);
+                let refused_by = self.inner.rpc.mesh().told_removed_by();
+                let voters: Vec<NodeId> = self.voters().into_iter().map(|(id, _)| id).collect();
+                let refusing = voters.iter().filter(|voter| refused_by.contains(voter)).count();
+                if retired_here && refusing > voters.len() / 2 {
+                    self.inner.removed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    tracing::error!(node = %self.inner.node, "this node was removed from the cluster; its id is retired");
+                }
+            }
             tokio::select! {
                 changed = metrics.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(MEMBERSHIP_RECHECK) => {}

@@ -67,6 +67,7 @@ impl Shared {
             let Some(link) = self.link(peer) else { continue };
             match event {
                 PeerEvent::Up(_) => {
+                    self.told_removed().remove(&peer);
                     link.telemetry.up.set(1.0);
                     info!(node = %self.config.node, %peer, "peer up");
                 }
@@ -127,7 +128,12 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
         match dial(&shared, peer).await {
             Ok(connection) => {
                 backoff.on_success();
-                run_connection(shared.clone(), peer, connection, None).await;
+                run_connection(shared.clone(), peer, connection.clone(), None).await;
+                if let Some(quinn::ConnectionError::ApplicationClosed(close)) = connection.close_reason() {
+                    if close.error_code == close_code::REMOVED.into() {
+                        shared.on_told_removed(peer);
+                    }
+                }
             }
             Err(reason) => debug!(node = %shared.config.node, %peer, %reason, "dial failed"),
         }
@@ -318,6 +324,11 @@ async fn identify(
     }
     if shared.link(peer).is_none() {
         if let Err(detail) = shared.admit_unknown(peer, connection.remote_address()) {
+            if shared.refused_read().contains(&peer) {
+                // Told in so many words, so that a removed node learns it is out.
+                connection.close(close_code::REMOVED.into(), detail.as_bytes());
+                return Err(Refusal { reason: "removed", detail });
+            }
             return Err(refuse(&connection, "not_member", detail));
         }
     }

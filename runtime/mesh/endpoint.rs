@@ -180,6 +180,8 @@ pub(super) struct Shared {
     pub(super) dialers: Mutex<BTreeMap<NodeId, tokio::task::AbortHandle>>,
     /// Retired ids: never admitted, even when they dial in (see [`Mesh::set_refused`]).
     pub(super) refused: std::sync::RwLock<std::collections::BTreeSet<NodeId>>,
+    /// Peers whose last answer to this node's dial was that this node is no longer a member.
+    pub(super) told_removed: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Peers admitted because they dialed in unknown, not (yet) named by [`Mesh::set_members`].
     pub(super) provisional: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Set by shutdown: no dial loop starts after it.
@@ -270,6 +272,16 @@ impl Shared {
         self.lock_provisional().insert(peer);
         tracing::info!(node = %self.config.node, %peer, %remote, "admitted a peer this node's membership does not know yet");
         self.link(peer).ok_or_else(|| format!("node {peer} was removed meanwhile"))
+    }
+
+    pub(super) fn told_removed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<NodeId>> {
+        self.told_removed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn on_told_removed(&self, peer: NodeId) {
+        if self.told_removed().insert(peer) {
+            tracing::warn!(node = %self.config.node, %peer, "the peer says this node is no longer a member");
+        }
     }
 
     fn lock_provisional(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<NodeId>> {
@@ -375,6 +387,7 @@ impl Mesh {
             dialers: Mutex::new(BTreeMap::new()),
             refused: std::sync::RwLock::new(std::collections::BTreeSet::new()),
             provisional: Mutex::new(std::collections::BTreeSet::new()),
+            told_removed: Mutex::new(std::collections::BTreeSet::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             inbound: [s0, s1, s2],
             connections: Mutex::new(BTreeMap::new()),
@@ -466,6 +479,11 @@ impl Mesh {
             })
         }));
         members
+    }
+
+    /// The peers whose last answer was that this node is no longer a member (it was removed).
+    pub fn told_removed_by(&self) -> std::collections::BTreeSet<NodeId> {
+        self.shared.told_removed().clone()
     }
 
     /// The peers (every member but this node) and their addresses.

@@ -74,6 +74,7 @@ pub async fn run(mut config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeErr
     let edge = member_edge(&config)?;
     let data_dir = preflight::prepare_data_dir(&config.data_dir)?;
     let view = NodeView::new(config.id);
+    let args_view = view.clone();
     let args = Arc::new(supervisor::SupervisorArgs {
         config: config.clone(),
         credentials,
@@ -87,7 +88,24 @@ pub async fn run(mut config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeErr
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
     let signal = signals.wait();
     tokio::pin!(ended);
+    let view = args_view;
+    // A node removed from the cluster (`members remove`) stops once it has applied its removal: the
+    // meshes refuse it and its id is retired, so running on would serve nothing.
+    let removed = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            if view.coordinator().is_some_and(|coordinator| coordinator.is_removed()) {
+                return "removed from the cluster";
+            }
+        }
+    };
     tokio::select! {
+        reason = removed => {
+            info!(node = %config.id, reason, "shutting down");
+            supervisor.stop(Some(reason.to_string()));
+            let _ = (&mut ended).await;
+            Ok(())
+        }
         reason = signal => {
             info!(node = %config.id, reason, "shutting down");
             supervisor.stop(Some(reason.to_string()));

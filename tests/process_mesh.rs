@@ -50,7 +50,7 @@ fn peers_named_by_dns_names_form_a_cluster_that_serves_writes() {
     }
     let table = Command::new(binary())
         .env("GRIDKEEPER_CERTS", spec.certs())
-        .args(["members", "--admin", &spec.admin(1).to_string()])
+        .args(["members", "--admin", &format!("localhost:{}", spec.admin(1).port())])
         .output()
         .expect("members");
     let table = String::from_utf8_lossy(&table.stdout);

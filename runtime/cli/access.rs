@@ -13,9 +13,10 @@ use crate::grid::schedule::{civil_from_days, days_from_civil};
 /// The node a command talks to and the credential it acts with.
 #[derive(Debug, Clone, Args)]
 pub struct Connect {
-    /// A node's admin address (any node).
+    /// A node's admin address (any node), `HOST:PORT`: an IP address, or a DNS name (resolved now;
+    /// the node's certificate is checked for the name).
     #[arg(long)]
-    pub admin: SocketAddr,
+    pub admin: crate::mesh::PeerAddr,
     /// Credentials directory: its ca.pem verifies the node, and its operator certificate is the
     /// default credential.
     #[arg(long, env = "GRIDKEEPER_CERTS")]
@@ -62,12 +63,35 @@ impl Connect {
         }
     }
 
+    /// The node's socket address (its name resolved, the first address it gives) and the access
+    /// that reaches it (checking the certificate for the name, if one was given).
+    ///
+    /// # Errors
+    /// [`ClientError::Transport`] if the name does not resolve or the access cannot be set up.
+    pub async fn resolve(&self) -> Result<(SocketAddr, Access), ClientError> {
+        let access = self.access()?;
+        if let Some(addr) = self.admin.socket_addr() {
+            return Ok((addr, access));
+        }
+        let name = self.admin.name().unwrap_or_default();
+        let lookup = tokio::net::lookup_host((name, self.admin.port));
+        let found = tokio::time::timeout(std::time::Duration::from_secs(10), lookup)
+            .await
+            .map_err(|_| transport(format!("resolving {} timed out", self.admin)))?
+            .map_err(|error| transport(format!("resolving {}: {error}", self.admin)))?
+            .next()
+            .ok_or_else(|| transport(format!("{} resolves to no address", self.admin)))?;
+        let access = if access.is_tls() { access.with_server_name(name)? } else { access };
+        Ok((found, access))
+    }
+
     /// A client for the node.
     ///
     /// # Errors
     /// [`ClientError`] if the access cannot be set up or the node reached.
     pub async fn client(&self) -> Result<Client, ClientError> {
-        Client::connect(self.admin, self.access()?).await
+        let (admin, access) = self.resolve().await?;
+        Client::connect(admin, access).await
     }
 }
 

@@ -192,7 +192,7 @@ struct MembersArgs {
     // GRIDKEEPER_CERTS from the environment as given and demand --admin before `add` or `remove`.
     /// A node's admin address (any node).
     #[arg(long)]
-    admin: Option<std::net::SocketAddr>,
+    admin: Option<crate::mesh::PeerAddr>,
     /// Credentials directory: its ca.pem verifies the node, and its operator certificate is the
     /// default credential.
     #[arg(long, env = "GRIDKEEPER_CERTS")]
@@ -387,10 +387,10 @@ fn show<T: serde::de::DeserializeOwned + serde::Serialize>(
     table: fn(&T) -> String,
 ) -> Result<(), String> {
     let runtime = control_runtime()?;
-    let access = args.node.access().map_err(|error| error.to_string())?;
-    let body = runtime
-        .block_on(crate::admin::client::get(args.node.admin, route, &access))
-        .map_err(|error| error.to_string())?;
+    let body = runtime.block_on(async {
+        let (admin, access) = args.node.resolve().await.map_err(|error| error.to_string())?;
+        crate::admin::client::get(admin, route, &access).await.map_err(|error| error.to_string())
+    })?;
     let view: T = serde_json::from_slice(&body).map_err(|error| format!("bad {route} document: {error}"))?;
     if args.json {
         println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);

@@ -39,6 +39,9 @@ fn read(path: &Path) -> Result<String, ClientError> {
     std::fs::read_to_string(path).map_err(|error| ClientError::Transport(format!("{}: {error}", path.display())))
 }
 
+/// Longest a TCP connect, and then a TLS handshake, to a node may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Access {
     /// Plain HTTP, for a node started with `--admin-plaintext`: no server verification, and only a
     /// token (see [`Access::with_token`]) to prove who the client is.
@@ -120,7 +123,8 @@ impl Access {
         self.token.as_ref().map(|token| format!("Bearer {token}"))
     }
 
-    /// Opens an HTTP/1.1 connection to `admin` (TLS when configured).
+    /// Opens an HTTP/1.1 connection to `admin` (TLS when configured), each step within
+    /// [`CONNECT_TIMEOUT`].
     pub async fn dial<B>(&self, admin: SocketAddr) -> Result<SendRequest<B>, ClientError>
     where
         B: hyper::body::Body + Send + 'static,
@@ -128,7 +132,11 @@ impl Access {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let transport = |error: &dyn std::fmt::Display| ClientError::Transport(format!("{admin}: {error}"));
-        let stream = tokio::net::TcpStream::connect(admin).await.map_err(|error| transport(&error))?;
+        // Bounded: a node cut off by a partition answers nothing, and the caller should hear so soon.
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(admin))
+            .await
+            .map_err(|_| transport(&format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|error| transport(&error))?;
         stream.set_nodelay(true).map_err(|error| transport(&error))?;
         let Some(tls) = &self.tls else {
             return handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|error| transport(&error));
@@ -141,7 +149,11 @@ impl Access {
         // not a passing failure: retrying with the same files cannot help.
         // A connection that died under the handshake (the node stopped or restarted) is a passing
         // failure like any other lost connection.
-        let stream = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream).await.map_err(|error| {
+        let connecting = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream);
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| transport(&format!("no TLS handshake within {CONNECT_TIMEOUT:?}")))?;
+        let stream = stream.map_err(|error| {
             use std::io::ErrorKind;
             if matches!(error.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe)
             {

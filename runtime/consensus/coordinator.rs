@@ -694,12 +694,12 @@ impl Coordinator {
             outcome = call => outcome,
             // A dead or deposed leader will not answer: give up at once rather than wait out the
             // deadline, so clients see a failover in the time it takes to elect, not to time out.
-            () = self.leader_lost(leader) => Err(rpc::RpcError::Timeout { peer: leader, timeout_ms: 0 }),
+            () = self.leader_lost(leader) => Err(rpc::RpcError::Lost { peer: leader }),
         };
         match outcome {
             Ok(reply) => decode(&reply).unwrap_or_else(|error| Reply::Unavailable(error.to_string())),
             // A write that timed out may have been applied: never retried blindly.
-            Err(error @ rpc::RpcError::Timeout { .. })
+            Err(error @ (rpc::RpcError::Timeout { .. } | rpc::RpcError::Lost { .. }))
                 if matches!(
                     request,
                     Request::Write(_)

@@ -56,7 +56,7 @@ impl RaftNetworkFactory<TypeConfig> for MeshNetwork {
 
 fn rpc_error(error: RpcError) -> RPCError<TypeConfig> {
     match error {
-        RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::Overloaded => {
+        RpcError::Unreachable { .. } | RpcError::Timeout { .. } | RpcError::Lost { .. } | RpcError::Overloaded => {
             RPCError::Unreachable(Unreachable::from_string(error))
         }
         RpcError::Remote { .. } | RpcError::Codec(_) => RPCError::Network(NetworkError::from_string(error)),

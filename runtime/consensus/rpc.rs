@@ -85,6 +85,12 @@ pub enum RpcError {
         /// The deadline.
         timeout_ms: u64,
     },
+    /// The peer was lost (down, or no longer the leader) while the call was out: no answer will come.
+    #[error("node {peer} was lost before it answered")]
+    Lost {
+        /// The peer.
+        peer: NodeId,
+    },
     /// Too many calls pending.
     #[error("too many calls in flight")]
     Overloaded,

@@ -123,8 +123,8 @@ impl Access {
         self.token.as_ref().map(|token| format!("Bearer {token}"))
     }
 
-    /// Opens an HTTP/1.1 connection to `admin` (TLS when configured), each step within
-    /// [`CONNECT_TIMEOUT`].
+    /// Opens an HTTP/1.1 connection to `admin` (TLS when configured), each step within 5 s
+    /// (`CONNECT_TIMEOUT`).
     pub async fn dial<B>(&self, admin: SocketAddr) -> Result<SendRequest<B>, ClientError>
     where
         B: hyper::body::Body + Send + 'static,

@@ -1133,10 +1133,12 @@ impl Coordinator {
                 let records = self.member_records();
                 let retired =
                     records.get(&self.inner.node.0).is_some_and(|record| record.state == RecordState::Removed);
-                if known && retired && !self.membership_addrs().contains_key(&self.inner.node) {
-                    if !self.inner.removed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                        tracing::error!(node = %self.inner.node, "this node was removed from the cluster; its id is retired");
-                    }
+                if known
+                    && retired
+                    && !self.membership_addrs().contains_key(&self.inner.node)
+                    && !self.inner.removed.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::error!(node = %self.inner.node, "this node was removed from the cluster; its id is retired");
                 }
                 match self.inner.rpc.mesh().set_members(&members) {
                     Ok(()) => last = Some(current),

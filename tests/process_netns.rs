@@ -486,11 +486,7 @@ fn nodes_in_namespaces_form_by_names_fail_over_a_partitioned_leader_and_lose_no_
     drop(nodes);
     drop(cluster);
     drop(net);
-    let listed = support::netns::ip(&["netns", "list"]);
-    for ns in &namespaces {
-        assert!(!listed.lines().any(|line| line.split_whitespace().next() == Some(ns)), "{ns} left behind: {listed}");
-        assert!(!std::path::Path::new("/etc/netns").join(ns).exists(), "/etc/netns/{ns} left behind");
-    }
+    assert_torn_down(&namespaces);
     assert!(failures.is_empty(), "{} failure(s):\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -967,8 +963,13 @@ fn replace_a_dead_voter(which: Victim) {
     drop(nodes);
     drop(cluster);
     drop(net);
+    assert_torn_down(&namespaces);
+}
+
+/// Checks that no namespace of a dropped lab, nor its `/etc/netns` entry, is left.
+fn assert_torn_down(namespaces: &[String]) {
     let listed = support::netns::ip(&["netns", "list"]);
-    for ns in &namespaces {
+    for ns in namespaces {
         assert!(!listed.lines().any(|line| line.split_whitespace().next() == Some(ns)), "{ns} left behind: {listed}");
         assert!(!std::path::Path::new("/etc/netns").join(ns).exists(), "/etc/netns/{ns} left behind");
     }

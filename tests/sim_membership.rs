@@ -1,7 +1,9 @@
 //! Deterministic simulation of membership changes under crashes, partitions and loss: a spare node
 //! is added (learner, then voter once caught up) and a founder removed while clients read and write
-//! one register through every node. The history must stay linearizable, the membership must settle
-//! on the intended voters once the faults heal, and the removed node must be refused afterwards.
+//! one register through every node and submit tasks that every node runs. The history must stay
+//! linearizable, every accepted task must end exactly once (one successful attempt), the membership
+//! must settle on the intended voters once the faults heal, and the removed node must be refused
+//! afterwards.
 //!
 //! A failure prints its seed; `GK_SIM_SEED=<seed> cargo test --test sim_membership` replays it.
 
@@ -12,10 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gridkeeper::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadResult};
+use gridkeeper::grid::task::{AttemptState, Encoding, TaskId, TaskSpec, TaskState};
+use gridkeeper::grid::{GridCommand, GridOutcome};
 use gridkeeper::ids::NodeId;
 use gridkeeper::mesh::PeerAddr;
 use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
-use gridkeeper::sim::{FaultSchedule, RunDir, SimCluster, SimConfig, Workload};
+use gridkeeper::sim::{FaultSchedule, RunDir, SimCluster, SimConfig, SimGrid, Workload};
 use gridkeeper::state::{Command, Outcome};
 use rand::{Rng, SeedableRng};
 use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
@@ -54,6 +58,54 @@ struct Shared {
     healed: AtomicBool,
     /// Clients (one per node that stays) done with their operations.
     finished: Mutex<BTreeSet<u64>>,
+    /// Task batches each node has submitted (across its restarts).
+    batches: Mutex<std::collections::BTreeMap<u64, u32>>,
+    /// Every task a submission was acknowledged for.
+    accepted: Mutex<Vec<TaskId>>,
+}
+
+/// Task batches each node submits during the chaos.
+const BATCHES: u32 = 4;
+
+/// Submits batches of short `sleep` tasks through `node`, spread over the chaos.
+async fn submitter(shared: Arc<Shared>, node: NodeId, coordinator: Coordinator, seed: u64) {
+    let done = shared.batches.lock().expect("batches").get(&node.0).copied().unwrap_or(0);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ node.0.rotate_left(7) ^ u64::from(done));
+    for _ in done..BATCHES {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..CHAOS_MS / u64::from(BATCHES)))).await;
+        let tasks: Vec<TaskSpec> = (0..rng.random_range(1..6))
+            .map(|_| {
+                let input = serde_json::json!({ "ms": rng.random_range(1..200) });
+                let mut spec = TaskSpec::new("sleep", serde_json::to_vec(&input).expect("json"));
+                spec.encoding = Encoding::Json;
+                spec
+            })
+            .collect();
+        let command = Command::App(GridCommand::Submit { tasks });
+        if let Ok(Ok(Outcome::App(outcome @ GridOutcome::Submitted { .. }))) = coordinator.write(command).await {
+            shared.accepted.lock().expect("accepted").extend(outcome.ids());
+        }
+        *shared.batches.lock().expect("batches").entry(node.0).or_default() += 1;
+    }
+}
+
+/// Every accepted task is in `coordinator`'s table and ended, succeeded, with one successful
+/// attempt and no attempt left open.
+fn tasks_settled(coordinator: &Coordinator, accepted: &[TaskId]) -> Result<(), String> {
+    coordinator.read_state(|state| {
+        for id in accepted {
+            let task = state.grid.get(*id).ok_or_else(|| format!("task {id:?} is missing"))?;
+            let states: Vec<AttemptState> = task.attempts.iter().map(|attempt| attempt.state).collect();
+            if task.state != TaskState::Succeeded {
+                return Err(format!("task {id:?} is {:?}: {states:?}", task.state));
+            }
+            let wins = states.iter().filter(|state| **state == AttemptState::Succeeded).count();
+            if wins != 1 || states.iter().any(|state| matches!(state, AttemptState::Assigned | AttemptState::Running)) {
+                return Err(format!("task {id:?} ended with attempts {states:?}"));
+            }
+        }
+        Ok(())
+    })
 }
 
 fn register() -> ZPath {
@@ -174,6 +226,7 @@ fn workload(shared: Arc<Shared>, seed: u64) -> Workload {
                 tokio::spawn(operator(shared.clone(), coordinator.clone(), spare.into()));
             }
             if node.0 != REMOVED {
+                tokio::spawn(submitter(shared.clone(), node, coordinator.clone(), seed));
                 client(shared, node, coordinator, seed).await;
             }
         })
@@ -193,6 +246,7 @@ fn run(seed: u64) -> Vec<Event> {
     config.registry_dir = Some(dir.path().to_path_buf());
     config.repair_rate = 0.05;
     config.workload = Some(workload(shared.clone(), seed));
+    config.grid = Some(SimGrid::new());
     let mut cluster = SimCluster::new(config).expect("cluster");
     let schedule = FaultSchedule::random(seed, HOSTS, CHAOS_MS);
     let faults = cluster.run_schedule(&schedule).unwrap_or_else(|error| panic!("seed {seed}: {error}"));
@@ -201,8 +255,13 @@ fn run(seed: u64) -> Vec<Event> {
     let stays = [1, 2, ADDED];
     let settled = cluster
         .run_until(SETTLE_MS_MAX, |cluster| {
+            let accepted = shared.accepted.lock().expect("accepted").clone();
             shared.finished.lock().expect("finished").len() == stays.len()
+                && shared.batches.lock().expect("batches").values().filter(|&&n| n >= BATCHES).count() == stays.len()
                 && stays.iter().all(|&node| voters(cluster, node).is_some_and(|voters| voters == stays))
+                && stays.iter().all(|&node| {
+                    cluster.coordinator(NodeId(node)).is_some_and(|c| tasks_settled(&c, &accepted).is_ok())
+                })
         })
         .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
     if !settled {
@@ -220,6 +279,14 @@ fn run(seed: u64) -> Vec<Event> {
         shared.phase.load(Ordering::Relaxed),
         shared.finished.lock().expect("finished")
     );
+    let accepted = shared.accepted.lock().expect("accepted").clone();
+    assert!(!accepted.is_empty(), "seed {seed}: no task was accepted");
+    for node in stays {
+        let coordinator = cluster.coordinator(NodeId(node)).expect("running");
+        if let Err(problem) = tasks_settled(&coordinator, &accepted) {
+            panic!("seed {seed}: on node {node}: {problem}");
+        }
+    }
     // The removed node is refused by every member's mesh.
     for node in stays {
         let mesh = cluster.mesh(NodeId(node)).expect("running");

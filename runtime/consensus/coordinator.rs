@@ -769,7 +769,16 @@ impl Coordinator {
             Request::RemoveMember { id } => self.serve_remove_member(id).await,
             Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
                 Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
-                Err(error) => Reply::Unavailable(error.to_string()),
+                // Said in our words: openraft's text lists its internal view of the cluster.
+                Err(error) => match error.api_error() {
+                    Some(openraft::errors::LinearizableReadError::QuorumNotEnough(_)) => Reply::Unavailable(
+                        "no quorum confirms this leader: a linearizable read cannot be served".into(),
+                    ),
+                    Some(openraft::errors::LinearizableReadError::ForwardToLeader(_)) => {
+                        Reply::Unavailable("not the leader".into())
+                    }
+                    None => Reply::Unavailable(error.to_string()),
+                },
             },
         }
     }

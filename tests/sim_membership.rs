@@ -18,7 +18,7 @@ use gridkeeper::grid::task::{AttemptState, Encoding, TaskId, TaskSpec, TaskState
 use gridkeeper::grid::{GridCommand, GridOutcome};
 use gridkeeper::ids::NodeId;
 use gridkeeper::mesh::PeerAddr;
-use gridkeeper::registry::{CreateMode, RegistryError, ZPath};
+use gridkeeper::registry::ZPath;
 use gridkeeper::sim::{FaultSchedule, RunDir, SimCluster, SimConfig, SimGrid, Workload};
 use gridkeeper::state::{Command, Outcome};
 use rand::{Rng, SeedableRng};
@@ -132,19 +132,7 @@ async fn operate(coordinator: &Coordinator, op: &RegisterOp<String>) -> Result<R
 /// (no acknowledged write may be missing from it).
 async fn client(shared: Arc<Shared>, node: NodeId, coordinator: Coordinator, seed: u64) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ node.0.wrapping_mul(0x9e37_79b9));
-    loop {
-        let create = Command::Create {
-            path: register(),
-            data: b"init".to_vec(),
-            mode: CreateMode::Persistent,
-            session: None,
-            ttl_ms: None,
-        };
-        match coordinator.write(create).await {
-            Ok(Ok(_)) | Ok(Err(RegistryError::NodeExists { .. })) => break,
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    gridkeeper::sim::create_until_present(&coordinator, register(), b"init").await;
     let mut thread = shared.threads.fetch_add(1, Ordering::Relaxed);
     let record = |event: Event| shared.history.lock().expect("history").push(event);
     for counter in 0..=OPS {

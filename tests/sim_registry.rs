@@ -57,19 +57,7 @@ fn key_path(key: usize) -> ZPath {
 
 async fn ensure_keys(coordinator: &Coordinator) {
     for key in 0..KEYS {
-        loop {
-            let create = Command::Create {
-                path: key_path(key),
-                data: b"init".to_vec(),
-                mode: CreateMode::Persistent,
-                session: None,
-                ttl_ms: None,
-            };
-            match coordinator.write(create).await {
-                Ok(Ok(_)) | Ok(Err(RegistryError::NodeExists { .. })) => break,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        gridkeeper::sim::create_until_present(coordinator, key_path(key), b"init").await;
     }
 }
 

@@ -556,6 +556,25 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
     }
 }
 
+/// Creates the persistent node `path` with `data` through `coordinator`, retrying every 50 ms until
+/// it is created or found to exist (a client's setup in simulated workloads, which run through
+/// faults).
+pub async fn create_until_present(coordinator: &Coordinator, path: crate::registry::ZPath, data: &[u8]) {
+    loop {
+        let create = crate::state::Command::Create {
+            path: path.clone(),
+            data: data.to_vec(),
+            mode: crate::registry::CreateMode::Persistent,
+            session: None,
+            ttl_ms: None,
+        };
+        match coordinator.write(create).await {
+            Ok(Ok(_)) | Ok(Err(crate::registry::RegistryError::NodeExists { .. })) => return,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// A simulated run's data directory (for [`SimConfig::registry_dir`]): its own for every run, since
 /// runs of one seed may overlap (a swarm thread and a replay test); on tmpfs when there is one (fsync
 /// costs nothing there, and simulated time does not move during it anyway); removed when dropped,

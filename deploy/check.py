@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import json
 import re
 import shlex
 import shutil
@@ -41,6 +42,7 @@ NODE_TOML = DEPLOY / "systemd" / "node.toml.example"
 KUBE = DEPLOY / "kubernetes"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+DASHBOARD = DEPLOY / "grafana" / "gridkeeper.json"
 CLI_SOURCE = ROOT / "runtime" / "cli" / "mod.rs"
 CONFIG_SOURCE = ROOT / "runtime" / "node" / "config.rs"
 
@@ -167,10 +169,21 @@ def config_keys():
 
 
 def runtime_metric_names():
+    """Every gridkeeper_* and process_* name written as a string in runtime/ (the process metrics
+    are rendered in runtime/admin/telemetry.rs)."""
     names = set()
     for source in (ROOT / "runtime").rglob("*.rs"):
-        names.update(re.findall(r'"(gridkeeper_[a-z0-9_]+)"', source.read_text()))
+        names.update(re.findall(r'"((?:gridkeeper|process)_[a-z0-9_]+)"', source.read_text()))
     require(names, "no gridkeeper_* metric names under runtime/")
+    return names
+
+
+def expr_metric_names(expr):
+    """The gridkeeper_* and process_* series an expression names, with a histogram's `_bucket`,
+    `_sum` and `_count` series taken back to the histogram's name."""
+    names = set()
+    for metric in re.findall(r"\b(?:gridkeeper|process)_[a-z0-9_]+", expr):
+        names.add(re.sub(r"_(bucket|sum|count)$", "", metric))
     return names
 
 
@@ -626,20 +639,143 @@ def _():
     require(config.get("rule_files"), "no rule_files")
 
 
-@check("alerts.yml: every rule has alert, expr and a severity; every gridkeeper_* metric exists in runtime/")
+# The alerts the cluster's operators rely on (issue 15): a node down, no leader, frequent leader
+# changes, slow fsync, a growing queue, a high task failure rate, a spike of session expiries.
+ALERTS_REQUIRED = {
+    "GridkeeperNodeDown": "up",
+    "GridkeeperNoLeader": "gridkeeper_raft_is_leader",
+    "GridkeeperLeaderFlapping": "gridkeeper_raft_leader_changes_total",
+    "GridkeeperFsyncSlow": "gridkeeper_raft_fsync_seconds",
+    "GridkeeperQueueGrowing": "gridkeeper_grid_queue_depth",
+    "GridkeeperTaskFailureRate": "gridkeeper_grid_completed_total",
+    "GridkeeperSessionExpirySpike": "gridkeeper_registry_sessions_expired_total",
+}
+SEVERITIES = {"critical", "warning"}
+
+
+@check("alerts.yml: every rule has alert, expr, for, a severity, summary and description; the required alerts are there")
+def _():
+    rules = alert_rules()
+    by_name = {}
+    for rule in rules:
+        require(rule.get("alert") and rule.get("expr"), f"rule without alert or expr: {rule}")
+        name = rule["alert"]
+        require(name not in by_name, f"{name}: twice")
+        by_name[name] = rule
+        require(re.fullmatch(r"[0-9]+[smh]", str(rule.get("for", ""))), f"{name}: no `for:` duration")
+        severity = rule.get("labels", {}).get("severity")
+        require(severity in SEVERITIES, f"{name}: severity {severity!r}, want one of {sorted(SEVERITIES)}")
+        annotations = rule.get("annotations", {})
+        require(annotations.get("summary") and annotations.get("description"), f"{name}: summary or description missing")
+    for name, metric in ALERTS_REQUIRED.items():
+        require(name in by_name, f"no alert {name}")
+        expr = str(by_name[name]["expr"])
+        used = expr_metric_names(expr) | set(re.findall(r"\bup\b", expr))
+        require(metric in used, f"{name} does not use {metric}")
+    return f"{len(rules)} rules"
+
+
+@check("alerts.yml: every gridkeeper_* and process_* metric an expression uses exists in runtime/")
 def _():
     known = runtime_metric_names()
     unknown, names = [], set()
     for rule in alert_rules():
-        require(rule.get("alert") and rule.get("expr"), f"rule without alert or expr: {rule}")
-        require(rule.get("labels", {}).get("severity"), f"{rule['alert']}: no severity label")
-        for metric in re.findall(r"\bgridkeeper_[a-z0-9_]+", str(rule["expr"])):
-            base = re.sub(r"_(bucket|sum|count)$", "", metric)
+        for base in expr_metric_names(str(rule["expr"])):
             names.add(base)
             if base not in known:
-                unknown.append(f"{rule['alert']}: {metric}")
+                unknown.append(f"{rule['alert']}: {base}")
     require(not unknown, f"metrics not in runtime/: {unknown}")
     return f"{len(alert_rules())} rules over {len(names)} metrics"
+
+
+# ---------------------------------------------------------------------------------------------
+# Grafana
+
+# What the dashboard's variables stand for when its expressions are checked by Prometheus's parser.
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$job": "gridkeeper",
+    "$instance": ".*",
+}
+
+
+def dashboard():
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_panels():
+    """Every panel but rows (rows' own nested panels included, for collapsed rows)."""
+    panels = []
+    for panel in dashboard()["panels"]:
+        if panel.get("type") == "row":
+            panels.extend(panel.get("panels", []))
+        else:
+            panels.append(panel)
+    return panels
+
+
+def dashboard_exprs():
+    """(panel title, refId, expr) for every query of the dashboard."""
+    return [(p["title"], t["refId"], t["expr"]) for p in dashboard_panels() for t in p.get("targets", [])]
+
+
+def substitute_variables(expr):
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    require("$" not in expr, f"unknown Grafana variable in {expr}")
+    return expr
+
+
+@check("grafana dashboard: a Grafana JSON model with a Prometheus data source variable and no hard-coded instance")
+def _():
+    model = dashboard()
+    for key in ("title", "uid", "panels", "schemaVersion", "templating", "time"):
+        require(key in model, f"no {key!r}")
+    require(isinstance(model["schemaVersion"], int) and model["schemaVersion"] >= 36, f"schemaVersion {model['schemaVersion']}")
+    variables = {v["name"]: v for v in model["templating"]["list"]}
+    sources = [v for v in variables.values() if v.get("type") == "datasource" and v.get("query") == "prometheus"]
+    require(len(sources) == 1, "want exactly one data source variable of type prometheus")
+    source = "${%s}" % sources[0]["name"]
+    require(variables.get("instance", {}).get("type") == "query", "no `instance` query variable")
+    ids, cells = set(), set()
+    for panel in dashboard()["panels"] + [p for r in dashboard()["panels"] for p in r.get("panels", [])]:
+        require(panel.get("id") not in ids, f"panel id {panel.get('id')} twice")
+        ids.add(panel.get("id"))
+        pos = panel.get("gridPos", {})
+        require(all(isinstance(pos.get(k), int) for k in "hwxy"), f"{panel.get('title')}: gridPos {pos}")
+        require(0 <= pos["x"] and pos["x"] + pos["w"] <= 24, f"{panel.get('title')}: wider than the grid")
+        for cell in {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}:
+            require(cell not in cells, f"{panel.get('title')}: overlaps another panel")
+            cells.add(cell)
+        if panel.get("type") == "row":
+            continue
+        require(panel.get("title") and panel.get("type"), f"panel without title or type: {panel.get('id')}")
+        require(panel.get("datasource", {}).get("uid") == source, f"{panel['title']}: data source is not {source}")
+        targets = panel.get("targets", [])
+        require(targets, f"{panel['title']}: no query")
+        require(len({t.get("refId") for t in targets}) == len(targets), f"{panel['title']}: refIds repeat")
+        for target in targets:
+            require(target.get("expr"), f"{panel['title']}: a query without expr")
+            require(target.get("datasource", {}).get("uid") == source, f"{panel['title']}: a query's data source")
+    for title, _, expr in dashboard_exprs():
+        require(not re.search(r'instance\s*=~?\s*"(?!\$instance")', expr), f"{title}: hard-coded instance in {expr}")
+        require(not re.search(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+|:[0-9]{4,5}\b", expr), f"{title}: an address in {expr}")
+    return f"{len(dashboard_panels())} panels, {len(dashboard_exprs())} queries"
+
+
+@check("grafana dashboard: every gridkeeper_* and process_* metric a query uses exists in runtime/")
+def _():
+    known = runtime_metric_names()
+    unknown, names = [], set()
+    for title, _, expr in dashboard_exprs():
+        for base in expr_metric_names(expr):
+            names.add(base)
+            if base not in known:
+                unknown.append(f"{title}: {base}")
+    require(not unknown, f"metrics not in runtime/: {unknown}")
+    return f"{len(names)} metrics"
 
 
 @check("promtool check config prometheus.yml")
@@ -660,6 +796,23 @@ def _():
         raise Skipped("promtool is not on PATH")
     code, lines = run_tool([promtool, "check", "rules", str(ALERTS)])
     require(code == 0, " | ".join(lines))
+
+
+@check("promtool check rules on the dashboard's queries (each as a recording rule)")
+def _():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise Skipped("promtool is not on PATH")
+    rules = [
+        {"record": f"gridkeeper_dashboard:panel_{n}", "expr": substitute_variables(expr)}
+        for n, (_, _, expr) in enumerate(dashboard_exprs())
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "dashboard-rules.yml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+        code, lines = run_tool([promtool, "check", "rules", str(path)])
+    require(code == 0, " | ".join(lines))
+    return f"{len(rules)} queries parse"
 
 
 def main():

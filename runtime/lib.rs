@@ -198,7 +198,7 @@ pub mod zk;
 pub use api::{ApiError, ErrorCode};
 pub use client::{Access, Client, ClientError, Session};
 pub use consensus::Consistency;
-pub use grid::kinds::{AttemptInfo, Task, TaskError};
+pub use grid::kinds::{AttemptInfo, AttemptLog, LogLevel, Task, TaskError};
 pub use grid::task::TaskId;
 pub use ids::{Millis, NodeId};
 pub use node::local::{LocalCluster, LocalOptions};

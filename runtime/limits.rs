@@ -279,3 +279,55 @@ pub const ZK_WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 const _: () = assert!(ZK_FRAME_BYTES_MAX_DEFAULT <= ZK_OUTSTANDING_BYTES_MAX);
 const _: () = assert!(ZK_FRAME_BYTES_MAX_MIN < ZK_FRAME_BYTES_MAX_DEFAULT);
+
+/// Task kinds with a `kind` label of their own in the grid's metrics, per process; others are
+/// `other`. Every label value is a series kept for good by the node and by Prometheus, and a task's
+/// kind is whatever its submitter wrote: only kinds registered nodes advertise are admitted, and at
+/// most this many (a grid runs a handful; 64 keeps a dashboard's legend readable).
+pub const KIND_LABELS_MAX: usize = 64;
+
+/// Bytes of one task log line's text; a longer text is cut there (at a character boundary) and ends
+/// with a marker saying how much was cut. A line is for a person to read, not a data channel.
+pub const TASK_LOG_TEXT_BYTES_MAX: usize = 4 << 10;
+
+/// Bytes of one task log line as stored (JSON with its seq, time and level): the text at its limit
+/// with every byte escaped as `\u00XX` (six bytes), plus the fields. Longer lines read back from a
+/// file are skipped, so a damaged file cannot make a reader allocate more.
+pub const TASK_LOG_LINE_BYTES_MAX: usize = 6 * TASK_LOG_TEXT_BYTES_MAX + 1024;
+
+/// Bytes of log kept per attempt: the last 64 KiB of its lines are served, older ones dropped (the
+/// answer says `truncated`). On disk an attempt holds at most two segments of this size, so a task
+/// that logs in a tight loop costs 128 KiB of disk whatever it writes.
+pub const TASK_LOG_ATTEMPT_BYTES_MAX: usize = 64 << 10;
+
+/// Bytes of task log lines waiting for a node's log writer, all attempts together: past it a line is
+/// dropped (and counted, and a marker line says how many) rather than stalling the task or growing
+/// memory.
+pub const TASK_LOG_QUEUE_BYTES_MAX: usize = 4 << 20;
+
+/// Bytes of one attempt's lines waiting for the log writer: twice what is kept of an attempt, so a
+/// task logging in a tight loop cannot crowd the other attempts' lines out of the queue.
+pub const TASK_LOG_QUEUE_ATTEMPT_BYTES_MAX: usize = 2 * TASK_LOG_ATTEMPT_BYTES_MAX;
+
+/// The disk a log file takes at least, for the node's budget of task log bytes: a file of a few bytes
+/// still takes a block, and a node running millions of short attempts must not fill the disk with
+/// files its budget counts as nearly empty.
+pub const TASK_LOG_FILE_BYTES_MIN: u64 = 4 << 10;
+
+/// Default budget of a node's task logs, all attempts together (`--task-logs-bytes-max`).
+pub const TASK_LOGS_BYTES_MAX_DEFAULT: u64 = 256 << 20;
+
+/// Range of `--task-logs-bytes-max`: at least a few hundred attempts' worth, and at most what the
+/// node's index of log files (about 100 bytes of memory per file of at least
+/// `TASK_LOG_FILE_BYTES_MIN`) keeps small.
+pub const TASK_LOGS_BYTES_MAX_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(16 << 30);
+
+/// Default age after which an ended attempt's logs are deleted (`--task-logs-age-max`): 7 days.
+pub const TASK_LOGS_AGE_MS_MAX_DEFAULT: u64 = 7 * 24 * 3_600_000;
+
+/// Range of `--task-logs-age-max`: a minute to a year.
+pub const TASK_LOGS_AGE_MS_MAX_RANGE: std::ops::RangeInclusive<u64> = 60_000..=366 * 24 * 3_600_000;
+
+const _: () = assert!(TASK_LOG_LINE_BYTES_MAX <= TASK_LOG_ATTEMPT_BYTES_MAX / 2);
+const _: () = assert!(TASK_LOG_QUEUE_ATTEMPT_BYTES_MAX <= TASK_LOG_QUEUE_BYTES_MAX);
+const _: () = assert!(2 * TASK_LOG_ATTEMPT_BYTES_MAX + (64 << 10) < ADMIN_RESPONSE_BYTES_MAX);

@@ -80,6 +80,7 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
         zk: gridkeeper::zk::ZkSettings { listen: Some(format!("127.0.0.1:{zk_port}")), ..Default::default() }
             .validate(node.0)
             .expect("valid"),
+        task_logs: Default::default(),
     };
     let view = NodeView::new(node);
     let args = Arc::new(SupervisorArgs {

@@ -1,5 +1,6 @@
-//! The CLI's one-shot GET on the admin API (HTTPS or plain, per [`Access`]): one request per
-//! connection, bounded response size.
+//! A one-shot GET on the admin API (HTTPS or plain, per [`Access`]): one request per connection,
+//! bounded response size. For tests and benches that read `/metrics` or `/status` without a
+//! [`crate::client::Client`]; the CLI uses the client, with its failover.
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -29,7 +29,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::SessionExpired
         | ErrorCode::SessionExists
         | ErrorCode::QuotaExceeded
-        | ErrorCode::MembershipRefused => StatusCode::CONFLICT,
+        | ErrorCode::MembershipRefused
+        | ErrorCode::JobRunning => StatusCode::CONFLICT,
         ErrorCode::InvalidPath | ErrorCode::BadArguments | ErrorCode::InvalidAcl => StatusCode::BAD_REQUEST,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,

@@ -8,16 +8,22 @@
 //!   `{"specs": [TaskSpec, ...]}` → `{"ids": [...]}`, once committed. One submission is at most
 //!   `SUBMIT_COUNT_MAX` tasks and `SUBMIT_BYTES_MAX` encoded bytes (count × one spec's encoding,
 //!   computed before any copy is made), else 413 `too large` naming the limit.
-//! - `GET /grid/tasks?id=&state=&node=&since_ms=&until_ms=&limit=&cursor=&results=&local=` →
+//! - `GET /grid/tasks?id=&state=&node=&kind=&since_ms=&until_ms=&limit=&cursor=&results=&local=` →
 //!   `{"tasks": [TaskView, ...], "next": CURSOR | null}`, newest first, one page of at most `limit`
 //!   tasks and `QUERY_RESPONSE_BYTES_MAX` bytes; results only with `results=true` (or `id=`, which
-//!   answers 404 `no task` for an unknown id).
+//!   answers 404 `no task` for an unknown id, and adds the task's `spec`: input, timeout, retry).
 //! - `POST /grid/wait` `{"ids", "timeout_ms"}` → `{"done", "states": {"succeeded": n, ...}}`; at most
 //!   `IDS_MAX` ids; unknown and ended tasks are answered at once and hold no wait.
 //! - `POST /grid/cancel` `{"ids"}`, `POST /grid/drain` `{"node", "draining"}` → `{"applied", "refused"}`.
 //! - `GET /grid/node?node=N` → `{"node", "registered", "draining", "held"}`: the attempts a node holds,
 //!   exact (what `gridkeeper drain` waits on).
-//! - `GET /grid/jobs`, `POST /grid/schedule` (a job), `POST /grid/unschedule` `{"name"}`.
+//! - `GET /grid/jobs` → `{"jobs": [JobView, ...]}` (each with its `tz` and whether it is `paused`),
+//!   `POST /grid/schedule` (a job, with an optional IANA `tz` for its cron), `POST /grid/unschedule`
+//!   `{"name"}`.
+//! - `POST /grid/jobs/pause`, `POST /grid/jobs/resume`, `POST /grid/jobs/trigger` `{"name"}` → the job's
+//!   `JobView`: pause keeps the job and fires nothing until resumed; resume skips the fire times missed
+//!   while paused and is due next at the first after now; trigger submits one run now, cadence unchanged
+//!   (409 `job running` while its last run goes on and it does not allow overlap). 404 `no job`.
 //! - `POST /grid/worker/poll`, `POST /grid/worker/report`: a joined worker's attempts and reports.
 
 use std::sync::Arc;
@@ -31,7 +37,7 @@ use super::error::HttpError;
 use super::http::AdminState;
 use super::registry_api::coordinator;
 use crate::api::grid::{
-    DrainRequest, IdsRequest, JobsResponse, NameRequest, NodeQuery, NodeStatus, PollRequest, PollResponse,
+    DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, NodeQuery, NodeStatus, PollRequest, PollResponse,
     RecordedResponse, ReportRequest, ScheduleRequest, SubmitRequest, SubmitResponse, TasksQuery, TasksResponse,
     WaitRequest, WaitResponse,
 };
@@ -61,6 +67,9 @@ pub fn routes() -> Router<Arc<AdminState>> {
         .route("/grid/jobs", get(jobs))
         .route("/grid/schedule", post(schedule))
         .route("/grid/unschedule", post(unschedule))
+        .route("/grid/jobs/pause", post(pause_job))
+        .route("/grid/jobs/resume", post(resume_job))
+        .route("/grid/jobs/trigger", post(trigger_job))
         .route("/grid/worker/poll", post(worker_poll))
         .merge(bulk)
 }
@@ -110,6 +119,18 @@ async fn unschedule(
     Json(request): Json<NameRequest>,
 ) -> ApiResult<RecordedResponse> {
     Ok(Json(service::unschedule(&coordinator(&state)?, request.name).await?))
+}
+
+async fn pause_job(State(state): State<Arc<AdminState>>, Json(request): Json<NameRequest>) -> ApiResult<JobView> {
+    Ok(Json(service::pause(&coordinator(&state)?, request.name).await?))
+}
+
+async fn resume_job(State(state): State<Arc<AdminState>>, Json(request): Json<NameRequest>) -> ApiResult<JobView> {
+    Ok(Json(service::resume(&coordinator(&state)?, request.name).await?))
+}
+
+async fn trigger_job(State(state): State<Arc<AdminState>>, Json(request): Json<NameRequest>) -> ApiResult<JobView> {
+    Ok(Json(service::trigger(&coordinator(&state)?, request.name).await?))
 }
 
 async fn worker_poll(

@@ -49,6 +49,9 @@ pub struct AdminState {
     pub audit_dir: Option<std::path::PathBuf>,
     /// Connections and watch streams held, overall and per client address.
     pub(crate) gate: Gate,
+    /// How this node asks another node's admin API for the task logs that node keeps (its node
+    /// certificate); `None` when it cannot (then those logs are unavailable through this node).
+    pub node_access: Option<crate::client::Access>,
 }
 
 impl AdminState {
@@ -64,6 +67,7 @@ impl AdminState {
             audit: None,
             audit_dir: None,
             gate: Arc::new(Mutex::new(Default::default())),
+            node_access: None,
         }
     }
 
@@ -170,6 +174,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(super::ready::routes())
         .merge(super::registry_api::routes())
         .merge(super::grid_api::routes())
+        .merge(super::console::routes())
+        .merge(super::logs_api::routes())
         .merge(super::auth_api::routes())
         .merge(super::members_api::routes())
         .layer(axum::extract::DefaultBodyLimit::max(crate::limits::ADMIN_REQUEST_BYTES_MAX))
@@ -187,7 +193,7 @@ async fn health(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], super::telemetry::render(&state.prometheus))
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<StatusView> {

@@ -1,5 +1,6 @@
 //! The admin surface: an HTTPS server on each node (`/health`, `/ready`, `/metrics`, `/status`, and the
-//! registry and grid APIs), the client the CLI uses to reach it, and the Prometheus recorder.
+//! registry and grid APIs, and the web console under `/ui`), the client the CLI uses to reach it, and
+//! the Prometheus recorder.
 //!
 //! Every request is authenticated (a client certificate or a bearer token), authorized by role and
 //! audited (`auth.rs`, deciding with the core `policy.rs`) before a route runs.
@@ -14,9 +15,11 @@ pub mod auth;
 pub mod auth_api;
 pub mod client;
 pub mod connection;
+pub mod console;
 pub mod error;
 pub mod grid_api;
 pub mod http;
+pub mod logs_api;
 pub mod members_api;
 pub mod policy;
 pub mod ready;

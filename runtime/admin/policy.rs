@@ -20,7 +20,7 @@ pub enum RouteClass {
     Metrics,
     /// Status, task queries, registry reads, watches, waits, sync.
     Read,
-    /// Submit, cancel, schedule, unschedule.
+    /// Submit, cancel, schedule, unschedule, and a job's pause, resume and trigger.
     Submit,
     /// Everything else: drain, registry writes and sessions, revocations, the audit log.
     Operate,
@@ -34,15 +34,23 @@ pub enum RouteClass {
 pub fn route_class(method: &str, path: &str) -> RouteClass {
     match (method, path) {
         (_, "/health" | "/ready") => RouteClass::Open,
+        // The web console's static files hold no data: the page asks for a token and calls the API.
+        (_, "/ui") => RouteClass::Open,
+        (_, path) if path.starts_with("/ui/") => RouteClass::Open,
+        ("GET", "/grid/summary") => RouteClass::Read,
         (_, "/metrics") => RouteClass::Metrics,
         ("GET", "/auth/revoked") => RouteClass::Authenticated,
         (
             "GET",
             "/status" | "/members" | "/registry/node" | "/registry/stat" | "/registry/children" | "/registry/watch"
-            | "/registry/acl" | "/grid/tasks" | "/grid/node" | "/grid/jobs",
+            | "/registry/acl" | "/grid/tasks" | "/grid/node" | "/grid/jobs" | "/grid/logs" | "/grid/logs/local",
         )
         | ("POST", "/grid/wait" | "/registry/sync") => RouteClass::Read,
-        ("POST", "/grid/submit" | "/grid/cancel" | "/grid/schedule" | "/grid/unschedule") => RouteClass::Submit,
+        (
+            "POST",
+            "/grid/submit" | "/grid/cancel" | "/grid/schedule" | "/grid/unschedule" | "/grid/jobs/pause"
+            | "/grid/jobs/resume" | "/grid/jobs/trigger",
+        ) => RouteClass::Submit,
         ("POST", "/grid/worker/poll" | "/grid/worker/report" | "/members/join") => RouteClass::Work,
         _ => RouteClass::Operate,
     }
@@ -121,6 +129,9 @@ fn worker_may(node: NodeId, method: &str, path: &str, peek: &Peek) -> bool {
         ("POST", "/grid/worker/poll" | "/members/join") => peek.node == Some(node.0),
         // Each report's attempt is checked against the node it was assigned to by the route.
         ("POST", "/grid/worker/report") => true,
+        // A node serving `GET /grid/logs` fetches the lines another node keeps with its own
+        // certificate (a node's key reads everything its coordinator holds anyway).
+        ("GET", "/grid/logs/local") => true,
         ("POST", "/registry/session/open" | "/registry/session/keepalive" | "/registry/session/close") => true,
         ("POST", "/registry/create") => {
             named.is_some_and(|named| named == own || named == "/grid" || named == NODES_PATH)
@@ -152,7 +163,7 @@ mod tests {
         Principal { name: "p".into(), role, proof: Proof::Token }
     }
 
-    const ROUTES: [(&str, &str, RouteClass); 28] = [
+    const ROUTES: [(&str, &str, RouteClass); 31] = [
         ("POST", "/members/add", RouteClass::Operate),
         ("POST", "/members/remove", RouteClass::Operate),
         ("POST", "/members/join", RouteClass::Work),
@@ -171,6 +182,9 @@ mod tests {
         ("POST", "/grid/cancel", RouteClass::Submit),
         ("POST", "/grid/schedule", RouteClass::Submit),
         ("POST", "/grid/unschedule", RouteClass::Submit),
+        ("POST", "/grid/jobs/pause", RouteClass::Submit),
+        ("POST", "/grid/jobs/resume", RouteClass::Submit),
+        ("POST", "/grid/jobs/trigger", RouteClass::Submit),
         ("POST", "/grid/drain", RouteClass::Operate),
         ("POST", "/registry/create", RouteClass::Operate),
         ("POST", "/registry/multi", RouteClass::Operate),
@@ -222,6 +236,21 @@ mod tests {
     }
 
     #[test]
+    fn the_console_files_are_open_and_its_summary_is_a_read() {
+        for path in ["/ui", "/ui/", "/ui/app.js", "/ui/no/such/file"] {
+            assert_eq!(route_class("GET", path), RouteClass::Open, "{path}");
+            assert!(decide(None, "GET", path, &Peek::default(), false).is_ok(), "{path}");
+        }
+        for path in ["/uix", "/ui.js", "/grid/ui/"] {
+            assert_eq!(route_class("GET", path), RouteClass::Operate, "{path}");
+        }
+        assert_eq!(route_class("GET", "/grid/summary"), RouteClass::Read);
+        assert_eq!(decide(None, "GET", "/grid/summary", &Peek::default(), false), Err(Denial::Unauthenticated));
+        assert!(decide(Some(&principal(Role::Reader)), "GET", "/grid/summary", &Peek::default(), false).is_ok());
+        assert!(decide(Some(&principal(Role::Metrics)), "GET", "/grid/summary", &Peek::default(), false).is_err());
+    }
+
+    #[test]
     fn a_worker_acts_only_for_its_own_node() {
         let worker = principal(Role::Worker(NodeId(4)));
         let peek = |path: Option<&str>, node: Option<u64>| Peek { path: path.map(String::from), node };
@@ -246,6 +275,24 @@ mod tests {
         assert!(!may("GET", "/status", peek(None, None)));
         assert!(!may("GET", "/metrics", peek(None, None)));
         assert!(may("GET", "/auth/revoked", peek(None, None)));
+    }
+
+    #[test]
+    fn task_logs_are_read_by_readers_and_fetched_between_nodes_by_any_node() {
+        assert_eq!(route_class("GET", "/grid/logs"), RouteClass::Read);
+        assert_eq!(route_class("GET", "/grid/logs/local"), RouteClass::Read);
+        let may = |role, path| decide(Some(&principal(role)), "GET", path, &Peek::default(), false).is_ok();
+        for role in [Role::Reader, Role::Submitter, Role::Operator] {
+            assert!(may(role, "/grid/logs") && may(role, "/grid/logs/local"), "{role}");
+        }
+        assert!(!may(Role::Metrics, "/grid/logs"));
+        // A node's certificate (worker of its own node) fetches what another node keeps, and nothing
+        // else of the log routes.
+        assert!(may(Role::Worker(NodeId(2)), "/grid/logs/local"));
+        assert!(!may(Role::Worker(NodeId(2)), "/grid/logs"));
+        let worker = principal(Role::Worker(NodeId(2)));
+        assert!(decide(Some(&worker), "POST", "/grid/logs/local", &Peek::default(), false).is_err());
+        assert!(!audited("GET", "/grid/logs/local"));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct NodeView {
     coordinator: Arc<RwLock<Option<Coordinator>>>,
     started: Arc<std::sync::atomic::AtomicBool>,
     worker: WorkerGauge,
+    /// The node's task logs, opened once by whichever of its parts starts first and kept for the
+    /// process's life (a restarted mesh actor keeps writing to the same store).
+    task_logs: Arc<std::sync::OnceLock<crate::worker::logs::TaskLogs>>,
 }
 
 impl NodeView {
@@ -29,12 +32,35 @@ impl NodeView {
             coordinator: Arc::default(),
             started: Arc::default(),
             worker: WorkerGauge::default(),
+            task_logs: Arc::default(),
         }
     }
 
     /// The gauge of attempts running on this node.
     pub fn worker_gauge(&self) -> WorkerGauge {
         self.worker.clone()
+    }
+
+    /// The node's task logs, once opened.
+    pub fn task_logs(&self) -> Option<crate::worker::logs::TaskLogs> {
+        self.task_logs.get().cloned()
+    }
+
+    /// The node's task logs: opened in `data_dir` with `config` on the first call, the same store
+    /// after.
+    ///
+    /// # Errors
+    /// The I/O error if the store cannot be opened.
+    pub fn open_task_logs(
+        &self,
+        data_dir: &std::path::Path,
+        config: crate::worker::logs::TaskLogsConfig,
+    ) -> std::io::Result<crate::worker::logs::TaskLogs> {
+        if let Some(logs) = self.task_logs.get() {
+            return Ok(logs.clone());
+        }
+        let opened = crate::worker::logs::TaskLogs::open(data_dir, config, self.node)?;
+        Ok(self.task_logs.get_or_init(|| opened).clone())
     }
 
     /// The node's id.

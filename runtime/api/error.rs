@@ -81,6 +81,8 @@ codes! {
     NoTask => "no task",
     /// No recurring job of that name.
     NoJob => "no job",
+    /// A job's run was refused because its last run is still going and the job does not allow overlap.
+    JobRunning => "job running",
     /// The call needs a credential it did not present (the admin token).
     Unauthorized => "unauthorized",
     /// Nothing was applied: no leader or quorum could be reached in time. Retrying may succeed.

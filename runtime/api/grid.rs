@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ErrorCode};
-use crate::grid::command::{Job, JobSpec};
-use crate::grid::schedule::{Cadence, CronExpr, Misfire};
+use crate::grid::command::{Job, JobExtras, JobSpec};
+use crate::grid::schedule::{Cadence, CronExpr, Misfire, Zone};
 use crate::grid::task::{
     AttemptState, Encoding, FencingToken, RetryPolicy, Strategy, Task, TaskId, TaskSpec, TaskState,
 };
@@ -200,6 +200,51 @@ pub struct TaskView {
     /// Pending, and no registered node runs its kind (shown only when true).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unplaceable: bool,
+    /// What it was submitted with: only in a view of one task (`id=`), never in a listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<SpecView>,
+}
+
+/// What a task was submitted with, as a view of one task shows it: enough to submit it again (the
+/// field names are a [`SubmitRequest`]'s).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecView {
+    /// The input: JSON for JSON submissions; for rkyv ones, the bytes as an array.
+    pub input: serde_json::Value,
+    /// How input and result are encoded.
+    pub encoding: Encoding,
+    /// Per-attempt timeout.
+    pub timeout_ms: u64,
+    /// Attempts in all.
+    pub attempts: u32,
+    /// Wait before the first retry (doubling).
+    pub backoff_ms: u64,
+    /// Shard key.
+    pub key: Option<String>,
+    /// The node it must run on.
+    pub affinity: Option<u64>,
+    /// Placement override.
+    pub strategy: Option<Strategy>,
+}
+
+impl SpecView {
+    /// The view of `spec`.
+    pub fn of(spec: &TaskSpec) -> SpecView {
+        let input = match spec.encoding {
+            Encoding::Json => serde_json::from_slice(&spec.input).unwrap_or(serde_json::Value::Null),
+            Encoding::Rkyv => serde_json::json!(spec.input),
+        };
+        SpecView {
+            input,
+            encoding: spec.encoding,
+            timeout_ms: spec.timeout_ms,
+            attempts: spec.retry.attempts_max,
+            backoff_ms: spec.retry.backoff_ms,
+            key: spec.shard_key.clone(),
+            affinity: spec.affinity.map(|node| node.0),
+            strategy: spec.strategy,
+        }
+    }
 }
 
 impl TaskView {
@@ -235,6 +280,7 @@ impl TaskView {
                 .collect(),
             result,
             unplaceable: false,
+            spec: None,
         }
     }
 }
@@ -248,6 +294,9 @@ pub struct TasksQuery {
     pub state: Option<TaskState>,
     /// Only tasks with an attempt on this node.
     pub node: Option<u64>,
+    /// Only tasks of this kind (exact name).
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Only tasks with an event at or after this (Unix ms).
     pub since_ms: Option<u64>,
     /// Only tasks with an event at or before this.
@@ -340,10 +389,13 @@ pub struct ScheduleRequest {
     pub strategy: Option<Strategy>,
     /// Run only on this node.
     pub affinity: Option<u64>,
-    /// A cron expression (5 or 6 fields, UTC), or
+    /// A cron expression (5 or 6 fields; read in `tz`), or
     pub cron: Option<String>,
     /// a fixed interval.
     pub every_ms: Option<u64>,
+    /// The IANA time zone the cron is read in (`Europe/Berlin`); default UTC. Only for a cron.
+    #[serde(default)]
+    pub tz: Option<String>,
     /// `skip` (default) or `run_once`.
     #[serde(default)]
     pub misfire: Misfire,
@@ -353,17 +405,29 @@ pub struct ScheduleRequest {
 }
 
 impl ScheduleRequest {
+    /// The zone the request's cron is read in: `tz`, or UTC.
+    ///
+    /// # Errors
+    /// A message naming the unknown zone, with an example of a known one.
+    pub fn zone(&self) -> Result<Zone, String> {
+        self.tz.as_deref().map_or_else(|| Ok(Zone::utc()), |name| Zone::parse(name).map_err(|error| error.to_string()))
+    }
+
     /// The job this asks for, scheduled at `now` (Unix ms: an interval counts from it).
     ///
     /// # Errors
     /// A message naming the bad field.
     pub fn job(self, now: u64) -> Result<JobSpec, String> {
+        let zone = self.zone()?;
         let cadence = match (&self.cron, self.every_ms) {
             (Some(cron), None) => Cadence::Cron(CronExpr::parse(cron).map_err(|error| error.to_string())?),
             (None, Some(every)) => Cadence::interval(every, now).map_err(|error| error.to_string())?,
             _ => return Err("give exactly one of cron and every_ms".into()),
         };
-        if cadence.next_after(now).is_none() {
+        if !zone.is_utc() && matches!(cadence, Cadence::Interval { .. }) {
+            return Err(format!("tz {} applies to a cron: an interval is the same in every zone", zone.name()));
+        }
+        if cadence.next_after_in(&zone, now).is_none() {
             let text = self.cron.as_deref().unwrap_or("the interval");
             return Err(format!("cron {text:?} never fires: it has no due time in the years ahead"));
         }
@@ -404,11 +468,21 @@ pub struct JobView {
     pub skipped: u64,
     /// The last run's task id.
     pub last_task: Option<u64>,
+    /// The IANA zone its cron is read in, or `UTC`.
+    #[serde(default = "utc")]
+    pub tz: String,
+    /// Whether it is paused (it fires nothing until resumed; `due_ms` is then null).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn utc() -> String {
+    Zone::UTC.to_owned()
 }
 
 impl JobView {
-    /// The view of `job`.
-    pub fn of(job: &Job) -> JobView {
+    /// The view of `job`, with what the table keeps beside it.
+    pub fn of(job: &Job, extras: &JobExtras) -> JobView {
         let cadence = match &job.spec.cadence {
             Cadence::Cron(expr) => format!("cron {expr}"),
             Cadence::Interval { every_ms, .. } => format!("every {every_ms} ms"),
@@ -417,10 +491,12 @@ impl JobView {
             name: job.spec.name.clone(),
             task: job.spec.task.kind.clone(),
             cadence,
-            due_ms: job.due_ms,
+            due_ms: job.due_ms.filter(|_| !extras.paused),
             runs: job.runs,
             skipped: job.skipped,
             last_task: job.last_task.map(|task| task.0),
+            tz: extras.tz.clone().unwrap_or_else(utc),
+            paused: extras.paused,
         }
     }
 }
@@ -432,7 +508,7 @@ pub struct JobsResponse {
     pub jobs: Vec<JobView>,
 }
 
-/// A job to delete.
+/// A job to delete, pause, resume or trigger.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameRequest {

@@ -1,21 +1,22 @@
-//! How every command reaches a node ([`Connect`]: `--admin`, `--certs`, `--token-file`,
-//! `--plaintext`), and the `tokens` and `audit` commands.
+//! How every command reaches a node ([`Connect`]: `--admin` or `GRIDKEEPER_ADMIN`, `--certs` or
+//! `GRIDKEEPER_CERTS`, `--token-file`, `--plaintext`), and the `tokens` and `audit` commands.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
+use super::flags::{parse_since, Since};
+use super::output::{json_line, rfc3339, Table};
 use crate::client::{Access, Client, ClientError};
 use crate::credentials::{load_token_file, load_token_verifier, principal_of, CredentialFiles};
-use crate::grid::schedule::{civil_from_days, days_from_civil};
 
 /// The node a command talks to and the credential it acts with.
 #[derive(Debug, Clone, Args)]
 pub struct Connect {
     /// A node's admin address (any node), `HOST:PORT`: an IP address, or a DNS name (resolved now;
     /// the node's certificate is checked for the name).
-    #[arg(long)]
+    #[arg(long, env = "GRIDKEEPER_ADMIN")]
     pub admin: crate::mesh::PeerAddr,
     /// Credentials directory: its ca.pem verifies the node, and its operator certificate is the
     /// default credential.
@@ -110,6 +111,9 @@ enum TokensCommand {
         name: String,
         #[command(flatten)]
         node: Connect,
+        /// Print the revocation (`name`, `ts_ms`, `by`) as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List the tokens and client certificates issued into --certs, and every revoked name.
     List {
@@ -179,8 +183,12 @@ fn issued(dir: &Path) -> Result<Vec<CredentialListing>, ClientError> {
 /// [`ClientError`]; a refused call names why.
 pub async fn tokens(args: TokensArgs) -> Result<(), ClientError> {
     match args.command {
-        TokensCommand::Revoke { name, node } => {
+        TokensCommand::Revoke { name, node, json } => {
             let revocation = node.client().await?.revoke(&name).await?;
+            if json {
+                println!("{}", json_line(&revocation).map_err(transport)?);
+                return Ok(());
+            }
             println!("revoked {} (every node refuses it once it has applied the revocation)", revocation.name);
             Ok(())
         }
@@ -211,21 +219,25 @@ pub async fn tokens(args: TokensArgs) -> Result<(), ClientError> {
                 println!("{}", serde_json::to_string(&listed).map_err(transport)?);
                 return Ok(());
             }
-            println!("{:<24} {:<12} {:<10} {:<24} REVOKED", "NAME", "KIND", "ROLE", "ISSUED");
-            for entry in &listed {
-                let time = |ms: Option<u64>| ms.map_or_else(|| "-".to_string(), format_time);
-                println!(
-                    "{:<24} {:<12} {:<10} {:<24} {}",
-                    entry.name,
-                    if entry.kind.is_empty() { "-" } else { &entry.kind },
-                    entry.role.as_deref().unwrap_or("-"),
-                    time(entry.issued_ms),
-                    entry.revoked_ms.map_or_else(|| "no".to_string(), format_time),
-                );
-            }
+            print!("{}", credentials_table(&listed));
             Ok(())
         }
     }
+}
+
+/// `tokens list` for people: one row per name, times in RFC 3339.
+fn credentials_table(listed: &[CredentialListing]) -> String {
+    let mut table = Table::new(["NAME", "KIND", "ROLE", "ISSUED", "REVOKED"]);
+    for entry in listed {
+        table.row([
+            entry.name.clone(),
+            if entry.kind.is_empty() { "-".to_string() } else { entry.kind.clone() },
+            entry.role.clone().unwrap_or_else(|| "-".into()),
+            entry.issued_ms.map_or_else(|| "-".to_string(), rfc3339),
+            entry.revoked_ms.map_or_else(|| "no".to_string(), rfc3339),
+        ]);
+    }
+    table.render()
 }
 
 /// `gridkeeper audit`.
@@ -233,10 +245,10 @@ pub async fn tokens(args: TokensArgs) -> Result<(), ClientError> {
 pub struct AuditArgs {
     #[command(flatten)]
     node: Connect,
-    /// Only records since then: a duration back from now (`90s`, `15m`, `1h`, `7d`) or an RFC 3339
+    /// Only records since then: a duration back from now (`90s`, `15m`, `1h30m`, `7d`) or an RFC 3339
     /// time (`2026-11-30T18:00:00Z`). Default: everything kept.
-    #[arg(long)]
-    since: Option<String>,
+    #[arg(long, value_parser = parse_since)]
+    since: Option<Since>,
     /// At most this many records, the newest (default and most 10000).
     #[arg(long)]
     limit: Option<usize>,
@@ -248,12 +260,9 @@ pub struct AuditArgs {
 /// Runs `gridkeeper audit`.
 ///
 /// # Errors
-/// [`ClientError`]; a bad `--since` is a transport error naming it.
+/// [`ClientError`].
 pub async fn audit(args: AuditArgs) -> Result<(), ClientError> {
-    let since_ms = match &args.since {
-        Some(text) => parse_since(text, crate::clock::unix_millis()).map_err(transport)?,
-        None => 0,
-    };
+    let since_ms = args.since.map_or(0, |since| since.unix_ms(crate::clock::unix_millis()));
     let records = args.node.client().await?.audit(since_ms, args.limit).await?;
     for record in records {
         if args.json {
@@ -261,7 +270,7 @@ pub async fn audit(args: AuditArgs) -> Result<(), ClientError> {
         } else {
             println!(
                 "{} {} ({}) from {} {} {} -> {}",
-                format_time(record.ts_ms),
+                rfc3339(record.ts_ms),
                 record.who,
                 record.role,
                 record.from,
@@ -274,93 +283,33 @@ pub async fn audit(args: AuditArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// A `--since` value as Unix milliseconds: a duration back from `now_ms`, or an RFC 3339 time.
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
-    let bad = || format!("--since {text:?}: give a duration such as 90s, 15m, 1h, 7d, or an RFC 3339 time");
-    let text = text.trim();
-    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    if unit_at > 0 && !text.contains('-') {
-        let amount: u64 = text[..unit_at].parse().map_err(|_| bad())?;
-        let unit_ms = match &text[unit_at..] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        return Ok(now_ms.saturating_sub(amount.saturating_mul(unit_ms)));
-    }
-    parse_rfc3339(text).ok_or_else(bad)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` as Unix milliseconds.
-fn parse_rfc3339(text: &str) -> Option<u64> {
-    let number = |part: &str| -> Option<i64> {
-        (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())).then(|| part.parse().ok()).flatten()
-    };
-    let (date, rest) = text.split_once(['T', 't', ' '])?;
-    let mut fields = date.split('-');
-    let (year, month, day) = (number(fields.next()?)?, number(fields.next()?)?, number(fields.next()?)?);
-    if fields.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let zone_at = rest.find(['Z', 'z', '+', '-'])?;
-    let (clock, zone) = rest.split_at(zone_at);
-    let (clock, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut fields = clock.split(':');
-    let (hour, minute, second) = (number(fields.next()?)?, number(fields.next()?)?, number(fields.next()?)?);
-    if fields.next().is_some() || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let millis = if fraction.is_empty() { 0 } else { number(&format!("{fraction:0<3}")[..3])? };
-    let offset_minutes = match zone {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let (hours, minutes) = zone[1..].split_once(':')?;
-            sign * (number(hours)? * 60 + number(minutes)?)
-        }
-    };
-    let days = days_from_civil(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?);
-    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second - offset_minutes * 60;
-    u64::try_from(seconds * 1_000 + millis).ok()
-}
-
-/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn format_time(ms: u64) -> String {
-    let (days, rest) = ((ms / 86_400_000) as i64, ms % 86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second, millis) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1_000 % 60, rest % 1_000);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn since_takes_durations_and_rfc3339_times() {
-        let now = 1_796_000_000_000;
-        assert_eq!(parse_since("90s", now), Ok(now - 90_000));
-        assert_eq!(parse_since("1h", now), Ok(now - 3_600_000));
-        assert_eq!(parse_since("7d", now), Ok(now - 7 * 86_400_000));
-        assert_eq!(parse_since("1970-01-01T00:00:00Z", now), Ok(0));
-        assert_eq!(parse_since("2026-11-30T18:00:00Z", now), Ok(1_796_061_600_000));
-        assert_eq!(parse_since("2026-11-30T19:00:00.250+01:00", now), Ok(1_796_061_600_250));
-        for bad in ["", "1y", "h", "2026-13-01T00:00:00Z", "2026-11-30", "2026-11-30T25:00:00Z", "yesterday"] {
-            assert!(parse_since(bad, now).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn times_format_and_parse_back() {
-        for ms in [0, 1_796_061_600_250, 951_782_400_000, 4_102_444_800_000] {
-            assert_eq!(parse_since(&format_time(ms), 0), Ok(ms), "{}", format_time(ms));
-        }
-        assert_eq!(format_time(1_796_061_600_250), "2026-11-30T18:00:00.250Z");
+    fn the_credentials_table_shows_times_and_dashes() {
+        let listed = [
+            CredentialListing {
+                name: "ci".into(),
+                kind: "token".into(),
+                role: Some("reader".into()),
+                issued_ms: Some(1_796_061_600_250),
+                revoked_ms: None,
+            },
+            CredentialListing {
+                name: "gone".into(),
+                kind: String::new(),
+                role: None,
+                issued_ms: None,
+                revoked_ms: Some(0),
+            },
+        ];
+        assert_eq!(
+            credentials_table(&listed),
+            "NAME  KIND   ROLE    ISSUED                    REVOKED\n\
+             ci    token  reader  2026-11-30T18:00:00.250Z  no\n\
+             gone  -      -       -                         1970-01-01T00:00:00.000Z\n"
+        );
     }
 }

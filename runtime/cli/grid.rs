@@ -1,16 +1,18 @@
-//! `gridkeeper submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`: the task grid from the
-//! command line, over a node's admin API.
+//! `gridkeeper submit`, `tasks`, `drain`, `schedule`, `jobs` (and `jobs pause|resume|trigger`),
+//! `unschedule`: the task grid from the command line, over a node's admin API.
 
 use clap::Args;
 
+use super::flags::{parse_since, Since, StateArg, StrategyArg};
+use super::output::{age, duration, json_line, or_dash, rfc3339, Table};
 use super::Connect;
 use crate::api::grid::{
-    check_submission, state_name, ScheduleRequest, SubmitRefusal, SubmitRequest, TaskView, TasksQuery,
+    check_submission, state_name, JobView, NameRequest, ScheduleRequest, SubmitRefusal, SubmitRequest, TaskView,
+    TasksQuery,
 };
 use crate::api::{ApiError, ErrorCode};
 use crate::client::{Client, ClientError};
 use crate::clock::unix_millis;
-use crate::grid::task::TaskState;
 
 /// Longest one wait call holds; `--wait` loops over calls until every task is terminal.
 const WAIT_CALL_MS: u64 = 5_000;
@@ -44,16 +46,16 @@ pub struct SubmitArgs {
     /// Attempts in all (default 3).
     #[arg(long)]
     attempts: Option<u32>,
-    /// Placement override: least_loaded, round_robin, random, weighted, consistent_hash.
+    /// Placement override.
     #[arg(long)]
-    strategy: Option<String>,
+    strategy: Option<StrategyArg>,
     /// Run only on this node.
     #[arg(long)]
     affinity: Option<u64>,
     /// Wait until every task is terminal and print the counts per final state.
     #[arg(long)]
     wait: bool,
-    /// Machine-readable output.
+    /// Machine-readable output (without --wait the ids are always printed as JSON).
     #[arg(long)]
     json: bool,
 }
@@ -66,15 +68,22 @@ pub struct TasksArgs {
     /// One task, with its attempts.
     #[arg(long, conflicts_with_all = ["state", "node"])]
     id: Option<u64>,
-    /// Only tasks in this state (pending, assigned, running, succeeded, failed, timed_out, cancelled).
+    /// Only tasks in this state.
     #[arg(long)]
-    state: Option<String>,
+    state: Option<StateArg>,
     /// Only tasks with an attempt on this node.
     #[arg(long)]
     node: Option<u64>,
+    /// Only tasks with an event since then: a duration back from now (`90s`, `15m`, `1h30m`, `7d`)
+    /// or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since, conflicts_with = "since_ms")]
+    since: Option<Since>,
     /// Only tasks with an event at or after this Unix time in ms.
     #[arg(long)]
     since_ms: Option<u64>,
+    /// Only tasks submitted at or before then: a duration back from now or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since, conflicts_with = "until_ms")]
+    until: Option<Since>,
     /// Only tasks submitted at or before this Unix time in ms.
     #[arg(long)]
     until_ms: Option<u64>,
@@ -106,6 +115,9 @@ pub struct DrainArgs {
     /// Return at once instead of waiting until the node runs nothing.
     #[arg(long)]
     no_wait: bool,
+    /// Print the outcome as one JSON object: `{"node", "draining", "held"}` (attempts it still holds).
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, ClientError> {
@@ -119,11 +131,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<
 pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
     let client = args.node.client().await?;
     let input = args.input.as_deref().map(|text| parse_json("--input JSON", text)).transpose()?;
-    let strategy = args
-        .strategy
-        .as_deref()
-        .map(|text| parse_json("--strategy", &format!("\"{}\"", text.replace('-', "_"))))
-        .transpose()?;
+    let strategy = args.strategy.map(Into::into);
     let mut request = SubmitRequest {
         task: Some(args.task),
         input,
@@ -169,14 +177,14 @@ pub async fn submit(args: SubmitArgs) -> Result<(), ClientError> {
 /// [`ClientError`] for unknown tasks and unreachable nodes.
 pub async fn tasks(args: TasksArgs) -> Result<(), ClientError> {
     let client = args.connect.client().await?;
-    let state: Option<TaskState> =
-        args.state.as_deref().map(|text| parse_json("--state", &format!("\"{text}\""))).transpose()?;
+    let now = unix_millis();
     let query = TasksQuery {
         id: args.id,
-        state,
+        state: args.state.map(Into::into),
         node: args.node,
-        since_ms: args.since_ms,
-        until_ms: args.until_ms,
+        kind: None,
+        since_ms: args.since.map(|since| since.unix_ms(now)).or(args.since_ms),
+        until_ms: args.until.map(|until| until.unix_ms(now)).or(args.until_ms),
         limit: args.limit,
         local: false,
         cursor: args.cursor,
@@ -193,9 +201,9 @@ pub async fn tasks(args: TasksArgs) -> Result<(), ClientError> {
         return Ok(());
     }
     match (args.id, tasks.first()) {
-        (Some(_), Some(task)) => print!("{}", task_detail(task)),
+        (Some(_), Some(task)) => print!("{}", task_detail(task, now)),
         _ => {
-            print!("{}", task_table(tasks));
+            print!("{}", task_table(tasks, now));
             if let Some(next) = page.next {
                 println!("more: --cursor {next}");
             }
@@ -204,52 +212,58 @@ pub async fn tasks(args: TasksArgs) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn task_detail(task: &TaskView) -> String {
+/// One task for people: a line on the task (its submission as RFC 3339 and as an age), a table of its
+/// attempts, and its result.
+fn task_detail(task: &TaskView, now_ms: u64) -> String {
     let mut out = format!(
-        "task {}  {}  {}  priority {}  submitted {}\n",
+        "task {}  {}  {}  priority {}  submitted {} ({})\n",
         task.id,
         task.task,
         state_name(task.state),
         task.priority,
-        task.submitted_ms
+        rfc3339(task.submitted_ms),
+        age(now_ms, task.submitted_ms)
     );
-    out.push_str(&format!("{:<8} {:<6} {:<10} {:>15} {:>15}  ERROR\n", "ATTEMPT", "NODE", "STATE", "STARTED", "ENDED"));
-    let show = |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+    let mut table = Table::new(["ATTEMPT", "NODE", "STATE", "STARTED", "ENDED", "TOOK", "ERROR"]).right([0, 1, 5]);
     for attempt in &task.attempts {
         let state =
             serde_json::to_value(attempt.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        out.push_str(&format!(
-            "{:<8} {:<6} {:<10} {:>15} {:>15}  {}\n",
-            attempt.attempt,
-            attempt.node,
+        let took = match (attempt.started_ms, attempt.ended_ms) {
+            (Some(started), Some(ended)) => duration(ended.saturating_sub(started)),
+            (Some(started), None) => format!("{}+", duration(now_ms.saturating_sub(started))),
+            (None, _) => "-".to_string(),
+        };
+        table.row([
+            attempt.attempt.to_string(),
+            attempt.node.to_string(),
             state,
-            show(attempt.started_ms),
-            show(attempt.ended_ms),
-            attempt.error.as_deref().unwrap_or("")
-        ));
+            attempt.started_ms.map_or_else(|| "-".to_string(), rfc3339),
+            attempt.ended_ms.map_or_else(|| "-".to_string(), rfc3339),
+            took,
+            attempt.error.clone().unwrap_or_default(),
+        ]);
     }
+    out.push_str(&table.render());
     if let Some(result) = &task.result {
         out.push_str(&format!("result {result}\n"));
     }
     out
 }
 
-fn task_table(tasks: &[TaskView]) -> String {
-    let mut out =
-        format!("{:<10} {:<12} {:<10} {:>8} {:>6} {:>15}\n", "ID", "TASK", "STATE", "ATTEMPTS", "NODE", "SUBMITTED");
+/// A page of tasks for people, one row each, newest first; SUBMITTED is an age (`3s ago`).
+fn task_table(tasks: &[TaskView], now_ms: u64) -> String {
+    let mut table = Table::new(["ID", "TASK", "STATE", "ATTEMPTS", "NODE", "SUBMITTED"]).right([0, 3, 4, 5]);
     for task in tasks {
-        let node = task.attempts.last().map_or_else(|| "-".to_string(), |attempt| attempt.node.to_string());
-        out.push_str(&format!(
-            "{:<10} {:<12} {:<10} {:>8} {:>6} {:>15}\n",
-            task.id,
-            task.task,
-            state_name(task.state),
-            task.attempts.len(),
-            node,
-            task.submitted_ms
-        ));
+        table.row([
+            task.id.to_string(),
+            task.task.clone(),
+            state_name(task.state).to_string(),
+            task.attempts.len().to_string(),
+            or_dash(task.attempts.last().map(|attempt| attempt.node)),
+            age(now_ms, task.submitted_ms),
+        ]);
     }
-    out
+    table.render()
 }
 
 /// Runs `gridkeeper drain`: marks the node draining, then waits until it runs nothing.
@@ -259,18 +273,27 @@ fn task_table(tasks: &[TaskView]) -> String {
 pub async fn drain(args: DrainArgs) -> Result<(), ClientError> {
     let client = args.admin.client().await?;
     client.drain(args.node, !args.undo).await?;
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
     if args.undo {
-        println!("node {} takes work again", args.node);
-        return Ok(());
+        say(format!("node {} takes work again", args.node));
+    } else {
+        say(format!("node {} takes no new work", args.node));
+        if !args.no_wait {
+            while runs_anything(&client, args.node).await? {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            say(format!("node {} runs nothing and can be stopped", args.node));
+        }
     }
-    println!("node {} takes no new work", args.node);
-    if args.no_wait {
-        return Ok(());
+    if args.json {
+        let held = client.node_status(args.node).await?.held;
+        let outcome = serde_json::json!({ "node": args.node, "draining": !args.undo, "held": held });
+        println!("{}", json_line(&outcome).map_err(ClientError::Transport)?);
     }
-    while runs_anything(&client, args.node).await? {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    println!("node {} runs nothing and can be stopped", args.node);
     Ok(())
 }
 
@@ -294,9 +317,14 @@ pub struct ScheduleArgs {
     /// JSON input of each run (default `{}`).
     #[arg(long)]
     input: Option<String>,
-    /// Cron expression, UTC (5 fields, or 6 with seconds first; @hourly and friends).
+    /// Cron expression, read in --tz (5 fields, or 6 with seconds first; @hourly and friends; Quartz's
+    /// `?` for "any" in a day field).
     #[arg(long, conflicts_with = "every_ms", required_unless_present = "every_ms")]
     cron: Option<String>,
+    /// The IANA time zone the cron is read in, such as Europe/Berlin or America/New_York (default UTC).
+    /// A time a daylight-saving gap skips fires when the gap ends; one repeated by a fold fires once.
+    #[arg(long, value_name = "ZONE", conflicts_with = "every_ms")]
+    tz: Option<String>,
     /// Fixed interval in milliseconds.
     #[arg(long)]
     every_ms: Option<u64>,
@@ -308,14 +336,34 @@ pub struct ScheduleArgs {
     overlap: bool,
 }
 
-/// `gridkeeper jobs`.
+/// `gridkeeper jobs`: list the jobs, or `gridkeeper jobs pause|resume|trigger --name N` one.
 #[derive(Debug, Args)]
 pub struct JobsArgs {
+    /// Act on one job instead of listing them: pause (it stays and fires nothing until resumed),
+    /// resume (fire times missed while paused are skipped; due next at its first fire time from now) or
+    /// trigger (one run now, cadence unchanged; refused while its last run goes on, unless it allows
+    /// overlap).
+    #[arg(value_enum, requires = "name")]
+    action: Option<JobAction>,
+    /// The job to pause, resume or trigger.
+    #[arg(long, requires = "action")]
+    name: Option<String>,
     #[command(flatten)]
     node: Connect,
-    /// Machine-readable output.
+    /// Machine-readable output (a job's view, for an action).
     #[arg(long)]
     json: bool,
+}
+
+/// What `gridkeeper jobs` does to one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum JobAction {
+    /// Pause it: it stays, and fires nothing until resumed.
+    Pause,
+    /// Resume it.
+    Resume,
+    /// Submit one run now.
+    Trigger,
 }
 
 /// `gridkeeper unschedule`.
@@ -347,6 +395,7 @@ pub async fn schedule(args: ScheduleArgs) -> Result<(), ClientError> {
         input,
         cron: args.cron,
         every_ms: args.every_ms,
+        tz: args.tz,
         misfire,
         overlap: args.overlap,
         ..ScheduleRequest::default()
@@ -362,18 +411,48 @@ pub async fn schedule(args: ScheduleArgs) -> Result<(), ClientError> {
 /// [`ClientError`].
 pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
     let client = args.node.client().await?;
+    if let (Some(action), Some(name)) = (args.action, &args.name) {
+        return job_action(&client, action, name, args.json).await;
+    }
     let jobs = client.jobs().await?;
     if args.json {
         println!("{}", serde_json::json!({ "jobs": jobs }));
         return Ok(());
     }
-    println!("{:<20} {:<12} {:<28} {:>8} {:>8} {:>15}", "NAME", "TASK", "CADENCE", "RUNS", "SKIPPED", "NEXT DUE");
+    print!("{}", job_table(&jobs));
+    Ok(())
+}
+
+/// The jobs as aligned text, one a line.
+fn job_table(jobs: &[JobView]) -> String {
+    let row = |cells: [&str; 8]| {
+        let [name, task, cadence, tz, state, runs, skipped, due] = cells;
+        format!("{name:<20} {task:<12} {cadence:<28} {tz:<20} {state:<7} {runs:>8} {skipped:>8} {due}\n")
+    };
+    let mut out = row(["NAME", "TASK", "CADENCE", "TZ", "STATE", "RUNS", "SKIPPED", "NEXT DUE"]);
     for job in jobs {
-        let due = job.due_ms.map_or_else(|| "-".to_string(), |due| due.to_string());
-        println!(
-            "{:<20} {:<12} {:<28} {:>8} {:>8} {:>15}",
-            job.name, job.task, job.cadence, job.runs, job.skipped, due
-        );
+        let due = job.due_ms.map_or_else(|| "-".to_string(), rfc3339);
+        let state = if job.paused { "paused" } else { "active" };
+        let (runs, skipped) = (job.runs.to_string(), job.skipped.to_string());
+        out.push_str(&row([&job.name, &job.task, &job.cadence, &job.tz, state, &runs, &skipped, &due]));
+    }
+    out
+}
+
+/// Runs `gridkeeper jobs pause|resume|trigger --name NAME`.
+async fn job_action(client: &Client, action: JobAction, name: &str, json: bool) -> Result<(), ClientError> {
+    let (path, done) = match action {
+        JobAction::Pause => ("/grid/jobs/pause", "paused"),
+        JobAction::Resume => ("/grid/jobs/resume", "resumed"),
+        JobAction::Trigger => ("/grid/jobs/trigger", "triggered"),
+    };
+    let job: JobView = client.post(path, &NameRequest { name: name.to_owned() }).await?;
+    if json {
+        println!("{}", serde_json::to_string(&job).map_err(|error| ClientError::Transport(error.to_string()))?);
+    } else if let Some(task) = job.last_task.filter(|_| action == JobAction::Trigger) {
+        println!("job {} {done}: task {task}", job.name);
+    } else {
+        println!("job {} {done}", job.name);
     }
     Ok(())
 }
@@ -389,4 +468,48 @@ pub async fn unschedule(args: UnscheduleArgs) -> Result<(), ClientError> {
     }
     println!("job {} removed", args.name);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_796_061_600_000;
+
+    fn task(id: u64, kind: &str, attempts: serde_json::Value) -> TaskView {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "task": kind, "state": "succeeded", "priority": 0,
+            "submitted_ms": NOW - 3_000, "attempts": attempts, "result": {"ok": true}
+        }))
+        .expect("a task view")
+    }
+
+    #[test]
+    fn a_listing_aligns_columns_and_shows_ages() {
+        let attempt = serde_json::json!([{"attempt": 1, "node": 12, "state": "succeeded", "assigned_ms": NOW - 2_900}]);
+        let tasks = [task(1042, "echo", attempt), task(7, "sleep", serde_json::json!([]))];
+        assert_eq!(
+            task_table(&tasks, NOW),
+            "  ID  TASK   STATE      ATTEMPTS  NODE  SUBMITTED\n\
+             1042  echo   succeeded         1    12     3s ago\n\
+             \x20  7  sleep  succeeded         0     -     3s ago\n"
+        );
+    }
+
+    #[test]
+    fn one_task_shows_rfc3339_times_and_how_long_each_attempt_took() {
+        let attempts = serde_json::json!([
+            {"attempt": 1, "node": 2, "state": "failed", "assigned_ms": NOW - 2_900, "started_ms": NOW - 2_800,
+             "ended_ms": NOW - 1_300, "error": "boom"},
+            {"attempt": 2, "node": 3, "state": "running", "assigned_ms": NOW - 1_000, "started_ms": NOW - 1_000}
+        ]);
+        assert_eq!(
+            task_detail(&task(9, "fail", attempts), NOW),
+            "task 9  fail  succeeded  priority 0  submitted 2026-11-30T17:59:57.000Z (3s ago)\n\
+             ATTEMPT  NODE  STATE    STARTED                   ENDED                     TOOK  ERROR\n\
+             \x20     1     2  failed   2026-11-30T17:59:57.200Z  2026-11-30T17:59:58.700Z    1s  boom\n\
+             \x20     2     3  running  2026-11-30T17:59:59.000Z  -                          1s+\n\
+             result {\"ok\":true}\n"
+        );
+    }
 }

@@ -1,25 +1,32 @@
-//! The `gridkeeper` command line: `certs`, `node`, `status`, `registry`, and the grid's `submit`,
-//! `tasks`, `drain`, `schedule`, `jobs`, `unschedule`.
+//! The `gridkeeper` command line: `certs`, `node`, `status`, `members`, `registry`, the grid's
+//! `submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`, `tokens`, `audit`, and
+//! `completions` for shells.
 //!
-//! Parses flags with clap (usage errors exit 2), runs the command, and turns every error into one
-//! line on stderr with exit status 1.
+//! Parses flags with clap (usage errors, a bad `--since` or an unknown choice among them, exit 2),
+//! runs the command, and turns every error into one line on stderr with exit status 1. Every command
+//! that prints has `--json`; tables and times for people come from [`output`], typed flag values from
+//! [`flags`]. `--admin` and `--certs` fall back to `GRIDKEEPER_ADMIN` and `GRIDKEEPER_CERTS`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 pub mod access;
+pub mod cluster;
+pub mod flags;
 pub mod grid;
+pub mod logs;
+pub mod output;
 pub mod registry;
 
 pub use access::Connect;
 
-use crate::admin::StatusView;
 use crate::credentials::{issue, IssueRequest, Role};
 use crate::ids::NodeId;
-use crate::node::config::IdSetting;
+use crate::node::config::{IdSetting, LogFormat};
 use crate::node::{self, NodeSettings};
 
 /// gridkeeper: an actor-based task grid with a replicated coordinator.
@@ -38,9 +45,9 @@ enum Command {
     /// Run a node.
     Node(Box<NodeArgs>),
     /// Show a node's view of the cluster.
-    Status(StatusArgs),
+    Status(cluster::StatusArgs),
     /// List the members (id, address, role, alive, lag behind the leader), or add or remove one.
-    Members(MembersArgs),
+    Members(cluster::MembersArgs),
     /// Read and change the replicated registry.
     Registry(registry::RegistryArgs),
     /// Submit tasks (and optionally wait for them).
@@ -59,6 +66,18 @@ enum Command {
     Tokens(access::TokensArgs),
     /// Read a node's audit log (operator).
     Audit(access::AuditArgs),
+    /// Print a task attempt's log lines (kept by the node that ran it), or follow them.
+    Logs(logs::LogsArgs),
+    /// Print a completion script for a shell: `source <(gridkeeper completions bash)`, or write it
+    /// where the shell looks (`~/.local/share/bash-completion/completions/gridkeeper`,
+    /// a directory in zsh's `$fpath` as `_gridkeeper`, `~/.config/fish/completions/gridkeeper.fish`).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -80,9 +99,12 @@ struct CertsArgs {
     /// Issue a client certificate named NAME with --role into DIR/client-NAME.pem and .key.
     #[arg(long, value_name = "NAME", requires = "role")]
     client: Option<String>,
-    /// The role of --token or --client: reader, submitter, operator or metrics.
+    /// The role of --token or --client.
     #[arg(long)]
-    role: Option<String>,
+    role: Option<flags::RoleArg>,
+    /// Print what was written, kept and moved as one JSON object (`created`, `kept`, `moved`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,10 +150,9 @@ struct NodeArgs {
     /// Attempts queued on this node beyond its slots (default 128 per slot).
     #[arg(long)]
     prefetch: Option<u32>,
-    /// Placement strategy when this node leads: least_loaded (default), round_robin, random, weighted,
-    /// consistent_hash.
+    /// Placement strategy when this node leads (default least_loaded).
     #[arg(long)]
-    placement: Option<String>,
+    placement: Option<flags::StrategyArg>,
     /// Join a running cluster as a worker (not a Raft voter) through a member's admin address;
     /// no --peers then.
     #[arg(long)]
@@ -181,74 +202,18 @@ struct NodeArgs {
     /// ZooKeeper client connections held at once from one IP address (default 1000).
     #[arg(long)]
     zk_connections_per_client_max: Option<usize>,
-}
-
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-struct MembersArgs {
-    #[command(subcommand)]
-    command: Option<MembersCommand>,
-    // The list's flags, spelled as `access::Connect`'s: a flattened optional `Connect` would count
-    // GRIDKEEPER_CERTS from the environment as given and demand --admin before `add` or `remove`.
-    /// A node's admin address (any node).
+    /// How the log on stderr is written: text (default; coloured only when stderr is a terminal and
+    /// NO_COLOR is unset) or json (one object a line, for log shippers).
     #[arg(long)]
-    admin: Option<crate::mesh::PeerAddr>,
-    /// Credentials directory: its ca.pem verifies the node, and its operator certificate is the
-    /// default credential.
-    #[arg(long, env = "GRIDKEEPER_CERTS")]
-    certs: Option<PathBuf>,
-    /// Act with this token (from `certs --token`) instead of the operator certificate.
-    #[arg(long, value_name = "FILE")]
-    token_file: Option<PathBuf>,
-    /// Speak plain HTTP, to a node started with --admin-plaintext.
-    #[arg(long)]
-    plaintext: bool,
-    /// Print the JSON document instead of a table.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-enum MembersCommand {
-    /// Register a new voter. Start it with `node --id ID --join ADMIN --voter --listen HOST:PORT`: it
-    /// joins as a learner and becomes a voter once caught up. Ids are never reused.
-    Add {
-        /// The new member's id.
-        #[arg(long)]
-        id: u64,
-        /// Its mesh address as the other members dial it, `HOST:PORT` (an IP address or a DNS name).
-        #[arg(long)]
-        addr: String,
-        #[command(flatten)]
-        node: access::Connect,
-    },
-    /// Remove a member for good (a dead voter being replaced, say). Refused, with the reason, if it
-    /// would leave no quorum.
-    Remove {
-        /// The member's id.
-        #[arg(long)]
-        id: u64,
-        #[command(flatten)]
-        node: access::Connect,
-    },
-}
-
-async fn change_members(command: MembersCommand) -> Result<(), crate::client::ClientError> {
-    let change = match command {
-        MembersCommand::Add { id, addr, node } => node.client().await?.add_member(id, &addr).await?,
-        MembersCommand::Remove { id, node } => node.client().await?.remove_member(id).await?,
-    };
-    println!("{}", change.message);
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-struct StatusArgs {
-    #[command(flatten)]
-    node: Connect,
-    /// Print the JSON document instead of a table.
-    #[arg(long)]
-    json: bool,
+    log_format: Option<LogFormat>,
+    /// Budget of this node's task logs, all attempts together: bytes, or with a unit (default
+    /// 256MiB; 1MiB to 16GiB). The oldest ended attempts' logs go first.
+    #[arg(long, value_name = "SIZE")]
+    task_logs_bytes_max: Option<String>,
+    /// Ended attempts' logs are deleted this long after the attempt started: digits and a unit, ms,
+    /// s, m, h or d (default 7d; 1m to 366d).
+    #[arg(long, value_name = "AGE")]
+    task_logs_age_max: Option<String>,
 }
 
 impl NodeArgs {
@@ -272,7 +237,7 @@ impl NodeArgs {
             prefetch: self.prefetch,
             join: self.join,
             voter: self.voter.then_some(true),
-            placement: self.placement,
+            placement: self.placement.map(|strategy| strategy.name().to_string()),
             admin_hosts: (!self.admin_hosts.is_empty()).then_some(self.admin_hosts),
             admin_header_timeout_ms: self.admin_header_timeout_ms,
             admin_idle_timeout_ms: self.admin_idle_timeout_ms,
@@ -285,28 +250,59 @@ impl NodeArgs {
             zk_connections_max: self.zk_connections_max,
             zk_connections_per_client_max: self.zk_connections_per_client_max,
             zk_extended_types: self.zk_extended_types,
+            log_format: self.log_format,
+            task_logs_bytes_max: self.task_logs_bytes_max,
+            task_logs_age_max: self.task_logs_age_max,
         };
         Ok(flags.or(file))
     }
 }
 
-/// Runs the command line and returns the process exit status.
+/// Runs the command line and returns the process exit status: 0, 1 for an error (one line on
+/// stderr), 2 for a usage error (clap's message and usage).
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("gridkeeper: error: {message}");
+            eprintln!("gridkeeper: error: {}", one_line(&message));
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging() {
+/// A message on one line: a node's multi-line answer, say, joined with spaces.
+fn one_line(message: &str) -> String {
+    message.split(['\n', '\r']).map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Exits with status 2 and the usage of `subcommand`, for a flag combination clap cannot check.
+fn usage_error(subcommand: &str, message: &str) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let kind = clap::error::ErrorKind::MissingRequiredArgument;
+    match cli.find_subcommand_mut(subcommand) {
+        Some(command) => command.error(kind, message).exit(),
+        None => cli.error(kind, message).exit(),
+    }
+}
+
+/// Starts the log on stderr (`RUST_LOG` filters it): text with colour only when stderr is a terminal
+/// and `NO_COLOR` is unset (a file or the journal gets no escape codes), or one JSON object a line.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft::core::heartbeat=error"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let output = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(colour).boxed(),
+        LogFormat::Json => {
+            tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr).boxed()
+        }
+    };
+    let _ = tracing_subscriber::registry().with(filter).with(output).try_init();
 }
 
 /// Runtime for the node's control plane: the mesh, the coordinator, the service layer and the admin
@@ -322,9 +318,13 @@ fn control_runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    // A node starts its log once it has read its settings (the format may be in its file).
+    if !matches!(cli.command, Command::Node(_)) {
+        init_logging(LogFormat::Text);
+    }
     match cli.command {
         Command::Certs(args) => {
-            let role = args.role.as_deref().map(Role::parse_issuable).transpose()?;
+            let role = args.role.map(Role::from);
             let request = IssueRequest {
                 nodes: args.nodes,
                 sans: args.sans,
@@ -333,6 +333,13 @@ fn run(cli: Cli) -> Result<(), String> {
                 now_ms: crate::clock::unix_millis(),
             };
             let report = issue(&args.out, &request).map_err(|error| error.to_string())?;
+            if args.json {
+                let moved: Vec<_> =
+                    report.moved.iter().map(|(from, to)| serde_json::json!({ "from": from, "to": to })).collect();
+                let value = serde_json::json!({ "created": report.created, "kept": report.kept, "moved": moved });
+                println!("{}", output::json_line(&value)?);
+                return Ok(());
+            }
             for (from, to) in &report.moved {
                 println!("moved {} to {}: the CA key stays with the operator", from.display(), to.display());
             }
@@ -350,7 +357,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Node(args) => {
-            let config = args.settings()?.validate().map_err(|error| error.to_string())?;
+            let settings = args.settings()?;
+            init_logging(settings.log_format.unwrap_or_default());
+            let config = settings.validate().map_err(|error| error.to_string())?;
             control_runtime()?
                 .block_on(node::run(config, crate::worker::builtin::kinds()))
                 .map_err(|error| error.to_string())
@@ -366,36 +375,35 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tokens(args) => control_runtime()?.block_on(access::tokens(args)).map_err(|error| error.to_string()),
         Command::Audit(args) => control_runtime()?.block_on(access::audit(args)).map_err(|error| error.to_string()),
-        Command::Members(MembersArgs { command: None, admin: Some(admin), certs, token_file, plaintext, json }) => {
-            let node = access::Connect { admin, certs, token_file, plaintext };
-            show(&StatusArgs { node, json }, "/members", crate::admin::status::MembersView::to_table)
+        Command::Logs(args) => control_runtime()?.block_on(logs::logs(args)).map_err(|error| error.to_string()),
+        Command::Members(args) => {
+            control_runtime()?.block_on(cluster::members(args)).map_err(|error| error.to_string())
         }
-        Command::Members(MembersArgs { command: Some(command), .. }) => {
-            control_runtime()?.block_on(change_members(command)).map_err(|error| error.to_string())
+        Command::Status(args) => control_runtime()?.block_on(cluster::status(args)).map_err(|error| error.to_string()),
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "gridkeeper", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout().lock(), &script) {
+                // `gridkeeper completions bash | head` is not an error.
+                Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("stdout: {error}")),
+                _ => Ok(()),
+            }
         }
-        Command::Members(MembersArgs { command: None, admin: None, .. }) => {
-            Err("members: give --admin ADDR (or a subcommand: add, remove)".into())
-        }
-        Command::Status(args) => show(&args, "/status", StatusView::to_table),
     }
 }
 
-/// Prints the JSON document at `route` of a node (`--json`) or its table.
-fn show<T: serde::de::DeserializeOwned + serde::Serialize>(
-    args: &StatusArgs,
-    route: &str,
-    table: fn(&T) -> String,
-) -> Result<(), String> {
-    let runtime = control_runtime()?;
-    let body = runtime.block_on(async {
-        let (admin, access) = args.node.resolve().await.map_err(|error| error.to_string())?;
-        crate::admin::client::get(admin, route, &access).await.map_err(|error| error.to_string())
-    })?;
-    let view: T = serde_json::from_slice(&body).map_err(|error| format!("bad {route} document: {error}"))?;
-    if args.json {
-        println!("{}", serde_json::to_string(&view).map_err(|error| error.to_string())?);
-    } else {
-        print!("{}", table(&view));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap's own checks: every `conflicts_with` names a flag, no flag is defined twice, ...
+        Cli::command().debug_assert();
     }
-    Ok(())
+
+    #[test]
+    fn errors_print_on_one_line() {
+        assert_eq!(one_line("bad answer:\n  first\r\n\nsecond "), "bad answer: first second");
+    }
 }

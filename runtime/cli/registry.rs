@@ -2,6 +2,8 @@
 
 use clap::{Args, Subcommand};
 
+use super::flags::ConsistencyArg;
+use super::output::rfc3339;
 use crate::api::{ApiError, ErrorCode};
 use crate::client::ClientError;
 use crate::consensus::Consistency;
@@ -15,9 +17,12 @@ pub struct RegistryArgs {
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
-    /// Read this node's state without a linearizable barrier (faster, may lag).
-    #[arg(long, global = true)]
+    /// Read this node's state without a linearizable barrier (faster, may lag): `--consistency local`.
+    #[arg(long, global = true, conflicts_with = "consistency")]
     local: bool,
+    /// What a read waits for (default linearizable).
+    #[arg(long, global = true)]
+    consistency: Option<ConsistencyArg>,
     #[command(subcommand)]
     command: RegistryCommand,
 }
@@ -55,7 +60,7 @@ enum RegistryCommand {
         #[arg(long)]
         version: Option<u32>,
     },
-    /// Delete a node.
+    /// Delete a node (`--json`: `{"path": ..., "deleted": true}`).
     Delete {
         path: String,
         #[arg(long)]
@@ -93,7 +98,10 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), ClientError> {
 /// [`ClientError`]; its message starts with the registry error's name.
 pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
     let client = args.node.client().await?;
-    let consistency = if args.local { Consistency::Local } else { Consistency::Linearizable };
+    let consistency = match (args.local, args.consistency) {
+        (true, _) => Consistency::Local,
+        (false, choice) => choice.map_or(Consistency::Linearizable, Consistency::from),
+    };
     match args.command {
         RegistryCommand::Ls { path } => {
             let listing = client.children(&path, consistency).await?;
@@ -116,7 +124,7 @@ pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
             Some(stat) => {
                 let value = serde_json::to_value(stat).map_err(|error| ClientError::Transport(error.to_string()))?;
                 if let Some(fields) = value.as_object() {
-                    fields.iter().for_each(|(key, value)| println!("{key} = {value}"));
+                    fields.iter().for_each(|(key, value)| println!("{}", stat_line(key, value)));
                 }
             }
             None => return Err(ClientError::Api(ApiError::new(ErrorCode::NoNode, format!("no node: {path}")))),
@@ -145,7 +153,12 @@ pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
                 print_json(&stat)?;
             }
         }
-        RegistryCommand::Delete { path, version } => client.delete(&path, version).await?,
+        RegistryCommand::Delete { path, version } => {
+            client.delete(&path, version).await?;
+            if args.json {
+                print_json(&serde_json::json!({ "path": path, "deleted": true }))?;
+            }
+        }
         RegistryCommand::Watch { path, recursive, children } => {
             let kind = if recursive {
                 WatchKind::PersistentRecursive
@@ -165,4 +178,27 @@ pub async fn run(args: RegistryArgs) -> Result<(), ClientError> {
         }
     }
     Ok(())
+}
+
+/// One `registry stat` line, `key = value`; the times (`ctime`, `mtime`, Unix milliseconds) followed
+/// by their RFC 3339 form.
+fn stat_line(key: &str, value: &serde_json::Value) -> String {
+    match (key, value.as_u64()) {
+        ("ctime" | "mtime", Some(ms)) => format!("{key} = {value} ({})", rfc3339(ms)),
+        _ => format!("{key} = {value}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_show_times_in_rfc3339_too() {
+        assert_eq!(
+            stat_line("ctime", &serde_json::json!(1_796_061_600_250u64)),
+            "ctime = 1796061600250 (2026-11-30T18:00:00.250Z)"
+        );
+        assert_eq!(stat_line("version", &serde_json::json!(3)), "version = 3");
+    }
 }

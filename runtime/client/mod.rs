@@ -306,6 +306,13 @@ impl Client {
         self.call(hyper::Method::POST, path.to_string(), Some(body)).await
     }
 
+    /// `GET uri` (a route of the admin API with its query), its JSON answer decoded; failing over
+    /// like every read. For the command line's documents that are not part of the client's API
+    /// (`/status`, `/members`).
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, uri: &str) -> Result<T, ClientError> {
+        self.call(hyper::Method::GET, uri.to_string(), None).await
+    }
+
     fn read_uri(route: &str, path: &str, consistency: Consistency) -> String {
         let consistency = match consistency {
             Consistency::Linearizable => "linearizable",
@@ -663,6 +670,9 @@ impl Client {
         }
         if let Some(node) = query.node {
             parts.push(format!("node={node}"));
+        }
+        if let Some(kind) = &query.kind {
+            parts.push(format!("kind={}", encode_query(kind)));
         }
         if let Some(since) = query.since_ms {
             parts.push(format!("since_ms={since}"));

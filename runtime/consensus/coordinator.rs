@@ -24,6 +24,7 @@ use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadR
 use super::rpc::{self, decode, encode, RpcClient, RpcKind};
 use super::session_draw::SessionRng;
 use super::state_machine::StateMachine;
+use super::telemetry;
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{monotonic, unix_millis, Clock, Stopwatch};
@@ -52,6 +53,8 @@ const MEMBER_ACK_FRESH: Duration = Duration::from_millis(150);
 const MEMBERSHIP_RECHECK: Duration = Duration::from_millis(500);
 /// Period of the leader's session and TTL checks.
 const LEADER_DUTY_INTERVAL: Duration = Duration::from_millis(50);
+/// Gauges are refreshed every this many duty ticks (every 500 ms), on every node.
+const METRICS_EVERY_TICKS: u32 = 10;
 /// TTL nodes expired per proposal.
 const TTL_EXPIRIES_PER_PROPOSAL: usize = 256;
 /// Draws of a session id per open. Ids are 53 random bits, so even one retry is rare (a collision
@@ -436,6 +439,7 @@ impl Coordinator {
     /// The registry's own refusal comes back as `Ok(Err(..))` inside [`Applied`].
     pub async fn write(&self, command: Command) -> Result<Applied, CoordinatorError> {
         super::request::check_entry_size(&command)?;
+        let op = telemetry::write_label(&command);
         let started = Stopwatch::start();
         let ticket = self.progress().on_write_started(self.inner.clock.now());
         let waiting = WaitingWrite { coordinator: self, ticket };
@@ -445,7 +449,7 @@ impl Coordinator {
             Err(error) => Err(error),
         };
         drop(waiting);
-        metrics::histogram!("gridkeeper_registry_proposal_seconds").record(started.elapsed().as_secs_f64());
+        telemetry::write_done(op, started.elapsed().as_secs_f64());
         result
     }
 
@@ -457,6 +461,7 @@ impl Coordinator {
     /// As [`Self::write`].
     pub async fn write_at(&self, command: Command) -> Result<(Applied, u64), CoordinatorError> {
         super::request::check_entry_size(&command)?;
+        let op = telemetry::write_label(&command);
         let started = Stopwatch::start();
         let ticket = self.progress().on_write_started(self.inner.clock.now());
         let waiting = WaitingWrite { coordinator: self, ticket };
@@ -475,7 +480,7 @@ impl Coordinator {
             Err(error) => Err(error),
         };
         drop(waiting);
-        metrics::histogram!("gridkeeper_registry_proposal_seconds").record(started.elapsed().as_secs_f64());
+        telemetry::write_done(op, started.elapsed().as_secs_f64());
         result
     }
 
@@ -511,6 +516,7 @@ impl Coordinator {
     /// [`CoordinatorError::Registry`] for registry errors (`no node`), [`CoordinatorError::Unavailable`]
     /// if a linearizable read cannot reach a quorum.
     pub async fn read(&self, op: &ReadOp, consistency: Consistency) -> Result<ReadResult, CoordinatorError> {
+        telemetry::read_done(consistency == Consistency::Linearizable);
         if consistency == Consistency::Linearizable {
             self.sync().await?;
         }
@@ -528,6 +534,7 @@ impl Coordinator {
         watcher: WatcherId,
         kind: WatchKind,
     ) -> Result<ReadResult, CoordinatorError> {
+        telemetry::read_done(consistency == Consistency::Linearizable);
         if consistency == Consistency::Linearizable {
             self.sync().await?;
         }
@@ -802,16 +809,23 @@ impl Coordinator {
     }
 
     /// The leader's periodic work: restart session clocks on election, expire silent sessions and
-    /// idle TTL nodes.
+    /// idle TTL nodes. Every node runs it, and refreshes its own gauges from it whether it leads or not.
     async fn leader_duties(self) {
         let mut leading_term = None;
         let mut stepped_down_term = None;
         let mut tick = tokio::time::interval(LEADER_DUTY_INTERVAL);
+        let mut ticks: u32 = 0;
+        telemetry::register();
         loop {
             tick.tick().await;
             let metrics = self.inner.raft.metrics().borrow_watched().clone();
             let commit_index = metrics.local_committed.map_or(0, |id| id.index);
             self.progress().on_commit_index(self.inner.clock.now(), commit_index);
+            // Every node exports its gauges (followers too: a dashboard must see them all).
+            ticks = ticks.wrapping_add(1);
+            if ticks.is_multiple_of(METRICS_EVERY_TICKS) {
+                self.record_metrics();
+            }
             if metrics.state != ServerState::Leader {
                 leading_term = None;
                 continue;
@@ -833,7 +847,7 @@ impl Coordinator {
                 leading_term = Some(metrics.current_term);
                 let sessions: Vec<(SessionId, u64)> = self.inner.machine.read(|registry| registry.sessions().collect());
                 self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_leadership(now, sessions);
-                metrics::counter!("gridkeeper_raft_leader_changes_total").increment(1);
+                telemetry::leadership_won();
             }
             let expired = self.inner.tracker.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).on_tick(now);
             if !expired.is_empty() {
@@ -855,19 +869,12 @@ impl Coordinator {
                 let _ = self.write(Command::ExpireTtl { paths: due }).await;
             }
             self.membership_duty();
-            self.record_metrics();
         }
     }
 
     fn record_metrics(&self) {
-        let status = self.status();
-        metrics::gauge!("gridkeeper_raft_term").set(status.term as f64);
-        metrics::gauge!("gridkeeper_raft_commit_index").set(status.commit_index as f64);
-        metrics::gauge!("gridkeeper_raft_applied_index").set(status.applied_index as f64);
         let (znodes, sessions) = self.inner.machine.read(|registry| (registry.znode_count(), registry.session_count()));
-        metrics::gauge!("gridkeeper_registry_znodes").set(znodes as f64);
-        metrics::gauge!("gridkeeper_registry_sessions").set(sessions as f64);
-        metrics::gauge!("gridkeeper_registry_watches").set(self.inner.hub.watch_count() as f64);
+        telemetry::record_status(&self.status(), znodes, sessions, self.inner.hub.watch_count());
         self.read_state(|state| self.inner.above.on_metrics(state));
     }
 }

@@ -255,22 +255,27 @@ fn run_committer(db: &Database, mut receiver: mpsc::Receiver<Queued>, stats: &Co
                 Err(_) => break,
             }
         }
+        let stopwatch = crate::clock::Stopwatch::start();
         let outcome = commit(db, &batch).map_err(disk_error);
         stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         stats.writes.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        metrics::histogram!("gridkeeper_raft_commit_batch_writes").record(batch.len() as f64);
+        super::telemetry::commit_done(batch.len(), !is_lazy(&batch), stopwatch.elapsed().as_secs_f64());
         for queued in batch {
             let _ = queued.done.send(outcome.clone());
         }
     }
 }
 
+/// Whether every write of `batch` may skip the fsync (lazy metadata only, no log change).
+fn is_lazy(batch: &[Queued]) -> bool {
+    batch.iter().all(|Queued { batch, .. }| {
+        batch.lazy && batch.appends.is_empty() && batch.truncate_from.is_none() && batch.purge_through.is_none()
+    })
+}
+
 fn commit(db: &Database, batch: &[Queued]) -> Result<(), redb::Error> {
     let mut transaction = db.begin_write()?;
-    let lazy = batch.iter().all(|Queued { batch, .. }| {
-        batch.lazy && batch.appends.is_empty() && batch.truncate_from.is_none() && batch.purge_through.is_none()
-    });
-    transaction.set_durability(if lazy { Durability::None } else { Durability::Immediate })?;
+    transaction.set_durability(if is_lazy(batch) { Durability::None } else { Durability::Immediate })?;
     {
         let mut log = transaction.open_table(LOG)?;
         let mut meta = transaction.open_table(META)?;

@@ -18,6 +18,7 @@ pub mod request;
 pub mod rpc;
 mod session_draw;
 pub mod state_machine;
+pub mod telemetry;
 pub mod types;
 pub mod watch_hub;
 

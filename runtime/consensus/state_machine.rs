@@ -8,8 +8,10 @@
 //! Snapshots carry a format version. Format 3 (this build) is [`SNAPSHOT_MAGIC`], the version as a
 //! little-endian `u16`, the postcard state, the postcard [`StateExtras`] (settings and session
 //! secrets, which format 1 had no place for), then the postcard [`StateExtras3`] (the state version
-//! and the ACLs, which format 2 had no place for). Format 2 is the same without the last part; format
-//! 1 (no magic) is the bare postcard state, as written before versions existed. Both still load.
+//! and the ACLs, which format 2 had no place for), then the postcard [`StateExtras4`] (jobs' zones and
+//! pauses, which format 3 had no place for). Format 3 is the same without the last part, format 2
+//! without the last two; format 1 (no magic) is the bare postcard state, as written before versions
+//! existed. All still load.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::registry::{Change, Registry, RegistryLimits};
-use crate::state::{Applied, Effects, Proposal, ReplicatedState, StateExtras, StateExtras3, TableLimits};
+use crate::state::{Applied, Effects, Proposal, ReplicatedState, StateExtras, StateExtras3, StateExtras4, TableLimits};
 
 /// Hears of every applied command, in order.
 pub trait ApplyObserver: Send + Sync + 'static {
@@ -55,14 +57,15 @@ struct SmState {
 pub const SNAPSHOT_MAGIC: [u8; 6] = [0xFF, b'G', b'K', b'S', b'N', b'P'];
 
 /// The snapshot format this build writes.
-pub const SNAPSHOT_FORMAT: u16 = 3;
+pub const SNAPSHOT_FORMAT: u16 = 4;
 
 fn encode_state(state: &SmState) -> io::Result<Vec<u8>> {
     let mut bytes = SNAPSHOT_MAGIC.to_vec();
     bytes.extend_from_slice(&SNAPSHOT_FORMAT.to_le_bytes());
     let bytes = postcard::to_extend(state, bytes).map_err(io_error)?;
     let bytes = postcard::to_extend(&state.replicated.extras(), bytes).map_err(io_error)?;
-    postcard::to_extend(&state.replicated.extras3(), bytes).map_err(io_error)
+    let bytes = postcard::to_extend(&state.replicated.extras3(), bytes).map_err(io_error)?;
+    postcard::to_extend(&state.replicated.extras4(), bytes).map_err(io_error)
 }
 
 /// Reads a snapshot of any format this build knows.
@@ -82,9 +85,12 @@ fn decode_state(bytes: &[u8]) -> io::Result<SmState> {
     }
     let (mut state, rest): (SmState, _) = postcard::take_from_bytes(body).map_err(io_error)?;
     let (extras, rest): (StateExtras, _) = postcard::take_from_bytes(rest).map_err(io_error)?;
-    let extras3: StateExtras3 =
-        if version >= 3 { postcard::from_bytes(rest).map_err(io_error)? } else { StateExtras3::default() };
+    let (extras3, rest): (StateExtras3, _) =
+        if version >= 3 { postcard::take_from_bytes(rest).map_err(io_error)? } else { (StateExtras3::default(), rest) };
+    let extras4: StateExtras4 =
+        if version >= 4 { postcard::from_bytes(rest).map_err(io_error)? } else { StateExtras4::default() };
     state.replicated.restore_extras(extras, extras3);
+    state.replicated.restore_extras4(extras4);
     Ok(state)
 }
 
@@ -309,6 +315,34 @@ mod tests {
         let decoded = decode_state(&legacy).expect("format 1 decodes");
         assert_eq!(decoded.replicated.settings(), None);
         assert!(decoded.replicated.registry.session_secrets().is_empty());
+    }
+
+    #[test]
+    fn format_4_keeps_job_zones_and_pauses_and_format_3_loads_without_them() {
+        // A job, then its pause (spelt as JSON: this layer knows grid commands only as the state's).
+        let mut original = state();
+        let job = r#"{"Schedule": {"job": {"name": "j", "cadence": {"interval": {"every_ms": 1000, "anchor_ms": 0}},
+            "task": {"kind": "noop", "input": [], "priority": 0, "not_before_ms": 0, "timeout_ms": 1000,
+                     "retry": {"attempts_max": 1, "backoff_ms": 100}, "shard_key": null, "strategy": null,
+                     "affinity": null}}}}"#;
+        for (zxid, json) in [(1, job), (2, r#"{"Pause": {"name": "j"}}"#)] {
+            let command: GridCommand = serde_json::from_str(json).expect("a grid command");
+            let proposal = Proposal { now_ms: 0, command: Command::App(command) };
+            let (result, _) = original.replicated.apply(zxid, &proposal, &mut Effects::default());
+            assert!(result.is_ok(), "{result:?}");
+        }
+        assert_ne!(original.replicated.extras4(), StateExtras4::default(), "the job is paused");
+        let decoded = decode_state(&encode_state(&original).expect("encodes")).expect("decodes");
+        assert_eq!(decoded.replicated.extras4(), original.replicated.extras4());
+        // Format 3, as the previous build wrote it: no job extras, so the job loads unpaused.
+        let mut format_3 = SNAPSHOT_MAGIC.to_vec();
+        format_3.extend_from_slice(&3u16.to_le_bytes());
+        let format_3 = postcard::to_extend(&original, format_3).expect("encodes");
+        let format_3 = postcard::to_extend(&original.replicated.extras(), format_3).expect("encodes");
+        let format_3 = postcard::to_extend(&original.replicated.extras3(), format_3).expect("encodes");
+        let decoded = decode_state(&format_3).expect("format 3 decodes");
+        assert_eq!(decoded.replicated.grid.jobs().len(), 1);
+        assert_eq!(decoded.replicated.extras4(), StateExtras4::default());
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //!
 //! Commands are batches: one log entry submits, assigns or records many tasks, so the cost of a
 //! commit (an fsync and a quorum round) is shared by every task in it.
+//!
+//! Compatibility: commands are stored postcard-encoded in the log, where postcard names a variant by
+//! its index and a struct's fields by their order. A variant or a stored struct is never changed; new
+//! commands are appended at the end of [`GridCommand`] (`ScheduleZoned` and after came with time zones
+//! and pausing), so every entry an earlier build wrote still decodes as it did.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +101,37 @@ pub enum GridCommand {
         /// The settings.
         settings: super::settings::ClusterSettings,
     },
+    /// Creates or replaces a recurring job whose cron is read in an IANA time zone. The node that took
+    /// the request computed the first due time; replicas apply that number and never read zone data.
+    ScheduleZoned {
+        /// What to run and when.
+        job: Box<JobSpec>,
+        /// The zone's IANA name (canonical spelling).
+        tz: String,
+        /// The first due time (Unix ms), as the proposer computed it.
+        due_ms: Option<u64>,
+    },
+    /// Pauses a job: it keeps its place in the table and fires nothing until resumed.
+    Pause {
+        /// The job.
+        name: String,
+    },
+    /// Resumes a paused job from the numbers its proposer computed: the fire times that passed while it
+    /// was paused are skipped, and it is next due at the first fire time after the resume.
+    Resume {
+        /// The job.
+        name: String,
+        /// The next due time (Unix ms; `None`: its cadence has no more).
+        due_ms: Option<u64>,
+        /// Fire times that passed while it was paused.
+        skipped: u64,
+    },
+    /// Submits one run of a job now, leaving its cadence as it is. Refused while its last run is still
+    /// going and the job does not allow overlap.
+    Trigger {
+        /// The job.
+        name: String,
+    },
 }
 
 /// A recurring job as its owner asks for it.
@@ -113,6 +149,24 @@ pub struct JobSpec {
     /// Whether a run may start while the previous one has not ended.
     #[serde(default)]
     pub overlap: bool,
+}
+
+/// What the table keeps of a job beyond [`Job`] (whose layout format-1 to format-3 snapshots fix): its
+/// zone and whether it is paused. Stored in the snapshot's `StateExtras4`; a job without an entry is a
+/// UTC job that is not paused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobExtras {
+    /// The IANA zone its cron is read in; `None`: UTC.
+    pub tz: Option<String>,
+    /// Whether it is paused.
+    pub paused: bool,
+}
+
+impl JobExtras {
+    /// Whether this is what a job without an entry has.
+    pub fn is_default(&self) -> bool {
+        *self == JobExtras::default()
+    }
 }
 
 /// A recurring job as the table keeps it.
@@ -184,5 +238,44 @@ impl GridEffects {
     /// Whether nothing happened.
     pub fn is_empty(&self) -> bool {
         *self == GridEffects::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_earlier_builds_keep_their_encoding_and_new_commands_come_after_them() {
+        // postcard names a variant by its index: the commands earlier builds wrote keep theirs, and the
+        // ones this build adds are appended (11 onward, after `Configure`, 10), so every stored entry decodes as it did.
+        let cases: Vec<(GridCommand, Vec<u8>)> = vec![
+            (GridCommand::Cancel { tasks: vec![TaskId(7)] }, vec![4, 1, 7]),
+            (GridCommand::Unschedule { name: "a".into() }, vec![6, 1, b'a']),
+            (
+                GridCommand::Fire { name: "a".into(), due_ms: 1, fire: true, skipped: 2, next_due_ms: Some(3) },
+                vec![7, 1, b'a', 1, 1, 2, 1, 3],
+            ),
+            (GridCommand::Drain { node: NodeId(1), draining: true }, vec![8, 1, 1]),
+            (GridCommand::Pause { name: "a".into() }, vec![12, 1, b'a']),
+            (GridCommand::Resume { name: "a".into(), due_ms: None, skipped: 5 }, vec![13, 1, b'a', 0, 5]),
+            (GridCommand::Trigger { name: "a".into() }, vec![14, 1, b'a']),
+        ];
+        for (command, bytes) in cases {
+            assert_eq!(postcard::to_stdvec(&command).expect("encodes"), bytes, "{command:?}");
+            assert_eq!(postcard::from_bytes::<GridCommand>(&bytes).expect("decodes"), command);
+        }
+        let zoned = GridCommand::ScheduleZoned {
+            job: Box::new(JobSpec {
+                name: "a".into(),
+                task: TaskSpec::new("noop", vec![]),
+                cadence: Cadence::interval(1_000, 0).expect("valid"),
+                misfire: Misfire::Skip,
+                overlap: false,
+            }),
+            tz: "Europe/Berlin".into(),
+            due_ms: Some(1),
+        };
+        assert_eq!(postcard::to_stdvec(&zoned).expect("encodes")[0], 11);
     }
 }

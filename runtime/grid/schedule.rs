@@ -1,12 +1,18 @@
-//! Recurring-job schedules: when a job fires ([`Cadence`]: a fixed interval or a UTC cron expression), what
-//! becomes of fire times that passed while nobody could fire them ([`Misfire`]), and the per-job decision on
-//! each tick ([`decide`]).
+//! Recurring-job schedules: when a job fires ([`Cadence`]: a fixed interval or a cron expression, read in a
+//! [`Zone`]: UTC or an IANA time zone), what becomes of fire times that passed while nobody could fire them
+//! ([`Misfire`]), and the per-job decision on each tick ([`decide`]).
 //!
-//! This is a pure core: no I/O, no clock, no state. Time comes in as Unix epoch milliseconds in UTC, and the
-//! calendar arithmetic (proleptic Gregorian, no time zones, no leap seconds) is done here rather than in a
-//! crate, so every replica and every simulation replay computes the same fire times. It does not store
-//! schedules, track runs or start jobs: the shell that owns the job table calls [`decide`] and acts on the
-//! returned [`FireDecision`].
+//! This is a pure core: no I/O, no clock, no state. Time comes in as Unix epoch milliseconds in UTC. The UTC
+//! calendar arithmetic (proleptic Gregorian, no leap seconds) is done here rather than in a crate; a zoned
+//! cron searches the zone's wall-clock times with the same arithmetic and maps them to instants through the
+//! IANA database compiled into the binary (`zone.rs`, where the daylight-saving rules are written down). The
+//! numbers this module computes are committed, not recomputed: the leader's [`decide`] and the node that
+//! takes a schedule or a resume put the due times they computed into the log, and replicas apply those
+//! numbers, so no replica ever evaluates time-zone data. It does not store schedules, track runs or start
+//! jobs: the shell that owns the job table calls [`decide`] and acts on the returned [`FireDecision`].
+//!
+//! Syntax beyond Vixie cron: Quartz's `?` ("no constraint") is accepted in day-of-month and day-of-week;
+//! Quartz's `L`, `W`, `#` and its year field are refused with a message naming the extension.
 //!
 //! Invariant: every computation is bounded, whatever the input. A cron search looks a fixed horizon ahead and
 //! skips months that cannot match; `decide` counts missed intervals arithmetically and missed cron times in
@@ -16,6 +22,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+mod zone;
+pub use zone::{Zone, ZONE_NAME_BYTES_MAX};
 
 /// The shortest interval a job may have. Schedules are user input, and one that fired every millisecond
 /// would turn the leader's tick loop into a job factory; 100 ms bounds one job to ten fires a second, far
@@ -52,7 +61,7 @@ pub enum Cadence {
         /// The first fire time; the phase of all later ones.
         anchor_ms: u64,
     },
-    /// A parsed cron expression (UTC).
+    /// A parsed cron expression (UTC unless the job names a [`Zone`]).
     Cron(CronExpr),
 }
 
@@ -94,6 +103,8 @@ pub enum Misfire {
 /// Sunday, and the macros @yearly @annually @monthly @weekly @daily @midnight @hourly. Day-of-month and
 /// day-of-week combine as in Vixie cron: if both fields are restricted, a day matches if EITHER matches.
 /// As in Vixie cron, a field counts as unrestricted when its text starts with `*` (so `*/2` is one).
+/// Quartz's `?` is accepted as a whole day-of-month or day-of-week field and means the same as `*`; Quartz's
+/// `L`, `W`, `#` and a seventh (year) field are refused, each with a message saying so.
 ///
 /// Serialized as its text and parsed again on deserialization, so a stored expression is always valid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +147,12 @@ pub enum ScheduleError {
         /// The interval asked for.
         every_ms: u64,
     },
+    /// A time zone name the embedded IANA database does not know (or longer than [`ZONE_NAME_BYTES_MAX`]).
+    #[error("unknown time zone `{name}`: give an IANA name such as `Europe/Berlin` or `America/New_York`, or `UTC`")]
+    UnknownZone {
+        /// The name as given.
+        name: String,
+    },
 }
 
 /// One cron field's range and spelling.
@@ -148,13 +165,18 @@ struct FieldSpec {
     /// Names for values, `names[i]` meaning `min_named + i`.
     names: &'static [&'static str],
     min_named: u32,
+    /// Whether Quartz's `?` ("no constraint") may stand for the whole field: only the two day fields.
+    question: bool,
 }
 
-const SECOND: FieldSpec = FieldSpec { name: "second", min: 0, max: 59, star_max: 59, names: &[], min_named: 0 };
-const MINUTE: FieldSpec = FieldSpec { name: "minute", min: 0, max: 59, star_max: 59, names: &[], min_named: 0 };
-const HOUR: FieldSpec = FieldSpec { name: "hour", min: 0, max: 23, star_max: 23, names: &[], min_named: 0 };
+const SECOND: FieldSpec =
+    FieldSpec { name: "second", min: 0, max: 59, star_max: 59, names: &[], min_named: 0, question: false };
+const MINUTE: FieldSpec =
+    FieldSpec { name: "minute", min: 0, max: 59, star_max: 59, names: &[], min_named: 0, question: false };
+const HOUR: FieldSpec =
+    FieldSpec { name: "hour", min: 0, max: 23, star_max: 23, names: &[], min_named: 0, question: false };
 const DAY_OF_MONTH: FieldSpec =
-    FieldSpec { name: "day-of-month", min: 1, max: 31, star_max: 31, names: &[], min_named: 0 };
+    FieldSpec { name: "day-of-month", min: 1, max: 31, star_max: 31, names: &[], min_named: 0, question: true };
 const MONTH: FieldSpec = FieldSpec {
     name: "month",
     min: 1,
@@ -162,6 +184,7 @@ const MONTH: FieldSpec = FieldSpec {
     star_max: 12,
     names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
     min_named: 1,
+    question: false,
 };
 const DAY_OF_WEEK: FieldSpec = FieldSpec {
     name: "day-of-week",
@@ -170,16 +193,29 @@ const DAY_OF_WEEK: FieldSpec = FieldSpec {
     star_max: 6,
     names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
     min_named: 0,
+    question: true,
 };
 
 impl FieldSpec {
     /// Parses one comma-separated field into a bitset (bit v set when value v matches).
     fn parse(&self, text: &str) -> Result<u64, ScheduleError> {
         let fail = |reason: String| ScheduleError::CronField { field: self.name, text: text.to_owned(), reason };
+        if text == "?" {
+            if !self.question {
+                return Err(fail("`?` (no constraint) is allowed only in day-of-month and day-of-week".to_owned()));
+            }
+            return self.parse("*");
+        }
         let mut bits = 0u64;
         for item in text.split(',') {
             if item.is_empty() {
                 return Err(fail("empty list item".to_owned()));
+            }
+            if item.contains('?') {
+                return Err(fail("`?` (no constraint) stands alone as the whole field".to_owned()));
+            }
+            if let Some(extension) = quartz_extension(item) {
+                return Err(fail(format!("{extension} is a Quartz extension gridkeeper does not support")));
             }
             let (range, step) = match item.split_once('/') {
                 Some((range, step)) => {
@@ -229,6 +265,23 @@ impl FieldSpec {
             None if self.names.is_empty() => Err(format!("`{token}` is not a number")),
             None => Err(format!("`{token}` is neither a number nor a name such as {}", self.names[0])),
         }
+    }
+}
+
+/// The Quartz extension a list item uses, if it is one: `#` (5#3, the third Thursday), `L` (L, L-3, 5L, LW)
+/// or `W` (15W). No valid item looks like these: no name is digits followed by `L` or `W`.
+fn quartz_extension(item: &str) -> Option<&'static str> {
+    let upper = item.to_ascii_uppercase();
+    let digits_then =
+        |suffix: char| upper.strip_suffix(suffix).is_some_and(|head| head.bytes().all(|b| b.is_ascii_digit()));
+    if upper.contains('#') {
+        Some("`#` (the nth weekday of the month)")
+    } else if upper == "LW" || upper.starts_with("L-") || digits_then('L') {
+        Some("`L` (the last day)")
+    } else if digits_then('W') {
+        Some("`W` (the nearest weekday)")
+    } else {
+        None
     }
 }
 
@@ -284,6 +337,11 @@ impl CronExpr {
         let (second, [minute, hour, dom, month, dow]) = (match fields.as_slice() {
             [minute, hour, dom, month, dow] => Ok(("0", [*minute, *hour, *dom, *month, *dow])),
             [second, minute, hour, dom, month, dow] => Ok((*second, [*minute, *hour, *dom, *month, *dow])),
+            [_, _, _, _, _, _, _] => Err(ScheduleError::Cron(
+                "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (a leading second), got 7: \
+                 a year field is a Quartz extension gridkeeper does not support"
+                    .to_owned(),
+            )),
             other => Err(ScheduleError::Cron(format!(
                 "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (a leading second), got {}",
                 other.len()
@@ -297,8 +355,8 @@ impl CronExpr {
             days: DAY_OF_MONTH.parse(dom)? as u32,
             months: MONTH.parse(month)? as u16,
             weekdays: DAY_OF_WEEK.parse(dow)? as u8,
-            dom_any: dom.starts_with('*'),
-            dow_any: dow.starts_with('*'),
+            dom_any: dom.starts_with('*') || dom == "?",
+            dow_any: dow.starts_with('*') || dow == "?",
             text: text.to_owned(),
         })
     }
@@ -411,8 +469,15 @@ impl Cadence {
         Ok(Cadence::Interval { every_ms, anchor_ms })
     }
 
-    /// The first fire time strictly after `after_ms`, or None if there is none (or it overflows `u64`).
+    /// The first fire time strictly after `after_ms` with a cron read in UTC, or None if there is none (or
+    /// it overflows `u64`).
     pub fn next_after(&self, after_ms: u64) -> Option<u64> {
+        self.next_after_in(&Zone::utc(), after_ms)
+    }
+
+    /// The first fire time strictly after `after_ms`, a cron read in `zone` (an interval is the same in
+    /// every zone), or None if there is none (or it overflows `u64`).
+    pub fn next_after_in(&self, zone: &Zone, after_ms: u64) -> Option<u64> {
         match self {
             Cadence::Interval { every_ms, anchor_ms } => {
                 if after_ms < *anchor_ms {
@@ -422,7 +487,7 @@ impl Cadence {
                 let periods = (after_ms - anchor_ms).checked_div(*every_ms)?.checked_add(1)?;
                 periods.checked_mul(*every_ms)?.checked_add(*anchor_ms)
             }
-            Cadence::Cron(expr) => expr.next_after(after_ms),
+            Cadence::Cron(expr) => zone.cron_next_after(expr, after_ms),
         }
     }
 }
@@ -439,8 +504,9 @@ pub struct FireDecision {
     pub skipped: u64,
 }
 
-/// Decides for one job at `now_ms`, given the fire time it is due at (`due_ms`), whether a run is still in
-/// progress (`running`) and whether overlapping runs are allowed (`overlap`).
+/// Decides for one job at `now_ms`, given its cadence read in `zone`, the fire time it is due at
+/// (`due_ms`), whether a run is still in progress and whether overlapping runs are allowed
+/// (`(running, overlap)`).
 ///
 /// Once due, the fire times in `[due_ms, now_ms]` are missed ones. The job fires once if the latest of them
 /// is within `grace_ms` of now (it is on time) or `misfire` is [`Misfire::RunOnce`], unless a run is in
@@ -448,39 +514,47 @@ pub struct FireDecision {
 /// fired is counted in `skipped`.
 pub fn decide(
     cadence: &Cadence,
+    zone: &Zone,
     misfire: Misfire,
     due_ms: u64,
     now_ms: u64,
-    running: bool,
-    overlap: bool,
+    (running, overlap): (bool, bool),
     grace_ms: u64,
 ) -> FireDecision {
     if now_ms < due_ms {
         return FireDecision { fire: false, next_due_ms: Some(due_ms), skipped: 0 };
     }
-    let missed = missed_count(cadence, due_ms, now_ms);
+    let missed = missed_count(cadence, zone, due_ms, now_ms);
     // On time when some fire time lies in [now - grace, now]. Probing for the first one at or after
     // now - grace avoids needing the latest missed time, which a capped cron count does not reach; the probe
     // runs only when grace_start > due_ms, so grace_start - 1 cannot underflow.
     let grace_start = now_ms.saturating_sub(grace_ms);
-    let on_time = due_ms >= grace_start || cadence.next_after(grace_start - 1).is_some_and(|t| t <= now_ms);
+    let on_time = due_ms >= grace_start || cadence.next_after_in(zone, grace_start - 1).is_some_and(|t| t <= now_ms);
     let fire = (on_time || misfire == Misfire::RunOnce) && (overlap || !running);
-    FireDecision { fire, next_due_ms: cadence.next_after(now_ms), skipped: missed - u64::from(fire) }
+    FireDecision { fire, next_due_ms: cadence.next_after_in(zone, now_ms), skipped: missed - u64::from(fire) }
+}
+
+/// Where a paused job stands when it is resumed at `now_ms`: the fire times from the one it was due at
+/// (`due_ms`) through now all passed while it was paused and are skipped (counted, bounded as in
+/// [`decide`]); it is next due at the first fire time after now.
+pub fn resume(cadence: &Cadence, zone: &Zone, due_ms: Option<u64>, now_ms: u64) -> FireDecision {
+    let skipped = due_ms.filter(|&due| due <= now_ms).map_or(0, |due| missed_count(cadence, zone, due, now_ms));
+    FireDecision { fire: false, next_due_ms: cadence.next_after_in(zone, now_ms), skipped }
 }
 
 /// How many fire times lie in `[due_ms, now_ms]`, counting `due_ms` itself; at least 1, at most
 /// `MISSED_COUNT_MAX`. Requires `due_ms <= now_ms`.
-fn missed_count(cadence: &Cadence, due_ms: u64, now_ms: u64) -> u64 {
-    let Some(first) = cadence.next_after(due_ms).filter(|&t| t <= now_ms) else {
+fn missed_count(cadence: &Cadence, zone: &Zone, due_ms: u64, now_ms: u64) -> u64 {
+    let Some(first) = cadence.next_after_in(zone, due_ms).filter(|&t| t <= now_ms) else {
         return 1;
     };
     let count = match cadence {
         // Interval fire times after `first` are `first + k * every`, so the rest is one division.
         Cadence::Interval { every_ms, .. } => (now_ms - first).checked_div(*every_ms).unwrap_or(0).saturating_add(2),
-        Cadence::Cron(expr) => {
+        Cadence::Cron(_) => {
             let (mut count, mut last) = (2, first);
             for _ in 0..CRON_MISSED_STEPS_MAX {
-                match expr.next_after(last) {
+                match cadence.next_after_in(zone, last) {
                     Some(next) if next <= now_ms => {
                         count += 1;
                         last = next;
@@ -657,6 +731,11 @@ mod tests {
             ("*/1 * * * *", "* * * * *"),
             ("0-59 0-23 * 1-12 *", "* * * * *"),
             ("  0\t0  *  *  *  ", "0 0 * * *"),
+            // Quartz's `?`: no constraint, in either day field (Quartz wants it in one of them).
+            ("0 0 12 ? * MON", "0 0 12 * * MON"),
+            ("0 9 ? * mon-fri", "0 9 * * 1-5"),
+            ("0 0 1 * ?", "0 0 1 * *"),
+            ("0 0 ? * ?", "0 0 * * *"),
         ];
         for (text, equivalent) in cases {
             assert_eq!(sets(&cron(text)), sets(&cron(equivalent)), "{text} vs {equivalent}");
@@ -707,6 +786,19 @@ mod tests {
             ("@daily extra", "unknown macro"),
             ("@", "unknown macro"),
             (&long, "at most 1024 are allowed"),
+            // Quartz extensions, each named.
+            ("* * L * *", "day-of-month field `L`: `L` (the last day) is a Quartz extension gridkeeper does not support"),
+            ("* * L-3 * *", "`L` (the last day) is a Quartz extension"),
+            ("* * 1,LW * *", "`L` (the last day) is a Quartz extension"),
+            ("* * * * 5L", "day-of-week field `5L`: `L` (the last day) is a Quartz extension"),
+            ("0 0 12 15W * ?", "day-of-month field `15W`: `W` (the nearest weekday) is a Quartz extension gridkeeper does not support"),
+            ("0 0 12 ? * 5#3", "day-of-week field `5#3`: `#` (the nth weekday of the month) is a Quartz extension gridkeeper does not support"),
+            ("0 0 12 * * ? 2025", "got 7: a year field is a Quartz extension gridkeeper does not support"),
+            ("? * * * *", "minute field `?`: `?` (no constraint) is allowed only in day-of-month and day-of-week"),
+            ("0 ? * * * *", "minute field `?`"),
+            ("* * * ? *", "month field `?`"),
+            ("* * ?,1 * *", "day-of-month field `?,1`: `?` (no constraint) stands alone as the whole field"),
+            ("* * * * */?", "stands alone"),
         ];
         for &(text, want) in cases {
             match CronExpr::parse(text) {
@@ -749,6 +841,8 @@ mod tests {
             ("0 9 * * MON-FRI", ms(MAR_14_2025_0900), Some(ms(MAR_17_2025_0900))),
             ("0 9 * * MON-FRI", ms(MAR_15_2025_1200), Some(ms(MAR_17_2025_0900))),
             ("0 9 * * MON-FRI", ms(MAR_14_2025_0900) - 1, Some(ms(MAR_14_2025_0900))),
+            ("0 0 9 ? * MON-FRI", ms(MAR_14_2025_0900), Some(ms(MAR_17_2025_0900))),
+            ("0 0 1 * ?", ms(FEB_15_2024), Some(ms(MAR_01_2024))),
             // Vixie OR: the 1st or the 15th, or any Friday.
             ("0 0 1,15 * 5", ms(MAR_01_2025) - 1, Some(ms(MAR_01_2025))),
             ("0 0 1,15 * 5", ms(MAR_01_2025), Some(ms(MAR_07_2025))),
@@ -900,7 +994,7 @@ mod tests {
             ("cron never again", &never, skip, T0, T0 + 10, IDLE, 1000, (true, None, 0)),
         ];
         for &(name, cadence, misfire, due, now, (running, overlap), grace, (fire, next_due_ms, skipped)) in cases {
-            let got = decide(cadence, misfire, due, now, running, overlap, grace);
+            let got = decide(cadence, &Zone::utc(), misfire, due, now, (running, overlap), grace);
             assert_eq!(got, FireDecision { fire, next_due_ms, skipped }, "{name}");
         }
     }
@@ -909,24 +1003,24 @@ mod tests {
     fn decide_bounds_the_missed_count() {
         // A fast interval down for about 30 years: counted arithmetically and capped.
         let fast = Cadence::interval(100, 0).expect("valid");
-        let got = decide(&fast, Misfire::Skip, 0, 1_000_000_000_000, false, false, 0);
+        let got = decide(&fast, &Zone::utc(), Misfire::Skip, 0, 1_000_000_000_000, (false, false), 0);
         assert_eq!(got, FireDecision { fire: true, next_due_ms: Some(1_000_000_000_100), skipped: 999_999 });
         // A per-second cron down for a year: counting stops after 10,000 steps, the next due time is exact,
         // and the grace check still sees the fire time at now.
         let every_second = Cadence::Cron(cron("* * * * * *"));
         let (due, now) = (ms(JAN_01_2025), ms(JAN_01_2026));
-        let got = decide(&every_second, Misfire::Skip, due, now, false, false, 0);
+        let got = decide(&every_second, &Zone::utc(), Misfire::Skip, due, now, (false, false), 0);
         assert_eq!(got, FireDecision { fire: true, next_due_ms: Some(now + 1000), skipped: 10_001 });
-        let got = decide(&every_second, Misfire::Skip, due, now + 500, false, false, 100);
+        let got = decide(&every_second, &Zone::utc(), Misfire::Skip, due, now + 500, (false, false), 100);
         assert_eq!(got, FireDecision { fire: false, next_due_ms: Some(now + 1000), skipped: 10_002 });
     }
 
     #[test]
     fn decide_handles_the_epoch() {
         let at_zero = Cadence::interval(1000, 0).expect("valid");
-        assert!(decide(&at_zero, Misfire::Skip, 0, 0, false, false, 0).fire);
+        assert!(decide(&at_zero, &Zone::utc(), Misfire::Skip, 0, 0, (false, false), 0).fire);
         let midnight = Cadence::Cron(cron("0 0 * * *"));
-        let got = decide(&midnight, Misfire::Skip, 0, 500, false, false, 1000);
+        let got = decide(&midnight, &Zone::utc(), Misfire::Skip, 0, 500, (false, false), 1000);
         assert_eq!(got, FireDecision { fire: true, next_due_ms: Some(ms(SECS_PER_DAY)), skipped: 0 });
     }
 

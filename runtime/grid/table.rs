@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::budget::TableBytes;
-use super::command::{GridCommand, GridEffects, GridOutcome, Job, JobSpec, Report};
+use super::command::{GridCommand, GridEffects, GridOutcome, Job, JobExtras, Report};
 use super::placement::{NodeLoad, Placement};
 use super::queue::ReadyQueue;
 use super::task::{Attempt, AttemptState, FencingToken, Task, TaskId, TaskSpec, TaskState};
@@ -132,6 +132,11 @@ pub struct TaskTable {
     /// Recurring jobs by name.
     #[serde(default)]
     jobs: BTreeMap<String, Job>,
+    /// What jobs have beyond [`Job`]: a zone, a pause. Only jobs that differ from the default (UTC, not
+    /// paused) have an entry. Not in this type's layout (which format-1 snapshots fix): the snapshot
+    /// stores it in `StateExtras4` (see [`TaskTable::restore_job_extras`]).
+    #[serde(skip)]
+    job_extras: BTreeMap<String, JobExtras>,
     /// Derived byte counts; `None` after a load until first needed (see [`TaskTable::rebuild_derived`]).
     #[serde(skip)]
     bytes: Option<TableBytes>,
@@ -169,70 +174,9 @@ impl TaskTable {
             ended: VecDeque::new(),
             draining: BTreeSet::new(),
             jobs: BTreeMap::new(),
+            job_extras: BTreeMap::new(),
             bytes: Some(TableBytes::default()),
         }
-    }
-
-    /// The recurring jobs.
-    pub fn jobs(&self) -> &BTreeMap<String, Job> {
-        &self.jobs
-    }
-
-    fn schedule(&mut self, spec: &JobSpec, now_ms: u64) -> Result<(), GridError> {
-        if spec.name.is_empty() || spec.name.len() > KIND_BYTES_MAX {
-            return Err(GridError::Refused(format!("a job name has 1..={KIND_BYTES_MAX} bytes")));
-        }
-        if !self.jobs.contains_key(&spec.name) && self.jobs.len() >= JOBS_MAX {
-            return Err(GridError::Refused(format!("the cluster holds {JOBS_MAX} jobs")));
-        }
-        self.check_spec(&spec.task)?;
-        let due_ms = spec.cadence.next_after(now_ms);
-        let job = Job { spec: spec.clone(), due_ms, last_task: None, runs: 0, skipped: 0 };
-        self.jobs.insert(spec.name.clone(), job);
-        Ok(())
-    }
-
-    /// Applies the leader's decision on a due job. Returns whether it applied (false: stale).
-    fn on_fire(
-        &mut self,
-        name: &str,
-        due_ms: u64,
-        (fire, skipped, next_due_ms): (bool, u64, Option<u64>),
-        now_ms: u64,
-        effects: &mut GridEffects,
-    ) -> bool {
-        let Some(job) = self.jobs.get(name) else { return false };
-        if job.due_ms != Some(due_ms) {
-            return false;
-        }
-        let task = fire.then(|| job.spec.task.clone());
-        if let Some(spec) = task {
-            let id = TaskId(self.next_id);
-            if self.submit(id, spec, now_ms).is_err() {
-                return false;
-            }
-            effects.submitted += 1;
-            let job = self.jobs.get_mut(name).expect("checked above");
-            job.last_task = Some(id);
-            job.runs += 1;
-        }
-        let job = self.jobs.get_mut(name).expect("checked above");
-        job.skipped = job.skipped.saturating_add(skipped);
-        job.due_ms = next_due_ms;
-        true
-    }
-
-    /// Jobs due at `now_ms`, with whether their last run is still going: (name, due, running).
-    pub fn due_jobs(&self, now_ms: u64) -> Vec<(&Job, bool)> {
-        self.jobs
-            .values()
-            .filter(|job| job.due_ms.is_some_and(|due| due <= now_ms))
-            .map(|job| {
-                let running =
-                    job.last_task.and_then(|task| self.tasks.get(&task)).is_some_and(|task| !task.state.is_terminal());
-                (job, running)
-            })
-            .collect()
     }
 
     /// The table's bounds.
@@ -341,14 +285,25 @@ impl TaskTable {
                     count(ok);
                 }
             }
+            // Entries of earlier builds: a UTC cron's first due time is computed here, by every replica,
+            // with the zone-free arithmetic of `schedule.rs`, exactly as those builds did.
             GridCommand::Schedule { job } => {
-                return self.schedule(job, now_ms).map(|()| GridOutcome::Recorded { applied: 1, refused: 0 })
+                let due_ms = job.cadence.next_after(now_ms);
+                return self.schedule(job, due_ms, None).map(|()| GridOutcome::Recorded { applied: 1, refused: 0 });
             }
-            GridCommand::Unschedule { name } => count(self.jobs.remove(name).is_some()),
+            GridCommand::ScheduleZoned { job, tz, due_ms } => {
+                return self
+                    .schedule(job, *due_ms, Some(tz))
+                    .map(|()| GridOutcome::Recorded { applied: 1, refused: 0 });
+            }
+            GridCommand::Unschedule { name } => count(self.unschedule(name)),
             GridCommand::Fire { name, due_ms, fire, skipped, next_due_ms } => {
                 let ok = self.on_fire(name, *due_ms, (*fire, *skipped, *next_due_ms), now_ms, effects);
                 count(ok);
             }
+            GridCommand::Pause { name } => count(self.on_pause(name)),
+            GridCommand::Resume { name, due_ms, skipped } => count(self.on_resume(name, *due_ms, *skipped)),
+            GridCommand::Trigger { name } => count(self.on_trigger(name, now_ms, effects)?),
             GridCommand::Drain { node, draining } => {
                 if *draining {
                     self.draining.insert(*node);
@@ -768,6 +723,7 @@ impl TaskTable {
     }
 }
 
+mod jobs;
 mod retention;
 #[cfg(test)]
 mod tests;

@@ -83,6 +83,23 @@ pub struct NodeSettings {
     pub zk_extended_types: Option<bool>,
     /// ZooKeeper client connections held at once from one IP address.
     pub zk_connections_per_client_max: Option<usize>,
+    /// Budget of this node's task logs, all attempts together: bytes, or with a unit (`256MiB`).
+    pub task_logs_bytes_max: Option<String>,
+    /// Ended attempts' logs are deleted this long after the attempt started (`7d`, `12h`, `90m`).
+    pub task_logs_age_max: Option<String>,
+    /// How the node writes its log on stderr: `text` (default) or `json`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// How a node writes its log on stderr. Read before the rest is validated: the log starts first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for people, coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object a line (timestamp, level, target, message and fields), for log shippers.
+    Json,
 }
 
 /// A validated node configuration.
@@ -128,6 +145,8 @@ pub struct NodeConfig {
     pub unplaceable_timeout_ms: Option<u64>,
     /// The ZooKeeper front end, unless it is off (always off on a joined worker).
     pub zk: Option<ZkConfig>,
+    /// How much task log this node keeps (`<data_dir>/task-logs/`).
+    pub task_logs: crate::worker::logs::TaskLogsConfig,
 }
 
 /// Most slots a node may declare: beyond this a node would hold more attempts than it can track.
@@ -337,6 +356,9 @@ impl NodeSettings {
                 .zk_connections_per_client_max
                 .or(fallback.zk_connections_per_client_max),
             zk_extended_types: self.zk_extended_types.or(fallback.zk_extended_types),
+            task_logs_bytes_max: self.task_logs_bytes_max.or(fallback.task_logs_bytes_max),
+            task_logs_age_max: self.task_logs_age_max.or(fallback.task_logs_age_max),
+            log_format: self.log_format.or(fallback.log_format),
         }
     }
 
@@ -460,7 +482,9 @@ impl NodeSettings {
                 return Err(invalid("zk-listen", format!("{} is also the admin or a mesh address", zk.listen)));
             }
         }
+        let task_logs = self.task_logs()?;
         Ok(NodeConfig {
+            task_logs,
             zk,
             admin_plaintext,
             metrics_public: self.metrics_public.unwrap_or(false),
@@ -485,6 +509,21 @@ impl NodeSettings {
 }
 
 impl NodeSettings {
+    /// The task logs' budget and age, checked (see `worker/logs_book.rs` for the units).
+    fn task_logs(&self) -> Result<crate::worker::logs::TaskLogsConfig, ConfigError> {
+        use crate::worker::logs::TaskLogsConfig;
+        let defaults = TaskLogsConfig::default();
+        let bytes_max = match &self.task_logs_bytes_max {
+            Some(text) => TaskLogsConfig::parse_bytes(text).map_err(|reason| invalid("task-logs-bytes-max", reason))?,
+            None => defaults.bytes_max,
+        };
+        let age_max_ms = match &self.task_logs_age_max {
+            Some(text) => TaskLogsConfig::parse_age_ms(text).map_err(|reason| invalid("task-logs-age-max", reason))?,
+            None => defaults.age_max_ms,
+        };
+        Ok(TaskLogsConfig { bytes_max, age_max_ms })
+    }
+
     /// The admin server's settings, checked: timeouts within bounds, host names well formed.
     fn admin_server(&self) -> Result<AdminServerConfig, ConfigError> {
         let defaults = AdminServerConfig::default();
@@ -616,6 +655,14 @@ mod tests {
         assert_eq!(config.admin, "127.0.0.1:9101".parse::<SocketAddr>().expect("addr"));
         assert_eq!(config.detector, DetectorConfig::default());
         assert_eq!(config.admin_server, AdminServerConfig::default());
+        assert_eq!(config.task_logs, crate::worker::logs::TaskLogsConfig::default());
+        let logs = NodeSettings {
+            task_logs_bytes_max: Some("64MiB".into()),
+            task_logs_age_max: Some("2d".into()),
+            ..settings()
+        };
+        let logs = logs.validate().expect("valid").task_logs;
+        assert_eq!((logs.bytes_max, logs.age_max_ms), (64 << 20, 2 * 86_400_000));
         let named = NodeSettings { admin_hosts: Some(vec!["Admin.Example.".into()]), ..settings() };
         assert_eq!(named.validate().expect("valid").admin_server.hosts, ["admin.example"]);
     }
@@ -651,6 +698,8 @@ mod tests {
             (NodeSettings { admin_idle_timeout_ms: Some(u64::MAX), ..settings() }, "admin-idle-timeout-ms"),
             (NodeSettings { admin_hosts: Some(vec!["bad host".into()]), ..settings() }, "admin-host"),
             (NodeSettings { admin_hosts: Some(vec!["".into()]), ..settings() }, "admin-host"),
+            (NodeSettings { task_logs_bytes_max: Some("1KiB".into()), ..settings() }, "invalid task-logs-bytes-max"),
+            (NodeSettings { task_logs_age_max: Some("7".into()), ..settings() }, "invalid task-logs-age-max"),
         ];
         for (settings, expected) in cases {
             let error = settings.clone().validate().expect_err("must be refused").to_string();
@@ -712,6 +761,11 @@ mod tests {
         )
         .expect("write");
         assert_eq!(NodeSettings::from_file(&good).expect("parses").id, Some(IdSetting::Given(2)));
+        let json = dir.join("json.toml");
+        std::fs::write(&json, "log_format = \"json\"\n").expect("write");
+        assert_eq!(NodeSettings::from_file(&json).expect("parses").log_format, Some(LogFormat::Json));
+        std::fs::write(&json, "log_format = \"xml\"\n").expect("write");
+        assert!(NodeSettings::from_file(&json).is_err(), "an unknown log format");
         let bad = dir.join("bad.toml");
         std::fs::write(&bad, "id = 2\ncolour = \"blue\"\n").expect("write");
         let error = NodeSettings::from_file(&bad).expect_err("unknown key").to_string();

@@ -211,6 +211,7 @@ impl LocalCluster {
                 let settings = crate::zk::ZkSettings { listen: Some(listen.to_string()), ..Default::default() };
                 settings.validate(id.0).ok().flatten()
             }),
+            task_logs: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

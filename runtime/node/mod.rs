@@ -326,6 +326,10 @@ async fn run_joined(
         crate::admin::auth::Revocations::Fetched(revoked.clone()),
     )?;
     let _data_dir = preflight::prepare_data_dir(&config.data_dir)?;
+    let view = NodeView::new(config.id);
+    let logs = view
+        .open_task_logs(&config.data_dir, config.task_logs)
+        .map_err(|error| NodeError::Startup(format!("task logs in {}: {error}", config.data_dir.display())))?;
     let connect = || connect_worker(&addrs, config.id, access.clone());
     let unreachable =
         |error: crate::client::ClientError| NodeError::Startup(format!("cannot join through {member}: {error}"));
@@ -336,7 +340,6 @@ async fn run_joined(
     );
     let session = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let view = NodeView::new(config.id);
     let gauge = view.worker_gauge();
     let args = WorkerArgs {
         node: config.id,
@@ -345,6 +348,7 @@ async fn run_joined(
         threads: (config.slots as usize).clamp(1, config::default_slots() as usize),
         slots: config.slots,
         gauge: view.worker_gauge(),
+        logs: Some(logs),
     };
     let name = Some(supervisor::worker_actor_name(config.id, ""));
     let (worker, _) = ractor::Actor::spawn(name, WorkerSupervisor, Arc::new(args))
@@ -357,6 +361,7 @@ async fn run_joined(
         weight: config.weight,
         kinds: kinds.names(),
         state_version: advertised_state_version(),
+        admin: Some(advertised_admin(&config)),
     };
     let on_registered: crate::service::registration::OnRegistered =
         Arc::new(move |id| session.store(id, std::sync::atomic::Ordering::SeqCst));
@@ -372,6 +377,7 @@ async fn run_joined(
     if let Some(tls) = edge.tls {
         state = state.with_tls(tls);
     }
+    state.node_access = node_access(&config);
     let state = Arc::new(state);
     let server = tokio::spawn(async move {
         let _ = crate::admin::http::serve(listener, state).await;
@@ -401,6 +407,44 @@ async fn run_joined(
     refresher.abort();
     let _ = worker.stop_and_wait(Some(reason.to_string()), Some(std::time::Duration::from_secs(2))).await;
     Ok(())
+}
+
+/// The admin address other nodes reach this node at, advertised in its registration (for the task
+/// logs it keeps): `--admin`, or, when that binds every interface, this node's host in `--peers`
+/// (or `--listen`) with the admin port.
+pub(crate) fn advertised_admin(config: &NodeConfig) -> String {
+    if !config.admin.ip().is_unspecified() {
+        return config.admin.to_string();
+    }
+    let port = config.admin.port();
+    match config.peers.get(&config.id) {
+        Some(addr) if addr.name().is_some() => format!("{}:{port}", addr.name().unwrap_or_default()),
+        Some(addr) => match addr.socket_addr() {
+            Some(socket) if !socket.ip().is_unspecified() => std::net::SocketAddr::new(socket.ip(), port).to_string(),
+            _ => config.admin.to_string(),
+        },
+        None => config.admin.to_string(),
+    }
+}
+
+/// How this node asks another node's admin API (for the task logs it keeps): its own node certificate
+/// (a worker principal), or over plain HTTP (`--admin-plaintext`) the legacy admin token if its
+/// directory holds one.
+pub(crate) fn node_access(config: &NodeConfig) -> Option<crate::client::Access> {
+    if config.admin_plaintext {
+        let access = crate::client::Access::plaintext();
+        return Some(match crate::credentials::load_admin_token_if_any(&config.certs).ok().flatten() {
+            Some(token) => access.with_token(token),
+            None => access,
+        });
+    }
+    match crate::client::Access::node(&config.certs, config.id) {
+        Ok(access) => Some(access),
+        Err(error) => {
+            tracing::warn!(%error, "this node cannot ask other nodes for task logs: its certificate is unusable");
+            None
+        }
+    }
 }
 
 /// Longest a joined worker waits for its member's name to resolve at start.

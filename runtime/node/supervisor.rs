@@ -139,6 +139,9 @@ impl Actor for NodeSupervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let mut children = Vec::new();
         for child in [Child::Mesh, Child::Admin] {
+            // At zero from the start, so alerts on `increase()` see the first restart.
+            metrics::counter!("gridkeeper_supervisor_child_failures_total", "child" => child.label()).increment(0);
+            metrics::counter!("gridkeeper_supervisor_restarts_total", "child" => child.label()).increment(0);
             children.push((child, spawn_child(child, args.clone(), myself.get_cell()).await?));
         }
         Ok(SupervisorState {
@@ -267,6 +270,10 @@ impl Actor for MeshActor {
         args: Arc<SupervisorArgs>,
     ) -> Result<MeshActorState, ActorProcessingErr> {
         let config = &args.config;
+        let logs = args
+            .view
+            .open_task_logs(&config.data_dir, config.task_logs)
+            .map_err(|error| format!("task logs in {}: {error}", config.data_dir.display()))?;
         let mut mesh_config = MeshConfig::new(config.id, config.peers.clone());
         mesh_config.detector = config.detector;
         mesh_config.incarnation = crate::clock::unix_millis();
@@ -311,6 +318,7 @@ impl Actor for MeshActor {
             threads: (config.slots as usize).clamp(1, crate::node::config::default_slots() as usize),
             slots: config.slots,
             gauge: args.view.worker_gauge(),
+            logs: Some(logs),
         });
         let worker = match Actor::spawn_linked(
             Some(worker_actor_name(config.id, &args.instance)),
@@ -340,6 +348,7 @@ impl Actor for MeshActor {
             weight: config.weight,
             kinds: args.kinds.names(),
             state_version: super::advertised_state_version(),
+            admin: Some(super::advertised_admin(config)),
         };
         let zk = match &config.zk {
             Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone(), super::zk_auth(&args.edge))
@@ -466,6 +475,7 @@ impl Actor for AdminActor {
         if let Some(tls) = &args.edge.tls {
             state = state.with_tls(tls.clone());
         }
+        state.node_access = super::node_access(&args.config);
         let state = Arc::new(state);
         let server = tokio::spawn(async move {
             let reason = match serve(listener, state).await {

@@ -16,7 +16,7 @@ use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
 use crate::grid::command::GridCommand;
 use crate::grid::placement::Placement;
-use crate::grid::schedule::decide;
+use crate::grid::schedule::{decide, Zone};
 use crate::grid::task::Strategy;
 use crate::mesh::PeerEvent;
 use crate::registry::{SessionId, ZPath, STATE_VERSION};
@@ -168,7 +168,8 @@ fn zookeeper_config(voters: &[(crate::ids::NodeId, String)]) -> String {
 /// job's misfire policy decides.
 const JOB_GRACE_MS: u64 = 1_000;
 
-/// Decides every due recurring job and proposes the decisions.
+/// Decides every due recurring job and proposes the decisions. The leader alone reads time-zone data
+/// here: each decision carries the next due time as a number, which every replica applies.
 async fn fire_jobs(coordinator: &Coordinator) {
     let now = unix_millis();
     let decisions: Vec<GridCommand> = coordinator.read_state(|state| {
@@ -178,9 +179,28 @@ async fn fire_jobs(coordinator: &Coordinator) {
             .into_iter()
             .filter_map(|(job, running)| {
                 let due_ms = job.due_ms?;
+                let zone = match state.grid.job_extras(&job.spec.name).tz {
+                    None => Zone::utc(),
+                    Some(name) => match Zone::parse(&name) {
+                        Ok(zone) => zone,
+                        Err(error) => {
+                            // A zone a newer build's database has and this one's lacks: leave the job
+                            // due for a leader that knows it rather than fire it at a wrong time.
+                            tracing::debug!(job = %job.spec.name, %error, "job not decided: its zone is unknown here");
+                            return None;
+                        }
+                    },
+                };
                 // Without overlap, a fire time that comes while the last run is going is skipped.
-                let decision =
-                    decide(&job.spec.cadence, job.spec.misfire, due_ms, now, running, job.spec.overlap, JOB_GRACE_MS);
+                let decision = decide(
+                    &job.spec.cadence,
+                    &zone,
+                    job.spec.misfire,
+                    due_ms,
+                    now,
+                    (running, job.spec.overlap),
+                    JOB_GRACE_MS,
+                );
                 Some(GridCommand::Fire {
                     name: job.spec.name.clone(),
                     due_ms,

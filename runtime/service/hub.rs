@@ -132,10 +132,7 @@ impl StateObserver for GridHub {
     }
 
     fn on_metrics(&self, state: &ReplicatedState) {
-        metrics::gauge!("gridkeeper_grid_tasks").set(state.grid.len() as f64);
-        for (priority, queued) in state.grid.depth_by_priority() {
-            metrics::gauge!("gridkeeper_grid_queue_depth", "priority" => priority.to_string()).set(queued as f64);
-        }
+        super::telemetry::record_table(state);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
@@ -152,6 +149,7 @@ impl GridHub {
 
     /// A hub for `node`.
     pub fn new(node: NodeId) -> GridHub {
+        super::telemetry::register();
         GridHub {
             node,
             session: AtomicU64::new(0),
@@ -260,7 +258,7 @@ impl GridHub {
             }
             waiters.prune_if_grown();
         }
-        record_metrics(effects, state);
+        super::telemetry::record_applied(effects, state);
         self.wake.notify_one();
         self.applied.send_modify(|count| *count = count.wrapping_add(1));
     }
@@ -329,43 +327,6 @@ impl GridHub {
     /// Waits held on this node.
     pub fn waits(&self) -> usize {
         lock(&self.waiters).count
-    }
-}
-
-fn record_metrics(effects: &GridEffects, state: &ReplicatedState) {
-    if effects.submitted > 0 {
-        metrics::counter!("gridkeeper_grid_submitted_total").increment(u64::from(effects.submitted));
-    }
-    if !effects.assigned.is_empty() {
-        metrics::counter!("gridkeeper_grid_assigned_total").increment(effects.assigned.len() as u64);
-    }
-    if effects.retried > 0 {
-        metrics::counter!("gridkeeper_grid_retries_total").increment(u64::from(effects.retried));
-    }
-    if !effects.lost.is_empty() {
-        metrics::counter!("gridkeeper_grid_reassignments_total").increment(effects.lost.len() as u64);
-    }
-    if effects.refused > 0 {
-        metrics::counter!("gridkeeper_grid_rejected_reports_total").increment(u64::from(effects.refused));
-    }
-    for &(task, task_state) in &effects.ended {
-        let outcome = match task_state {
-            TaskState::Succeeded => "succeeded",
-            TaskState::Failed => "failed",
-            TaskState::TimedOut => "timed_out",
-            _ => "cancelled",
-        };
-        metrics::counter!("gridkeeper_grid_completed_total", "outcome" => outcome).increment(1);
-        let Some(attempt) = state.grid.get(task).and_then(|entry| entry.attempts.last().map(|a| (entry, a))) else {
-            continue;
-        };
-        let (entry, attempt) = attempt;
-        if let (Some(started), Some(ended)) = (attempt.started_ms, attempt.ended_ms) {
-            let wait = started.saturating_sub(entry.submitted_ms) as f64 / 1e3;
-            let run = ended.saturating_sub(started) as f64 / 1e3;
-            metrics::histogram!("gridkeeper_grid_wait_seconds").record(wait);
-            metrics::histogram!("gridkeeper_grid_run_seconds").record(run);
-        }
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) mod port;
 pub mod registration;
 pub(crate) mod registry;
 pub(crate) mod tasks;
+pub mod telemetry;
 
 pub use grid::{Grid, GridApiError, SubmitOptions, TaskHandle};
 pub use port::Port;

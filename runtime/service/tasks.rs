@@ -11,10 +11,11 @@ use std::time::Duration;
 use super::hub::GridHub;
 use crate::api::grid::{
     check_specs, state_name, AttemptOrder, JobView, NodeStatus, PollRequest, PollResponse, RecordedResponse,
-    ScheduleRequest, TaskView, TasksQuery, TasksResponse, WaitResponse,
+    ScheduleRequest, SpecView, TaskView, TasksQuery, TasksResponse, WaitResponse,
 };
 use crate::api::{ApiError, ErrorCode};
 use crate::consensus::Coordinator;
+use crate::grid::schedule::{resume as resume_decision, Zone};
 use crate::grid::task::{Task, TaskId, TaskSpec, TaskState};
 use crate::grid::{GridCommand, GridOutcome, Report};
 use crate::ids::NodeId;
@@ -37,6 +38,18 @@ pub fn hub(coordinator: &Coordinator) -> Result<Arc<GridHub>, ApiError> {
 /// The coordinator's refusal (unavailable, outcome unknown, too large) or the table's.
 pub async fn write(coordinator: &Coordinator, command: GridCommand) -> Result<GridOutcome, ApiError> {
     match coordinator.write(Command::App(command)).await? {
+        Ok(Outcome::App(outcome)) => Ok(outcome),
+        Ok(other) => Err(ApiError::unexpected(other)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// As [`write`], and waits until this node applied it too, so that a read here sees it.
+///
+/// # Errors
+/// As [`write`].
+async fn write_here(coordinator: &Coordinator, command: GridCommand) -> Result<GridOutcome, ApiError> {
+    match coordinator.write_at(Command::App(command)).await?.0 {
         Ok(Outcome::App(outcome)) => Ok(outcome),
         Ok(other) => Err(ApiError::unexpected(other)),
         Err(error) => Err(error.into()),
@@ -72,6 +85,9 @@ pub async fn submit(coordinator: &Coordinator, specs: Vec<TaskSpec>) -> Result<V
 /// Whether `task` passes the query's filters.
 fn matches(task: &Task, query: &TasksQuery) -> bool {
     if query.state.is_some_and(|state| state != task.state) {
+        return false;
+    }
+    if query.kind.as_ref().is_some_and(|kind| *kind != task.spec.kind) {
         return false;
     }
     if let Some(node) = query.node {
@@ -118,7 +134,8 @@ fn page(state: &ReplicatedState, query: &TasksQuery) -> TasksResponse {
         view
     };
     if let Some(id) = query.id {
-        let tasks = state.grid.get(TaskId(id)).map(|task| view(task, true)).into_iter().collect();
+        let one = |task: &Task| TaskView { spec: Some(SpecView::of(&task.spec)), ..view(task, true) };
+        let tasks = state.grid.get(TaskId(id)).map(one).into_iter().collect();
         return TasksResponse { tasks, next: None };
     }
     let limit = query.limit.unwrap_or(100).clamp(1, QUERY_LIMIT_MAX);
@@ -207,13 +224,23 @@ pub async fn drain(coordinator: &Coordinator, node: NodeId, draining: bool) -> R
     recorded(write(coordinator, GridCommand::Drain { node, draining }).await?)
 }
 
-/// Adds or replaces a recurring job.
+/// Adds or replaces a recurring job. A UTC job is committed as earlier builds committed it (replicas
+/// compute its first due time with zone-free arithmetic); a zoned one with the first due time computed
+/// here, so no replica reads time-zone data.
 ///
 /// # Errors
-/// Bad arguments for a malformed cadence; the coordinator's or the table's refusal.
+/// Bad arguments for a malformed cadence or an unknown zone; the coordinator's or the table's refusal.
 pub async fn schedule(coordinator: &Coordinator, request: ScheduleRequest) -> Result<RecordedResponse, ApiError> {
-    let job = request.job(crate::clock::unix_millis()).map_err(ApiError::bad_arguments)?;
-    recorded(write(coordinator, GridCommand::Schedule { job: Box::new(job) }).await?)
+    let now = crate::clock::unix_millis();
+    let zone = request.zone().map_err(ApiError::bad_arguments)?;
+    let job = request.job(now).map_err(ApiError::bad_arguments)?;
+    let command = if zone.is_utc() {
+        GridCommand::Schedule { job: Box::new(job) }
+    } else {
+        let due_ms = job.cadence.next_after_in(&zone, now);
+        GridCommand::ScheduleZoned { job: Box::new(job), tz: zone.name().to_owned(), due_ms }
+    };
+    recorded(write(coordinator, command).await?)
 }
 
 /// Deletes a recurring job.
@@ -230,7 +257,82 @@ pub async fn unschedule(coordinator: &Coordinator, name: String) -> Result<Recor
 /// Unavailable without a quorum.
 pub async fn jobs(coordinator: &Coordinator) -> Result<Vec<JobView>, ApiError> {
     coordinator.sync().await?;
-    Ok(coordinator.read_state(|state| state.grid.jobs().values().map(JobView::of).collect()))
+    Ok(coordinator.read_state(|state| {
+        state.grid.jobs().values().map(|job| JobView::of(job, &state.grid.job_extras(&job.spec.name))).collect()
+    }))
+}
+
+/// `name`'s view from this node's state, or [`ErrorCode::NoJob`].
+fn job_view(state: &ReplicatedState, name: &str) -> Result<JobView, ApiError> {
+    let job = state.grid.jobs().get(name).ok_or_else(|| no_job(name))?;
+    Ok(JobView::of(job, &state.grid.job_extras(name)))
+}
+
+fn no_job(name: &str) -> ApiError {
+    ApiError::new(ErrorCode::NoJob, format!("no job named {name}"))
+}
+
+/// Pauses a job: it stays, and fires nothing until resumed. Pausing a paused job changes nothing.
+/// Answers the job's view as committed.
+///
+/// # Errors
+/// [`ErrorCode::NoJob`]; the coordinator's refusal.
+pub async fn pause(coordinator: &Coordinator, name: String) -> Result<JobView, ApiError> {
+    write_here(coordinator, GridCommand::Pause { name: name.clone() }).await?;
+    coordinator.read_state(|state| job_view(state, &name))
+}
+
+/// Resumes a paused job: the fire times that passed while it was paused are skipped (counted in its
+/// `skipped`), and it is next due at its first fire time after now. This node computes both numbers
+/// (reading the job's zone) and commits them. Resuming a job that is not paused changes nothing.
+///
+/// # Errors
+/// [`ErrorCode::NoJob`]; bad arguments if its zone is unknown to this build; the coordinator's refusal.
+pub async fn resume(coordinator: &Coordinator, name: String) -> Result<JobView, ApiError> {
+    coordinator.sync().await?;
+    let now = crate::clock::unix_millis();
+    let found = coordinator.read_state(|state| {
+        let job = state.grid.jobs().get(&name)?;
+        Some((job.spec.cadence.clone(), job.due_ms, state.grid.job_extras(&name)))
+    });
+    let (cadence, due_ms, extras) = found.ok_or_else(|| no_job(&name))?;
+    if extras.paused {
+        let zone = match &extras.tz {
+            None => Zone::utc(),
+            Some(tz) => Zone::parse(tz).map_err(ApiError::bad_arguments)?,
+        };
+        let decision = resume_decision(&cadence, &zone, due_ms, now);
+        let command =
+            GridCommand::Resume { name: name.clone(), due_ms: decision.next_due_ms, skipped: decision.skipped };
+        write_here(coordinator, command).await?;
+    }
+    coordinator.read_state(|state| job_view(state, &name))
+}
+
+/// Submits one run of a job now, its cadence unchanged (a paused job too). Answers the job's view, whose
+/// `last_task` is the new run.
+///
+/// # Errors
+/// [`ErrorCode::NoJob`]; [`ErrorCode::JobRunning`] if its last run is still going and it does not allow
+/// overlap; the table's refusal (full); the coordinator's.
+pub async fn trigger(coordinator: &Coordinator, name: String) -> Result<JobView, ApiError> {
+    let outcome = write_here(coordinator, GridCommand::Trigger { name: name.clone() }).await?;
+    coordinator.read_state(|state| {
+        let view = job_view(state, &name)?;
+        match outcome {
+            GridOutcome::Recorded { applied: 0, .. } => {
+                let run = view.last_task.map_or_else(String::new, |task| format!(" (task {task})"));
+                Err(ApiError::new(
+                    ErrorCode::JobRunning,
+                    format!(
+                        "job {name}'s last run{run} is still going and the job does not allow overlap: \
+                         trigger it again once that run ends, or schedule it with overlap"
+                    ),
+                ))
+            }
+            _ => Ok(view),
+        }
+    })
 }
 
 /// The attempts `node`'s current incarnation (its registration owned by `session`) holds with a

@@ -61,6 +61,7 @@ pub(super) async fn start(
         weight: 1,
         kinds: grid.kinds.names(),
         state_version: crate::registry::STATE_VERSION,
+        admin: None,
     };
     tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), node, record));
     let gauge = WorkerGauge::default();
@@ -72,6 +73,7 @@ pub(super) async fn start(
         threads: 0,
         slots: grid.slots,
         gauge,
+        logs: None,
     };
     let (worker, _) = ractor::Actor::spawn(None, WorkerSupervisor, Arc::new(args)).await?;
     Ok(worker)

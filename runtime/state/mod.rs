@@ -5,6 +5,10 @@
 //!
 //! Core: no I/O, no clock. The log's entry types are the registry's, carrying the grid's commands in
 //! their `App` variant; the aliases below name them once.
+//!
+//! Snapshots add what a newer build replicates beyond the older layouts in extras structs stored after
+//! the state, one per format ([`StateExtras`] from format 2, [`StateExtras3`] from 3, [`StateExtras4`]
+//! from 4); the layouts of the state and of earlier extras never change.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +19,7 @@ pub mod replicated;
 pub use crate::grid::{ClusterSettings, GridCommand, GridEffects, GridOutcome, TableLimits};
 pub use replicated::{NodeRecord, ReplicatedState, AGING_STEP_MS, NODES_PATH};
 
+use crate::grid::command::JobExtras;
 use crate::registry::tree::AclRecord;
 use crate::registry::{SessionId, SessionSecret, ZPath};
 
@@ -47,4 +52,13 @@ pub struct StateExtras3 {
     pub version: u32,
     /// The ACL and ACL version of every node with an ACL of its own or a changed one.
     pub acls: BTreeMap<ZPath, AclRecord>,
+}
+
+/// Replicated state that a format-3 snapshot had no place for, stored after [`StateExtras3`] in a
+/// format-4 snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateExtras4 {
+    /// What jobs have beyond their stored layout (an IANA zone, a pause), by job name; only jobs that are
+    /// not plain UTC and running have an entry.
+    pub jobs: BTreeMap<String, JobExtras>,
 }

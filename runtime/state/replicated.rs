@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, Command, Outcome, Proposal, StateExtras, StateExtras3};
+use super::{Applied, Command, Outcome, Proposal, StateExtras, StateExtras3, StateExtras4};
 use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
 use crate::grid::placement::{NodeLoad, Placement};
 use crate::grid::settings::ClusterSettings;
@@ -49,6 +49,11 @@ pub struct NodeRecord {
     /// advertises it.
     #[serde(default = "one")]
     pub state_version: u32,
+    /// Its admin API address (`HOST:PORT`), where other nodes fetch the task logs it keeps; absent in
+    /// the records of builds before task logs. The record is JSON in the znode's data and unknown
+    /// fields are ignored, so builds with and without it read each other's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
 }
 
 fn one() -> u32 {
@@ -88,6 +93,17 @@ impl ReplicatedState {
     pub fn extras3(&self) -> StateExtras3 {
         let (version, acls) = self.registry.acl_records();
         StateExtras3 { version, acls }
+    }
+
+    /// What a format-4 snapshot stores beside [`Self::extras3`].
+    pub fn extras4(&self) -> StateExtras4 {
+        StateExtras4 { jobs: self.grid.all_job_extras().clone() }
+    }
+
+    /// Puts back what [`Self::extras4`] gave (the default for older formats), after this state was read
+    /// from a snapshot.
+    pub fn restore_extras4(&mut self, extras4: StateExtras4) {
+        self.grid.restore_job_extras(extras4.jobs);
     }
 
     /// Puts back what [`Self::extras`] and [`Self::extras3`] gave (defaults for older formats), after
@@ -241,6 +257,8 @@ fn refusal(error: GridError) -> RegistryError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::grid::command::{GridOutcome, Report};
     use crate::grid::task::{FencingToken, TaskSpec, TaskState};
@@ -302,6 +320,7 @@ mod tests {
                 weight: 1,
                 kinds: BTreeSet::from(["noop".into()]),
                 state_version: 1,
+                admin: None,
             };
             let data = serde_json::to_vec(&record).expect("json");
             let path = format!("/grid/nodes/{node}");
@@ -347,6 +366,53 @@ mod tests {
     }
 
     #[test]
+    fn replicas_agree_on_zoned_and_paused_jobs_and_a_snapshot_keeps_them() {
+        use crate::grid::command::{JobExtras, JobSpec};
+        use crate::grid::schedule::{Cadence, CronExpr, Misfire};
+        let job = JobSpec {
+            name: "nightly".into(),
+            task: TaskSpec::new("noop", vec![]),
+            cadence: Cadence::Cron(CronExpr::parse("30 2 * * *").expect("valid")),
+            misfire: Misfire::Skip,
+            overlap: false,
+        };
+        // The numbers come from the entries (the proposer read the zone); replicas only apply them.
+        let commands = [
+            GridCommand::ScheduleZoned {
+                job: Box::new(job),
+                tz: "Europe/Berlin".into(),
+                due_ms: Some(1_743_296_400_000),
+            },
+            GridCommand::Pause { name: "nightly".into() },
+            GridCommand::Trigger { name: "nightly".into() },
+        ];
+        let mut replicas = [
+            ReplicatedState::new(RegistryLimits::default(), TableLimits::default()),
+            ReplicatedState::new(RegistryLimits::default(), TableLimits::default()),
+        ];
+        for state in &mut replicas {
+            let mut zxid = 0;
+            for command in &commands {
+                let (applied, _) = propose(state, &mut zxid, Command::App(command.clone()));
+                assert_eq!(applied, Ok(Outcome::App(GridOutcome::Recorded { applied: 1, refused: 0 })), "{command:?}");
+            }
+        }
+        let want = JobExtras { tz: Some("Europe/Berlin".into()), paused: true };
+        assert_eq!(replicas[0].extras4().jobs, BTreeMap::from([("nightly".to_string(), want)]));
+        assert_eq!(replicas[0].extras4(), replicas[1].extras4());
+        assert_eq!(replicas[0].grid.jobs(), replicas[1].grid.jobs());
+        // A snapshot stores the layout (which has no place for them) and the extras beside it.
+        let layout = postcard::to_stdvec(&replicas[0]).expect("encodes");
+        let extras4 = postcard::to_stdvec(&replicas[0].extras4()).expect("encodes");
+        let mut loaded: ReplicatedState = postcard::from_bytes(&layout).expect("decodes");
+        loaded.restore_extras(replicas[0].extras(), replicas[0].extras3());
+        assert!(loaded.extras4().jobs.is_empty(), "the layout alone does not carry them");
+        loaded.restore_extras4(postcard::from_bytes(&extras4).expect("decodes"));
+        assert_eq!(loaded.extras4(), replicas[0].extras4());
+        assert!(loaded.grid.due_jobs(u64::MAX).is_empty(), "still paused after the load");
+    }
+
+    #[test]
     fn a_refused_batch_accepts_nothing_and_history_is_bounded() {
         let limits = TableLimits { history_max: 2, ..TableLimits::default() };
         let mut state = ReplicatedState::new(RegistryLimits::default(), limits);
@@ -380,6 +446,7 @@ mod tests {
             weight: 1,
             kinds: BTreeSet::from(["noop".into()]),
             state_version: 1,
+            admin: None,
         };
         let data = serde_json::to_vec(&record).expect("json");
         let (created, _) = propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
@@ -408,5 +475,19 @@ mod tests {
         let error = failed.attempts[0].error.as_deref().unwrap_or_default();
         assert!(error.contains("unplaceable") && error.contains("nobody"), "{error}");
         assert_eq!((state.unplaceable_count(), state.grid.pending()), (0, 1));
+    }
+
+    #[test]
+    fn node_records_with_and_without_an_admin_address_read_each_other() {
+        // An older build's record (no `admin`) reads as none, and is written back the same way.
+        let old = r#"{"addr":"127.0.0.1:7101","slots":2,"prefetch":0,"weight":1,"kinds":["noop"],"state_version":2}"#;
+        let record: NodeRecord = serde_json::from_str(old).expect("an older record");
+        assert_eq!(record.admin, None);
+        assert_eq!(serde_json::to_string(&record).expect("json"), old);
+        // A newer record, with fields this build does not know, still reads (as older builds read
+        // ours: no record type refuses unknown fields).
+        let newer = r#"{"addr":"a","admin":"127.0.0.1:9101","kinds":[],"shard":"eu-1"}"#;
+        let record: NodeRecord = serde_json::from_str(newer).expect("a newer record");
+        assert_eq!(record.admin.as_deref(), Some("127.0.0.1:9101"));
     }
 }

@@ -1,5 +1,8 @@
 //! Task kinds built into every node, for operators and benchmarks: `noop`, `echo`, `sleep`, `spin`
 //! (CPU-bound) and `fail` (fails its first attempts).
+//!
+//! Each says what it does in its attempt's log: `echo` its value as one line of compact JSON, `sleep`
+//! `sleeping N ms`, `fail` `failing attempt N` when it fails.
 
 // The archived twins rkyv derives carry no docs of their own; the types here document them.
 #![allow(missing_docs)]
@@ -58,6 +61,11 @@ pub struct EchoInput {
     pub value: JsonText,
 }
 
+/// JSON text as one compact line (an rkyv submission's text may be spread over lines).
+fn compact(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text).map_or_else(|_| text.to_string(), |value| value.to_string())
+}
+
 fn null() -> JsonText {
     JsonText("null".into())
 }
@@ -71,7 +79,8 @@ impl Task for Echo {
     type Input = EchoInput;
     type Output = EchoInput;
 
-    async fn run(&self, input: EchoInput, _attempt: AttemptInfo) -> Result<EchoInput, TaskError> {
+    async fn run(&self, input: EchoInput, attempt: AttemptInfo) -> Result<EchoInput, TaskError> {
+        attempt.log().info(compact(&input.value.0));
         Ok(input)
     }
 }
@@ -101,8 +110,10 @@ impl Task for Sleep {
     type Input = DurationInput;
     type Output = Empty;
 
-    async fn run(&self, input: DurationInput, _attempt: AttemptInfo) -> Result<Empty, TaskError> {
-        tokio::time::sleep(checked(input.ms)?).await;
+    async fn run(&self, input: DurationInput, attempt: AttemptInfo) -> Result<Empty, TaskError> {
+        let duration = checked(input.ms)?;
+        attempt.log().info(format_args!("sleeping {} ms", input.ms));
+        tokio::time::sleep(duration).await;
         Ok(Empty {})
     }
 }
@@ -165,6 +176,7 @@ impl Task for Fail {
 
     async fn run(&self, input: FailInput, attempt: AttemptInfo) -> Result<Empty, TaskError> {
         if attempt.number <= input.times {
+            attempt.log().warn(format_args!("failing attempt {}", attempt.number));
             return Err(TaskError::new(format!(
                 "attempt {} of the first {} fails by design",
                 attempt.number, input.times

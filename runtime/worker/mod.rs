@@ -12,11 +12,19 @@
 //! make its node look dead. A returned error, a panic, or an actor failure ends the attempt as failed and
 //! is reported; the node keeps running.
 //!
+//! Each attempt logs into the node's task logs (`logs.rs`, over the `logs_book.rs` core): the
+//! attempt's future runs inside its logger's scope (`grid::kinds::with_attempt_log`) and under a
+//! `tracing` dispatcher that keeps its events too (`logs_capture.rs`); its log closes when its actor
+//! ends, however it ends.
+//!
 //! Invariant: at most one attempt per task runs or waits here (a newer token replaces an older one),
 //! and at most `slots` run at once; the leader may assign up to `slots + prefetch`, and the rest wait
 //! here in priority order, so no slot idles while the next assignment commits (see `slots.rs`).
 
 pub mod builtin;
+pub mod logs;
+pub mod logs_book;
+mod logs_capture;
 pub mod reports;
 pub mod slots;
 
@@ -147,6 +155,8 @@ pub struct WorkerArgs {
     pub slots: u32,
     /// Running-attempt gauge shared with the status API.
     pub gauge: WorkerGauge,
+    /// Where attempts' log lines are kept; `None` keeps none (deterministic simulation).
+    pub logs: Option<logs::TaskLogs>,
 }
 
 /// The worker supervisor's messages.
@@ -196,6 +206,8 @@ pub struct WorkerState {
     writer: Option<tokio::task::JoinHandle<()>>,
     forwarder: tokio::task::JoinHandle<()>,
     poller: Option<tokio::task::JoinHandle<()>>,
+    /// The `tracing` dispatcher attempts run under (with task logs only).
+    capture: Option<tracing::Dispatch>,
 }
 
 /// The node's worker supervisor.
@@ -268,8 +280,17 @@ impl WorkerState {
             return;
         };
         let info = AttemptInfo { task, number, token, node: self.args.node };
-        let attempt =
-            AttemptArgs { supervisor: myself.clone(), info, run: Some(runner.start(&spec.input, spec.encoding, info)) };
+        let mut run = runner.start(&spec.input, spec.encoding, info);
+        let mut log = None;
+        if let (Some(logs), Some(capture)) = (&self.args.logs, &self.capture) {
+            let guard = logs.attempt(logs::AttemptKey { task, number });
+            run = Box::pin(tracing::instrument::WithSubscriber::with_subscriber(
+                crate::grid::kinds::with_attempt_log(info, guard.log(), run),
+                capture.clone(),
+            ));
+            log = Some(guard);
+        }
+        let attempt = AttemptArgs { supervisor: myself.clone(), info, run: Some(run), log };
         let supervisor = myself.get_cell();
         let spawn = async move {
             let supervisor_ref = attempt.supervisor.clone();
@@ -359,6 +380,8 @@ impl Actor for WorkerSupervisor {
                 }
             }
         });
+        // Attempts' events go to the node's log as before, and to their attempt's log.
+        let capture = args.logs.as_ref().map(|_| logs_capture::capture_default());
         Ok(WorkerState {
             slots: Slots::new(SlotsConfig::new(args.slots)),
             args,
@@ -369,6 +392,7 @@ impl Actor for WorkerSupervisor {
             writer: None,
             forwarder,
             poller,
+            capture,
         })
     }
 
@@ -457,6 +481,8 @@ struct AttemptArgs {
     supervisor: ActorRef<WorkerMsg>,
     info: AttemptInfo,
     run: Option<crate::grid::kinds::AttemptFuture>,
+    /// Closes the attempt's log when dropped: after its run, or with the actor when it is killed.
+    log: Option<logs::AttemptLogGuard>,
 }
 
 /// One attempt, as an actor: runs the task's future once, reports, and stops. Its timeout is the
@@ -482,6 +508,8 @@ impl Actor for AttemptActor {
             Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
         };
         let AttemptInfo { task, token, .. } = args.info;
+        // Its log is complete before anyone hears it ended.
+        drop(args.log.take());
         let _ = args.supervisor.send_message(WorkerMsg::Ended { task, token, outcome });
         myself.stop(None);
         Ok(())

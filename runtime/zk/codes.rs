@@ -40,6 +40,7 @@ pub fn answer(error: ErrorCode) -> Answer {
         ErrorCode::SessionExists
         | ErrorCode::NoTask
         | ErrorCode::NoJob
+        | ErrorCode::JobRunning
         | ErrorCode::Unauthorized
         | ErrorCode::Misdirected
         | ErrorCode::MembershipRefused

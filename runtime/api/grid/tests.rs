@@ -58,3 +58,31 @@ fn a_cadence_that_never_fires_is_refused() {
     let error = request.job(1_000).expect_err("Feb 30 never comes");
     assert!(error.contains("never fires"), "{error}");
 }
+
+#[test]
+fn a_schedule_names_its_zone_for_a_cron_only_and_job_rows_show_zone_and_pause() {
+    let request = |cron: Option<&str>, every_ms: Option<u64>, tz: Option<&str>| ScheduleRequest {
+        name: "j".into(),
+        task: Some("noop".into()),
+        cron: cron.map(str::to_owned),
+        every_ms,
+        tz: tz.map(str::to_owned),
+        ..ScheduleRequest::default()
+    };
+    let zoned = request(Some("0 9 ? * MON-FRI"), None, Some("europe/berlin"));
+    assert_eq!(zoned.zone().expect("known").name(), "Europe/Berlin");
+    assert!(zoned.job(1_000).is_ok());
+    let error = request(Some("0 9 * * *"), None, Some("Mars/Olympus")).job(1_000).expect_err("unknown");
+    assert!(error.contains("unknown time zone `Mars/Olympus`") && error.contains("America/New_York"), "{error}");
+    let error = request(None, Some(1_000), Some("Europe/Berlin")).job(1_000).expect_err("an interval");
+    assert!(error.contains("applies to a cron"), "{error}");
+    assert!(request(None, Some(1_000), Some("UTC")).job(1_000).is_ok());
+    let parsed: ScheduleRequest =
+        serde_json::from_str(r#"{"name":"j","task":"noop","cron":"0 9 * * *","tz":"Asia/Tokyo"}"#).expect("parses");
+    assert_eq!(parsed.tz.as_deref(), Some("Asia/Tokyo"));
+    // A row from a node of an earlier build has neither field: UTC, not paused.
+    let row =
+        r#"{"name":"j","task":"noop","cadence":"every 1000 ms","due_ms":5,"runs":0,"skipped":0,"last_task":null}"#;
+    let view: JobView = serde_json::from_str(row).expect("parses");
+    assert_eq!((view.tz.as_str(), view.paused), ("UTC", false));
+}

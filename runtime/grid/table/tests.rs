@@ -192,3 +192,140 @@ fn a_node_is_idle_only_when_its_oldest_attempt_has_ended_however_many_tasks_are_
     assert_eq!(table.on_finished(TaskId(1), FencingToken(10), Ok(vec![]), 6), Ok(TaskState::Succeeded));
     assert_eq!(table.running_on(N1), 0, "idle once its last attempt ended");
 }
+
+fn interval_job(name: &str, overlap: bool) -> crate::grid::command::JobSpec {
+    use crate::grid::schedule::{Cadence, Misfire};
+    crate::grid::command::JobSpec {
+        name: name.into(),
+        task: spec(1),
+        cadence: Cadence::interval(1_000, 0).expect("valid"),
+        misfire: Misfire::Skip,
+        overlap,
+    }
+}
+
+fn recorded(applied: u32, refused: u32) -> Result<GridOutcome, GridError> {
+    Ok(GridOutcome::Recorded { applied, refused })
+}
+
+#[test]
+fn a_paused_job_fires_nothing_until_resumed_and_a_trigger_runs_once_at_once() {
+    let mut table = table();
+    let mut effects = GridEffects::default();
+    let job = Box::new(interval_job("tick", false));
+    table.apply(1, 500, &GridCommand::Schedule { job }, &mut effects).expect("scheduled");
+    let name = || "tick".to_string();
+    assert_eq!(table.apply(2, 600, &GridCommand::Pause { name: name() }, &mut effects), recorded(1, 0));
+    assert_eq!(table.apply(3, 601, &GridCommand::Pause { name: name() }, &mut effects), recorded(0, 1), "paused");
+    assert_eq!(table.apply(4, 602, &GridCommand::Pause { name: "nope".into() }, &mut effects), recorded(0, 1));
+    assert!(table.job_extras("tick").paused);
+    // Paused: not due, and a decision made before the pause and committed after it is refused.
+    assert!(table.due_jobs(10_000).is_empty());
+    let fire = GridCommand::Fire { name: name(), due_ms: 1_000, fire: true, skipped: 0, next_due_ms: Some(2_000) };
+    assert_eq!(table.apply(5, 1_000, &fire, &mut effects), recorded(0, 1));
+    assert_eq!((table.pending(), table.jobs()["tick"].runs), (0, 0));
+    // A trigger runs once now, paused or not, and leaves the due time alone.
+    assert_eq!(table.apply(6, 1_100, &GridCommand::Trigger { name: name() }, &mut effects), recorded(1, 0));
+    let job = &table.jobs()["tick"];
+    let run = job.last_task.expect("a run");
+    assert_eq!((job.runs, job.due_ms, table.pending()), (1, Some(1_000), 1));
+    assert_eq!(table.get(run).expect("submitted").submitted_ms, 1_100);
+    // Its run is going and the job allows no overlap: a second trigger is refused and submits nothing.
+    assert_eq!(table.apply(7, 1_200, &GridCommand::Trigger { name: name() }, &mut effects), recorded(0, 1));
+    assert_eq!((table.jobs()["tick"].runs, table.pending()), (1, 1));
+    assert_eq!(table.apply(8, 1_300, &GridCommand::Trigger { name: "nope".into() }, &mut effects), recorded(0, 1));
+    table.on_cancelled(run, 1_400).expect("cancelled");
+    assert_eq!(table.apply(9, 1_500, &GridCommand::Trigger { name: name() }, &mut effects), recorded(1, 0));
+    assert_eq!(table.jobs()["tick"].runs, 2);
+    // Resume with the proposer's numbers: due again, the missed fire times counted as skipped.
+    let resume = GridCommand::Resume { name: name(), due_ms: Some(5_000), skipped: 4 };
+    assert_eq!(table.apply(10, 4_500, &resume, &mut effects), recorded(1, 0));
+    assert_eq!(table.apply(11, 4_501, &resume, &mut effects), recorded(0, 1), "not paused any more");
+    let job = &table.jobs()["tick"];
+    assert_eq!((job.due_ms, job.skipped), (Some(5_000), 4));
+    assert!(table.job_extras("tick").is_default() && table.all_job_extras().is_empty());
+    assert_eq!(table.due_jobs(5_000).len(), 1);
+    assert_eq!(effects.submitted, 2);
+}
+
+#[test]
+fn a_job_that_allows_overlap_may_be_triggered_while_its_run_goes_on() {
+    let mut table = table();
+    let mut effects = GridEffects::default();
+    let job = Box::new(interval_job("both", true));
+    table.apply(1, 0, &GridCommand::Schedule { job }, &mut effects).expect("scheduled");
+    for zxid in 2..4 {
+        let trigger = GridCommand::Trigger { name: "both".into() };
+        assert_eq!(table.apply(zxid, 10, &trigger, &mut effects), recorded(1, 0));
+    }
+    assert_eq!((table.jobs()["both"].runs, table.pending()), (2, 2));
+}
+
+#[test]
+fn a_zoned_job_is_due_when_its_entries_say_on_every_replica() {
+    use crate::grid::schedule::{Cadence, CronExpr, Misfire, Zone};
+    // 02:30 in New York does not exist on 2025-03-09: the proposer computed the end of the gap.
+    let cadence = Cadence::Cron(CronExpr::parse("30 2 * * *").expect("valid"));
+    let zone = Zone::parse("America/New_York").expect("known");
+    let scheduled_at = 1_741_435_200_000; // 2025-03-08T12:00:00Z
+    let due_ms = cadence.next_after_in(&zone, scheduled_at);
+    assert_eq!(due_ms, Some(1_741_503_600_000), "2025-03-09T07:00:00Z, 03:00 EDT");
+    let job = crate::grid::command::JobSpec {
+        name: "nightly".into(),
+        task: spec(1),
+        cadence,
+        misfire: Misfire::Skip,
+        overlap: false,
+    };
+    let schedule = GridCommand::ScheduleZoned { job: Box::new(job.clone()), tz: zone.name().into(), due_ms };
+    let fire = GridCommand::Fire {
+        name: "nightly".into(),
+        due_ms: 1_741_503_600_000,
+        fire: true,
+        skipped: 0,
+        next_due_ms: Some(1_741_588_200_000),
+    };
+    // Two replicas apply the same entries at the proposal's time; neither evaluates the zone, and their
+    // clocks, had they read any, would not matter: they end up with the same numbers.
+    let replicas: Vec<TaskTable> = [0u64, 1]
+        .into_iter()
+        .map(|replica| {
+            let mut table = table();
+            let mut effects = GridEffects::default();
+            table.apply(1, scheduled_at + replica, &schedule, &mut effects).expect("scheduled");
+            assert_eq!(table.jobs()["nightly"].due_ms, due_ms);
+            assert_eq!(table.apply(2, 1_741_503_600_500, &fire, &mut effects), recorded(1, 0));
+            table
+        })
+        .collect();
+    for table in &replicas {
+        let job = &table.jobs()["nightly"];
+        assert_eq!((job.due_ms, job.runs), (Some(1_741_588_200_000), 1));
+        assert_eq!(table.job_extras("nightly").tz.as_deref(), Some("America/New_York"));
+    }
+    assert_eq!(replicas[0].jobs(), replicas[1].jobs());
+    // Replaced by a UTC schedule, the job loses its zone; a zone of the wrong size is refused.
+    let mut table = replicas[0].clone();
+    let mut effects = GridEffects::default();
+    table.apply(3, 0, &GridCommand::Schedule { job: Box::new(job.clone()) }, &mut effects).expect("replaced");
+    assert!(table.all_job_extras().is_empty());
+    let bad = GridCommand::ScheduleZoned { job: Box::new(job), tz: "x".repeat(65), due_ms: Some(1) };
+    assert!(matches!(table.apply(4, 0, &bad, &mut effects), Err(GridError::Refused(_))));
+}
+
+#[test]
+fn restored_job_extras_keep_only_jobs_the_table_holds() {
+    use crate::grid::command::JobExtras;
+    let mut table = table();
+    let mut effects = GridEffects::default();
+    table.apply(1, 0, &GridCommand::Schedule { job: Box::new(interval_job("kept", false)) }, &mut effects).expect("ok");
+    let paused = JobExtras { tz: None, paused: true };
+    let extras = BTreeMap::from([
+        ("kept".to_string(), paused.clone()),
+        ("gone".to_string(), paused.clone()),
+        ("plain".to_string(), JobExtras::default()),
+    ]);
+    table.restore_job_extras(extras);
+    assert_eq!(table.all_job_extras(), &BTreeMap::from([("kept".to_string(), paused)]));
+    assert!(table.due_jobs(u64::MAX).is_empty(), "restored paused");
+}

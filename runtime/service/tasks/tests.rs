@@ -1,6 +1,6 @@
 //! Unit tests of `tasks.rs`: query pages over a real replicated state.
 use super::*;
-use crate::grid::task::TaskSpec;
+use crate::grid::task::{Encoding, TaskSpec};
 
 fn state_with(tasks: usize, result_bytes: usize) -> ReplicatedState {
     let mut state = ReplicatedState::new(Default::default(), Default::default());
@@ -44,6 +44,9 @@ fn listings_are_paged_by_bytes_and_leave_out_results_unless_asked() {
     assert!(list.tasks.iter().all(|task| task.result.is_none()));
     let one = page(&state, &TasksQuery { id: Some(3), ..TasksQuery::default() });
     assert!(one.tasks[0].result.is_some());
+    assert!(list.tasks.iter().all(|task| task.spec.is_none()), "a listing carries no inputs");
+    let spec = one.tasks[0].spec.as_ref().expect("a view of one task has its spec");
+    assert_eq!((spec.input.clone(), spec.encoding), (serde_json::json!(vec![1u8; 10]), Encoding::Rkyv));
     // A limit cuts the page and says where to go on.
     let cut = page(&state, &TasksQuery { limit: Some(10), ..TasksQuery::default() });
     assert_eq!((cut.tasks.len(), cut.next), (10, Some(31)));
@@ -62,4 +65,21 @@ fn a_task_of_a_kind_no_node_runs_is_shown_unplaceable() {
     let json = serde_json::to_value(&view.tasks[0]).expect("json");
     assert_eq!(json["unplaceable"], serde_json::json!(true));
     assert_eq!(state.unplaceable_count(), 1);
+}
+
+#[test]
+fn a_listing_filters_by_kind() {
+    let mut state = ReplicatedState::new(Default::default(), Default::default());
+    let specs = vec![TaskSpec::new("echo", vec![]), TaskSpec::new("sleep", vec![]), TaskSpec::new("echo", vec![])];
+    let proposal = crate::state::Proposal { now_ms: 1, command: Command::App(GridCommand::Submit { tasks: specs }) };
+    assert!(state.apply(1, &proposal, &mut crate::grid::GridEffects::default()).0.is_ok());
+    let of = |kind: &str| {
+        let query = TasksQuery { kind: Some(kind.to_string()), ..TasksQuery::default() };
+        page(&state, &query).tasks.iter().map(|task| task.id).collect::<Vec<u64>>()
+    };
+    assert_eq!(of("echo"), vec![3, 1]);
+    assert_eq!(of("sleep"), vec![2]);
+    assert!(of("ech").is_empty(), "the kind is matched exactly");
+    let query: TasksQuery = serde_json::from_value(serde_json::json!({"kind": "sleep"})).expect("query");
+    assert_eq!(query.kind.as_deref(), Some("sleep"));
 }

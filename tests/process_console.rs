@@ -330,6 +330,23 @@ fn the_console_shows_the_cluster_its_tasks_and_logs_and_acts_through_the_api() {
     assert_eq!(browser.eval("return document.getElementById('injected') === null && document.title !== 'pwned'"), true);
     browser.screenshot("task");
 
+    // A task that failed once and then succeeded: two attempts on its timeline, and the first one's
+    // log line (`fail` logs `failing attempt N`) on the page pinned to attempt 1.
+    let retried = submit(&spec, "fail", r#"{"times": 1}"#);
+    wait_for(WAIT_MAX, || (task_state(&spec, retried)? == "succeeded").then_some(()))
+        .expect("the retried task succeeds");
+    browser.goto(&format!("#/task/{retried}?attempt=1"));
+    browser.wait(
+        "two attempts, the first failed",
+        "const r = [...document.querySelectorAll('#attempts tbody tr')].map((e) => e.dataset.state); \
+         return r.length === 2 && r[0] === 'failed' && r[1] === 'succeeded';",
+    );
+    browser.wait(
+        "the first attempt's log line",
+        "return [...document.querySelectorAll('#logs li.log-line .text')].some((e) => e.textContent === 'failing attempt 1');",
+    );
+    browser.screenshot("task-retried");
+
     // Cancel from the console: a long sleep, cancelled by a click, is cancelled for the API.
     let sleeper = submit(&spec, "sleep", r#"{"ms": 600000}"#);
     wait_for(WAIT_MAX, || (task_state(&spec, sleeper)? == "running").then_some(())).expect("the sleep task runs");

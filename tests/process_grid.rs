@@ -187,12 +187,12 @@ fn failing_tasks_retry_and_bad_submissions_are_refused() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1 tasks: timed_out 1");
 
-    // Bad input gets one clear line and exit 1, never a hang.
-    for (args, expected) in [
-        (vec!["--task", "noop", "--input", "{not json"], "bad --input JSON"),
-        (vec!["--task", "noop", "--count", "0"], "count must be"),
-        (vec!["--task", "noop", "--attempts", "0"], "attempts must be"),
-        (vec!["--task", "noop", "--strategy", "sideways"], "bad --strategy"),
+    // Bad input gets a clear message and exit 1 (exit 2 for a usage error clap catches), never a hang.
+    for (args, expected, code) in [
+        (vec!["--task", "noop", "--input", "{not json"], "bad --input JSON", 1),
+        (vec!["--task", "noop", "--count", "0"], "count must be", 1),
+        (vec!["--task", "noop", "--attempts", "0"], "attempts must be", 1),
+        (vec!["--task", "noop", "--strategy", "sideways"], "invalid value 'sideways' for '--strategy", 2),
     ] {
         let output = Command::new(binary())
             .env("GRIDKEEPER_CERTS", spec.certs())
@@ -202,7 +202,7 @@ fn failing_tasks_retry_and_bad_submissions_are_refused() {
             .output()
             .expect("run submit");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     // A kind no node runs is accepted but placed nowhere; it stays pending (and can be cancelled).

@@ -222,7 +222,8 @@ fn acls_guard_znodes_on_the_zookeeper_port_and_the_https_api_alike() {
     let reader_token = issue_token(&certs, "zkread", "reader");
     let _node = spec.start(1);
     wait_for(WAIT, || leader_of(&spec, &[1])).expect("the node leads");
-    wait_for(WAIT, || (state_version(&spec, &[1]) == Some(2)).then_some(())).expect("state version 2");
+    wait_for(WAIT, || (state_version(&spec, &[1]) == Some(gridkeeper::registry::STATE_VERSION)).then_some(()))
+        .expect("this build's state version");
     let reader = gridkeeper::client::Access::ca_only(&certs).expect("ca").with_token(&reader_token);
     let operator = spec.access();
     let http_get = |access: &gridkeeper::client::Access, path: &str| {
@@ -336,10 +337,25 @@ fn a_voter_of_an_older_build_holds_the_state_version_until_it_is_upgraded() {
         let (_, sequence) = client.create("/seq/n-", b"", &sequential).await.expect("sequential");
         assert_eq!(sequence.to_string(), "0000000004", "version 1 numbering (by cversion)");
     });
+    // Entries the older voter could not decode are refused, not proposed: a zoned job, a pause.
+    let operator = spec.access();
+    let post = |path: &str, body: &str| support::http(&operator, spec.admin(1), "POST", path, body).expect("answer");
+    let (status, body) = post("/grid/schedule", r#"{"name": "j", "task": "noop", "cron": "0 3 ? * *"}"#);
+    assert_eq!(status, 200, "a UTC job goes as older builds write it (`?` stored as `*`): {body}");
+    let (status, body) =
+        post("/grid/schedule", r#"{"name": "z", "task": "noop", "cron": "0 3 * * *", "tz": "Europe/Berlin"}"#);
+    assert_eq!(status, 501, "{body}");
+    assert!(body.contains("unimplemented") && body.contains("upgrade every voter"), "{body}");
+    let (status, body) = post("/grid/jobs/pause", r#"{"name": "j"}"#);
+    assert_eq!(status, 501, "{body}");
     // The older voter is replaced by this build: the leader raises the version through the log.
     nodes[2].terminate();
     nodes[2] = spec.start(3);
-    wait_for(WAIT, || (state_version(&spec, &spec.ids) == Some(2)).then_some(())).expect("version 2 everywhere");
+    let latest = gridkeeper::registry::STATE_VERSION;
+    wait_for(WAIT, || (state_version(&spec, &spec.ids) == Some(latest)).then_some(())).expect("latest everywhere");
+    let (status, body) =
+        support::http(&operator, spec.admin(1), "POST", "/grid/jobs/pause", r#"{"name": "j"}"#).expect("an answer");
+    assert_eq!(status, 200, "the upgraded cluster pauses jobs: {body}");
     runtime.block_on(async {
         let client = connect(&spec.zk_hosts()).await;
         let read_only = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_read());

@@ -357,11 +357,11 @@ impl CronExpr {
             weekdays: DAY_OF_WEEK.parse(dow)? as u8,
             dom_any: dom.starts_with('*') || dom == "?",
             dow_any: dow.starts_with('*') || dow == "?",
-            text: text.to_owned(),
+            text: if fields.contains(&"?") { without_quartz_any(body) } else { text.to_owned() },
         })
     }
 
-    /// The expression as written (trimmed).
+    /// The expression as written (trimmed), with Quartz's `?` written as `*`.
     pub fn as_str(&self) -> &str {
         &self.text
     }
@@ -435,6 +435,13 @@ impl CronExpr {
         }
         Some((minute, self.seconds.trailing_zeros()))
     }
+}
+
+/// `body` with each whole-field `?` written as `*`, which means the same. The text is what the log and
+/// snapshots store and what older builds parse again, and those refuse `?`: storing `*` keeps an entry
+/// written by this build readable by every replica of a cluster in the middle of a rolling upgrade.
+fn without_quartz_any(body: &str) -> String {
+    body.split_whitespace().map(|field| if field == "?" { "*" } else { field }).collect::<Vec<_>>().join(" ")
 }
 
 impl fmt::Display for CronExpr {
@@ -740,6 +747,9 @@ mod tests {
         for (text, equivalent) in cases {
             assert_eq!(sets(&cron(text)), sets(&cron(equivalent)), "{text} vs {equivalent}");
         }
+        // `?` is stored as `*`, which builds before `?` was accepted parse again from the log.
+        assert_eq!(cron("0 0 12 ?  * MON").as_str(), "0 0 12 * * MON");
+        assert_eq!(cron("@daily").as_str(), "@daily");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::consensus::{Consistency, Coordinator, CoordinatorError, ReadOp, ReadR
 use crate::registry::acl::perms;
 use crate::registry::{
     Acl, Caller, Change, CreateMode, MultiOp, RegistryError, SessionId, SessionSecret, Stat, WatchEvent, WatchKind,
-    WatcherId, ZPath, STATE_VERSION,
+    WatcherId, ZPath, STATE_VERSION_ACLS,
 };
 use crate::state::replicated::{NodeRecord, NODES_PATH};
 use crate::state::{Command, Outcome};
@@ -22,10 +22,18 @@ use crate::state::{Command, Outcome};
 pub type Asker<'a> = Option<&'a Caller>;
 
 /// Whether writes may carry a caller to check (`Command::As`) and ACLs: every voter's build applies
-/// them (the state version is 2, or every voter's registration advertises it, which comes first).
-/// Until then nothing has an ACL of its own and a caller's write goes as before, unchecked.
+/// them (the state version is at least 2, or every voter's registration advertises it, which comes
+/// first). Until then nothing has an ACL of its own and a caller's write goes as before, unchecked.
 pub fn acls_ready(coordinator: &Coordinator) -> bool {
-    if coordinator.read_local(|registry| registry.version()) >= STATE_VERSION {
+    cluster_applies(coordinator, STATE_VERSION_ACLS)
+}
+
+/// Whether every voter applies what state version `version` brings: the committed version is at least
+/// `version`, or every voter's registration advertises it. A command only such builds decode is
+/// proposed only then, so no replica of a cluster in a rolling upgrade is handed an entry it cannot
+/// apply.
+pub fn cluster_applies(coordinator: &Coordinator, version: u32) -> bool {
+    if coordinator.read_local(|registry| registry.version()) >= version {
         return true;
     }
     let voters = coordinator.voters();
@@ -36,7 +44,7 @@ pub fn acls_ready(coordinator: &Coordinator) -> bool {
                     .ok()
                     .and_then(|path| registry.get(&path).ok().map(|(data, _)| data.to_vec()))
                     .and_then(|data| serde_json::from_slice::<NodeRecord>(&data).ok())
-                    .is_some_and(|record| record.state_version >= STATE_VERSION)
+                    .is_some_and(|record| record.state_version >= version)
             })
         })
 }

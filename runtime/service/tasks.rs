@@ -237,6 +237,7 @@ pub async fn schedule(coordinator: &Coordinator, request: ScheduleRequest) -> Re
     let command = if zone.is_utc() {
         GridCommand::Schedule { job: Box::new(job) }
     } else {
+        job_control_ready(coordinator, "a time zone")?;
         let due_ms = job.cadence.next_after_in(&zone, now);
         GridCommand::ScheduleZoned { job: Box::new(job), tz: zone.name().to_owned(), due_ms }
     };
@@ -268,6 +269,20 @@ fn job_view(state: &ReplicatedState, name: &str) -> Result<JobView, ApiError> {
     Ok(JobView::of(job, &state.grid.job_extras(name)))
 }
 
+/// Refuses `what` with [`ErrorCode::Unimplemented`] while a voter runs a build that cannot decode the
+/// entries it commits (a rolling upgrade not yet finished): see
+/// [`STATE_VERSION_JOB_CONTROL`](crate::registry::STATE_VERSION_JOB_CONTROL).
+fn job_control_ready(coordinator: &Coordinator, what: &str) -> Result<(), ApiError> {
+    let version = crate::registry::STATE_VERSION_JOB_CONTROL;
+    if super::registry::cluster_applies(coordinator, version) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::Unimplemented,
+        format!("{what} needs state version {version}, and a voter runs an older build: upgrade every voter first"),
+    ))
+}
+
 fn no_job(name: &str) -> ApiError {
     ApiError::new(ErrorCode::NoJob, format!("no job named {name}"))
 }
@@ -278,6 +293,7 @@ fn no_job(name: &str) -> ApiError {
 /// # Errors
 /// [`ErrorCode::NoJob`]; the coordinator's refusal.
 pub async fn pause(coordinator: &Coordinator, name: String) -> Result<JobView, ApiError> {
+    job_control_ready(coordinator, "pausing a job")?;
     write_here(coordinator, GridCommand::Pause { name: name.clone() }).await?;
     coordinator.read_state(|state| job_view(state, &name))
 }
@@ -289,6 +305,7 @@ pub async fn pause(coordinator: &Coordinator, name: String) -> Result<JobView, A
 /// # Errors
 /// [`ErrorCode::NoJob`]; bad arguments if its zone is unknown to this build; the coordinator's refusal.
 pub async fn resume(coordinator: &Coordinator, name: String) -> Result<JobView, ApiError> {
+    job_control_ready(coordinator, "resuming a job")?;
     coordinator.sync().await?;
     let now = crate::clock::unix_millis();
     let found = coordinator.read_state(|state| {
@@ -316,6 +333,7 @@ pub async fn resume(coordinator: &Coordinator, name: String) -> Result<JobView, 
 /// [`ErrorCode::NoJob`]; [`ErrorCode::JobRunning`] if its last run is still going and it does not allow
 /// overlap; the table's refusal (full); the coordinator's.
 pub async fn trigger(coordinator: &Coordinator, name: String) -> Result<JobView, ApiError> {
+    job_control_ready(coordinator, "triggering a job")?;
     let outcome = write_here(coordinator, GridCommand::Trigger { name: name.clone() }).await?;
     coordinator.read_state(|state| {
         let view = job_view(state, &name)?;

@@ -165,12 +165,13 @@ impl Browser {
         self.run("execute", self.client().execute(script, Vec::new()))
     }
 
-    /// Polls `script` until it returns something other than `null`/`false`, for at most
-    /// [`PAGE_WAIT_MAX`]; fails the test (after a screenshot) if it never does.
+    /// Polls `script` until it returns a value JavaScript counts as true (not `null`, `false`, `0` or
+    /// `""`), for at most [`PAGE_WAIT_MAX`]; fails the test (after a screenshot) if it never does.
     fn wait(&self, what: &str, script: &str) -> serde_json::Value {
         let found = wait_for(PAGE_WAIT_MAX, || {
             let value = self.eval(script);
-            (!value.is_null() && value != serde_json::json!(false)).then_some(value)
+            let falsy = value.is_null() || value == false || value == 0 || value == "";
+            (!falsy).then_some(value)
         });
         found.unwrap_or_else(|| {
             self.screenshot(&format!("failed-{}", what.replace(|c: char| !c.is_ascii_alphanumeric(), "-")));
@@ -316,7 +317,7 @@ fn the_console_shows_the_cluster_its_tasks_and_logs_and_acts_through_the_api() {
     );
     let logged = browser.wait(
         "the echo log line",
-        "const l = [...document.querySelectorAll('#logs li.log-line .text')].map((e) => e.textContent); return l.length && l;",
+        "const l = [...document.querySelectorAll('#logs li.log-line .text')].map((e) => e.textContent); return l.length ? l : null;",
     );
     // `echo` logs its `value` as one line of compact JSON.
     let expected = serde_json::from_str::<serde_json::Value>(input).expect("json")["value"].clone();

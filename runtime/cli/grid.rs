@@ -425,18 +425,22 @@ pub async fn jobs(args: JobsArgs) -> Result<(), ClientError> {
 
 /// The jobs as aligned text, one a line.
 fn job_table(jobs: &[JobView]) -> String {
-    let row = |cells: [&str; 8]| {
-        let [name, task, cadence, tz, state, runs, skipped, due] = cells;
-        format!("{name:<20} {task:<12} {cadence:<28} {tz:<20} {state:<7} {runs:>8} {skipped:>8} {due}\n")
-    };
-    let mut out = row(["NAME", "TASK", "CADENCE", "TZ", "STATE", "RUNS", "SKIPPED", "NEXT DUE"]);
+    let mut table = Table::new(["NAME", "TASK", "CADENCE", "TZ", "STATE", "RUNS", "SKIPPED", "NEXT DUE"]).right([5, 6]);
     for job in jobs {
         let due = job.due_ms.map_or_else(|| "-".to_string(), rfc3339);
         let state = if job.paused { "paused" } else { "active" };
-        let (runs, skipped) = (job.runs.to_string(), job.skipped.to_string());
-        out.push_str(&row([&job.name, &job.task, &job.cadence, &job.tz, state, &runs, &skipped, &due]));
+        table.row([
+            job.name.clone(),
+            job.task.clone(),
+            job.cadence.clone(),
+            job.tz.clone(),
+            state.to_string(),
+            job.runs.to_string(),
+            job.skipped.to_string(),
+            due,
+        ]);
     }
-    out
+    table.render()
 }
 
 /// Runs `gridkeeper jobs pause|resume|trigger --name NAME`.

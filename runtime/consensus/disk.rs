@@ -259,7 +259,17 @@ fn run_committer(db: &Database, mut receiver: mpsc::Receiver<Queued>, stats: &Co
         let outcome = commit(db, &batch).map_err(disk_error);
         stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         stats.writes.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        super::telemetry::commit_done(batch.len(), !is_lazy(&batch), stopwatch.elapsed().as_secs_f64());
+        let seconds = stopwatch.elapsed().as_secs_f64();
+        super::telemetry::commit_done(batch.len(), !is_lazy(&batch), seconds);
+        // For `benches/cycle.rs` (entries per fsync); nothing listens at trace level in a node.
+        tracing::trace!(
+            target: "gridkeeper::cycle",
+            writes = batch.len(),
+            entries = batch.iter().map(|queued| queued.batch.appends.len()).sum::<usize>(),
+            durable = !is_lazy(&batch),
+            us = (seconds * 1e6) as u64,
+            "fsync"
+        );
         for queued in batch {
             let _ = queued.done.send(outcome.clone());
         }

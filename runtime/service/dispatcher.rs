@@ -222,17 +222,23 @@ async fn fire_jobs(coordinator: &Coordinator) {
 /// One round: fire due jobs, assign what can be placed, then time out what overran.
 async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement) {
     fire_jobs(coordinator).await;
+    let node = coordinator.node().0;
     loop {
         let now = unix_millis();
+        // Stage events for `benches/cycle.rs`; nothing listens at trace level in a node.
+        tracing::trace!(target: "gridkeeper::cycle", node, "plan_begin");
         let plan = coordinator.read_state(|state| state.plan(now, placement, ASSIGN_BATCH_MAX));
         if plan.is_empty() {
             break;
         }
+        let (tasks, first) = (plan.len(), plan[0].0 .0);
+        tracing::trace!(target: "gridkeeper::cycle", node, tasks, first, "plan");
         let full = plan.len() == ASSIGN_BATCH_MAX;
         if let Err(error) = coordinator.write(Command::App(GridCommand::Assign { assignments: plan })).await {
             tracing::debug!(%error, "assignment not committed");
             return;
         }
+        tracing::trace!(target: "gridkeeper::cycle", node, tasks, "assign_done");
         if !full {
             break;
         }

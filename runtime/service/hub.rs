@@ -228,6 +228,19 @@ impl GridHub {
         if effects.is_empty() {
             return;
         }
+        // Stage event for `benches/cycle.rs`, which links a task's stages through it (an attempt's
+        // token is its Assign entry's index); nothing listens at trace level in a node.
+        tracing::trace!(
+            target: "gridkeeper::cycle",
+            node = self.node.0,
+            index = state.registry.last_zxid(),
+            submitted = effects.submitted,
+            assigned = effects.assigned.len(),
+            ended = effects.ended.len(),
+            first_assigned = effects.assigned.first().map_or(0, |assigned| assigned.0 .0),
+            first_ended = effects.ended.first().map_or(0, |ended| ended.0 .0),
+            "applied"
+        );
         let mine = effects.assigned.iter().any(|(_, node, _)| *node == self.node);
         if mine && state.registration_zxid(self.node, self.session.load(Ordering::SeqCst)).is_some() {
             for &(task, node, token) in &effects.assigned {

@@ -272,6 +272,8 @@ impl WorkerState {
     /// Starts an attempt actor on the work runtime; an attempt of a kind this node lacks ends at once.
     fn start(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, order: Order, out: &mut Vec<Action>) {
         let Order { task, token, number, spec } = order;
+        // Stage events for `benches/cycle.rs`; nothing listens at trace level in a node.
+        tracing::trace!(target: "gridkeeper::cycle", node = self.args.node.0, task = task.0, token = token.0, "start");
         self.slots.on_started(task, token, unix_millis());
         let Some(runner) = self.args.kinds.runner(&spec.kind) else {
             // Placement only sends kinds this node advertises; a kind removed by a restart lands here.
@@ -307,9 +309,17 @@ impl WorkerState {
 
     /// Sends a batch of reports; the outcome comes back as [`WorkerMsg::ReportsWritten`].
     fn write(&mut self, myself: &ActorRef<WorkerMsg>, batch: Vec<Report>) {
-        let (link, myself) = (self.args.link.clone(), myself.clone());
+        let (link, myself, node) = (self.args.link.clone(), myself.clone(), self.args.node.0);
+        tracing::trace!(
+            target: "gridkeeper::cycle",
+            node,
+            reports = batch.len(),
+            first_end = batch.iter().find(|report| report.outcome.is_some()).map_or(0, |report| report.task.0),
+            "report_batch"
+        );
         self.writer = Some(tokio::spawn(async move {
             let written = write_reports(&link, &batch).await;
+            tracing::trace!(target: "gridkeeper::cycle", node, reports = batch.len(), "report_written");
             let _ = myself.send_message(WorkerMsg::ReportsWritten { batch, written });
         }));
     }
@@ -413,6 +423,7 @@ impl Actor for WorkerSupervisor {
                 state.slots.on_spawned(task, token, &mut out);
             }
             WorkerMsg::Ended { task, token, outcome } => {
+                tracing::trace!(target: "gridkeeper::cycle", node = state.args.node.0, task = task.0, token = token.0, "ended");
                 // The actor stops by itself after its one run.
                 state.cells.remove(&(task, token));
                 state.slots.on_ended(now, task, token, outcome, &mut out);

@@ -1,6 +1,6 @@
 //! Where a task cycle's time goes: one task traced from submission to recorded completion on a
-//! 3-node loopback cluster of real nodes (QUIC mesh, Raft, redb with fsync, task actors), in this
-//! process so every stage is stamped on one clock.
+//! 3-node loopback cluster of real nodes (QUIC mesh, Raft, redb with fsync, the worker's attempt
+//! tasks), in this process so every stage is stamped on one clock.
 //!
 //! The runtime emits `trace`-level events with target `gridkeeper::cycle` at each stage (the log
 //! store's append and its fsync, the group committer's commits, every applied grid entry on every
@@ -11,6 +11,10 @@
 //! 1. alone: one task at a time, submit to recorded completion, so every stage is seen unloaded;
 //! 2. loaded: a throughput run of `cycle` tasks, every 25th task traced, with the log's entries,
 //!    fsyncs and entries per fsync counted.
+//!
+//! What to expect of a lone cycle: 3 grid entries per task (Submit, Assign, the report of its end). A
+//! `cycle` task ends long before the worker would report its start (`STARTED_REPORT_DELAY_MS`), so its
+//! end report alone records the start, and no start-only report is written.
 //!
 //! Run: `cargo bench --bench cycle` (`-- --quick` for fewer cycles and tasks; `-- --loaded` for the
 //! loaded phase alone, to profile it). Prints figures; asserts nothing.
@@ -399,7 +403,7 @@ fn assign_to_report(trace: &Trace, stages: &mut Stages, task: u64, loaded: bool)
         node != trace.leader,
     );
     stages.add("applied on the worker's node -> attempt started (worker queue)", assign.applied_on, started);
-    stages.add("attempt started -> task runs (actor spawn)", started, run);
+    stages.add("attempt started -> task runs (task spawn)", started, run);
     stages.add("task runs -> end seen by the worker", run, ended);
     stages.add("end -> its report batch written (report batching)", ended, batched);
     stages.add("report batch -> appended on the leader (forward, propose)", batched, report.leader_append);
@@ -500,7 +504,7 @@ async fn alone(grid: &Grid, leader: u64, cycles: usize) {
     println!("\none task at a time: {complete} of {cycles} cycles fully traced");
     on_followers.print("one task at a time, run on a follower");
     on_leader.print(&format!("one task at a time, run on the leader (node {leader})"));
-    entry_counts(&trace, elapsed);
+    entry_counts(&trace, elapsed, cycles);
 }
 
 /// Phase 2: `total` tasks in batches of 10,000, every `sample`th traced.
@@ -546,7 +550,7 @@ async fn loaded(grid: &Grid, leader: u64, total: usize, sample: u64) {
         waits.len(),
         100.0 * idle as f64 / waits.len().max(1) as f64
     );
-    entry_counts(&trace, elapsed);
+    entry_counts(&trace, elapsed, total);
 }
 
 /// CPU time (user + system, clock ticks) of every thread of this process, summed by thread name with
@@ -581,7 +585,7 @@ fn print_cpu(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, elap
 }
 
 /// The log's entries by what they carried, their sizes, and the fsyncs they cost.
-fn entry_counts(trace: &Trace, elapsed: Duration) {
+fn entry_counts(trace: &Trace, elapsed: Duration, tasks: usize) {
     let mut kinds: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for &(_, _, submitted, assigned, ended) in &trace.leader_applied {
         let (kind, items) = if submitted > 0 {
@@ -601,6 +605,8 @@ fn entry_counts(trace: &Trace, elapsed: Duration) {
     for (kind, (entries, items)) in &kinds {
         println!("  {kind}: {entries} entries, {:.1} per entry", *items as f64 / (*entries).max(1) as f64);
     }
+    let all: u64 = kinds.values().map(|(entries, _)| entries).sum();
+    println!("  all: {all} entries for {tasks} tasks, {:.3} per task", all as f64 / tasks.max(1) as f64);
     let mut reports: Vec<u64> = trace.batches.values().flatten().map(|batch| batch.2).collect();
     reports.sort_unstable();
     let starts_only = trace.batches.values().flatten().filter(|batch| batch.1 == 0).count();

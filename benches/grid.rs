@@ -10,6 +10,17 @@
 //!
 //! Run: `cargo bench --bench grid` (`-- --quick` for fewer tasks and runs; `-- --envelope` for the
 //! envelope alone, in seconds). Prints figures; asserts nothing.
+//!
+//! Two modes run real `gridkeeper node` processes instead (the binary, kill -9):
+//! - `-- failover [--trials 20] [--backlog-trials 5]`: kill -9 of a worker to its running work started
+//!   elsewhere, every trial, p50 and worst; and a killed node's queued work against later work
+//!   (`grid/failover.rs`);
+//! - `-- soak [--minutes 10] [--cpu 0.8] [--spin-ms 100] [--slots 2]`: false downs under `spin` load,
+//!   with the load average (`grid/soak.rs`).
+//!
+//! Both take `--silence MS[,MS...]` and `--heartbeat MS` (default a fifth of the silence), or
+//! `GK_SILENCE`/`GK_HEARTBEAT`, to run at other detector settings than the nodes' defaults; a soak
+//! with several silences runs one after the other and prints the curve.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
@@ -26,6 +37,16 @@ use gridkeeper::registry::RegistryLimits;
 use gridkeeper::service::{Grid, SubmitOptions};
 use gridkeeper::state::ReplicatedState;
 use gridkeeper::state::{Command, Proposal};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "grid/failover.rs"]
+mod failover;
+#[path = "grid/process.rs"]
+mod process;
+#[path = "grid/soak.rs"]
+mod soak;
 
 /// Counts live heap bytes, for the per-task memory figure.
 struct Counting;
@@ -321,6 +342,15 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    let flags = process::Flags::from_env();
+    if flags.has("failover") {
+        failover::run(&flags);
+        return;
+    }
+    if flags.has("soak") {
+        soak::run(&flags);
+        return;
+    }
     if std::env::args().any(|arg| arg == "--envelope") {
         envelope();
         return;

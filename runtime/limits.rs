@@ -239,13 +239,18 @@ const _: () = assert!(REPORT_BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES <= ENTRY_BYT
 // A node's own registration.
 
 /// Session timeout of a node's own session: the registry notices a dead node this long after its last
-/// keepalive, and its work is re-queued in the same step.
-pub const NODE_SESSION_TIMEOUT_MS: u64 = 750;
+/// keepalive, and its work is re-queued in the same step. A mesh member is usually expired sooner, as
+/// soon as the mesh declares it down (200 ms of silence by default); this timeout is what notices a
+/// joined worker (no mesh link) and a member whose death a new leader did not see (the leader itself),
+/// so it shrinks with the detector: five keepalives (80 ms apart) per timeout, none of which expired
+/// in soaks with the machine's cores busy.
+pub const NODE_SESSION_TIMEOUT_MS: u64 = 400;
 /// Keepalives per node session timeout: several may be lost before the session expires.
 pub const KEEPALIVES_PER_NODE_SESSION: u64 = 5;
 /// Shortest session timeout the registry grants by default (a shorter request is raised to it): a
-/// session must outlive a leader election and a few lost keepalives.
-pub const SESSION_TIMEOUT_MS_MIN_DEFAULT: u64 = 600;
+/// session must outlive a few lost keepalives (a new leader restarts every session's clock, so an
+/// election does not count against it); a node's own session is this short.
+pub const SESSION_TIMEOUT_MS_MIN_DEFAULT: u64 = 400;
 /// Longest session timeout the registry grants by default: a dead client's ephemerals and locks are
 /// released within a minute.
 pub const SESSION_TIMEOUT_MS_MAX_DEFAULT: u64 = 60_000;

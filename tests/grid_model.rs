@@ -1,25 +1,34 @@
-//! Property test of the grid's task table: random sequences of submissions, plans, starts, finishes
-//! (current and stale tokens), timeouts, node losses and cancellations. After every step: a terminal
+//! Property test of the grid's task table: random sequences of submissions, plans (pipelined: a second
+//! plan made while the first is in flight, the two applied in either order), starts, finishes (current
+//! and stale tokens), timeouts, node losses, cancellations and work stealing (moves planned by
+//! `grid::steal`, some of whose attempts start before the move applies). After every step: a terminal
 //! task never changes, a success is recorded at most once and only under the current token, no node
-//! holds more attempts than its slots, and every task is either queued, held by exactly one node, or
-//! terminal.
+//! holds more attempts than its room, every task is either queued, held by exactly one node, or
+//! terminal, and a move of an attempt that started meanwhile is refused. After a node loss, its work is
+//! planned before every task of its priority that was not lost.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use gridkeeper::grid::steal;
 use gridkeeper::grid::Strategy as PlacementStrategy;
 use gridkeeper::grid::{
-    FencingToken, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId, TaskSpec, TaskState, TaskTable,
+    AttemptState, FencingToken, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId, TaskSpec, TaskState, TaskTable,
 };
 use gridkeeper::ids::NodeId;
 use proptest::prelude::*;
 
 const NODES: u64 = 3;
 const SLOTS: u32 = 2;
+const PREFETCH: u32 = 1;
+/// What a node may hold: slots + prefetch, twice that when lost work filled it.
+const ROOM_MAX: u32 = 2 * (SLOTS + PREFETCH);
 
 #[derive(Debug, Clone)]
 enum Step {
     Submit { priority: i32, attempts: u32 },
     Dispatch,
+    DispatchPipelined { reversed: bool },
+    Steal { start_first: usize },
     Start { pick: usize },
     Finish { pick: usize, ok: bool, stale: bool },
     TimeOut { pick: usize },
@@ -32,6 +41,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (-2i32..3, 1u32..4).prop_map(|(priority, attempts)| Step::Submit { priority, attempts }),
         3 => Just(Step::Dispatch),
+        2 => any::<bool>().prop_map(|reversed| Step::DispatchPipelined { reversed }),
+        2 => any::<usize>().prop_map(|start_first| Step::Steal { start_first }),
         2 => any::<usize>().prop_map(|pick| Step::Start { pick }),
         3 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2)).prop_map(|(pick, ok, stale)| Step::Finish { pick, ok, stale }),
         1 => any::<usize>().prop_map(|pick| Step::TimeOut { pick }),
@@ -47,7 +58,7 @@ fn loads(table: &TaskTable) -> Vec<NodeLoad> {
             node: NodeId(id),
             running: table.running_on(NodeId(id)),
             slots: SLOTS,
-            prefetch: 0,
+            prefetch: PREFETCH,
             weight: 1,
             kinds: BTreeSet::from(["noop".to_string()]),
             draining: false,
@@ -87,6 +98,50 @@ proptest! {
                         next_token += 1;
                     }
                 }
+                Step::DispatchPipelined { reversed } => {
+                    table.on_tick(now);
+                    let mut nodes = loads(&table);
+                    let first = table.plan_dispatch(now, &mut placement, &mut nodes, 3);
+                    // The second is planned while the first is in flight: its tasks left out, its
+                    // loads counted (`nodes` carries them).
+                    let excluded: BTreeSet<TaskId> = first.iter().map(|(task, _)| *task).collect();
+                    let second = table.plan_dispatch_excluding(now, &mut placement, &mut nodes, 3, &excluded);
+                    prop_assert!(second.iter().all(|(task, _)| !excluded.contains(task)), "a task planned twice");
+                    let mut batches = [first, second];
+                    if reversed {
+                        batches.reverse();
+                    }
+                    for batch in batches {
+                        let token = FencingToken(next_token);
+                        next_token += 1;
+                        for (task, node) in batch {
+                            table.on_assigned(task, node, token, now).expect("planned tasks are pending");
+                        }
+                    }
+                }
+                Step::Steal { start_first } => {
+                    let nodes = loads(&table);
+                    let moves = steal::plan(&table.backlogs(&nodes, |_| true), now, 4);
+                    // Some attempts start between the plan and its apply: those moves must be refused.
+                    let started: Option<TaskId> =
+                        (!moves.is_empty()).then(|| moves[start_first % moves.len()].0).filter(|_| start_first % 3 == 0);
+                    if let Some(task) = started {
+                        let token = table.get(task).and_then(|t| t.current_attempt()).map(|a| a.token).expect("held");
+                        table.on_started(task, token, now).expect("current token");
+                    }
+                    let token = FencingToken(next_token);
+                    next_token += 1;
+                    for (task, old, node) in moves {
+                        prop_assert!(now >= table.get(task).and_then(|t| t.current_attempt()).expect("held").assigned_ms + steal::STEAL_GRACE_MS);
+                        let moved = table.on_reassigned(task, old, node, token, now);
+                        if Some(task) == started {
+                            prop_assert!(moved.is_err(), "an attempt that started was moved");
+                        } else {
+                            prop_assert!(moved.is_ok(), "a planned move was refused: {:?}", moved);
+                            prop_assert!(table.get(task).and_then(|t| t.current_attempt()).is_some_and(|a| a.node == node && a.token == token));
+                        }
+                    }
+                }
                 Step::Start { pick } if !ids.is_empty() => {
                     let task = ids[pick % ids.len()];
                     if let Some(token) = table.get(task).and_then(|t| t.current_attempt()).map(|a| a.token) {
@@ -115,7 +170,26 @@ proptest! {
                     }
                 }
                 Step::LoseNode { node } => {
-                    table.on_node_lost(NodeId(node), now);
+                    let lost = table.on_node_lost(NodeId(node), now);
+                    // With room for everything, the next plan takes the lost work before every task
+                    // of its priority that was not lost.
+                    let mut roomy: Vec<NodeLoad> = loads(&table);
+                    for load in &mut roomy {
+                        load.slots = 10_000;
+                    }
+                    let order = table.plan_dispatch(now, &mut placement.clone(), &mut roomy, 10_000);
+                    let position = |task: TaskId| order.iter().position(|(planned, _)| *planned == task);
+                    for &gone in &lost {
+                        let at = position(gone).expect("lost work is ready at once");
+                        let priority = table.get(gone).expect("known").spec.priority;
+                        for (index, (task, _)) in order.iter().enumerate() {
+                            let entry = table.get(*task).expect("known");
+                            let was_lost = entry.attempts.last().is_some_and(|a| a.state == AttemptState::Lost);
+                            if entry.spec.priority == priority && !was_lost {
+                                prop_assert!(at < index, "lost task {:?} planned after {:?}", gone, task);
+                            }
+                        }
+                    }
                 }
                 Step::Cancel { pick } if !ids.is_empty() => {
                     let _ = table.on_cancelled(ids[pick % ids.len()], now);
@@ -124,7 +198,7 @@ proptest! {
                 _ => {}
             }
             for id in 1..=NODES {
-                prop_assert!(table.running_on(NodeId(id)) <= SLOTS, "node {} over its slots", id);
+                prop_assert!(table.running_on(NodeId(id)) <= ROOM_MAX, "node {} over its room", id);
             }
             let mut held = 0;
             for &task in &ids {

@@ -3,13 +3,15 @@
 //! node submits random batches of tasks, among them delayed tasks, tasks that fail before they
 //! succeed (retried with backoff) and tasks whose first attempt stalls past its timeout, while a cron
 //! job and an interval job fire, and a seeded fault schedule crashes the leader and other nodes,
-//! restarts them, cuts, holds and fails links. Wall time is simulated too, so every grid timer
+//! restarts them, cuts, holds and fails links. A third of the tasks (`drag`) run slowly on node 1, whose
+//! queue grows while its peers idle, so the leader moves queued attempts away from it (work stealing)
+//! while several `Assign` entries are in flight. Wall time is simulated too, so every grid timer
 //! (timeouts, backoff, not-before times, aging, cron) replays from the seed.
 //!
 //! Checked after every schedule, once healed:
 //! - every task in the table (every accepted one among them, and every job run) ends succeeded, with
-//!   exactly one successful attempt and no attempt left open; no worker ever ran more attempts at once
-//!   than its slots;
+//!   exactly one successful attempt and no attempt left open (moved attempts included); no worker ever
+//!   ran more attempts at once than its slots; over the swarm, attempts were moved;
 //! - the timers held: no attempt was assigned before its task's not-before time, no retry before its
 //!   backoff ran out, no attempt timed out before its timeout, every stalled first attempt ended
 //!   without success, and no job fired before its due time or twice for one due time.
@@ -78,6 +80,32 @@ impl TaskKind for Stall {
     }
 }
 
+/// A task that runs slowly on node 1 and quickly elsewhere: node 1's queue grows long while its peers
+/// idle, so the leader moves its queued attempts to them (work stealing).
+#[derive(Debug, Clone, Copy, Default)]
+struct Drag;
+
+/// How long a `drag` attempt runs on the slow node, and elsewhere (simulated ms).
+const DRAG_SLOW_MS: u64 = 700;
+const DRAG_FAST_MS: u64 = 5;
+
+impl TaskKind for Drag {
+    const NAME: &'static str = "drag";
+    type Input = Empty;
+    type Output = Empty;
+
+    async fn run(&self, _input: Empty, attempt: AttemptInfo) -> Result<Empty, TaskError> {
+        let ms = if attempt.node == NodeId(1) { DRAG_SLOW_MS } else { DRAG_FAST_MS };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(Empty {})
+    }
+}
+
+/// Whether `attempt` was moved to another node by work stealing.
+fn stolen(attempt: &gridkeeper::grid::Attempt) -> bool {
+    attempt.state == AttemptState::Lost && attempt.error.as_deref().is_some_and(|error| error.contains("work stealing"))
+}
+
 /// The two recurring jobs of one seed.
 #[derive(Debug, Clone)]
 struct Jobs {
@@ -106,8 +134,9 @@ fn json(kind: &str, input: serde_json::Value, rng: &mut rand::rngs::SmallRng) ->
 }
 
 fn random_spec(rng: &mut rand::rngs::SmallRng) -> TaskSpec {
-    let mut spec = match rng.random_range(0..4) {
+    let mut spec = match rng.random_range(0..6) {
         0 => json("noop", serde_json::json!({}), rng),
+        4 | 5 => json(Drag::NAME, serde_json::json!({}), rng),
         1 => json("sleep", serde_json::json!({ "ms": rng.random_range(1..300) }), rng),
         2 => json("fail", serde_json::json!({ "times": rng.random_range(1..=2) }), rng),
         _ => {
@@ -227,7 +256,7 @@ fn run(seed: u64) -> Run {
     config.grid = Some(SimGrid {
         slots: SLOTS,
         prefetch: PREFETCH,
-        kinds: gridkeeper::worker::builtin::kinds().with(Stall),
+        kinds: gridkeeper::worker::builtin::kinds().with(Stall).with(Drag),
         ..SimGrid::new()
     });
     config.workload = Some(workload(shared.clone(), seed, jobs.clone()));
@@ -363,6 +392,7 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
             let timed_out = count(&has(AttemptState::TimedOut));
             let delayed = count(&|task| task.spec.not_before_ms > 0);
             let job_runs = count(&|task| task.spec.kind == "echo");
+            let stolen = count(&|task| task.attempts.iter().any(stolen));
             let mut totals = totals.lock().expect("totals");
             for (name, value) in [
                 ("tasks", run.tasks.len()),
@@ -371,6 +401,7 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
                 ("timed out", timed_out),
                 ("delayed", delayed),
                 ("job runs", job_runs),
+                ("stolen", stolen),
                 ("leader crashes", run.faults.leader_crashes()),
                 ("faults", run.faults.faults()),
             ] {
@@ -379,7 +410,7 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
             if gridkeeper::sim::swarm::seed_from_env().is_some() {
                 eprintln!(
                     "seed {seed}: {} tasks ({} accepted by submitters), {lost} with a lost attempt, {failed} failed, \
-                     {timed_out} timed out, {delayed} delayed, {job_runs} job runs; {:?}",
+                     {timed_out} timed out, {delayed} delayed, {job_runs} job runs, {stolen} stolen; {:?}",
                     run.tasks.len(),
                     run.accepted,
                     run.faults
@@ -390,7 +421,7 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
     let totals = totals.into_inner().expect("totals");
     eprintln!("{} schedules: {totals:?}", report.schedules);
     // Over the swarm every timer and fault must have been exercised.
-    for name in ["lost", "failed", "timed out", "delayed", "job runs", "leader crashes"] {
+    for name in ["lost", "failed", "timed out", "delayed", "job runs", "stolen", "leader crashes"] {
         assert!(totals[name] > 0, "no schedule had any {name}: {totals:?}");
     }
 }

@@ -132,10 +132,10 @@ struct NodeArgs {
     /// Admin HTTP address (default 127.0.0.1:9100+id).
     #[arg(long)]
     admin: Option<SocketAddr>,
-    /// Heartbeat interval in milliseconds (default 100).
+    /// Heartbeat interval in milliseconds (default 40).
     #[arg(long)]
     heartbeat_interval_ms: Option<u64>,
-    /// Silence in milliseconds after which a peer is down (default 500).
+    /// Silence in milliseconds after which a peer is down (default 200, or 5 heartbeats if longer).
     #[arg(long)]
     peer_silence_max_ms: Option<u64>,
     /// Largest znode data in bytes (default 1 MiB).

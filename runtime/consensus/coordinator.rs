@@ -1,9 +1,11 @@
 //! The coordinator: one openraft instance per node, its storage, its network over the mesh, and
 //! the registry API on top (writes, reads at two consistencies, sessions, watches).
 //!
-//! Followers serve linearizable reads themselves: they ask the leader for a quorum-confirmed read
-//! index (ReadIndex) and wait until they have applied it. Writes and keepalives go to the leader,
-//! forwarded transparently; callers never see "not leader".
+//! Followers serve linearizable reads themselves: they ask the leader for a read index and wait
+//! until they have applied it. The leader answers from its lease when it holds one (no quorum round,
+//! see [`super::lease`]) and with a quorum round (ReadIndex) otherwise; its own reads take the lease
+//! directly. Writes and keepalives go to the leader, forwarded transparently; callers never see "not
+//! leader".
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
 use tokio::task::JoinSet;
 
 use super::disk::Disk;
+use super::lease::{ClockRate, Committed, LeaderView, Lease, LeaseRule};
 use super::log_store::LogStore;
 use super::membership::{self as plan, MemberRecord, MembershipView, RecordState, MEMBERS_PATH};
 use super::network::MeshNetwork;
@@ -28,7 +31,7 @@ use super::telemetry;
 use super::types::{RaftRuntime, TypeConfig};
 use super::watch_hub::WatchHub;
 use crate::clock::{monotonic, unix_millis, Clock, Stopwatch};
-use crate::ids::NodeId;
+use crate::ids::{Millis, NodeId};
 use crate::mesh::{Mesh, PeerAddr};
 use crate::registry::session::SessionTracker;
 use crate::registry::{Registry, RegistryError, RegistryLimits, SessionId, SessionSecret, WatchKind, WatcherId};
@@ -128,9 +131,34 @@ const READ_INDEX_WAITERS_MAX: usize = 100_000;
 /// Read-index rounds in flight at once.
 const READ_INDEX_ROUNDS_MAX: usize = 4;
 
+/// How the leader confirmed the read indexes it gave out (for tests and `/metrics`).
+#[derive(Debug, Default)]
+struct ReadIndexCounters {
+    lease: std::sync::atomic::AtomicU64,
+    quorum: std::sync::atomic::AtomicU64,
+}
+
+/// Read indexes this node gave out as the leader, by how it confirmed its leadership.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadIndexCounts {
+    /// From its lease, without a quorum round.
+    pub lease: u64,
+    /// With a quorum round (ReadIndex), the lease not held.
+    pub quorum: u64,
+}
+
 struct Inner {
     node: NodeId,
     read_index: ReadIndexBatch,
+    /// The leader lease's parameters.
+    lease: LeaseRule,
+    /// Rate of the clock the lease reads, in millionths of the monotonic clock's (always 10⁶ but in
+    /// simulation, see [`Coordinator::set_lease_clock_rate`]).
+    lease_clock_ppm: std::sync::atomic::AtomicU64,
+    /// Whether this node restarted with a vote on disk: it grants no vote until
+    /// [`LeaseRule::votes_open`] (see [`super::lease`], "Derivation").
+    votes_guarded: bool,
+    read_counts: ReadIndexCounters,
     raft: Raft,
     machine: Arc<StateMachine>,
     rpc: RpcClient,
@@ -232,6 +260,13 @@ impl Coordinator {
         let disk = if config.inline_disk { Disk::open_inline(&config.data_dir) } else { Disk::open(&config.data_dir) };
         let disk = disk.map_err(|error| storage_error(error.to_string()))?;
         let log = LogStore::load(disk).map_err(|error| storage_error(error.to_string()))?;
+        // A node that voted or followed before may have acknowledged a leader whose lease counts on
+        // it; that stamp died with its process, so it keeps its votes closed for a window.
+        let votes_guarded = {
+            use openraft::storage::RaftLogReader;
+            let mut reader = log.clone();
+            reader.read_vote().await.map_err(|error| storage_error(error.to_string()))?.is_some()
+        };
         let hub = Arc::new(WatchHub::default());
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));
         let clock = Clock::start();
@@ -253,15 +288,23 @@ impl Coordinator {
         let rpc = RpcClient::new(mesh.clone());
         let raft_config = Arc::new(raft_config(config.timings, config.snapshot_logs)?);
         let node = config.node;
+        let lease = LeaseRule::new(Duration::from_millis(raft_config.election_timeout_max));
         let raft = RaftRuntime::scope(
             config.seed,
             Raft::new(node.0, raft_config, MeshNetwork::new(rpc.clone()), log, machine.clone()),
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
+        if votes_guarded {
+            raft.runtime_config().elect(false);
+        }
         let inner = Arc::new(Inner {
             node,
             read_index: ReadIndexBatch::default(),
+            lease,
+            lease_clock_ppm: std::sync::atomic::AtomicU64::new(ClockRate::default().ppm()),
+            votes_guarded,
+            read_counts: ReadIndexCounters::default(),
             raft,
             machine,
             rpc,
@@ -288,7 +331,12 @@ impl Coordinator {
             tasks.spawn(coordinator.clone().leader_duties());
             tasks.spawn(coordinator.clone().read_index_rounds());
             tasks.spawn(coordinator.clone().follow_membership());
+            if votes_guarded {
+                tasks.spawn(coordinator.clone().open_votes());
+            }
         }
+        metrics::counter!("gridkeeper_registry_read_index_total", "via" => "lease").increment(0);
+        metrics::counter!("gridkeeper_registry_read_index_total", "via" => "quorum").increment(0);
         let lowest = config.voters.keys().next().copied();
         if config.initialize
             && lowest == Some(node)
@@ -426,6 +474,83 @@ impl Coordinator {
             .is_some_and(|acked| openraft::async_runtime::Instant::elapsed(&**acked) > lease)
     }
 
+    /// The committed index a linearizable read may be served at, if this node leads and holds its
+    /// lease ([`LeaseRule::check`]); `None` sends the read to a quorum round. Counted when held.
+    fn lease_read_index(&self) -> Option<u64> {
+        let rate = ClockRate::from_ppm(self.inner.lease_clock_ppm.load(std::sync::atomic::Ordering::Relaxed));
+        // `now` is read before the acknowledgement's age: a later age only makes `acked` earlier.
+        let now = rate.scale(self.since_origin());
+        let metrics = self.inner.raft.metrics();
+        let view = {
+            let metrics = metrics.borrow_watched();
+            let me = self.inner.node.0;
+            let joint = metrics.membership_config.membership().get_joint_config();
+            let sole_voter = joint.len() == 1 && joint[0].len() == 1 && joint[0].contains(&me);
+            let acked = metrics
+                .last_quorum_acked
+                .as_ref()
+                .map(|acked| now.saturating_sub(rate.scale(openraft::async_runtime::Instant::elapsed(&**acked))));
+            let committed = metrics.local_committed.as_ref().map(|id| Committed {
+                // An entry proposed by another node with the same term cannot be committed while
+                // this node leads that term; the check costs nothing.
+                term: if id.committed_leader_id().node_id == me { id.committed_leader_id().term } else { 0 },
+                index: id.index(),
+            });
+            LeaderView {
+                now,
+                leading: metrics.state == ServerState::Leader && metrics.current_leader == Some(me),
+                term: metrics.current_term,
+                sole_voter,
+                acked,
+                committed,
+            }
+        };
+        match self.inner.lease.check(&view) {
+            Lease::Held { read_index, .. } => {
+                self.inner.read_counts.lease.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!("gridkeeper_registry_read_index_total", "via" => "lease").increment(1);
+                Some(read_index)
+            }
+            Lease::NotHeld(_) => None,
+        }
+    }
+
+    /// Time on the monotonic clock since this coordinator's origin (taken before openraft started).
+    fn since_origin(&self) -> Duration {
+        monotonic().saturating_duration_since(self.inner.clock.instant_at(Millis(0)))
+    }
+
+    /// Whether this node may grant votes: always, unless it restarted with a vote on disk and its
+    /// clock has not yet run a whole lease window since (see [`super::lease`]).
+    fn votes_open(&self) -> bool {
+        !self.inner.votes_guarded || self.inner.lease.votes_open(Duration::ZERO, self.since_origin())
+    }
+
+    /// Turns this node's election timer back on once its votes open (it was off since the start).
+    async fn open_votes(self) {
+        let at = self.inner.clock.instant_at(Millis(0)) + self.inner.lease.vote_guard() + Duration::from_millis(1);
+        tokio::time::sleep_until(at).await;
+        self.inner.raft.runtime_config().elect(true);
+        tracing::debug!(node = %self.inner.node, "votes open after the restart guard");
+    }
+
+    /// Read indexes this node gave out as the leader, by how it confirmed its leadership.
+    pub fn read_index_counts(&self) -> ReadIndexCounts {
+        let counts = &self.inner.read_counts;
+        ReadIndexCounts {
+            lease: counts.lease.load(std::sync::atomic::Ordering::Relaxed),
+            quorum: counts.quorum.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Simulation only: makes the clock this node's lease reads run at `rate` of the monotonic
+    /// clock's rate, to show what the drift bound buys (`tests/sim_lease.rs`). Never set on a real
+    /// node.
+    #[doc(hidden)]
+    pub fn set_lease_clock_rate(&self, rate: ClockRate) {
+        self.inner.lease_clock_ppm.store(rate.ppm(), std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The mesh this coordinator runs over.
     pub fn mesh(&self) -> &Mesh {
         self.inner.rpc.mesh()
@@ -553,10 +678,16 @@ impl Coordinator {
     }
 
     /// Waits until this node has applied every write acknowledged before the call (ZooKeeper's `sync`).
+    /// The leader holding its lease takes its committed index at once; any other node, or a leader
+    /// without its lease, joins the next batch of read-index requests.
     ///
     /// # Errors
     /// [`CoordinatorError::Unavailable`] if no quorum confirms a read index in time.
     pub async fn sync(&self) -> Result<(), CoordinatorError> {
+        if let Some(index) = self.lease_read_index() {
+            self.inner.machine.wait_applied(index).await;
+            return Ok(());
+        }
         let (sender, receiver) = tokio::sync::oneshot::channel();
         {
             let mut waiters = self.inner.read_index.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -774,18 +905,30 @@ impl Coordinator {
             }
             Request::AddMember { id, addr } => self.serve_add_member(id, addr).await,
             Request::RemoveMember { id } => self.serve_remove_member(id).await,
-            Request::ReadIndex => match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
-                // Said in our words: openraft's text lists its internal view of the cluster.
-                Err(error) => match error.api_error() {
-                    Some(openraft::errors::LinearizableReadError::QuorumNotEnough(_)) => Reply::Unavailable(
-                        "no quorum confirms this leader: a linearizable read cannot be served".into(),
-                    ),
-                    Some(openraft::errors::LinearizableReadError::ForwardToLeader(_)) => {
-                        Reply::Unavailable("not the leader".into())
-                    }
-                    None => Reply::Unavailable(error.to_string()),
-                },
+            Request::ReadIndex => {
+                if let Some(index) = self.lease_read_index() {
+                    return Reply::ReadIndex(index);
+                }
+                self.inner.read_counts.quorum.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics::counter!("gridkeeper_registry_read_index_total", "via" => "quorum").increment(1);
+                self.read_index_round().await
+            }
+        }
+    }
+
+    /// A read index confirmed by a quorum round (ReadIndex), for when the lease is not held.
+    async fn read_index_round(&self) -> Reply {
+        match self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => Reply::ReadIndex(read_log_id.index()),
+            // Said in our words: openraft's text lists its internal view of the cluster.
+            Err(error) => match error.api_error() {
+                Some(openraft::errors::LinearizableReadError::QuorumNotEnough(_)) => {
+                    Reply::Unavailable("no quorum confirms this leader: a linearizable read cannot be served".into())
+                }
+                Some(openraft::errors::LinearizableReadError::ForwardToLeader(_)) => {
+                    Reply::Unavailable("not the leader".into())
+                }
+                None => Reply::Unavailable(error.to_string()),
             },
         }
     }
@@ -956,7 +1099,7 @@ impl Coordinator {
         let voters = configs.last().cloned().unwrap_or_default();
         let joint_old = (configs.len() > 1).then(|| configs[0].clone());
         // Alive: the mesh hears it and, on the leader, it acknowledged a heartbeat just now. The
-        // mesh alone takes its silence bound (0.5 s) to notice a death, and a removal planned on a
+        // mesh alone takes its silence bound (0.2 s by default) to notice a death, and a removal planned on a
         // dead voter's account would stall in its joint configuration.
         let mesh = self.inner.rpc.mesh();
         let acked_lately = |id: u64| match &metrics.heartbeat {
@@ -1267,6 +1410,9 @@ impl rpc::RpcHandler for Coordinator {
                 encode(&response).map_err(|error| text(&error))
             }
             RpcKind::Vote => {
+                if !self.votes_open() {
+                    return Err("restarted within a lease window: no vote yet".into());
+                }
                 let request = decode(&body).map_err(|error| text(&error))?;
                 let response = raft.vote(request).await.map_err(|error| text(&error))?;
                 encode(&response).map_err(|error| text(&error))

@@ -4,11 +4,13 @@
 //! `types.rs` (openraft type config), `disk.rs` (redb file and group committer), `log_store.rs`,
 //! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `chunk.rs` (long
 //! messages in frame-sized pieces), `request.rs` (client
-//! requests), `watch_hub.rs` (watch delivery), `coordinator.rs` (the API).
+//! requests), `watch_hub.rs` (watch delivery), `lease.rs` (core: when the leader's lease serves a
+//! linearizable read), `coordinator.rs` (the API).
 
 pub mod chunk;
 pub mod coordinator;
 pub mod disk;
+pub mod lease;
 pub mod log_store;
 pub mod membership;
 pub mod network;
@@ -22,5 +24,7 @@ pub mod telemetry;
 pub mod types;
 pub mod watch_hub;
 
-pub use coordinator::{ConsensusStatus, Coordinator, CoordinatorConfig, NoObserver, RaftTimings, StateObserver};
+pub use coordinator::{
+    ConsensusStatus, Coordinator, CoordinatorConfig, NoObserver, RaftTimings, ReadIndexCounts, StateObserver,
+};
 pub use request::{Consistency, CoordinatorError, ReadOp, ReadResult, Replication, Reply, Request};

@@ -132,6 +132,16 @@ pub enum GridCommand {
         /// The job.
         name: String,
     },
+    /// Work stealing: queued attempts move to another node (see `grid::steal`). Each move names the
+    /// attempt by its token; apply checks it is still current and not started and that the new node is
+    /// registered and not draining, or refuses that move. A moved attempt ends (its old node is told
+    /// to drop it, and its late reports are refused as stale) and a new attempt takes its place on the
+    /// new node with this entry's zxid as its token. Written only once every voter's build applies
+    /// state version 4.
+    Reassign {
+        /// (task, token of the attempt that moves, the node it moves to).
+        moves: Vec<(TaskId, FencingToken, NodeId)>,
+    },
 }
 
 /// A recurring job as its owner asks for it.
@@ -230,6 +240,9 @@ pub struct GridEffects {
     pub retried: u32,
     /// Attempts lost with a node, re-queued: (node, task).
     pub lost: Vec<(NodeId, TaskId)>,
+    /// Attempts moved away from a node by work stealing (the new attempts are in `assigned`): (the
+    /// node that held them, task). That node drops them.
+    pub stolen: Vec<(NodeId, TaskId)>,
     /// Reports refused as stale (zombies, duplicates).
     pub refused: u32,
 }
@@ -277,5 +290,10 @@ mod tests {
             due_ms: Some(1),
         };
         assert_eq!(postcard::to_stdvec(&zoned).expect("encodes")[0], 11);
+        // Work stealing (state version 4) comes after the job controls.
+        let reassign = GridCommand::Reassign { moves: vec![(TaskId(7), FencingToken(9), NodeId(2))] };
+        let bytes = vec![15, 1, 7, 9, 2];
+        assert_eq!(postcard::to_stdvec(&reassign).expect("encodes"), bytes);
+        assert_eq!(postcard::from_bytes::<GridCommand>(&bytes).expect("decodes"), reassign);
     }
 }

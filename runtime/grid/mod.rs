@@ -16,6 +16,7 @@ pub(crate) mod placement;
 pub(crate) mod queue;
 pub mod schedule;
 pub(crate) mod settings;
+pub mod steal;
 pub mod table;
 pub mod task;
 

@@ -2,9 +2,11 @@
 //! held here, so every replica and every simulation replay makes the same choices.
 //!
 //! Invariant: a task is only placed on a node that advertises its kind, is not draining, and has room
-//! (attempts assigned < slots + prefetch). The worker runs at most `slots` at once and queues the
-//! prefetched rest, so the commit round trip between one attempt's end and the next one's assignment
-//! does not leave slots idle.
+//! (attempts assigned < slots + prefetch; for work re-queued after its node was lost,
+//! [`Placement::place_requeued`], < 2 × (slots + prefetch) on a node that queues work at all). The worker runs at most `slots` at once and
+//! queues the prefetched rest, so the commit round trip between one attempt's end and the next one's
+//! assignment does not leave slots idle. The worker starts its queue lowest task id first (within a
+//! priority), so lost work placed over a full queue starts before the work queued there after it.
 
 use std::collections::BTreeSet;
 
@@ -31,8 +33,19 @@ pub struct NodeLoad {
 }
 
 impl NodeLoad {
-    fn can_take(&self, spec: &TaskSpec) -> bool {
-        !self.draining && self.running < self.slots.saturating_add(self.prefetch) && self.kinds.contains(&spec.kind)
+    /// Attempts it may hold: slots + prefetch; for work re-queued after its node was lost, twice that
+    /// (a whole lost node's worth more) if it queues work at all (prefetch > 0).
+    pub fn capacity(&self, requeued: bool) -> u32 {
+        let capacity = self.slots.saturating_add(self.prefetch);
+        if requeued && self.prefetch > 0 {
+            capacity.saturating_mul(2)
+        } else {
+            capacity
+        }
+    }
+
+    fn can_take(&self, spec: &TaskSpec, requeued: bool) -> bool {
+        !self.draining && self.running < self.capacity(requeued) && self.kinds.contains(&spec.kind)
     }
 }
 
@@ -71,6 +84,22 @@ impl Placement {
     /// The node that should run `spec`, or `None` if no eligible node has a free slot now (the task
     /// waits). `nodes` must be sorted by id.
     pub fn place(&mut self, spec: &TaskSpec, nodes: &[NodeLoad]) -> Option<NodeId> {
+        self.place_with(spec, nodes, false)
+    }
+
+    /// [`Placement::place`] for a task re-queued because its node was lost: it may fill a node that
+    /// queues work up to twice its slots + prefetch ([`NodeLoad::capacity`]), so it need not wait for
+    /// room behind work queued after it (the worker starts lower task ids first).
+    pub fn place_requeued(&mut self, spec: &TaskSpec, nodes: &[NodeLoad]) -> Option<NodeId> {
+        self.place_with(spec, nodes, true)
+    }
+
+    /// The cluster-wide default strategy (a task's own overrides it).
+    pub fn default_strategy(&self) -> Strategy {
+        self.default_strategy
+    }
+
+    fn place_with(&mut self, spec: &TaskSpec, nodes: &[NodeLoad], requeued: bool) -> Option<NodeId> {
         let strategy = spec.strategy.unwrap_or(self.default_strategy);
         let capable: Vec<&NodeLoad> = nodes
             .iter()
@@ -82,9 +111,9 @@ impl Placement {
             // not wander when its node is busy: the task waits for a slot there.
             let key = spec.shard_key.as_deref().unwrap_or(&spec.kind);
             let owner = capable.iter().max_by_key(|load| (mix(hash_key(key) ^ mix(load.node.0)), load.node))?;
-            return owner.can_take(spec).then_some(owner.node);
+            return owner.can_take(spec, requeued).then_some(owner.node);
         }
-        let free: Vec<&NodeLoad> = capable.into_iter().filter(|load| load.can_take(spec)).collect();
+        let free: Vec<&NodeLoad> = capable.into_iter().filter(|load| load.can_take(spec, requeued)).collect();
         if free.is_empty() {
             return None;
         }

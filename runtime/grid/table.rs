@@ -14,6 +14,7 @@ use super::budget::TableBytes;
 use super::command::{GridCommand, GridEffects, GridOutcome, Job, JobExtras, Report};
 use super::placement::{NodeLoad, Placement};
 use super::queue::ReadyQueue;
+use super::steal::{Backlog, Queued};
 use super::task::{Attempt, AttemptState, FencingToken, Task, TaskId, TaskSpec, TaskState};
 use crate::ids::NodeId;
 
@@ -258,6 +259,17 @@ impl TaskTable {
                     count(ok);
                 }
             }
+            GridCommand::Reassign { moves } => {
+                for &(task, token, node) in moves {
+                    let new_token = FencingToken(zxid);
+                    let moved = self.on_reassigned(task, token, node, new_token, now_ms);
+                    if let Ok(from) = moved {
+                        effects.stolen.push((from, task));
+                        effects.assigned.push((task, node, new_token));
+                    }
+                    count(moved.is_ok());
+                }
+            }
             GridCommand::Report { reports } => {
                 for report in reports {
                     let ok = self.on_report(report, now_ms, effects);
@@ -464,7 +476,9 @@ impl TaskTable {
     }
 
     /// The leader's plan: up to `max` (task, node) assignments in dispatch order, never over a node's
-    /// slots. `nodes` (sorted by id) is updated with the planned load. Changes nothing in the table.
+    /// slots + prefetch (work re-queued after its node was lost: twice that, see
+    /// [`Placement::place_requeued`]). `nodes` (sorted by id) is updated with the planned load.
+    /// Changes nothing in the table.
     pub fn plan_dispatch(
         &self,
         now_ms: u64,
@@ -472,34 +486,158 @@ impl TaskTable {
         nodes: &mut [NodeLoad],
         max: usize,
     ) -> Vec<(TaskId, NodeId)> {
+        self.plan_dispatch_excluding(now_ms, placement, nodes, max, &BTreeSet::new())
+    }
+
+    /// [`TaskTable::plan_dispatch`] leaving out `excluded` (tasks whose assignment is proposed and not
+    /// yet applied; `nodes` already count them).
+    pub fn plan_dispatch_excluding(
+        &self,
+        now_ms: u64,
+        placement: &mut Placement,
+        nodes: &mut [NodeLoad],
+        max: usize,
+        excluded: &BTreeSet<TaskId>,
+    ) -> Vec<(TaskId, NodeId)> {
         for load in nodes.iter_mut() {
             load.draining |= self.draining.contains(&load.node);
         }
+        let room = |nodes: &[NodeLoad], requeued: bool| -> usize {
+            nodes
+                .iter()
+                .filter(|load| !load.draining)
+                .map(|load| load.capacity(requeued).saturating_sub(load.running) as usize)
+                .sum()
+        };
         // No room anywhere: nothing to plan, and no reason to walk the queue.
-        let room: usize = nodes
-            .iter()
-            .filter(|load| !load.draining)
-            .map(|load| load.slots.saturating_add(load.prefetch).saturating_sub(load.running) as usize)
-            .sum();
-        let max = max.min(room);
+        let max = max.min(room(nodes, true));
         if max == 0 {
             return Vec::new();
         }
+        let mut open = room(nodes, false);
         let mut plan = Vec::new();
         // Look further than `max` so that tasks no node can take now do not block those behind them.
-        for task in self.queue.ordered(now_ms, max.saturating_mul(4)) {
+        for task in self.queue.ordered(now_ms, max.saturating_mul(4).saturating_add(excluded.len())) {
             if plan.len() >= max {
                 break;
             }
-            let spec = &self.tasks[&task].spec;
-            if let Some(node) = placement.place(spec, nodes) {
+            if excluded.contains(&task) {
+                continue;
+            }
+            let entry = &self.tasks[&task];
+            // Lost work was queued at the front of its priority: once only the room lost work may take
+            // is left, nothing behind it can be placed.
+            let requeued = entry.attempts.last().is_some_and(|attempt| attempt.state == AttemptState::Lost);
+            if !requeued && open == 0 {
+                break;
+            }
+            let placed = if requeued {
+                placement.place_requeued(&entry.spec, nodes)
+            } else {
+                placement.place(&entry.spec, nodes)
+            };
+            if let Some(node) = placed {
                 if let Some(load) = nodes.iter_mut().find(|load| load.node == node) {
+                    if load.running < load.capacity(false) {
+                        open = open.saturating_sub(1);
+                    }
                     load.running += 1;
                 }
                 plan.push((task, node));
             }
         }
         plan
+    }
+
+    /// What work stealing knows of each node in `nodes` (their loads as the dispatcher counts them):
+    /// its attempts queued there and not started that `movable` allows to move (see `grid::steal`).
+    ///
+    /// A worker reports a start late (batched with its other reports; a quick attempt's start comes
+    /// with its end), so the table's "not started" may be running already: a node runs up to its
+    /// `slots`, so the unstarted attempts it would start first (highest priority, then lowest task id,
+    /// as `worker::slots` starts them), as many as its slots the table does not see running, stay.
+    pub fn backlogs(&self, nodes: &[NodeLoad], movable: impl Fn(&TaskSpec) -> bool) -> Vec<Backlog> {
+        nodes
+            .iter()
+            .map(|load| {
+                let mut running = 0u32;
+                let mut unstarted: Vec<(std::cmp::Reverse<i32>, TaskId, &Task, &Attempt)> = Vec::new();
+                for task in self.by_node.get(&load.node).into_iter().flatten() {
+                    let entry = &self.tasks[task];
+                    let Some(attempt) = entry.current_attempt() else { continue };
+                    if attempt.state == AttemptState::Assigned && attempt.started_ms.is_none() {
+                        unstarted.push((std::cmp::Reverse(entry.spec.priority), *task, entry, attempt));
+                    } else {
+                        running += 1;
+                    }
+                }
+                unstarted.sort_unstable_by_key(|(priority, task, _, _)| (*priority, *task));
+                let maybe_running = load.slots.saturating_sub(running) as usize;
+                let queued = unstarted
+                    .into_iter()
+                    .skip(maybe_running)
+                    .filter(|(_, _, entry, _)| entry.spec.affinity.is_none() && movable(&entry.spec))
+                    .map(|(_, task, entry, attempt)| Queued {
+                        task,
+                        token: attempt.token,
+                        assigned_ms: attempt.assigned_ms,
+                        kind: entry.spec.kind.clone(),
+                    })
+                    .collect();
+                Backlog {
+                    node: load.node,
+                    held: load.running,
+                    slots: load.slots,
+                    prefetch: load.prefetch,
+                    kinds: load.kinds.clone(),
+                    draining: load.draining || self.draining.contains(&load.node),
+                    queued,
+                }
+            })
+            .collect()
+    }
+
+    /// Work stealing: moves `task`'s attempt under `token` to `to` under `new_token`. Returns the node
+    /// it moved from. The old attempt ends as lost (not the task's fault: it uses up no retry) and a
+    /// new one is assigned to `to` at `now_ms`.
+    ///
+    /// # Errors
+    /// [`GridError::StaleToken`] unless `token` is the current attempt's; [`GridError::WrongState`]
+    /// if it started, if it is on `to` already, if `to` drains or if the task is pinned elsewhere.
+    pub fn on_reassigned(
+        &mut self,
+        task: TaskId,
+        token: FencingToken,
+        to: NodeId,
+        new_token: FencingToken,
+        now_ms: u64,
+    ) -> Result<NodeId, GridError> {
+        let draining = self.draining.contains(&to);
+        let entry = self.current(task, token)?;
+        let state = entry.state;
+        let pinned = entry.spec.affinity.is_some_and(|node| node != to);
+        let attempt = entry.attempts.last_mut().expect("current() found an attempt");
+        let from = attempt.node;
+        if attempt.state != AttemptState::Assigned || attempt.started_ms.is_some() || from == to || draining || pinned {
+            return Err(GridError::WrongState { task, state });
+        }
+        attempt.state = AttemptState::Lost;
+        attempt.ended_ms = Some(now_ms);
+        attempt.error = Some(format!("moved from node {from} to node {to} (work stealing)"));
+        let number = entry.attempts.len() as u32 + 1;
+        entry.attempts.push(Attempt {
+            number,
+            node: to,
+            token: new_token,
+            state: AttemptState::Assigned,
+            assigned_ms: now_ms,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+        });
+        self.release(from, task);
+        self.by_node.entry(to).or_default().insert(task);
+        Ok(from)
     }
 
     fn task_mut(&mut self, task: TaskId) -> Result<&mut Task, GridError> {

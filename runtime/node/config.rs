@@ -417,9 +417,10 @@ impl NodeSettings {
         if peers.values().any(|addr| addr.socket_addr() == Some(admin)) || admin == listen && admin.port() != 0 {
             return Err(invalid("admin", format!("{admin} is also a mesh address")));
         }
-        let defaults = DetectorConfig::default();
+        // A heartbeat given alone brings a silence that fits it (see `DetectorConfig::with_heartbeat`).
+        let defaults = self.heartbeat_interval_ms.map_or_else(DetectorConfig::default, DetectorConfig::with_heartbeat);
         let detector = DetectorConfig {
-            heartbeat_interval_ms: self.heartbeat_interval_ms.unwrap_or(defaults.heartbeat_interval_ms),
+            heartbeat_interval_ms: defaults.heartbeat_interval_ms,
             peer_silence_max_ms: self.peer_silence_max_ms.unwrap_or(defaults.peer_silence_max_ms),
         };
         detector.validate().map_err(|error| invalid(error.setting(), error.to_string()))?;
@@ -654,6 +655,9 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:7101".parse::<SocketAddr>().expect("addr"));
         assert_eq!(config.admin, "127.0.0.1:9101".parse::<SocketAddr>().expect("addr"));
         assert_eq!(config.detector, DetectorConfig::default());
+        // A heartbeat given alone, as the earlier defaults had it, brings their silence back.
+        let slower = NodeSettings { heartbeat_interval_ms: Some(100), ..settings() }.validate().expect("valid");
+        assert_eq!(slower.detector, DetectorConfig { heartbeat_interval_ms: 100, peer_silence_max_ms: 500 });
         assert_eq!(config.admin_server, AdminServerConfig::default());
         assert_eq!(config.task_logs, crate::worker::logs::TaskLogsConfig::default());
         let logs = NodeSettings {
@@ -692,7 +696,11 @@ mod tests {
                 "invalid heartbeat-interval-ms: heartbeat interval 6148914691236517206 ms is above the maximum",
             ),
             (NodeSettings { peer_silence_max_ms: Some(u64::MAX), ..settings() }, "invalid peer-silence-max-ms"),
-            (NodeSettings { peer_silence_max_ms: Some(150), ..settings() }, "at least 3 heartbeat intervals"),
+            (NodeSettings { peer_silence_max_ms: Some(80), ..settings() }, "at least 3 heartbeat intervals"),
+            (
+                NodeSettings { heartbeat_interval_ms: Some(100), peer_silence_max_ms: Some(200), ..settings() },
+                "at least 3 heartbeat intervals",
+            ),
             (NodeSettings { znode_data_bytes_max: Some(0), ..settings() }, "znode-data-bytes-max"),
             (NodeSettings { admin_header_timeout_ms: Some(0), ..settings() }, "admin-header-timeout-ms"),
             (NodeSettings { admin_idle_timeout_ms: Some(u64::MAX), ..settings() }, "admin-idle-timeout-ms"),

@@ -1,26 +1,44 @@
 //! The leader's dispatcher: whenever the task table or the set of nodes changes (and on a short
-//! tick, for delayed tasks and timeouts), it plans assignments from the committed table and proposes
-//! them as one `Assign` entry, then ends overdue attempts. It runs on every node and acts only while
-//! its node leads, so a new leader continues from the committed table with nothing to hand over.
+//! tick, for delayed tasks and timeouts), it plans assignments and proposes them as `Assign` entries,
+//! moves queued work from overloaded nodes to idle ones (work stealing, `Reassign` entries), and ends
+//! overdue attempts. It runs on every node and acts only while its node leads, so a new leader
+//! continues from the committed table with nothing to hand over.
 //!
 //! It also shortens failure detection: when the mesh declares a registered node down, the leader
-//! expires that node's session at once (500 ms of silence) rather than waiting out its session
-//! timeout; the expiry re-queues the node's attempts in the same committed step.
+//! expires that node's session at once (200 ms of silence by default) rather than waiting out its
+//! session timeout; the expiry re-queues the node's attempts in the same committed step. A node that
+//! becomes leader does the same at once for every peer it saw go down and has not heard since (one
+//! that died with the old leader).
 //!
-//! Invariant: one `Assign` proposal is in flight at a time and the next plan is made only after it was
-//! applied, so a plan never double-books a task or a slot.
+//! Invariant: up to [`ASSIGN_IN_FLIGHT_MAX`] `Assign` proposals are in flight at once, and each plan is
+//! made against the committed table plus every assignment still in flight ([`InFlight`]: their tasks
+//! left out, their nodes' loads raised), so no plan double-books a task or a slot. An assignment leaves
+//! the in-flight set only once its entry was applied (then the table holds it) or its proposal failed;
+//! either way apply re-checks every assignment (task still pending and ready, node still registered),
+//! so a proposal whose fate was unknown and that commits later changes nothing it should not.
+//! At most one `Reassign` is in flight, planned only while no other is, with the same loads.
+//!
+//! Cheap rounds stay cheap: a round with nothing to plan reads the table's node loads and the queue's
+//! head; the timeout scan runs every [`TIMEOUT_SCAN_MS`] and work stealing every [`STEAL_EVERY_MS`], each
+//! over the attempts nodes hold (bounded by their slots + prefetch), never over the pending queue.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use tokio::task::JoinSet;
 
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
 use crate::grid::command::GridCommand;
 use crate::grid::placement::Placement;
 use crate::grid::schedule::{decide, Zone};
+use crate::grid::steal::STEAL_BATCH_MAX;
 use crate::grid::task::Strategy;
+use crate::grid::task::TaskId;
+use crate::ids::NodeId;
 use crate::mesh::PeerEvent;
-use crate::registry::{SessionId, ZPath, STATE_VERSION};
-use crate::state::replicated::{NodeRecord, NODES_PATH};
+use crate::registry::{SessionId, ZPath, STATE_VERSION, STATE_VERSION_STEAL};
+use crate::state::replicated::{InFlight, NodeRecord, NODES_PATH};
 use crate::state::Command;
 
 pub use crate::limits::ASSIGN_BATCH_MAX;
@@ -29,6 +47,79 @@ const DISPATCH_TICK: Duration = Duration::from_millis(20);
 /// Slower duties (the unplaceable gauge and timeout) run every this many rounds (about a second when
 /// idle). Abandoned waits are swept by the hub itself, on every node.
 const SLOW_EVERY_ROUNDS: u64 = 50;
+/// `Assign` proposals in flight at once. One would leave the table's freed slots unplanned for a whole
+/// commit round (fsyncs on two nodes, a mesh round trip) after every report; a few overlap those.
+pub const ASSIGN_IN_FLIGHT_MAX: usize = 4;
+/// Overdue attempts are looked for at most this often (a timeout is noticed this much late at most).
+pub const TIMEOUT_SCAN_MS: u64 = 50;
+/// Work stealing looks for moves at most this often.
+pub const STEAL_EVERY_MS: u64 = 100;
+
+/// What one proposal in flight carries.
+enum Proposed {
+    Assign(Vec<(TaskId, NodeId)>),
+    Reassign,
+}
+
+/// The leader's pipeline: proposals in flight and what they will change.
+struct Pipeline {
+    /// The proposals' writes (each answers whether it was committed), and what each carries.
+    proposals: JoinSet<bool>,
+    carried: HashMap<tokio::task::Id, Proposed>,
+    assigning: InFlight,
+    /// Assign proposals in flight.
+    assigns: usize,
+    /// Whether a `Reassign` is in flight.
+    reassigning: bool,
+    next_timeout_scan_ms: u64,
+    next_steal_ms: u64,
+}
+
+impl Pipeline {
+    fn new() -> Pipeline {
+        Pipeline {
+            proposals: JoinSet::new(),
+            carried: HashMap::new(),
+            assigning: InFlight::default(),
+            assigns: 0,
+            reassigning: false,
+            next_timeout_scan_ms: 0,
+            next_steal_ms: 0,
+        }
+    }
+
+    /// The write `id` returned (however: committed, refused, failed, or its task ended): what it
+    /// carried is applied, or never will be, or will be re-checked by apply if it commits after all.
+    fn returned(&mut self, id: tokio::task::Id) {
+        match self.carried.remove(&id) {
+            Some(Proposed::Assign(plan)) => {
+                self.assigning.remove(&plan);
+                self.assigns -= 1;
+            }
+            Some(Proposed::Reassign) => self.reassigning = false,
+            None => {}
+        }
+    }
+
+    fn propose(&mut self, coordinator: &Coordinator, proposed: Proposed, command: GridCommand) {
+        match &proposed {
+            Proposed::Assign(plan) => {
+                self.assigning.add(plan);
+                self.assigns += 1;
+            }
+            Proposed::Reassign => self.reassigning = true,
+        }
+        let coordinator = coordinator.clone();
+        let handle = self.proposals.spawn(async move {
+            let result = coordinator.write(Command::App(command)).await;
+            if let Err(error) = &result {
+                tracing::debug!(%error, "proposal not committed");
+            }
+            result.is_ok()
+        });
+        self.carried.insert(handle.id(), proposed);
+    }
+}
 
 /// The dispatcher's node-local settings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,15 +143,42 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
     };
     let mut peers = coordinator.mesh().subscribe();
     let mut rounds = 0u64;
+    let mut pipeline = Pipeline::new();
+    // Peers the mesh declared down and has not heard since, and whether this node led last round.
+    let mut down = std::collections::BTreeSet::new();
+    let mut leading = false;
     loop {
         tokio::select! {
+            Some(joined) = pipeline.proposals.join_next_with_id(), if !pipeline.proposals.is_empty() => {
+                let committed = match joined {
+                    Ok((id, committed)) => {
+                        pipeline.returned(id);
+                        committed
+                    }
+                    Err(error) => {
+                        pipeline.returned(error.id());
+                        false
+                    }
+                };
+                if !committed {
+                    // Not committed (leadership lost, most likely): plan again on the next wake.
+                    continue;
+                }
+            }
             () = hub.changed() => {}
             () = tokio::time::sleep(DISPATCH_TICK) => {}
             event = peers.recv() => {
-                if let Ok(PeerEvent::Down(node)) = event {
-                    if coordinator.is_leader() {
-                        expire_node(&coordinator, node).await;
+                match event {
+                    Ok(PeerEvent::Down(node)) => {
+                        down.insert(node);
+                        if coordinator.is_leader() {
+                            expire_node(&coordinator, node).await;
+                        }
                     }
+                    Ok(PeerEvent::Up(node)) => {
+                        down.remove(&node);
+                    }
+                    Err(_) => {}
                 }
                 continue;
             }
@@ -71,13 +189,25 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
             record_table_gauges(&coordinator);
         }
         if !coordinator.is_leader() {
+            leading = false;
             continue;
+        }
+        if !leading {
+            leading = true;
+            // A node that died with the old leader was declared down while no one could expire its
+            // session; do it now rather than wait out its session timeout, which a new leader
+            // restarts.
+            for node in down.clone() {
+                if !coordinator.mesh().is_alive(node) {
+                    expire_node(&coordinator, node).await;
+                }
+            }
         }
         commit_settings(&coordinator).await;
         if slow || rounds < SLOW_EVERY_ROUNDS {
             upgrade_state(&coordinator).await;
         }
-        dispatch_round(&coordinator, &mut placement).await;
+        dispatch_round(&coordinator, &mut placement, &mut pipeline).await;
         if let Some(after_ms) = options.unplaceable_timeout_ms.filter(|_| slow) {
             fail_unplaceable(&coordinator, after_ms).await;
         }
@@ -219,34 +349,46 @@ async fn fire_jobs(coordinator: &Coordinator) {
     }
 }
 
-/// One round: fire due jobs, assign what can be placed, then time out what overran.
-async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement) {
+/// One round: fire due jobs, assign what can be placed (up to [`ASSIGN_IN_FLIGHT_MAX`] proposals in
+/// flight), move queued work between nodes, then time out what overran.
+async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement, pipeline: &mut Pipeline) {
     fire_jobs(coordinator).await;
     let node = coordinator.node().0;
-    loop {
+    while pipeline.assigns < ASSIGN_IN_FLIGHT_MAX {
         let now = unix_millis();
         // Stage events for `benches/cycle.rs`; nothing listens at trace level in a node.
         tracing::trace!(target: "gridkeeper::cycle", node, "plan_begin");
-        let plan = coordinator.read_state(|state| state.plan(now, placement, ASSIGN_BATCH_MAX));
+        let in_flight = &pipeline.assigning;
+        let plan = coordinator.read_state(|state| state.plan_after(now, placement, ASSIGN_BATCH_MAX, in_flight));
         if plan.is_empty() {
             break;
         }
         let (tasks, first) = (plan.len(), plan[0].0 .0);
         tracing::trace!(target: "gridkeeper::cycle", node, tasks, first, "plan");
         let full = plan.len() == ASSIGN_BATCH_MAX;
-        if let Err(error) = coordinator.write(Command::App(GridCommand::Assign { assignments: plan })).await {
-            tracing::debug!(%error, "assignment not committed");
-            return;
-        }
-        tracing::trace!(target: "gridkeeper::cycle", node, tasks, "assign_done");
+        pipeline.propose(coordinator, Proposed::Assign(plan.clone()), GridCommand::Assign { assignments: plan });
         if !full {
             break;
         }
     }
     let now = unix_millis();
-    let overdue = coordinator.read_state(|state| state.grid.overdue(now));
-    if !overdue.is_empty() {
-        let _ = coordinator.write(Command::App(GridCommand::TimeOut { attempts: overdue })).await;
+    if now >= pipeline.next_steal_ms && !pipeline.reassigning {
+        pipeline.next_steal_ms = now + STEAL_EVERY_MS;
+        if super::registry::cluster_applies(coordinator, STATE_VERSION_STEAL) {
+            let in_flight = &pipeline.assigning;
+            let moves = coordinator.read_state(|state| state.plan_steals(now, placement, STEAL_BATCH_MAX, in_flight));
+            if !moves.is_empty() {
+                tracing::debug!(moves = moves.len(), "moving queued attempts to idle nodes");
+                pipeline.propose(coordinator, Proposed::Reassign, GridCommand::Reassign { moves });
+            }
+        }
+    }
+    if now >= pipeline.next_timeout_scan_ms {
+        pipeline.next_timeout_scan_ms = now + TIMEOUT_SCAN_MS;
+        let overdue = coordinator.read_state(|state| state.grid.overdue(now));
+        if !overdue.is_empty() {
+            let _ = coordinator.write(Command::App(GridCommand::TimeOut { attempts: overdue })).await;
+        }
     }
 }
 

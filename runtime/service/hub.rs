@@ -76,7 +76,8 @@ impl Waiters {
 pub enum WorkerEvent {
     /// Run this attempt.
     Start(Box<AttemptOrder>),
-    /// Stop this task's attempt if it runs (cancelled, or lost with this node's session).
+    /// Stop this task's attempt if it runs (cancelled, lost with this node's session, or moved to
+    /// another node by work stealing).
     Abort(TaskId),
     /// Stop every attempt: this worker's registration is gone, so all it holds was lost.
     AbortAll,
@@ -251,7 +252,9 @@ impl GridHub {
                 }
             }
         }
-        for &(node, task) in &effects.lost {
+        // Attempts lost with this node, or moved away from it by work stealing: the worker drops them
+        // (a queued one quietly; one that started meanwhile is stopped, and its reports are refused).
+        for &(node, task) in effects.lost.iter().chain(&effects.stolen) {
             if node == self.node {
                 self.send(WorkerEvent::Abort(task));
             }

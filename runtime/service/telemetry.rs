@@ -123,9 +123,12 @@ fn outcome_label(state: TaskState) -> &'static str {
 
 /// Registers the unlabelled counters at zero, so a fresh node exports them before the first event.
 pub fn register() {
-    for name in
-        ["gridkeeper_grid_submitted_total", "gridkeeper_grid_retries_total", "gridkeeper_grid_rejected_reports_total"]
-    {
+    for name in [
+        "gridkeeper_grid_submitted_total",
+        "gridkeeper_grid_retries_total",
+        "gridkeeper_grid_rejected_reports_total",
+        "gridkeeper_grid_stolen_total",
+    ] {
         metrics::counter!(name).increment(0);
     }
 }
@@ -143,6 +146,10 @@ pub fn record_applied(effects: &GridEffects, state: &ReplicatedState) {
     }
     for &(_, task) in &effects.lost {
         metrics::counter!("gridkeeper_grid_reassignments_total", "kind" => kind_label(state, task)).increment(1);
+    }
+    if !effects.stolen.is_empty() {
+        // Work stealing: queued attempts moved off a node with a far longer queue.
+        metrics::counter!("gridkeeper_grid_stolen_total").increment(effects.stolen.len() as u64);
     }
     if effects.refused > 0 {
         metrics::counter!("gridkeeper_grid_rejected_reports_total").increment(u64::from(effects.refused));

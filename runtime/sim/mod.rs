@@ -27,6 +27,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
+use crate::consensus::lease::ClockRate;
 use crate::consensus::{Coordinator, CoordinatorConfig, RaftTimings};
 use crate::credentials::{Authority, NodeCredentials};
 use crate::ids::NodeId;
@@ -82,6 +83,10 @@ pub struct SimConfig {
     pub snapshot_logs: u64,
     /// Run the task grid (dispatcher, registration, worker) on every node (needs `registry_dir`).
     pub grid: Option<SimGrid>,
+    /// The rate of the clock each node's leader lease reads, against simulated time (nodes not
+    /// listed: the true rate): a drifting clock, within the lease's drift bound or far beyond it
+    /// (`tests/sim_lease.rs`).
+    pub lease_clock_rates: BTreeMap<NodeId, ClockRate>,
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -106,6 +111,7 @@ impl SimConfig {
             workload: None,
             snapshot_logs: crate::consensus::coordinator::SNAPSHOT_LOGS_DEFAULT,
             grid: None,
+            lease_clock_rates: BTreeMap::new(),
         }
     }
 }
@@ -172,6 +178,7 @@ struct HostPlan {
     workload: Option<Workload>,
     snapshot_logs: u64,
     grid: Option<SimGrid>,
+    lease_clock_rate: Option<ClockRate>,
     trace: Shared<Vec<TraceEntry>>,
     meshes: Shared<BTreeMap<NodeId, Mesh>>,
     coordinators: Shared<BTreeMap<NodeId, Coordinator>>,
@@ -230,6 +237,7 @@ impl<'a> SimCluster<'a> {
                 workload: config.workload.clone(),
                 snapshot_logs: config.snapshot_logs,
                 grid: config.grid.clone(),
+                lease_clock_rate: config.lease_clock_rates.get(&id).copied(),
                 trace: trace.clone(),
                 meshes: meshes.clone(),
                 coordinators: coordinators.clone(),
@@ -535,6 +543,9 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
         };
         let coordinator =
             Coordinator::start(config, mesh, std::sync::Arc::new(crate::service::hub::GridHub::new(node))).await?;
+        if let Some(rate) = plan.lease_clock_rate {
+            coordinator.set_lease_clock_rate(rate);
+        }
         locked(&plan.coordinators).insert(node, coordinator.clone());
         if let Some(grid) = &plan.grid {
             // Held for as long as this host runs.

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod replicated;
 
 pub use crate::grid::{ClusterSettings, GridCommand, GridEffects, GridOutcome, TableLimits};
-pub use replicated::{NodeRecord, ReplicatedState, AGING_STEP_MS, NODES_PATH};
+pub use replicated::{InFlight, NodeRecord, ReplicatedState, AGING_STEP_MS, NODES_PATH};
 
 use crate::grid::command::JobExtras;
 use crate::registry::tree::AclRecord;

@@ -7,7 +7,7 @@
 //!
 //! Invariant: registry commands and grid commands consume the same zxids (log indexes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
 use crate::grid::placement::{NodeLoad, Placement};
 use crate::grid::settings::ClusterSettings;
 use crate::grid::table::{GridError, TableLimits, TaskTable};
-use crate::grid::task::{FencingToken, TaskId};
+use crate::grid::task::{FencingToken, Strategy, TaskId};
 use crate::ids::NodeId;
 use crate::registry::{Change, Registry, RegistryError, RegistryLimits, ZPath};
 
@@ -149,6 +149,20 @@ impl ReplicatedState {
             }
             let registered_only;
             let command = match command {
+                // A move to a node that is gone, or that no longer runs the task's kind, is dropped.
+                GridCommand::Reassign { moves } => {
+                    let nodes: BTreeMap<NodeId, NodeRecord> = self.nodes().into_iter().collect();
+                    let kept = moves
+                        .iter()
+                        .copied()
+                        .filter(|(task, _, node)| {
+                            let kind = self.grid.get(*task).map(|entry| entry.spec.kind.as_str());
+                            nodes.get(node).zip(kind).is_some_and(|(record, kind)| record.kinds.contains(kind))
+                        })
+                        .collect();
+                    registered_only = GridCommand::Reassign { moves: kept };
+                    &registered_only
+                }
                 GridCommand::Assign { assignments }
                     if assignments.iter().any(|(_, node)| !self.is_registered(*node)) =>
                 {
@@ -240,8 +254,92 @@ impl ReplicatedState {
 
     /// The leader's next assignments at `now_ms`, at most `max`.
     pub fn plan(&self, now_ms: u64, placement: &mut Placement, max: usize) -> Vec<(TaskId, NodeId)> {
+        self.plan_after(now_ms, placement, max, &InFlight::default())
+    }
+
+    /// [`Self::loads`] with the assignments of `in_flight` counted as made.
+    pub fn loads_after(&self, in_flight: &InFlight) -> Vec<NodeLoad> {
         let mut loads = self.loads();
-        self.grid.plan_dispatch(now_ms, placement, &mut loads, max)
+        for load in &mut loads {
+            load.running = load.running.saturating_add(in_flight.on(load.node));
+        }
+        loads
+    }
+
+    /// The leader's next assignments at `now_ms`, at most `max`, as if the assignments of `in_flight`
+    /// (proposed, not yet applied) were applied: their tasks are left out and their nodes' loads raised,
+    /// so no task and no slot is planned twice.
+    pub fn plan_after(
+        &self,
+        now_ms: u64,
+        placement: &mut Placement,
+        max: usize,
+        in_flight: &InFlight,
+    ) -> Vec<(TaskId, NodeId)> {
+        let mut loads = self.loads_after(in_flight);
+        self.grid.plan_dispatch_excluding(now_ms, placement, &mut loads, max, &in_flight.tasks)
+    }
+
+    /// Work stealing's moves at `now_ms`, at most `max` (see `grid::steal`), counting `in_flight` as
+    /// applied. Tasks that consistent hashing keeps on their key's node do not move.
+    pub fn plan_steals(
+        &self,
+        now_ms: u64,
+        placement: &Placement,
+        max: usize,
+        in_flight: &InFlight,
+    ) -> Vec<(TaskId, FencingToken, NodeId)> {
+        let loads = self.loads_after(in_flight);
+        let room = |load: &NodeLoad| load.capacity(false) > load.running && !self.grid.draining().contains(&load.node);
+        if loads.len() < 2 || !loads.iter().any(room) {
+            return Vec::new();
+        }
+        let default = placement.default_strategy();
+        let backlogs = self.grid.backlogs(&loads, |spec| spec.strategy.unwrap_or(default) != Strategy::ConsistentHash);
+        crate::grid::steal::plan(&backlogs, now_ms, max)
+    }
+}
+
+/// Assignments the leader proposed that are not yet applied: their tasks, and how many each node
+/// gets. The dispatcher keeps several `Assign` entries in flight and plans each against the committed
+/// table plus these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// The tasks.
+    pub tasks: BTreeSet<TaskId>,
+    per_node: BTreeMap<NodeId, u32>,
+}
+
+impl InFlight {
+    /// Counts `assignments` as made.
+    pub fn add(&mut self, assignments: &[(TaskId, NodeId)]) {
+        for &(task, node) in assignments {
+            self.tasks.insert(task);
+            *self.per_node.entry(node).or_default() += 1;
+        }
+    }
+
+    /// Forgets `assignments` (applied, or their proposal failed).
+    pub fn remove(&mut self, assignments: &[(TaskId, NodeId)]) {
+        for &(task, node) in assignments {
+            self.tasks.remove(&task);
+            if let Some(count) = self.per_node.get_mut(&node) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_node.remove(&node);
+                }
+            }
+        }
+    }
+
+    /// Attempts in flight to `node`.
+    pub fn on(&self, node: NodeId) -> u32 {
+        self.per_node.get(&node).copied().unwrap_or(0)
+    }
+
+    /// Whether nothing is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
     }
 }
 
@@ -261,6 +359,7 @@ mod tests {
 
     use super::*;
     use crate::grid::command::{GridOutcome, Report};
+    use crate::grid::steal::STEAL_GRACE_MS;
     use crate::grid::task::{FencingToken, TaskSpec, TaskState};
     use crate::grid::Strategy;
     use crate::registry::CreateMode;
@@ -475,6 +574,123 @@ mod tests {
         let error = failed.attempts[0].error.as_deref().unwrap_or_default();
         assert!(error.contains("unplaceable") && error.contains("nobody"), "{error}");
         assert_eq!((state.unplaceable_count(), state.grid.pending()), (0, 1));
+    }
+
+    /// `/grid/nodes/<id>` for each of `nodes` (slots 2, prefetch 4, kind noop), persistent.
+    fn register(state: &mut ReplicatedState, zxid: &mut u64, nodes: &[u64]) {
+        for path in ["/grid", "/grid/nodes"] {
+            let _ = propose(state, zxid, create(path, vec![], CreateMode::Persistent, None));
+        }
+        for node in nodes {
+            let record = NodeRecord {
+                addr: "a".into(),
+                slots: 2,
+                prefetch: 4,
+                weight: 1,
+                kinds: BTreeSet::from(["noop".into()]),
+                state_version: STATE_VERSION_TEST,
+                admin: None,
+            };
+            let data = serde_json::to_vec(&record).expect("json");
+            let path = format!("/grid/nodes/{node}");
+            let (created, _) = propose(state, zxid, create(&path, data, CreateMode::Persistent, None));
+            assert!(created.is_ok(), "{created:?}");
+        }
+    }
+
+    const STATE_VERSION_TEST: u32 = crate::registry::STATE_VERSION;
+
+    #[test]
+    fn pipelined_plans_never_double_book_a_task_or_a_slot() {
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        register(&mut state, &mut zxid, &[1, 2]);
+        let tasks = vec![TaskSpec::new("noop", vec![]); 20];
+        let _ = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));
+        let mut placement = Placement::new(Strategy::LeastLoaded, 0);
+        let mut in_flight = InFlight::default();
+        let mut plans = Vec::new();
+        // Four plans before any is applied: 2 nodes × (2 slots + 4 prefetched) = 12 attempts in all.
+        for _ in 0..4 {
+            let plan = state.plan_after(zxid * 10, &mut placement, 5, &in_flight);
+            in_flight.add(&plan);
+            plans.push(plan);
+        }
+        let sizes: Vec<usize> = plans.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![5, 5, 2, 0]);
+        let planned: BTreeSet<TaskId> = plans.iter().flatten().map(|(task, _)| *task).collect();
+        assert_eq!(planned.len(), 12, "no task planned twice");
+        // Applied in another order than planned, every assignment lands, and no node is over its room.
+        for plan in plans.iter().rev() {
+            let (applied, _) =
+                propose(&mut state, &mut zxid, Command::App(GridCommand::Assign { assignments: plan.clone() }));
+            assert!(applied.is_ok(), "{applied:?}");
+            in_flight.remove(plan);
+        }
+        assert!(in_flight.is_empty());
+        assert_eq!((state.grid.running_on(NodeId(1)), state.grid.running_on(NodeId(2))), (6, 6));
+        assert!(state.plan(zxid * 10, &mut placement, 5).is_empty(), "every slot and prefetch taken");
+        // A proposal whose fate was unknown and that commits again later changes nothing.
+        let (again, effects) =
+            propose(&mut state, &mut zxid, Command::App(GridCommand::Assign { assignments: plans[0].clone() }));
+        assert_eq!(again, Ok(Outcome::App(GridOutcome::Recorded { applied: 0, refused: 5 })));
+        assert!(effects.assigned.is_empty());
+    }
+
+    #[test]
+    fn queued_work_is_stolen_by_idle_nodes_and_apply_checks_every_move() {
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        register(&mut state, &mut zxid, &[1, 2, 3]);
+        let tasks = vec![TaskSpec::new("noop", vec![]); 6];
+        let (submitted, _) = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));
+        let Ok(Outcome::App(outcome)) = submitted else { panic!("{submitted:?}") };
+        let ids = outcome.ids();
+        // All six on node 1 (as a plan made while the others were busy would): 2 run there, 4 wait.
+        let assignments = ids.iter().map(|&task| (task, NodeId(1))).collect();
+        let _ = propose(&mut state, &mut zxid, Command::App(GridCommand::Assign { assignments }));
+        let token = FencingToken(zxid);
+        let assigned_ms = zxid * 10;
+        for &task in &ids[..2] {
+            let report = Report { task, token, started_ms: assigned_ms, outcome: None };
+            let _ = propose(&mut state, &mut zxid, Command::App(GridCommand::Report { reports: vec![report] }));
+        }
+        let placement = Placement::new(Strategy::LeastLoaded, 0);
+        let none = InFlight::default();
+        assert!(
+            state.plan_steals(assigned_ms + STEAL_GRACE_MS - 1, &placement, 100, &none).is_empty(),
+            "too young to move"
+        );
+        let now = assigned_ms + STEAL_GRACE_MS;
+        let moves = state.plan_steals(now, &placement, 100, &none);
+        // 6 held on node 1 against 0: 3 go to node 2, then 3 against 0: 1 to node 3; the oldest
+        // unstarted ones (the started ones never move).
+        let expected = vec![
+            (ids[2], token, NodeId(2)),
+            (ids[3], token, NodeId(2)),
+            (ids[4], token, NodeId(2)),
+            (ids[5], token, NodeId(3)),
+        ];
+        assert_eq!(moves, expected);
+        // Between the plan and its apply, task 3 started and node 3 left: those two moves are dropped.
+        let report = Report { task: ids[2], token, started_ms: now, outcome: None };
+        let _ = propose(&mut state, &mut zxid, Command::App(GridCommand::Report { reports: vec![report] }));
+        let (deleted, _) = propose(
+            &mut state,
+            &mut zxid,
+            Command::Delete { path: ZPath::parse("/grid/nodes/3").expect("valid"), version: None },
+        );
+        assert!(deleted.is_ok(), "{deleted:?}");
+        let (applied, effects) = propose(&mut state, &mut zxid, Command::App(GridCommand::Reassign { moves }));
+        assert_eq!(applied, Ok(Outcome::App(GridOutcome::Recorded { applied: 2, refused: 1 })));
+        let moved = FencingToken(zxid);
+        assert_eq!(effects.stolen, vec![(NodeId(1), ids[3]), (NodeId(1), ids[4])]);
+        assert_eq!(effects.assigned, vec![(ids[3], NodeId(2), moved), (ids[4], NodeId(2), moved)]);
+        assert_eq!((state.grid.running_on(NodeId(1)), state.grid.running_on(NodeId(2))), (4, 2));
+        // Node 2's worker is handed them as its own incarnation's; node 1's no longer holds them.
+        let held = state.grid.held_by(NodeId(2));
+        assert_eq!(held, vec![(ids[3], moved), (ids[4], moved)]);
+        assert!(state.grid.held_by(NodeId(1)).iter().all(|(task, _)| *task != ids[3] && *task != ids[4]));
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //! Reading takes the book's lock, so a reader never sees a rotation or a deletion half done; a line
 //! being appended meanwhile is not whole yet, and whole lines are all a reader takes.
 //!
+//! An attempt's log is opened by its first line, not when it starts: most attempts (a `noop`, any task
+//! that logs nothing) never write one, and then cost the writer thread nothing, neither a wake-up nor a
+//! file. Until its first line, an attempt has no files here and reads as `ended` with no lines; the
+//! admin API answers `ended` only once the task table has ended the attempt too.
+//!
 //! Invariant: an attempt's close is queued after every line it logged (closing and logging take the
 //! queue's lock), so once the writer has handled the close, the files hold every line the attempt
 //! will ever have here (`ended`).
@@ -23,6 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -145,14 +151,12 @@ impl TaskLogs {
         Ok(TaskLogs { _owner: Arc::new(Owner(shared.clone())), shared })
     }
 
-    /// Starts keeping the lines of attempt `key`: its logger, closed when the guard is dropped.
+    /// Starts keeping the lines of attempt `key`: its logger, closed when the guard is dropped. Nothing
+    /// is queued until its first line.
     pub fn attempt(&self, key: AttemptKey) -> AttemptLogGuard {
-        let mut queue = lock(&self.shared.queue);
-        queue.attempts.insert(key, Queued::default());
-        queue.ops.push_back(Op::Open { key, ts_ms: unix_millis() });
-        drop(queue);
-        self.shared.wake.notify_one();
-        AttemptLogGuard { sink: Arc::new(AttemptSink { shared: self.shared.clone(), key }) }
+        let sink =
+            AttemptSink { shared: self.shared.clone(), key, start_ms: unix_millis(), stage: AtomicU8::new(UNOPENED) };
+        AttemptLogGuard { sink: Arc::new(sink) }
     }
 
     /// The kept lines of attempt `key` numbered above `after`, read from its files.
@@ -219,6 +223,10 @@ impl Drop for AttemptLogGuard {
     fn drop(&mut self) {
         let shared = &self.sink.shared;
         let mut queue = lock(&shared.queue);
+        if self.sink.stage.swap(CLOSED, Ordering::Relaxed) == UNOPENED {
+            // It logged nothing: no file, nothing queued, nothing to close.
+            return;
+        }
         if let Some(queued) = queue.attempts.remove(&self.sink.key) {
             if queued.dropped > 0 {
                 let text = dropped_text(queued.dropped);
@@ -234,7 +242,19 @@ impl Drop for AttemptLogGuard {
 struct AttemptSink {
     shared: Arc<Shared>,
     key: AttemptKey,
+    /// When the attempt started (its files are named for it), Unix milliseconds.
+    start_ms: u64,
+    /// [`UNOPENED`], [`OPEN`] or [`CLOSED`]; changed only under the queue's lock, so the lock orders it
+    /// with the ops it decides.
+    stage: AtomicU8,
 }
+
+/// No line yet: nothing queued for the attempt.
+const UNOPENED: u8 = 0;
+/// Its `Open` is queued (with its first line).
+const OPEN: u8 = 1;
+/// Its guard is gone: it keeps nothing more.
+const CLOSED: u8 = 2;
 
 impl LogSink for AttemptSink {
     fn line(&self, level: LogLevel, text: &str) {
@@ -243,14 +263,23 @@ impl LogSink for AttemptSink {
         let ts_ms = unix_millis();
         let mut guard = lock(&self.shared.queue);
         let Queue { ops, bytes, attempts, .. } = &mut *guard;
-        // A closed attempt (or one whose guard is gone) keeps nothing more.
+        let was_empty = ops.is_empty();
+        match self.stage.load(Ordering::Relaxed) {
+            UNOPENED => {
+                self.stage.store(OPEN, Ordering::Relaxed);
+                attempts.insert(self.key, Queued::default());
+                ops.push_back(Op::Open { key: self.key, ts_ms: self.start_ms });
+            }
+            OPEN => {}
+            // A closed attempt (its guard is gone) keeps nothing more.
+            _ => return,
+        }
         let Some(queued) = attempts.get_mut(&self.key) else { return };
         if *bytes + cost > TASK_LOG_QUEUE_BYTES_MAX || queued.bytes + cost > TASK_LOG_QUEUE_ATTEMPT_BYTES_MAX {
             queued.dropped += 1;
             metrics::counter!("gridkeeper_task_log_lines_dropped_total").increment(1);
             return;
         }
-        let was_empty = ops.is_empty();
         if queued.dropped > 0 {
             let dropped = dropped_text(std::mem::take(&mut queued.dropped));
             ops.push_back(Op::Line { key: self.key, ts_ms, level: LogLevel::Warn, text: dropped });
@@ -407,6 +436,28 @@ mod tests {
         let read = again.read(key(3), None).expect("read");
         assert_eq!(read.lines.iter().map(|line| line.text.as_str()).collect::<Vec<_>>(), ["first", "second 2"]);
         assert!(read.ended);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_attempt_that_logs_nothing_queues_nothing_and_leaves_no_file() {
+        let dir = temp_dir("silent");
+        let logs = TaskLogs::open(&dir, TaskLogsConfig::default(), NodeId(1)).expect("open");
+        let silent = logs.attempt(key(5));
+        let talker = logs.attempt(key(6));
+        assert!(lock(&logs.shared.queue).ops.is_empty(), "starting an attempt queues nothing");
+        drop(silent);
+        assert!(lock(&logs.shared.queue).ops.is_empty(), "nor does ending one that logged nothing");
+        // The first line opens the log, with the attempt's start time in its files' names.
+        talker.log().info("late first line");
+        drop(talker);
+        assert!(logs.flush(FLUSH));
+        let read = logs.read(key(6), None).expect("read");
+        assert_eq!(read.lines.iter().map(|line| line.text.as_str()).collect::<Vec<_>>(), ["late first line"]);
+        assert!(read.ended);
+        assert_eq!(logs.read(key(5), None).expect("read"), AttemptLines { ended: true, ..AttemptLines::default() });
+        let files = std::fs::read_dir(dir.join(TASK_LOGS_DIR)).expect("dir").count();
+        assert_eq!(files, 1, "one segment, of the attempt that logged");
         std::fs::remove_dir_all(&dir).ok();
     }
 

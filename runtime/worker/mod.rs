@@ -1,21 +1,27 @@
 //! The worker: runs the attempts assigned to this node and reports on them.
 //!
 //! The decisions live in a core with no I/O: [`slots::Slots`] (which attempts run, which wait by
-//! priority, fencing by token, the ended set, timeouts) over [`reports::ReportQueue`] (report batches cut
-//! by count and bytes, one write out at a time, retries). This file is its shell: a ractor
-//! `WorkerSupervisor` turns orders from the grid hub (or a joined worker's poll loop), attempt actors'
-//! news, report-write outcomes and timer ticks into the core's inputs, with the time from `clock.rs`,
-//! and executes the actions it returns: spawn or kill an `AttemptActor`, write a batch of reports.
+//! priority, fencing by token, the ended set, timeouts, when a start is worth reporting) over
+//! [`reports::ReportQueue`] (report batches cut by count and bytes, at most two writes out, retries).
+//! This file is its shell: a ractor `WorkerSupervisor` turns orders from the grid hub (or a joined
+//! worker's poll loop), attempts' ends, report-write outcomes and timer ticks into the core's inputs,
+//! with the time from `clock.rs`, and executes the actions it returns: spawn or abort an attempt, write a
+//! batch of reports.
 //!
-//! Each attempt runs as its own `AttemptActor`, linked to the supervisor. User code runs on a dedicated
-//! `gk-work` runtime, apart from the threads that carry heartbeats and consensus, so a busy task cannot
-//! make its node look dead. A returned error, a panic, or an actor failure ends the attempt as failed and
-//! is reported; the node keeps running.
+//! Each attempt runs as one tokio task on a dedicated `gk-work` runtime, apart from the threads that
+//! carry heartbeats and consensus, so a busy task cannot make its node look dead. It is supervised
+//! without an actor of its own (an actor per attempt cost about a tenth of a loaded node's CPU): its
+//! future runs under `catch_unwind`, and an `EndNotice` it owns tells the supervisor how it ended
+//! exactly once, with its outcome, or, if the task is dropped unfinished (a panic outside the guarded
+//! run, the runtime going down), as a failure. A returned error or a panic ends the attempt as failed
+//! and is reported; the node keeps running. An attempt the core stops is aborted; the notice its drop
+//! sends is for an attempt the core no longer runs, so it is ignored.
 //!
 //! Each attempt logs into the node's task logs (`logs.rs`, over the `logs_book.rs` core): the
 //! attempt's future runs inside its logger's scope (`grid::kinds::with_attempt_log`) and under a
-//! `tracing` dispatcher that keeps its events too (`logs_capture.rs`); its log closes when its actor
-//! ends, however it ends.
+//! `tracing` dispatcher that keeps its events too (`logs_capture.rs`); its log is opened by its first
+//! line (an attempt that logs nothing costs the log writer nothing) and closed when its task ends,
+//! however it ends.
 //!
 //! Invariant: at most one attempt per task runs or waits here (a newer token replaces an older one),
 //! and at most `slots` run at once; the leader may assign up to `slots + prefetch`, and the rest wait
@@ -28,14 +34,14 @@ mod logs_capture;
 pub mod reports;
 pub mod slots;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::mpsc;
 
 use crate::api::grid::{AttemptOrder, PollRequest, PollResponse};
@@ -163,15 +169,6 @@ pub struct WorkerArgs {
 pub enum WorkerMsg {
     /// From the hub (or a joined worker's poll loop).
     Event(WorkerEvent),
-    /// An attempt actor is up.
-    Spawned {
-        /// The task.
-        task: TaskId,
-        /// Its token.
-        token: FencingToken,
-        /// The actor.
-        cell: ActorCell,
-    },
     /// An attempt ended with a result or an error.
     Ended {
         /// The task.
@@ -198,12 +195,15 @@ pub struct WorkerState {
     work: WorkRuntime,
     clock: Clock,
     slots: Slots,
-    /// The actors of running attempts, from when they are up until they end or are stopped.
-    cells: HashMap<(TaskId, FencingToken), ActorCell>,
+    /// The tasks of running attempts, until they end or are stopped.
+    attempts: HashMap<(TaskId, FencingToken), tokio::task::AbortHandle>,
     /// The timer for the core's next deadline, and that deadline.
     tick: Option<(Millis, tokio::task::JoinHandle<()>)>,
-    /// The report write that is out.
-    writer: Option<tokio::task::JoinHandle<()>>,
+    /// The report writes that are out (and some that returned, until the next write).
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    /// The worker's gauges, looked up once (the recorder is installed before any node starts).
+    running_gauge: metrics::Gauge,
+    queued_gauge: metrics::Gauge,
     forwarder: tokio::task::JoinHandle<()>,
     poller: Option<tokio::task::JoinHandle<()>>,
     /// The `tracing` dispatcher attempts run under (with task logs only).
@@ -234,29 +234,29 @@ impl Drop for WorkRuntime {
 impl WorkerState {
     /// Executes the core's actions in order, feeding back what executing them tells it, then the next
     /// report batch; then updates the gauges and the timer.
-    fn execute(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, actions: Vec<Action>) {
-        let mut actions = VecDeque::from(actions);
+    fn execute(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, mut actions: Vec<Action>) {
         loop {
-            while let Some(action) = actions.pop_front() {
-                let mut more = Vec::new();
+            // In order; what executing an action asks for comes after the actions already asked for.
+            let mut more = Vec::new();
+            for action in actions.drain(..) {
                 match action {
                     Action::Start(order) => self.start(myself, now, *order, &mut more),
                     Action::Stop { task, token } => {
-                        if let Some(cell) = self.cells.remove(&(task, token)) {
-                            cell.kill();
+                        if let Some(attempt) = self.attempts.remove(&(task, token)) {
+                            attempt.abort();
                         }
                     }
                     Action::WriteReports(batch) => self.write(myself, batch),
                 }
-                actions.extend(more);
             }
-            // Polled once every input of this message is in, so one batch carries them all.
-            let mut more = Vec::new();
-            self.slots.poll_reports(now, &mut more);
             if more.is_empty() {
-                break;
+                // Polled once every input of this message is in, so one batch carries them all.
+                self.slots.poll_reports(now, &mut more);
+                if more.is_empty() {
+                    break;
+                }
             }
-            actions.extend(more);
+            actions = more;
         }
         self.set_gauges();
         self.schedule_tick(myself);
@@ -265,16 +265,16 @@ impl WorkerState {
     fn set_gauges(&self) {
         let running = self.slots.running();
         self.args.gauge.set(running as u32);
-        metrics::gauge!("gridkeeper_grid_running").set(running as f64);
-        metrics::gauge!("gridkeeper_grid_worker_queued").set(self.slots.queued() as f64);
+        self.running_gauge.set(running as f64);
+        self.queued_gauge.set(self.slots.queued() as f64);
     }
 
-    /// Starts an attempt actor on the work runtime; an attempt of a kind this node lacks ends at once.
+    /// Starts an attempt's task on the work runtime; an attempt of a kind this node lacks ends at once.
     fn start(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, order: Order, out: &mut Vec<Action>) {
         let Order { task, token, number, spec } = order;
         // Stage events for `benches/cycle.rs`; nothing listens at trace level in a node.
         tracing::trace!(target: "gridkeeper::cycle", node = self.args.node.0, task = task.0, token = token.0, "start");
-        self.slots.on_started(task, token, unix_millis());
+        self.slots.on_started(now, task, token, unix_millis());
         let Some(runner) = self.args.kinds.runner(&spec.kind) else {
             // Placement only sends kinds this node advertises; a kind removed by a restart lands here.
             let outcome = Err(format!("this node cannot run tasks of kind {}", spec.kind));
@@ -292,23 +292,19 @@ impl WorkerState {
             ));
             log = Some(guard);
         }
-        let attempt = AttemptArgs { supervisor: myself.clone(), info, run: Some(run), log };
-        let supervisor = myself.get_cell();
-        let spawn = async move {
-            let supervisor_ref = attempt.supervisor.clone();
-            if let Err(error) = Actor::spawn_linked(None, AttemptActor, attempt, supervisor).await {
-                let outcome = Err(format!("attempt actor did not start: {error}"));
-                let _ = supervisor_ref.send_message(WorkerMsg::Ended { task, token, outcome });
-            }
+        let notice = EndNotice { supervisor: Some(myself.clone()), task, token };
+        let attempt = run_attempt(run, log, notice);
+        let handle = match self.work.handle() {
+            Some(work) => work.spawn(attempt),
+            None => tokio::spawn(attempt),
         };
-        match self.work.handle() {
-            Some(work) => drop(work.spawn(spawn)),
-            None => drop(tokio::spawn(spawn)),
-        }
+        self.attempts.insert((task, token), handle.abort_handle());
     }
 
     /// Sends a batch of reports; the outcome comes back as [`WorkerMsg::ReportsWritten`].
     fn write(&mut self, myself: &ActorRef<WorkerMsg>, batch: Vec<Report>) {
+        // At most `REPORT_WRITES_MAX` of these are unfinished; the finished ones go here.
+        self.writers.retain(|writer| !writer.is_finished());
         let (link, myself, node) = (self.args.link.clone(), myself.clone(), self.args.node.0);
         tracing::trace!(
             target: "gridkeeper::cycle",
@@ -317,7 +313,7 @@ impl WorkerState {
             first_end = batch.iter().find(|report| report.outcome.is_some()).map_or(0, |report| report.task.0),
             "report_batch"
         );
-        self.writer = Some(tokio::spawn(async move {
+        self.writers.push(tokio::spawn(async move {
             let written = write_reports(&link, &batch).await;
             tracing::trace!(target: "gridkeeper::cycle", node, reports = batch.len(), "report_written");
             let _ = myself.send_message(WorkerMsg::ReportsWritten { batch, written });
@@ -397,9 +393,11 @@ impl Actor for WorkerSupervisor {
             args,
             work: WorkRuntime(work),
             clock: Clock::start(),
-            cells: HashMap::new(),
+            attempts: HashMap::new(),
             tick: None,
-            writer: None,
+            writers: Vec::new(),
+            running_gauge: metrics::gauge!("gridkeeper_grid_running"),
+            queued_gauge: metrics::gauge!("gridkeeper_grid_worker_queued"),
             forwarder,
             poller,
             capture,
@@ -418,20 +416,13 @@ impl Actor for WorkerSupervisor {
             WorkerMsg::Event(WorkerEvent::Start(order)) => state.slots.handle_order(now, order_of(*order), &mut out),
             WorkerMsg::Event(WorkerEvent::Abort(task)) => state.slots.handle_abort(now, task, &mut out),
             WorkerMsg::Event(WorkerEvent::AbortAll) => state.slots.handle_abort_all(&mut out),
-            WorkerMsg::Spawned { task, token, cell } => {
-                state.cells.insert((task, token), cell);
-                state.slots.on_spawned(task, token, &mut out);
-            }
             WorkerMsg::Ended { task, token, outcome } => {
                 tracing::trace!(target: "gridkeeper::cycle", node = state.args.node.0, task = task.0, token = token.0, "ended");
-                // The actor stops by itself after its one run.
-                state.cells.remove(&(task, token));
+                // Its task has returned (or is gone); the end of one the core stopped is ignored there.
+                state.attempts.remove(&(task, token));
                 state.slots.on_ended(now, task, token, outcome, &mut out);
             }
-            WorkerMsg::ReportsWritten { batch, written } => {
-                state.writer = None;
-                state.slots.on_reports_written(now, batch, written);
-            }
+            WorkerMsg::ReportsWritten { batch, written } => state.slots.on_reports_written(now, batch, written),
             WorkerMsg::Tick(deadline) => {
                 if state.tick.as_ref().is_some_and(|(scheduled, _)| *scheduled == deadline) {
                     state.tick = None;
@@ -445,21 +436,12 @@ impl Actor for WorkerSupervisor {
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<WorkerMsg>,
-        event: SupervisionEvent,
-        state: &mut WorkerState,
+        _myself: ActorRef<WorkerMsg>,
+        _event: SupervisionEvent,
+        _state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
-        // An attempt actor that failed outside the guarded run (it should not): fail its attempt.
-        if let SupervisionEvent::ActorFailed(cell, error) = event {
-            let found = state.cells.iter().find(|(_, known)| known.get_id() == cell.get_id()).map(|(key, _)| *key);
-            if let Some((task, token)) = found {
-                state.cells.remove(&(task, token));
-                let now = state.clock.now();
-                let mut out = Vec::new();
-                state.slots.on_ended(now, task, token, Err(format!("attempt actor failed: {error}")), &mut out);
-                state.execute(&myself, now, out);
-            }
-        }
+        // It links no child actor (attempts are tasks that report their own end), so there is nothing
+        // to supervise here; ractor's default would stop the worker on any linked actor's exit.
         Ok(())
     }
 
@@ -473,14 +455,14 @@ impl Actor for WorkerSupervisor {
             poller.abort();
         }
         state.forwarder.abort();
-        if let Some(writer) = state.writer.take() {
+        for writer in state.writers.drain(..) {
             writer.abort();
         }
         if let Some((_, timer)) = state.tick.take() {
             timer.abort();
         }
-        for (_, cell) in state.cells.drain() {
-            cell.kill();
+        for (_, attempt) in state.attempts.drain() {
+            attempt.abort();
         }
         // Inside an async context a runtime cannot block on its own shutdown.
         drop(std::mem::replace(&mut state.work, WorkRuntime(None)));
@@ -488,43 +470,42 @@ impl Actor for WorkerSupervisor {
     }
 }
 
-struct AttemptArgs {
-    supervisor: ActorRef<WorkerMsg>,
-    info: AttemptInfo,
-    run: Option<crate::grid::kinds::AttemptFuture>,
-    /// Closes the attempt's log when dropped: after its run, or with the actor when it is killed.
-    log: Option<logs::AttemptLogGuard>,
+/// Tells the supervisor how an attempt ended, exactly once: with its outcome ([`EndNotice::send`]),
+/// or, if dropped unsent (its task was aborted, or dropped by a panic outside the guarded run or by the
+/// runtime going down), as a failure, so no attempt's end is ever lost.
+struct EndNotice {
+    supervisor: Option<ActorRef<WorkerMsg>>,
+    task: TaskId,
+    token: FencingToken,
 }
 
-/// One attempt, as an actor: runs the task's future once, reports, and stops. Its timeout is the
-/// core's: the supervisor stops it at the deadline.
-struct AttemptActor;
-
-impl Actor for AttemptActor {
-    type Msg = ();
-    type State = AttemptArgs;
-    type Arguments = AttemptArgs;
-
-    async fn pre_start(&self, myself: ActorRef<()>, args: AttemptArgs) -> Result<AttemptArgs, ActorProcessingErr> {
-        let spawned = WorkerMsg::Spawned { task: args.info.task, token: args.info.token, cell: myself.get_cell() };
-        let _ = args.supervisor.send_message(spawned);
-        myself.send_message(())?;
-        Ok(args)
+impl EndNotice {
+    fn send(mut self, outcome: Result<Vec<u8>, String>) {
+        if let Some(supervisor) = self.supervisor.take() {
+            let _ = supervisor.send_message(WorkerMsg::Ended { task: self.task, token: self.token, outcome });
+        }
     }
+}
 
-    async fn handle(&self, myself: ActorRef<()>, _: (), args: &mut AttemptArgs) -> Result<(), ActorProcessingErr> {
-        let Some(run) = args.run.take() else { return Ok(()) };
-        let outcome = match AssertUnwindSafe(run).catch_unwind().await {
-            Ok(outcome) => outcome,
-            Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
-        };
-        let AttemptInfo { task, token, .. } = args.info;
-        // Its log is complete before anyone hears it ended.
-        drop(args.log.take());
-        let _ = args.supervisor.send_message(WorkerMsg::Ended { task, token, outcome });
-        myself.stop(None);
-        Ok(())
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        if let Some(supervisor) = self.supervisor.take() {
+            let outcome = Err("the attempt's task ended without an outcome (aborted or torn down)".to_string());
+            let _ = supervisor.send_message(WorkerMsg::Ended { task: self.task, token: self.token, outcome });
+        }
     }
+}
+
+/// One attempt, as a task: runs the task's future once, panics caught, closes its log, then reports.
+/// Its timeout is the core's: the supervisor aborts it at the deadline.
+async fn run_attempt(run: crate::grid::kinds::AttemptFuture, log: Option<logs::AttemptLogGuard>, notice: EndNotice) {
+    let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+    };
+    // Its log is complete before anyone hears it ended.
+    drop(log);
+    notice.send(outcome);
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -577,6 +558,64 @@ async fn send_reports(link: &WorkerLink, batch: &[Report]) -> Result<(), ReportE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Ends = mpsc::UnboundedSender<(TaskId, FencingToken, Result<Vec<u8>, String>)>;
+
+    /// Stands in for the supervisor: passes on the ends it hears.
+    struct Supervisor;
+
+    impl Actor for Supervisor {
+        type Msg = WorkerMsg;
+        type State = Ends;
+        type Arguments = Ends;
+
+        async fn pre_start(&self, _: ActorRef<WorkerMsg>, ends: Ends) -> Result<Ends, ActorProcessingErr> {
+            Ok(ends)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<WorkerMsg>,
+            message: WorkerMsg,
+            ends: &mut Ends,
+        ) -> Result<(), ActorProcessingErr> {
+            if let WorkerMsg::Ended { task, token, outcome } = message {
+                let _ = ends.send((task, token, outcome));
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn every_attempt_task_reports_its_end_once_whether_it_returns_panics_or_is_aborted() {
+        let (ends, mut heard) = mpsc::unbounded_channel();
+        let (supervisor, _) = Actor::spawn(None, Supervisor, ends).await.expect("spawn");
+        let notice =
+            |task| EndNotice { supervisor: Some(supervisor.clone()), task: TaskId(task), token: FencingToken(7) };
+        let wait = Duration::from_secs(10);
+        // Ends arrive in order (one mailbox), so a second end of any attempt would come before the next.
+        macro_rules! next {
+            () => {
+                tokio::time::timeout(wait, heard.recv()).await.expect("an end in time").expect("an end")
+            };
+        }
+        // Returns: its outcome.
+        tokio::spawn(run_attempt(Box::pin(async { Ok(vec![1]) }), None, notice(1)));
+        assert_eq!(next!(), (TaskId(1), FencingToken(7), Ok(vec![1])));
+        // Panics: a failure that says so.
+        tokio::spawn(run_attempt(Box::pin(async { panic!("boom") }), None, notice(2)));
+        assert_eq!(next!(), (TaskId(2), FencingToken(7), Err("panicked: boom".into())));
+        // Aborted (stopped by the core, or dropped with its runtime): a failure, which the core ignores
+        // for an attempt it no longer runs.
+        let stuck = tokio::spawn(run_attempt(Box::pin(std::future::pending()), None, notice(3)));
+        stuck.abort();
+        let (task, _, outcome) = next!();
+        assert_eq!(task, TaskId(3));
+        assert!(outcome.is_err_and(|error| error.contains("without an outcome")), "aborted");
+        tokio::spawn(run_attempt(Box::pin(async { Ok(Vec::new()) }), None, notice(4)));
+        assert_eq!(next!().0, TaskId(4), "no attempt's end was heard twice");
+        supervisor.stop(None);
+    }
 
     #[test]
     fn a_full_batch_of_the_largest_results_fits_one_entry() {

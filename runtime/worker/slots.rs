@@ -2,7 +2,7 @@
 //!
 //! A core value (quinn-proto's `Connection` is the model): it imports no runtime, no actor library and
 //! reads no clock. The worker's actor feeds it inputs with the time (`handle_order`, `handle_abort`,
-//! `handle_abort_all` from the hub; `on_started`, `on_spawned`, `on_ended` from the attempts it runs;
+//! `handle_abort_all` from the hub; `on_started`, `on_ended` from the attempts it runs;
 //! `on_tick` at [`Slots::next_deadline`]; `on_reports_written` when a report write returns) and executes
 //! the [`Action`]s it pushes, in order: start an attempt, stop one, write a batch of reports
 //! ([`Slots::poll_reports`], called once the inputs of a message are all fed, so a batch gathers all of
@@ -19,7 +19,11 @@
 //! - An attempt still running `timeout_grace_ms` past its task's timeout is stopped and not reported: the
 //!   leader has recorded the timeout by then, and its report would be refused.
 //! - Each attempt is reported at most twice (started, then finished with its outcome), through the
-//!   [`ReportQueue`]; a stopped attempt is never reported finished.
+//!   [`ReportQueue`]; a stopped attempt is never reported finished. The start is reported only for an
+//!   attempt still running `started_report_delay_ms` after it started (or half its timeout, if that is
+//!   sooner): a quicker one sends its end alone, which records the start too (it carries `started_ms`).
+//!   An attempt that waited here for a slot longer than `started_report_queued_ms_max` reports its
+//!   start at once.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -35,6 +39,28 @@ pub use crate::limits::ENDED_REMEMBERED_MAX;
 /// records the timeout; the grace lets that record land first).
 pub const TIMEOUT_GRACE_MS: u64 = 100;
 
+/// How long an attempt runs before its start is reported, in milliseconds. Most attempts end sooner
+/// (a no-op runs in about 0.1 ms, 1 ms at p99 under load), and their end report, which carries
+/// `started_ms`, records the start too: one log entry (a quorum's append, fsync and apply, about
+/// 1.3 ms) saved per attempt, and the end no longer queues behind the start's write. Nothing is lost
+/// by waiting: the table measures a timeout from `started_ms`, the worker's own stamp, not from when the
+/// report lands, and until a start is known it waits `UNSTARTED_GRACE_MS` (10 s) past the timeout, so a
+/// late start report never brings a timeout forward. What waits is what others see: the task shows
+/// `running` up to this much later. 20 ms is well under what a person or a poller notices and bounds
+/// how long a running attempt may look unstarted to the leader. An attempt whose timeout is shorter
+/// than twice this reports its start at half its timeout, so the leader knows the start before it
+/// could be overdue.
+pub const STARTED_REPORT_DELAY_MS: u64 = 20;
+
+/// An attempt that waited here for a slot longer than this, in milliseconds, reports its start at once,
+/// without [`STARTED_REPORT_DELAY_MS`]. The leader may move an attempt that the table shows unstarted
+/// to another node once it was assigned a while ago (work stealing, `grid::steal::STEAL_GRACE_MS`,
+/// 250 ms); such an attempt has waited long, so its start must reach the table promptly, or one that
+/// just started here would be stopped and run again elsewhere. One that waited less is assigned less
+/// than 100 + 20 ms before its start is due, which leaves more than 100 ms of the 250 for the order's
+/// delivery and the report's commit (tens of milliseconds at p99 under load).
+pub const STARTED_REPORT_QUEUED_MS_MAX: u64 = 100;
+
 /// What the worker's core is set up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotsConfig {
@@ -44,6 +70,10 @@ pub struct SlotsConfig {
     pub ended_max: usize,
     /// Time past a task's timeout before its attempt is stopped.
     pub timeout_grace_ms: u64,
+    /// Time an attempt runs before its start is reported (half its timeout if sooner).
+    pub started_report_delay_ms: u64,
+    /// Time waited for a slot past which an attempt's start is reported at once.
+    pub started_report_queued_ms_max: u64,
     /// How reports are batched and retried.
     pub reports: ReportLimits,
 }
@@ -55,6 +85,8 @@ impl SlotsConfig {
             slots,
             ended_max: ENDED_REMEMBERED_MAX,
             timeout_grace_ms: TIMEOUT_GRACE_MS,
+            started_report_delay_ms: STARTED_REPORT_DELAY_MS,
+            started_report_queued_ms_max: STARTED_REPORT_QUEUED_MS_MAX,
             reports: ReportLimits::default(),
         }
     }
@@ -79,8 +111,8 @@ pub enum Action {
     /// Run this attempt now. The shell says when it started ([`Slots::on_started`]) and, later, how it
     /// ended ([`Slots::on_ended`]).
     Start(Box<Order>),
-    /// Stop this attempt if it runs (replaced, cancelled, lost, past its timeout, or spawned after any of
-    /// these). Its outcome is not wanted any more.
+    /// Stop this attempt if it runs (replaced, cancelled, lost, past its timeout). Its outcome is not
+    /// wanted any more.
     Stop {
         /// The task.
         task: TaskId,
@@ -98,6 +130,12 @@ struct Running {
     started_ms: u64,
     /// When it is stopped if it still runs.
     deadline: Millis,
+    /// Its timeout, for when its start is reported.
+    timeout_ms: u64,
+    /// How long it waited here for a slot.
+    waited_ms: u64,
+    /// When its start report is queued if it still runs; `None` before it started and once queued.
+    start_report_at: Option<Millis>,
 }
 
 /// The attempts this worker holds and the reports it owes. See the module docs for its invariants.
@@ -105,8 +143,9 @@ struct Running {
 pub struct Slots {
     config: SlotsConfig,
     running: BTreeMap<TaskId, Running>,
-    /// Assigned here, waiting for a slot: highest priority first, then oldest task.
-    queued: BTreeMap<(Reverse<i32>, TaskId), Order>,
+    /// Assigned here, waiting for a slot since the time beside it: highest priority first, then oldest
+    /// task.
+    queued: BTreeMap<(Reverse<i32>, TaskId), (Order, Millis)>,
     /// Each queued task's token and priority (its key in `queued`).
     queued_keys: HashMap<TaskId, (FencingToken, i32)>,
     /// The newest ended token of each remembered task.
@@ -144,7 +183,7 @@ impl Slots {
         self.abort(task, out);
         let priority = order.spec.priority;
         self.queued_keys.insert(task, (token, priority));
-        self.queued.insert((Reverse(priority), task), order);
+        self.queued.insert((Reverse(priority), task), (order, now));
         self.fill_slots(now, out);
     }
 
@@ -162,18 +201,18 @@ impl Slots {
         }
     }
 
-    /// The shell started the attempt at `started_ms` (Unix milliseconds): queues its start report.
-    pub fn on_started(&mut self, task: TaskId, token: FencingToken, started_ms: u64) {
-        if let Some(running) = self.running.get_mut(&task).filter(|running| running.token == token) {
-            running.started_ms = started_ms;
+    /// The shell started the attempt at `now`, `started_ms` in Unix milliseconds: its start report is
+    /// queued at [`Slots::on_tick`] once it has run `started_report_delay_ms` (or half its timeout), and
+    /// never if it ends sooner (its end report records the start); at once if it waited for a slot
+    /// longer than `started_report_queued_ms_max`.
+    pub fn on_started(&mut self, now: Millis, task: TaskId, token: FencingToken, started_ms: u64) {
+        let (delay_max, waited_max) = (self.config.started_report_delay_ms, self.config.started_report_queued_ms_max);
+        let Some(running) = self.running.get_mut(&task).filter(|running| running.token == token) else { return };
+        running.started_ms = started_ms;
+        if running.waited_ms > waited_max {
             self.reports.push(Report { task, token, started_ms, outcome: None });
-        }
-    }
-
-    /// The attempt's runner is up. One stopped while it came up is stopped again now.
-    pub fn on_spawned(&mut self, task: TaskId, token: FencingToken, out: &mut Vec<Action>) {
-        if !self.runs(task, token) {
-            out.push(Action::Stop { task, token });
+        } else {
+            running.start_report_at = Some(now.plus(delay_max.min(running.timeout_ms / 2)));
         }
     }
 
@@ -196,8 +235,16 @@ impl Slots {
         self.fill_slots(now, out);
     }
 
-    /// Stops the attempts past their deadline (unreported) and fills their slots.
+    /// Queues the start reports now due, stops the attempts past their deadline (unreported) and fills
+    /// their slots.
     pub fn on_tick(&mut self, now: Millis, out: &mut Vec<Action>) {
+        for (task, running) in &mut self.running {
+            if running.start_report_at.is_some_and(|at| at <= now) {
+                running.start_report_at = None;
+                let (token, started_ms) = (running.token, running.started_ms);
+                self.reports.push(Report { task: *task, token, started_ms, outcome: None });
+            }
+        }
         let overdue: Vec<(TaskId, FencingToken)> = self
             .running
             .iter()
@@ -219,7 +266,8 @@ impl Slots {
         }
     }
 
-    /// How the last [`Action::WriteReports`] went; `batch` is the batch it carried.
+    /// How an [`Action::WriteReports`] went (writes out together answer in any order); `batch` is the
+    /// batch it carried.
     ///
     /// # Panics
     /// If no write is out.
@@ -227,9 +275,14 @@ impl Slots {
         self.reports.on_written(now, batch, written);
     }
 
-    /// When [`Slots::on_tick`] (an attempt's deadline) or [`Slots::poll_reports`] (a retry) has work next.
+    /// When [`Slots::on_tick`] (an attempt's deadline or its start report) or [`Slots::poll_reports`] (a
+    /// retry) has work next.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let attempts = self.running.values().map(|running| running.deadline).min();
+        let attempts = self
+            .running
+            .values()
+            .map(|running| running.start_report_at.map_or(running.deadline, |at| at.min(running.deadline)))
+            .min();
         match (attempts, self.reports.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -246,7 +299,7 @@ impl Slots {
         self.queued.len()
     }
 
-    /// Reports not yet written, not counting a batch that is out.
+    /// Reports not yet written, not counting batches that are out.
     pub fn reports_pending(&self) -> usize {
         self.reports.pending()
     }
@@ -257,10 +310,18 @@ impl Slots {
 
     fn fill_slots(&mut self, now: Millis, out: &mut Vec<Action>) {
         while self.running.len() < self.config.slots as usize {
-            let Some((_, order)) = self.queued.pop_first() else { break };
+            let Some((_, (order, queued_at))) = self.queued.pop_first() else { break };
             self.queued_keys.remove(&order.task);
             let deadline = now.plus(order.spec.timeout_ms).plus(self.config.timeout_grace_ms);
-            self.running.insert(order.task, Running { token: order.token, started_ms: 0, deadline });
+            let running = Running {
+                token: order.token,
+                started_ms: 0,
+                deadline,
+                timeout_ms: order.spec.timeout_ms,
+                waited_ms: now.since(queued_at),
+                start_report_at: None,
+            };
+            self.running.insert(order.task, running);
             out.push(Action::Start(Box::new(order)));
         }
     }
@@ -491,24 +552,143 @@ mod tests {
         assert_eq!(feed(&mut core, &[(4, 41, 1)]), [start(4, 41, 1)], "a new incarnation's assignment runs");
     }
 
+    /// Ticks at `now` and polls reports: the actions of both.
+    fn tick(core: &mut Slots, now: Millis) -> Vec<Action> {
+        let mut out = Vec::new();
+        core.on_tick(now, &mut out);
+        core.poll_reports(now, &mut out);
+        out
+    }
+
+    fn written(core: &mut Slots, now: Millis, actions: Vec<Action>) {
+        for action in actions {
+            if let Action::WriteReports(batch) = action {
+                core.on_reports_written(now, batch, ReportWrite::Applied);
+            }
+        }
+    }
+
+    const DELAY: u64 = STARTED_REPORT_DELAY_MS;
+
     #[test]
-    fn an_attempt_spawned_after_it_was_stopped_is_stopped_again() {
+    fn a_quick_attempt_sends_its_end_alone() {
         let mut core = slots(1);
         feed(&mut core, &[(1, 10, 0)]);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
         let mut out = Vec::new();
-        core.on_spawned(TaskId(1), FencingToken(10), &mut out);
-        assert_eq!(out, [], "still wanted");
-        feed(&mut core, &[(1, 11, 0)]);
-        core.on_spawned(TaskId(1), FencingToken(10), &mut out);
-        assert_eq!(out, [stop(1, 10)]);
+        core.poll_reports(T0, &mut out);
+        assert_eq!(out, [], "no start report yet");
+        assert_eq!(core.next_deadline(), Some(T0.plus(DELAY)));
+        let mut out = Vec::new();
+        core.on_ended(T0.plus(DELAY - 1), TaskId(1), FencingToken(10), Ok(vec![7]), &mut out);
+        core.poll_reports(T0.plus(DELAY - 1), &mut out);
+        assert_eq!(out, [Action::WriteReports(vec![finished(1, 10, 500, Ok(vec![7]))])], "the end carries the start");
+        written(&mut core, T0.plus(DELAY), out);
+        assert_eq!(tick(&mut core, T0.plus(DELAY)), [], "an ended attempt's start is never reported");
+        assert_eq!((core.next_deadline(), core.reports_pending()), (None, 0));
+    }
+
+    #[test]
+    fn a_slow_attempt_reports_its_start_after_the_delay_then_its_end() {
+        let mut core = slots(1);
+        feed(&mut core, &[(1, 10, 0)]);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
+        assert_eq!(tick(&mut core, T0.plus(DELAY - 1)), []);
+        let out = tick(&mut core, T0.plus(DELAY));
+        assert_eq!(out, [Action::WriteReports(vec![started(1, 10, 500)])]);
+        written(&mut core, T0.plus(DELAY + 2), out);
+        assert_eq!(tick(&mut core, T0.plus(3 * DELAY)), [], "reported once");
+        assert_eq!(core.next_deadline(), Some(T0.plus(1_000 + TIMEOUT_GRACE_MS)), "only its timeout is left");
+        // A re-sent order does not start it again nor report its start again.
+        assert_eq!(feed(&mut core, &[(1, 10, 0)]), []);
+        let mut out = Vec::new();
+        core.on_ended(T0.plus(50), TaskId(1), FencingToken(10), Ok(Vec::new()), &mut out);
+        core.poll_reports(T0.plus(50), &mut out);
+        assert_eq!(out, [Action::WriteReports(vec![finished(1, 10, 500, Ok(Vec::new()))])]);
+    }
+
+    #[test]
+    fn a_start_report_still_waiting_when_the_end_comes_is_merged_into_it() {
+        let mut config = SlotsConfig::new(2);
+        config.reports.writes_max = 1;
+        let mut core = Slots::new(config);
+        feed(&mut core, &[(1, 10, 0), (2, 20, 0)]);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
+        core.on_started(T0, TaskId(2), FencingToken(20), 501);
+        // Task 2's end keeps the one write out; then task 1's start comes due and waits behind it.
+        let mut out = Vec::new();
+        core.on_ended(T0, TaskId(2), FencingToken(20), Ok(Vec::new()), &mut out);
+        core.poll_reports(T0, &mut out);
+        let Some(Action::WriteReports(first)) = out.pop() else { panic!("a write: {out:?}") };
+        assert_eq!(tick(&mut core, T0.plus(DELAY)), [], "the start waits for the write out");
+        assert_eq!(core.reports_pending(), 1);
+        let mut out = Vec::new();
+        core.on_ended(T0.plus(DELAY), TaskId(1), FencingToken(10), Err("boom".into()), &mut out);
+        core.on_reports_written(T0.plus(DELAY), first, ReportWrite::Applied);
+        core.poll_reports(T0.plus(DELAY), &mut out);
+        assert_eq!(out, [Action::WriteReports(vec![finished(1, 10, 500, Err("boom".into()))])]);
+    }
+
+    #[test]
+    fn an_attempt_that_waited_long_for_a_slot_reports_its_start_at_once() {
+        let mut core = slots(1);
+        feed(&mut core, &[(1, 10, 0), (2, 20, 0), (3, 30, 0)]);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
+        // Task 2 waited exactly the most that still allows the delay; task 3 a millisecond more.
+        let at = T0.plus(STARTED_REPORT_QUEUED_MS_MAX);
+        let mut out = Vec::new();
+        core.on_ended(at, TaskId(1), FencingToken(10), Ok(Vec::new()), &mut out);
+        assert_eq!(out, [start(2, 20, 0)]);
+        core.on_started(at, TaskId(2), FencingToken(20), 600);
+        let out = tick(&mut core, at);
+        assert_eq!(out, [Action::WriteReports(vec![finished(1, 10, 500, Ok(Vec::new()))])], "2's start waits");
+        written(&mut core, at, out);
+        let mut out = Vec::new();
+        core.on_ended(at.plus(1), TaskId(2), FencingToken(20), Ok(Vec::new()), &mut out);
+        assert_eq!(out, [start(3, 30, 0)]);
+        core.on_started(at.plus(1), TaskId(3), FencingToken(30), 700);
+        let mut out = Vec::new();
+        core.poll_reports(at.plus(1), &mut out);
+        let expected = vec![finished(2, 20, 600, Ok(Vec::new())), started(3, 30, 700)];
+        assert_eq!(out, [Action::WriteReports(expected)], "3's start goes at once");
+    }
+
+    #[test]
+    fn a_short_timeout_reports_the_start_at_half_of_it() {
+        let mut core = slots(1);
+        let mut order = order(1, 10, 0);
+        order.spec.timeout_ms = 10;
+        let mut out = Vec::new();
+        core.handle_order(T0, order, &mut out);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
+        assert_eq!(core.next_deadline(), Some(T0.plus(5)));
+        assert_eq!(tick(&mut core, T0.plus(5)), [Action::WriteReports(vec![started(1, 10, 500)])]);
+    }
+
+    #[test]
+    fn a_replaced_or_aborted_attempt_never_reports_its_start() {
+        let mut core = slots(2);
+        feed(&mut core, &[(1, 10, 0), (2, 20, 0)]);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
+        core.on_started(T0, TaskId(2), FencingToken(20), 500);
+        // A start stamped for a token this worker does not run is ignored.
+        core.on_started(T0, TaskId(2), FencingToken(19), 400);
+        assert_eq!(feed(&mut core, &[(1, 11, 0)]), [stop(1, 10), start(1, 11, 0)]);
+        let mut out = Vec::new();
+        core.handle_abort(T0, TaskId(2), &mut out);
+        assert_eq!(out, [stop(2, 20)]);
+        assert_eq!(tick(&mut core, T0.plus(DELAY)), [], "task 1's new attempt has not started yet");
+        core.on_started(T0.plus(DELAY), TaskId(1), FencingToken(11), 600);
+        assert_eq!(tick(&mut core, T0.plus(2 * DELAY)), [Action::WriteReports(vec![started(1, 11, 600)])]);
     }
 
     #[test]
     fn an_attempt_past_its_timeout_and_grace_is_stopped_unreported() {
         let mut core = slots(1);
         feed(&mut core, &[(1, 10, 0), (2, 20, 0)]);
-        core.on_started(TaskId(1), FencingToken(10), 77);
+        core.on_started(T0, TaskId(1), FencingToken(10), 77);
         let deadline = T0.plus(1_000 + TIMEOUT_GRACE_MS);
+        assert_eq!(tick(&mut core, T0.plus(DELAY)), [Action::WriteReports(vec![started(1, 10, 77)])]);
         assert_eq!(core.next_deadline(), Some(deadline));
         let mut out = Vec::new();
         core.on_tick(Millis(deadline.0 - 1), &mut out);
@@ -519,37 +699,47 @@ mod tests {
         assert_eq!(end(&mut core, 1, 10), []);
         let mut out = Vec::new();
         core.poll_reports(deadline, &mut out);
-        assert_eq!(out, [Action::WriteReports(vec![started(1, 10, 77)])]);
+        assert_eq!(out, []);
         assert_eq!(feed(&mut core, &[(1, 10, 0)]), [], "remembered as ended");
         assert_eq!(core.next_deadline(), Some(deadline.plus(1_000 + TIMEOUT_GRACE_MS)));
     }
 
     #[test]
-    fn reports_follow_starts_and_ends_and_are_retried_after_a_failed_write() {
-        let mut core = slots(2);
-        feed(&mut core, &[(1, 10, 0), (2, 20, 0)]);
-        core.on_started(TaskId(1), FencingToken(10), 500);
-        core.on_started(TaskId(2), FencingToken(20), 501);
-        core.on_started(TaskId(3), FencingToken(30), 502);
+    fn reports_of_slow_attempts_are_written_two_at_a_time_and_retried_after_a_failed_write() {
+        let mut core = slots(3);
+        feed(&mut core, &[(1, 10, 0), (2, 20, 0), (3, 30, 0)]);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
+        core.on_started(T0, TaskId(2), FencingToken(20), 501);
+        core.on_started(T0, TaskId(3), FencingToken(30), 502);
+        core.on_started(T0, TaskId(4), FencingToken(40), 503);
+        let at = T0.plus(DELAY);
         let mut out = Vec::new();
-        core.poll_reports(T0, &mut out);
-        let first = vec![started(1, 10, 500), started(2, 20, 501)];
+        core.on_tick(at, &mut out);
+        core.poll_reports(at, &mut out);
+        let first = vec![started(1, 10, 500), started(2, 20, 501), started(3, 30, 502)];
         assert_eq!(out, [Action::WriteReports(first.clone())], "no report for an attempt not held");
-        // While the write is out, ends queue up; a stale end is not reported.
+        // While it is out, an end goes out in a second write; a stale end is not reported.
         let mut out = Vec::new();
-        core.on_ended(T0, TaskId(1), FencingToken(10), Ok(vec![7]), &mut out);
-        core.on_ended(T0, TaskId(2), FencingToken(19), Ok(vec![8]), &mut out);
-        core.poll_reports(T0, &mut out);
-        assert_eq!(out, [], "one write out at a time");
-        core.on_reports_written(T0, first, ReportWrite::Retry);
-        assert_eq!(core.next_deadline(), Some(T0.plus(20)), "the retry wait comes before any attempt's deadline");
-        core.poll_reports(T0.plus(19), &mut out);
+        core.on_ended(at, TaskId(1), FencingToken(10), Ok(vec![7]), &mut out);
+        core.on_ended(at, TaskId(2), FencingToken(19), Ok(vec![8]), &mut out);
+        core.poll_reports(at, &mut out);
+        let second = vec![finished(1, 10, 500, Ok(vec![7]))];
+        assert_eq!(out, [Action::WriteReports(second.clone())]);
+        let mut out = Vec::new();
+        core.on_ended(at, TaskId(3), FencingToken(30), Ok(vec![9]), &mut out);
+        core.poll_reports(at, &mut out);
+        assert_eq!(out, [], "two writes out at most");
+        // The first write fails: it goes back first, after the retry wait, minus the start whose end
+        // now travels with it. The second write's outcome (in either order) frees nothing before then.
+        core.on_reports_written(at, first, ReportWrite::Retry);
+        core.on_reports_written(at, second, ReportWrite::Applied);
+        assert_eq!(core.next_deadline(), Some(at.plus(20)), "the retry wait comes before any attempt's deadline");
+        core.poll_reports(at.plus(19), &mut out);
         assert_eq!(out, []);
-        core.poll_reports(T0.plus(20), &mut out);
-        // The failed batch first, minus the start whose end now travels with it.
-        let retried = vec![started(2, 20, 501), finished(1, 10, 500, Ok(vec![7]))];
-        assert_eq!(out, [Action::WriteReports(retried.clone())]);
-        core.on_reports_written(T0.plus(21), retried, ReportWrite::Applied);
+        core.poll_reports(at.plus(20), &mut out);
+        let retried = vec![started(1, 10, 500), started(2, 20, 501), finished(3, 30, 502, Ok(vec![9]))];
+        assert_eq!(out, [Action::WriteReports(retried.clone())], "task 1's start is sent again: harmless, fenced");
+        core.on_reports_written(at.plus(21), retried, ReportWrite::Applied);
         assert_eq!(core.reports_pending(), 0);
         assert_eq!(core.next_deadline(), Some(T0.plus(1_000 + TIMEOUT_GRACE_MS)));
     }
@@ -560,7 +750,7 @@ mod tests {
         let mut core = slots(1);
         feed(&mut core, &[(1, 10, 0), (2, 20, 0)]);
         let mut out = Vec::new();
-        core.on_started(TaskId(1), FencingToken(10), 500);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
         core.on_ended(T0, TaskId(1), FencingToken(10), Err("no kind".into()), &mut out);
         core.poll_reports(T0, &mut out);
         assert_eq!(out, [start(2, 20, 0), Action::WriteReports(vec![finished(1, 10, 500, Err("no kind".into()))])]);
@@ -572,7 +762,7 @@ mod tests {
         config.reports.result_bytes_max = 100;
         let mut core = Slots::new(config);
         feed(&mut core, &[(1, 10, 0)]);
-        core.on_started(TaskId(1), FencingToken(10), 500);
+        core.on_started(T0, TaskId(1), FencingToken(10), 500);
         let mut out = Vec::new();
         core.on_ended(T0, TaskId(1), FencingToken(10), Ok(vec![0; 101]), &mut out);
         core.poll_reports(T0, &mut out);

@@ -1,4 +1,5 @@
-//! The task workloads on gridkeeper: end-to-end no-op throughput (submit 20,000, wait for all), and
+//! The task workloads on gridkeeper: end-to-end no-op throughput (submit 200,000 in calls of at most
+//! `SUBMIT_COUNT_MAX`, wait for all), and
 //! the time from kill -9 of the node running a retriable task to the retry starting elsewhere.
 //!
 //! `ray_bench.py` does the same two things to Ray; the harness only reports them side by side.
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use gridkeeper::api::grid::{SubmitRequest, TaskView, TasksQuery};
 use gridkeeper::client::Client;
+use gridkeeper::limits::SUBMIT_COUNT_MAX;
 
 use crate::cluster::{kill_hard, Control};
 
@@ -53,21 +55,35 @@ pub async fn throughput(admins: &[SocketAddr], access: &gridkeeper::client::Acce
     Ok(Throughput { tasks: count, elapsed: started.elapsed(), failed })
 }
 
-/// Runs `count` no-ops to their end; returns how many did not succeed.
+/// Runs `count` no-ops to their end; returns how many did not succeed. The submissions go in calls
+/// of at most [`SUBMIT_COUNT_MAX`] tasks, one after another, so that the first chunk runs while the
+/// next is being submitted (as one caller submitting a large batch would); then every chunk is
+/// waited for.
 async fn run_noops(client: &Client, count: usize) -> Result<usize> {
-    let request = SubmitRequest { task: Some("noop".into()), count: Some(count), ..Default::default() };
     let started = Instant::now();
-    let ids = client.submit(&request).await.context("submit no-op tasks")?;
-    loop {
-        let waited = client.wait_tasks(&ids, WAIT_CALL_MS).await.context("wait for tasks")?;
-        if waited.done {
-            let succeeded = waited.states.get("succeeded").copied().unwrap_or(0);
-            return Ok(ids.len().saturating_sub(succeeded));
-        }
-        if started.elapsed() > BATCH_WAIT_MAX {
-            bail!("{count} no-op tasks not done after {BATCH_WAIT_MAX:?}: {:?}", waited.states);
+    let mut chunks = Vec::new();
+    let mut left = count;
+    while left > 0 {
+        let size = left.min(SUBMIT_COUNT_MAX);
+        let request = SubmitRequest { task: Some("noop".into()), count: Some(size), ..Default::default() };
+        chunks.push(client.submit(&request).await.context("submit no-op tasks")?);
+        left -= size;
+    }
+    let mut failed = 0;
+    for ids in &chunks {
+        loop {
+            let waited = client.wait_tasks(ids, WAIT_CALL_MS).await.context("wait for tasks")?;
+            if waited.done {
+                let succeeded = waited.states.get("succeeded").copied().unwrap_or(0);
+                failed += ids.len().saturating_sub(succeeded);
+                break;
+            }
+            if started.elapsed() > BATCH_WAIT_MAX {
+                bail!("{count} no-op tasks not done after {BATCH_WAIT_MAX:?}: {:?}", waited.states);
+            }
         }
     }
+    Ok(failed)
 }
 
 /// Kills the node running a retriable `sleep` task and returns the time from the kill to the

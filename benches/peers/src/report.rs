@@ -375,8 +375,23 @@ pub fn goals(records: &[Record]) -> String {
         ],
         25.0,
     ));
+    out.push_str(&task_rate_goal(records, "gridkeeper", 3, 50_000.0));
+    out.push_str(&task_rate_goal(records, "gridkeeper-1node", 1, 60_000.0));
     out.push_str(&zk_protocol_goals(records));
     out
+}
+
+/// Issue 16's absolute goal for no-op tasks per second on `nodes` nodes (the ratio to Ray is the
+/// `no-op tasks vs Ray` line).
+fn task_rate_goal(records: &[Record], system: &str, nodes: usize, target: f64) -> String {
+    let plural = if nodes == 1 { "node" } else { "nodes" };
+    let measured = find(records, system, "tasks", 1).and_then(figure);
+    let (shown, verdict) = match measured {
+        None => ("not measured".to_string(), "not measured".to_string()),
+        Some(rate) if rate >= target => (format!("{}/s", thousands(rate)), "met".to_string()),
+        Some(rate) => (format!("{}/s", thousands(rate)), format!("missed by {:.0}%", (1.0 - rate / target) * 100.0)),
+    };
+    format!("- no-op tasks/s on {nodes} {plural} (goal ≥ {}/s): {shown}. **{verdict}**\n", thousands(target))
 }
 
 /// Issue 12's goals, on the `gridkeeper-zk` rows against ZooKeeper's: the same client, the same
@@ -528,6 +543,18 @@ mod tests {
         let goals = goals(&records);
         assert!(goals.contains("failover gap (goal < 500 ms and below both peers): gridkeeper 400 ms"), "{goals}");
         assert!(goals.contains("**met**\n- no-op"), "{goals}");
+        assert!(goals.contains("- no-op tasks/s on 3 nodes (goal ≥ 50,000/s): not measured. **not measured**"), "{goals}");
+    }
+
+    #[test]
+    fn task_rates_stand_against_the_absolute_goals() {
+        let records = vec![
+            record("gridkeeper", "tasks", 1, Some(40_000.0), None),
+            record("gridkeeper-1node", "tasks", 1, Some(61_000.0), None),
+        ];
+        let goals = goals(&records);
+        assert!(goals.contains("- no-op tasks/s on 3 nodes (goal ≥ 50,000/s): 40,000/s. **missed by 20%**"), "{goals}");
+        assert!(goals.contains("- no-op tasks/s on 1 node (goal ≥ 60,000/s): 61,000/s. **met**"), "{goals}");
     }
 
     #[test]

@@ -329,3 +329,172 @@ fn restored_job_extras_keep_only_jobs_the_table_holds() {
     assert_eq!(table.all_job_extras(), &BTreeMap::from([("kept".to_string(), paused)]));
     assert!(table.due_jobs(u64::MAX).is_empty(), "restored paused");
 }
+
+fn effects_of(table: &mut TaskTable, zxid: u64, now_ms: u64, command: GridCommand) -> (GridOutcome, GridEffects) {
+    let mut effects = GridEffects::default();
+    let outcome = table.apply(zxid, now_ms, &command, &mut effects).expect("applied");
+    (outcome, effects)
+}
+
+#[test]
+fn a_steal_moves_a_queued_attempt_and_fences_the_old_one() {
+    let mut table = table();
+    table.submit(TaskId(1), spec(1), 0).expect("accepted");
+    table.on_assigned(TaskId(1), N1, FencingToken(10), 0).expect("assign");
+    let moves = vec![(TaskId(1), FencingToken(10), N2)];
+    let (outcome, effects) = effects_of(&mut table, 20, 500, GridCommand::Reassign { moves });
+    assert_eq!(outcome, GridOutcome::Recorded { applied: 1, refused: 0 });
+    assert_eq!(effects.stolen, vec![(N1, TaskId(1))], "the old node is told to drop it");
+    assert_eq!(effects.assigned, vec![(TaskId(1), N2, FencingToken(20))], "the new node is told to run it");
+    assert_eq!((table.running_on(N1), table.running_on(N2)), (0, 1));
+    assert_eq!(table.held_by(N2), vec![(TaskId(1), FencingToken(20))]);
+    // The old attempt's late reports are refused as stale; the new one's count.
+    assert!(matches!(table.on_started(TaskId(1), FencingToken(10), 501), Err(GridError::StaleToken { .. })));
+    assert!(table.on_finished(TaskId(1), FencingToken(10), Ok(vec![]), 502).is_err());
+    assert_eq!(table.on_finished(TaskId(1), FencingToken(20), Ok(vec![]), 503), Ok(TaskState::Succeeded));
+    let task = table.get(TaskId(1)).expect("known");
+    let states: Vec<AttemptState> = task.attempts.iter().map(|attempt| attempt.state).collect();
+    assert_eq!(
+        states,
+        vec![AttemptState::Lost, AttemptState::Succeeded],
+        "one attempt allowed, and the move used none"
+    );
+    assert_eq!((task.attempts[1].number, task.attempts[1].assigned_ms), (2, 500));
+}
+
+#[test]
+fn a_steal_is_refused_once_the_attempt_started_or_moved_or_when_the_target_cannot_take_it() {
+    let mut table = table();
+    for id in 1..=4 {
+        table.submit(TaskId(id), spec(1), 0).expect("accepted");
+        table.on_assigned(TaskId(id), N1, FencingToken(10), 0).expect("assign");
+    }
+    // Task 1 started meanwhile (its report applied between the plan and the move): it stays.
+    table.on_started(TaskId(1), FencingToken(10), 100).expect("start");
+    // Task 2 was moved already: a second move of the same attempt is stale.
+    let (_, effects) =
+        effects_of(&mut table, 11, 200, GridCommand::Reassign { moves: vec![(TaskId(2), FencingToken(10), N2)] });
+    assert_eq!(effects.stolen.len(), 1);
+    // Task 4 is pinned to node 1.
+    table.tasks.get_mut(&TaskId(4)).expect("known").spec.affinity = Some(N1);
+    let moves = vec![
+        (TaskId(1), FencingToken(10), N2),
+        (TaskId(2), FencingToken(10), NodeId(3)),
+        (TaskId(3), FencingToken(10), N1),
+        (TaskId(4), FencingToken(10), N2),
+        (TaskId(9), FencingToken(10), N2),
+    ];
+    let (outcome, effects) = effects_of(&mut table, 12, 300, GridCommand::Reassign { moves });
+    assert_eq!(outcome, GridOutcome::Recorded { applied: 0, refused: 5 }, "started, stale, same node, pinned, unknown");
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(table.get(TaskId(1)).expect("known").state, TaskState::Running);
+    // A draining target takes nothing.
+    effects_of(&mut table, 13, 400, GridCommand::Drain { node: N2, draining: true });
+    let (outcome, _) =
+        effects_of(&mut table, 14, 500, GridCommand::Reassign { moves: vec![(TaskId(3), FencingToken(10), N2)] });
+    assert_eq!(outcome, GridOutcome::Recorded { applied: 0, refused: 1 });
+    assert_eq!(table.held_by(N1).len(), 3);
+}
+
+#[test]
+fn lost_work_goes_before_work_queued_after_it_even_when_every_node_is_full() {
+    let mut table = table();
+    for id in 1..=10 {
+        table.submit(TaskId(id), spec(1), id).expect("accepted");
+    }
+    // Two nodes of 1 slot + 2 prefetched: three attempts each, 7..=10 wait.
+    let loads = |table: &TaskTable, nodes: &[NodeId]| -> Vec<NodeLoad> {
+        nodes
+            .iter()
+            .map(|&node| NodeLoad {
+                node,
+                running: table.running_on(node),
+                slots: 1,
+                prefetch: 2,
+                weight: 1,
+                kinds: BTreeSet::from(["noop".to_string()]),
+                draining: false,
+            })
+            .collect()
+    };
+    let mut placement = Placement::new(Strategy::LeastLoaded, 0);
+    let plan = table.plan_dispatch(20, &mut placement, &mut loads(&table, &[N1, N2]), 100);
+    assert_eq!(plan.len(), 6);
+    for (task, node) in plan {
+        table.on_assigned(task, node, FencingToken(20), 20).expect("assign");
+    }
+    let on_one: Vec<TaskId> = table.held_by(N1).into_iter().map(|(task, _)| task).collect();
+    assert_eq!(on_one, vec![TaskId(1), TaskId(3), TaskId(5)]);
+    // Node 1 dies: its work goes back to the front of the queue, oldest first.
+    assert_eq!(table.on_node_lost(N1, 30), on_one);
+    // Node 2 is full (3 of 1 + 2), but lost work may fill it up to twice that; later work may not.
+    let plan = table.plan_dispatch(40, &mut placement, &mut loads(&table, &[N2]), 100);
+    assert_eq!(plan, vec![(TaskId(1), N2), (TaskId(3), N2), (TaskId(5), N2)], "lost work first, and only it");
+    for (task, node) in plan {
+        table.on_assigned(task, node, FencingToken(40), 40).expect("assign");
+    }
+    // Node 2's worker starts lower ids first (see `worker::slots`): 1, 3, 5 before 6 and after 2, 4,
+    // which were queued before them; 7..=10 wait in the table behind them.
+    let held: Vec<u64> = table.held_by(N2).into_iter().map(|(task, _)| task.0).collect();
+    assert_eq!(held, vec![1, 2, 3, 4, 5, 6]);
+    assert!(table.plan_dispatch(50, &mut placement, &mut loads(&table, &[N2]), 100).is_empty());
+}
+
+#[test]
+fn plans_in_flight_are_left_out_of_the_next_plan() {
+    let mut table = table();
+    for id in 1..=6 {
+        table.submit(TaskId(id), spec(1), 0).expect("accepted");
+    }
+    let mut placement = Placement::new(Strategy::LeastLoaded, 0);
+    let mut loads = nodes();
+    for load in &mut loads {
+        load.slots = 2;
+    }
+    let first = table.plan_dispatch(10, &mut placement, &mut loads.clone(), 2);
+    assert_eq!(first, vec![(TaskId(1), N1), (TaskId(2), N2)]);
+    // The first plan is in flight: the second leaves its tasks out and counts its slots as taken.
+    let excluded: BTreeSet<TaskId> = first.iter().map(|(task, _)| *task).collect();
+    for load in &mut loads {
+        load.running += 1;
+    }
+    let second = table.plan_dispatch_excluding(10, &mut placement, &mut loads, 10, &excluded);
+    assert_eq!(second, vec![(TaskId(3), N1), (TaskId(4), N2)], "the one free slot of each node, no task twice");
+    // Applied in either order, every assignment lands; one re-proposed after it landed is refused.
+    for (zxid, (task, node)) in second.iter().chain(&first).enumerate() {
+        table.on_assigned(*task, *node, FencingToken(zxid as u64 + 20), 20).expect("assign");
+    }
+    assert!(table.on_assigned(TaskId(1), N2, FencingToken(30), 30).is_err(), "no task is assigned twice");
+    assert_eq!((table.running_on(N1), table.running_on(N2)), (2, 2));
+}
+
+#[test]
+fn attempts_a_worker_may_have_started_without_saying_so_yet_are_not_offered_to_stealing() {
+    let mut table = table();
+    for id in 1..=6 {
+        let mut spec = spec(1);
+        spec.priority = if id == 5 { 1 } else { 0 };
+        table.submit(TaskId(id), spec, 0).expect("accepted");
+        table.on_assigned(TaskId(id), N1, FencingToken(10), 0).expect("assign");
+    }
+    let load = NodeLoad {
+        node: N1,
+        running: 6,
+        slots: 2,
+        prefetch: 4,
+        weight: 1,
+        kinds: BTreeSet::from(["noop".to_string()]),
+        draining: false,
+    };
+    let queued = |table: &TaskTable| -> Vec<u64> {
+        table.backlogs(std::slice::from_ref(&load), |_| true)[0].queued.iter().map(|queued| queued.task.0).collect()
+    };
+    // None reported started: the two the worker starts first (priority 1's task 5, then task 1) may run.
+    assert_eq!(queued(&table), vec![2, 3, 4, 6]);
+    // One start reported: one slot unaccounted for, which task 1 may hold.
+    table.on_started(TaskId(5), FencingToken(10), 1).expect("start");
+    assert_eq!(queued(&table), vec![2, 3, 4, 6]);
+    // Both slots accounted for: every other attempt may move.
+    table.on_started(TaskId(2), FencingToken(10), 1).expect("start");
+    assert_eq!(queued(&table), vec![1, 3, 4, 6]);
+}

@@ -103,8 +103,10 @@ fn running_trial(
 fn backlog_trial(cluster: &mut ProcessCluster, trial: usize) -> Result<(u64, usize, usize, i64), String> {
     let leader = cluster.wait_ready(&IDS);
     let client = cluster.client(&IDS);
-    // Every slot busy for 1.5 s, then two waves queued behind them, the first before the second.
-    let fillers = sleeps(&client, cluster, 1_500, IDS.len() * SLOTS as usize);
+    // Every slot busy for 3 s, then two waves queued behind them, the first before the second. The
+    // fillers outlast the kill and its detection (0.2 s), so the question is the order in which the
+    // survivors start the waves once the death is known, not whether a slot freed before anyone knew.
+    let fillers = sleeps(&client, cluster, 3_000, IDS.len() * SLOTS as usize);
     wait_views(cluster, &client, &fillers, |task| started(task).is_some()).ok_or("fillers did not start")?;
     let first = sleeps(&client, cluster, 200, 12);
     let assigned = |task: &TaskView| !task.attempts.is_empty();

@@ -160,6 +160,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod actors;
 pub mod api;
 pub mod client;
 pub mod credentials;
@@ -195,6 +196,7 @@ pub mod worker;
 #[doc(hidden)]
 pub mod zk;
 
+pub use actors::{ActorContext, ActorError, ActorRef, GridActor, GridActors};
 pub use api::{ApiError, ErrorCode};
 pub use client::{Access, Client, ClientError, Session};
 pub use consensus::Consistency;

@@ -336,3 +336,61 @@ pub const TASK_LOGS_AGE_MS_MAX_RANGE: std::ops::RangeInclusive<u64> = 60_000..=3
 const _: () = assert!(TASK_LOG_LINE_BYTES_MAX <= TASK_LOG_ATTEMPT_BYTES_MAX / 2);
 const _: () = assert!(TASK_LOG_QUEUE_ATTEMPT_BYTES_MAX <= TASK_LOG_QUEUE_BYTES_MAX);
 const _: () = assert!(2 * TASK_LOG_ATTEMPT_BYTES_MAX + (64 << 10) < ADMIN_RESPONSE_BYTES_MAX);
+
+/// Longest actor kind name (`ActorId::kind`), like a task kind: a short name, a metric label.
+pub const ACTOR_KIND_BYTES_MAX: usize = 64;
+
+/// Longest actor key (`ActorId::key`): a user's entity id (an account, a device, a session), with room
+/// for a composite one.
+pub const ACTOR_KEY_BYTES_MAX: usize = 256;
+
+/// Largest snapshot one durable actor commits. Well under the entry bound, so one commit entry groups
+/// many actors' snapshots, and a record with its recent replies stays a few MiB at most.
+pub const ACTOR_STATE_BYTES_MAX: usize = 256 * 1024;
+
+/// Largest reply an actor gives (and records beside an idempotency key).
+pub const ACTOR_REPLY_BYTES_MAX: usize = 64 * 1024;
+
+/// Largest message a caller sends an actor (the JSON of an admin call, or an encoded mesh call).
+pub const ACTOR_MESSAGE_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest idempotency key a call may carry: a UUID or a hash, with room to spare.
+pub const ACTOR_IDEMPOTENCY_KEY_BYTES_MAX: usize = 64;
+
+/// Replies a durable actor keeps by idempotency key, newest first: enough for a caller's retries of
+/// its recent calls, small enough that a record stays bounded.
+pub const ACTOR_RECENT_REPLIES_MAX: usize = 32;
+
+/// Actor records the replicated state keeps (owned, orphaned, durable ones passivated, singletons).
+/// Every replica holds them all in memory; a million records of a few hundred bytes is a few hundred MiB.
+pub const ACTOR_RECORDS_MAX: usize = 1_000_000;
+
+/// Bytes of durable actor state (snapshots and recorded replies) the replicated state keeps in all.
+/// Every replica holds it in memory and in every snapshot: 256 MiB keeps a snapshot's transfer to a
+/// new member within seconds and leaves room for the registry and the task table.
+pub const ACTOR_STATE_BYTES_TOTAL_MAX: usize = 256 << 20;
+
+/// Messages waiting in one activation's mailbox; past it a call is refused as overloaded.
+pub const ACTOR_MAILBOX_MAX: usize = 1024;
+
+const _: () = assert!(
+    ACTOR_STATE_BYTES_MAX
+        + ACTOR_RECENT_REPLIES_MAX * (ACTOR_REPLY_BYTES_MAX + ACTOR_IDEMPOTENCY_KEY_BYTES_MAX)
+        + ENTRY_OVERHEAD_BYTES
+        < ENTRY_BYTES_MAX / 2
+);
+const _: () = assert!(ACTOR_STATE_BYTES_MAX < ACTOR_STATE_BYTES_TOTAL_MAX);
+
+/// Longest an actor call through the admin API (`POST /grid/actors/call`) may wait for its reply: well
+/// under the client's own 15 s deadline, so the caller hears the node's answer (`unavailable`, `outcome
+/// unknown`) rather than a timeout of its own; an actor's move takes well under a second.
+pub const ACTOR_CALL_TIMEOUT_MS_MAX: u64 = 10_000;
+
+/// The wait of an actor call that names none.
+pub const ACTOR_CALL_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Actors one `GET /grid/actors` answer lists at most (it says `truncated` past it; `--kind` narrows
+/// it): a page a person or a script reads, a few MiB of JSON at most.
+pub const ACTORS_LIST_MAX: usize = 10_000;
+
+const _: () = assert!(ACTOR_CALL_TIMEOUT_MS_DEFAULT <= ACTOR_CALL_TIMEOUT_MS_MAX);

@@ -2,7 +2,8 @@
 //! (chromedriver and `fantoccini`) against a real 3-node HTTPS cluster with real credentials. It
 //! refuses a bad token with a visible message, signs in with a token the CLI issued, shows the
 //! members and the leader, lists a task the CLI submitted and shows its log line, cancels a task
-//! from its page, pauses a job, browses the registry, keeps task output as text (no markup runs),
+//! from its page, pauses a job, browses the registry, lists a counter actor the CLI called with its
+//! node, keeps task output and actor keys as text (no markup runs),
 //! disables actions for a reader, and shows a killed node down (the delay is printed). Screenshots
 //! of every page go to `target/console-screenshots/`.
 //!
@@ -411,6 +412,24 @@ fn the_console_shows_the_cluster_its_tasks_and_logs_and_acts_through_the_api() {
         "return !!document.querySelector('#registry-stat') && !!document.querySelector('#registry-acl');",
     );
     browser.screenshot("registry");
+
+    // Actors: a counter called through the CLI is listed with its hosting node; its key is markup,
+    // which the page shows as text.
+    let key = "<img src=x id=actor-injected>";
+    let message = r#"{"add": 2}"#;
+    let common = ["--admin", admin.as_str(), "--certs", certs_arg];
+    let reply =
+        cli(&[&["actor", "call"][..], &common, &["--kind", "counter", "--key", key, "--message", message]].concat());
+    assert_eq!(reply.trim(), r#"{"total":2}"#);
+    browser.goto("#/actors?kind=counter");
+    let host = browser.wait(
+        "the counter listed with its node",
+        "const r = [...document.querySelectorAll('#actors-table tbody tr')].find((e) => e.dataset.key === '<img src=x id=actor-injected>'); \
+         return r && r.dataset.node;",
+    );
+    assert!(host.as_str().is_some_and(|node| ["1", "2", "3"].contains(&node)), "hosted on a member: {host}");
+    assert_eq!(browser.eval("return document.getElementById('actor-injected') === null"), true);
+    browser.screenshot("actors");
 
     // A reader sees the task but may not act on it.
     browser.click("#logout");

@@ -81,6 +81,7 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
             .validate(node.0)
             .expect("valid"),
         task_logs: Default::default(),
+        actors: Default::default(),
     };
     let view = NodeView::new(node);
     let args = Arc::new(SupervisorArgs {
@@ -97,6 +98,7 @@ fn one_node(node: NodeId, instance: &str) -> (Arc<SupervisorArgs>, NodeView, std
         },
         instance: instance.to_string(),
         kinds: gridkeeper::worker::builtin::kinds(),
+        actors: gridkeeper::actors::builtin::kinds(),
     });
     (args, view, data_dir)
 }

@@ -195,6 +195,9 @@ struct BodyPeek {
     reports: Option<Vec<serde::de::IgnoredAny>>,
     ops: Option<Vec<serde::de::IgnoredAny>>,
     draining: Option<bool>,
+    /// An actor call's actor (`kind`, `key`).
+    kind: Option<String>,
+    key: Option<String>,
 }
 
 impl BodyPeek {
@@ -211,6 +214,9 @@ impl BodyPeek {
         }
         if let Some(name) = &self.name {
             parts.push(format!("name={name}"));
+        }
+        if let (Some(kind), Some(key)) = (&self.kind, &self.key) {
+            parts.push(format!("actor={kind}/{key}"));
         }
         if let Some(task) = &self.task {
             parts.push(format!("task={task} count={}", self.count.unwrap_or(1)));

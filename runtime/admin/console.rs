@@ -85,6 +85,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("tasks.js", "text/javascript; charset=utf-8"),
     asset!("task.js", "text/javascript; charset=utf-8"),
     asset!("jobs.js", "text/javascript; charset=utf-8"),
+    asset!("actors.js", "text/javascript; charset=utf-8"),
     asset!("registry.js", "text/javascript; charset=utf-8"),
 ];
 

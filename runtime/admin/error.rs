@@ -35,7 +35,10 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::NoAuth | ErrorCode::AuthFailed => StatusCode::FORBIDDEN,
-        ErrorCode::WatchLimit | ErrorCode::TooManyWatches | ErrorCode::TooManyWaits => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::WatchLimit | ErrorCode::TooManyWatches | ErrorCode::TooManyWaits | ErrorCode::Overloaded => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ErrorCode::ActorFailed => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::Unavailable | ErrorCode::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorCode::Misdirected => StatusCode::MISDIRECTED_REQUEST,

@@ -174,6 +174,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(super::ready::routes())
         .merge(super::registry_api::routes())
         .merge(super::grid_api::routes())
+        .merge(super::actors_api::routes())
         .merge(super::console::routes())
         .merge(super::logs_api::routes())
         .merge(super::auth_api::routes())

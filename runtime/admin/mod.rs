@@ -9,6 +9,7 @@
 //! header and idle timeouts, watch streams per client, the `Host:` names it answers) is decided in
 //! `admission.rs` and enforced by the connection shell, each refusal counted.
 
+pub mod actors_api;
 pub mod admission;
 pub mod audit;
 pub mod auth;

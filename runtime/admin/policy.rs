@@ -18,9 +18,9 @@ pub enum RouteClass {
     Open,
     /// `/metrics`.
     Metrics,
-    /// Status, task queries, registry reads, watches, waits, sync.
+    /// Status, task and actor queries, registry reads, watches, waits, sync.
     Read,
-    /// Submit, cancel, schedule, unschedule, and a job's pause, resume and trigger.
+    /// Submit, cancel, schedule, unschedule, a job's pause, resume and trigger, and an actor call.
     Submit,
     /// Everything else: drain, registry writes and sessions, revocations, the audit log.
     Operate,
@@ -45,12 +45,14 @@ pub fn route_class(method: &str, path: &str) -> RouteClass {
             "/status" | "/members" | "/registry/node" | "/registry/stat" | "/registry/children" | "/registry/watch"
             | "/registry/acl" | "/grid/tasks" | "/grid/node" | "/grid/jobs" | "/grid/logs" | "/grid/logs/local",
         )
+        | ("GET", "/grid/actors")
         | ("POST", "/grid/wait" | "/registry/sync") => RouteClass::Read,
         (
             "POST",
             "/grid/submit" | "/grid/cancel" | "/grid/schedule" | "/grid/unschedule" | "/grid/jobs/pause"
             | "/grid/jobs/resume" | "/grid/jobs/trigger",
-        ) => RouteClass::Submit,
+        )
+        | ("POST", "/grid/actors/call") => RouteClass::Submit,
         ("POST", "/grid/worker/poll" | "/grid/worker/report" | "/members/join") => RouteClass::Work,
         _ => RouteClass::Operate,
     }
@@ -163,7 +165,7 @@ mod tests {
         Principal { name: "p".into(), role, proof: Proof::Token }
     }
 
-    const ROUTES: [(&str, &str, RouteClass); 31] = [
+    const ROUTES: [(&str, &str, RouteClass); 34] = [
         ("POST", "/members/add", RouteClass::Operate),
         ("POST", "/members/remove", RouteClass::Operate),
         ("POST", "/members/join", RouteClass::Work),
@@ -185,6 +187,9 @@ mod tests {
         ("POST", "/grid/jobs/pause", RouteClass::Submit),
         ("POST", "/grid/jobs/resume", RouteClass::Submit),
         ("POST", "/grid/jobs/trigger", RouteClass::Submit),
+        ("POST", "/grid/actors/call", RouteClass::Submit),
+        ("GET", "/grid/actors", RouteClass::Read),
+        ("GET", "/grid/actors/call", RouteClass::Operate),
         ("POST", "/grid/drain", RouteClass::Operate),
         ("POST", "/registry/create", RouteClass::Operate),
         ("POST", "/registry/multi", RouteClass::Operate),
@@ -301,6 +306,7 @@ mod tests {
             audited("POST", "/grid/submit") && audited("POST", "/registry/create") && audited("POST", "/auth/revoke")
         );
         assert!(audited("POST", "/grid/worker/report") && audited("POST", "/no/such/route"));
+        assert!(audited("POST", "/grid/actors/call") && !audited("GET", "/grid/actors"));
         for (method, path) in
             [("GET", "/status"), ("POST", "/grid/wait"), ("POST", "/registry/sync"), ("POST", "/grid/worker/poll")]
         {

@@ -104,6 +104,12 @@ codes! {
     MembershipRefused => "membership refused",
     /// A bug: the server answered something it should not have.
     Internal => "internal",
+    /// The target is too busy to take the call now (an actor's mailbox is full). Nothing was
+    /// applied; sending it again later may succeed.
+    Overloaded => "overloaded",
+    /// The actor's handler refused the message with an error of its own. Sending the same message
+    /// again gives the same answer.
+    ActorFailed => "actor failed",
 }
 
 impl ErrorCode {
@@ -113,7 +119,11 @@ impl ErrorCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::Unavailable | ErrorCode::WatchLimit | ErrorCode::TooManyWatches | ErrorCode::TooManyWaits
+            ErrorCode::Unavailable
+                | ErrorCode::WatchLimit
+                | ErrorCode::TooManyWatches
+                | ErrorCode::TooManyWaits
+                | ErrorCode::Overloaded
         )
     }
 
@@ -270,6 +280,10 @@ mod tests {
         assert!(ErrorCode::OutcomeUnknown.may_have_applied());
         assert!(!ErrorCode::NoNode.is_retryable());
         assert!(!ErrorCode::TooLarge.is_retryable(), "sending it again cannot succeed");
+        assert!(ErrorCode::Overloaded.is_retryable(), "a full mailbox took nothing");
+        assert!(!ErrorCode::Overloaded.may_have_applied());
+        assert!(!ErrorCode::ActorFailed.is_retryable(), "the handler answers the same again");
+        assert!(!ErrorCode::ActorFailed.may_have_applied());
     }
 
     #[test]

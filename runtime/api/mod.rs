@@ -10,7 +10,9 @@
 //! - [`auth`]: revocations and audit records.
 //! - [`membership`]: adding and removing members, and what a joining voter starts with.
 //! - [`grid`]: submit, query, wait, cancel, drain, schedule, and a joined worker's poll and report.
+//! - [`actors`]: a call to a grid actor, and the listing of actors.
 
+pub mod actors;
 pub mod auth;
 pub mod error;
 pub mod grid;

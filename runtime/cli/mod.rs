@@ -1,6 +1,6 @@
 //! The `gridkeeper` command line: `certs`, `node`, `status`, `members`, `registry`, the grid's
-//! `submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`, `tokens`, `audit`, and
-//! `completions` for shells.
+//! `submit`, `tasks`, `drain`, `schedule`, `jobs`, `unschedule`, grid actors' `actor call` and
+//! `actors`, `tokens`, `audit`, and `completions` for shells.
 //!
 //! Parses flags with clap (usage errors, a bad `--since` or an unknown choice among them, exit 2),
 //! runs the command, and turns every error into one line on stderr with exit status 1. Every command
@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 pub mod access;
+pub mod actors;
 pub mod cluster;
 pub mod flags;
 pub mod grid;
@@ -62,6 +63,10 @@ enum Command {
     Jobs(grid::JobsArgs),
     /// Delete a recurring job.
     Unschedule(grid::UnscheduleArgs),
+    /// Call a grid actor: `actor call --kind K --key K --message JSON`.
+    Actor(actors::ActorArgs),
+    /// List grid actors: kind, key, hosting node, messages handled.
+    Actors(actors::ActorsArgs),
     /// Revoke credentials by name, or list those issued and revoked.
     Tokens(access::TokensArgs),
     /// Read a node's audit log (operator).
@@ -181,6 +186,12 @@ struct NodeArgs {
     /// this node leads; default: it waits, shown as unplaceable).
     #[arg(long)]
     unplaceable_timeout_ms: Option<u64>,
+    /// Release an actor activation idle this many milliseconds (default 300000).
+    #[arg(long)]
+    actor_idle_ms: Option<u64>,
+    /// Actor activations this node holds at once; past it a new one is refused (default 100000).
+    #[arg(long)]
+    actor_activations_max: Option<usize>,
     /// ZooKeeper client protocol address (default 127.0.0.1:2280+id), or `off`.
     #[arg(long, value_name = "HOST:PORT|off")]
     zk_listen: Option<String>,
@@ -244,6 +255,8 @@ impl NodeArgs {
             admin_plaintext: self.admin_plaintext.then_some(true),
             metrics_public: self.metrics_public.then_some(true),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms,
+            actor_idle_ms: self.actor_idle_ms,
+            actor_activations_max: self.actor_activations_max,
             zk_listen: self.zk_listen,
             zk_4lw: self.zk_4lw,
             zk_frame_bytes_max: self.zk_frame_bytes_max,
@@ -373,6 +386,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Unschedule(args) => {
             control_runtime()?.block_on(grid::unschedule(args)).map_err(|error| error.to_string())
         }
+        Command::Actor(args) => control_runtime()?.block_on(actors::actor(args)).map_err(|error| error.to_string()),
+        Command::Actors(args) => control_runtime()?.block_on(actors::actors(args)).map_err(|error| error.to_string()),
         Command::Tokens(args) => control_runtime()?.block_on(access::tokens(args)).map_err(|error| error.to_string()),
         Command::Audit(args) => control_runtime()?.block_on(access::audit(args)).map_err(|error| error.to_string()),
         Command::Logs(args) => control_runtime()?.block_on(logs::logs(args)).map_err(|error| error.to_string()),

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::api::actors::{ActorCallAnswer, ActorCallRequest, ActorsAnswer, ActorsQuery};
 use crate::api::grid::{
     DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, NodeStatus, RecordedResponse, ScheduleRequest,
     SubmitRequest, SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
@@ -750,5 +751,32 @@ impl Client {
     /// [`ClientError`].
     pub async fn drain(&self, node: u64, draining: bool) -> Result<RecordedResponse, ClientError> {
         self.post("/grid/drain", &DrainRequest { node, draining }).await
+    }
+}
+
+/// Grid actors through the admin API.
+impl Client {
+    /// Sends `request`'s message to its actor (activated on first call, wherever it is hosted) and
+    /// returns its reply. Never sent again on failure: a call that failed with `outcome unknown`, or
+    /// whose node was lost mid-call ([`ClientError::Transport`]), may have been handled; send it again
+    /// only with an `idempotency_key`, which makes the repeat answer with the recorded reply.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `overloaded` (a full mailbox; nothing applied), `actor failed` (the handler's
+    /// own error), `outcome unknown`, `unavailable`, `bad arguments`, `too large`.
+    pub async fn actor_call(&self, request: &ActorCallRequest) -> Result<ActorCallAnswer, ClientError> {
+        self.post("/grid/actors/call", request).await
+    }
+
+    /// The actors the replicated state knows (of `query.kind`, if given), in (kind, key) order.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `bad arguments` for a kind no actor can have.
+    pub async fn actors(&self, query: &ActorsQuery) -> Result<ActorsAnswer, ClientError> {
+        let uri = match &query.kind {
+            Some(kind) => format!("/grid/actors?kind={}", encode_query(kind)),
+            None => "/grid/actors".to_string(),
+        };
+        self.call(hyper::Method::GET, uri, None).await
     }
 }

@@ -5,13 +5,14 @@
 //! zxid is the entry's log index.
 //! Invariant: a snapshot on disk is complete (written to a temporary file, fsync'd, renamed).
 //!
-//! Snapshots carry a format version. Format 3 (this build) is [`SNAPSHOT_MAGIC`], the version as a
+//! Snapshots carry a format version. Format 5 (this build) is [`SNAPSHOT_MAGIC`], the version as a
 //! little-endian `u16`, the postcard state, the postcard [`StateExtras`] (settings and session
 //! secrets, which format 1 had no place for), then the postcard [`StateExtras3`] (the state version
 //! and the ACLs, which format 2 had no place for), then the postcard [`StateExtras4`] (jobs' zones and
-//! pauses, which format 3 had no place for). Format 3 is the same without the last part, format 2
-//! without the last two; format 1 (no magic) is the bare postcard state, as written before versions
-//! existed. All still load.
+//! pauses, which format 3 had no place for), then the postcard [`StateExtras5`] (actors' ownership
+//! records, which format 4 had no place for). Format 4 is the same without the last part, format 3
+//! without the last two, format 2 without the last three; format 1 (no magic) is the bare postcard
+//! state, as written before versions existed. All still load.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,9 @@ use tokio::sync::watch;
 
 use super::types::{LogId, Response, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::registry::{Change, Registry, RegistryLimits};
-use crate::state::{Applied, Effects, Proposal, ReplicatedState, StateExtras, StateExtras3, StateExtras4, TableLimits};
+use crate::state::{
+    Applied, Effects, Proposal, ReplicatedState, StateExtras, StateExtras3, StateExtras4, StateExtras5, TableLimits,
+};
 
 /// Hears of every applied command, in order.
 pub trait ApplyObserver: Send + Sync + 'static {
@@ -57,7 +60,7 @@ struct SmState {
 pub const SNAPSHOT_MAGIC: [u8; 6] = [0xFF, b'G', b'K', b'S', b'N', b'P'];
 
 /// The snapshot format this build writes.
-pub const SNAPSHOT_FORMAT: u16 = 4;
+pub const SNAPSHOT_FORMAT: u16 = 5;
 
 fn encode_state(state: &SmState) -> io::Result<Vec<u8>> {
     let mut bytes = SNAPSHOT_MAGIC.to_vec();
@@ -65,7 +68,8 @@ fn encode_state(state: &SmState) -> io::Result<Vec<u8>> {
     let bytes = postcard::to_extend(state, bytes).map_err(io_error)?;
     let bytes = postcard::to_extend(&state.replicated.extras(), bytes).map_err(io_error)?;
     let bytes = postcard::to_extend(&state.replicated.extras3(), bytes).map_err(io_error)?;
-    postcard::to_extend(&state.replicated.extras4(), bytes).map_err(io_error)
+    let bytes = postcard::to_extend(&state.replicated.extras4(), bytes).map_err(io_error)?;
+    postcard::to_extend(&state.replicated.extras5(), bytes).map_err(io_error)
 }
 
 /// Reads a snapshot of any format this build knows.
@@ -87,10 +91,13 @@ fn decode_state(bytes: &[u8]) -> io::Result<SmState> {
     let (extras, rest): (StateExtras, _) = postcard::take_from_bytes(rest).map_err(io_error)?;
     let (extras3, rest): (StateExtras3, _) =
         if version >= 3 { postcard::take_from_bytes(rest).map_err(io_error)? } else { (StateExtras3::default(), rest) };
-    let extras4: StateExtras4 =
-        if version >= 4 { postcard::from_bytes(rest).map_err(io_error)? } else { StateExtras4::default() };
+    let (extras4, rest): (StateExtras4, _) =
+        if version >= 4 { postcard::take_from_bytes(rest).map_err(io_error)? } else { (StateExtras4::default(), rest) };
+    let extras5: StateExtras5 =
+        if version >= 5 { postcard::from_bytes(rest).map_err(io_error)? } else { StateExtras5::default() };
     state.replicated.restore_extras(extras, extras3);
     state.replicated.restore_extras4(extras4);
+    state.replicated.restore_extras5(extras5);
     Ok(state)
 }
 
@@ -343,6 +350,47 @@ mod tests {
         let decoded = decode_state(&format_3).expect("format 3 decodes");
         assert_eq!(decoded.replicated.grid.jobs().len(), 1);
         assert_eq!(decoded.replicated.extras4(), StateExtras4::default());
+    }
+
+    #[test]
+    fn format_5_keeps_actor_records_and_format_4_loads_without_them() {
+        // An actor activated on a registered node.
+        use crate::registry::{CreateMode, ZPath};
+        use crate::state::ActorId;
+        let mut original = state();
+        let create = |path: &str, data: &[u8]| Command::Create {
+            path: ZPath::parse(path).expect("valid"),
+            data: data.to_vec(),
+            mode: CreateMode::Persistent,
+            session: None,
+            ttl_ms: None,
+        };
+        let actor = ActorId::new("counter", "a").expect("valid");
+        let commands = [
+            create("/grid", b""),
+            create("/grid/nodes", b""),
+            create("/grid/nodes/1", br#"{"addr": "a"}"#),
+            Command::App(GridCommand::ActorActivate { actor, node: crate::ids::NodeId(1), durable: true }),
+        ];
+        for (zxid, command) in (1..).zip(commands) {
+            let (result, _) =
+                original.replicated.apply(zxid, &Proposal { now_ms: 0, command }, &mut Effects::default());
+            assert!(result.is_ok(), "{result:?}");
+        }
+        assert_eq!(original.replicated.extras5().actors.len(), 1, "the actor is recorded");
+        let decoded = decode_state(&encode_state(&original).expect("encodes")).expect("decodes");
+        assert_eq!(decoded.replicated.extras5(), original.replicated.extras5());
+        assert_eq!(decoded.replicated.actor_table(), original.replicated.actor_table());
+        // Format 4, as the previous build wrote it: no actors.
+        let mut format_4 = SNAPSHOT_MAGIC.to_vec();
+        format_4.extend_from_slice(&4u16.to_le_bytes());
+        let format_4 = postcard::to_extend(&original, format_4).expect("encodes");
+        let format_4 = postcard::to_extend(&original.replicated.extras(), format_4).expect("encodes");
+        let format_4 = postcard::to_extend(&original.replicated.extras3(), format_4).expect("encodes");
+        let format_4 = postcard::to_extend(&original.replicated.extras4(), format_4).expect("encodes");
+        let decoded = decode_state(&format_4).expect("format 4 decodes");
+        assert_eq!(decoded.replicated.extras5(), StateExtras5::default());
+        assert!(decoded.replicated.registry.exists(&ZPath::parse("/grid/nodes/1").expect("valid")).is_some());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::actors::{ActorCommit, ActorId, ActorRefusal};
 use super::schedule::{Cadence, Misfire};
 use super::task::{FencingToken, TaskId, TaskSpec, TaskState};
 use crate::ids::NodeId;
@@ -142,6 +143,38 @@ pub enum GridCommand {
         /// (task, token of the attempt that moves, the node it moves to).
         moves: Vec<(TaskId, FencingToken, NodeId)>,
     },
+    /// `node` asks to host `actor` (see `grid::actors`): granted only if nobody else owns it and `node`
+    /// is registered; the token is this entry's zxid. Written only once every voter's build applies
+    /// state version 5, like the three commands after it.
+    ActorActivate {
+        /// The actor.
+        actor: ActorId,
+        /// The node that would host it (the proposer).
+        node: NodeId,
+        /// Whether its state is committed through the log.
+        durable: bool,
+    },
+    /// Durable actors' states and recorded replies, each applied only with its actor's current token.
+    ActorCommit {
+        /// The commits, at most one group per host write.
+        commits: Vec<ActorCommit>,
+    },
+    /// An activation gives its actor back (passivation, drain).
+    ActorRelease {
+        /// The actor.
+        actor: ActorId,
+        /// The activation's token.
+        token: FencingToken,
+    },
+    /// Declares a cluster singleton (`start`), or removes one.
+    ActorSingleton {
+        /// The actor.
+        actor: ActorId,
+        /// Whether its state is committed through the log.
+        durable: bool,
+        /// Declare (`true`) or remove (`false`).
+        start: bool,
+    },
 }
 
 /// A recurring job as its owner asks for it.
@@ -212,6 +245,29 @@ pub enum GridOutcome {
         /// Refused (a zombie's report, a duplicate, a task already ended).
         refused: u32,
     },
+    /// An actor activation was granted.
+    ActorActivated {
+        /// The activation's fencing token.
+        token: FencingToken,
+        /// The actor's last committed state (empty if none).
+        state: Vec<u8>,
+        /// Calls committed.
+        seq: u64,
+        /// Its recorded replies by idempotency key, oldest first.
+        recent: Vec<(String, Vec<u8>)>,
+    },
+    /// An actor command was refused (not an error: callers branch on it).
+    ActorRefused {
+        /// The actor's owner, if it has one.
+        owner: Option<NodeId>,
+        /// Why.
+        reason: ActorRefusal,
+    },
+    /// An `ActorCommit` was applied, except the commits named here.
+    ActorsCommitted {
+        /// Indexes into the command's `commits` that were refused.
+        refused: Vec<u32>,
+    },
 }
 
 impl GridOutcome {
@@ -219,7 +275,10 @@ impl GridOutcome {
     pub fn ids(&self) -> Vec<TaskId> {
         match self {
             GridOutcome::Submitted { first, count } => (0..u64::from(*count)).map(|i| TaskId(first.0 + i)).collect(),
-            GridOutcome::Recorded { .. } => Vec::new(),
+            GridOutcome::Recorded { .. }
+            | GridOutcome::ActorActivated { .. }
+            | GridOutcome::ActorRefused { .. }
+            | GridOutcome::ActorsCommitted { .. } => Vec::new(),
         }
     }
 }
@@ -245,6 +304,13 @@ pub struct GridEffects {
     pub stolen: Vec<(NodeId, TaskId)>,
     /// Reports refused as stale (zombies, duplicates).
     pub refused: u32,
+    /// Actor activations granted: (actor, node, token).
+    pub actors_activated: Vec<(ActorId, NodeId, FencingToken)>,
+    /// Actor ownerships that ended (released, orphaned, replaced, singleton removed): (actor, the node
+    /// that owned it, its token). That node stops the activation at once.
+    pub actors_ended: Vec<(ActorId, NodeId, FencingToken)>,
+    /// Actors orphaned by their node's lost registration (also in `actors_ended`).
+    pub actors_orphaned: Vec<ActorId>,
 }
 
 impl GridEffects {
@@ -295,5 +361,30 @@ mod tests {
         let bytes = vec![15, 1, 7, 9, 2];
         assert_eq!(postcard::to_stdvec(&reassign).expect("encodes"), bytes);
         assert_eq!(postcard::from_bytes::<GridCommand>(&bytes).expect("decodes"), reassign);
+        // Grid actors (state version 5) come after work stealing, 16 to 19.
+        let actor = ActorId::new("c", "k").expect("valid");
+        let commit = ActorCommit {
+            actor: actor.clone(),
+            token: FencingToken(9),
+            seq: 3,
+            state: vec![7],
+            replies: vec![("i".into(), vec![8])],
+        };
+        let cases: Vec<(GridCommand, Vec<u8>)> = vec![
+            (
+                GridCommand::ActorActivate { actor: actor.clone(), node: NodeId(2), durable: true },
+                vec![16, 1, b'c', 1, b'k', 2, 1],
+            ),
+            (
+                GridCommand::ActorCommit { commits: vec![commit] },
+                vec![17, 1, 1, b'c', 1, b'k', 9, 3, 1, 7, 1, 1, b'i', 1, 8],
+            ),
+            (GridCommand::ActorRelease { actor: actor.clone(), token: FencingToken(9) }, vec![18, 1, b'c', 1, b'k', 9]),
+            (GridCommand::ActorSingleton { actor, durable: false, start: true }, vec![19, 1, b'c', 1, b'k', 0, 1]),
+        ];
+        for (command, bytes) in cases {
+            assert_eq!(postcard::to_stdvec(&command).expect("encodes"), bytes, "{command:?}");
+            assert_eq!(postcard::from_bytes::<GridCommand>(&bytes).expect("decodes"), command);
+        }
     }
 }

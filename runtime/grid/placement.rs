@@ -94,6 +94,14 @@ impl Placement {
         self.place_with(spec, nodes, true)
     }
 
+    /// The node `key` hashes to among `nodes` (rendezvous hashing, as `consistent_hash` places a
+    /// shard key): it moves only when that node leaves or a node that outranks it for `key` joins.
+    /// Grid actors are placed with it.
+    pub fn rendezvous(key: &str, nodes: impl IntoIterator<Item = NodeId>) -> Option<NodeId> {
+        let hash = hash_key(key);
+        nodes.into_iter().max_by_key(|node| (mix(hash ^ mix(node.0)), *node))
+    }
+
     /// The cluster-wide default strategy (a task's own overrides it).
     pub fn default_strategy(&self) -> Strategy {
         self.default_strategy

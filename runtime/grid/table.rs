@@ -331,6 +331,11 @@ impl TaskTable {
             }
             // Settings cover the registry too: `ReplicatedState::apply` applies them.
             GridCommand::Configure { .. } => return Ok(GridOutcome::Recorded { applied: 0, refused: 1 }),
+            // Actors live beside the table: `ReplicatedState::apply` applies their commands.
+            GridCommand::ActorActivate { .. }
+            | GridCommand::ActorCommit { .. }
+            | GridCommand::ActorRelease { .. }
+            | GridCommand::ActorSingleton { .. } => return Ok(GridOutcome::Recorded { applied: 0, refused: 1 }),
         }
         Ok(GridOutcome::Recorded { applied, refused })
     }

@@ -71,6 +71,10 @@ pub struct NodeSettings {
     pub metrics_public: Option<bool>,
     /// Fail a task whose kind no registered node runs after it waited this long (when this node leads).
     pub unplaceable_timeout_ms: Option<u64>,
+    /// Release an actor activation idle this long (ms).
+    pub actor_idle_ms: Option<u64>,
+    /// Actor activations this node holds at once.
+    pub actor_activations_max: Option<usize>,
     /// ZooKeeper client protocol address (`HOST:PORT`), or `off`.
     pub zk_listen: Option<String>,
     /// Four-letter words the ZooKeeper port answers: comma separated, or `*`.
@@ -147,6 +151,8 @@ pub struct NodeConfig {
     pub zk: Option<ZkConfig>,
     /// How much task log this node keeps (`<data_dir>/task-logs/`).
     pub task_logs: crate::worker::logs::TaskLogsConfig,
+    /// The actor host's idle time and activation bound.
+    pub actors: crate::actors::HostConfig,
 }
 
 /// Most slots a node may declare: beyond this a node would hold more attempts than it can track.
@@ -348,6 +354,8 @@ impl NodeSettings {
             admin_plaintext: self.admin_plaintext.or(fallback.admin_plaintext),
             metrics_public: self.metrics_public.or(fallback.metrics_public),
             unplaceable_timeout_ms: self.unplaceable_timeout_ms.or(fallback.unplaceable_timeout_ms),
+            actor_idle_ms: self.actor_idle_ms.or(fallback.actor_idle_ms),
+            actor_activations_max: self.actor_activations_max.or(fallback.actor_activations_max),
             zk_listen: self.zk_listen.or(fallback.zk_listen),
             zk_4lw: self.zk_4lw.or(fallback.zk_4lw),
             zk_frame_bytes_max: self.zk_frame_bytes_max.or(fallback.zk_frame_bytes_max),
@@ -484,8 +492,10 @@ impl NodeSettings {
             }
         }
         let task_logs = self.task_logs()?;
+        let actors = self.actors()?;
         Ok(NodeConfig {
             task_logs,
+            actors,
             zk,
             admin_plaintext,
             metrics_public: self.metrics_public.unwrap_or(false),
@@ -510,6 +520,25 @@ impl NodeSettings {
 }
 
 impl NodeSettings {
+    /// The actor host's settings, checked.
+    fn actors(&self) -> Result<crate::actors::HostConfig, ConfigError> {
+        use crate::actors::host::{ACTOR_ACTIVATIONS_MAX_CEILING, ACTOR_IDLE_MS_RANGE};
+        let defaults = crate::actors::HostConfig::default();
+        let idle_ms = self.actor_idle_ms.unwrap_or(defaults.idle_ms);
+        if !ACTOR_IDLE_MS_RANGE.contains(&idle_ms) {
+            let (low, high) = (ACTOR_IDLE_MS_RANGE.start(), ACTOR_IDLE_MS_RANGE.end());
+            return Err(invalid("actor-idle-ms", format!("{idle_ms} is outside {low}..={high}")));
+        }
+        let activations_max = self.actor_activations_max.unwrap_or(defaults.activations_max);
+        if !(1..=ACTOR_ACTIVATIONS_MAX_CEILING).contains(&activations_max) {
+            return Err(invalid(
+                "actor-activations-max",
+                format!("{activations_max} is outside 1..={ACTOR_ACTIVATIONS_MAX_CEILING}"),
+            ));
+        }
+        Ok(crate::actors::HostConfig { idle_ms, activations_max })
+    }
+
     /// The task logs' budget and age, checked (see `worker/logs_book.rs` for the units).
     fn task_logs(&self) -> Result<crate::worker::logs::TaskLogsConfig, ConfigError> {
         use crate::worker::logs::TaskLogsConfig;

@@ -51,6 +51,10 @@ pub struct LocalOptions {
     pub prefetch: Option<u32>,
     /// Serve ZooKeeper clients, each node on a free port ([`LocalCluster::zk`]); off by default.
     pub zookeeper: bool,
+    /// Actor kinds (the built-ins by default).
+    pub actors: crate::actors::ActorKinds,
+    /// The actor host's idle time and activation bound.
+    pub actor_host: crate::actors::HostConfig,
 }
 
 impl Default for LocalOptions {
@@ -61,6 +65,8 @@ impl Default for LocalOptions {
             placement: Strategy::default(),
             prefetch: None,
             zookeeper: false,
+            actors: crate::actors::builtin::kinds(),
+            actor_host: crate::actors::HostConfig::default(),
         }
     }
 }
@@ -212,6 +218,7 @@ impl LocalCluster {
                 settings.validate(id.0).ok().flatten()
             }),
             task_logs: Default::default(),
+            actors: self.options.actor_host,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -228,6 +235,7 @@ impl LocalCluster {
             view: view.clone(),
             config,
             kinds: self.options.kinds.clone(),
+            actors: self.options.actors.clone(),
         });
         // The supervisor runs on the node runtime until it is torn down; its handle is not needed.
         let _supervisor = runtime.block_on(start(args))?;

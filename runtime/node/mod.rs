@@ -83,6 +83,7 @@ pub async fn run(mut config: NodeConfig, kinds: TaskKinds) -> Result<(), NodeErr
         edge,
         instance: String::new(),
         kinds,
+        actors: crate::actors::builtin::kinds(),
     });
     let (supervisor, ended) = supervisor::start(args).await?;
     info!(node = %config.id, mesh = %config.listen, admin = %config.admin, data_dir = %data_dir.path().display(), "node running");
@@ -161,6 +162,7 @@ impl std::fmt::Debug for Node {
 pub struct NodeBuilder {
     config: Option<NodeConfig>,
     kinds: Option<TaskKinds>,
+    actors: Option<crate::actors::ActorKinds>,
 }
 
 impl Node {
@@ -209,6 +211,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Registers actor type `A` (the built-in `counter` is always there).
+    pub fn actor<A: crate::actors::GridActor>(mut self) -> NodeBuilder {
+        self.actors = Some(self.actors.take().unwrap_or_else(crate::actors::builtin::kinds).with::<A>());
+        self
+    }
+
     /// Starts the node on the current tokio runtime; resolves once it runs.
     ///
     /// # Errors
@@ -226,6 +234,7 @@ impl NodeBuilder {
             instance: String::new(),
             view: view.clone(),
             kinds: self.kinds.unwrap_or_else(crate::worker::builtin::kinds),
+            actors: self.actors.unwrap_or_else(crate::actors::builtin::kinds),
             config,
         });
         let (supervisor, ended) = supervisor::start(args).await?;
@@ -362,6 +371,8 @@ async fn run_joined(
         kinds: kinds.names(),
         state_version: advertised_state_version(),
         admin: Some(advertised_admin(&config)),
+        // A joined worker has no mesh: it hosts no actors.
+        actor_kinds: None,
     };
     let on_registered: crate::service::registration::OnRegistered =
         Arc::new(move |id| session.store(id, std::sync::atomic::Ordering::SeqCst));

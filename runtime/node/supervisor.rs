@@ -40,6 +40,8 @@ pub struct SupervisorArgs {
     pub instance: String,
     /// The task kinds this node runs.
     pub kinds: TaskKinds,
+    /// The actor kinds this node hosts.
+    pub actors: crate::actors::ActorKinds,
 }
 
 /// Tries to rebind a mesh address still held by a mesh that is shutting down.
@@ -217,6 +219,8 @@ pub struct MeshActorState {
     registration: tokio::task::JoinHandle<()>,
     dispatcher: tokio::task::JoinHandle<()>,
     worker: ActorRef<WorkerMsg>,
+    /// The actor host and its service (stopped before the coordinator).
+    actors: Option<crate::actors::ActorService>,
     view: NodeView,
     /// The mesh actor itself: the worker's supervisor.
     myself: ActorCell,
@@ -253,6 +257,9 @@ impl MeshActorState {
         self.view.set_mesh(None);
         self.registration.abort();
         self.dispatcher.abort();
+        if let Some(actors) = &self.actors {
+            actors.stop();
+        }
         stop_child(&self.myself, &self.worker.get_cell(), "mesh stopping", WORKER_STOP_WAIT).await;
         self.coordinator.shutdown().await;
         self.mesh.shutdown().await;
@@ -341,6 +348,14 @@ impl Actor for MeshActor {
             config.id.0 ^ crate::clock::unix_millis(),
             crate::service::dispatcher::DispatchOptions { unplaceable_timeout_ms: config.unplaceable_timeout_ms },
         ));
+        // The actor host runs next to the worker; its kinds are advertised in the registration.
+        let actors = match crate::actors::ActorService::start(&coordinator, args.actors.clone(), config.actors) {
+            Ok(actors) => Some(actors),
+            Err(error) => {
+                tracing::warn!(node = %config.id, %error, "this node hosts no actors");
+                None
+            }
+        };
         let record = NodeRecord {
             addr: config.listen.to_string(),
             slots: config.slots,
@@ -349,6 +364,7 @@ impl Actor for MeshActor {
             kinds: args.kinds.names(),
             state_version: super::advertised_state_version(),
             admin: Some(super::advertised_admin(config)),
+            actor_kinds: actors.as_ref().map(|actors| actors.host().kinds().names()),
         };
         let zk = match &config.zk {
             Some(zk) => match crate::zk::ZkServer::start(zk.clone(), coordinator.clone(), super::zk_auth(&args.edge))
@@ -357,6 +373,9 @@ impl Actor for MeshActor {
                 Ok(server) => Some(server),
                 Err(error) => {
                     dispatcher.abort();
+                    if let Some(actors) = &actors {
+                        actors.stop();
+                    }
                     stop_child(&myself.get_cell(), &worker.get_cell(), "ZooKeeper port unavailable", WORKER_STOP_WAIT)
                         .await;
                     coordinator.shutdown().await;
@@ -384,6 +403,7 @@ impl Actor for MeshActor {
             registration,
             dispatcher,
             worker,
+            actors,
             view: args.view.clone(),
             myself: cell,
         })

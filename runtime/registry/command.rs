@@ -330,8 +330,10 @@ pub enum Command<A = ()> {
 /// The state version this build applies: 1 is the first release's behaviour; 2 adds ACLs (checked
 /// at apply), `/zookeeper`, and ZooKeeper's child numbering (a delete leaves the parent's `cversion`
 /// as it is, so sequential numbers are ZooKeeper's); 3 adds the grid's zoned, paused and triggered
-/// jobs (log entries that builds before it cannot decode); 4 adds work stealing (`Reassign` entries).
-pub const STATE_VERSION: u32 = 4;
+/// jobs (log entries that builds before it cannot decode); 4 adds work stealing (`Reassign` entries);
+/// 5 adds grid actors (`ActorActivate`, `ActorCommit`, `ActorRelease`, `ActorSingleton` entries, and
+/// the actor records of format-5 snapshots).
+pub const STATE_VERSION: u32 = 5;
 
 /// The state version from which writes carry their caller and nodes their ACLs.
 pub const STATE_VERSION_ACLS: u32 = 2;
@@ -342,10 +344,14 @@ pub const STATE_VERSION_JOB_CONTROL: u32 = 3;
 /// The state version from which the leader moves queued attempts between nodes (work stealing).
 pub const STATE_VERSION_STEAL: u32 = 4;
 
+/// The state version from which nodes propose actor commands (grid actors).
+pub const STATE_VERSION_ACTORS: u32 = 5;
+
 const _: () = assert!(
     STATE_VERSION_ACLS <= STATE_VERSION
         && STATE_VERSION_JOB_CONTROL <= STATE_VERSION
         && STATE_VERSION_STEAL <= STATE_VERSION
+        && STATE_VERSION_ACTORS <= STATE_VERSION
 );
 
 /// A command with the proposer's clock reading.

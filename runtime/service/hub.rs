@@ -107,6 +107,24 @@ pub struct GridHub {
     wake: Notify,
     /// Bumped on every applied grid change, for any number of watchers (remote workers' polls).
     applied: tokio::sync::watch::Sender<u64>,
+    /// The node's actor service, if it hosts actors (see [`ActorListener`]).
+    actors: std::sync::RwLock<Option<Arc<dyn ActorListener>>>,
+}
+
+/// What the layer hosting actors (`crate::actors`, which comes after `service` in the folder rule)
+/// hears through the hub: applied actor effects, snapshot installs, and this node's registration lease.
+/// The hub holds one; `into_any` lets that layer find itself again from a coordinator.
+pub trait ActorListener: Send + Sync + 'static {
+    /// An applied entry with actor effects; called in the apply step with the state locked: it must
+    /// not block.
+    fn on_applied(&self, effects: &GridEffects, state: &ReplicatedState);
+    /// The state was replaced by a snapshot.
+    fn on_reset(&self, state: &ReplicatedState);
+    /// This node's registration: a keepalive sent at `sent_at` was confirmed by a linearizable stat
+    /// (`Some`), or the registration was lost (`None`).
+    fn on_lease(&self, sent_at: Option<crate::clock::Instant>);
+    /// The listener itself, for its layer to downcast.
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
 
 impl std::fmt::Debug for GridHub {
@@ -158,6 +176,29 @@ impl GridHub {
             waiters: Mutex::new(Waiters::default()),
             wake: Notify::new(),
             applied: tokio::sync::watch::channel(0).0,
+            actors: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Connects the node's actor service: actor effects and lease renewals flow to it from now on.
+    pub fn attach_actors(&self, listener: Arc<dyn ActorListener>) {
+        *self.actors.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(listener);
+    }
+
+    /// Disconnects the actor service.
+    pub fn detach_actors(&self) {
+        *self.actors.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    /// The attached actor service.
+    pub fn actors(&self) -> Option<Arc<dyn ActorListener>> {
+        self.actors.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Tells the actor service of this node's registration lease (see [`ActorListener::on_lease`]).
+    pub fn on_lease(&self, sent_at: Option<crate::clock::Instant>) {
+        if let Some(actors) = self.actors() {
+            actors.on_lease(sent_at);
         }
     }
 
@@ -226,6 +267,11 @@ impl GridHub {
 
     /// One applied entry's effects; `state` is the state right after it.
     pub fn on_applied(&self, effects: &GridEffects, state: &ReplicatedState) {
+        if !(effects.actors_ended.is_empty() && effects.actors_orphaned.is_empty()) {
+            if let Some(actors) = self.actors() {
+                actors.on_applied(effects, state);
+            }
+        }
         if effects.is_empty() {
             return;
         }
@@ -281,6 +327,9 @@ impl GridHub {
 
     /// The state was replaced by a snapshot: re-send held attempts and settle waits that ended.
     pub fn on_reset(&self, state: &ReplicatedState) {
+        if let Some(actors) = self.actors() {
+            actors.on_reset(state);
+        }
         self.resend_held(state);
         let mut guard = lock(&self.waiters);
         let waiters = &mut *guard;

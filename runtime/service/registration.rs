@@ -29,9 +29,25 @@ pub use crate::state::NodeRecord;
 /// Hears of the session that owns this node's registration: its id once registered, 0 once lost.
 pub type OnRegistered = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Hears of each confirmed keepalive: the monotonic time the keepalive was sent, once it answered
+/// alive and a linearizable stat then showed the registration still owned by the session (the actor
+/// host's lease is renewed from it).
+pub type OnHeld = Arc<dyn Fn(crate::clock::Instant) + Send + Sync>;
+
 /// Keeps `node` registered for as long as the task runs, re-registering after a lost session or a
 /// registration that is no longer its own.
 pub async fn keep_registered(port: Port, node: NodeId, record: NodeRecord, on_registered: OnRegistered) {
+    keep_registered_held(port, node, record, on_registered, Arc::new(|_| {})).await;
+}
+
+/// [`keep_registered`], telling `on_held` of every confirmed keepalive.
+pub async fn keep_registered_held(
+    port: Port,
+    node: NodeId,
+    record: NodeRecord,
+    on_registered: OnRegistered,
+    on_held: OnHeld,
+) {
     let path = node_registration_path(node);
     let mut refused_wait = RETRY_WAIT;
     loop {
@@ -59,7 +75,7 @@ pub async fn keep_registered(port: Port, node: NodeId, record: NodeRecord, on_re
         let id = session.session.unwrap_or_default();
         tracing::info!(%node, session = id, "registered in /grid/nodes");
         on_registered(id);
-        hold(&port, &path, &session).await;
+        hold(&port, &path, &session, &on_held).await;
         on_registered(0);
         tracing::warn!(%node, session = id, "node session or registration lost; registering again");
     }
@@ -70,16 +86,25 @@ pub async fn keep_registered(port: Port, node: NodeId, record: NodeRecord, on_re
 pub async fn keep_registered_local(coordinator: Coordinator, node: NodeId, record: NodeRecord) {
     let hub = GridHub::of(&coordinator);
     let reader = coordinator.clone();
+    let held_hub = hub.clone();
     let on_registered: OnRegistered = Arc::new(move |session| {
         if let Some(hub) = &hub {
+            if session == 0 {
+                hub.on_lease(None);
+            }
             reader.read_state(|state| hub.on_registered(session, state));
         }
     });
-    keep_registered(Port::Local(coordinator), node, record, on_registered).await;
+    let on_held: OnHeld = Arc::new(move |sent_at| {
+        if let Some(hub) = &held_hub {
+            hub.on_lease(Some(sent_at));
+        }
+    });
+    keep_registered_held(Port::Local(coordinator), node, record, on_registered, on_held).await;
 }
 
 /// Keeps the session alive until it ends, or the registration is no longer owned by it.
-async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
+async fn hold(port: &Port, path: &ZPath, session: &SessionBody, on_held: &OnHeld) {
     let period = Duration::from_millis(NODE_SESSION_TIMEOUT_MS / KEEPALIVES_PER_NODE_SESSION);
     // The first keepalive is due a period after the registration, not at once.
     let mut tick = tokio::time::interval_at(crate::clock::monotonic() + period, period);
@@ -87,6 +112,7 @@ async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
     let id = session.session.unwrap_or_default();
     loop {
         tick.tick().await;
+        let sent_at = crate::clock::monotonic();
         match port.keepalive(session).await {
             Ok(SessionBody { alive: Some(true), .. }) => {}
             // Nothing was applied and the session may well be alive: try again next tick.
@@ -98,7 +124,7 @@ async fn hold(port: &Port, path: &ZPath, session: &SessionBody) {
         // the keepalive period: a node slow to apply (its disk busy, say) waits for its own state,
         // and its session must not expire meanwhile; the check runs again on the next tick.
         match tokio::time::timeout(period, port.stat(path, Consistency::Linearizable)).await {
-            Ok(Ok(Some(stat))) if stat.ephemeral_owner == id => {}
+            Ok(Ok(Some(stat))) if stat.ephemeral_owner == id => on_held(sent_at),
             Ok(Ok(_)) => return,
             Ok(Err(_)) | Err(_) => {}
         }

@@ -62,6 +62,7 @@ pub(super) async fn start(
         kinds: grid.kinds.names(),
         state_version: crate::registry::STATE_VERSION,
         admin: None,
+        actor_kinds: None,
     };
     tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), node, record));
     let gauge = WorkerGauge::default();

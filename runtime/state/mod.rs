@@ -8,7 +8,7 @@
 //!
 //! Snapshots add what a newer build replicates beyond the older layouts in extras structs stored after
 //! the state, one per format ([`StateExtras`] from format 2, [`StateExtras3`] from 3, [`StateExtras4`]
-//! from 4); the layouts of the state and of earlier extras never change.
+//! from 4, [`StateExtras5`] from 5); the layouts of the state and of earlier extras never change.
 
 use std::collections::BTreeMap;
 
@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 pub mod replicated;
 
-pub use crate::grid::{ClusterSettings, GridCommand, GridEffects, GridOutcome, TableLimits};
+pub use crate::grid::{ActorId, ClusterSettings, GridCommand, GridEffects, GridOutcome, TableLimits};
 pub use replicated::{InFlight, NodeRecord, ReplicatedState, AGING_STEP_MS, NODES_PATH};
 
+use crate::grid::actors::ActorRecord;
 use crate::grid::command::JobExtras;
 use crate::registry::tree::AclRecord;
 use crate::registry::{SessionId, SessionSecret, ZPath};
@@ -61,4 +62,12 @@ pub struct StateExtras4 {
     /// What jobs have beyond their stored layout (an IANA zone, a pause), by job name; only jobs that are
     /// not plain UTC and running have an entry.
     pub jobs: BTreeMap<String, JobExtras>,
+}
+
+/// Replicated state that a format-4 snapshot had no place for, stored after [`StateExtras4`] in a
+/// format-5 snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateExtras5 {
+    /// Every actor's ownership record (see `grid::actors`).
+    pub actors: BTreeMap<ActorId, ActorRecord>,
 }

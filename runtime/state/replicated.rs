@@ -3,7 +3,8 @@
 //!
 //! The one coupling: when a node's registration `/grid/nodes/<id>` is deleted (its session expired
 //! or closed, or a restarted incarnation replaced it), every attempt the node held is lost and
-//! re-queued in the same apply step. No separate command can be forgotten or reordered.
+//! re-queued in the same apply step, and every actor it owned is orphaned in that step too. No
+//! separate command can be forgotten or reordered.
 //!
 //! Invariant: registry commands and grid commands consume the same zxids (log indexes).
 
@@ -11,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Applied, Command, Outcome, Proposal, StateExtras, StateExtras3, StateExtras4};
+use super::{Applied, Command, Outcome, Proposal, StateExtras, StateExtras3, StateExtras4, StateExtras5};
+use crate::grid::actors::{ActorId, ActorRecord, ActorTable};
 use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
 use crate::grid::placement::{NodeLoad, Placement};
 use crate::grid::settings::ClusterSettings;
@@ -54,6 +56,10 @@ pub struct NodeRecord {
     /// fields are ignored, so builds with and without it read each other's records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<String>,
+    /// The actor kinds it hosts; absent in the records of builds before actors, and of joined
+    /// workers (which host none). Added the same way as `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_kinds: Option<BTreeSet<String>>,
 }
 
 fn one() -> u32 {
@@ -71,12 +77,21 @@ pub struct ReplicatedState {
     /// snapshot's [`StateExtras`], not in this type's own layout (which format-1 snapshots fix).
     #[serde(skip)]
     settings: Option<ClusterSettings>,
+    /// Actors' ownership records. Stored in the snapshot's [`StateExtras5`], not in this type's own
+    /// layout.
+    #[serde(skip)]
+    actors: ActorTable,
 }
 
 impl ReplicatedState {
     /// An empty state.
     pub fn new(registry: RegistryLimits, grid: TableLimits) -> ReplicatedState {
-        ReplicatedState { registry: Registry::new(registry), grid: TaskTable::new(grid, AGING_STEP_MS), settings: None }
+        ReplicatedState {
+            registry: Registry::new(registry),
+            grid: TaskTable::new(grid, AGING_STEP_MS),
+            settings: None,
+            actors: ActorTable::new(),
+        }
     }
 
     /// The committed cluster-wide settings, if any were committed yet.
@@ -106,6 +121,42 @@ impl ReplicatedState {
         self.grid.restore_job_extras(extras4.jobs);
     }
 
+    /// What a format-5 snapshot stores beside [`Self::extras4`].
+    pub fn extras5(&self) -> StateExtras5 {
+        StateExtras5 { actors: self.actors.records().clone() }
+    }
+
+    /// Puts back what [`Self::extras5`] gave (the default for older formats), after this state was read
+    /// from a snapshot.
+    pub fn restore_extras5(&mut self, extras5: StateExtras5) {
+        self.actors = ActorTable::from_records(extras5.actors);
+    }
+
+    /// One actor's record.
+    pub fn actor(&self, id: &ActorId) -> Option<&ActorRecord> {
+        self.actors.get(id)
+    }
+
+    /// Every actor's record, by id.
+    pub fn actors(&self) -> impl Iterator<Item = (&ActorId, &ActorRecord)> {
+        self.actors.iter()
+    }
+
+    /// The records of actors of `kind`, by key.
+    pub fn actors_of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a ActorId, &'a ActorRecord)> + 'a {
+        self.actors.of_kind(kind)
+    }
+
+    /// Singletons nobody owns (the leader places them, after the handoff wait for orphans).
+    pub fn singletons_unowned(&self) -> Vec<ActorId> {
+        self.actors.singletons_unowned()
+    }
+
+    /// The actor table (counts, the actors a node owns).
+    pub fn actor_table(&self) -> &ActorTable {
+        &self.actors
+    }
+
     /// Puts back what [`Self::extras`] and [`Self::extras3`] gave (defaults for older formats), after
     /// this state was read from a snapshot, and rebuilds what is derived (the table's byte counts).
     pub fn restore_extras(&mut self, extras: StateExtras, extras3: StateExtras3) {
@@ -133,6 +184,9 @@ impl ReplicatedState {
             return (Ok(Outcome::App(GridOutcome::Recorded { applied: 1, refused: 0 })), changes);
         }
         if let Command::App(command) = &proposal.command {
+            if let Some(outcome) = self.apply_actor_command(zxid, command, effects) {
+                return (Ok(Outcome::App(outcome)), changes);
+            }
             // A plan is made from an earlier state: a node may have lost its registration since. An
             // attempt for an unregistered node would be held by nobody and lost by no expiry, so it is
             // refused here and the task stays pending.
@@ -180,10 +234,33 @@ impl ReplicatedState {
             if let Change::NodeDeleted { path } = change {
                 if let Some(node) = registered_node(path) {
                     self.grid.on_node_lost_into(node, proposal.now_ms, effects);
+                    self.actors.on_node_lost(node, zxid, effects);
                 }
             }
         }
         (result.map(crate::registry::Outcome::widen), changes)
+    }
+
+    /// Applies an actor command (`None` for any other). Refusals are outcomes, not errors, so the
+    /// proposer branches on them.
+    fn apply_actor_command(
+        &mut self,
+        zxid: u64,
+        command: &GridCommand,
+        effects: &mut GridEffects,
+    ) -> Option<GridOutcome> {
+        Some(match command {
+            GridCommand::ActorActivate { actor, node, durable } => {
+                let registered = self.is_registered(*node);
+                self.actors.activate(zxid, actor, *node, *durable, registered, effects)
+            }
+            GridCommand::ActorCommit { commits } => self.actors.commit(commits),
+            GridCommand::ActorRelease { actor, token } => self.actors.release(actor, *token, effects),
+            GridCommand::ActorSingleton { actor, durable, start } => {
+                self.actors.singleton(actor, *durable, *start, effects)
+            }
+            _ => return None,
+        })
     }
 
     /// The attempts `node`'s current incarnation holds with a token above `after`: `None` unless
@@ -420,6 +497,7 @@ mod tests {
                 kinds: BTreeSet::from(["noop".into()]),
                 state_version: 1,
                 admin: None,
+                actor_kinds: None,
             };
             let data = serde_json::to_vec(&record).expect("json");
             let path = format!("/grid/nodes/{node}");
@@ -546,6 +624,7 @@ mod tests {
             kinds: BTreeSet::from(["noop".into()]),
             state_version: 1,
             admin: None,
+            actor_kinds: None,
         };
         let data = serde_json::to_vec(&record).expect("json");
         let (created, _) = propose(&mut state, &mut zxid, create("/grid/nodes/1", data, CreateMode::Persistent, None));
@@ -576,6 +655,50 @@ mod tests {
         assert_eq!((state.unplaceable_count(), state.grid.pending()), (0, 1));
     }
 
+    #[test]
+    fn actors_are_granted_to_registered_nodes_and_orphaned_in_the_step_that_deletes_the_registration() {
+        use crate::grid::actors::{ActorCommit, ActorId, ActorRefusal};
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        register(&mut state, &mut zxid, &[1, 2]);
+        let actor = ActorId::new("counter", "a").expect("valid");
+        let activate = |node: u64| {
+            Command::App(GridCommand::ActorActivate { actor: actor.clone(), node: NodeId(node), durable: true })
+        };
+        let (refused, _) = propose(&mut state, &mut zxid, activate(3));
+        let want = GridOutcome::ActorRefused { owner: None, reason: ActorRefusal::NotRegistered };
+        assert_eq!(refused, Ok(Outcome::App(want)), "node 3 has no registration");
+        let (granted, effects) = propose(&mut state, &mut zxid, activate(1));
+        let token = FencingToken(zxid);
+        let want = GridOutcome::ActorActivated { token, state: vec![], seq: 0, recent: vec![] };
+        assert_eq!(granted, Ok(Outcome::App(want)));
+        assert_eq!(effects.actors_activated, vec![(actor.clone(), NodeId(1), token)]);
+        let commit = ActorCommit { actor: actor.clone(), token, seq: 1, state: b"7".to_vec(), replies: vec![] };
+        let (committed, _) =
+            propose(&mut state, &mut zxid, Command::App(GridCommand::ActorCommit { commits: vec![commit] }));
+        assert_eq!(committed, Ok(Outcome::App(GridOutcome::ActorsCommitted { refused: vec![] })));
+        assert_eq!(state.actors_of_kind("counter").count(), 1);
+        assert_eq!(state.actors_of_kind("other").count(), 0);
+        // Node 1's registration goes: the actor is orphaned by that very entry.
+        let delete = Command::Delete { path: ZPath::parse("/grid/nodes/1").expect("valid"), version: None };
+        let (deleted, effects) = propose(&mut state, &mut zxid, delete);
+        assert!(deleted.is_ok(), "{deleted:?}");
+        assert_eq!(effects.actors_orphaned, vec![actor.clone()]);
+        assert_eq!(effects.actors_ended, vec![(actor.clone(), NodeId(1), token)]);
+        let record = state.actor(&actor).expect("kept");
+        assert_eq!((record.node, record.orphaned_zxid, record.seq), (None, zxid, 1));
+        // Node 2 takes it over from its committed state; a snapshot keeps the record.
+        let (granted, _) = propose(&mut state, &mut zxid, activate(2));
+        let want =
+            GridOutcome::ActorActivated { token: FencingToken(zxid), state: b"7".to_vec(), seq: 1, recent: vec![] };
+        assert_eq!(granted, Ok(Outcome::App(want)));
+        let layout = postcard::to_stdvec(&state).expect("encodes");
+        let mut loaded: ReplicatedState = postcard::from_bytes(&layout).expect("decodes");
+        assert!(loaded.actor(&actor).is_none(), "the layout alone does not carry actors");
+        loaded.restore_extras5(state.extras5());
+        assert_eq!(loaded.actor_table(), state.actor_table());
+    }
+
     /// `/grid/nodes/<id>` for each of `nodes` (slots 2, prefetch 4, kind noop), persistent.
     fn register(state: &mut ReplicatedState, zxid: &mut u64, nodes: &[u64]) {
         for path in ["/grid", "/grid/nodes"] {
@@ -590,6 +713,7 @@ mod tests {
                 kinds: BTreeSet::from(["noop".into()]),
                 state_version: STATE_VERSION_TEST,
                 admin: None,
+                actor_kinds: None,
             };
             let data = serde_json::to_vec(&record).expect("json");
             let path = format!("/grid/nodes/{node}");

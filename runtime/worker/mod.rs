@@ -3,19 +3,24 @@
 //! The decisions live in a core with no I/O: [`slots::Slots`] (which attempts run, which wait by
 //! priority, fencing by token, the ended set, timeouts, when a start is worth reporting) over
 //! [`reports::ReportQueue`] (report batches cut by count and bytes, at most two writes out, retries).
-//! This file is its shell: a ractor `WorkerSupervisor` turns orders from the grid hub (or a joined
-//! worker's poll loop), attempts' ends, report-write outcomes and timer ticks into the core's inputs,
-//! with the time from `clock.rs`, and executes the actions it returns: spawn or abort an attempt, write a
-//! batch of reports.
+//! This file is its shell: an engine (the core and the handles of what it started, behind a mutex)
+//! takes orders from the grid hub (or a joined worker's poll loop), attempts' ends, report-write
+//! outcomes and timer ticks as the core's inputs, with the time from `clock.rs`, and executes the
+//! actions the core returns: spawn or abort an attempt, write a batch of reports. A ractor
+//! `WorkerSupervisor` owns the engine and the work runtime and takes what comes back later (write
+//! outcomes, ticks); orders and ends go into the engine from the task that has them, so an attempt
+//! that ends starts the next queued one from its own thread. A slot turns over without a thread
+//! wake-up: through the supervisor's mailbox it took two (about 90 us on this project's machine),
+//! which bounded a node with two slots near 22,000 no-op attempts per second.
 //!
 //! Each attempt runs as one tokio task on a dedicated `gk-work` runtime, apart from the threads that
 //! carry heartbeats and consensus, so a busy task cannot make its node look dead. It is supervised
 //! without an actor of its own (an actor per attempt cost about a tenth of a loaded node's CPU): its
-//! future runs under `catch_unwind`, and an `EndNotice` it owns tells the supervisor how it ended
-//! exactly once, with its outcome, or, if the task is dropped unfinished (a panic outside the guarded
-//! run, the runtime going down), as a failure. A returned error or a panic ends the attempt as failed
-//! and is reported; the node keeps running. An attempt the core stops is aborted; the notice its drop
-//! sends is for an attempt the core no longer runs, so it is ignored.
+//! future runs under `catch_unwind`, and an `EndNotice` it owns gives the engine its end exactly once,
+//! with its outcome, or, if the task is dropped unfinished (a panic outside the guarded run, the
+//! runtime going down), as a failure sent to the supervisor. A returned error or a panic ends the
+//! attempt as failed and is reported; the node keeps running. An attempt the core stops is aborted; the
+//! notice its drop sends is for an attempt the core no longer runs, so it is ignored.
 //!
 //! Each attempt logs into the node's task logs (`logs.rs`, over the `logs_book.rs` core): the
 //! attempt's future runs inside its logger's scope (`grid::kinds::with_attempt_log`) and under a
@@ -37,7 +42,7 @@ pub mod slots;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -167,7 +172,8 @@ pub struct WorkerArgs {
 
 /// The worker supervisor's messages.
 pub enum WorkerMsg {
-    /// From the hub (or a joined worker's poll loop).
+    /// An order, as the hub (or a joined worker's poll loop) gives it; they usually go straight into
+    /// the engine instead.
     Event(WorkerEvent),
     /// An attempt ended with a result or an error.
     Ended {
@@ -189,12 +195,33 @@ pub enum WorkerMsg {
     Tick(Millis),
 }
 
-/// The worker supervisor's state: the core, and handles on what it started.
+/// The worker supervisor's state: the engine, shared with the attempts' end notices, and the tasks that
+/// feed it.
 pub struct WorkerState {
-    args: Arc<WorkerArgs>,
+    engine: Arc<Mutex<Engine>>,
+    /// The work runtime, owned here so stopping the supervisor stops every attempt.
     work: WorkRuntime,
+    forwarder: tokio::task::JoinHandle<()>,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The core and handles on what it started. Behind a mutex shared by the supervisor (orders, ticks,
+/// write outcomes) and the attempts' tasks: an attempt that ends feeds its end to the core from its
+/// own thread and starts the next queued attempt from there, so a slot turns over without a hop to
+/// the supervisor and back (two thread wake-ups, about 90 us, which bounded a node at about
+/// `slots` / 90 us attempts per second). Nothing awaits while holding it.
+struct Engine {
+    args: Arc<WorkerArgs>,
     clock: Clock,
     slots: Slots,
+    /// The supervisor, for what comes back later (write outcomes, timer ticks, unsent notices).
+    myself: ActorRef<WorkerMsg>,
+    /// This engine, for the notices of the attempts it starts.
+    this: Weak<Mutex<Engine>>,
+    /// Where attempts run (`None`: on the control runtime, as in simulation).
+    work: Option<tokio::runtime::Handle>,
+    /// Where report writes and timers run: the control runtime, whatever thread feeds the engine.
+    control: tokio::runtime::Handle,
     /// The tasks of running attempts, until they end or are stopped.
     attempts: HashMap<(TaskId, FencingToken), tokio::task::AbortHandle>,
     /// The timer for the core's next deadline, and that deadline.
@@ -204,10 +231,13 @@ pub struct WorkerState {
     /// The worker's gauges, looked up once (the recorder is installed before any node starts).
     running_gauge: metrics::Gauge,
     queued_gauge: metrics::Gauge,
-    forwarder: tokio::task::JoinHandle<()>,
-    poller: Option<tokio::task::JoinHandle<()>>,
     /// The `tracing` dispatcher attempts run under (with task logs only).
     capture: Option<tracing::Dispatch>,
+}
+
+/// Locks the engine; a panic while it was held (a bug in the core) leaves its state as it was.
+fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The node's worker supervisor.
@@ -217,12 +247,6 @@ pub struct WorkerSupervisor;
 /// clusters) drops it from wherever its owner goes, and its attempts must simply stop.
 struct WorkRuntime(Option<tokio::runtime::Runtime>);
 
-impl WorkRuntime {
-    fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(tokio::runtime::Runtime::handle)
-    }
-}
-
 impl Drop for WorkRuntime {
     fn drop(&mut self) {
         if let Some(runtime) = self.0.take() {
@@ -231,22 +255,47 @@ impl Drop for WorkRuntime {
     }
 }
 
-impl WorkerState {
+impl Engine {
+    /// Feeds an order from the hub (or a joined worker's poll loop) to the core and executes what
+    /// follows.
+    fn event(&mut self, event: WorkerEvent) {
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        match event {
+            WorkerEvent::Start(order) => self.slots.handle_order(now, order_of(*order), &mut out),
+            WorkerEvent::Abort(task) => self.slots.handle_abort(now, task, &mut out),
+            WorkerEvent::AbortAll => self.slots.handle_abort_all(&mut out),
+        }
+        self.execute(now, out);
+    }
+
+    /// Feeds an attempt's end to the core and executes what follows (the next queued attempt starts
+    /// from here). Called from the attempt's own task, or by the supervisor for an unsent notice.
+    fn ended(&mut self, task: TaskId, token: FencingToken, outcome: Result<Vec<u8>, String>) {
+        tracing::trace!(target: "gridkeeper::cycle", node = self.args.node.0, task = task.0, token = token.0, "ended");
+        let now = self.clock.now();
+        let mut out = Vec::new();
+        // Its task has returned (or is gone); the end of one the core stopped is ignored there.
+        self.attempts.remove(&(task, token));
+        self.slots.on_ended(now, task, token, outcome, &mut out);
+        self.execute(now, out);
+    }
+
     /// Executes the core's actions in order, feeding back what executing them tells it, then the next
     /// report batch; then updates the gauges and the timer.
-    fn execute(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, mut actions: Vec<Action>) {
+    fn execute(&mut self, now: Millis, mut actions: Vec<Action>) {
         loop {
             // In order; what executing an action asks for comes after the actions already asked for.
             let mut more = Vec::new();
             for action in actions.drain(..) {
                 match action {
-                    Action::Start(order) => self.start(myself, now, *order, &mut more),
+                    Action::Start(order) => self.start(now, *order, &mut more),
                     Action::Stop { task, token } => {
                         if let Some(attempt) = self.attempts.remove(&(task, token)) {
                             attempt.abort();
                         }
                     }
-                    Action::WriteReports(batch) => self.write(myself, batch),
+                    Action::WriteReports(batch) => self.write(batch),
                 }
             }
             if more.is_empty() {
@@ -259,7 +308,7 @@ impl WorkerState {
             actions = more;
         }
         self.set_gauges();
-        self.schedule_tick(myself);
+        self.schedule_tick();
     }
 
     fn set_gauges(&self) {
@@ -270,7 +319,7 @@ impl WorkerState {
     }
 
     /// Starts an attempt's task on the work runtime; an attempt of a kind this node lacks ends at once.
-    fn start(&mut self, myself: &ActorRef<WorkerMsg>, now: Millis, order: Order, out: &mut Vec<Action>) {
+    fn start(&mut self, now: Millis, order: Order, out: &mut Vec<Action>) {
         let Order { task, token, number, spec } = order;
         // Stage events for `benches/cycle.rs`; nothing listens at trace level in a node.
         tracing::trace!(target: "gridkeeper::cycle", node = self.args.node.0, task = task.0, token = token.0, "start");
@@ -292,20 +341,22 @@ impl WorkerState {
             ));
             log = Some(guard);
         }
-        let notice = EndNotice { supervisor: Some(myself.clone()), task, token };
+        let notice = EndNotice { engine: Some(self.this.clone()), supervisor: Some(self.myself.clone()), task, token };
         let attempt = run_attempt(run, log, notice);
-        let handle = match self.work.handle() {
+        // Spawned under the lock: an attempt that ends at once on another thread waits for it, so its
+        // handle is in `attempts` before its end removes it. Spawning never polls the task here.
+        let handle = match &self.work {
             Some(work) => work.spawn(attempt),
-            None => tokio::spawn(attempt),
+            None => self.control.spawn(attempt),
         };
         self.attempts.insert((task, token), handle.abort_handle());
     }
 
     /// Sends a batch of reports; the outcome comes back as [`WorkerMsg::ReportsWritten`].
-    fn write(&mut self, myself: &ActorRef<WorkerMsg>, batch: Vec<Report>) {
+    fn write(&mut self, batch: Vec<Report>) {
         // At most `REPORT_WRITES_MAX` of these are unfinished; the finished ones go here.
         self.writers.retain(|writer| !writer.is_finished());
-        let (link, myself, node) = (self.args.link.clone(), myself.clone(), self.args.node.0);
+        let (link, myself, node) = (self.args.link.clone(), self.myself.clone(), self.args.node.0);
         tracing::trace!(
             target: "gridkeeper::cycle",
             node,
@@ -313,7 +364,7 @@ impl WorkerState {
             first_end = batch.iter().find(|report| report.outcome.is_some()).map_or(0, |report| report.task.0),
             "report_batch"
         );
-        self.writers.push(tokio::spawn(async move {
+        self.writers.push(self.control.spawn(async move {
             let written = write_reports(&link, &batch).await;
             tracing::trace!(target: "gridkeeper::cycle", node, reports = batch.len(), "report_written");
             let _ = myself.send_message(WorkerMsg::ReportsWritten { batch, written });
@@ -321,7 +372,7 @@ impl WorkerState {
     }
 
     /// Keeps one timer set for the core's earliest deadline.
-    fn schedule_tick(&mut self, myself: &ActorRef<WorkerMsg>) {
+    fn schedule_tick(&mut self) {
         let Some(deadline) = self.slots.next_deadline() else { return };
         if self.tick.as_ref().is_some_and(|(scheduled, _)| *scheduled <= deadline) {
             return;
@@ -329,8 +380,8 @@ impl WorkerState {
         if let Some((_, timer)) = self.tick.take() {
             timer.abort();
         }
-        let (myself, at) = (myself.clone(), self.clock.instant_at(deadline));
-        let timer = tokio::spawn(async move {
+        let (myself, at) = (self.myself.clone(), self.clock.instant_at(deadline));
+        let timer = self.control.spawn(async move {
             tokio::time::sleep_until(at).await;
             let _ = myself.send_message(WorkerMsg::Tick(deadline));
         });
@@ -365,6 +416,26 @@ impl Actor for WorkerSupervisor {
                 .map_err(|error| format!("worker runtime: {error}"))?;
             Some(runtime)
         };
+        // Attempts' events go to the node's log as before, and to their attempt's log.
+        let capture = args.logs.as_ref().map(|_| logs_capture::capture_default());
+        let work_handle = work.as_ref().map(|runtime| runtime.handle().clone());
+        let engine = Arc::new_cyclic(|this| {
+            Mutex::new(Engine {
+                slots: Slots::new(SlotsConfig::new(args.slots)),
+                args: args.clone(),
+                clock: Clock::start(),
+                myself: myself.clone(),
+                this: this.clone(),
+                work: work_handle,
+                control: tokio::runtime::Handle::current(),
+                attempts: HashMap::new(),
+                tick: None,
+                writers: Vec::new(),
+                running_gauge: metrics::gauge!("gridkeeper_grid_running"),
+                queued_gauge: metrics::gauge!("gridkeeper_grid_worker_queued"),
+                capture,
+            })
+        });
         // Unbounded by type, bounded by use: one order per committed assignment to this node (at most
         // `slots + prefetch` open at once), an abort per ended one, and a re-send of what it holds after a
         // snapshot.
@@ -378,59 +449,48 @@ impl Actor for WorkerSupervisor {
             }
             WorkerLink::Remote(link) => Some(tokio::spawn(poll_loop(args.node, link.clone(), events))),
         };
-        let forward_to = myself.clone();
+        // Orders go straight into the engine (no hop through the supervisor's mailbox), every order
+        // that has come in one lock.
+        let orders = engine.clone();
         let forwarder = tokio::spawn(async move {
             while let Some(event) = incoming.recv().await {
-                if forward_to.send_message(WorkerMsg::Event(event)).is_err() {
-                    return;
+                let mut engine = lock(&orders);
+                engine.event(event);
+                while let Ok(event) = incoming.try_recv() {
+                    engine.event(event);
                 }
             }
         });
-        // Attempts' events go to the node's log as before, and to their attempt's log.
-        let capture = args.logs.as_ref().map(|_| logs_capture::capture_default());
-        Ok(WorkerState {
-            slots: Slots::new(SlotsConfig::new(args.slots)),
-            args,
-            work: WorkRuntime(work),
-            clock: Clock::start(),
-            attempts: HashMap::new(),
-            tick: None,
-            writers: Vec::new(),
-            running_gauge: metrics::gauge!("gridkeeper_grid_running"),
-            queued_gauge: metrics::gauge!("gridkeeper_grid_worker_queued"),
-            forwarder,
-            poller,
-            capture,
-        })
+        Ok(WorkerState { engine, work: WorkRuntime(work), forwarder, poller })
     }
 
     async fn handle(
         &self,
-        myself: ActorRef<WorkerMsg>,
+        _myself: ActorRef<WorkerMsg>,
         message: WorkerMsg,
         state: &mut WorkerState,
     ) -> Result<(), ActorProcessingErr> {
-        let now = state.clock.now();
+        let mut engine = lock(&state.engine);
+        let now = engine.clock.now();
         let mut out = Vec::new();
         match message {
-            WorkerMsg::Event(WorkerEvent::Start(order)) => state.slots.handle_order(now, order_of(*order), &mut out),
-            WorkerMsg::Event(WorkerEvent::Abort(task)) => state.slots.handle_abort(now, task, &mut out),
-            WorkerMsg::Event(WorkerEvent::AbortAll) => state.slots.handle_abort_all(&mut out),
-            WorkerMsg::Ended { task, token, outcome } => {
-                tracing::trace!(target: "gridkeeper::cycle", node = state.args.node.0, task = task.0, token = token.0, "ended");
-                // Its task has returned (or is gone); the end of one the core stopped is ignored there.
-                state.attempts.remove(&(task, token));
-                state.slots.on_ended(now, task, token, outcome, &mut out);
+            WorkerMsg::Event(event) => {
+                engine.event(event);
+                return Ok(());
             }
-            WorkerMsg::ReportsWritten { batch, written } => state.slots.on_reports_written(now, batch, written),
+            WorkerMsg::Ended { task, token, outcome } => {
+                engine.ended(task, token, outcome);
+                return Ok(());
+            }
+            WorkerMsg::ReportsWritten { batch, written } => engine.slots.on_reports_written(now, batch, written),
             WorkerMsg::Tick(deadline) => {
-                if state.tick.as_ref().is_some_and(|(scheduled, _)| *scheduled == deadline) {
-                    state.tick = None;
+                if engine.tick.as_ref().is_some_and(|(scheduled, _)| *scheduled == deadline) {
+                    engine.tick = None;
                 }
-                state.slots.on_tick(now, &mut out);
+                engine.slots.on_tick(now, &mut out);
             }
         }
-        state.execute(&myself, now, out);
+        engine.execute(now, out);
         Ok(())
     }
 
@@ -446,34 +506,41 @@ impl Actor for WorkerSupervisor {
     }
 
     async fn post_stop(&self, _myself: ActorRef<WorkerMsg>, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
-        if let WorkerLink::Local(coordinator) = &state.args.link {
-            if let Some(hub) = crate::service::hub::GridHub::of(coordinator) {
-                hub.detach_worker();
-            }
-        }
         if let Some(poller) = state.poller.take() {
             poller.abort();
         }
         state.forwarder.abort();
-        for writer in state.writers.drain(..) {
-            writer.abort();
+        {
+            let mut engine = lock(&state.engine);
+            if let WorkerLink::Local(coordinator) = &engine.args.link {
+                if let Some(hub) = crate::service::hub::GridHub::of(coordinator) {
+                    hub.detach_worker();
+                }
+            }
+            for writer in engine.writers.drain(..) {
+                writer.abort();
+            }
+            if let Some((_, timer)) = engine.tick.take() {
+                timer.abort();
+            }
+            for (_, attempt) in engine.attempts.drain() {
+                attempt.abort();
+            }
         }
-        if let Some((_, timer)) = state.tick.take() {
-            timer.abort();
-        }
-        for (_, attempt) in state.attempts.drain() {
-            attempt.abort();
-        }
-        // Inside an async context a runtime cannot block on its own shutdown.
+        // Inside an async context a runtime cannot block on its own shutdown. Not under the lock: the
+        // attempts it drops send their notices.
         drop(std::mem::replace(&mut state.work, WorkRuntime(None)));
         Ok(())
     }
 }
 
-/// Tells the supervisor how an attempt ended, exactly once: with its outcome ([`EndNotice::send`]),
-/// or, if dropped unsent (its task was aborted, or dropped by a panic outside the guarded run or by the
-/// runtime going down), as a failure, so no attempt's end is ever lost.
+/// Tells the worker how an attempt ended, exactly once: with its outcome ([`EndNotice::send`], fed to
+/// the engine from the attempt's own task), or, if dropped unsent (its task was aborted, or dropped by
+/// a panic outside the guarded run or by the runtime going down), as a failure sent to the supervisor,
+/// so no attempt's end is ever lost. A drop never takes the engine's lock: it may run inside a spawn or
+/// an abort that holds it.
 struct EndNotice {
+    engine: Option<Weak<Mutex<Engine>>>,
     supervisor: Option<ActorRef<WorkerMsg>>,
     task: TaskId,
     token: FencingToken,
@@ -481,7 +548,10 @@ struct EndNotice {
 
 impl EndNotice {
     fn send(mut self, outcome: Result<Vec<u8>, String>) {
-        if let Some(supervisor) = self.supervisor.take() {
+        if let Some(engine) = self.engine.take().and_then(|engine| engine.upgrade()) {
+            self.supervisor = None;
+            lock(&engine).ended(self.task, self.token, outcome);
+        } else if let Some(supervisor) = self.supervisor.take() {
             let _ = supervisor.send_message(WorkerMsg::Ended { task: self.task, token: self.token, outcome });
         }
     }
@@ -590,8 +660,12 @@ mod tests {
     async fn every_attempt_task_reports_its_end_once_whether_it_returns_panics_or_is_aborted() {
         let (ends, mut heard) = mpsc::unbounded_channel();
         let (supervisor, _) = Actor::spawn(None, Supervisor, ends).await.expect("spawn");
-        let notice =
-            |task| EndNotice { supervisor: Some(supervisor.clone()), task: TaskId(task), token: FencingToken(7) };
+        let notice = |task| EndNotice {
+            engine: None,
+            supervisor: Some(supervisor.clone()),
+            task: TaskId(task),
+            token: FencingToken(7),
+        };
         let wait = Duration::from_secs(10);
         // Ends arrive in order (one mailbox), so a second end of any attempt would come before the next.
         macro_rules! next {

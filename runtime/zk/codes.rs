@@ -44,6 +44,8 @@ pub fn answer(error: ErrorCode) -> Answer {
         | ErrorCode::Unauthorized
         | ErrorCode::Misdirected
         | ErrorCode::MembershipRefused
+        | ErrorCode::Overloaded
+        | ErrorCode::ActorFailed
         | ErrorCode::Internal => code::SYSTEM_ERROR,
     })
 }

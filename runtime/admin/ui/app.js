@@ -1,4 +1,4 @@
-// The console's shell: sign-in, hash routes (#/cluster, #/tasks, #/task/N, #/jobs, #/registry),
+// The console's shell: sign-in, hash routes (#/cluster, #/tasks, #/task/N, #/jobs, #/actors, #/registry),
 // and the poller that refreshes the page shown every POLL_MS while the tab is visible.
 
 import { ApiError, claims, clearToken, get, setToken, token, whenAuthLost } from './api.js';
@@ -7,12 +7,13 @@ import * as cluster from './cluster.js';
 import * as tasks from './tasks.js';
 import * as task from './task.js';
 import * as jobs from './jobs.js';
+import * as actors from './actors.js';
 import * as registry from './registry.js';
 
 /** How often the page shown is refreshed while the tab is visible. */
 const POLL_MS = 1500;
 
-const pages = { cluster, tasks, task, jobs, registry };
+const pages = { cluster, tasks, task, jobs, actors, registry };
 const $ = (id) => document.getElementById(id);
 
 let generation = 0;

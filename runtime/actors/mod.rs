@@ -1,0 +1,167 @@
+//! Grid actors: long-lived, addressable, stateful actors that the grid places by key, and moves when
+//! their node dies.
+//!
+//! - `model.rs`: the [`GridActor`] trait users implement, [`ActorKinds`] (the kinds a node hosts).
+//! - `builtin.rs`: the durable `counter` every node hosts.
+//! - `lease.rs` (core): the host lease and the handoff wait that keep one activation per actor.
+//! - `commits.rs` (core): group commit of durable state, replies held until committed.
+//! - `host.rs`: [`ActorHost`](host::ActorHost), a node's activations, mailboxes and commits.
+//! - `transport.rs`: calls between nodes over the mesh's bulk stream.
+//! - `service.rs`: [`ActorService`], routing and the surface the admin API uses.
+//! - `telemetry.rs`: the host's metrics.
+//!
+//! The ownership records themselves live in the replicated state (`grid::actors`); this folder
+//! proposes the commands and acts on their effects. `service` comes before this folder in the
+//! dependency rule, so [`Grid::actor`](GridActors::actor) is an extension trait here, implemented for
+//! [`Grid`]: `use gridkeeper::GridActors` brings it in.
+//!
+//! What a caller sees across a move: a call whose host died before it answered fails with
+//! `outcome unknown` (it may have been applied) and is never sent again on its behalf; a call carrying
+//! an idempotency key may be sent again safely (a durable actor answers a repeat with the reply it
+//! recorded); `overloaded` and `unavailable` took nothing and may be sent again.
+//!
+//! ```no_run
+//! # async fn example(grid: gridkeeper::Grid) -> Result<(), gridkeeper::GridApiError> {
+//! use gridkeeper::actors::builtin::{Add, Counter};
+//! use gridkeeper::GridActors;
+//! let total = grid.actor::<Counter>("visits").call(Add { add: 1 }).await?.total;
+//! # let _ = total; Ok(()) }
+//! ```
+
+pub mod builtin;
+pub mod commits;
+pub mod host;
+pub mod lease;
+pub mod model;
+pub mod service;
+pub mod telemetry;
+pub mod transport;
+
+use std::marker::PhantomData;
+
+pub use host::HostConfig;
+pub use model::{ActorContext, ActorError, ActorKinds, GridActor};
+pub use service::{ActorService, CallAnswer, CallOptions};
+
+use crate::api::actors::ActorCallRequest;
+use crate::api::{ApiError, ErrorCode};
+use crate::grid::actors::ActorId;
+use crate::grid::kinds::{Decode, Encode};
+use crate::grid::task::Encoding;
+use crate::service::{Grid, GridApiError, Port};
+
+/// A handle on the actor of type `A` with one key: cheap to clone; clones call concurrently.
+pub struct ActorRef<A> {
+    grid: Grid,
+    id: ActorId,
+    options: CallOptions,
+    actor: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        ActorRef { grid: self.grid.clone(), id: self.id.clone(), options: self.options.clone(), actor: PhantomData }
+    }
+}
+
+impl<A> std::fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ActorRef").field(&self.id).finish()
+    }
+}
+
+/// `Grid::actor`: the actor extension of [`Grid`].
+pub trait GridActors {
+    /// The actor of type `A` with `key` (activated by its first call). A key that is not a valid
+    /// actor key (empty, too long, control characters) makes every call fail `bad arguments`.
+    fn actor<A: GridActor>(&self, key: &str) -> ActorRef<A>;
+}
+
+impl GridActors for Grid {
+    fn actor<A: GridActor>(&self, key: &str) -> ActorRef<A> {
+        let id = ActorId { kind: A::KIND.to_string(), key: key.to_string() };
+        ActorRef { grid: self.clone(), id, options: CallOptions::default(), actor: PhantomData }
+    }
+}
+
+impl<A: GridActor> ActorRef<A> {
+    /// The actor's id.
+    pub fn id(&self) -> &ActorId {
+        &self.id
+    }
+
+    /// This handle with every call carrying `key` (a durable actor answers a repeat with the reply it
+    /// recorded, so the call may be sent again safely).
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> ActorRef<A> {
+        self.options.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// This handle with calls waiting at most `timeout` (default 5 s, at most 10 s).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> ActorRef<A> {
+        self.options.timeout_ms = (timeout.as_millis() as u64).max(1);
+        self
+    }
+
+    /// Sends `message` and waits for the reply. On a member the call goes over the mesh straight to
+    /// the actor's host; through [`Grid::remote`] it goes through the admin API as JSON (which is why
+    /// the message must serialize and the reply deserialize).
+    ///
+    /// # Errors
+    /// [`GridApiError::Api`] with the codes of [`ActorService::call`].
+    pub async fn call(&self, message: A::Message) -> Result<A::Reply, GridApiError>
+    where
+        A::Message: serde::Serialize,
+        A::Reply: serde::de::DeserializeOwned,
+    {
+        match self.grid.port() {
+            Port::Local(coordinator) => {
+                let service = service_of(coordinator)?;
+                let bytes = message.encode().map_err(ApiError::bad_arguments)?;
+                let answer = service.call(self.id.clone(), bytes, Encoding::Rkyv, self.options.clone()).await?;
+                A::Reply::decode(&answer.reply).map_err(|reason| {
+                    GridApiError::Api(ApiError::new(ErrorCode::Internal, format!("a reply of {}: {reason}", self.id)))
+                })
+            }
+            Port::Remote(client) => {
+                let value = serde_json::to_value(&message).map_err(ApiError::bad_arguments)?;
+                let mut request = ActorCallRequest::new(&self.id, value);
+                request.idempotency_key.clone_from(&self.options.idempotency_key);
+                request.timeout_ms = (self.options.timeout_ms > 0).then_some(self.options.timeout_ms);
+                let answer = client.actor_call(&request).await.map_err(ApiError::from)?;
+                serde_json::from_value(answer.reply).map_err(|error| {
+                    GridApiError::Api(ApiError::new(ErrorCode::Internal, format!("a reply of {}: {error}", self.id)))
+                })
+            }
+        }
+    }
+
+    /// Sends `message` without waiting for the reply: returns once the actor's host queued it (on a
+    /// member; through [`Grid::remote`], once it was handled, since the admin API has no tell).
+    /// Messages told by one caller are handled in the order told.
+    ///
+    /// # Errors
+    /// [`GridApiError::Api`]: `overloaded` (its mailbox is full), and the codes of
+    /// [`ActorService::call`] for routing.
+    pub async fn tell(&self, message: A::Message) -> Result<(), GridApiError>
+    where
+        A::Message: serde::Serialize,
+        A::Reply: serde::de::DeserializeOwned,
+    {
+        match self.grid.port() {
+            Port::Local(coordinator) => {
+                let service = service_of(coordinator)?;
+                let bytes = message.encode().map_err(ApiError::bad_arguments)?;
+                let options = CallOptions { tell: true, ..self.options.clone() };
+                service.call(self.id.clone(), bytes, Encoding::Rkyv, options).await?;
+                Ok(())
+            }
+            Port::Remote(_) => self.call(message).await.map(|_| ()),
+        }
+    }
+}
+
+fn service_of(coordinator: &crate::consensus::Coordinator) -> Result<ActorService, GridApiError> {
+    ActorService::of(coordinator)
+        .ok_or_else(|| GridApiError::Api(ApiError::new(ErrorCode::Unavailable, "this node hosts no actors")))
+}

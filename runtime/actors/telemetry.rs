@@ -1,0 +1,80 @@
+//! The actor host's metrics. Labels are bounded: a call's outcome is one of [`Outcome`]'s names.
+
+/// A finished call as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by the actor.
+    Ok,
+    /// The actor's handler failed (`actor failed`).
+    Failed,
+    /// Refused before handling: mailbox full, activation bound, bad message.
+    Refused,
+    /// Not this host's (misdirected): the caller refreshes and retries.
+    Misdirected,
+    /// Its fate is unknown (commit lost, lease lapsed mid-call).
+    Unknown,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+            Outcome::Misdirected => "misdirected",
+            Outcome::Unknown => "unknown",
+        }
+    }
+
+    /// The outcome of an answer with `code`.
+    pub fn of(code: Option<crate::api::ErrorCode>) -> Outcome {
+        use crate::api::ErrorCode;
+        match code {
+            None => Outcome::Ok,
+            Some(ErrorCode::ActorFailed) => Outcome::Failed,
+            Some(ErrorCode::Misdirected) => Outcome::Misdirected,
+            Some(ErrorCode::OutcomeUnknown) => Outcome::Unknown,
+            Some(_) => Outcome::Refused,
+        }
+    }
+}
+
+/// Registers every series at zero, so dashboards see them before the first actor.
+pub fn register() {
+    metrics::describe_gauge!("gridkeeper_actor_activations", "Actor activations this node hosts.");
+    metrics::describe_counter!("gridkeeper_actor_activations_total", "Actor activations started on this node.");
+    metrics::describe_counter!("gridkeeper_actor_passivations_total", "Idle actor activations released by this node.");
+    metrics::describe_counter!("gridkeeper_actor_moves_total", "Activations of orphans (actors whose host died) here.");
+    metrics::describe_counter!("gridkeeper_actor_calls_total", "Actor calls answered by this node's host, by outcome.");
+    metrics::describe_gauge!("gridkeeper_actor_mailbox_depth", "Messages waiting in this node's actor mailboxes.");
+    metrics::counter!("gridkeeper_actor_activations_total").increment(0);
+    metrics::counter!("gridkeeper_actor_passivations_total").increment(0);
+    metrics::counter!("gridkeeper_actor_moves_total").increment(0);
+    for outcome in [Outcome::Ok, Outcome::Failed, Outcome::Refused, Outcome::Misdirected, Outcome::Unknown] {
+        metrics::counter!("gridkeeper_actor_calls_total", "outcome" => outcome.label()).increment(0);
+    }
+}
+
+/// The host's gauges.
+pub fn gauges(activations: usize, mailbox_depth: usize) {
+    metrics::gauge!("gridkeeper_actor_activations").set(activations as f64);
+    metrics::gauge!("gridkeeper_actor_mailbox_depth").set(mailbox_depth as f64);
+}
+
+/// An activation started (`moved`: of an orphan).
+pub fn activated(moved: bool) {
+    metrics::counter!("gridkeeper_actor_activations_total").increment(1);
+    if moved {
+        metrics::counter!("gridkeeper_actor_moves_total").increment(1);
+    }
+}
+
+/// An idle activation was released.
+pub fn passivated() {
+    metrics::counter!("gridkeeper_actor_passivations_total").increment(1);
+}
+
+/// A call was answered.
+pub fn answered(outcome: Outcome) {
+    metrics::counter!("gridkeeper_actor_calls_total", "outcome" => outcome.label()).increment(1);
+}

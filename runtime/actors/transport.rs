@@ -1,0 +1,244 @@
+//! Actor calls between nodes over the mesh's bulk stream ([`TrafficClass::Bulk`]), straight to the
+//! hosting node, never through Raft.
+//!
+//! Each call is one [`Payload`] frame (topic [`TOPIC_ACTOR`]) carrying a postcard-encoded [`Frame`];
+//! the answer carries the same id. The mesh delivers frames in order per peer and class, and the
+//! receiving side queues calls on their mailboxes in the order it reads them, so calls from one node
+//! to one actor are handled in the order they were sent.
+//!
+//! Bounds: calls awaiting an answer ([`ACTOR_PENDING_CALLS_MAX`]), calls taken from peers and not yet
+//! answered ([`ACTOR_INBOUND_CALLS_MAX`]; past it a call is refused `overloaded`), a message's size
+//! ([`ACTOR_MESSAGE_BYTES_MAX`]) and every call's deadline. A peer the mesh declares down fails its
+//! pending calls at once with `outcome unknown`: they were sent and may have been handled.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::host::{ActorHost, Answer, Call, Refusal};
+use crate::api::ErrorCode;
+use crate::ids::NodeId;
+use crate::limits::{ACTOR_MESSAGE_BYTES_MAX, ACTOR_REPLY_BYTES_MAX};
+use crate::mesh::{Inbound, Mesh, PeerEvent, SendError};
+use crate::wire::{Message, Payload, TrafficClass};
+
+/// Topic of bulk-stream payloads carrying actor [`Frame`]s.
+pub const TOPIC_ACTOR: u32 = 0x6163_746f;
+
+/// Calls this node awaits answers to at once; past it a call fails at once `overloaded`.
+pub const ACTOR_PENDING_CALLS_MAX: usize = 65_536;
+
+/// Calls from peers this node has taken and not yet answered; past it a call is refused `overloaded`
+/// (every mailbox is bounded too; this bounds the answers waiting across all of them).
+pub const ACTOR_INBOUND_CALLS_MAX: usize = 65_536;
+
+/// One frame on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// A call.
+    Call {
+        /// Matches the answer to the call.
+        id: u64,
+        /// The call.
+        call: Call,
+    },
+    /// The answer to call `id`.
+    Answer {
+        /// The call's id.
+        id: u64,
+        /// The reply or the refusal.
+        answer: Answer,
+    },
+}
+
+type Pending = Mutex<HashMap<u64, (NodeId, oneshot::Sender<Answer>)>>;
+
+/// Sends calls to peers' hosts and matches their answers. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    mesh: Mesh,
+    pending: Arc<Pending>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("node", &self.mesh.node()).finish_non_exhaustive()
+    }
+}
+
+fn encode(frame: &Frame) -> Result<Vec<u8>, Refusal> {
+    postcard::to_stdvec(frame).map_err(|error| Refusal::new(ErrorCode::Internal, format!("an actor frame: {error}")))
+}
+
+fn send_frame(mesh: &Mesh, peer: NodeId, frame: &Frame) -> Result<(), Refusal> {
+    let body = encode(frame)?;
+    mesh.send(peer, TrafficClass::Bulk, &Message::Payload(Payload { topic: TOPIC_ACTOR, body })).map_err(|error| {
+        match error {
+            SendError::Overloaded { .. } => {
+                Refusal::new(ErrorCode::Overloaded, format!("the queue to node {peer} is full: {error}"))
+            }
+            SendError::Encode(_) => Refusal::new(ErrorCode::TooLarge, error.to_string()),
+            SendError::UnknownPeer(_) | SendError::ShutDown => Refusal::new(ErrorCode::Unavailable, error.to_string()),
+        }
+    })
+}
+
+/// Removes a call's pending slot however the call ends.
+struct Slot<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&self.id);
+    }
+}
+
+impl Transport {
+    /// A transport over `mesh`; [`serve`] must run to deliver answers.
+    pub fn new(mesh: Mesh) -> Transport {
+        Transport { mesh, pending: Arc::default(), next_id: Arc::new(AtomicU64::new(1)) }
+    }
+
+    /// Whether the mesh takes `peer` for alive.
+    pub fn is_alive(&self, peer: NodeId) -> bool {
+        self.mesh.is_alive(peer)
+    }
+
+    /// Sends `call` to `peer`'s host and waits for its answer, at most `timeout`.
+    ///
+    /// # Errors
+    /// The host's refusal; `unavailable` if it could not be sent (nothing was); `overloaded` past the
+    /// pending bound or a full queue; `outcome unknown` if it was sent and no answer came (deadline,
+    /// peer down).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled call's slot is removed (its answer, if any, is dropped).
+    pub async fn call(&self, peer: NodeId, call: Call, timeout: Duration) -> Answer {
+        if call.message.len() > ACTOR_MESSAGE_BYTES_MAX {
+            return Err(Refusal::new(
+                ErrorCode::TooLarge,
+                format!("a message of {} bytes exceeds ACTOR_MESSAGE_BYTES_MAX", call.message.len()),
+            ));
+        }
+        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if pending.len() >= ACTOR_PENDING_CALLS_MAX {
+                return Err(Refusal::new(
+                    ErrorCode::Overloaded,
+                    "too many actor calls in flight (ACTOR_PENDING_CALLS_MAX)",
+                ));
+            }
+            pending.insert(id, (peer, sender));
+        }
+        let _slot = Slot { pending: &self.pending, id };
+        send_frame(&self.mesh, peer, &Frame::Call { id, call })?;
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => {
+                Err(Refusal::new(ErrorCode::OutcomeUnknown, format!("node {peer} was lost before it answered")))
+            }
+            Err(_) => Err(Refusal::new(
+                ErrorCode::OutcomeUnknown,
+                format!("node {peer} did not answer within {} ms", timeout.as_millis()),
+            )),
+        }
+    }
+
+    fn complete(&self, from: NodeId, id: u64, answer: Answer) {
+        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Only the node called may answer a call.
+        if pending.get(&id).is_some_and(|(peer, _)| *peer == from) {
+            if let Some((_, sender)) = pending.remove(&id) {
+                let _ = sender.send(answer);
+            }
+        }
+    }
+
+    /// Fails every call pending on `peer` (it went down): dropping the senders answers them
+    /// `outcome unknown`.
+    fn lost(&self, peer: NodeId) {
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|_, (to, _)| *to != peer);
+    }
+}
+
+/// Reads the bulk stream until it closes: completes answers, and hands calls to `host` (bounded),
+/// answering each when its host does. Also fails the pending calls of peers the mesh declares down.
+pub async fn serve(transport: Transport, mut inbound: tokio::sync::mpsc::Receiver<Inbound>, host: ActorHost) {
+    let permits = Arc::new(Semaphore::new(ACTOR_INBOUND_CALLS_MAX));
+    let mut events = transport.mesh.subscribe();
+    loop {
+        let Inbound { from, payload } = tokio::select! {
+            received = inbound.recv() => match received {
+                Some(received) => received,
+                None => return,
+            },
+            event = events.recv() => {
+                match event {
+                    Ok(PeerEvent::Down(peer)) => transport.lost(peer),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+                continue;
+            }
+        };
+        if payload.topic != TOPIC_ACTOR {
+            continue;
+        }
+        let frame = match postcard::from_bytes::<Frame>(&payload.body) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::warn!(%from, %error, "undecodable actor frame dropped");
+                continue;
+            }
+        };
+        match frame {
+            Frame::Answer { id, answer } => transport.complete(from, id, answer),
+            Frame::Call { id, call } => take_call(&transport, &host, &permits, from, id, call),
+        }
+    }
+}
+
+fn take_call(transport: &Transport, host: &ActorHost, permits: &Arc<Semaphore>, from: NodeId, id: u64, call: Call) {
+    let answer_now = |answer: Answer| {
+        let _ = send_frame(&transport.mesh, from, &Frame::Answer { id, answer });
+    };
+    if call.message.len() > ACTOR_MESSAGE_BYTES_MAX {
+        return answer_now(Err(Refusal::new(ErrorCode::TooLarge, "a message exceeds ACTOR_MESSAGE_BYTES_MAX")));
+    }
+    if let Err(error) = call.actor.check() {
+        return answer_now(Err(Refusal::new(ErrorCode::BadArguments, error)));
+    }
+    let Ok(permit) = permits.clone().try_acquire_owned() else {
+        return answer_now(Err(Refusal::new(
+            ErrorCode::Overloaded,
+            "too many actor calls taken (ACTOR_INBOUND_CALLS_MAX)",
+        )));
+    };
+    match host.submit(call) {
+        Err(refusal) => answer_now(Err(refusal)),
+        Ok(receiver) => {
+            let mesh = transport.mesh.clone();
+            tokio::spawn(async move {
+                let answer = match receiver.await {
+                    Ok(Ok(reply)) if reply.len() > ACTOR_REPLY_BYTES_MAX => {
+                        Err(Refusal::new(ErrorCode::TooLarge, "a reply exceeds ACTOR_REPLY_BYTES_MAX"))
+                    }
+                    Ok(answer) => answer,
+                    Err(_) => Err(Refusal::new(ErrorCode::OutcomeUnknown, "the activation stopped before it answered")),
+                };
+                let _ = send_frame(&mesh, from, &Frame::Answer { id, answer });
+                drop(permit);
+            });
+        }
+    }
+}

@@ -7,7 +7,8 @@
 //! same replicated state lives the **task grid**: tasks you submit are accepted once committed,
 //! placed by the leader on nodes that run their kind, and run there as **supervised task actors**;
 //! a node's death re-queues what it held, and fencing tokens record each task's completion exactly
-//! once ([`grid`], [`service`], [`node`]).
+//! once ([`grid`], [`service`], [`node`]). Beside tasks live **grid actors**: stateful, addressed by
+//! key, placed by the grid, and moved with their committed state when their node dies ([`actors`]).
 //!
 //! The supported API is what this page lists: the modules below and the re-exports at the root.
 //! `runtime/ARCHITECTURE.md` is the map of the code, its invariants and its flows.
@@ -117,6 +118,72 @@
 //!     let grid = Grid::remote(Client::connect(admin, gridkeeper::Access::from_certs(&certs)?).await?);
 //!     let task = grid.submit::<Double>(&Number(21), &SubmitOptions::default()).await?;
 //!     assert_eq!(task.result(Duration::from_secs(10)).await?.0, 42);
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! # drop(runtime);
+//! # drop(cluster);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # An actor
+//!
+//! Tasks run and end; a grid **actor** lives on, keeps state and answers messages addressed by a key
+//! ([`actors`] teaches the model). Its first call activates it on a node; later calls go straight to
+//! that node. A durable actor commits its state through the log before it answers, and is activated
+//! elsewhere from that state when its node dies.
+//!
+//! ```
+//! # use gridkeeper::{ActorContext, ActorError, GridActor};
+//! # /// A durable tally per key.
+//! # struct Tally(u64);
+//! # #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+//! # struct Add(u64);
+//! # impl GridActor for Tally {
+//! #     const KIND: &'static str = "tally";
+//! #     const DURABLE: bool = true;
+//! #     type Message = Add;
+//! #     type Reply = u64;
+//! #     fn activate(_key: &str, state: Option<&[u8]>) -> Result<Tally, ActorError> {
+//! #         let bytes = state.map(<[u8; 8]>::try_from).transpose().map_err(|_| ActorError::new("not 8 bytes"))?;
+//! #         Ok(Tally(bytes.map_or(0, u64::from_le_bytes)))
+//! #     }
+//! #     async fn handle(&mut self, add: Add, _ctx: &ActorContext) -> Result<u64, ActorError> {
+//! #         self.0 += add.0;
+//! #         Ok(self.0)
+//! #     }
+//! #     fn snapshot(&self) -> Result<Vec<u8>, ActorError> {
+//! #         Ok(self.0.to_le_bytes().to_vec())
+//! #     }
+//! # }
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use gridkeeper::{actors::builtin, Client, Grid, GridActors, LocalCluster, LocalOptions, NodeId};
+//!
+//! # let dir = std::env::temp_dir().join(format!("gridkeeper-doc-actor-{}", std::process::id()));
+//! // The nodes host the built-in `counter` and `Tally` (`Node::builder().actor::<Tally>()` in a node
+//! // of your own).
+//! let options = LocalOptions { actors: builtin::kinds().with::<Tally>(), ..LocalOptions::default() };
+//! let cluster = LocalCluster::start_with(1, &dir, options)?;
+//! cluster.wait_for_leader(Duration::from_secs(10)).ok_or("no leader elected")?;
+//! let runtime = tokio::runtime::Runtime::new()?;
+//! runtime.block_on(async {
+//!     let grid = Grid::remote(Client::connect(cluster.admin(NodeId(1)), cluster.access()?).await?);
+//!     let visits = grid.actor::<Tally>("visits");
+//!     // `unavailable` took nothing (here: the node has not registered its kinds yet): send it again.
+//!     let mut tries = 0;
+//!     let total = loop {
+//!         match visits.call(Add(2)).await {
+//!             Err(error) if error.code().is_retryable() && tries < 200 => tries += 1,
+//!             answer => break answer?,
+//!         }
+//!         tokio::time::sleep(Duration::from_millis(50)).await;
+//!     };
+//!     assert_eq!(total, 2);
+//!     // With an idempotency key a call may be sent again: the repeat gets the recorded reply.
+//!     let keyed = visits.clone().with_idempotency_key("visit-42");
+//!     assert_eq!(keyed.call(Add(1)).await?, 3);
+//!     assert_eq!(keyed.call(Add(1)).await?, 3);
 //!     Ok::<_, Box<dyn std::error::Error>>(())
 //! })?;
 //! # drop(runtime);

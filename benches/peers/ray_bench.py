@@ -1,11 +1,19 @@
 #!/usr/bin/env python3
-"""Ray's side of the peers benchmark: the two task workloads gridkeeper is compared on.
+"""Ray's side of the peers benchmark: the task and actor workloads gridkeeper is compared on.
 
 - tasks: end-to-end throughput of 20,000 no-op remote tasks (submit all, then ray.get all), after a
   warm-up of 100 that starts the worker processes.
 - task-retry: a remote task with max_retries=3 sleeps; its worker process is killed with SIGKILL (the
   task reports its PID from inside), and the time from the kill to the retry's start (which the
   retried task reports) is measured.
+- actor-calls: calls/s to one actor (a counter: `add(n)` returns the total), closed loop, after a
+  warm-up: 1 caller (`ray.get(a.add.remote(1))` in a loop), then 16 concurrent callers, each a closed
+  loop of its own in the driver (16 asyncio tasks awaiting `a.add.remote(1)`; the actor, like a
+  gridkeeper actor, handles one call at a time). Warm-up 2 s and window 10 s (1 s and 3 s with --quick).
+  Records calls/s and the calls' p50/p99.
+- actor-restart: an actor with max_restarts=-1 and max_task_retries=-1; its worker process is killed
+  with SIGKILL (the actor reports its PID), and the time from the kill until a call answers again is
+  measured, over 20 trials (5 with --quick); the record carries the worst, every trial goes to stderr.
 
 Ray runs as a one-node local cluster with num_cpus=2, started by ray.init() and stopped by
 ray.shutdown() on the way out, SIGTERM included. The dashboard is left out: it would compete for the
@@ -31,6 +39,21 @@ SLEEP_TASK_S = 60.0
 
 
 @ray.remote
+class Counter:
+    """The actor of the actor workloads: a counter, as gridkeeper's."""
+
+    def __init__(self):
+        self.total = 0
+
+    def add(self, amount):
+        self.total += amount
+        return self.total
+
+    def pid(self):
+        return os.getpid()
+
+
+@ray.remote
 def noop():
     return None
 
@@ -48,14 +71,14 @@ def sleeper(report_dir, seconds):
     return None
 
 
-def record(workload, ops_per_s=None, errors=0, gap_ms=None):
+def record(workload, ops_per_s=None, errors=0, gap_ms=None, clients=1, p50_us=None, p99_us=None):
     return {
         "system": "ray",
         "workload": workload,
-        "clients": 1,
+        "clients": clients,
         "ops_per_s": ops_per_s,
-        "p50_us": None,
-        "p99_us": None,
+        "p50_us": p50_us,
+        "p99_us": p99_us,
         "errors": errors,
         "gap_ms": gap_ms,
     }
@@ -113,6 +136,100 @@ def task_retry():
         return record("task-retry", gap_ms=gap_ms)
 
 
+def percentile(sorted_us, fraction):
+    if not sorted_us:
+        return None
+    return float(sorted_us[min(int(len(sorted_us) * fraction), len(sorted_us) - 1)])
+
+
+def calls_record(clients, latencies_us, errors, window_s):
+    latencies_us.sort()
+    return record(
+        "actor-calls",
+        ops_per_s=len(latencies_us) / window_s,
+        errors=errors,
+        clients=clients,
+        p50_us=percentile(latencies_us, 0.50),
+        p99_us=percentile(latencies_us, 0.99),
+    )
+
+
+def actor_calls_one(actor, warmup_s, window_s):
+    """One caller, closed loop: each call waits for the previous one's answer."""
+    count_from = time.perf_counter() + warmup_s
+    until = count_from + window_s
+    latencies_us, errors = [], 0
+    while True:
+        started = time.perf_counter()
+        if started >= until:
+            break
+        try:
+            ray.get(actor.add.remote(1))
+            if started >= count_from:
+                latencies_us.append((time.perf_counter() - started) * 1e6)
+        except ray.exceptions.RayError:
+            errors += started >= count_from
+    return calls_record(1, latencies_us, errors, window_s)
+
+
+def actor_calls_many(actor, callers, warmup_s, window_s):
+    """`callers` closed loops at once, as asyncio tasks in the driver awaiting the actor's refs."""
+    import asyncio
+
+    async def caller(count_from, until, latencies_us, errors):
+        while True:
+            started = time.perf_counter()
+            if started >= until:
+                return
+            try:
+                await actor.add.remote(1)
+                if started >= count_from:
+                    latencies_us.append((time.perf_counter() - started) * 1e6)
+            except ray.exceptions.RayError:
+                errors[0] += started >= count_from
+
+    async def run():
+        count_from = time.perf_counter() + warmup_s
+        until = count_from + window_s
+        latencies_us, errors = [], [0]
+        await asyncio.gather(*(caller(count_from, until, latencies_us, errors) for _ in range(callers)))
+        return latencies_us, errors[0]
+
+    latencies_us, errors = asyncio.run(run())
+    return calls_record(callers, latencies_us, errors, window_s)
+
+
+def actor_calls(quick):
+    warmup_s, window_s = (1.0, 3.0) if quick else (2.0, 10.0)
+    actor = Counter.remote()
+    ray.get(actor.add.remote(0))
+    results = [actor_calls_one(actor, warmup_s, window_s), actor_calls_many(actor, 16, warmup_s, window_s)]
+    ray.kill(actor)
+    return results
+
+
+def actor_restart(trials):
+    """Kills the actor's worker `trials` times; the worst time until a call answers again."""
+    actor = Counter.options(max_restarts=-1, max_task_retries=-1).remote()
+    ray.get(actor.add.remote(0))
+    gaps_ms, errors = [], 0
+    for trial in range(trials):
+        pid = ray.get(actor.pid.remote())
+        killed = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        try:
+            ray.get(actor.add.remote(1), timeout=ATTEMPT_WAIT_S)
+        except (ray.exceptions.RayError, TimeoutError) as error:
+            errors += 1
+            print(f"ray_bench: actor-restart trial {trial}: no answer: {error}", file=sys.stderr)
+            continue
+        gap_ms = (time.perf_counter() - killed) * 1e3
+        gaps_ms.append(gap_ms)
+        print(f"ray_bench: actor-restart trial {trial}: killed pid {pid}; answered {gap_ms:.0f} ms later", file=sys.stderr)
+    ray.kill(actor)
+    return [record("actor-restart", errors=errors, gap_ms=max(gaps_ms) if gaps_ms else None)]
+
+
 def on_sigterm(_signum, _frame):
     # Turn SIGTERM into an exit, so the finally below stops the Ray processes ray.init() started.
     sys.exit(143)
@@ -122,26 +239,40 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="target/peers/results.jsonl", help="results file (JSON lines, appended)")
     parser.add_argument("--tasks", type=int, default=20_000, help="no-op tasks per throughput run")
-    parser.add_argument("--quick", action="store_true", help="accepted for symmetry; both workloads are one-shot")
     parser.add_argument(
-        "--workloads", default="tasks,task-retry", help="comma separated: tasks, task-retry (in this order)"
+        "--quick", action="store_true", help="shorter actor-calls windows and 5 actor-restart trials (tasks: no effect)"
+    )
+    parser.add_argument("--trials", type=int, default=None, help="actor-restart trials (default 20; 5 with --quick)")
+    parser.add_argument(
+        "--workloads",
+        default="tasks,task-retry,actor-calls,actor-restart",
+        help="comma separated: tasks, task-retry, actor-calls, actor-restart",
     )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, on_sigterm)
     workloads = [name for name in args.workloads.split(",") if name]
     for name in workloads:
-        if name not in ("tasks", "task-retry"):
+        if name not in ("tasks", "task-retry", "actor-calls", "actor-restart"):
             parser.error(f"unknown workload {name}")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         print(f"ray_bench: Ray {ray.__version__}, num_cpus=2", file=sys.stderr)
+        trials = args.trials if args.trials is not None else (5 if args.quick else 20)
         for name in workloads:
-            result = tasks(args.tasks) if name == "tasks" else task_retry()
-            line = json.dumps(result)
-            print(line)
-            with open(args.out, "a") as out:
-                out.write(line + "\n")
+            if name == "tasks":
+                results = [tasks(args.tasks)]
+            elif name == "task-retry":
+                results = [task_retry()]
+            elif name == "actor-calls":
+                results = actor_calls(args.quick)
+            else:
+                results = actor_restart(trials)
+            for result in results:
+                line = json.dumps(result)
+                print(line)
+                with open(args.out, "a") as out:
+                    out.write(line + "\n")
     finally:
         ray.shutdown()
 

@@ -12,7 +12,7 @@
 # Markdown table and the goals are printed at the end.
 #
 # Environment: PEERS_SYSTEMS (the systems to run, default all: zookeeper etcd gridkeeper gridkeeper_zk
-# gridkeeper_1node ray), PEERS_SHARED (the shared cluster scripts, default ../shared/peers beside the repo),
+# gridkeeper_1node gridkeeper_actors ray), PEERS_SHARED (the shared cluster scripts, default ../shared/peers beside the repo),
 # PEERS_RAY_VERSION (default 2.60.*), PEERS_GK_ZK_BASE (gridkeeper's ZooKeeper ports are BASE+N,
 # default 2280). Cluster data lives under target/peers/{zk,etcd,gk}.
 set -euo pipefail
@@ -82,7 +82,7 @@ install_ray() {
 }
 
 # PEERS_SYSTEMS narrows the run, for example PEERS_SYSTEMS="zookeeper gridkeeper_zk" (default: all).
-SYSTEMS=${PEERS_SYSTEMS:-zookeeper etcd gridkeeper gridkeeper_zk gridkeeper_1node ray}
+SYSTEMS=${PEERS_SYSTEMS:-zookeeper etcd gridkeeper gridkeeper_zk gridkeeper_1node gridkeeper_actors ray}
 install_packages
 [[ " $SYSTEMS " != *" ray "* ]] || install_ray
 
@@ -163,6 +163,12 @@ run_gridkeeper_1node() {
     export PEERS_GK_NODES=1
     with_cluster "$PEERS_GK_DIR" "$HERE/gk-cluster.sh" --system gridkeeper-1node \
         --endpoints 127.0.0.1:19201 --token-file "$PEERS_GK_DIR/certs/admin.token" --workloads tasks
+}
+
+run_gridkeeper_actors() {
+    # Issue 17's actor figures: benches/actors.rs runs its own in-process 3-node cluster (real QUIC,
+    # Raft, fsync) and appends its records (system gridkeeper) to the same results file.
+    cargo bench --bench actors -- --out "$OUT" "${QUICK[@]}"
 }
 
 run_ray() {

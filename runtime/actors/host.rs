@@ -20,7 +20,7 @@
 //! Lock order: the host's table lock is never held while reading or writing through the coordinator
 //! (the apply step calls the host with the replicated state locked).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -185,7 +185,8 @@ struct Table {
     handoff: Handoff,
     /// Bumped on every snapshot install: an activation granted across one waits from the floor.
     resets: u64,
-    activations: HashMap<ActorId, Activation>,
+    /// Ordered (not hashed), so that stopping them all answers in an order a seed replays.
+    activations: BTreeMap<ActorId, Activation>,
     commits: CommitQueue<Held>,
     depth: usize,
     stopped: bool,
@@ -284,7 +285,7 @@ impl ActorHost {
                     lease: HostLease::new(),
                     handoff: Handoff::new(Millis(0)),
                     resets: 0,
-                    activations: HashMap::new(),
+                    activations: BTreeMap::new(),
                     commits: CommitQueue::new(),
                     depth: 0,
                     stopped: false,
@@ -754,9 +755,15 @@ async fn run_mailbox(shared: Arc<Shared>, actor: ActorId, generation: u64) {
             Next::Handle(envelope, handler, context, durable) => (envelope, handler, context, durable),
             Next::Done => return,
         };
-        let outcome = std::panic::AssertUnwindSafe(handler.handle(&envelope.message, envelope.encoding, &context))
-            .catch_unwind()
-            .await;
+        let handling =
+            std::panic::AssertUnwindSafe(handler.handle(&envelope.message, envelope.encoding, &context)).catch_unwind();
+        let Some(outcome) = within_lease(&shared, handling).await else {
+            // The lease lapsed mid-message: the handler is dropped at its await point, before another
+            // node may activate the actor (the handoff wait outlasts the lease), and the activation
+            // stops; what it did is not committed.
+            lapsed(&shared, envelope);
+            return;
+        };
         // A durable actor's snapshot, taken before the table is locked (user code runs unlocked).
         let snapshot = match &outcome {
             Ok(Ok(_)) | Ok(Err(HandleError::Failed(_))) if durable => Some(handler.snapshot()),
@@ -771,6 +778,39 @@ async fn run_mailbox(shared: Arc<Shared>, actor: ActorId, generation: u64) {
 }
 
 type Handled = Result<Result<Vec<u8>, HandleError>, Box<dyn std::any::Any + Send>>;
+
+/// Runs `handling` while this host's lease holds: it is dropped (`None`) once the lease's end passes
+/// unrenewed, so no handler of this host still runs when another node may activate its actor. The end
+/// is looked at again whenever it comes, since keepalives renew it meanwhile. A handler that computes
+/// without awaiting cannot be stopped between its awaits (documented on `GridActor::handle`).
+async fn within_lease<F: std::future::Future>(shared: &Shared, handling: F) -> Option<F::Output> {
+    let mut handling = std::pin::pin!(handling);
+    loop {
+        let end = {
+            let now = shared.clock.now();
+            let table = shared.lock();
+            if !table.lease.valid(now) {
+                return None;
+            }
+            table.lease.expires_at()
+        };
+        let end = end?;
+        tokio::select! {
+            output = &mut handling => return Some(output),
+            () = tokio::time::sleep_until(shared.clock.instant_at(end)) => {}
+        }
+    }
+}
+
+/// A message whose handling the lease's end cut short: every activation stops, its caller hears the
+/// outcome is unknown.
+fn lapsed(shared: &Shared, envelope: Envelope) {
+    let mut table = shared.lock();
+    let refusal = Refusal::misdirected(None, format!("node {}'s host lease lapsed", shared.node));
+    table.stop_all(&refusal);
+    drop(table);
+    send(envelope.to, Err(Refusal::new(ErrorCode::OutcomeUnknown, "the host lease lapsed while the call was handled")));
+}
 
 fn after_handle(
     shared: &Arc<Shared>,

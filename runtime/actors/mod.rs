@@ -1,6 +1,93 @@
 //! Grid actors: long-lived, addressable, stateful actors that the grid places by key, and moves when
 //! their node dies.
 //!
+//! # The model
+//!
+//! - An actor type implements [`GridActor`]: a `KIND`, typed messages and replies (rkyv from Rust
+//!   callers, validated on receipt; serde for the admin API and the CLI), `activate` (from nothing, or
+//!   from its last committed snapshot), an optional `on_start`, `handle`, and `snapshot`. Register it
+//!   on every node that may host it ([`NodeBuilder::actor`](crate::NodeBuilder::actor),
+//!   [`LocalOptions::actors`](crate::LocalOptions::actors)).
+//! - An actor is named by its kind and a key, and is *virtual*: `grid.actor::<A>(key)` is only a
+//!   handle ([`ActorRef`]); the first call activates the actor on the node a rendezvous hash of its key
+//!   picks among the live members that host its kind (not draining). The ownership record, with a
+//!   fencing token, is replicated through the log; the calls themselves go over the mesh straight to
+//!   the host, never through Raft. An activation handles one message at a time, and one caller's
+//!   messages in the order sent.
+//! - **Exactly one activation**: a host handles messages only while its host lease holds (renewed by
+//!   its registration's keepalive and confirmed by a linearizable stat of that registration); when the
+//!   registration is deleted its actors are orphaned in the same entry, and another node activates one
+//!   only after a handoff wait longer than the lease (see `lease.rs`). Every commit carries the
+//!   activation's token and the log refuses a stale one, so a host that lost its lease never writes.
+//! - **Durable** actors (`DURABLE = true`) have their snapshot committed through the log after every
+//!   message, grouped, before the caller hears the reply; after their node dies they resume elsewhere
+//!   from it. Volatile actors commit nothing and restart empty after a move.
+//! - An idle activation is passivated after `--actor-idle-ms` (its durable state stays in its
+//!   record); a node holds at most `--actor-activations-max` activations (then `quota exceeded`); a
+//!   mailbox holds [`ACTOR_MAILBOX_MAX`](crate::limits::ACTOR_MAILBOX_MAX) messages (then
+//!   `overloaded`). A draining node gives its actors up, and the next call activates them elsewhere.
+//!
+//! What a caller sees across a move: a call whose host died before it answered fails with
+//! `outcome unknown` (it may have been applied) and is never sent again on its behalf; a call carrying
+//! an idempotency key may be sent again safely (a durable actor answers a repeat with the reply it
+//! recorded: its last [`ACTOR_RECENT_REPLIES_MAX`](crate::limits::ACTOR_RECENT_REPLIES_MAX) keyed
+//! replies move with its state; an `actor failed` error is not recorded, so a refusal a retry must
+//! see again belongs in the reply); `overloaded` and `unavailable` took nothing and may be sent again.
+//! `examples/actors.rs` transfers money between accounts this way while a node is killed.
+//!
+//! An actor is plain async code, so it can be tested without a cluster (the crate root shows one
+//! called on a cluster):
+//!
+//! ```
+//! use gridkeeper::{grid::FencingToken, ActorContext, ActorError, GridActor, NodeId};
+//!
+//! /// A durable tally per key.
+//! struct Tally {
+//!     total: u64,
+//! }
+//!
+//! #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize)]
+//! struct Add(u64);
+//!
+//! impl GridActor for Tally {
+//!     const KIND: &'static str = "tally";
+//!     const DURABLE: bool = true;
+//!     type Message = Add;
+//!     type Reply = u64;
+//!
+//!     fn activate(_key: &str, state: Option<&[u8]>) -> Result<Tally, ActorError> {
+//!         let total = match state {
+//!             None => 0,
+//!             Some(bytes) => u64::from_le_bytes(bytes.try_into().map_err(|_| ActorError::new("not 8 bytes"))?),
+//!         };
+//!         Ok(Tally { total })
+//!     }
+//!
+//!     async fn handle(&mut self, add: Add, _ctx: &ActorContext) -> Result<u64, ActorError> {
+//!         // An error is the caller's answer (`actor failed`).
+//!         self.total = self.total.checked_add(add.0).ok_or_else(|| ActorError::new("overflow"))?;
+//!         Ok(self.total)
+//!     }
+//!
+//!     fn snapshot(&self) -> Result<Vec<u8>, ActorError> {
+//!         Ok(self.total.to_le_bytes().to_vec())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), ActorError> {
+//! // Driven by hand as its host would: a fresh activation, a message, then a move.
+//! let ctx = ActorContext { key: "k".into(), node: NodeId(1), token: FencingToken(7) };
+//! let mut tally = Tally::activate("k", None)?;
+//! assert_eq!(tally.handle(Add(2), &ctx).await?, 2);
+//! let committed = tally.snapshot()?;
+//! let mut moved = Tally::activate("k", Some(&committed))?;
+//! assert_eq!(moved.handle(Add(1), &ctx).await?, 3);
+//! # Ok(()) }
+//! ```
+//!
+//! # This folder
+//!
 //! - `model.rs`: the [`GridActor`] trait users implement, [`ActorKinds`] (the kinds a node hosts).
 //! - `builtin.rs`: the durable `counter` every node hosts.
 //! - `lease.rs` (core): the host lease and the handoff wait that keep one activation per actor.
@@ -14,19 +101,6 @@
 //! proposes the commands and acts on their effects. `service` comes before this folder in the
 //! dependency rule, so [`Grid::actor`](GridActors::actor) is an extension trait here, implemented for
 //! [`Grid`]: `use gridkeeper::GridActors` brings it in.
-//!
-//! What a caller sees across a move: a call whose host died before it answered fails with
-//! `outcome unknown` (it may have been applied) and is never sent again on its behalf; a call carrying
-//! an idempotency key may be sent again safely (a durable actor answers a repeat with the reply it
-//! recorded); `overloaded` and `unavailable` took nothing and may be sent again.
-//!
-//! ```no_run
-//! # async fn example(grid: gridkeeper::Grid) -> Result<(), gridkeeper::GridApiError> {
-//! use gridkeeper::actors::builtin::{Add, Counter};
-//! use gridkeeper::GridActors;
-//! let total = grid.actor::<Counter>("visits").call(Add { add: 1 }).await?.total;
-//! # let _ = total; Ok(()) }
-//! ```
 
 pub mod builtin;
 pub mod commits;

@@ -75,6 +75,13 @@ pub trait GridActor: Send + 'static + Sized {
 
     /// Handles one message.
     ///
+    /// It runs only while its node holds its host lease: if the lease lapses unrenewed mid-message
+    /// (the node cut off from the cluster), the future is dropped at its next `.await`, the caller
+    /// hears the outcome is unknown and nothing it did is committed. That is what keeps two
+    /// activations of a key from handling messages at once; code that computes for a long time
+    /// without awaiting cannot be stopped between its awaits, so yield (`tokio::task::yield_now`) in
+    /// long loops.
+    ///
     /// # Errors
     /// An [`ActorError`] is the caller's answer (a durable actor's state is still committed, since
     /// the handler may have changed it before it failed).

@@ -11,7 +11,7 @@
 //! ([`ACTOR_MESSAGE_BYTES_MAX`]) and every call's deadline. A peer the mesh declares down fails its
 //! pending calls at once with `outcome unknown`: they were sent and may have been handled.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,7 +55,8 @@ pub enum Frame {
     },
 }
 
-type Pending = Mutex<HashMap<u64, (NodeId, oneshot::Sender<Answer>)>>;
+// Ordered (not hashed): failing a peer's calls answers them in an order a seed replays.
+type Pending = Mutex<BTreeMap<u64, (NodeId, oneshot::Sender<Answer>)>>;
 
 /// Sends calls to peers' hosts and matches their answers. Cheap to clone.
 #[derive(Clone)]

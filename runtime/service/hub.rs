@@ -107,13 +107,15 @@ pub struct GridHub {
     wake: Notify,
     /// Bumped on every applied grid change, for any number of watchers (remote workers' polls).
     applied: tokio::sync::watch::Sender<u64>,
-    /// The node's actor service, if it hosts actors (see [`ActorListener`]).
-    actors: std::sync::RwLock<Option<Arc<dyn ActorListener>>>,
+    /// The node's actor service, if it hosts actors (see [`ActorListener`]). Weak: the service holds
+    /// the coordinator, whose observer this hub is, so a strong reference would keep a node torn down
+    /// without an orderly stop (and its mesh socket) alive.
+    actors: std::sync::RwLock<Option<std::sync::Weak<dyn ActorListener>>>,
 }
 
 /// What the layer hosting actors (`crate::actors`, which comes after `service` in the folder rule)
 /// hears through the hub: applied actor effects, snapshot installs, and this node's registration lease.
-/// The hub holds one; `into_any` lets that layer find itself again from a coordinator.
+/// The hub holds it weakly; `into_any` lets that layer find itself again from a coordinator.
 pub trait ActorListener: Send + Sync + 'static {
     /// An applied entry with actor effects; called in the apply step with the state locked: it must
     /// not block.
@@ -182,7 +184,7 @@ impl GridHub {
 
     /// Connects the node's actor service: actor effects and lease renewals flow to it from now on.
     pub fn attach_actors(&self, listener: Arc<dyn ActorListener>) {
-        *self.actors.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(listener);
+        *self.actors.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::downgrade(&listener));
     }
 
     /// Disconnects the actor service.
@@ -192,7 +194,7 @@ impl GridHub {
 
     /// The attached actor service.
     pub fn actors(&self) -> Option<Arc<dyn ActorListener>> {
-        self.actors.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.actors.read().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().and_then(std::sync::Weak::upgrade)
     }
 
     /// Tells the actor service of this node's registration lease (see [`ActorListener::on_lease`]).

@@ -1,6 +1,7 @@
 //! The task grid on a simulated node: the same parts a real node runs beside its coordinator (the
-//! leader's dispatcher, the node's registration, the worker supervisor with one actor per attempt),
-//! started on the simulated host, so their timers run on simulated time and replay from the seed.
+//! leader's dispatcher, the node's registration, the worker supervisor with one actor per attempt,
+//! and, when asked, the actor host with its service), started on the simulated host, so their timers
+//! run on simulated time and replay from the seed.
 //!
 //! It differs from a real node in one way: attempts run on the host's own runtime (worker threads
 //! 0), because every task of a simulated host must run on it for the simulation to drive it.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use ractor::ActorRef;
 
 use super::{locked, Shared};
+use crate::actors::{ActorKinds, ActorService, HostConfig};
 use crate::consensus::Coordinator;
 use crate::grid::kinds::TaskKinds;
 use crate::grid::task::Strategy;
@@ -28,12 +30,21 @@ pub struct SimGrid {
     pub kinds: TaskKinds,
     /// The cluster's placement strategy.
     pub strategy: Strategy,
+    /// The grid actor kinds every node hosts (its `ActorService` started next to the worker, as a
+    /// node's supervisor does), with the host's settings; `None`: no actor host.
+    pub actors: Option<(ActorKinds, HostConfig)>,
 }
 
 impl SimGrid {
-    /// Two slots, four prefetched, the built-in kinds, least-loaded placement.
+    /// Two slots, four prefetched, the built-in kinds, least-loaded placement, no actor host.
     pub fn new() -> SimGrid {
-        SimGrid { slots: 2, prefetch: 4, kinds: crate::worker::builtin::kinds(), strategy: Strategy::LeastLoaded }
+        SimGrid {
+            slots: 2,
+            prefetch: 4,
+            kinds: crate::worker::builtin::kinds(),
+            strategy: Strategy::LeastLoaded,
+            actors: None,
+        }
     }
 }
 
@@ -43,9 +54,10 @@ impl Default for SimGrid {
     }
 }
 
-/// Starts the dispatcher, the registration and the worker supervisor of `node`; the worker's
-/// running-attempt gauge is kept in `gauges` (one per incarnation). Returns the worker, which lives
-/// as long as the host.
+/// Starts the dispatcher, the actor host (with [`SimGrid::actors`]), the registration and the worker
+/// supervisor of `node`; the worker's running-attempt gauge is kept in `gauges` (one per
+/// incarnation). Returns the worker, which lives as long as the host (the actor service is found
+/// through the coordinator: `ActorService::of`).
 pub(super) async fn start(
     grid: &SimGrid,
     node: NodeId,
@@ -54,6 +66,17 @@ pub(super) async fn start(
     gauges: &Shared<Vec<(NodeId, WorkerGauge)>>,
 ) -> Result<ActorRef<WorkerMsg>, ractor::SpawnErr> {
     tokio::spawn(crate::service::dispatcher::run(coordinator.clone(), grid.strategy, seed ^ node.0));
+    // Before the registration, as on a node: its keepalives renew the host's lease.
+    let actors = match &grid.actors {
+        Some((kinds, config)) => match ActorService::start(coordinator, kinds.clone(), *config) {
+            Ok(service) => Some(service.host().kinds().names()),
+            Err(error) => {
+                tracing::warn!(%node, %error, "this simulated node hosts no actors");
+                None
+            }
+        },
+        None => None,
+    };
     let record = NodeRecord {
         addr: super::host_name(node),
         slots: grid.slots,
@@ -62,7 +85,7 @@ pub(super) async fn start(
         kinds: grid.kinds.names(),
         state_version: crate::registry::STATE_VERSION,
         admin: None,
-        actor_kinds: None,
+        actor_kinds: actors,
     };
     tokio::spawn(crate::service::registration::keep_registered_local(coordinator.clone(), node, record));
     let gauge = WorkerGauge::default();

@@ -8,7 +8,8 @@
 //! Time is the simulator's too: tokio's clock on every host, and Unix time (`clock::unix_millis`)
 //! from a fixed epoch, so grid timeouts, backoff, not-before times, TTLs and cron replay from the seed.
 //! [`faults`] draws fault schedules from a seed and [`SimCluster::run_schedule`] plays them;
-//! [`swarm`] runs many seeds per test; [`SimGrid`] puts the task grid on every node.
+//! [`swarm`] runs many seeds per test; [`SimGrid`] puts the task grid (and, if asked, the actor host)
+//! on every node.
 
 pub mod faults;
 mod grid;
@@ -356,7 +357,9 @@ impl<'a> SimCluster<'a> {
     /// Kills `node` as kill -9 would: its tasks stop, its sockets vanish, nothing is said.
     pub fn crash(&mut self, node: NodeId) {
         locked(&self.meshes).remove(&node);
-        locked(&self.coordinators).remove(&node);
+        if let Some(coordinator) = locked(&self.coordinators).remove(&node) {
+            stop_actors(&coordinator);
+        }
         self.sim.crash(host_name(node));
         let mut damage = locked(&self.damage);
         if !damage.down.contains(&node) {
@@ -506,6 +509,23 @@ impl<'a> SimCluster<'a> {
         }
         for node in down {
             self.sim.bounce(host_name(node));
+        }
+    }
+}
+
+/// Stops `coordinator`'s actor service, if it runs one: its host and the grid hub hold each other, so
+/// without this a crashed node's coordinator (and its socket) would outlive its host. It sends and
+/// proposes nothing, so a crash stays a kill -9.
+fn stop_actors(coordinator: &Coordinator) {
+    if let Some(service) = crate::actors::ActorService::of(coordinator) {
+        service.stop();
+    }
+}
+
+impl Drop for SimCluster<'_> {
+    fn drop(&mut self) {
+        for coordinator in locked(&self.coordinators).values() {
+            stop_actors(coordinator);
         }
     }
 }

@@ -344,6 +344,7 @@ async fn once(
                 p99_us: None,
                 errors: run.failed as u64,
                 gap_ms: None,
+                bytes: None,
             })
         }
         Workload::TaskRetry => {
@@ -358,6 +359,7 @@ async fn once(
                 p99_us: None,
                 errors: 0,
                 gap_ms: Some(after.as_secs_f64() * 1e3),
+                bytes: None,
             })
         }
         Workload::Write | Workload::Create | Workload::Read | Workload::ReadLocal => {

@@ -1,7 +1,7 @@
 //! Results: one JSON line per measurement (the schema `ray_bench.py` writes too), and the Markdown
 //! table with the ratio of gridkeeper to the best peer and of gridkeeper through its ZooKeeper
-//! protocol (`gridkeeper-zk`) to ZooKeeper, followed by the goals of issues 5 and 12 as met or
-//! missed.
+//! protocol (`gridkeeper-zk`) to ZooKeeper, followed by the goals of issues 5, 12, 16 and 17 as met
+//! or missed.
 //!
 //! The table reads only the results file, so it can be printed again from an old run.
 
@@ -26,14 +26,31 @@ const PEERS: [&str; 3] = ["zookeeper", "etcd", "ray"];
 /// Client counts of the steady workloads.
 const CLIENT_COUNTS: [usize; 3] = [1, 16, 128];
 /// Workloads in row order.
-const WORKLOADS: [&str; 7] = ["write", "create", "read", "read-local", "failover", "tasks", "task-retry"];
+const WORKLOADS: [&str; 14] = [
+    "write",
+    "create",
+    "read",
+    "read-local",
+    "failover",
+    "tasks",
+    "task-retry",
+    "actor-calls",
+    "actor-calls-durable",
+    "actor-spread",
+    "actor-spread-durable",
+    "actor-remote",
+    "actor-restart",
+    "actor-memory",
+];
 
 /// One measurement. Fields that do not apply to a workload are `null`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// `gridkeeper`, `gridkeeper-zk`, `gridkeeper-1node`, `zookeeper`, `etcd` or `ray`.
     pub system: String,
-    /// `write`, `create`, `read`, `read-local`, `failover`, `tasks` or `task-retry`.
+    /// `write`, `create`, `read`, `read-local`, `failover`, `tasks`, `task-retry`, or one of the
+    /// actor workloads (`actor-calls`, `actor-calls-durable`, `actor-spread`, `actor-spread-durable`,
+    /// `actor-remote`, `actor-restart`, `actor-memory`; gridkeeper's from `benches/actors.rs`).
     pub workload: String,
     /// Concurrent clients (1 for the task workloads: one submitter).
     pub clients: usize,
@@ -47,7 +64,11 @@ pub struct Record {
     #[serde(default)]
     pub errors: u64,
     /// Failover: longest time without an acknowledged write. Task retry: kill to retry start.
+    /// Actor restart: kill to the actor answering again, the worst trial.
     pub gap_ms: Option<f64>,
+    /// Actor memory: heap bytes per idle activation. Absent from the other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<f64>,
 }
 
 impl Record {
@@ -63,6 +84,7 @@ impl Record {
             p99_us: percentile(&tally.latencies_us, 0.99),
             errors: tally.errors,
             gap_ms: None,
+            bytes: None,
         }
     }
 
@@ -77,6 +99,9 @@ impl Record {
         }
         if let Some(gap) = self.gap_ms {
             parts.push(format!("gap {gap:.0} ms"));
+        }
+        if let Some(bytes) = self.bytes {
+            parts.push(format!("{} bytes", thousands(bytes)));
         }
         parts.push(format!("{} errors", self.errors));
         format!("{} {} {} clients: {}", self.system, self.workload, self.clients, parts.join(", "))
@@ -145,13 +170,19 @@ pub fn read(path: &Path) -> Result<Vec<Record>> {
 
 /// Lower is better for these workloads (a time), higher for the others (a rate).
 fn is_time(workload: &str) -> bool {
-    matches!(workload, "failover" | "task-retry")
+    matches!(workload, "failover" | "task-retry" | "actor-restart")
 }
 
-/// The figure a row compares: the rate, or the time for failover and task retry.
+/// The workload whose figure is a size in bytes (lower is better, no peer measures it).
+const MEMORY: &str = "actor-memory";
+
+/// The figure a row compares: the rate, the time for failover, task retry and actor restart, or the
+/// bytes for actor memory.
 fn figure(record: &Record) -> Option<f64> {
     if is_time(&record.workload) {
         record.gap_ms
+    } else if record.workload == MEMORY {
+        record.bytes
     } else {
         record.ops_per_s
     }
@@ -207,7 +238,13 @@ fn best_peer(records: &[Record], row: &Row<'_>, workload: &str, clients: usize) 
 
 fn cell(record: &Record, substituted: bool) -> String {
     let Some(value) = figure(record) else { return "—".into() };
-    let mut text = if is_time(&record.workload) { format!("{} ms", thousands(value)) } else { thousands(value) };
+    let mut text = if is_time(&record.workload) {
+        format!("{} ms", thousands(value))
+    } else if record.workload == MEMORY {
+        format!("{} B", thousands(value))
+    } else {
+        thousands(value)
+    };
     if substituted {
         text.push('*');
     }
@@ -276,7 +313,9 @@ pub fn table(records: &[Record]) -> String {
          (ZooKeeper protocol)`: the same 3-node cluster through its ZooKeeper listeners, driven with the \
          client ZooKeeper gets, and compared with ZooKeeper alone in the last column. `*` ZooKeeper's local \
          getData, the reference for linearizable reads (ZooKeeper has none). `err`: failed or abandoned \
-         requests in the window.\n",
+         requests in the window. Actor rows (issue 17): calls per second, `actor-restart` in ms (worst \
+         trial), `actor-memory` in bytes per idle activation; gridkeeper's from `benches/actors.rs` (an \
+         in-process 3-node cluster; `-durable`: the built-in durable counter, the others a volatile one).\n",
     );
     out
 }
@@ -378,7 +417,89 @@ pub fn goals(records: &[Record]) -> String {
     out.push_str(&task_rate_goal(records, "gridkeeper", 3, 50_000.0));
     out.push_str(&task_rate_goal(records, "gridkeeper-1node", 1, 60_000.0));
     out.push_str(&zk_protocol_goals(records));
+    out.push_str(&actor_goals(records));
     out
+}
+
+/// Issue 17's goals: gridkeeper's actor figures (`benches/actors.rs`) against Ray's actors and
+/// against absolute bounds. The ratios to Ray compare the volatile actor (what a Ray actor is); the
+/// durable counter's ratio is shown beside it.
+fn actor_goals(records: &[Record]) -> String {
+    let mut out = String::from("\nGoals of issue 17, grid actors (gridkeeper from benches/actors.rs):\n");
+    for (title, clients, target) in [
+        ("calls/s to one actor, 1 caller on its host, vs Ray", 1, 20.0),
+        ("calls/s to one actor, 16 callers on other nodes, vs Ray", 16, 5.0),
+    ] {
+        let volatile = versus(records, ("gridkeeper", "actor-calls"), ("ray", "actor-calls"), clients);
+        let durable = versus(records, ("gridkeeper", "actor-calls-durable"), ("ray", "actor-calls"), clients);
+        let shown =
+            |ratio: Option<f64>| ratio.map_or_else(|| "not measured".to_string(), |ratio| format!("{ratio:.2}×"));
+        let verdict = match volatile {
+            None => "not measured".to_string(),
+            Some(ratio) if ratio >= target => "met".to_string(),
+            Some(ratio) => format!("missed by {:.0}%", (1.0 - ratio / target) * 100.0),
+        };
+        out.push_str(&format!(
+            "- {title} (goal ≥ {target}×): volatile {}, durable counter {}. **{verdict}**\n",
+            shown(volatile),
+            shown(durable)
+        ));
+    }
+    let spread = find(records, "gridkeeper", "actor-spread", 64).and_then(figure);
+    let spread_durable = find(records, "gridkeeper", "actor-spread-durable", 64).and_then(figure);
+    out.push_str(&bound_line(
+        "calls/s over 1,000 actors, 64 callers, 3 nodes (goal ≥ 200,000/s)",
+        &[
+            ("volatile", spread.map(|rate| format!("{}/s", thousands(rate)))),
+            ("durable counter", spread_durable.map(|rate| format!("{}/s", thousands(rate)))),
+        ],
+        spread.map(|rate| (rate >= 200_000.0, format!("missed by {:.0}%", (1.0 - rate / 200_000.0) * 100.0))),
+    ));
+    let p50 = find(records, "gridkeeper", "actor-remote", 1).and_then(|record| record.p50_us);
+    out.push_str(&bound_line(
+        "call p50 to a remote actor (goal < 200 µs)",
+        &[("gridkeeper", p50.map(|us| format!("{} µs", thousands(us))))],
+        p50.map(|us| (us < 200.0, format!("missed by {} µs", thousands(us - 200.0)))),
+    ));
+    let restart = find(records, "gridkeeper", "actor-restart", 1);
+    let ours = restart.filter(|record| record.errors == 0).and_then(|record| record.gap_ms);
+    let ray = find(records, "ray", "actor-restart", 1).and_then(|record| record.gap_ms);
+    out.push_str(&bound_line(
+        "kill of the hosting node → the actor answers again, worst trial (goal < 1 s)",
+        &[("gridkeeper", restart.map(shown_trials)), ("Ray (worker kill)", ray.map(|ms| format!("{ms:.0} ms")))],
+        ours.map(|ms| (ms < 1_000.0, format!("missed by {:.0} ms", ms - 1_000.0))),
+    ));
+    let bytes = find(records, "gridkeeper", MEMORY, 1).and_then(|record| record.bytes);
+    out.push_str(&bound_line(
+        "memory per idle activation (goal < 2 KiB)",
+        &[("gridkeeper", bytes.map(|bytes| format!("{} bytes", thousands(bytes))))],
+        bytes.map(|bytes| (bytes < 2_048.0, format!("missed by {} bytes", thousands(bytes - 2_048.0)))),
+    ));
+    out
+}
+
+/// A restart record as shown in the goals: its worst time, and the trials that never answered.
+fn shown_trials(record: &Record) -> String {
+    let worst = shown_ms(record.gap_ms);
+    if record.errors > 0 {
+        format!("{worst} ({} trials did not answer)", record.errors)
+    } else {
+        worst
+    }
+}
+
+/// One goal line with labelled figures and a verdict: `(held, how it missed)`, or not measured.
+fn bound_line(title: &str, figures: &[(&str, Option<String>)], verdict: Option<(bool, String)>) -> String {
+    let shown: Vec<String> = figures
+        .iter()
+        .map(|(label, figure)| format!("{label} {}", figure.as_deref().unwrap_or("not measured")))
+        .collect();
+    let verdict = match verdict {
+        None => "not measured".to_string(),
+        Some((true, _)) => "met".to_string(),
+        Some((false, missed)) => missed,
+    };
+    format!("- {title}: {}. **{verdict}**\n", shown.join(", "))
 }
 
 /// Issue 16's absolute goal for no-op tasks per second on `nodes` nodes (the ratio to Ray is the
@@ -399,8 +520,7 @@ fn task_rate_goal(records: &[Record], system: &str, nodes: usize, target: f64) -
 fn zk_protocol_goals(records: &[Record]) -> String {
     let mut out =
         String::from("\nGoals of issue 12, gridkeeper through its ZooKeeper protocol (gridkeeper-zk) vs ZooKeeper:\n");
-    let against =
-        |workload: &str, clients: usize| versus(records, (GK_ZK, workload), ("zookeeper", workload), clients);
+    let against = |workload: &str, clients: usize| versus(records, (GK_ZK, workload), ("zookeeper", workload), clients);
     for (workload, plural) in [("write", "writes"), ("create", "creates")] {
         out.push_str(&rate_goal(&format!("{plural} at 128 clients"), &[(128, against(workload, 128))], 2.0));
         out.push_str(&bounded_goal(
@@ -516,6 +636,7 @@ mod tests {
             p99_us: None,
             errors: 0,
             gap_ms: gap,
+            bytes: None,
         }
     }
 
@@ -543,7 +664,10 @@ mod tests {
         let goals = goals(&records);
         assert!(goals.contains("failover gap (goal < 500 ms and below both peers): gridkeeper 400 ms"), "{goals}");
         assert!(goals.contains("**met**\n- no-op"), "{goals}");
-        assert!(goals.contains("- no-op tasks/s on 3 nodes (goal ≥ 50,000/s): not measured. **not measured**"), "{goals}");
+        assert!(
+            goals.contains("- no-op tasks/s on 3 nodes (goal ≥ 50,000/s): not measured. **not measured**"),
+            "{goals}"
+        );
     }
 
     #[test]
@@ -590,6 +714,53 @@ mod tests {
         assert!(goals.contains("2.50×. **missed by 10% at worst**"), "{goals}");
         assert!(goals.contains("(goal below ZooKeeper's): gridkeeper-zk 700 µs, ZooKeeper 900 µs. **met**"), "{goals}");
         assert!(goals.contains("below ZooKeeper's): gridkeeper-zk 320 ms, ZooKeeper 800 ms. **met**"), "{goals}");
+    }
+
+    #[test]
+    fn actor_rows_compare_with_ray_and_stand_against_the_issue_17_goals() {
+        let with = |base: Record, p50: Option<f64>, bytes: Option<f64>, errors: u64| Record {
+            p50_us: p50,
+            bytes,
+            errors,
+            ..base
+        };
+        let records = vec![
+            record("gridkeeper", "actor-calls", 1, Some(100_000.0), None),
+            record("gridkeeper", "actor-calls-durable", 1, Some(5_000.0), None),
+            record("ray", "actor-calls", 1, Some(4_000.0), None),
+            record("gridkeeper", "actor-calls", 16, Some(30_000.0), None),
+            record("ray", "actor-calls", 16, Some(10_000.0), None),
+            record("gridkeeper", "actor-spread", 64, Some(250_000.0), None),
+            with(record("gridkeeper", "actor-remote", 1, Some(5_000.0), None), Some(150.0), None, 0),
+            with(record("gridkeeper", "actor-restart", 1, None, Some(1_200.0)), None, None, 1),
+            record("ray", "actor-restart", 1, None, Some(400.0)),
+            with(record("gridkeeper", "actor-memory", 1, None, None), None, Some(1_500.0), 0),
+        ];
+        let table = table(&records);
+        assert!(table.contains("| actor-calls | 1 | 100,000 | — | — | — | — | 4,000 | 25.00× | — |"), "{table}");
+        assert!(
+            table.contains("| actor-restart | 1 | 1,200 ms (1 err) | — | — | — | — | 400 ms | 3.00× | — |"),
+            "{table}"
+        );
+        assert!(table.contains("| actor-memory | 1 | 1,500 B | — |"), "{table}");
+        let goals = goals(&records);
+        assert!(
+            goals
+                .contains("1 caller on its host, vs Ray (goal ≥ 20×): volatile 25.00×, durable counter 1.25×. **met**"),
+            "{goals}"
+        );
+        assert!(goals.contains("16 callers on other nodes, vs Ray (goal ≥ 5×): volatile 3.00×, durable counter not measured. **missed by 40%**"), "{goals}");
+        assert!(
+            goals.contains("(goal ≥ 200,000/s): volatile 250,000/s, durable counter not measured. **met**"),
+            "{goals}"
+        );
+        assert!(goals.contains("(goal < 200 µs): gridkeeper 150 µs. **met**"), "{goals}");
+        // A trial that never answered leaves the goal unmeasured, whatever the worst answered trial.
+        assert!(
+            goals.contains("gridkeeper 1200 ms (1 trials did not answer), Ray (worker kill) 400 ms. **not measured**"),
+            "{goals}"
+        );
+        assert!(goals.contains("(goal < 2 KiB): gridkeeper 1,500 bytes. **met**"), "{goals}");
     }
 
     #[test]

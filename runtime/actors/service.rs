@@ -198,7 +198,12 @@ impl ActorService {
         for round in 0..CALL_ROUTES_MAX {
             let node = match target.take() {
                 Some(node) => node,
-                None => self.route(&call.actor, round > 1).await?,
+                // Bounded by the call's deadline too: a linearizable read waits for a quorum. Nothing
+                // was sent yet, so running out of time here is `unavailable`, never `outcome unknown`.
+                None => match tokio::time::timeout_at(deadline, self.route(&call.actor, round > 1)).await {
+                    Ok(routed) => routed?,
+                    Err(_) => break,
+                },
             };
             let left = deadline.saturating_duration_since(monotonic());
             if left.is_zero() {

@@ -85,7 +85,8 @@ pub enum MeshSocket {
     Abstract {
         /// The socket.
         socket: Arc<dyn quinn::AsyncUdpSocket>,
-        /// Seed for quinn's connection ids and packet number skips.
+        /// Seed for QUIC's own randomness: connection ids, packet number skips, token keys
+        /// ([`super::seeded`]).
         seed: [u8; 32],
     },
 }
@@ -354,10 +355,14 @@ fn bind_endpoint(socket: MeshSocket, server: quinn::ServerConfig) -> Result<quin
         MeshSocket::Abstract { socket, seed } => {
             let addr =
                 socket.local_addr().map_err(|source| MeshError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
-            let mut endpoint_config = quinn::EndpointConfig::default();
-            endpoint_config.rng_seed(Some(seed));
-            quinn::Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
-                .map_err(|source| MeshError::Bind { addr, source })
+            let server = super::seeded::server_config(server, seed);
+            quinn::Endpoint::new_with_abstract_socket(
+                super::seeded::endpoint_config(seed),
+                Some(server),
+                socket,
+                runtime,
+            )
+            .map_err(|source| MeshError::Bind { addr, source })
         }
     }
 }
@@ -371,6 +376,10 @@ impl Mesh {
     /// [`MeshError`] if the configuration is inconsistent, the TLS setup fails or the address is taken.
     pub fn start(config: MeshConfig, credentials: &NodeCredentials, socket: MeshSocket) -> Result<Mesh, MeshError> {
         validate(&config, credentials)?;
+        let mut client_config = tls::client_config(credentials)?;
+        if let MeshSocket::Abstract { seed, .. } = &socket {
+            client_config = super::seeded::client_config(client_config, *seed);
+        }
         let endpoint = bind_endpoint(socket, tls::server_config(credentials)?)?;
         let peer_ids: Vec<NodeId> = config.members.keys().copied().filter(|&peer| peer != config.node).collect();
         let peers =
@@ -380,7 +389,7 @@ impl Mesh {
         let [(s0, r0), (s1, r1), (s2, r2)] = channels;
         let shared = Arc::new(Shared {
             detector: Mutex::new(FailureDetector::new(config.detector, peer_ids.iter().copied())),
-            client_config: tls::client_config(credentials)?,
+            client_config,
             clock: Clock::start(),
             events,
             peers: std::sync::RwLock::new(peers),

@@ -13,6 +13,7 @@ mod connection;
 pub mod detector;
 pub mod endpoint;
 pub mod handshake;
+pub mod seeded;
 pub mod sim_socket;
 pub mod stream;
 pub mod telemetry;

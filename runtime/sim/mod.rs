@@ -541,6 +541,9 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
     let mut quinn_seed = [0u8; 32];
     quinn_seed[..8].copy_from_slice(&plan.seed.to_le_bytes());
     quinn_seed[8..16].copy_from_slice(&node.0.to_le_bytes());
+    // A restarted node issues new connection ids and keys, as a real one would: peers may still
+    // hold the old run's.
+    quinn_seed[16..20].copy_from_slice(&incarnation.to_le_bytes());
     let members = plan.mesh.members.clone();
     let mesh = Mesh::start(plan.mesh, &plan.credentials, MeshSocket::Abstract { socket, seed: quinn_seed })?;
     let mut events = mesh.subscribe();

@@ -6,7 +6,9 @@
 //!
 //! It also shortens failure detection: when the mesh declares a registered node down, the leader
 //! expires that node's session at once (200 ms of silence by default) rather than waiting out its
-//! session timeout; the expiry re-queues the node's attempts in the same committed step.
+//! session timeout; the expiry re-queues the node's attempts in the same committed step. A node that
+//! becomes leader does the same at once for every peer it saw go down and has not heard since (one
+//! that died with the old leader).
 //!
 //! Invariant: up to [`ASSIGN_IN_FLIGHT_MAX`] `Assign` proposals are in flight at once, and each plan is
 //! made against the committed table plus every assignment still in flight ([`InFlight`]: their tasks
@@ -142,6 +144,9 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
     let mut peers = coordinator.mesh().subscribe();
     let mut rounds = 0u64;
     let mut pipeline = Pipeline::new();
+    // Peers the mesh declared down and has not heard since, and whether this node led last round.
+    let mut down = std::collections::BTreeSet::new();
+    let mut leading = false;
     loop {
         tokio::select! {
             Some(joined) = pipeline.proposals.join_next_with_id(), if !pipeline.proposals.is_empty() => {
@@ -163,10 +168,17 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
             () = hub.changed() => {}
             () = tokio::time::sleep(DISPATCH_TICK) => {}
             event = peers.recv() => {
-                if let Ok(PeerEvent::Down(node)) = event {
-                    if coordinator.is_leader() {
-                        expire_node(&coordinator, node).await;
+                match event {
+                    Ok(PeerEvent::Down(node)) => {
+                        down.insert(node);
+                        if coordinator.is_leader() {
+                            expire_node(&coordinator, node).await;
+                        }
                     }
+                    Ok(PeerEvent::Up(node)) => {
+                        down.remove(&node);
+                    }
+                    Err(_) => {}
                 }
                 continue;
             }
@@ -177,7 +189,19 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
             record_table_gauges(&coordinator);
         }
         if !coordinator.is_leader() {
+            leading = false;
             continue;
+        }
+        if !leading {
+            leading = true;
+            // A node that died with the old leader was declared down while no one could expire its
+            // session; do it now rather than wait out its session timeout, which a new leader
+            // restarts.
+            for node in down.clone() {
+                if !coordinator.mesh().is_alive(node) {
+                    expire_node(&coordinator, node).await;
+                }
+            }
         }
         commit_settings(&coordinator).await;
         if slow || rounds < SLOW_EVERY_ROUNDS {

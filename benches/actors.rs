@@ -18,7 +18,7 @@
 //! warm-up (2 s; 1 s quick) and a window (10 s; 3 s quick), as the peers harness.
 //!
 //! Run: `cargo bench --bench actors` (`-- --quick` for short windows and 5 kill trials; `--trials N`;
-//! `--out FILE` appends every figure as a JSON line in the peers harness's record format, system
+//! `--only calls|kill|memory` runs one part; `--out FILE` appends every figure as a JSON line in the peers harness's record format, system
 //! `gridkeeper`, for `benches/peers`' table and goals). Prints figures; asserts nothing.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -412,6 +412,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
     let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|at| args.get(at + 1)).cloned();
+    // `--only calls|kill|memory` runs one part.
+    let only = value("--only");
+    let runs = |part: &str| only.as_deref().is_none_or(|only| only == part);
     let trials = value("--trials").and_then(|text| text.parse().ok()).unwrap_or(if quick { 5 } else { 20 });
     let idle = if quick { 5_000 } else { 20_000 };
     let plan = if quick {
@@ -432,8 +435,21 @@ fn main() {
         actors: gridkeeper::actors::builtin::kinds().with::<VolatileCounter>(),
         ..LocalOptions::default()
     };
-    let cluster = LocalCluster::start_with(3, &dir, options.clone()).expect("cluster");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    if runs("calls") {
+        calls(&runtime, &dir, &options, plan, &mut out);
+    }
+    if runs("kill") {
+        kill(&runtime, &dir, &options, trials, &mut out);
+    }
+    if runs("memory") {
+        memory(&runtime, idle, &mut out);
+    }
+}
+
+/// Parts 1 to 4: calls per second and latency, on one cluster.
+fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &LocalOptions, plan: Plan, out: &mut Out) {
+    let cluster = LocalCluster::start_with(3, dir, options.clone()).expect("cluster");
     let leader = cluster.wait_for_leader(WAIT).expect("leader");
     wait_registered(&cluster, leader, NODES.len());
     println!(
@@ -523,12 +539,20 @@ fn main() {
     out.write(&record);
     drop(all);
     drop(cluster);
+}
 
-    // Kill of the hosting node.
+/// Part 5: kill of the hosting node.
+fn kill(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    options: &LocalOptions,
+    trials: usize,
+    out: &mut Out,
+) {
     println!(
         "kill of the node hosting a durable counter → it answers again elsewhere, total intact ({trials} trials):"
     );
-    let times = kill_trials(&dir, &options, &runtime, trials);
+    let times = kill_trials(dir, options, runtime, trials);
     let answered: Vec<f64> = times.iter().flatten().copied().collect();
     let failed = times.len() - answered.len();
     let mut sorted = answered.clone();
@@ -545,10 +569,12 @@ fn main() {
     record.gap_ms = worst.or(sorted.last().copied());
     record.errors = failed as u64;
     out.write(&record);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
+}
 
-    // Memory per idle activation.
-    let (per_activation, record_bytes) = memory_per_activation(&runtime, idle);
+/// Part 6: memory per idle activation.
+fn memory(runtime: &tokio::runtime::Runtime, idle: usize, out: &mut Out) {
+    let (per_activation, record_bytes) = memory_per_activation(runtime, idle);
     println!(
         "memory per idle volatile activation ({idle} on one node): {per_activation:.0} bytes of heap \
          (host activation, replicated record, log entries in memory; the record alone encodes to {record_bytes:.0} bytes)"

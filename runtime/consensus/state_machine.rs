@@ -122,6 +122,12 @@ fn io_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
 }
 
+/// Lowest scheduling priority for the calling thread (Linux: nice is per thread). Best effort.
+fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let temporary = path.with_extension("tmp");
@@ -195,9 +201,13 @@ impl StateMachine {
     }
 
     fn snapshot_now(&self) -> io::Result<Snapshot> {
+        let stopwatch = crate::clock::Stopwatch::start();
         let state = self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let copied = stopwatch.elapsed();
         let bytes = encode_state(&state)?;
+        let encoded = stopwatch.elapsed();
         write_atomically(&self.snapshot_path, &bytes)?;
+        super::telemetry::snapshot_done(copied, encoded - copied, stopwatch.elapsed() - encoded, bytes.len());
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership };
         *self.snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((meta.clone(), bytes.clone()));
         Ok(Snapshot { meta, snapshot: bytes })
@@ -212,8 +222,18 @@ impl RaftSnapshotBuilder<TypeConfig> for Arc<StateMachine> {
             return self.snapshot_now();
         }
         let machine = self.clone();
-        // Serialising and fsyncing a large tree is blocking work.
-        tokio::task::spawn_blocking(move || machine.snapshot_now()).await.map_err(io_error)?
+        // Serialising and fsyncing a large tree is blocking work, and background work: on its own
+        // thread at the lowest CPU priority, so that applying, committing and serving keep the cores
+        // while it encodes (on a 2-core node it otherwise stalls every write for its duration).
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("gk-snapshot".into())
+            .spawn(move || {
+                lower_thread_priority();
+                let _ = done.send(machine.snapshot_now());
+            })
+            .map_err(io_error)?;
+        outcome.await.map_err(io_error)?
     }
 }
 

@@ -25,7 +25,7 @@ pub struct TableBytes {
 
 impl TableBytes {
     /// Counts `tasks`, whose ended ones in history are `ended`.
-    pub fn of(tasks: &BTreeMap<TaskId, Task>, ended: &VecDeque<TaskId>) -> TableBytes {
+    pub fn of(tasks: &imbl::OrdMap<TaskId, std::sync::Arc<Task>>, ended: &VecDeque<TaskId>) -> TableBytes {
         let mut bytes = TableBytes::default();
         for task in tasks.values().filter(|task| !task.state.is_terminal()) {
             bytes.on_open(&task.spec);

@@ -121,7 +121,9 @@ pub enum GridError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskTable {
     limits: TableLimits,
-    tasks: BTreeMap<TaskId, Task>,
+    /// Each task behind its own `Arc`: a snapshot copies the map, not the tasks, so it holds the
+    /// state lock for milliseconds; a task changed meanwhile is copied then (`Arc::make_mut`).
+    tasks: imbl::OrdMap<TaskId, std::sync::Arc<Task>>,
     queue: ReadyQueue,
     by_node: BTreeMap<NodeId, BTreeSet<TaskId>>,
     /// The next id a submission gets.
@@ -168,7 +170,7 @@ impl TaskTable {
     pub fn new(limits: TableLimits, aging_step_ms: u64) -> TaskTable {
         TaskTable {
             limits,
-            tasks: BTreeMap::new(),
+            tasks: imbl::OrdMap::new(),
             queue: ReadyQueue::new(aging_step_ms),
             by_node: BTreeMap::new(),
             next_id: 1,
@@ -207,12 +209,12 @@ impl TaskTable {
 
     /// Tasks with an id below `before`, newest first (a listing's page continues from its cursor).
     pub fn older_than(&self, before: TaskId) -> impl Iterator<Item = &Task> {
-        self.tasks.range(..before).rev().map(|(_, task)| task)
+        self.tasks.range(..before).rev().map(|(_, task)| &**task)
     }
 
     /// Tasks newest first that pass `keep`, at most `limit`.
     pub fn newest(&self, limit: usize, mut keep: impl FnMut(&Task) -> bool) -> Vec<&Task> {
-        self.tasks.values().rev().filter(|task| keep(task)).take(limit).collect()
+        self.tasks.values().rev().map(|task| &**task).filter(|task| keep(task)).take(limit).collect()
     }
 
     /// Attempts assigned to `node` that have not ended: (task, token).
@@ -417,7 +419,7 @@ impl TaskTable {
 
     /// A task by id.
     pub fn get(&self, task: TaskId) -> Option<&Task> {
-        self.tasks.get(&task)
+        self.tasks.get(&task).map(|task| &**task)
     }
 
     /// Tasks waiting to be placed.
@@ -447,7 +449,7 @@ impl TaskTable {
         self.queue.push(id, spec.priority, now_ms, spec.not_before_ms.max(now_ms));
         let task =
             Task { id, spec, state: TaskState::Pending, attempts: Vec::new(), result: None, submitted_ms: now_ms };
-        self.tasks.insert(id, task);
+        self.tasks.insert(id, std::sync::Arc::new(task));
         self.next_id = self.next_id.max(id.0 + 1);
         Ok(())
     }
@@ -646,7 +648,7 @@ impl TaskTable {
     }
 
     fn task_mut(&mut self, task: TaskId) -> Result<&mut Task, GridError> {
-        self.tasks.get_mut(&task).ok_or(GridError::UnknownTask(task))
+        self.tasks.get_mut(&task).map(std::sync::Arc::make_mut).ok_or(GridError::UnknownTask(task))
     }
 
     /// Applies an assignment of a pending task to `node`, under `token`.
@@ -804,7 +806,7 @@ impl TaskTable {
         let held: Vec<TaskId> = self.by_node.remove(&node).map(|tasks| tasks.into_iter().collect()).unwrap_or_default();
         // Pushed to the front newest first, so the oldest lost task ends up at the head.
         for &task in held.iter().rev() {
-            let entry = self.tasks.get_mut(&task).expect("by_node lists known tasks");
+            let entry = std::sync::Arc::make_mut(self.tasks.get_mut(&task).expect("by_node lists known tasks"));
             let attempt = entry.attempts.last_mut().expect("a held task has an attempt");
             attempt.state = AttemptState::Lost;
             attempt.ended_ms = Some(now_ms);

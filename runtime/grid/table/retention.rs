@@ -136,7 +136,7 @@ impl TaskTable {
                 refused += 1;
                 continue;
             }
-            let entry = self.tasks.get_mut(&task).expect("checked above");
+            let entry = std::sync::Arc::make_mut(self.tasks.get_mut(&task).expect("checked above"));
             let error = format!("unplaceable: no registered node runs task kind {:?} ({after_ms} ms)", entry.spec.kind);
             entry.attempts.push(Attempt {
                 number: entry.attempts.len() as u32 + 1,

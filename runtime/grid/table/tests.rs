@@ -376,7 +376,7 @@ fn a_steal_is_refused_once_the_attempt_started_or_moved_or_when_the_target_canno
         effects_of(&mut table, 11, 200, GridCommand::Reassign { moves: vec![(TaskId(2), FencingToken(10), N2)] });
     assert_eq!(effects.stolen.len(), 1);
     // Task 4 is pinned to node 1.
-    table.tasks.get_mut(&TaskId(4)).expect("known").spec.affinity = Some(N1);
+    std::sync::Arc::make_mut(table.tasks.get_mut(&TaskId(4)).expect("known")).spec.affinity = Some(N1);
     let moves = vec![
         (TaskId(1), FencingToken(10), N2),
         (TaskId(2), FencingToken(10), NodeId(3)),

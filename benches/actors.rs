@@ -461,9 +461,9 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
     // 1 caller on the hosting node.
     for (kind, workload, label) in kinds {
         let id = actor(kind, "one");
-        let host = activate(&runtime, &cluster, &id);
+        let host = activate(runtime, &cluster, &id);
         let record = measure(
-            &runtime,
+            runtime,
             &format!("one {label} actor, 1 caller on its host (node {host})"),
             workload,
             &[service(&cluster, host)],
@@ -476,11 +476,11 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
     // 16 callers on the other nodes.
     for (kind, workload, label) in kinds {
         let id = actor(kind, "sixteen");
-        let host = activate(&runtime, &cluster, &id);
+        let host = activate(runtime, &cluster, &id);
         let others: Vec<ActorService> =
             NODES.iter().filter(|node| **node != host).map(|node| service(&cluster, *node)).collect();
         let record = measure(
-            &runtime,
+            runtime,
             &format!("one {label} actor, 16 callers on the other nodes"),
             workload,
             &others,
@@ -513,7 +513,7 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
             }
         });
         let record = measure(
-            &runtime,
+            runtime,
             &format!("1,000 {label} actors, 64 callers on 3 nodes"),
             workload,
             &all,
@@ -525,10 +525,10 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
     }
     // Latency to a remote actor.
     let id = actor(VolatileCounter::KIND, "remote");
-    let host = activate(&runtime, &cluster, &id);
+    let host = activate(runtime, &cluster, &id);
     let caller = *NODES.iter().find(|node| **node != host).expect("another node");
     let record = measure(
-        &runtime,
+        runtime,
         &format!("one volatile actor on node {host}, 1 caller on node {caller}"),
         "actor-remote",
         &[service(&cluster, caller)],

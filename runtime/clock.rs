@@ -52,6 +52,14 @@ pub fn unix_millis() -> u64 {
     }
 }
 
+/// A point in Unix time, as libraries take it.
+pub type UnixTime = SystemTime;
+
+/// [`unix_millis`] as a [`UnixTime`], for libraries that take one (quinn's token clock).
+pub fn unix_time() -> UnixTime {
+    UNIX_EPOCH + Duration::from_millis(unix_millis())
+}
+
 /// [`SIM_EPOCH_MS`] as a `SystemTime`, for a simulation builder (turmoil's `Builder::epoch`), so that
 /// the simulator's own timestamps (its file system's) agree with [`unix_millis`].
 pub fn sim_epoch() -> SystemTime {

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rand::{RngCore, SeedableRng};
 
@@ -98,8 +98,8 @@ impl quinn::ConnectionIdGenerator for SeededCids {
 struct SimulatedTime;
 
 impl quinn::TimeSource for SimulatedTime {
-    fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(crate::clock::unix_millis())
+    fn now(&self) -> crate::clock::UnixTime {
+        crate::clock::unix_time()
     }
 }
 

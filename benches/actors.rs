@@ -21,9 +21,7 @@
 //! `--only calls|kill|memory` runs one part; `--out FILE` appends every figure as a JSON line in the peers harness's record format, system
 //! `gridkeeper`, for `benches/peers`' table and goals). Prints figures; asserts nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gridkeeper::actors::builtin::{Add, Total};
@@ -35,29 +33,8 @@ use gridkeeper::ids::NodeId;
 use gridkeeper::node::local::{LocalCluster, LocalOptions};
 use gridkeeper::{ActorContext, ActorError, ErrorCode, GridActor};
 
-/// Counts live heap bytes, for the per-activation memory figure.
-struct Counting;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "common/heap.rs"]
+mod heap;
 
 /// Longest any set-up step may take (activation, leader, registration).
 const WAIT: Duration = Duration::from_secs(30);
@@ -371,7 +348,7 @@ fn memory_per_activation(runtime: &tokio::runtime::Runtime, count: usize) -> (f6
     // Warm the paths (first activation, caches) before counting.
     runtime.block_on(add_until_answered(&via, &actor(VolatileCounter::KIND, "warm"), 0, "warm", WAIT));
     std::thread::sleep(Duration::from_millis(500));
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = heap::live_bytes();
     let activators = 64;
     runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -389,7 +366,7 @@ fn memory_per_activation(runtime: &tokio::runtime::Runtime, count: usize) -> (f6
         }
     });
     std::thread::sleep(Duration::from_millis(1_000));
-    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    let after = heap::live_bytes();
     let activations = via.host().activations();
     let record_bytes = coordinator(&cluster, NodeId(1)).read_state(|state| {
         let records: Vec<_> = state.actors().filter(|(id, _)| id.kind == VolatileCounter::KIND).collect();

@@ -22,9 +22,7 @@
 //! `GK_SILENCE`/`GK_HEARTBEAT`, to run at other detector settings than the nodes' defaults; a soak
 //! with several silences runs one after the other and prints the curve.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,29 +46,8 @@ mod process;
 #[path = "grid/soak.rs"]
 mod soak;
 
-/// Counts live heap bytes, for the per-task memory figure.
-struct Counting;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "common/heap.rs"]
+mod heap;
 
 fn micros_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64)
@@ -259,7 +236,7 @@ fn failover(cluster: &mut LocalCluster, hold: &Hold, runtime: &tokio::runtime::R
 /// Heap bytes per pending task in the replicated state, by applying submissions directly.
 fn table_bytes_per_task(tasks: usize) -> f64 {
     let limits = TableLimits { tasks_max: tasks + 1, ..TableLimits::default() };
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = heap::live_bytes();
     let mut state = ReplicatedState::new(RegistryLimits::default(), limits);
     let mut effects = GridEffects::default();
     let batch = 10_000;
@@ -268,7 +245,7 @@ fn table_bytes_per_task(tasks: usize) -> f64 {
         let (result, _) = state.apply(zxid, &Proposal { now_ms: index as u64, command }, &mut effects);
         assert!(result.is_ok(), "{result:?}");
     }
-    let after = LIVE_BYTES.load(Ordering::Relaxed);
+    let after = heap::live_bytes();
     let per_task = (after - before) as f64 / tasks as f64;
     drop(state);
     per_task
@@ -292,14 +269,14 @@ fn finish_with(table: &mut TaskTable, zxid: &mut u64, result: &[u8]) {
 fn envelope() {
     const MIB: usize = 1 << 20;
     let limits = TableLimits::default();
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = heap::live_bytes();
     let mut table = TaskTable::new(limits, 6_000);
     let mut zxid = 0u64;
     let result = vec![7u8; limits.result_bytes_max];
     for _ in 0..2 * limits.history_bytes_max / limits.result_bytes_max {
         finish_with(&mut table, &mut zxid, &result);
     }
-    let history_heap = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let history_heap = heap::live_bytes() - before;
     println!(
         "envelope, history at history_bytes_max {} MiB: {} tasks with 1 MiB results kept, counted {} MiB, heap {} MiB",
         limits.history_bytes_max / MIB,
@@ -316,7 +293,7 @@ fn envelope() {
             Err(error) => break error,
         }
     };
-    let heap = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let heap = heap::live_bytes() - before;
     println!(
         "envelope, pending inputs at pending_input_bytes_max {} MiB: {pending} tasks of 1 MiB, counted {} MiB, heap {} MiB (then: {refusal})",
         limits.pending_input_bytes_max / MIB,

@@ -177,6 +177,27 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
         assert!(taken >= gridkeeper::limits::ACTOR_MAILBOX_MAX - 1, "a mailbox holds its bound ({taken} taken)");
     });
 
+    // A caller on the host handles its call in its own task; one that gives up mid-handling leaves the
+    // rest of the handling to the node (the actor is not stuck, and the abandoned message was handled).
+    runtime.block_on(async {
+        let id = ActorId::new("sleeper", "abandoned").expect("an id");
+        let nap = |ms: u64| format!("{{\"ms\":{ms}}}").into_bytes();
+        let call = |via: ActorService, ms: u64| {
+            let id = id.clone();
+            async move { via.call(id, nap(ms), Encoding::Json, CallOptions::default()).await }
+        };
+        let first = tokio::time::timeout(WAIT, call(service(&cluster, NodeId(1)), 0))
+            .await
+            .expect("bounded")
+            .expect("the sleeper activates");
+        let host = service(&cluster, first.node);
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), call(host.clone(), 500)).await;
+        assert!(gave_up.is_err(), "the caller gave up while the nap was handled");
+        let after = tokio::time::timeout(WAIT, call(host.clone(), 0)).await.expect("bounded").expect("answered");
+        assert_eq!(after.node, first.node, "the same activation answers");
+        assert_eq!(host.host().handled().get(&id), Some(&3), "the abandoned nap was handled too");
+    });
+
     // Off the mesh, through any node's admin API (JSON), the same counter answers alike.
     runtime.block_on(async {
         let client = gridkeeper::Client::connect(cluster.admin(NodeId(1)), cluster.access().expect("access"))

@@ -13,9 +13,11 @@
 //! - A durable actor's reply is held until the `ActorCommit` carrying the state it produced is
 //!   committed (`commits.rs` decides the grouping); a refused or failed commit stops the activation.
 //!
-//! An actor handles one message at a time, in mailbox order: each activation has at most one runner
-//! task, spawned while its mailbox has messages and ended when it is empty, so an idle activation
-//! costs its state and a map entry, no task.
+//! An actor handles one message at a time, in mailbox order: each activation has at most one runner,
+//! started while its mailbox has messages and ended when it is empty, so an idle activation costs its
+//! state and a map entry, no task. A call to an idle actor on this node is handled in the caller's own
+//! task ([`ActorHost::submit_inline`]: no hand-off to another thread and back); what queued behind it,
+//! or what is left when that caller gives up, goes on in a runner task on the node's runtime.
 //!
 //! Lock order: the host's table lock is never held while reading or writing through the coordinator
 //! (the apply step calls the host with the replicated state locked).
@@ -340,12 +342,28 @@ impl ActorHost {
 
     /// Takes `call`: queues it on its activation (activating the actor first if this node does not
     /// hold it). The receiver answers once it is handled (and, for a durable actor, committed); a
-    /// tell's answers as soon as it is queued.
+    /// tell's answers as soon as it is queued. The activation's runner, if this call starts one, runs
+    /// on the node's runtime.
     ///
     /// # Errors
     /// `misdirected` (this host's lease does not hold, another node owns the actor, this node does not
     /// run the kind), `overloaded` (mailbox full), `quota exceeded` (activation bound).
     pub fn submit(&self, call: Call) -> Result<oneshot::Receiver<Answer>, Refusal> {
+        let submitted = self.submit_inline(call)?;
+        if let Some(runner) = submitted.runner {
+            self.shared.runtime.spawn(runner);
+        }
+        Ok(submitted.receiver)
+    }
+
+    /// As [`ActorHost::submit`], but a runner this call starts is handed to the caller, who drives it
+    /// in its own task with [`Submitted::answer`] (no hand-off to another thread and back when the
+    /// actor is idle; whatever is left of the runner when the answer comes, or when the caller gives
+    /// up, goes on on the node's runtime).
+    ///
+    /// # Errors
+    /// As [`ActorHost::submit`].
+    pub fn submit_inline(&self, call: Call) -> Result<Submitted, Refusal> {
         let shared = &self.shared;
         let (sender, receiver) = oneshot::channel();
         let (to, told) = if call.tell { (None, Some(sender)) } else { (Some(sender), None) };
@@ -358,6 +376,7 @@ impl ActorHost {
         if !table.lease.valid(now) {
             return Err(Refusal::misdirected(None, format!("node {} does not hold its host lease", shared.node)));
         }
+        let mut runner: Option<Runner> = None;
         if let Some(activation) = table.activations.get_mut(&call.actor) {
             if activation.mailbox.len() >= ACTOR_MAILBOX_MAX {
                 telemetry::answered(Outcome::Refused);
@@ -375,15 +394,62 @@ impl ActorHost {
             table.depth += 1;
             drop(table);
             if start {
-                shared.runtime.spawn(run_mailbox(shared.clone(), call.actor, generation));
+                runner = Some(Box::pin(run_first(shared.clone(), call.actor, generation)));
             }
         } else {
             begin(shared, table, call.actor, VecDeque::from([envelope]), now)?;
         }
         if let Some(told) = told {
             let _ = told.send(Ok(Vec::new()));
+            // A tell is answered once queued: its caller does not wait for the handling.
+            if let Some(runner) = runner.take() {
+                shared.runtime.spawn(runner);
+            }
         }
-        Ok(receiver)
+        Ok(Submitted { receiver, runner, runtime: shared.runtime.clone() })
+    }
+}
+
+/// An activation's runner, driven by whoever holds it.
+type Runner = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A call taken by [`ActorHost::submit_inline`]: its answer, and the runner its caller drives.
+pub struct Submitted {
+    receiver: oneshot::Receiver<Answer>,
+    runner: Option<Runner>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Spawns what is left of a runner on the node's runtime when dropped before it finished.
+struct Handover {
+    runner: Option<Runner>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if let Some(runner) = self.runner.take() {
+            self.runtime.spawn(runner);
+        }
+    }
+}
+
+impl Submitted {
+    /// Waits for the answer, first driving the runner (if this call started one): it handles this
+    /// call's message (the mailbox was empty), and leaves whatever was queued meanwhile to a runner on
+    /// the node's runtime. `Err` if the activation stopped before it answered.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a runner not finished when this future is dropped goes on on the node's runtime,
+    /// so the mailbox is never left without one.
+    pub async fn answer(self) -> Result<Answer, oneshot::error::RecvError> {
+        let Submitted { receiver, runner, runtime } = self;
+        let mut handover = Handover { runner, runtime };
+        if let Some(runner) = handover.runner.as_mut() {
+            runner.await;
+            handover.runner = None;
+        }
+        receiver.await
     }
 }
 
@@ -750,31 +816,58 @@ fn next_message(shared: &Shared, actor: &ActorId, generation: u64) -> Next {
 /// Handles `actor`'s mailbox, one message at a time, until it is empty or the activation stops.
 async fn run_mailbox(shared: Arc<Shared>, actor: ActorId, generation: u64) {
     let mut handled = 0;
-    loop {
-        let (envelope, mut handler, context, durable) = match next_message(&shared, &actor, generation) {
-            Next::Handle(envelope, handler, context, durable) => (envelope, handler, context, durable),
-            Next::Done => return,
-        };
-        let handling =
-            std::panic::AssertUnwindSafe(handler.handle(&envelope.message, envelope.encoding, &context)).catch_unwind();
-        let Some(outcome) = within_lease(&shared, handling).await else {
-            // The lease lapsed mid-message: the handler is dropped at its await point, before another
-            // node may activate the actor (the handoff wait outlasts the lease), and the activation
-            // stops; what it did is not committed.
-            lapsed(&shared, envelope);
-            return;
-        };
-        // A durable actor's snapshot, taken before the table is locked (user code runs unlocked).
-        let snapshot = match &outcome {
-            Ok(Ok(_)) | Ok(Err(HandleError::Failed(_))) if durable => Some(handler.snapshot()),
-            _ => None,
-        };
-        after_handle(&shared, &actor, generation, envelope, handler, outcome, snapshot);
+    while step(&shared, &actor, generation).await {
         handled += 1;
         if handled % RUN_BATCH == 0 {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// A runner its caller drives ([`Submitted::answer`]): handles the next message (the caller's), then
+/// ends if the mailbox is empty, or leaves the rest to a runner on the node's runtime.
+async fn run_first(shared: Arc<Shared>, actor: ActorId, generation: u64) {
+    if step(&shared, &actor, generation).await && more_queued(&shared, &actor, generation) {
+        shared.runtime.clone().spawn(run_mailbox(shared, actor, generation));
+    }
+}
+
+/// Whether the activation's mailbox has messages (its runner goes on); if not, it has no runner now.
+fn more_queued(shared: &Shared, actor: &ActorId, generation: u64) -> bool {
+    let mut table = shared.lock();
+    match table.current(actor, generation) {
+        Some(activation) if activation.running && !activation.mailbox.is_empty() => true,
+        Some(activation) => {
+            activation.running = false;
+            false
+        }
+        None => false,
+    }
+}
+
+/// Handles the next message of `actor`'s mailbox: `false` if there was none or the activation
+/// stopped (the runner ends).
+async fn step(shared: &Arc<Shared>, actor: &ActorId, generation: u64) -> bool {
+    let (envelope, mut handler, context, durable) = match next_message(shared, actor, generation) {
+        Next::Handle(envelope, handler, context, durable) => (envelope, handler, context, durable),
+        Next::Done => return false,
+    };
+    let handling =
+        std::panic::AssertUnwindSafe(handler.handle(&envelope.message, envelope.encoding, &context)).catch_unwind();
+    let Some(outcome) = within_lease(shared, handling).await else {
+        // The lease lapsed mid-message: the handler is dropped at its await point, before another
+        // node may activate the actor (the handoff wait outlasts the lease), and the activation
+        // stops; what it did is not committed.
+        lapsed(shared, envelope);
+        return false;
+    };
+    // A durable actor's snapshot, taken before the table is locked (user code runs unlocked).
+    let snapshot = match &outcome {
+        Ok(Ok(_)) | Ok(Err(HandleError::Failed(_))) if durable => Some(handler.snapshot()),
+        _ => None,
+    };
+    after_handle(shared, actor, generation, envelope, handler, outcome, snapshot);
+    true
 }
 
 type Handled = Result<Result<Vec<u8>, HandleError>, Box<dyn std::any::Any + Send>>;
@@ -785,6 +878,11 @@ type Handled = Result<Result<Vec<u8>, HandleError>, Box<dyn std::any::Any + Send
 /// without awaiting cannot be stopped between its awaits (documented on `GridActor::handle`).
 async fn within_lease<F: std::future::Future>(shared: &Shared, handling: F) -> Option<F::Output> {
     let mut handling = std::pin::pin!(handling);
+    // Most handlers finish without waiting: no timer for them.
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(handling.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(output) = first {
+        return Some(output);
+    }
     loop {
         let end = {
             let now = shared.clock.now();
@@ -796,6 +894,7 @@ async fn within_lease<F: std::future::Future>(shared: &Shared, handling: F) -> O
         };
         let end = end?;
         tokio::select! {
+            biased;
             output = &mut handling => return Some(output),
             () = tokio::time::sleep_until(shared.clock.instant_at(end)) => {}
         }

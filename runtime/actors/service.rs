@@ -242,8 +242,9 @@ impl ActorService {
             }
             return self.inner.transport.call(node, call, timeout).await;
         }
-        let receiver = self.inner.host.submit(call)?;
-        match tokio::time::timeout(timeout, receiver).await {
+        // In this task: an idle actor handles the call here, with no hand-off between threads.
+        let submitted = self.inner.host.submit_inline(call)?;
+        match tokio::time::timeout(timeout, submitted.answer()).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(Refusal::new(ErrorCode::OutcomeUnknown, "the activation stopped before it answered")),
             Err(_) => {

@@ -225,12 +225,13 @@ fn take_call(transport: &Transport, host: &ActorHost, permits: &Arc<Semaphore>, 
             "too many actor calls taken (ACTOR_INBOUND_CALLS_MAX)",
         )));
     };
-    match host.submit(call) {
+    match host.submit_inline(call) {
         Err(refusal) => answer_now(Err(refusal)),
-        Ok(receiver) => {
+        Ok(submitted) => {
             let mesh = transport.mesh.clone();
+            // One task handles the call (if its actor was idle) and sends the answer.
             tokio::spawn(async move {
-                let answer = match receiver.await {
+                let answer = match submitted.answer().await {
                     Ok(Ok(reply)) if reply.len() > ACTOR_REPLY_BYTES_MAX => {
                         Err(Refusal::new(ErrorCode::TooLarge, "a reply exceeds ACTOR_REPLY_BYTES_MAX"))
                     }

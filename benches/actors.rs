@@ -18,7 +18,7 @@
 //! warm-up (2 s; 1 s quick) and a window (10 s; 3 s quick), as the peers harness.
 //!
 //! Run: `cargo bench --bench actors` (`-- --quick` for short windows and 5 kill trials; `--trials N`;
-//! `--only calls|kill|memory` runs one part; `--out FILE` appends every figure as a JSON line in the peers harness's record format, system
+//! `--only calls|kill|memory` runs one part (`--only spread`: only the volatile calls over 1,000 actors); `--out FILE` appends every figure as a JSON line in the peers harness's record format, system
 //! `gridkeeper`, for `benches/peers`' table and goals). Prints figures; asserts nothing.
 
 use std::io::Write;
@@ -389,9 +389,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
     let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|at| args.get(at + 1)).cloned();
-    // `--only calls|kill|memory` runs one part.
+    // `--only calls|kill|memory` runs one part; `--only spread` only the calls over 1,000 actors.
     let only = value("--only");
     let runs = |part: &str| only.as_deref().is_none_or(|only| only == part);
+    let spread_only = only.as_deref() == Some("spread");
     let trials = value("--trials").and_then(|text| text.parse().ok()).unwrap_or(if quick { 5 } else { 20 });
     let idle = if quick { 5_000 } else { 20_000 };
     let plan = if quick {
@@ -413,8 +414,8 @@ fn main() {
         ..LocalOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    if runs("calls") {
-        calls(&runtime, &dir, &options, plan, &mut out);
+    if runs("calls") || spread_only {
+        calls(&runtime, &dir, &options, plan, spread_only, &mut out);
     }
     if runs("kill") {
         kill(&runtime, &dir, &options, trials, &mut out);
@@ -425,7 +426,14 @@ fn main() {
 }
 
 /// Parts 1 to 4: calls per second and latency, on one cluster.
-fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &LocalOptions, plan: Plan, out: &mut Out) {
+fn calls(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    options: &LocalOptions,
+    plan: Plan,
+    spread_only: bool,
+    out: &mut Out,
+) {
     let cluster = LocalCluster::start_with(3, dir, options.clone()).expect("cluster");
     let leader = cluster.wait_for_leader(WAIT).expect("leader");
     wait_registered(&cluster, leader, NODES.len());
@@ -435,8 +443,9 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
     );
 
     let kinds = [(VolatileCounter::KIND, "actor-calls", "volatile"), ("counter", "actor-calls-durable", "durable")];
+    let kinds = if spread_only { &kinds[..0] } else { &kinds[..] };
     // 1 caller on the hosting node.
-    for (kind, workload, label) in kinds {
+    for &(kind, workload, label) in kinds {
         let id = actor(kind, "one");
         let host = activate(runtime, &cluster, &id);
         let record = measure(
@@ -451,7 +460,7 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
         out.write(&record);
     }
     // 16 callers on the other nodes.
-    for (kind, workload, label) in kinds {
+    for &(kind, workload, label) in kinds {
         let id = actor(kind, "sixteen");
         let host = activate(runtime, &cluster, &id);
         let others: Vec<ActorService> =
@@ -469,9 +478,8 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
     }
     // 64 callers over 1,000 actors on 3 nodes.
     let all: Vec<ActorService> = NODES.iter().map(|node| service(&cluster, *node)).collect();
-    for (kind, workload, label) in
-        [(VolatileCounter::KIND, "actor-spread", "volatile"), ("counter", "actor-spread-durable", "durable")]
-    {
+    let spreads = [(VolatileCounter::KIND, "actor-spread", "volatile"), ("counter", "actor-spread-durable", "durable")];
+    for &(kind, workload, label) in if spread_only { &spreads[..1] } else { &spreads[..] } {
         let actors: Vec<ActorId> = (0..1_000).map(|n| actor(kind, &format!("spread-{n}"))).collect();
         // Activate them all first (spread by placement over the three nodes).
         runtime.block_on(async {
@@ -499,6 +507,9 @@ fn calls(runtime: &tokio::runtime::Runtime, dir: &std::path::Path, options: &Loc
             plan,
         );
         out.write(&record);
+    }
+    if spread_only {
+        return;
     }
     // Latency to a remote actor.
     let id = actor(VolatileCounter::KIND, "remote");

@@ -394,3 +394,12 @@ pub const ACTOR_CALL_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 pub const ACTORS_LIST_MAX: usize = 10_000;
 
 const _: () = assert!(ACTOR_CALL_TIMEOUT_MS_DEFAULT <= ACTOR_CALL_TIMEOUT_MS_MAX);
+
+/// Volatile orphans one `ActorForget` entry removes at most (the leader proposes one such entry per
+/// upkeep round while orphans wait).
+pub const ACTOR_FORGET_BATCH_MAX: usize = 1_000;
+
+// An `ActorForget` entry at its bound (each id with its length prefixes and a zxid) fits an entry.
+const _: () = assert!(
+    ACTOR_FORGET_BATCH_MAX * (ACTOR_KIND_BYTES_MAX + ACTOR_KEY_BYTES_MAX + 16) < ENTRY_BYTES_MAX - ENTRY_OVERHEAD_BYTES
+);

@@ -255,6 +255,25 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
         answer
     });
     assert_eq!(before, 7);
+    // Volatile actors on the same host: orphaned by the kill, their records are removed afterwards.
+    let orphans: Vec<ActorId> = runtime.block_on(async {
+        let mut on_host = Vec::new();
+        for n in 0..64 {
+            let id = ActorId::new("sleeper", &format!("orphan-{n}")).expect("an id");
+            let answer = tokio::time::timeout(
+                WAIT,
+                via.call(id.clone(), b"{\"ms\":0}".to_vec(), Encoding::Json, CallOptions::default()),
+            )
+            .await
+            .expect("bounded")
+            .expect("a sleeper answers");
+            if answer.node == host_d {
+                on_host.push(id);
+            }
+        }
+        on_host
+    });
+    assert!(!orphans.is_empty(), "placement put some of 64 sleepers on node {host_d}");
     let leader = cluster.leader();
     cluster.kill(host_d);
     let killed = std::time::Instant::now();
@@ -268,6 +287,17 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
     );
     assert_ne!(moved_to, host_d, "answered from another node");
     assert_eq!(after, before + 1, "the committed total moved with the actor, and the add counted once");
+    let survivor_state = coordinator(&cluster, alive[0]);
+    let gone =
+        wait_until(WAIT, || survivor_state.read_state(|state| orphans.iter().all(|id| state.actor(id).is_none())));
+    assert!(gone, "the leader forgets the volatile orphans once their handoff wait passed");
+    assert!(survivor_state.read_state(|state| state.actor(&ActorId::new("counter", "d").expect("id")).is_some()));
+    let again = runtime.block_on(async {
+        let message = b"{\"ms\":0}".to_vec();
+        tokio::time::timeout(WAIT, survivor.call(orphans[0].clone(), message, Encoding::Json, CallOptions::default()))
+            .await
+    });
+    assert!(again.expect("bounded").is_ok(), "a forgotten key activates afresh");
     drop(runtime);
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
@@ -312,4 +342,16 @@ fn an_idle_actor_is_passivated_and_comes_back_with_its_state_and_recorded_replie
     drop(runtime);
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `done` every 20 ms until it holds or `bound` passes: whether it held.
+fn wait_until(bound: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + bound;
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
 }

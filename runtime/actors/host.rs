@@ -511,6 +511,14 @@ fn begin(
 }
 
 impl ActorHost {
+    /// Of `orphans`, those whose handoff wait has passed here now: no activation of the node that lost
+    /// them can still handle a message (see `lease.rs`), so their records may go.
+    pub fn handed_off(&self, orphans: Vec<(ActorId, u64)>) -> Vec<(ActorId, u64)> {
+        let now = self.shared.clock.now();
+        let table = self.shared.lock();
+        orphans.into_iter().filter(|(actor, _)| table.handoff.may_activate(actor, now)).collect()
+    }
+
     /// Activates `actor` here without a message (a cluster singleton placed on this node), unless it
     /// is active here already.
     ///

@@ -22,11 +22,13 @@ use crate::clock::monotonic;
 use crate::consensus::Coordinator;
 use crate::grid::actors::ActorId;
 use crate::grid::task::Encoding;
-use crate::grid::{GridEffects, Placement};
+use crate::grid::{GridCommand, GridEffects, Placement};
 use crate::ids::NodeId;
 use crate::limits::{
-    ACTORS_LIST_MAX, ACTOR_CALL_TIMEOUT_MS_DEFAULT, ACTOR_CALL_TIMEOUT_MS_MAX, ACTOR_MESSAGE_BYTES_MAX,
+    ACTORS_LIST_MAX, ACTOR_CALL_TIMEOUT_MS_DEFAULT, ACTOR_CALL_TIMEOUT_MS_MAX, ACTOR_FORGET_BATCH_MAX,
+    ACTOR_MESSAGE_BYTES_MAX,
 };
+use crate::registry::STATE_VERSION_ACTOR_FORGET;
 use crate::service::hub::{ActorListener, GridHub};
 use crate::state::ReplicatedState;
 use crate::wire::TrafficClass;
@@ -319,11 +321,13 @@ impl ActorService {
 /// so their next calls activate them elsewhere), and activates here every cluster singleton nobody
 /// hosts whose placement is this node. Placement is the same rendezvous hash every node computes, so
 /// nodes agree on it; if two views differ for a moment, the log grants one activation and refuses the
-/// other.
+/// other. On the leader, also removes the records of volatile orphans whose handoff wait has passed
+/// here ([`forget_orphans`]).
 async fn upkeep(service: ActorService) {
     let me = service.inner.host.node();
     loop {
         tokio::time::sleep(UPKEEP_EVERY).await;
+        forget_orphans(&service).await;
         let (draining, singletons) = service.inner.coordinator.read_state(|state| {
             let hosted = service.inner.host.kinds();
             let singletons: Vec<ActorId> =
@@ -341,5 +345,32 @@ async fn upkeep(service: ActorService) {
                 }
             }
         }
+    }
+}
+
+/// On the leader: proposes `ActorForget` for the volatile orphans (at most `ACTOR_FORGET_BATCH_MAX`)
+/// whose handoff wait has passed on this node. A volatile orphan has nothing left to keep, and its
+/// record would otherwise hold its place under `ACTOR_RECORDS_MAX` until its key is called again. Once
+/// the wait has passed on the proposer, which applied the orphaning after it was committed, the lost
+/// host's lease has run out, so a node that activates the key afresh after the entry needs no wait.
+async fn forget_orphans(service: &ActorService) {
+    let coordinator = &service.inner.coordinator;
+    if !coordinator.is_leader() || !crate::service::registry::cluster_applies(coordinator, STATE_VERSION_ACTOR_FORGET) {
+        return;
+    }
+    let orphans: Vec<(ActorId, u64)> = coordinator.read_state(|state| {
+        state.volatile_orphans().take(ACTOR_FORGET_BATCH_MAX).map(|(actor, zxid)| (actor.clone(), zxid)).collect()
+    });
+    if orphans.is_empty() {
+        return;
+    }
+    let actors = service.inner.host.handed_off(orphans);
+    if actors.is_empty() {
+        return;
+    }
+    let count = actors.len();
+    match crate::service::tasks::write(coordinator, GridCommand::ActorForget { actors }).await {
+        Ok(_) => tracing::debug!(count, "volatile orphans forgotten"),
+        Err(error) => tracing::debug!(count, %error, "forgetting volatile orphans failed; the next round tries again"),
     }
 }

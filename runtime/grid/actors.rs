@@ -169,6 +169,9 @@ pub struct ActorTable {
     records: BTreeMap<ActorId, ActorRecord>,
     /// Derived: the actors each node owns.
     owned: BTreeMap<NodeId, BTreeSet<ActorId>>,
+    /// Derived: volatile orphans (unowned, volatile, no singleton, `orphaned_zxid` > 0), with their
+    /// `orphaned_zxid`: the records `ActorForget` may remove.
+    orphans: BTreeMap<ActorId, u64>,
     /// Derived: the sum of every record's [`ActorRecord::state_bytes`].
     state_bytes: usize,
 }
@@ -182,14 +185,18 @@ impl ActorTable {
     /// A table holding `records` (read from a snapshot), with its derived counts rebuilt.
     pub fn from_records(records: BTreeMap<ActorId, ActorRecord>) -> ActorTable {
         let mut owned: BTreeMap<NodeId, BTreeSet<ActorId>> = BTreeMap::new();
+        let mut orphans = BTreeMap::new();
         let mut state_bytes = 0;
         for (id, record) in &records {
             if let Some(node) = record.node {
                 owned.entry(node).or_default().insert(id.clone());
             }
+            if is_volatile_orphan(record) {
+                orphans.insert(id.clone(), record.orphaned_zxid);
+            }
             state_bytes += record.state_bytes();
         }
-        ActorTable { records, owned, state_bytes }
+        ActorTable { records, owned, orphans, state_bytes }
     }
 
     /// Every record (what a snapshot stores).
@@ -231,6 +238,12 @@ impl ActorTable {
     /// Bytes of state and recorded replies kept in all.
     pub fn state_bytes(&self) -> usize {
         self.state_bytes
+    }
+
+    /// Volatile orphans: unowned volatile records that are no singleton, left so by their node's lost
+    /// registration, with the zxid that orphaned each, in id order (what `ActorForget` removes).
+    pub fn volatile_orphans(&self) -> impl Iterator<Item = (&ActorId, u64)> {
+        self.orphans.iter().map(|(id, zxid)| (id, *zxid))
     }
 
     /// Singletons that nobody owns (the leader places them).
@@ -277,6 +290,7 @@ impl ActorTable {
         record.token = FencingToken(zxid);
         record.orphaned_zxid = 0;
         record.activations += 1;
+        self.orphans.remove(actor);
         self.owned.entry(node).or_default().insert(actor.clone());
         effects.actors_activated.push((actor.clone(), node, record.token));
         GridOutcome::ActorActivated {
@@ -357,6 +371,7 @@ impl ActorTable {
             let record = self.records.entry(actor.clone()).or_insert_with(|| ActorRecord::empty(durable, true));
             record.singleton = true;
             record.durable |= durable;
+            self.orphans.remove(actor);
             return GridOutcome::Recorded { applied: 1, refused: 0 };
         }
         let Some(record) = self.records.get_mut(actor).filter(|record| record.singleton) else {
@@ -378,8 +393,30 @@ impl ActorTable {
             record.node = None;
             record.orphaned_zxid = zxid;
             effects.actors_ended.push((actor.clone(), node, record.token));
+            if is_volatile_orphan(record) {
+                self.orphans.insert(actor.clone(), zxid);
+            }
             effects.actors_orphaned.push(actor);
         }
+    }
+
+    /// `ActorForget`: removes each named record that is still the volatile orphan of that orphaning
+    /// (see [`GridCommand::ActorForget`](super::GridCommand::ActorForget)); the others are left as they
+    /// are.
+    pub fn forget(&mut self, actors: &[(ActorId, u64)]) -> GridOutcome {
+        let (mut applied, mut refused) = (0, 0);
+        for (actor, zxid) in actors {
+            if *zxid != 0 && self.orphans.get(actor) == Some(zxid) {
+                self.orphans.remove(actor);
+                if let Some(record) = self.records.remove(actor) {
+                    self.state_bytes -= record.state_bytes();
+                }
+                applied += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        GridOutcome::Recorded { applied, refused }
     }
 
     /// Clears `actor`'s owner `node` (not an orphaning: the record is free at once).
@@ -401,11 +438,16 @@ impl ActorTable {
     fn remove_if_done(&mut self, actor: &ActorId) {
         let done = self.records.get(actor).is_some_and(|r| r.node.is_none() && !r.durable && !r.singleton);
         if done {
+            self.orphans.remove(actor);
             if let Some(record) = self.records.remove(actor) {
                 self.state_bytes -= record.state_bytes();
             }
         }
     }
+}
+
+fn is_volatile_orphan(record: &ActorRecord) -> bool {
+    record.node.is_none() && record.orphaned_zxid > 0 && !record.durable && !record.singleton
 }
 
 fn refused(owner: Option<NodeId>, reason: ActorRefusal) -> GridOutcome {
@@ -675,5 +717,35 @@ mod tests {
         table.on_node_lost(N1, 11, &mut effects);
         assert!(effects.is_empty(), "nothing left on node 1");
         assert_eq!(ActorTable::from_records(table.records().clone()), table, "derived counts rebuild alike");
+    }
+
+    #[test]
+    fn only_a_volatile_orphan_is_forgotten_and_only_for_its_own_orphaning() {
+        let mut table = ActorTable::new();
+        let mut effects = GridEffects::default();
+        let (durable, volatile, again, single) = (id("d"), id("v"), id("w"), id("s"));
+        granted(&table.activate(1, &durable, N1, true, true, &mut effects));
+        granted(&table.activate(2, &volatile, N1, false, true, &mut effects));
+        granted(&table.activate(3, &again, N1, false, true, &mut effects));
+        table.singleton(&single, false, true, &mut effects);
+        granted(&table.activate(4, &single, N1, false, true, &mut effects));
+        table.on_node_lost(N1, 9, &mut effects);
+        let orphans: Vec<(ActorId, u64)> = table.volatile_orphans().map(|(id, zxid)| (id.clone(), zxid)).collect();
+        assert_eq!(orphans, vec![(volatile.clone(), 9), (again.clone(), 9)], "durable and singleton records stay");
+        assert_eq!(ActorTable::from_records(table.records().clone()), table, "the orphans rebuild alike");
+        // Taken over before the forget applies: it stays.
+        granted(&table.activate(10, &again, N2, false, true, &mut effects));
+        let outcome =
+            table.forget(&[(volatile.clone(), 8), (durable.clone(), 9), (again.clone(), 9), (single.clone(), 9)]);
+        assert_eq!(outcome, GridOutcome::Recorded { applied: 0, refused: 4 });
+        assert_eq!(table.len(), 4);
+        assert_eq!(table.forget(&[(volatile.clone(), 9)]), GridOutcome::Recorded { applied: 1, refused: 0 });
+        assert!(table.get(&volatile).is_none(), "the volatile orphan's record is gone");
+        assert_eq!(table.volatile_orphans().count(), 0);
+        assert_eq!(table.forget(&[(volatile.clone(), 9)]), GridOutcome::Recorded { applied: 0, refused: 1 });
+        assert_eq!(ActorTable::from_records(table.records().clone()), table, "derived counts rebuild alike");
+        // Its next call activates it afresh, with no wait to serve.
+        granted(&table.activate(12, &volatile, N2, false, true, &mut effects));
+        assert_eq!(table.get(&volatile).expect("v").activations, 1);
     }
 }

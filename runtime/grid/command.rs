@@ -175,6 +175,15 @@ pub enum GridCommand {
         /// Declare (`true`) or remove (`false`).
         start: bool,
     },
+    /// Removes the records of volatile actors that their node's lost registration left unowned, each
+    /// once the proposer's handoff wait for it passed (so no old activation can still handle a
+    /// message): (actor, the zxid of the entry that orphaned it). A record goes only if it is still
+    /// that orphan (unowned, volatile, no singleton, the same orphaning). At most
+    /// `ACTOR_FORGET_BATCH_MAX` actors. Written only once every voter's build applies state version 6.
+    ActorForget {
+        /// The orphans.
+        actors: Vec<(ActorId, u64)>,
+    },
 }
 
 /// A recurring job as its owner asks for it.
@@ -380,7 +389,12 @@ mod tests {
                 vec![17, 1, 1, b'c', 1, b'k', 9, 3, 1, 7, 1, 1, b'i', 1, 8],
             ),
             (GridCommand::ActorRelease { actor: actor.clone(), token: FencingToken(9) }, vec![18, 1, b'c', 1, b'k', 9]),
-            (GridCommand::ActorSingleton { actor, durable: false, start: true }, vec![19, 1, b'c', 1, b'k', 0, 1]),
+            (
+                GridCommand::ActorSingleton { actor: actor.clone(), durable: false, start: true },
+                vec![19, 1, b'c', 1, b'k', 0, 1],
+            ),
+            // Forgetting volatile orphans (state version 6) comes next.
+            (GridCommand::ActorForget { actors: vec![(actor, 300)] }, vec![20, 1, 1, b'c', 1, b'k', 0xac, 2]),
         ];
         for (command, bytes) in cases {
             assert_eq!(postcard::to_stdvec(&command).expect("encodes"), bytes, "{command:?}");

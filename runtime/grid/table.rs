@@ -337,7 +337,8 @@ impl TaskTable {
             GridCommand::ActorActivate { .. }
             | GridCommand::ActorCommit { .. }
             | GridCommand::ActorRelease { .. }
-            | GridCommand::ActorSingleton { .. } => return Ok(GridOutcome::Recorded { applied: 0, refused: 1 }),
+            | GridCommand::ActorSingleton { .. }
+            | GridCommand::ActorForget { .. } => return Ok(GridOutcome::Recorded { applied: 0, refused: 1 }),
         }
         Ok(GridOutcome::Recorded { applied, refused })
     }

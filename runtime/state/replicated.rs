@@ -147,6 +147,11 @@ impl ReplicatedState {
         self.actors.of_kind(kind)
     }
 
+    /// Volatile orphans with the zxid that orphaned each, in id order (see `ActorTable::volatile_orphans`).
+    pub fn volatile_orphans(&self) -> impl Iterator<Item = (&ActorId, u64)> {
+        self.actors.volatile_orphans()
+    }
+
     /// Singletons nobody owns (the leader places them, after the handoff wait for orphans).
     pub fn singletons_unowned(&self) -> Vec<ActorId> {
         self.actors.singletons_unowned()
@@ -259,6 +264,7 @@ impl ReplicatedState {
             GridCommand::ActorSingleton { actor, durable, start } => {
                 self.actors.singleton(actor, *durable, *start, effects)
             }
+            GridCommand::ActorForget { actors } => self.actors.forget(actors),
             _ => return None,
         })
     }

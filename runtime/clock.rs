@@ -70,31 +70,58 @@ fn duration_millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Milliseconds and microseconds since the clock was made, on the monotonic clock.
+/// Milliseconds and microseconds since the clock was made, on the monotonic clock (in a simulation,
+/// possibly at a drifting rate: [`Clock::start_at_rate`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     origin: Instant,
+    /// The clock's rate in millionths of the monotonic clock's.
+    ppm: u64,
 }
+
+/// The monotonic clock's own rate, in millionths.
+const REAL_PPM: u64 = 1_000_000;
 
 impl Clock {
     /// A clock whose origin is now.
     pub fn start() -> Clock {
-        Clock { origin: monotonic() }
+        Clock { origin: monotonic(), ppm: REAL_PPM }
+    }
+
+    /// Simulation only: a clock whose origin is now and that runs at `ppm` millionths of the monotonic
+    /// clock's rate, to show that a drift bound holds (`tests/sim_actors.rs`). Never used on a node.
+    #[doc(hidden)]
+    pub fn start_at_rate(ppm: u64) -> Clock {
+        Clock { origin: monotonic(), ppm: ppm.max(1) }
+    }
+
+    /// What this clock measures while the monotonic clock measures `real`, rounded down.
+    fn scaled(&self, real: Duration) -> Duration {
+        if self.ppm == REAL_PPM {
+            return real;
+        }
+        let nanos = real.as_nanos() * u128::from(self.ppm) / u128::from(REAL_PPM);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
     /// Milliseconds since the origin.
     pub fn now(&self) -> Millis {
-        Millis(duration_millis(self.origin.elapsed()))
+        Millis(duration_millis(self.scaled(self.origin.elapsed())))
     }
 
     /// Microseconds since the origin, for round-trip measurements.
     pub fn micros(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+        u64::try_from(self.scaled(self.origin.elapsed()).as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// The tokio instant of a point on this clock, for sleeping until it.
+    /// The tokio instant of a point on this clock, for sleeping until it: the first instant at which
+    /// [`Clock::now`] reads at least `at`.
     pub fn instant_at(&self, at: Millis) -> Instant {
-        self.origin + Duration::from_millis(at.0)
+        if self.ppm == REAL_PPM {
+            return self.origin + Duration::from_millis(at.0);
+        }
+        let nanos = (u128::from(at.0) * 1_000_000 * u128::from(REAL_PPM)).div_ceil(u128::from(self.ppm));
+        self.origin + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 }
 

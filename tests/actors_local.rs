@@ -206,6 +206,10 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
         let counter = Grid::remote(client).actor::<Counter>("c");
         let total = tokio::time::timeout(WAIT, counter.call(Add { add: 1 })).await.expect("bounded").expect("answered");
         assert_eq!(total.total, 12);
+        // A tell through the admin API (`POST /grid/actors/tell`) is queued before the next call.
+        tokio::time::timeout(WAIT, counter.tell(Add { add: 5 })).await.expect("bounded").expect("told");
+        let total = tokio::time::timeout(WAIT, counter.call(Add { add: 1 })).await.expect("bounded").expect("answered");
+        assert_eq!(total.total, 18);
     });
 
     // A cluster singleton is activated without a call, on the node placement picks.

@@ -170,6 +170,22 @@ fn a_counter_counts_through_the_cli_and_keeps_its_total_when_its_host_is_killed(
     let run = gk(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!run.ok && run.stderr.trim().lines().count() == 1 && run.stderr.contains("no auth"), "{}", run.stderr);
 
+    // A tell through the CLI returns once queued; the call after it, from the same caller, sees it.
+    let mut args: Vec<String> = vec!["actor".into(), "tell".into()];
+    args.extend(connect(&spec, 1, "caller"));
+    args.extend(["--kind", "counter", "--key", "told", "--message", r#"{"add": 2}"#, "--json"].map(String::from));
+    let mut told = None;
+    wait_for(WAIT_MAX, || {
+        let run = gk(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        told = Some(run.stderr.clone());
+        run.ok.then(|| run.json())
+    })
+    .map(|answer| assert!(answer["node"].as_u64().is_some() && answer.get("reply").is_none(), "{answer}"))
+    .unwrap_or_else(|| panic!("the tell is taken: {told:?}"));
+    let after = add_one(&spec, 1, "told", &["--json"]);
+    assert!(after.ok, "{}", after.stderr);
+    assert_eq!(after.json()["reply"], serde_json::json!({"total": 3}), "the told add was handled first");
+
     // Each call is in the audit log of the node that served it, naming the actor.
     wait_for(WAIT_MAX, || {
         let audit = admin_get(spec.admin(1), "/audit")?;

@@ -5,6 +5,8 @@
 //! each call adding to a total under its own idempotency key, while a seeded fault schedule crashes
 //! the leader and other nodes, restarts them, cuts, holds and fails links, and cuts one node off from
 //! both others for a while (its registration expires while it still runs: a would-be zombie host).
+//! Each node's host reads a clock drifting within the bound the handoff wait assumes (97.6% to
+//! 102.4% of the true rate, drawn from the seed).
 //! Then the cluster heals, and every call whose outcome was unknown is sent again with its
 //! idempotency key until answered.
 //!
@@ -38,6 +40,7 @@ use gridkeeper::actors::builtin::{Add, Total};
 use gridkeeper::actors::{ActorContext, ActorError, ActorService, CallOptions, GridActor, HostConfig};
 use gridkeeper::api::ErrorCode;
 use gridkeeper::clock::{unix_millis, SIM_EPOCH_MS};
+use gridkeeper::consensus::lease::ClockRate;
 use gridkeeper::consensus::Coordinator;
 use gridkeeper::grid::actors::ActorId;
 use gridkeeper::grid::task::Encoding;
@@ -379,6 +382,13 @@ fn run(seed: u64) -> Run {
     let mut config = SimConfig::new(seed, NODES);
     config.registry_dir = Some(dir.path().to_path_buf());
     config.repair_rate = 0.05;
+    // Clocks that drift within the bound the handoff wait assumes (5% between any two nodes): each
+    // node's leases read a clock at 97.6%, 100% or 102.4% of the true rate, drawn from the seed.
+    let mut rates = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xd81f_7000);
+    for node in 1..=NODES {
+        let ppm = [976_000, 1_000_000, 1_024_000][rates.random_range(0..3)];
+        config.lease_clock_rates.insert(NodeId(node), ClockRate::from_ppm(ppm));
+    }
     let kinds = gridkeeper::actors::builtin::kinds().with::<Tally>();
     let host = HostConfig { idle_ms: IDLE_MS, ..HostConfig::default() };
     config.grid = Some(SimGrid { actors: Some((kinds, host)), ..SimGrid::new() });

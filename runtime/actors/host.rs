@@ -72,11 +72,20 @@ pub struct HostConfig {
     pub idle_ms: u64,
     /// Activations held at once; past it a new one is refused `quota exceeded`.
     pub activations_max: usize,
+    /// Simulation only: the rate of the host's clock (its lease, its handoff waits) against the
+    /// monotonic clock, to show that the drift bound the handoff wait assumes is enough
+    /// (`tests/sim_actors.rs`). The real rate on a node.
+    #[doc(hidden)]
+    pub clock_rate: crate::consensus::lease::ClockRate,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        HostConfig { idle_ms: ACTOR_IDLE_MS_DEFAULT, activations_max: ACTOR_ACTIVATIONS_MAX_DEFAULT }
+        HostConfig {
+            idle_ms: ACTOR_IDLE_MS_DEFAULT,
+            activations_max: ACTOR_ACTIVATIONS_MAX_DEFAULT,
+            clock_rate: crate::consensus::lease::ClockRate::default(),
+        }
     }
 }
 
@@ -276,7 +285,7 @@ impl ActorHost {
     /// through the node's grid hub once [`ActorHost::start`] runs.
     pub fn new(coordinator: Coordinator, kinds: ActorKinds, config: HostConfig) -> ActorHost {
         telemetry::register();
-        let clock = Clock::start();
+        let clock = Clock::start_at_rate(config.clock_rate.ppm());
         ActorHost {
             shared: Arc::new(Shared {
                 node: coordinator.node(),

@@ -211,7 +211,7 @@ impl<A: GridActor> ActorRef<A> {
     }
 
     /// Sends `message` without waiting for the reply: returns once the actor's host queued it (on a
-    /// member; through [`Grid::remote`], once it was handled, since the admin API has no tell).
+    /// member over the mesh; through [`Grid::remote`] with the admin API's `POST /grid/actors/tell`).
     /// Messages told by one caller are handled in the order told.
     ///
     /// # Errors
@@ -230,7 +230,14 @@ impl<A: GridActor> ActorRef<A> {
                 service.call(self.id.clone(), bytes, Encoding::Rkyv, options).await?;
                 Ok(())
             }
-            Port::Remote(_) => self.call(message).await.map(|_| ()),
+            Port::Remote(client) => {
+                let value = serde_json::to_value(&message).map_err(ApiError::bad_arguments)?;
+                let mut request = ActorCallRequest::new(&self.id, value);
+                request.idempotency_key.clone_from(&self.options.idempotency_key);
+                request.timeout_ms = (self.options.timeout_ms > 0).then_some(self.options.timeout_ms);
+                client.actor_tell(&request).await.map_err(ApiError::from)?;
+                Ok(())
+            }
         }
     }
 }

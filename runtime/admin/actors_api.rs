@@ -8,6 +8,8 @@
 //!   on first call), the reply comes back as JSON. Bounds are checked where the body is parsed (400
 //!   `bad arguments`, 413 `too large`); 429 `overloaded` for a full mailbox, 422 `actor failed` for a
 //!   handler's error, 503 `outcome unknown` when the host was lost mid-call (never retried here).
+//! - `POST /grid/actors/tell`, the same body → `{"kind", "key", "node"}` once the message is queued on
+//!   its host (its reply is not waited for; 429 `overloaded` for a full mailbox).
 //! - `GET /grid/actors?kind=` → `{"actors": [ActorView, ...], "truncated"}`, in (kind, key) order, at
 //!   most `ACTORS_LIST_MAX`.
 
@@ -21,7 +23,7 @@ use super::error::HttpError;
 use super::http::AdminState;
 use super::registry_api::coordinator;
 use crate::actors::service::{ActorService, CallOptions};
-use crate::api::actors::{ActorCallAnswer, ActorCallRequest, ActorsAnswer, ActorsQuery};
+use crate::api::actors::{ActorCallAnswer, ActorCallRequest, ActorToldAnswer, ActorsAnswer, ActorsQuery};
 use crate::api::{ApiError, ErrorCode};
 use crate::grid::task::Encoding;
 
@@ -29,7 +31,10 @@ type ApiResult<T> = Result<Json<T>, HttpError>;
 
 /// The actor routes, to merge into the admin router.
 pub fn routes() -> Router<Arc<AdminState>> {
-    Router::new().route("/grid/actors/call", post(call)).route("/grid/actors", get(actors))
+    Router::new()
+        .route("/grid/actors/call", post(call))
+        .route("/grid/actors/tell", post(tell))
+        .route("/grid/actors", get(actors))
 }
 
 fn service(state: &AdminState) -> Result<ActorService, HttpError> {
@@ -46,6 +51,17 @@ async fn call(
     let options = CallOptions { idempotency_key: call.idempotency_key, timeout_ms: call.timeout_ms, tell: false };
     let answer = service.call(call.actor.clone(), call.message, Encoding::Json, options).await?;
     Ok(Json(ActorCallAnswer::of(call.actor, answer.node, &answer.reply)?))
+}
+
+async fn tell(
+    State(state): State<Arc<AdminState>>,
+    Json(request): Json<ActorCallRequest>,
+) -> ApiResult<ActorToldAnswer> {
+    let call = request.parse()?;
+    let service = service(&state)?;
+    let options = CallOptions { idempotency_key: call.idempotency_key, timeout_ms: call.timeout_ms, tell: true };
+    let answer = service.call(call.actor.clone(), call.message, Encoding::Json, options).await?;
+    Ok(Json(ActorToldAnswer { kind: call.actor.kind, key: call.actor.key, node: answer.node }))
 }
 
 async fn actors(State(state): State<Arc<AdminState>>, Query(query): Query<ActorsQuery>) -> ApiResult<ActorsAnswer> {

@@ -52,7 +52,7 @@ pub fn route_class(method: &str, path: &str) -> RouteClass {
             "/grid/submit" | "/grid/cancel" | "/grid/schedule" | "/grid/unschedule" | "/grid/jobs/pause"
             | "/grid/jobs/resume" | "/grid/jobs/trigger",
         )
-        | ("POST", "/grid/actors/call") => RouteClass::Submit,
+        | ("POST", "/grid/actors/call" | "/grid/actors/tell") => RouteClass::Submit,
         ("POST", "/grid/worker/poll" | "/grid/worker/report" | "/members/join") => RouteClass::Work,
         _ => RouteClass::Operate,
     }
@@ -165,7 +165,7 @@ mod tests {
         Principal { name: "p".into(), role, proof: Proof::Token }
     }
 
-    const ROUTES: [(&str, &str, RouteClass); 34] = [
+    const ROUTES: [(&str, &str, RouteClass); 35] = [
         ("POST", "/members/add", RouteClass::Operate),
         ("POST", "/members/remove", RouteClass::Operate),
         ("POST", "/members/join", RouteClass::Work),
@@ -188,6 +188,7 @@ mod tests {
         ("POST", "/grid/jobs/resume", RouteClass::Submit),
         ("POST", "/grid/jobs/trigger", RouteClass::Submit),
         ("POST", "/grid/actors/call", RouteClass::Submit),
+        ("POST", "/grid/actors/tell", RouteClass::Submit),
         ("GET", "/grid/actors", RouteClass::Read),
         ("GET", "/grid/actors/call", RouteClass::Operate),
         ("POST", "/grid/drain", RouteClass::Operate),
@@ -307,6 +308,7 @@ mod tests {
         );
         assert!(audited("POST", "/grid/worker/report") && audited("POST", "/no/such/route"));
         assert!(audited("POST", "/grid/actors/call") && !audited("GET", "/grid/actors"));
+        assert!(audited("POST", "/grid/actors/tell"));
         for (method, path) in
             [("GET", "/status"), ("POST", "/grid/wait"), ("POST", "/registry/sync"), ("POST", "/grid/worker/poll")]
         {

@@ -140,6 +140,18 @@ impl ActorCallAnswer {
     }
 }
 
+/// The answer to a tell (`POST /grid/actors/tell`, an [`ActorCallRequest`] whose reply nobody waits
+/// for): the message is queued on the actor's host, in order behind what that caller sent before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorToldAnswer {
+    /// The actor's kind.
+    pub kind: String,
+    /// The actor's key.
+    pub key: String,
+    /// The node whose activation queued the message.
+    pub node: NodeId,
+}
+
 /// Query of `GET /grid/actors`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorsQuery {

@@ -27,6 +27,8 @@ pub struct ActorArgs {
 enum ActorCommand {
     /// Send a message to an actor (activated on its first call) and print its reply.
     Call(CallArgs),
+    /// Send a message to an actor without waiting for its reply; prints the node that queued it.
+    Tell(CallArgs),
 }
 
 /// `gridkeeper actor call`.
@@ -49,7 +51,8 @@ pub struct CallArgs {
     /// How long to wait for the reply, in milliseconds (default 5000, at most 10000).
     #[arg(long)]
     timeout_ms: Option<u64>,
-    /// Print the whole answer as one JSON object: `{"kind", "key", "node", "reply"}`.
+    /// Print the whole answer as one JSON object: `{"kind", "key", "node", "reply"}` (a tell's has no
+    /// `reply`).
     #[arg(long)]
     json: bool,
 }
@@ -94,7 +97,20 @@ impl CallArgs {
 pub async fn actor(args: ActorArgs) -> Result<(), ClientError> {
     match args.command {
         ActorCommand::Call(args) => call(args).await,
+        ActorCommand::Tell(args) => tell(args).await,
     }
+}
+
+async fn tell(args: CallArgs) -> Result<(), ClientError> {
+    let request = args.request()?;
+    let client = args.connect.client().await?;
+    let answer = client.actor_tell(&request).await?;
+    if args.json {
+        println!("{}", json_line(&answer).map_err(ClientError::Transport)?);
+    } else {
+        println!("queued on node {}", answer.node);
+    }
+    Ok(())
 }
 
 async fn call(args: CallArgs) -> Result<(), ClientError> {

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::api::actors::{ActorCallAnswer, ActorCallRequest, ActorsAnswer, ActorsQuery};
+use crate::api::actors::{ActorCallAnswer, ActorCallRequest, ActorToldAnswer, ActorsAnswer, ActorsQuery};
 use crate::api::grid::{
     DrainRequest, IdsRequest, JobView, JobsResponse, NameRequest, NodeStatus, RecordedResponse, ScheduleRequest,
     SubmitRequest, SubmitResponse, TaskView, TasksQuery, TasksResponse, WaitRequest, WaitResponse,
@@ -766,6 +766,16 @@ impl Client {
     /// own error), `outcome unknown`, `unavailable`, `bad arguments`, `too large`.
     pub async fn actor_call(&self, request: &ActorCallRequest) -> Result<ActorCallAnswer, ClientError> {
         self.post("/grid/actors/call", request).await
+    }
+
+    /// Sends `request`'s message to its actor without waiting for the reply: returns once its host
+    /// queued it. Tells from one caller are handled in the order sent. Not sent again on failure
+    /// (see [`Client::actor_call`]).
+    ///
+    /// # Errors
+    /// As [`Client::actor_call`].
+    pub async fn actor_tell(&self, request: &ActorCallRequest) -> Result<ActorToldAnswer, ClientError> {
+        self.post("/grid/actors/tell", request).await
     }
 
     /// The actors the replicated state knows (of `query.kind`, if given), in (kind, key) order.

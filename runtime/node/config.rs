@@ -536,7 +536,7 @@ impl NodeSettings {
                 format!("{activations_max} is outside 1..={ACTOR_ACTIVATIONS_MAX_CEILING}"),
             ));
         }
-        Ok(crate::actors::HostConfig { idle_ms, activations_max })
+        Ok(crate::actors::HostConfig { idle_ms, activations_max, ..defaults })
     }
 
     /// The task logs' budget and age, checked (see `worker/logs_book.rs` for the units).

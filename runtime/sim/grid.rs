@@ -63,18 +63,21 @@ pub(super) async fn start(
     node: NodeId,
     coordinator: &Coordinator,
     seed: u64,
+    clock_rate: crate::consensus::lease::ClockRate,
     gauges: &Shared<Vec<(NodeId, WorkerGauge)>>,
 ) -> Result<ActorRef<WorkerMsg>, ractor::SpawnErr> {
     tokio::spawn(crate::service::dispatcher::run(coordinator.clone(), grid.strategy, seed ^ node.0));
     // Before the registration, as on a node: its keepalives renew the host's lease.
     let actors = match &grid.actors {
-        Some((kinds, config)) => match ActorService::start(coordinator, kinds.clone(), *config) {
-            Ok(service) => Some(service.host().kinds().names()),
-            Err(error) => {
-                tracing::warn!(%node, %error, "this simulated node hosts no actors");
-                None
+        Some((kinds, config)) => {
+            match ActorService::start(coordinator, kinds.clone(), HostConfig { clock_rate, ..*config }) {
+                Ok(service) => Some(service.host().kinds().names()),
+                Err(error) => {
+                    tracing::warn!(%node, %error, "this simulated node hosts no actors");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let record = NodeRecord {

@@ -84,9 +84,9 @@ pub struct SimConfig {
     pub snapshot_logs: u64,
     /// Run the task grid (dispatcher, registration, worker) on every node (needs `registry_dir`).
     pub grid: Option<SimGrid>,
-    /// The rate of the clock each node's leader lease reads, against simulated time (nodes not
-    /// listed: the true rate): a drifting clock, within the lease's drift bound or far beyond it
-    /// (`tests/sim_lease.rs`).
+    /// The rate of the clock each node's leases read (its leader lease; its actor host's lease and
+    /// handoff waits), against simulated time (nodes not listed: the true rate): a drifting clock,
+    /// within the drift bound or far beyond it (`tests/sim_lease.rs`, `tests/sim_actors.rs`).
     pub lease_clock_rates: BTreeMap<NodeId, ClockRate>,
 }
 
@@ -572,7 +572,8 @@ async fn run_host(plan: HostPlan) -> turmoil::Result {
         locked(&plan.coordinators).insert(node, coordinator.clone());
         if let Some(grid) = &plan.grid {
             // Held for as long as this host runs.
-            _worker = Some(grid::start(grid, node, &coordinator, plan.seed, &plan.gauges).await?);
+            let rate = plan.lease_clock_rate.unwrap_or_default();
+            _worker = Some(grid::start(grid, node, &coordinator, plan.seed, rate, &plan.gauges).await?);
         }
         if let Some(workload) = &plan.workload {
             tokio::spawn(workload(node, coordinator));

@@ -1,7 +1,9 @@
 //! Deterministic simulation of grid actors: 3 real nodes (mesh, openraft, redb, registration, actor
 //! host and service on each) over turmoil's seeded network and clock. Clients on every node call
 //! durable actors (the built-in `counter`, and `tally`, a durable counter defined here that takes a
-//! few simulated milliseconds per message and logs every activation and every message it handles),
+//! few simulated milliseconds per message and logs every activation and every message it handles)
+//! and `vtally`, tally's volatile twin (no commit holds its next message back, so only the host lease
+//! and the handoff wait keep two of its activations apart),
 //! each call adding to a total under its own idempotency key, while a seeded fault schedule crashes
 //! the leader and other nodes, restarts them, cuts, holds and fails links, and cuts one node off from
 //! both others for a while (its registration expires while it still runs: a would-be zombie host).
@@ -12,7 +14,7 @@
 //!
 //! Checked after every schedule:
 //! - no two activations of one key ever handle messages at once: the simulated time intervals of the
-//!   messages `tally` handled never overlap, and every message an activation handled ended before
+//!   messages `tally` and `vtally` handled never overlap, and every message an activation handled ended before
 //!   the first message of any newer activation (a higher token) of that key started;
 //! - a durable actor's state never goes back: the totals `tally` activations start from never
 //!   decrease in token order, and none starts below a total already acknowledged; a call first sent
@@ -72,8 +74,16 @@ const CALL_TIMEOUT_MS: u64 = 500;
 const STICKY: f64 = 0.7;
 /// Idle time before an activation is passivated: short, so passivation and reactivation happen too.
 const IDLE_MS: u64 = 400;
+/// Clock rates (millionths of the true rate) a node's leases may read: within the bound the handoff
+/// wait assumes (any two differ by less than 5%)...
+const WITHIN_BOUND: [u64; 3] = [976_000, 1_000_000, 1_024_000];
+/// ...and far beyond it (a slow host's lease outlasts a fast node's handoff wait).
+const BEYOND_BOUND: [u64; 3] = [400_000, 1_000_000, 2_500_000];
+/// Schedules the beyond-the-bound test runs at most before it must have caught an overlap.
+const BEYOND_SCHEDULES_MAX: u64 = 60;
+
 /// The actors called: (kind, key).
-const ACTORS: [(&str, &str); 12] = [
+const ACTORS: [(&str, &str); 15] = [
     ("tally", "a"),
     ("tally", "b"),
     ("tally", "c"),
@@ -86,12 +96,23 @@ const ACTORS: [(&str, &str); 12] = [
     ("counter", "x"),
     ("counter", "y"),
     ("counter", "z"),
+    ("vtally", "p"),
+    ("vtally", "q"),
+    ("vtally", "r"),
 ];
+
+/// Whether `ACTORS[index]` keeps its state through the log (`vtally` does not: only its handlings are
+/// checked, for overlap).
+fn durable(index: usize) -> bool {
+    ACTORS[index].0 != VTally::KIND
+}
 
 /// One message `tally` handled: on which node, by which activation, when (simulated ms), and the
 /// total before and after.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Handling {
+    /// `tally` (durable) or `vtally` (volatile).
+    kind: &'static str,
     key: String,
     node: NodeId,
     token: u64,
@@ -152,27 +173,53 @@ impl GridActor for Tally {
     }
 
     async fn handle(&mut self, message: Add, ctx: &ActorContext) -> Result<Total, ActorError> {
-        let start_ms = now_ms();
-        let before = self.total;
-        // 1 to 8 ms, from the total: the same in every replay.
-        let ms = (before.unsigned_abs().wrapping_mul(7) ^ ctx.token.0) % 8 + 1;
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        self.total += message.add;
-        let handling = Handling {
-            key: ctx.key.clone(),
-            node: ctx.node,
-            token: ctx.token.0,
-            start_ms,
-            end_ms: now_ms(),
-            before,
-            after: self.total,
-        };
-        LOG.with(|log| log.borrow_mut().handlings.push(handling));
-        Ok(Total { total: self.total })
+        Ok(handle_logged(Self::KIND, &mut self.total, message, ctx).await)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, ActorError> {
         Ok(self.total.to_le_bytes().to_vec())
+    }
+}
+
+/// Takes 1 to 8 simulated ms to add `message` to `total`, and logs the handling.
+async fn handle_logged(kind: &'static str, total: &mut i64, message: Add, ctx: &ActorContext) -> Total {
+    let start_ms = now_ms();
+    let before = *total;
+    // 1 to 8 ms, from the total: the same in every replay.
+    let ms = (before.unsigned_abs().wrapping_mul(7) ^ ctx.token.0) % 8 + 1;
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    *total += message.add;
+    let handling = Handling {
+        kind,
+        key: ctx.key.clone(),
+        node: ctx.node,
+        token: ctx.token.0,
+        start_ms,
+        end_ms: now_ms(),
+        before,
+        after: *total,
+    };
+    LOG.with(|log| log.borrow_mut().handlings.push(handling));
+    Total { total: *total }
+}
+
+/// `tally`'s volatile twin: no commit holds its next message back, so a host past its lease would
+/// go on handling, and only the host lease and the handoff wait keep two activations apart.
+struct VTally {
+    total: i64,
+}
+
+impl GridActor for VTally {
+    const KIND: &'static str = "vtally";
+    type Message = Add;
+    type Reply = Total;
+
+    fn activate(_key: &str, _state: Option<&[u8]>) -> Result<VTally, ActorError> {
+        Ok(VTally { total: 0 })
+    }
+
+    async fn handle(&mut self, message: Add, ctx: &ActorContext) -> Result<Total, ActorError> {
+        Ok(handle_logged(Self::KIND, &mut self.total, message, ctx).await)
     }
 }
 
@@ -375,21 +422,20 @@ fn schedule(seed: u64) -> FaultSchedule {
 }
 
 /// Runs one seeded schedule and checks it.
-fn run(seed: u64) -> Run {
+fn run(seed: u64, rates: [u64; 3]) -> Run {
     LOG.with(|log| *log.borrow_mut() = Log::default());
     let shared = Arc::new(Shared::default());
     let dir = RunDir::new("actors", seed);
     let mut config = SimConfig::new(seed, NODES);
     config.registry_dir = Some(dir.path().to_path_buf());
     config.repair_rate = 0.05;
-    // Clocks that drift within the bound the handoff wait assumes (5% between any two nodes): each
-    // node's leases read a clock at 97.6%, 100% or 102.4% of the true rate, drawn from the seed.
-    let mut rates = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xd81f_7000);
+    // Each node's leases read a clock at one of `rates`, drawn from the seed.
+    let mut rng_rates = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xd81f_7000);
     for node in 1..=NODES {
-        let ppm = [976_000, 1_000_000, 1_024_000][rates.random_range(0..3)];
+        let ppm = rates[rng_rates.random_range(0..3)];
         config.lease_clock_rates.insert(NodeId(node), ClockRate::from_ppm(ppm));
     }
-    let kinds = gridkeeper::actors::builtin::kinds().with::<Tally>();
+    let kinds = gridkeeper::actors::builtin::kinds().with::<Tally>().with::<VTally>();
     let host = HostConfig { idle_ms: IDLE_MS, ..HostConfig::default() };
     config.grid = Some(SimGrid { actors: Some((kinds, host)), ..SimGrid::new() });
     config.workload = Some(workload(shared.clone(), seed));
@@ -420,40 +466,41 @@ fn run(seed: u64) -> Run {
 /// handles a message once a newer one (a higher token) has begun handling: every message an older
 /// activation handled ended before any message of a newer one started.
 fn check_one_at_a_time(seed: u64, run: &Run) {
-    let mut by_key: BTreeMap<&str, Vec<&Handling>> = BTreeMap::new();
+    let mut by_key: BTreeMap<(&str, &str), Vec<&Handling>> = BTreeMap::new();
     for handling in &run.handlings {
-        by_key.entry(&handling.key).or_default().push(handling);
+        by_key.entry((handling.kind, &handling.key)).or_default().push(handling);
     }
-    for (key, handlings) in by_key {
+    for ((kind, key), handlings) in by_key {
         for (i, a) in handlings.iter().enumerate() {
             for b in &handlings[i + 1..] {
                 assert!(
                     !(a.start_ms < b.end_ms && b.start_ms < a.end_ms),
-                    "seed {seed}: tally {key} handled two messages at once: {a:?} and {b:?}"
+                    "seed {seed}: {kind} {key} handled two messages at once: {a:?} and {b:?}"
                 );
                 let (older, newer) = if a.token <= b.token { (a, b) } else { (b, a) };
                 assert!(
                     older.token == newer.token || older.end_ms <= newer.start_ms,
-                    "seed {seed}: tally {key} had two activations handling: {older:?} after {newer:?} began"
+                    "seed {seed}: {kind} {key} had two activations handling: {older:?} after {newer:?} began"
                 );
             }
         }
     }
 }
 
-/// Durable state never goes back: activations start from non-decreasing totals (in token order),
+/// Durable state never goes back (`vtally`, volatile, is left out): activations start from non-decreasing totals (in token order),
 /// no activation starts or handles a message from below an acknowledged total, and replies never
 /// fall below an earlier acknowledged one.
 fn check_never_back(seed: u64, run: &Run) {
     let acked: Vec<(usize, i64, u64, u64, i64)> = run
         .calls
         .values()
+        .filter(|record| durable(record.actor))
         .filter_map(|record| match record.seen {
             Seen::Acked { total, at_ms } => Some((record.actor, total, at_ms, record.first_sent_ms, record.add)),
             _ => None,
         })
         .collect();
-    for handling in &run.handlings {
+    for handling in run.handlings.iter().filter(|handling| handling.kind == Tally::KIND) {
         for &(actor, total, at_ms, _, _) in &acked {
             if ACTORS[actor] == ("tally", handling.key.as_str()) && at_ms < handling.start_ms {
                 assert!(
@@ -506,7 +553,7 @@ fn check_never_back(seed: u64, run: &Run) {
 
 /// Each actor's committed total is exactly the sum of its distinct calls that did not take nothing.
 fn check_exactly_once(seed: u64, run: &Run) {
-    for (index, &total) in run.totals.iter().enumerate() {
+    for (index, &total) in run.totals.iter().enumerate().filter(|(index, _)| durable(*index)) {
         let applied: i64 = run
             .calls
             .values()
@@ -539,7 +586,7 @@ fn one_activation_durable_state_and_exactly_once_calls_through_crashes_and_parti
     log_if_asked();
     let totals = Mutex::new(BTreeMap::<&str, usize>::new());
     let report = Swarm::new("sim_actors", "one_activation", SCHEDULES, 1).replay_every(REPLAY_EVERY).run(|seed| {
-        let run = run(seed);
+        let run = run(seed, WITHIN_BOUND);
         let count = |pick: &dyn Fn(&CallRecord) -> bool| run.calls.values().filter(|record| pick(record)).count();
         let acked = count(&|record| matches!(record.seen, Seen::Acked { .. }));
         let unknown = count(&|record| record.resent);
@@ -588,4 +635,26 @@ fn one_activation_durable_state_and_exactly_once_calls_through_crashes_and_parti
             assert!(totals[name] > 0, "no schedule had any {name}: {totals:?}");
         }
     }
+}
+
+/// The check above can fail, and the drift bound is what keeps it from failing: with clocks far beyond
+/// the bound (0.4× to 2.5× the true rate) a slow host's lease outlasts a fast node's handoff wait, and
+/// within a few schedules `vtally` has two activations handling at once, which the check catches (the
+/// caught panics print as they happen).
+#[test]
+fn far_beyond_the_drift_bound_the_overlap_check_catches_two_activations() {
+    let caught = (0..BEYOND_SCHEDULES_MAX).find_map(|seed| {
+        let payload = std::panic::catch_unwind(|| run(seed, BEYOND_BOUND)).err()?;
+        let text = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+            .unwrap_or_default();
+        (text.contains("had two activations handling") || text.contains("handled two messages at once"))
+            .then_some((seed, text))
+    });
+    let (seed, text) = caught.unwrap_or_else(|| {
+        panic!("no overlap in {BEYOND_SCHEDULES_MAX} schedules with clocks far beyond the drift bound")
+    });
+    eprintln!("beyond the drift bound, seed {seed}: {text}");
 }

@@ -190,19 +190,13 @@ impl<A: GridActor> ActorRef<A> {
     {
         match self.grid.port() {
             Port::Local(coordinator) => {
-                let service = service_of(coordinator)?;
-                let bytes = message.encode().map_err(ApiError::bad_arguments)?;
-                let answer = service.call(self.id.clone(), bytes, Encoding::Rkyv, self.options.clone()).await?;
+                let answer = self.send_local(coordinator, &message, false).await?;
                 A::Reply::decode(&answer.reply).map_err(|reason| {
                     GridApiError::Api(ApiError::new(ErrorCode::Internal, format!("a reply of {}: {reason}", self.id)))
                 })
             }
             Port::Remote(client) => {
-                let value = serde_json::to_value(&message).map_err(ApiError::bad_arguments)?;
-                let mut request = ActorCallRequest::new(&self.id, value);
-                request.idempotency_key.clone_from(&self.options.idempotency_key);
-                request.timeout_ms = (self.options.timeout_ms > 0).then_some(self.options.timeout_ms);
-                let answer = client.actor_call(&request).await.map_err(ApiError::from)?;
+                let answer = client.actor_call(&self.request(&message)?).await.map_err(ApiError::from)?;
                 serde_json::from_value(answer.reply).map_err(|error| {
                     GridApiError::Api(ApiError::new(ErrorCode::Internal, format!("a reply of {}: {error}", self.id)))
                 })
@@ -223,22 +217,37 @@ impl<A: GridActor> ActorRef<A> {
         A::Reply: serde::de::DeserializeOwned,
     {
         match self.grid.port() {
-            Port::Local(coordinator) => {
-                let service = service_of(coordinator)?;
-                let bytes = message.encode().map_err(ApiError::bad_arguments)?;
-                let options = CallOptions { tell: true, ..self.options.clone() };
-                service.call(self.id.clone(), bytes, Encoding::Rkyv, options).await?;
-                Ok(())
-            }
+            Port::Local(coordinator) => self.send_local(coordinator, &message, true).await.map(|_| ()),
             Port::Remote(client) => {
-                let value = serde_json::to_value(&message).map_err(ApiError::bad_arguments)?;
-                let mut request = ActorCallRequest::new(&self.id, value);
-                request.idempotency_key.clone_from(&self.options.idempotency_key);
-                request.timeout_ms = (self.options.timeout_ms > 0).then_some(self.options.timeout_ms);
-                client.actor_tell(&request).await.map_err(ApiError::from)?;
+                client.actor_tell(&self.request(&message)?).await.map_err(ApiError::from)?;
                 Ok(())
             }
         }
+    }
+
+    /// `message` through this member's actor service, rkyv-encoded, as a call or a tell.
+    async fn send_local(
+        &self,
+        coordinator: &crate::consensus::Coordinator,
+        message: &A::Message,
+        tell: bool,
+    ) -> Result<CallAnswer, GridApiError> {
+        let service = service_of(coordinator)?;
+        let bytes = message.encode().map_err(ApiError::bad_arguments)?;
+        let options = CallOptions { tell, ..self.options.clone() };
+        Ok(service.call(self.id.clone(), bytes, Encoding::Rkyv, options).await?)
+    }
+
+    /// The admin API's request for `message`, as JSON, with this handle's options.
+    fn request(&self, message: &A::Message) -> Result<ActorCallRequest, GridApiError>
+    where
+        A::Message: serde::Serialize,
+    {
+        let value = serde_json::to_value(message).map_err(ApiError::bad_arguments)?;
+        let mut request = ActorCallRequest::new(&self.id, value);
+        request.idempotency_key.clone_from(&self.options.idempotency_key);
+        request.timeout_ms = (self.options.timeout_ms > 0).then_some(self.options.timeout_ms);
+        Ok(request)
     }
 }
 

@@ -358,11 +358,10 @@ impl ActorHost {
     /// `misdirected` (this host's lease does not hold, another node owns the actor, this node does not
     /// run the kind), `overloaded` (mailbox full), `quota exceeded` (activation bound).
     pub fn submit(&self, call: Call) -> Result<oneshot::Receiver<Answer>, Refusal> {
-        let submitted = self.submit_inline(call)?;
-        if let Some(runner) = submitted.runner {
-            self.shared.runtime.spawn(runner);
-        }
-        Ok(submitted.receiver)
+        // Dropped undriven, its runner (if any) is spawned on the node's runtime.
+        let Submitted { receiver, handover } = self.submit_inline(call)?;
+        drop(handover);
+        Ok(receiver)
     }
 
     /// As [`ActorHost::submit`], but a runner this call starts is handed to the caller, who drives it
@@ -415,18 +414,18 @@ impl ActorHost {
                 shared.runtime.spawn(runner);
             }
         }
-        Ok(Submitted { receiver, runner, runtime: shared.runtime.clone() })
+        Ok(Submitted { receiver, handover: Handover { runner, runtime: shared.runtime.clone() } })
     }
 }
 
 /// An activation's runner, driven by whoever holds it.
 type Runner = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// A call taken by [`ActorHost::submit_inline`]: its answer, and the runner its caller drives.
+/// A call taken by [`ActorHost::submit_inline`]: its answer, and the runner its caller drives (dropped
+/// undriven, the runner goes on on the node's runtime).
 pub struct Submitted {
     receiver: oneshot::Receiver<Answer>,
-    runner: Option<Runner>,
-    runtime: tokio::runtime::Handle,
+    handover: Handover,
 }
 
 /// Spawns what is left of a runner on the node's runtime when dropped before it finished.
@@ -452,8 +451,7 @@ impl Submitted {
     /// Cancel safe: a runner not finished when this future is dropped goes on on the node's runtime,
     /// so the mailbox is never left without one.
     pub async fn answer(self) -> Result<Answer, oneshot::error::RecvError> {
-        let Submitted { receiver, runner, runtime } = self;
-        let mut handover = Handover { runner, runtime };
+        let Submitted { receiver, mut handover } = self;
         if let Some(runner) = handover.runner.as_mut() {
             runner.await;
             handover.runner = None;

@@ -120,3 +120,53 @@ async fn bad_frames_and_identities_close_the_connection_with_their_codes() {
     one.shutdown().await;
     target.mesh.shutdown().await;
 }
+
+/// Waits (bounded) until `mesh` has been told by `peer` that its id is retired.
+async fn told_retired(mesh: &Mesh, peer: NodeId) -> bool {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if mesh.told_retired_by().contains(&peer) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_node_is_told_so_on_connections_it_dialed_and_on_ones_it_accepted() {
+    let authority = Authority::generate().expect("CA");
+    let members: BTreeMap<NodeId, SocketAddr> =
+        [1, 2, 3].into_iter().map(|id| (NodeId(id), SocketAddr::from(([127, 0, 0, 1], loopback_port())))).collect();
+    let start = |id: u64| {
+        let credentials = authority.node_credentials(NodeId(id)).expect("credentials");
+        Mesh::start(MeshConfig::new(NodeId(id), members.clone()), &credentials, MeshSocket::Udp(members[&NodeId(id)]))
+            .expect("mesh starts")
+    };
+    let only = |ids: &[u64]| -> BTreeMap<NodeId, gridkeeper::mesh::PeerAddr> {
+        ids.iter().map(|&id| (NodeId(id), members[&NodeId(id)].into())).collect()
+    };
+    let meshes: Vec<Mesh> = [1, 2, 3].into_iter().map(start).collect();
+    let (one, two, three) = (&meshes[0], &meshes[1], &meshes[2]);
+    tokio::time::timeout(WAIT, async {
+        while !(one.is_alive(NodeId(2)) && two.is_alive(NodeId(3))) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the three connect");
+
+    // Node 2 is retired. Node 1 dialed it: node 2 hears it on a connection it accepted.
+    one.set_refused([NodeId(2)]);
+    one.set_members(&only(&[1, 3])).expect("members");
+    assert!(told_retired(two, NodeId(1)).await, "node 2 never heard it is retired from node 1, which dialed it");
+    // Node 2 dials node 3, which refuses it from then on: node 2 hears it on a connection it dialed.
+    three.set_refused([NodeId(2)]);
+    three.set_members(&only(&[1, 3])).expect("members");
+    assert!(told_retired(two, NodeId(3)).await, "node 2 never heard it is retired from node 3, which it dials");
+    // Retirement is news only for the retired node; a membership change alone says nothing.
+    assert!(one.told_retired_by().is_empty() && three.told_retired_by().is_empty());
+    for mesh in &meshes {
+        mesh.shutdown().await;
+    }
+}

@@ -1280,7 +1280,8 @@ impl Coordinator {
         let mut members = self.inner.seeds.clone();
         loop {
             let current = *metrics.borrow_watched().membership_config.log_id();
-            if last.as_ref() != Some(&current) {
+            let changed = last.as_ref() != Some(&current);
+            if changed {
                 members = self.membership_addrs();
                 if members.is_empty() {
                     members = self.inner.seeds.clone();
@@ -1299,16 +1300,11 @@ impl Coordinator {
                 {
                     tracing::error!(node = %self.inner.node, "this node was removed from the cluster; its id is retired");
                 }
-                match self.inner.rpc.mesh().set_members(&members) {
-                    Ok(()) => last = Some(current),
-                    Err(error) => {
-                        tracing::warn!(node = %self.inner.node, %error, "the mesh cannot follow the membership")
-                    }
-                }
             }
             // Retired ids are refused when they dial in, once this node has applied their records
             // (which may come after the membership entry that removes them is appended); one still
             // in the membership (its removal under way) stays a peer until the membership drops it.
+            // Set before the membership below, so that a retired peer it drops is told it is retired.
             let retired: Vec<NodeId> = self
                 .member_records()
                 .into_iter()
@@ -1316,19 +1312,21 @@ impl Coordinator {
                 .map(|(id, _)| NodeId(id))
                 .collect();
             self.inner.rpc.mesh().set_refused(retired);
-            // Removed while cut off, a node may never see the membership without it; it knows once
-            // it has applied its own retirement and a majority of the voters it knows refuse it.
+            if changed {
+                match self.inner.rpc.mesh().set_members(&members) {
+                    Ok(()) => last = Some(current),
+                    Err(error) => {
+                        tracing::warn!(node = %self.inner.node, %error, "the mesh cannot follow the membership")
+                    }
+                }
+            }
+            // Removed while cut off, a node may never apply its own retirement nor the membership
+            // without it. A peer says so only from its applied (so committed) member records, and a
+            // retired id never comes back: one peer's word is proof.
             if !self.inner.removed.load(std::sync::atomic::Ordering::SeqCst) {
-                let retired_here = self
-                    .member_records()
-                    .get(&self.inner.node.0)
-                    .is_some_and(|record| record.state == RecordState::Removed);
-                let refused_by = self.inner.rpc.mesh().told_removed_by();
-                let voters: Vec<NodeId> = self.voters().into_iter().map(|(id, _)| id).collect();
-                let refusing = voters.iter().filter(|voter| refused_by.contains(voter)).count();
-                if retired_here && refusing > voters.len() / 2 {
+                if let Some(witness) = self.inner.rpc.mesh().told_retired_by().first().copied() {
                     self.inner.removed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    tracing::error!(node = %self.inner.node, "this node was removed from the cluster; its id is retired");
+                    tracing::error!(node = %self.inner.node, %witness, "this node was removed from the cluster; its id is retired");
                 }
             }
             tokio::select! {

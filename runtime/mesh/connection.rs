@@ -67,7 +67,6 @@ impl Shared {
             let Some(link) = self.link(peer) else { continue };
             match event {
                 PeerEvent::Up(_) => {
-                    self.told_removed().remove(&peer);
                     link.telemetry.up.set(1.0);
                     info!(node = %self.config.node, %peer, "peer up");
                 }
@@ -128,12 +127,7 @@ pub(super) async fn dial_loop(shared: Arc<Shared>, peer: NodeId) {
         match dial(&shared, peer).await {
             Ok(connection) => {
                 backoff.on_success();
-                run_connection(shared.clone(), peer, connection.clone(), None).await;
-                if let Some(quinn::ConnectionError::ApplicationClosed(close)) = connection.close_reason() {
-                    if close.error_code == close_code::REMOVED.into() {
-                        shared.on_told_removed(peer);
-                    }
-                }
+                run_connection(shared.clone(), peer, connection, None).await;
             }
             Err(reason) => debug!(node = %shared.config.node, %peer, %reason, "dial failed"),
         }
@@ -326,7 +320,7 @@ async fn identify(
         if let Err(detail) = shared.admit_unknown(peer, connection.remote_address()) {
             if shared.refused_read().contains(&peer) {
                 // Told in so many words, so that a removed node learns it is out.
-                connection.close(close_code::REMOVED.into(), detail.as_bytes());
+                connection.close(close_code::RETIRED.into(), detail.as_bytes());
                 return Err(Refusal { reason: "removed", detail });
             }
             return Err(refuse(&connection, "not_member", detail));
@@ -405,6 +399,7 @@ async fn run_connection(
             Err(error) => {
                 debug!(node = %shared.config.node, %peer, %error, "connection ended before its streams opened");
                 shared.unregister(peer, generation);
+                on_closed(&shared, peer, &error);
                 return;
             }
         }
@@ -429,7 +424,10 @@ async fn run_connection(
     tasks.spawn(accept_streams(shared.clone(), peer, link.clone(), connection.clone(), expected_streams, pong_sender));
     let reason = tokio::select! {
         reason = connection.closed() => reason,
-        Some(Ok(Err(error))) = tasks.join_next() => {
+        Some(Ok(Err(error))) = tasks.join_next() => match connection.close_reason() {
+            // The stream failed because the connection ended: its reason is the news.
+            Some(reason) => reason,
+            None => {
             let code = match &error {
                 StreamReadError::Frame(_) => close_code::FRAME_ERROR,
                 _ => close_code::PROTOCOL,
@@ -440,14 +438,22 @@ async fn run_connection(
             warn!(node = %shared.config.node, %peer, %error, "closing connection");
             connection.close(code.into(), error.to_string().as_bytes());
             connection.closed().await
+            }
         }
     };
     tasks.shutdown().await;
     shared.unregister(peer, generation);
     debug!(node = %shared.config.node, %peer, %reason, "connection ended");
-    if let quinn::ConnectionError::ApplicationClosed(close) = &reason {
+    on_closed(&shared, peer, &reason);
+}
+
+/// Acts on why the peer ended a connection, whichever side dialed it.
+fn on_closed(shared: &Shared, peer: NodeId, reason: &quinn::ConnectionError) {
+    if let quinn::ConnectionError::ApplicationClosed(close) = reason {
         if close.error_code == close_code::GOODBYE.into() {
             shared.on_departed(peer);
+        } else if close.error_code == close_code::RETIRED.into() {
+            shared.on_told_retired(peer);
         }
     }
 }

@@ -44,8 +44,11 @@ pub mod close_code {
     pub const SILENT: u32 = 5;
     /// The peer broke the stream protocol (wrong class, unexpected message).
     pub const PROTOCOL: u32 = 6;
-    /// The peer is no longer a member of the committed membership.
+    /// The peer is no longer in the membership this node follows (which may not be committed yet).
     pub const REMOVED: u32 = 7;
+    /// The peer's id is retired in this node's applied (so committed) member records: it is never a
+    /// member again. One such close is proof enough for the retired node to stop.
+    pub const RETIRED: u32 = 8;
 }
 
 /// What a mesh needs to start.
@@ -182,7 +185,8 @@ pub(super) struct Shared {
     /// Retired ids: never admitted, even when they dial in (see [`Mesh::set_refused`]).
     pub(super) refused: std::sync::RwLock<std::collections::BTreeSet<NodeId>>,
     /// Peers whose last answer to this node's dial was that this node is no longer a member.
-    pub(super) told_removed: Mutex<std::collections::BTreeSet<NodeId>>,
+    /// Peers that closed a connection with [`close_code::RETIRED`]; never cleared, as retirement is final.
+    pub(super) told_retired: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Peers admitted because they dialed in unknown, not (yet) named by [`Mesh::set_members`].
     pub(super) provisional: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Set by shutdown: no dial loop starts after it.
@@ -275,13 +279,13 @@ impl Shared {
         self.link(peer).ok_or_else(|| format!("node {peer} was removed meanwhile"))
     }
 
-    pub(super) fn told_removed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<NodeId>> {
-        self.told_removed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn told_retired(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<NodeId>> {
+        self.told_retired.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn on_told_removed(&self, peer: NodeId) {
-        if self.told_removed().insert(peer) {
-            tracing::warn!(node = %self.config.node, %peer, "the peer says this node is no longer a member");
+    pub(super) fn on_told_retired(&self, peer: NodeId) {
+        if self.told_retired().insert(peer) {
+            tracing::warn!(node = %self.config.node, %peer, "the peer says this node's id is retired");
         }
     }
 
@@ -310,7 +314,11 @@ impl Shared {
         if let Some(dialer) = self.lock_dialers().remove(&peer) {
             dialer.abort();
         }
-        self.close_connection(peer, close_code::REMOVED, b"not a member");
+        if self.refused_read().contains(&peer) {
+            self.close_connection(peer, close_code::RETIRED, b"retired");
+        } else {
+            self.close_connection(peer, close_code::REMOVED, b"not a member");
+        }
     }
 }
 
@@ -396,7 +404,7 @@ impl Mesh {
             dialers: Mutex::new(BTreeMap::new()),
             refused: std::sync::RwLock::new(std::collections::BTreeSet::new()),
             provisional: Mutex::new(std::collections::BTreeSet::new()),
-            told_removed: Mutex::new(std::collections::BTreeSet::new()),
+            told_retired: Mutex::new(std::collections::BTreeSet::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             inbound: [s0, s1, s2],
             connections: Mutex::new(BTreeMap::new()),
@@ -490,9 +498,10 @@ impl Mesh {
         members
     }
 
-    /// The peers whose last answer was that this node is no longer a member (it was removed).
-    pub fn told_removed_by(&self) -> std::collections::BTreeSet<NodeId> {
-        self.shared.told_removed().clone()
+    /// The peers that closed a connection saying this node's id is retired
+    /// ([`close_code::RETIRED`]), in either direction.
+    pub fn told_retired_by(&self) -> std::collections::BTreeSet<NodeId> {
+        self.shared.told_retired().clone()
     }
 
     /// The peers (every member but this node) and their addresses.

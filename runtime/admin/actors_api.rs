@@ -22,9 +22,10 @@ use axum::{Json, Router};
 use super::error::HttpError;
 use super::http::AdminState;
 use super::registry_api::coordinator;
-use crate::actors::service::{ActorService, CallOptions};
+use crate::actors::service::{ActorService, CallAnswer, CallOptions};
 use crate::api::actors::{ActorCallAnswer, ActorCallRequest, ActorToldAnswer, ActorsAnswer, ActorsQuery};
 use crate::api::{ApiError, ErrorCode};
+use crate::grid::actors::ActorId;
 use crate::grid::task::Encoding;
 
 type ApiResult<T> = Result<Json<T>, HttpError>;
@@ -46,22 +47,24 @@ async fn call(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<ActorCallRequest>,
 ) -> ApiResult<ActorCallAnswer> {
-    let call = request.parse()?;
-    let service = service(&state)?;
-    let options = CallOptions { idempotency_key: call.idempotency_key, timeout_ms: call.timeout_ms, tell: false };
-    let answer = service.call(call.actor.clone(), call.message, Encoding::Json, options).await?;
-    Ok(Json(ActorCallAnswer::of(call.actor, answer.node, &answer.reply)?))
+    let (actor, answer) = send(&state, request, false).await?;
+    Ok(Json(ActorCallAnswer::of(actor, answer.node, &answer.reply)?))
 }
 
 async fn tell(
     State(state): State<Arc<AdminState>>,
     Json(request): Json<ActorCallRequest>,
 ) -> ApiResult<ActorToldAnswer> {
+    let (actor, answer) = send(&state, request, true).await?;
+    Ok(Json(ActorToldAnswer { kind: actor.kind, key: actor.key, node: answer.node }))
+}
+
+/// Parses a call's body and sends it through the actor service, as a call or (`tell`) a tell.
+async fn send(state: &AdminState, request: ActorCallRequest, tell: bool) -> Result<(ActorId, CallAnswer), HttpError> {
     let call = request.parse()?;
-    let service = service(&state)?;
-    let options = CallOptions { idempotency_key: call.idempotency_key, timeout_ms: call.timeout_ms, tell: true };
-    let answer = service.call(call.actor.clone(), call.message, Encoding::Json, options).await?;
-    Ok(Json(ActorToldAnswer { kind: call.actor.kind, key: call.actor.key, node: answer.node }))
+    let options = CallOptions { idempotency_key: call.idempotency_key, timeout_ms: call.timeout_ms, tell };
+    let answer = service(state)?.call(call.actor.clone(), call.message, Encoding::Json, options).await?;
+    Ok((call.actor, answer))
 }
 
 async fn actors(State(state): State<Arc<AdminState>>, Query(query): Query<ActorsQuery>) -> ApiResult<ActorsAnswer> {

@@ -23,6 +23,7 @@ use super::membership::{self as plan, MemberRecord, MembershipView, RecordState,
 use super::network::MeshNetwork;
 use super::observer::Observer;
 pub use super::observer::{NoObserver, StateObserver};
+use super::read_batch::{ReadBatch, Round};
 use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadResult, Replication, Reply, Request};
 use super::rpc::{self, decode, encode, RpcClient, RpcKind};
 use super::session_draw::SessionRng;
@@ -117,20 +118,6 @@ pub struct CoordinatorConfig {
 /// load, small enough that a restarted follower's catch-up and the in-memory log tail stay bounded.
 pub const SNAPSHOT_LOGS_DEFAULT: u64 = 20_000;
 
-/// Coalesces concurrent read-index requests: one quorum round answers every waiter that was queued
-/// before the round began (a waiter arriving during a round waits for the next one, so its index is
-/// never older than its arrival). Under load a round serves many reads; alone, a read gets its own.
-#[derive(Default)]
-struct ReadIndexBatch {
-    waiters: Mutex<Vec<tokio::sync::oneshot::Sender<Result<u64, CoordinatorError>>>>,
-    wake: tokio::sync::Notify,
-}
-
-/// Reads waiting for a read index at most; more are refused as unavailable.
-const READ_INDEX_WAITERS_MAX: usize = 100_000;
-/// Read-index rounds in flight at once.
-const READ_INDEX_ROUNDS_MAX: usize = 4;
-
 /// How the leader confirmed the read indexes it gave out (for tests and `/metrics`).
 #[derive(Debug, Default)]
 struct ReadIndexCounters {
@@ -149,7 +136,7 @@ pub struct ReadIndexCounts {
 
 struct Inner {
     node: NodeId,
-    read_index: ReadIndexBatch,
+    read_index: Arc<ReadBatch>,
     /// The leader lease's parameters.
     lease: LeaseRule,
     /// Rate of the clock the lease reads, in millionths of the monotonic clock's (always 10⁶ but in
@@ -300,7 +287,7 @@ impl Coordinator {
         }
         let inner = Arc::new(Inner {
             node,
-            read_index: ReadIndexBatch::default(),
+            read_index: Arc::default(),
             lease,
             lease_clock_ppm: std::sync::atomic::AtomicU64::new(ClockRate::default().ppm()),
             votes_guarded,
@@ -688,50 +675,38 @@ impl Coordinator {
             self.inner.machine.wait_applied(index).await;
             return Ok(());
         }
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        {
-            let mut waiters = self.inner.read_index.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if waiters.len() >= READ_INDEX_WAITERS_MAX {
-                return Err(CoordinatorError::Unavailable("too many reads waiting".into()));
-            }
-            waiters.push(sender);
+        let (receiver, round) = self.inner.read_index.enqueue()?;
+        if let Some(round) = round {
+            // A round was free: this read runs it here, for every read queued with it.
+            self.run_read_round(round).await;
         }
-        self.inner.read_index.wake.notify_one();
         let index = receiver.await.map_err(|_| CoordinatorError::Unavailable("coordinator stopped".into()))??;
         self.inner.machine.wait_applied(index).await;
         Ok(())
     }
 
-    /// Runs read-index rounds for queued waiters: each round takes every waiter queued so far; up to
-    /// [`READ_INDEX_ROUNDS_MAX`] rounds overlap, so batches grow with load instead of queueing behind
-    /// one round.
+    /// Runs read-index rounds for reads queued while every round was busy; up to
+    /// [`super::read_batch::READ_INDEX_ROUNDS_MAX`] rounds overlap (counting those readers run themselves), so batches
+    /// grow with load instead of queueing behind one round.
     async fn read_index_rounds(self) {
-        let rounds = Arc::new(tokio::sync::Semaphore::new(READ_INDEX_ROUNDS_MAX));
         loop {
             self.inner.read_index.wake.notified().await;
-            loop {
-                let Ok(permit) = rounds.clone().acquire_owned().await else { return };
-                let waiters = std::mem::take(
-                    &mut *self.inner.read_index.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
-                );
-                if waiters.is_empty() {
-                    break;
-                }
-                metrics::histogram!("gridkeeper_registry_read_index_batch").record(waiters.len() as f64);
+            while let Some(round) = self.inner.read_index.next_round().await {
                 let this = self.clone();
-                tokio::spawn(async move {
-                    let outcome = match this.request(Request::ReadIndex).await {
-                        Ok(Reply::ReadIndex(index)) => Ok(index),
-                        Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
-                        Err(error) => Err(error),
-                    };
-                    for waiter in waiters {
-                        let _ = waiter.send(outcome.clone());
-                    }
-                    drop(permit);
-                });
+                tokio::spawn(async move { this.run_read_round(round).await });
             }
         }
+    }
+
+    /// Asks the leader for a read index (its lease, or a quorum round) and answers every read of `round`.
+    async fn run_read_round(&self, round: Round) {
+        metrics::histogram!("gridkeeper_registry_read_index_batch").record(round.len() as f64);
+        let outcome = match self.request(Request::ReadIndex).await {
+            Ok(Reply::ReadIndex(index)) => Ok(index),
+            Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+            Err(error) => Err(error),
+        };
+        round.finish(outcome);
     }
 
     /// Opens a session with a random id and secret drawn here (the proposer), drawing again if the

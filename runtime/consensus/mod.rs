@@ -5,7 +5,7 @@
 //! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `chunk.rs` (long
 //! messages in frame-sized pieces), `request.rs` (client
 //! requests), `watch_hub.rs` (watch delivery), `lease.rs` (core: when the leader's lease serves a
-//! linearizable read), `coordinator.rs` (the API).
+//! linearizable read), `read_batch.rs` (reads waiting for a read index, batched into rounds), `coordinator.rs` (the API).
 
 pub mod chunk;
 pub mod coordinator;
@@ -15,6 +15,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod observer;
+mod read_batch;
 pub mod readiness;
 pub mod request;
 pub mod rpc;

@@ -257,6 +257,10 @@ impl ActorService {
 
     fn remember(&self, actor: &ActorId, node: NodeId) {
         let mut locations = lock(&self.inner.locations);
+        // The common case on a hot path: known already, so no copy of the id and no insert.
+        if locations.get(actor) == Some(&node) {
+            return;
+        }
         if locations.len() >= ACTOR_LOCATIONS_MAX && !locations.contains_key(actor) {
             locations.clear();
         }

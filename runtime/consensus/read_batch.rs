@@ -24,6 +24,8 @@ pub const READ_INDEX_WAITERS_MAX: usize = 100_000;
 pub const READ_INDEX_ROUNDS_MAX: usize = 4;
 
 type Waiter = oneshot::Sender<Result<u64, CoordinatorError>>;
+/// Where a queued read's index (or its round's error) arrives.
+pub(super) type Answer = oneshot::Receiver<Result<u64, CoordinatorError>>;
 
 /// The queue of reads waiting for a read index, and the rounds that serve them.
 pub(super) struct ReadBatch {
@@ -53,9 +55,7 @@ impl ReadBatch {
     ///
     /// # Errors
     /// [`CoordinatorError::Unavailable`] past [`READ_INDEX_WAITERS_MAX`].
-    pub(super) fn enqueue(
-        self: &Arc<Self>,
-    ) -> Result<(oneshot::Receiver<Result<u64, CoordinatorError>>, Option<Round>), CoordinatorError> {
+    pub(super) fn enqueue(self: &Arc<Self>) -> Result<(Answer, Option<Round>), CoordinatorError> {
         let (sender, receiver) = oneshot::channel();
         {
             let mut waiters = self.waiters();

@@ -8,7 +8,8 @@
 //! on one cluster, and against a real ZooKeeper in `benches/peers`.
 //!
 //! Run: `cargo bench --bench registry` (`-- --quick` for short windows, `-- --zk-only` for the
-//! ZooKeeper protocol alone). Prints figures; asserts nothing.
+//! ZooKeeper protocol alone, `-- --reads-only` for the HTTP reads alone, to profile them). Prints
+//! figures; asserts nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -288,6 +289,14 @@ fn main() {
     let failover_only = std::env::args().any(|arg| arg == "--failover-only");
     let zk_only = std::env::args().any(|arg| arg == "--zk-only");
     let workloads = [Workload::Set, Workload::Create, Workload::ReadLinearizable, Workload::ReadLocal];
+    if std::env::args().any(|arg| arg == "--reads-only") {
+        for workload in [Workload::ReadLinearizable, Workload::ReadLocal] {
+            for count in [1, 16, 128] {
+                runtime.block_on(measure(&cluster, workload, count, window));
+            }
+        }
+        return;
+    }
     for workload in workloads {
         for count in [1, 16, 128].into_iter().filter(|_| !failover_only && !zk_only) {
             runtime.block_on(measure(&cluster, workload, count, window));

@@ -359,3 +359,23 @@ fn wait_until(bound: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
     done()
 }
+
+#[test]
+fn a_call_made_while_the_cluster_forms_waits_for_its_hosts_to_register() {
+    let dir = std::env::temp_dir().join(format!("gk-actors-forming-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = LocalCluster::start_with(3, &dir, LocalOptions::default()).expect("cluster starts");
+    // No wait for a leader or a registration: the first call is made at once, on every node.
+    let runtime = runtime();
+    runtime.block_on(async {
+        for node in [NodeId(1), NodeId(2), NodeId(3)] {
+            let via = service(&cluster, node);
+            let options = CallOptions { timeout_ms: 10_000, ..CallOptions::default() };
+            let answer = add(&via, &format!("early-{node}"), 1, options).await;
+            assert_eq!(answer.map(|(total, _)| total), Ok(1), "the first call through node {node}");
+        }
+    });
+    drop(runtime);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -165,8 +165,9 @@ impl ActorService {
     /// # Errors
     /// `bad arguments` (an invalid id, idempotency key or timeout; a message that did not decode),
     /// `too large`, `overloaded` (the actor's mailbox is full), `quota exceeded` (the host's
-    /// activation bound), `actor failed` (the handler's error), `unavailable` (no node hosts the kind;
-    /// no leader; every route refused within the deadline), `outcome unknown` (sent, and no answer
+    /// activation bound), `actor failed` (the handler's error), `unavailable` (no node hosts the kind,
+    /// once every live member has registered: until then, as while a cluster forms, the call waits
+    /// within its deadline; no leader; every route refused within the deadline), `outcome unknown` (sent, and no answer
     /// came: the host died mid-call, or a commit's fate is unknown).
     pub async fn call(
         &self,
@@ -203,7 +204,19 @@ impl ActorService {
                 // Bounded by the call's deadline too: a linearizable read waits for a quorum. Nothing
                 // was sent yet, so running out of time here is `unavailable`, never `outcome unknown`.
                 None => match tokio::time::timeout_at(deadline, self.route(&call.actor, round > 1)).await {
-                    Ok(routed) => routed?,
+                    Ok(Ok(Some(node))) => node,
+                    Ok(Ok(None)) => {
+                        last = ApiError::new(
+                            ErrorCode::Unavailable,
+                            format!(
+                                "no live node hosts actor kind {:?} yet: a member has not registered",
+                                call.actor.kind
+                            ),
+                        );
+                        pause(&mut wait, deadline).await;
+                        continue;
+                    }
+                    Ok(Err(error)) => return Err(error),
                     Err(_) => break,
                 },
             };
@@ -222,9 +235,7 @@ impl ActorService {
                     target = refusal.owner.filter(|owner| *owner != node);
                     last = refusal.into_api();
                     if target.is_none() {
-                        let pause = wait.min(deadline.saturating_duration_since(monotonic()));
-                        tokio::time::sleep(pause).await;
-                        wait = (wait * 2).min(ROUTE_WAIT_MAX);
+                        pause(&mut wait, deadline).await;
                     }
                 }
                 Err(refusal) => return Err(refusal.into_api()),
@@ -268,8 +279,9 @@ impl ActorService {
     }
 
     /// Where `actor` lives or should: its owner, else the placement among alive registered members
-    /// advertising its kind. `linearizable`: read after a barrier.
-    async fn route(&self, actor: &ActorId, linearizable: bool) -> Result<NodeId, ApiError> {
+    /// advertising its kind. `None` while none does but a live member has not registered yet (a
+    /// cluster starting): it may host the kind once it has. `linearizable`: read after a barrier.
+    async fn route(&self, actor: &ActorId, linearizable: bool) -> Result<Option<NodeId>, ApiError> {
         let coordinator = &self.inner.coordinator;
         if linearizable {
             coordinator.sync().await?;
@@ -278,18 +290,27 @@ impl ActorService {
         let transport = &self.inner.transport;
         coordinator.read_state(|state| {
             if let Some(owner) = state.actor(actor).and_then(|record| record.node) {
-                return Ok(owner);
+                return Ok(Some(owner));
             }
-            let hosts = state
-                .nodes()
-                .into_iter()
+            let nodes = state.nodes();
+            let hosts = nodes
+                .iter()
                 .filter(|(_, record)| record.actor_kinds.as_ref().is_some_and(|kinds| kinds.contains(&actor.kind)))
-                .map(|(node, _)| node)
+                .map(|(node, _)| *node)
                 .filter(|node| !state.grid.draining().contains(node))
                 .filter(|&node| node == me || transport.is_alive(node));
-            Placement::rendezvous(&actor.to_string(), hosts).ok_or_else(|| {
-                ApiError::new(ErrorCode::Unavailable, format!("no live node hosts actor kind {:?}", actor.kind))
-            })
+            if let Some(node) = Placement::rendezvous(&actor.to_string(), hosts) {
+                return Ok(Some(node));
+            }
+            // A node that knows no membership yet is in a cluster still forming: wait too.
+            let members = coordinator.membership_addrs();
+            let unregistered = members.keys().any(|&member| {
+                !nodes.iter().any(|(node, _)| *node == member) && (member == me || transport.is_alive(member))
+            });
+            if members.is_empty() || unregistered {
+                return Ok(None);
+            }
+            Err(ApiError::new(ErrorCode::Unavailable, format!("no live node hosts actor kind {:?}", actor.kind)))
         })
     }
 
@@ -321,6 +342,13 @@ impl ActorService {
     }
 }
 
+/// Waits before routing again: `wait`, at most until `deadline`; the next wait doubles, up to
+/// [`ROUTE_WAIT_MAX`].
+async fn pause(wait: &mut Duration, deadline: tokio::time::Instant) {
+    tokio::time::sleep((*wait).min(deadline.saturating_duration_since(monotonic()))).await;
+    *wait = (*wait * 2).min(ROUTE_WAIT_MAX);
+}
+
 /// Every [`UPKEEP_EVERY`]: follows this node's drain flag (a draining host releases its activations,
 /// so their next calls activate them elsewhere), and activates here every cluster singleton nobody
 /// hosts whose placement is this node. Placement is the same rendezvous hash every node computes, so
@@ -343,7 +371,7 @@ async fn upkeep(service: ActorService) {
             continue;
         }
         for actor in singletons {
-            if service.route(&actor, false).await.ok() == Some(me) {
+            if service.route(&actor, false).await.ok().flatten() == Some(me) {
                 if let Err(refusal) = service.inner.host.ensure(&actor) {
                     tracing::debug!(node = %me, %actor, reason = %refusal.message, "a singleton is not activated here now");
                 }

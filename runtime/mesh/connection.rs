@@ -428,16 +428,16 @@ async fn run_connection(
             // The stream failed because the connection ended: its reason is the news.
             Some(reason) => reason,
             None => {
-            let code = match &error {
-                StreamReadError::Frame(_) => close_code::FRAME_ERROR,
-                _ => close_code::PROTOCOL,
-            };
-            if let Some(kind) = error.error_kind() {
-                count_frame_error(Some(peer), kind);
-            }
-            warn!(node = %shared.config.node, %peer, %error, "closing connection");
-            connection.close(code.into(), error.to_string().as_bytes());
-            connection.closed().await
+                let code = match &error {
+                    StreamReadError::Frame(_) => close_code::FRAME_ERROR,
+                    _ => close_code::PROTOCOL,
+                };
+                if let Some(kind) = error.error_kind() {
+                    count_frame_error(Some(peer), kind);
+                }
+                warn!(node = %shared.config.node, %peer, %error, "closing connection");
+                connection.close(code.into(), error.to_string().as_bytes());
+                connection.closed().await
             }
         }
     };

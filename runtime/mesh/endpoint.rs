@@ -184,7 +184,6 @@ pub(super) struct Shared {
     pub(super) dialers: Mutex<BTreeMap<NodeId, tokio::task::AbortHandle>>,
     /// Retired ids: never admitted, even when they dial in (see [`Mesh::set_refused`]).
     pub(super) refused: std::sync::RwLock<std::collections::BTreeSet<NodeId>>,
-    /// Peers whose last answer to this node's dial was that this node is no longer a member.
     /// Peers that closed a connection with [`close_code::RETIRED`]; never cleared, as retirement is final.
     pub(super) told_retired: Mutex<std::collections::BTreeSet<NodeId>>,
     /// Peers admitted because they dialed in unknown, not (yet) named by [`Mesh::set_members`].

@@ -148,9 +148,10 @@ async fn a_retired_node_is_told_so_on_connections_it_dialed_and_on_ones_it_accep
     };
     let meshes: Vec<Mesh> = [1, 2, 3].into_iter().map(start).collect();
     let (one, two, three) = (&meshes[0], &meshes[1], &meshes[2]);
+    let mut events = two.subscribe();
     tokio::time::timeout(WAIT, async {
-        while !(one.is_alive(NodeId(2)) && two.is_alive(NodeId(3))) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        while !(two.is_alive(NodeId(1)) && two.is_alive(NodeId(3))) {
+            let _ = events.recv().await;
         }
     })
     .await

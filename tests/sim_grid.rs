@@ -11,7 +11,8 @@
 //! Checked after every schedule, once healed:
 //! - every task in the table (every accepted one among them, and every job run) ends succeeded, with
 //!   exactly one successful attempt and no attempt left open (moved attempts included); no worker ever
-//!   ran more attempts at once than its slots; over the swarm, attempts were moved;
+//!   ran more attempts at once than its slots; over the swarm, attempts were moved and submissions
+//!   were placed in their own entry (`SubmitPlaced`);
 //! - the timers held: no attempt was assigned before its task's not-before time, no retry before its
 //!   backoff ran out, no attempt timed out before its timeout, every stalled first attempt ended
 //!   without success, and no job fired before its due time or twice for one due time.
@@ -418,10 +419,12 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
             }
             run
         });
-    let totals = totals.into_inner().expect("totals");
+    let mut totals = totals.into_inner().expect("totals");
+    // Submissions that found room were placed in their own entry (state version 7) on every replica.
+    totals.insert("placed at submission", gridkeeper::service::hub::placed_at_submission() as usize);
     eprintln!("{} schedules: {totals:?}", report.schedules);
     // Over the swarm every timer and fault must have been exercised.
-    for name in ["lost", "failed", "timed out", "delayed", "job runs", "stolen", "leader crashes"] {
+    for name in ["lost", "failed", "timed out", "delayed", "job runs", "stolen", "leader crashes", "placed at submission"] {
         assert!(totals[name] > 0, "no schedule had any {name}: {totals:?}");
     }
 }

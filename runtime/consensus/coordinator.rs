@@ -910,6 +910,14 @@ impl Coordinator {
 
     /// Proposes `command` as the leader; `indexed` answers with the entry's index.
     async fn propose(&self, command: Command, indexed: bool) -> Reply {
+        // The layer above may shape the command from the leader's state; its guard lives as long as
+        // the write.
+        let above = &self.inner.above;
+        let (command, _shaped) = if above.shapes(&command) {
+            self.inner.machine.read_state(|state| above.shape(command, state))
+        } else {
+            (command, None)
+        };
         match self.inner.raft.client_write(Proposal { now_ms: unix_millis(), command }).await {
             Ok(response) if indexed => {
                 Reply::AppliedAt { index: response.log_id().index(), applied: response.data.result }

@@ -20,6 +20,20 @@ pub trait StateObserver: Send + Sync + 'static {
     fn on_applied(&self, changes: &[Change], effects: &Effects, state: &ReplicatedState);
     /// The whole state was replaced by a snapshot.
     fn on_reset(&self, state: &ReplicatedState);
+    /// Whether [`Self::shape`] may change `command` (cheap, without the state: the coordinator locks
+    /// the state for `shape` only then).
+    fn shapes(&self, command: &Command) -> bool {
+        let _ = command;
+        false
+    }
+    /// On the leader, just before `command` is proposed: the command to propose (`command`, or the
+    /// same change shaped from what the leader knows, as a submission with its placement, within the
+    /// entry bound), and a guard the coordinator holds until that write returns. `state` is the state
+    /// now, locked: this must not block. The default leaves `command` as it is.
+    fn shape(&self, command: Command, state: &ReplicatedState) -> (Command, Option<Box<dyn Send>>) {
+        let _ = state;
+        (command, None)
+    }
     /// The coordinator's periodic metrics tick: export gauges of `state`.
     fn on_metrics(&self, state: &ReplicatedState) {
         let _ = state;

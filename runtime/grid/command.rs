@@ -184,6 +184,19 @@ pub enum GridCommand {
         /// The orphans.
         actors: Vec<(ActorId, u64)>,
     },
+    /// Accepts tasks, as `Submit` does, with the leader's placement for those it could place at once:
+    /// `nodes[i]` is task i's node (`None`: it queues as a `Submit`'s would). Each placed task is
+    /// assigned in the same step with this entry's zxid as its token, so a task that finds room starts
+    /// after one commit instead of two (`Submit`, then `Assign`). Apply refuses the whole entry unless
+    /// `nodes` has one slot per task, and leaves queued, as `Assign` would, a placed task whose node is
+    /// not registered or that is not ready yet. Written only once every voter's build applies state
+    /// version 7; the leader shapes a `Submit` into it (see `service::dispatcher`).
+    SubmitPlaced {
+        /// The tasks.
+        tasks: Vec<TaskSpec>,
+        /// Each task's node, in the same order.
+        nodes: Vec<Option<NodeId>>,
+    },
 }
 
 /// A recurring job as its owner asks for it.
@@ -396,6 +409,18 @@ mod tests {
             // Forgetting volatile orphans (state version 6) comes next.
             (GridCommand::ActorForget { actors: vec![(actor, 300)] }, vec![20, 1, 1, b'c', 1, b'k', 0xac, 2]),
         ];
+        for (command, bytes) in cases {
+            assert_eq!(postcard::to_stdvec(&command).expect("encodes"), bytes, "{command:?}");
+            assert_eq!(postcard::from_bytes::<GridCommand>(&bytes).expect("decodes"), command);
+        }
+        // Placed submissions (state version 7) come next: the tasks as `Submit` encodes them, then the
+        // nodes.
+        let tasks = vec![TaskSpec::new("noop", vec![]), TaskSpec::new("noop", vec![])];
+        let submit = postcard::to_stdvec(&GridCommand::Submit { tasks: tasks.clone() }).expect("encodes");
+        let mut bytes = vec![21];
+        bytes.extend_from_slice(&submit[1..]);
+        bytes.extend_from_slice(&[2, 1, 3, 0]);
+        let cases = vec![(GridCommand::SubmitPlaced { tasks, nodes: vec![Some(NodeId(3)), None] }, bytes)];
         for (command, bytes) in cases {
             assert_eq!(postcard::to_stdvec(&command).expect("encodes"), bytes, "{command:?}");
             assert_eq!(postcard::from_bytes::<GridCommand>(&bytes).expect("decodes"), command);

@@ -250,7 +250,10 @@ impl TaskTable {
         let mut refused = 0u32;
         let mut count = |ok: bool| if ok { applied += 1 } else { refused += 1 };
         match command {
-            GridCommand::Submit { tasks } => return self.submit_batch(tasks, now_ms, effects),
+            GridCommand::Submit { tasks } => return self.submit_batch(tasks, None, (zxid, now_ms), effects),
+            GridCommand::SubmitPlaced { tasks, nodes } => {
+                return self.submit_batch(tasks, Some(nodes), (zxid, now_ms), effects);
+            }
             GridCommand::Assign { assignments } => {
                 for &(task, node) in assignments {
                     let token = FencingToken(zxid);
@@ -343,14 +346,20 @@ impl TaskTable {
         Ok(GridOutcome::Recorded { applied, refused })
     }
 
+    /// Accepts `specs` (all or none), assigning each that `placed` gives a node to that node at once
+    /// under the token `zxid` if it is ready now; the others queue.
     fn submit_batch(
         &mut self,
         specs: &[TaskSpec],
-        now_ms: u64,
+        placed: Option<&[Option<NodeId>]>,
+        (zxid, now_ms): (u64, u64),
         effects: &mut GridEffects,
     ) -> Result<GridOutcome, GridError> {
         if specs.is_empty() || specs.len() > self.limits.batch_max {
             return Err(GridError::Refused(format!("a batch holds 1..={} tasks", self.limits.batch_max)));
+        }
+        if placed.is_some_and(|nodes| nodes.len() != specs.len()) {
+            return Err(GridError::Refused("a placed submission names one node or none per task".into()));
         }
         if self.tasks.len() + specs.len() > self.limits.tasks_max {
             return Err(GridError::Refused(format!("the table holds {} tasks", self.limits.tasks_max)));
@@ -361,10 +370,19 @@ impl TaskTable {
         let asked = specs.iter().map(|spec| spec.input.len()).fold(0, usize::saturating_add);
         self.check_pending_budget(asked)?;
         let first = TaskId(self.next_id);
-        for spec in specs {
+        for (i, spec) in specs.iter().enumerate() {
             let id = TaskId(self.next_id);
             self.next_id += 1;
-            self.submit(id, spec.clone(), now_ms)?;
+            let node = placed.and_then(|nodes| nodes[i]).filter(|_| spec.not_before_ms <= now_ms);
+            match node {
+                // Never queued: assigned as it is accepted.
+                Some(node) => {
+                    let token = FencingToken(zxid);
+                    self.admit(id, spec.clone(), now_ms, Some((node, token)))?;
+                    effects.assigned.push((id, node, token));
+                }
+                None => self.submit(id, spec.clone(), now_ms)?,
+            }
         }
         effects.submitted += specs.len() as u32;
         Ok(GridOutcome::Submitted { first, count: specs.len() as u32 })
@@ -438,6 +456,18 @@ impl TaskTable {
     /// # Errors
     /// [`GridError::Refused`] if the spec breaks a bound or the table is full.
     pub fn submit(&mut self, id: TaskId, spec: TaskSpec, now_ms: u64) -> Result<(), GridError> {
+        self.admit(id, spec, now_ms, None)
+    }
+
+    /// [`Self::submit`], or with `assigned` the task goes straight to that node under that token
+    /// instead of the queue: the same state as a submission followed by [`Self::on_assigned`].
+    fn admit(
+        &mut self,
+        id: TaskId,
+        spec: TaskSpec,
+        now_ms: u64,
+        assigned: Option<(NodeId, FencingToken)>,
+    ) -> Result<(), GridError> {
         if self.tasks.len() >= self.limits.tasks_max {
             return Err(GridError::Refused(format!("the table holds {} tasks", self.limits.tasks_max)));
         }
@@ -447,9 +477,25 @@ impl TaskTable {
         }
         self.check_pending_budget(spec.input.len())?;
         self.bytes_mut().on_open(&spec);
-        self.queue.push(id, spec.priority, now_ms, spec.not_before_ms.max(now_ms));
-        let task =
+        let mut task =
             Task { id, spec, state: TaskState::Pending, attempts: Vec::new(), result: None, submitted_ms: now_ms };
+        match assigned {
+            None => self.queue.push(id, task.spec.priority, now_ms, task.spec.not_before_ms.max(now_ms)),
+            Some((node, token)) => {
+                task.attempts.push(Attempt {
+                    number: 1,
+                    node,
+                    token,
+                    state: AttemptState::Assigned,
+                    assigned_ms: now_ms,
+                    started_ms: None,
+                    ended_ms: None,
+                    error: None,
+                });
+                task.state = TaskState::Assigned;
+                self.by_node.entry(node).or_default().insert(id);
+            }
+        }
         self.tasks.insert(id, std::sync::Arc::new(task));
         self.next_id = self.next_id.max(id.0 + 1);
         Ok(())
@@ -555,6 +601,39 @@ impl TaskTable {
             }
         }
         plan
+    }
+
+    /// Nodes for tasks about to be submitted at `now_ms` (a placed submission), against `nodes` as
+    /// [`Self::plan_dispatch_excluding`] takes them, whose loads are raised for each task placed: a
+    /// node for each task that is ready now and finds room, `None` for the others.
+    pub fn place_new(
+        &self,
+        now_ms: u64,
+        placement: &mut Placement,
+        nodes: &mut [NodeLoad],
+        specs: &[TaskSpec],
+    ) -> Vec<Option<NodeId>> {
+        for load in nodes.iter_mut() {
+            load.draining |= self.draining.contains(&load.node);
+        }
+        let mut open: usize = nodes
+            .iter()
+            .filter(|load| !load.draining)
+            .map(|load| load.capacity(false).saturating_sub(load.running) as usize)
+            .sum();
+        specs
+            .iter()
+            .map(|spec| {
+                if open == 0 || spec.not_before_ms > now_ms {
+                    return None;
+                }
+                let node = placement.place(spec, nodes)?;
+                let load = nodes.iter_mut().find(|load| load.node == node)?;
+                load.running += 1;
+                open -= 1;
+                Some(node)
+            })
+            .collect()
     }
 
     /// What work stealing knows of each node in `nodes` (their loads as the dispatcher counts them):

@@ -332,8 +332,9 @@ pub enum Command<A = ()> {
 /// as it is, so sequential numbers are ZooKeeper's); 3 adds the grid's zoned, paused and triggered
 /// jobs (log entries that builds before it cannot decode); 4 adds work stealing (`Reassign` entries);
 /// 5 adds grid actors (`ActorActivate`, `ActorCommit`, `ActorRelease`, `ActorSingleton` entries, and
-/// the actor records of format-5 snapshots); 6 adds `ActorForget` (volatile orphans' records removed).
-pub const STATE_VERSION: u32 = 6;
+/// the actor records of format-5 snapshots); 6 adds `ActorForget` (volatile orphans' records removed);
+/// 7 adds `SubmitPlaced` (a submission that assigns the tasks that find room at once).
+pub const STATE_VERSION: u32 = 7;
 
 /// The state version from which writes carry their caller and nodes their ACLs.
 pub const STATE_VERSION_ACLS: u32 = 2;
@@ -350,12 +351,16 @@ pub const STATE_VERSION_ACTORS: u32 = 5;
 /// The state version from which the leader removes volatile orphans' records (`ActorForget`).
 pub const STATE_VERSION_ACTOR_FORGET: u32 = 6;
 
+/// The state version from which the leader places submitted tasks in their own entry (`SubmitPlaced`).
+pub const STATE_VERSION_PLACED: u32 = 7;
+
 const _: () = assert!(
     STATE_VERSION_ACLS <= STATE_VERSION
         && STATE_VERSION_JOB_CONTROL <= STATE_VERSION
         && STATE_VERSION_STEAL <= STATE_VERSION
         && STATE_VERSION_ACTORS <= STATE_VERSION
         && STATE_VERSION_ACTOR_FORGET <= STATE_VERSION
+        && STATE_VERSION_PLACED <= STATE_VERSION
 );
 
 /// A command with the proposer's clock reading.

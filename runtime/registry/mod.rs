@@ -18,7 +18,7 @@ pub use acl::{Acl, AuthId, Caller};
 pub use command::{
     Applied, Change, Command, CreateMode, MultiOp, Outcome, Proposal, RegistryError, SessionId, Stat, STATE_VERSION,
     STATE_VERSION_ACLS, STATE_VERSION_ACTORS, STATE_VERSION_ACTOR_FORGET, STATE_VERSION_JOB_CONTROL,
-    STATE_VERSION_STEAL,
+    STATE_VERSION_PLACED, STATE_VERSION_STEAL,
 };
 pub use path::{PathError, ZPath};
 pub use secret::{SessionSecret, SESSION_ID_MAX};

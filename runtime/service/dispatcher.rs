@@ -23,6 +23,7 @@
 //! over the attempts nodes hold (bounded by their slots + prefetch), never over the pending queue.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -38,7 +39,8 @@ use crate::grid::task::TaskId;
 use crate::ids::NodeId;
 use crate::mesh::PeerEvent;
 use crate::registry::{SessionId, ZPath, STATE_VERSION, STATE_VERSION_STEAL};
-use crate::state::replicated::{InFlight, NodeRecord, NODES_PATH};
+use super::hub::GridHub;
+use crate::state::replicated::{NodeRecord, NODES_PATH};
 use crate::state::Command;
 
 pub use crate::limits::ASSIGN_BATCH_MAX;
@@ -61,12 +63,13 @@ enum Proposed {
     Reassign,
 }
 
-/// The leader's pipeline: proposals in flight and what they will change.
+/// The leader's pipeline: proposals in flight and what they will change (their assignments are
+/// counted in the hub's planner, with placed submissions', until their writes return).
 struct Pipeline {
+    hub: Arc<GridHub>,
     /// The proposals' writes (each answers whether it was committed), and what each carries.
     proposals: JoinSet<bool>,
     carried: HashMap<tokio::task::Id, Proposed>,
-    assigning: InFlight,
     /// Assign proposals in flight.
     assigns: usize,
     /// Whether a `Reassign` is in flight.
@@ -76,11 +79,11 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new() -> Pipeline {
+    fn new(hub: Arc<GridHub>) -> Pipeline {
         Pipeline {
+            hub,
             proposals: JoinSet::new(),
             carried: HashMap::new(),
-            assigning: InFlight::default(),
             assigns: 0,
             reassigning: false,
             next_timeout_scan_ms: 0,
@@ -93,7 +96,7 @@ impl Pipeline {
     fn returned(&mut self, id: tokio::task::Id) {
         match self.carried.remove(&id) {
             Some(Proposed::Assign(plan)) => {
-                self.assigning.remove(&plan);
+                self.hub.with_planner(|planner| planner.in_flight.remove(&plan));
                 self.assigns -= 1;
             }
             Some(Proposed::Reassign) => self.reassigning = false,
@@ -101,12 +104,10 @@ impl Pipeline {
         }
     }
 
+    /// Proposes `command`; an `Assign`'s plan was counted in flight as it was made.
     fn propose(&mut self, coordinator: &Coordinator, proposed: Proposed, command: GridCommand) {
         match &proposed {
-            Proposed::Assign(plan) => {
-                self.assigning.add(plan);
-                self.assigns += 1;
-            }
+            Proposed::Assign(_) => self.assigns += 1,
             Proposed::Reassign => self.reassigning = true,
         }
         let coordinator = coordinator.clone();
@@ -136,14 +137,14 @@ pub async fn run(coordinator: Coordinator, strategy: Strategy, seed: u64) {
 
 /// Runs the dispatcher for as long as the coordinator runs.
 pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, options: DispatchOptions) {
-    let mut placement = Placement::new(strategy, seed);
-    let Some(hub) = super::hub::GridHub::of(&coordinator) else {
+    let Some(hub) = GridHub::of(&coordinator) else {
         tracing::error!("this coordinator has no grid hub: no dispatcher runs on it");
         return;
     };
+    hub.install_planner(Placement::new(strategy, seed));
     let mut peers = coordinator.mesh().subscribe();
     let mut rounds = 0u64;
-    let mut pipeline = Pipeline::new();
+    let mut pipeline = Pipeline::new(hub.clone());
     // Peers the mesh declared down and has not heard since, and whether this node led last round.
     let mut down = std::collections::BTreeSet::new();
     let mut leading = false;
@@ -207,7 +208,7 @@ pub async fn run_with(coordinator: Coordinator, strategy: Strategy, seed: u64, o
         if slow || rounds < SLOW_EVERY_ROUNDS {
             upgrade_state(&coordinator).await;
         }
-        dispatch_round(&coordinator, &mut placement, &mut pipeline).await;
+        dispatch_round(&coordinator, &mut pipeline).await;
         if let Some(after_ms) = options.unplaceable_timeout_ms.filter(|_| slow) {
             fail_unplaceable(&coordinator, after_ms).await;
         }
@@ -351,15 +352,23 @@ async fn fire_jobs(coordinator: &Coordinator) {
 
 /// One round: fire due jobs, assign what can be placed (up to [`ASSIGN_IN_FLIGHT_MAX`] proposals in
 /// flight), move queued work between nodes, then time out what overran.
-async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement, pipeline: &mut Pipeline) {
+async fn dispatch_round(coordinator: &Coordinator, pipeline: &mut Pipeline) {
     fire_jobs(coordinator).await;
     let node = coordinator.node().0;
     while pipeline.assigns < ASSIGN_IN_FLIGHT_MAX {
         let now = unix_millis();
         // Stage events for `benches/cycle.rs`; nothing listens at trace level in a node.
         tracing::trace!(target: "gridkeeper::cycle", node, "plan_begin");
-        let in_flight = &pipeline.assigning;
-        let plan = coordinator.read_state(|state| state.plan_after(now, placement, ASSIGN_BATCH_MAX, in_flight));
+        // Planned and counted in flight in one step, so no placed submission takes the same room.
+        let hub = &pipeline.hub;
+        let plan = coordinator.read_state(|state| {
+            hub.with_planner(|planner| {
+                let plan = state.plan_after(now, &mut planner.placement, ASSIGN_BATCH_MAX, &planner.in_flight);
+                planner.in_flight.add(&plan);
+                plan
+            })
+        });
+        let plan = plan.unwrap_or_default();
         if plan.is_empty() {
             break;
         }
@@ -375,8 +384,13 @@ async fn dispatch_round(coordinator: &Coordinator, placement: &mut Placement, pi
     if now >= pipeline.next_steal_ms && !pipeline.reassigning {
         pipeline.next_steal_ms = now + STEAL_EVERY_MS;
         if super::registry::cluster_applies(coordinator, STATE_VERSION_STEAL) {
-            let in_flight = &pipeline.assigning;
-            let moves = coordinator.read_state(|state| state.plan_steals(now, placement, STEAL_BATCH_MAX, in_flight));
+            let hub = &pipeline.hub;
+            let moves = coordinator.read_state(|state| {
+                hub.with_planner(|planner| {
+                    state.plan_steals(now, &planner.placement, STEAL_BATCH_MAX, &planner.in_flight)
+                })
+            });
+            let moves = moves.unwrap_or_default();
             if !moves.is_empty() {
                 tracing::debug!(moves = moves.len(), "moving queued attempts to idle nodes");
                 pipeline.propose(coordinator, Proposed::Reassign, GridCommand::Reassign { moves });

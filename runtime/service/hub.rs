@@ -16,11 +16,14 @@ use std::sync::Arc;
 
 use crate::api::grid::AttemptOrder;
 use crate::consensus::{Coordinator, StateObserver};
-use crate::grid::command::GridEffects;
+use crate::clock::unix_millis;
+use crate::grid::command::{GridCommand, GridEffects};
+use crate::grid::placement::Placement;
 use crate::grid::task::{FencingToken, TaskId, TaskState};
 use crate::ids::NodeId;
-use crate::registry::Change;
-use crate::state::replicated::{ReplicatedState, NODES_PATH};
+use crate::registry::{Change, STATE_VERSION_PLACED};
+use crate::state::replicated::{InFlight, ReplicatedState, NODES_PATH};
+use crate::state::Command;
 
 pub use crate::limits::WAITERS_MAX;
 
@@ -111,6 +114,45 @@ pub struct GridHub {
     /// the coordinator, whose observer this hub is, so a strong reference would keep a node torn down
     /// without an orderly stop (and its mesh socket) alive.
     actors: std::sync::RwLock<Option<std::sync::Weak<dyn ActorListener>>>,
+    /// The leader's placement and what it planned that is not applied yet, shared by the dispatcher
+    /// (its `Assign` entries) and placed submissions ([`StateObserver::shape`]); `None` until the
+    /// dispatcher runs. Locked after the state, never before it.
+    planner: Arc<Mutex<Option<Planner>>>,
+}
+
+/// Tasks this process's leaders placed as they were submitted (see [`StateObserver::shape`]), for tests and
+/// benchmarks that check the path is taken; nodes export it as
+/// `gridkeeper_grid_placed_at_submission_total`.
+static PLACED_AT_SUBMISSION: AtomicU64 = AtomicU64::new(0);
+
+/// [`PLACED_AT_SUBMISSION`]: tasks placed in their submission's own entry by any node of this process.
+pub fn placed_at_submission() -> u64 {
+    PLACED_AT_SUBMISSION.load(Ordering::Relaxed)
+}
+
+/// What the leader plans with: its placement (whose strategies keep state, such as a round robin's
+/// next node) and the assignments it proposed that are not applied yet.
+#[derive(Debug)]
+pub struct Planner {
+    /// Placement.
+    pub placement: Placement,
+    /// Proposed, not applied.
+    pub in_flight: InFlight,
+}
+
+/// A placed submission's nodes, counted in flight until its write returns (by then it applied on
+/// the leader, and the table counts its attempts; or it never will).
+struct PlacedInFlight {
+    planner: Arc<Mutex<Option<Planner>>>,
+    nodes: Vec<NodeId>,
+}
+
+impl Drop for PlacedInFlight {
+    fn drop(&mut self) {
+        if let Some(planner) = lock(&self.planner).as_mut() {
+            planner.in_flight.remove_nodes(&self.nodes);
+        }
+    }
 }
 
 /// What the layer hosting actors (`crate::actors`, which comes after `service` in the folder rule)
@@ -156,6 +198,42 @@ impl StateObserver for GridHub {
         super::telemetry::record_table(state);
     }
 
+    fn shapes(&self, command: &Command) -> bool {
+        matches!(command, Command::App(GridCommand::Submit { .. }))
+    }
+
+    /// A submission becomes a placed one (`GridCommand::SubmitPlaced`) when the cluster applies
+    /// state version 7, the dispatcher runs here, and some of its tasks find room with no queued
+    /// work ahead of them; those start after this one commit.
+    fn shape(&self, command: Command, state: &ReplicatedState) -> (Command, Option<Box<dyn Send>>) {
+        let Command::App(GridCommand::Submit { tasks }) = command else { return (command, None) };
+        if state.registry.version() < STATE_VERSION_PLACED {
+            return (Command::App(GridCommand::Submit { tasks }), None);
+        }
+        let mut planner = lock(&self.planner);
+        let Some(nodes) = planner
+            .as_mut()
+            .and_then(|planner| state.place_new(unix_millis(), &mut planner.placement, &tasks, &planner.in_flight))
+        else {
+            return (Command::App(GridCommand::Submit { tasks }), None);
+        };
+        let on: Vec<NodeId> = nodes.iter().flatten().copied().collect();
+        let placed = Command::App(GridCommand::SubmitPlaced { tasks, nodes });
+        if crate::consensus::request::check_entry_size(&placed).is_err() {
+            // Its nodes would take it past the entry bound: it goes as it came.
+            return match placed {
+                Command::App(GridCommand::SubmitPlaced { tasks, .. }) => (Command::App(GridCommand::Submit { tasks }), None),
+                other => (other, None),
+            };
+        }
+        if let Some(planner) = planner.as_mut() {
+            planner.in_flight.add_nodes(&on);
+        }
+        PLACED_AT_SUBMISSION.fetch_add(on.len() as u64, Ordering::Relaxed);
+        metrics::counter!("gridkeeper_grid_placed_at_submission_total").increment(on.len() as u64);
+        (placed, Some(Box::new(PlacedInFlight { planner: self.planner.clone(), nodes: on })))
+    }
+
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
     }
@@ -179,7 +257,20 @@ impl GridHub {
             wake: Notify::new(),
             applied: tokio::sync::watch::channel(0).0,
             actors: std::sync::RwLock::new(None),
+            planner: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Installs the leader's planner (the dispatcher does, once, as it starts): placed submissions and
+    /// `Assign` entries are planned with it from now on.
+    pub fn install_planner(&self, placement: Placement) {
+        *lock(&self.planner) = Some(Planner { placement, in_flight: InFlight::default() });
+    }
+
+    /// Runs `plan` with the planner, if installed. Call it inside a state read when `plan` reads the
+    /// state (the state is locked first, then the planner).
+    pub fn with_planner<T>(&self, plan: impl FnOnce(&mut Planner) -> T) -> Option<T> {
+        lock(&self.planner).as_mut().map(plan)
     }
 
     /// Connects the node's actor service: actor effects and lease renewals flow to it from now on.

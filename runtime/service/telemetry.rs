@@ -128,6 +128,7 @@ pub fn register() {
         "gridkeeper_grid_retries_total",
         "gridkeeper_grid_rejected_reports_total",
         "gridkeeper_grid_stolen_total",
+        "gridkeeper_grid_placed_at_submission_total",
     ] {
         metrics::counter!(name).increment(0);
     }

@@ -18,7 +18,7 @@ use crate::grid::command::{GridCommand, GridEffects, GridOutcome};
 use crate::grid::placement::{NodeLoad, Placement};
 use crate::grid::settings::ClusterSettings;
 use crate::grid::table::{GridError, TableLimits, TaskTable};
-use crate::grid::task::{FencingToken, Strategy, TaskId};
+use crate::grid::task::{FencingToken, Strategy, TaskId, TaskSpec};
 use crate::ids::NodeId;
 use crate::registry::{Change, Registry, RegistryError, RegistryLimits, ZPath};
 
@@ -230,6 +230,13 @@ impl ReplicatedState {
                     registered_only = GridCommand::Assign { assignments: kept };
                     &registered_only
                 }
+                GridCommand::SubmitPlaced { tasks, nodes }
+                    if nodes.iter().flatten().any(|node| !self.is_registered(*node)) =>
+                {
+                    let kept = nodes.iter().map(|node| node.filter(|node| self.is_registered(*node))).collect();
+                    registered_only = GridCommand::SubmitPlaced { tasks: tasks.clone(), nodes: kept };
+                    &registered_only
+                }
                 other => other,
             };
             let result = self.grid.apply(zxid, proposal.now_ms, command, effects).map(Outcome::App).map_err(refusal);
@@ -363,6 +370,27 @@ impl ReplicatedState {
         self.grid.plan_dispatch_excluding(now_ms, placement, &mut loads, max, &in_flight.tasks)
     }
 
+    /// The leader's placement of tasks being submitted at `now_ms` (see `GridCommand::SubmitPlaced`),
+    /// counting `in_flight` as applied: a node for each task that finds room now, `None` for the
+    /// others. `None` altogether if none finds room, or if queued work that could be placed now waits
+    /// (it goes first: the new tasks queue behind it).
+    pub fn place_new(
+        &self,
+        now_ms: u64,
+        placement: &mut Placement,
+        specs: &[TaskSpec],
+        in_flight: &InFlight,
+    ) -> Option<Vec<Option<NodeId>>> {
+        let mut loads = self.loads_after(in_flight);
+        if self.grid.pending() > in_flight.tasks.len()
+            && !self.grid.plan_dispatch_excluding(now_ms, placement, &mut loads.clone(), 1, &in_flight.tasks).is_empty()
+        {
+            return None;
+        }
+        let nodes = self.grid.place_new(now_ms, placement, &mut loads, specs);
+        nodes.iter().any(Option::is_some).then_some(nodes)
+    }
+
     /// Work stealing's moves at `now_ms`, at most `max` (see `grid::steal`), counting `in_flight` as
     /// applied. Tasks that consistent hashing keeps on their key's node do not move.
     pub fn plan_steals(
@@ -406,6 +434,26 @@ impl InFlight {
     pub fn remove(&mut self, assignments: &[(TaskId, NodeId)]) {
         for &(task, node) in assignments {
             self.tasks.remove(&task);
+            if let Some(count) = self.per_node.get_mut(&node) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.per_node.remove(&node);
+                }
+            }
+        }
+    }
+
+    /// Counts one attempt in flight to each of `nodes` (placed submissions: their tasks have no ids
+    /// until they apply, and are never in the queue).
+    pub fn add_nodes(&mut self, nodes: &[NodeId]) {
+        for &node in nodes {
+            *self.per_node.entry(node).or_default() += 1;
+        }
+    }
+
+    /// Forgets what [`Self::add_nodes`] counted.
+    pub fn remove_nodes(&mut self, nodes: &[NodeId]) {
+        for &node in nodes {
             if let Some(count) = self.per_node.get_mut(&node) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -482,17 +530,17 @@ mod tests {
         assert_eq!(replicas[0].registry, replicas[1].registry);
     }
 
-    #[test]
-    fn a_nodes_expiry_requeues_its_work_in_the_same_step() {
-        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
-        let mut zxid = 0;
+    /// Registers `nodes`, each with 2 slots, no prefetch and the kind `noop`; returns their sessions.
+    fn register_with_sessions(state: &mut ReplicatedState, zxid: &mut u64, nodes: &[u64]) -> Vec<crate::registry::SessionId> {
         for path in ["/grid", "/grid/nodes"] {
-            let (created, _) = propose(&mut state, &mut zxid, create(path, vec![], CreateMode::Persistent, None));
-            assert!(created.is_ok(), "{created:?}");
+            if state.registry.exists(&ZPath::parse(path).expect("valid")).is_none() {
+                let (created, _) = propose(state, zxid, create(path, vec![], CreateMode::Persistent, None));
+                assert!(created.is_ok(), "{created:?}");
+            }
         }
         let mut sessions = Vec::new();
-        for node in [1u64, 2] {
-            let (opened, _) = propose(&mut state, &mut zxid, Command::OpenSession { timeout_ms: 750 });
+        for &node in nodes {
+            let (opened, _) = propose(state, zxid, Command::OpenSession { timeout_ms: 750 });
             let Ok(Outcome::SessionOpened { session, .. }) = opened else { panic!("{opened:?}") };
             sessions.push(session);
             let record = NodeRecord {
@@ -507,10 +555,80 @@ mod tests {
             };
             let data = serde_json::to_vec(&record).expect("json");
             let path = format!("/grid/nodes/{node}");
-            let (created, _) =
-                propose(&mut state, &mut zxid, create(&path, data, CreateMode::Ephemeral, Some(session)));
+            let (created, _) = propose(state, zxid, create(&path, data, CreateMode::Ephemeral, Some(session)));
             assert!(created.is_ok(), "{created:?}");
         }
+        sessions
+    }
+
+    #[test]
+    fn a_placed_submission_assigns_the_tasks_that_found_room_in_its_own_entry() {
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        register_with_sessions(&mut state, &mut zxid, &[1, 2]);
+        let mut placement = Placement::new(Strategy::LeastLoaded, 0);
+        let now = (zxid + 1) * 10;
+        // Two nodes of 2 slots: 4 of 5 ready tasks find room; a delayed one never does at submission.
+        let mut tasks = vec![TaskSpec::new("noop", vec![]); 6];
+        tasks[1].not_before_ms = now + 1_000;
+        let nodes = state.place_new(now, &mut placement, &tasks, &InFlight::default()).expect("room");
+        assert_eq!(nodes.iter().flatten().count(), 4, "{nodes:?}");
+        assert_eq!((nodes[1], nodes[5]), (None, None));
+        // What is in flight counts: with those 4 counted, nothing finds room.
+        let mut in_flight = InFlight::default();
+        in_flight.add_nodes(&nodes.iter().flatten().copied().collect::<Vec<_>>());
+        assert_eq!(state.place_new(now, &mut placement, &tasks, &in_flight), None);
+        let command = Command::App(GridCommand::SubmitPlaced { tasks: tasks.clone(), nodes: nodes.clone() });
+        let (submitted, effects) = propose(&mut state, &mut zxid, command);
+        let Ok(Outcome::App(outcome)) = submitted else { panic!("{submitted:?}") };
+        let ids = outcome.ids();
+        assert_eq!((ids.len(), effects.submitted), (6, 6));
+        // Each placed task is assigned under this entry's zxid, to its node, in the same step.
+        let expected: Vec<(TaskId, NodeId, FencingToken)> = ids
+            .iter()
+            .zip(&nodes)
+            .filter_map(|(task, node)| node.map(|node| (*task, node, FencingToken(zxid))))
+            .collect();
+        assert_eq!(effects.assigned, expected);
+        for (task, node) in ids.iter().zip(&nodes) {
+            let entry = state.grid.get(*task).expect("known");
+            let expected = if node.is_some() { TaskState::Assigned } else { TaskState::Pending };
+            assert_eq!(entry.state, expected, "{task:?}");
+        }
+        assert_eq!((state.grid.pending(), state.grid.running_on(NodeId(1)) + state.grid.running_on(NodeId(2))), (2, 4));
+        // The attempts are what an `Assign` would have made: a report under the token is applied.
+        let report = Report { task: ids[0], token: FencingToken(zxid), started_ms: 1, outcome: Some(Ok(vec![])) };
+        let (recorded, _) = propose(&mut state, &mut zxid, Command::App(GridCommand::Report { reports: vec![report] }));
+        assert_eq!(recorded, Ok(Outcome::App(GridOutcome::Recorded { applied: 1, refused: 0 })));
+        // Queued work that could be placed now goes first: a new submission is not placed past it.
+        assert_eq!(state.grid.pending(), 2);
+        assert_eq!(state.place_new(now, &mut placement, &tasks[..1], &InFlight::default()), None);
+        // ... unless it is in flight already.
+        let plan = state.plan(now, &mut placement, 10);
+        assert_eq!(plan.len(), 1);
+        let mut in_flight = InFlight::default();
+        in_flight.add(&plan);
+        assert_eq!(state.place_new(now, &mut placement, &tasks[..1], &in_flight), None, "no room left");
+        // A node that is not registered when the entry applies leaves its task queued; a placement
+        // that does not name one node or none per task is refused whole.
+        let tasks = vec![TaskSpec::new("noop", vec![]); 2];
+        let pending = state.grid.pending();
+        let command = Command::App(GridCommand::SubmitPlaced { tasks: tasks.clone(), nodes: vec![Some(NodeId(9)), None] });
+        let (submitted, effects) = propose(&mut state, &mut zxid, command);
+        assert!(submitted.is_ok(), "{submitted:?}");
+        assert!(effects.assigned.is_empty());
+        assert_eq!(state.grid.pending(), pending + 2);
+        let command = Command::App(GridCommand::SubmitPlaced { tasks, nodes: vec![Some(NodeId(1))] });
+        let (refused, effects) = propose(&mut state, &mut zxid, command);
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!((effects.submitted, state.grid.pending()), (0, pending + 2));
+    }
+
+    #[test]
+    fn a_nodes_expiry_requeues_its_work_in_the_same_step() {
+        let mut state = ReplicatedState::new(RegistryLimits::default(), TableLimits::default());
+        let mut zxid = 0;
+        let sessions = register_with_sessions(&mut state, &mut zxid, &[1, 2]);
         assert_eq!(state.nodes().len(), 2);
         let tasks = vec![TaskSpec::new("noop", vec![]); 3];
         let (submitted, effects) = propose(&mut state, &mut zxid, Command::App(GridCommand::Submit { tasks }));

@@ -62,7 +62,8 @@ struct Stamp {
 /// Records the delay from submission to the attempt's start.
 #[derive(Clone, Default)]
 struct Probe {
-    delays_us: Arc<Mutex<Vec<u64>>>,
+    /// (submitted, delay to start) in µs, and the node it started on.
+    delays_us: Arc<Mutex<Vec<(u64, u64, NodeId)>>>,
 }
 
 impl Task for Probe {
@@ -70,9 +71,9 @@ impl Task for Probe {
     type Input = Stamp;
     type Output = Stamp;
 
-    async fn run(&self, stamp: Stamp, _attempt: AttemptInfo) -> Result<Stamp, TaskError> {
+    async fn run(&self, stamp: Stamp, attempt: AttemptInfo) -> Result<Stamp, TaskError> {
         let delay = micros_now().saturating_sub(stamp.submitted_us);
-        self.delays_us.lock().expect("probe lock").push(delay);
+        self.delays_us.lock().expect("probe lock").push((stamp.submitted_us, delay, attempt.node));
         Ok(stamp)
     }
 }
@@ -174,9 +175,40 @@ async fn latency(grid: &Grid, probe: &Probe, rate: f64, duration: Duration) -> V
         }
     }
     let _ = grid.wait_all(&ids, Duration::from_secs(60)).await;
-    let mut delays = probe.delays_us.lock().expect("probe lock").clone();
+    let samples = probe.delays_us.lock().expect("probe lock").clone();
+    if std::env::var("GK_TIMELINE").is_ok() {
+        timeline(&samples);
+    }
+    let mut delays: Vec<u64> = samples.iter().map(|(_, delay, _)| *delay).collect();
     delays.sort_unstable();
     delays
+}
+
+/// `GK_TIMELINE`: the slowest start in each 50 ms of submissions, for the windows where it passed
+/// 5 ms (what a p99 is made of), stamped in Unix µs to match the nodes' logs.
+fn timeline(samples: &[(u64, u64, NodeId)]) {
+    let mut by_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+    for &(_, delay, node) in samples {
+        by_node.entry(node).or_default().push(delay);
+    }
+    for (node, mut delays) in by_node {
+        delays.sort_unstable();
+        println!(
+            "  started on node {node}: {} tasks, p50 {} us, p99 {} us",
+            delays.len(),
+            percentile(&delays, 0.5),
+            percentile(&delays, 0.99)
+        );
+    }
+    let mut windows: BTreeMap<u64, (u64, usize)> = BTreeMap::new();
+    for &(submitted, delay, _) in samples {
+        let window = windows.entry(submitted / 50_000).or_default();
+        window.0 = window.0.max(delay);
+        window.1 += usize::from(delay > 5_000);
+    }
+    for (window, (max, slow)) in windows.into_iter().filter(|(_, (max, _))| *max > 5_000) {
+        println!("  window from {} us: max {max} us, {slow} starts over 5 ms", window * 50_000);
+    }
 }
 
 /// Kill-to-restart times over `runs` kills of a follower holding `hold` attempts (µs).
@@ -319,6 +351,9 @@ fn rss_bytes() -> u64 {
 }
 
 fn main() {
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
     let flags = process::Flags::from_env();
     if flags.has("failover") {
         failover::run(&flags);
@@ -360,6 +395,9 @@ fn main() {
     // One task per submission cannot go faster than one commit per submission allows; cap the rate
     // at what single submissions sustain, and say so.
     let offered = std::env::var("GK_RATE").ok().and_then(|text| text.parse().ok()).unwrap_or(half.min(5_000.0));
+    if std::env::var("GK_TIMELINE").is_ok() {
+        println!("  the leader is node {leader}");
+    }
     let delays = runtime.block_on(latency(&grid, &probe, offered, window));
     println!(
         "submit-to-start at {offered:.0} submissions/s (one task each, open loop, {} samples): p50 {} us, p99 {} us, max {} us",

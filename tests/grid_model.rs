@@ -1,4 +1,5 @@
-//! Property test of the grid's task table: random sequences of submissions, plans (pipelined: a second
+//! Property test of the grid's task table: random sequences of submissions (some placed in their own
+//! entry, as the leader shapes them when they find room), plans (pipelined: a second
 //! plan made while the first is in flight, the two applied in either order), starts, finishes (current
 //! and stale tokens), timeouts, node losses, cancellations and work stealing (moves planned by
 //! `grid::steal`, some of whose attempts start before the move applies). After every step: a terminal
@@ -12,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gridkeeper::grid::steal;
 use gridkeeper::grid::Strategy as PlacementStrategy;
 use gridkeeper::grid::{
-    AttemptState, FencingToken, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId, TaskSpec, TaskState, TaskTable,
+    AttemptState, FencingToken, GridCommand, GridEffects, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId, TaskSpec, TaskState, TaskTable,
 };
 use gridkeeper::ids::NodeId;
 use proptest::prelude::*;
@@ -26,6 +27,7 @@ const ROOM_MAX: u32 = 2 * (SLOTS + PREFETCH);
 #[derive(Debug, Clone)]
 enum Step {
     Submit { priority: i32, attempts: u32 },
+    SubmitPlaced { count: usize, delayed: bool },
     Dispatch,
     DispatchPipelined { reversed: bool },
     Steal { start_first: usize },
@@ -40,6 +42,7 @@ enum Step {
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (-2i32..3, 1u32..4).prop_map(|(priority, attempts)| Step::Submit { priority, attempts }),
+        2 => (1usize..6, prop::bool::weighted(0.2)).prop_map(|(count, delayed)| Step::SubmitPlaced { count, delayed }),
         3 => Just(Step::Dispatch),
         2 => any::<bool>().prop_map(|reversed| Step::DispatchPipelined { reversed }),
         2 => any::<usize>().prop_map(|start_first| Step::Steal { start_first }),
@@ -89,6 +92,33 @@ proptest! {
                     table.submit(TaskId(next_id), spec, now).expect("within bounds");
                     ids.push(TaskId(next_id));
                     next_id += 1;
+                }
+                Step::SubmitPlaced { count, delayed } => {
+                    // The leader's placement of a submission against the loads, applied as its entry:
+                    // what found room is assigned in that step under the entry's zxid.
+                    table.on_tick(now);
+                    let mut spec = TaskSpec::new("noop", vec![]);
+                    spec.timeout_ms = 300;
+                    spec.not_before_ms = if delayed { now + 100 } else { 0 };
+                    let specs = vec![spec; count];
+                    let nodes = table.place_new(now, &mut placement, &mut loads(&table), &specs);
+                    prop_assert!(!delayed || nodes.iter().all(Option::is_none), "a delayed task placed");
+                    let zxid = next_token;
+                    next_token += 1;
+                    let command = GridCommand::SubmitPlaced { tasks: specs, nodes: nodes.clone() };
+                    let mut effects = GridEffects::default();
+                    let outcome = table.apply(zxid, now, &command, &mut effects).expect("within bounds");
+                    let accepted = outcome.ids();
+                    prop_assert_eq!(accepted.len(), count);
+                    prop_assert_eq!(accepted[0], TaskId(next_id));
+                    for (task, node) in accepted.iter().zip(&nodes) {
+                        let state = table.get(*task).expect("accepted").state;
+                        prop_assert_eq!(state, if node.is_some() { TaskState::Assigned } else { TaskState::Pending });
+                    }
+                    prop_assert_eq!(effects.assigned.len(), nodes.iter().flatten().count());
+                    prop_assert!(effects.assigned.iter().all(|&(_, _, token)| token == FencingToken(zxid)));
+                    next_id += count as u64;
+                    ids.extend(accepted);
                 }
                 Step::Dispatch => {
                     table.on_tick(now);

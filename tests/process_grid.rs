@@ -75,10 +75,24 @@ fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere()
         .block_on(Client::connect_any(&[spec.admin(1), spec.admin(2), spec.admin(3)], spec.access()))
         .expect("client");
 
+    // Once the cluster applies state version 7, a submission that finds room is placed in its own
+    // entry (`SubmitPlaced`).
+    let latest = gridkeeper::registry::STATE_VERSION;
+    wait_for(WAIT_MAX, || (status(spec.admin(1)).and_then(|status| status.state_version) == Some(latest)).then_some(()))
+        .expect("the latest state version");
+
     // Uniform load: 300 equal sleeps spread within ±20% of a third each.
     let ids = submit(&spec, 1, "sleep", r#"{"ms": 20}"#, 300);
     assert_eq!(ids.len(), 300);
     assert_eq!(wait_all_done(&client, &runtime, &ids), BTreeMap::from([("succeeded".to_string(), 300)]));
+    // The idle cluster had room for some of them at once: those were assigned as they were accepted.
+    let placed: f64 = spec
+        .ids
+        .iter()
+        .filter_map(|&id| support::admin_get(spec.admin(id), "/metrics"))
+        .map(|metrics| support::metric_sum(&metrics, "gridkeeper_grid_placed_at_submission_total"))
+        .sum();
+    assert!(placed > 0.0, "no task was placed at its submission");
     let mut per_node: BTreeMap<u64, usize> = BTreeMap::new();
     let mut ended: BTreeMap<(u64, String), usize> = BTreeMap::new();
     for task in all_tasks(&client, &runtime, 300) {

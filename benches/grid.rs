@@ -2,7 +2,8 @@
 //! task actors), in this process so that probes can time attempts on one clock:
 //!
 //! 1. throughput: `noop` tasks from submission to recorded completion;
-//! 2. submit-to-start latency p50/p99 at half that rate (open loop, one task per submission);
+//! 2. submit-to-start latency p50/p99 at half that rate (open loop, one task per submission), and the
+//!    disk's own fsync times right after (a stall of the disk is a stall of every start behind it);
 //! 3. failover: kill of a worker to all of its attempts started again elsewhere, p50 and worst;
 //! 4. memory: bytes per queued task in the task table, and RSS with 1,000,000 pending tasks;
 //! 5. envelope: what a node's table holds at the default byte budgets (history full of 1 MiB results,
@@ -182,6 +183,43 @@ async fn latency(grid: &Grid, probe: &Probe, rate: f64, duration: Duration) -> V
     let mut delays: Vec<u64> = samples.iter().map(|(_, delay, _)| *delay).collect();
     delays.sort_unstable();
     delays
+}
+
+/// [`disk_profile`]'s figures.
+struct DiskProfile {
+    count: usize,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+    /// The share of the run spent inside fsyncs that took over 5 ms.
+    stalled_share: f64,
+}
+
+/// Writes 4 KiB and fsyncs it about every millisecond for `duration`, in `dir`.
+fn disk_profile(dir: &std::path::Path, duration: Duration) -> DiskProfile {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).expect("probe file");
+    let mut took = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        file.write_all(&[7u8; 4096]).expect("probe write");
+        let fsync = Instant::now();
+        file.sync_data().expect("probe fsync");
+        took.push(fsync.elapsed().as_micros() as u64);
+        std::thread::sleep(Duration::from_micros(800));
+    }
+    let _ = std::fs::remove_file(&path);
+    let stalled: u64 = took.iter().filter(|&&us| us > 5_000).sum();
+    let stalled_share = stalled as f64 / started.elapsed().as_micros() as f64;
+    took.sort_unstable();
+    DiskProfile {
+        count: took.len(),
+        p50_us: percentile(&took, 0.50),
+        p99_us: percentile(&took, 0.99),
+        max_us: took.last().copied().unwrap_or(0),
+        stalled_share,
+    }
 }
 
 /// `GK_TIMELINE`: the slowest start in each 50 ms of submissions, for the windows where it passed
@@ -405,6 +443,19 @@ fn main() {
         percentile(&delays, 0.50),
         percentile(&delays, 0.99),
         delays.last().copied().unwrap_or(0)
+    );
+
+    // What the disk under the nodes does on its own right after: submit → start waits for fsyncs on
+    // two nodes, so a stall of the disk is a stall of every start behind it.
+    let disk = disk_profile(&dir, window);
+    println!(
+        "disk alone right after (4 KiB write + fsync every ms, {} fsyncs): p50 {} us, p99 {} us, max {} us; \
+         {:.1}% of the time inside fsyncs over 5 ms",
+        disk.count,
+        disk.p50_us,
+        disk.p99_us,
+        disk.max_us,
+        disk.stalled_share * 100.0
     );
 
     let times = failover(&mut cluster, &hold, &runtime, runs);

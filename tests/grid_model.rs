@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use gridkeeper::grid::steal;
 use gridkeeper::grid::Strategy as PlacementStrategy;
 use gridkeeper::grid::{
-    AttemptState, FencingToken, GridCommand, GridEffects, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId, TaskSpec, TaskState, TaskTable,
+    AttemptState, FencingToken, GridCommand, GridEffects, NodeLoad, Placement, RetryPolicy, TableLimits, TaskId,
+    TaskSpec, TaskState, TaskTable,
 };
 use gridkeeper::ids::NodeId;
 use proptest::prelude::*;

@@ -78,8 +78,10 @@ fn uniform_work_spreads_evenly_and_a_killed_nodes_attempts_run_again_elsewhere()
     // Once the cluster applies state version 7, a submission that finds room is placed in its own
     // entry (`SubmitPlaced`).
     let latest = gridkeeper::registry::STATE_VERSION;
-    wait_for(WAIT_MAX, || (status(spec.admin(1)).and_then(|status| status.state_version) == Some(latest)).then_some(()))
-        .expect("the latest state version");
+    wait_for(WAIT_MAX, || {
+        (status(spec.admin(1)).and_then(|status| status.state_version) == Some(latest)).then_some(())
+    })
+    .expect("the latest state version");
 
     // Uniform load: 300 equal sleeps spread within ±20% of a third each.
     let ids = submit(&spec, 1, "sleep", r#"{"ms": 20}"#, 300);

@@ -424,7 +424,9 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
     totals.insert("placed at submission", gridkeeper::service::hub::placed_at_submission() as usize);
     eprintln!("{} schedules: {totals:?}", report.schedules);
     // Over the swarm every timer and fault must have been exercised.
-    for name in ["lost", "failed", "timed out", "delayed", "job runs", "stolen", "leader crashes", "placed at submission"] {
+    for name in
+        ["lost", "failed", "timed out", "delayed", "job runs", "stolen", "leader crashes", "placed at submission"]
+    {
         assert!(totals[name] > 0, "no schedule had any {name}: {totals:?}");
     }
 }

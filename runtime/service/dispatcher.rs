@@ -11,8 +11,10 @@
 //! that died with the old leader).
 //!
 //! Invariant: up to [`ASSIGN_IN_FLIGHT_MAX`] `Assign` proposals are in flight at once, and each plan is
-//! made against the committed table plus every assignment still in flight ([`InFlight`]: their tasks
-//! left out, their nodes' loads raised), so no plan double-books a task or a slot. An assignment leaves
+//! made against the committed table plus every assignment still in flight (the hub's `InFlight`: their
+//! tasks left out, their nodes' loads raised; placed submissions count there too, see
+//! `GridHub::shape`), so no plan double-books a task or a slot. A plan is counted in flight in the
+//! same step it is made, under the state's lock and then the planner's. An assignment leaves
 //! the in-flight set only once its entry was applied (then the table holds it) or its proposal failed;
 //! either way apply re-checks every assignment (task still pending and ready, node still registered),
 //! so a proposal whose fate was unknown and that commits later changes nothing it should not.
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
+use super::hub::GridHub;
 use crate::clock::unix_millis;
 use crate::consensus::Coordinator;
 use crate::grid::command::GridCommand;
@@ -39,7 +42,6 @@ use crate::grid::task::TaskId;
 use crate::ids::NodeId;
 use crate::mesh::PeerEvent;
 use crate::registry::{SessionId, ZPath, STATE_VERSION, STATE_VERSION_STEAL};
-use super::hub::GridHub;
 use crate::state::replicated::{NodeRecord, NODES_PATH};
 use crate::state::Command;
 

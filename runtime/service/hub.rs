@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use std::sync::Arc;
 
 use crate::api::grid::AttemptOrder;
-use crate::consensus::{Coordinator, StateObserver};
 use crate::clock::unix_millis;
+use crate::consensus::{Coordinator, StateObserver};
 use crate::grid::command::{GridCommand, GridEffects};
 use crate::grid::placement::Placement;
 use crate::grid::task::{FencingToken, TaskId, TaskState};
@@ -222,7 +222,9 @@ impl StateObserver for GridHub {
         if crate::consensus::request::check_entry_size(&placed).is_err() {
             // Its nodes would take it past the entry bound: it goes as it came.
             return match placed {
-                Command::App(GridCommand::SubmitPlaced { tasks, .. }) => (Command::App(GridCommand::Submit { tasks }), None),
+                Command::App(GridCommand::SubmitPlaced { tasks, .. }) => {
+                    (Command::App(GridCommand::Submit { tasks }), None)
+                }
                 other => (other, None),
             };
         }

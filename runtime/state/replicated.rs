@@ -531,7 +531,11 @@ mod tests {
     }
 
     /// Registers `nodes`, each with 2 slots, no prefetch and the kind `noop`; returns their sessions.
-    fn register_with_sessions(state: &mut ReplicatedState, zxid: &mut u64, nodes: &[u64]) -> Vec<crate::registry::SessionId> {
+    fn register_with_sessions(
+        state: &mut ReplicatedState,
+        zxid: &mut u64,
+        nodes: &[u64],
+    ) -> Vec<crate::registry::SessionId> {
         for path in ["/grid", "/grid/nodes"] {
             if state.registry.exists(&ZPath::parse(path).expect("valid")).is_none() {
                 let (created, _) = propose(state, zxid, create(path, vec![], CreateMode::Persistent, None));
@@ -613,7 +617,8 @@ mod tests {
         // that does not name one node or none per task is refused whole.
         let tasks = vec![TaskSpec::new("noop", vec![]); 2];
         let pending = state.grid.pending();
-        let command = Command::App(GridCommand::SubmitPlaced { tasks: tasks.clone(), nodes: vec![Some(NodeId(9)), None] });
+        let command =
+            Command::App(GridCommand::SubmitPlaced { tasks: tasks.clone(), nodes: vec![Some(NodeId(9)), None] });
         let (submitted, effects) = propose(&mut state, &mut zxid, command);
         assert!(submitted.is_ok(), "{submitted:?}");
         assert!(effects.assigned.is_empty());

@@ -1380,7 +1380,23 @@ pub fn read_registry(registry: &Registry, op: &ReadOp) -> Result<ReadResult, cra
     }
 }
 
+/// A forwarded `Request::ReadIndex` as it travels (postcard: its variant's index).
+fn is_read_index(body: &[u8]) -> bool {
+    static ENCODED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ENCODED.get_or_init(|| encode(&Request::ReadIndex).unwrap_or_default()) == body
+}
+
 impl rpc::RpcHandler for Coordinator {
+    /// A follower's read index, answered from the lease when this node leads and holds one: nothing
+    /// to wait for (a quorum round, when the lease is not held, goes the usual way).
+    fn answer_now(&self, _from: NodeId, kind: RpcKind, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
+        if kind != RpcKind::Forward || !is_read_index(body) {
+            return None;
+        }
+        let index = self.lease_read_index()?;
+        Some(encode(&Reply::ReadIndex(index)).map_err(|error| error.to_string()))
+    }
+
     async fn handle(&self, _from: NodeId, kind: RpcKind, body: Vec<u8>) -> Result<Vec<u8>, String> {
         let raft = &self.inner.raft;
         let text = |error: &dyn std::fmt::Display| error.to_string();

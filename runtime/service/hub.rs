@@ -125,7 +125,7 @@ pub struct GridHub {
 /// `gridkeeper_grid_placed_at_submission_total`.
 static PLACED_AT_SUBMISSION: AtomicU64 = AtomicU64::new(0);
 
-/// [`PLACED_AT_SUBMISSION`]: tasks placed in their submission's own entry by any node of this process.
+/// Tasks placed in their submission's own entry by any node of this process, so far.
 pub fn placed_at_submission() -> u64 {
     PLACED_AT_SUBMISSION.load(Ordering::Relaxed)
 }

@@ -13,7 +13,7 @@
 //!
 //! [`KindLabels`] and [`PriorityBand`] are the deterministic part (tested here); the rest records.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use crate::grid::command::GridEffects;
@@ -102,13 +102,12 @@ impl KindLabels {
 /// One set per process, as the recorder is (nodes of a `LocalCluster` share both).
 static KIND_LABELS: Mutex<KindLabels> = Mutex::new(KindLabels::new(KIND_LABELS_MAX));
 
-/// The `kind` label of `task` in `state`.
-fn kind_label(state: &ReplicatedState, task: TaskId) -> String {
-    let Some(kind) = state.grid.get(task).map(|task| task.spec.kind.as_str()) else {
-        return KIND_OTHER.to_string();
-    };
-    let mut labels = KIND_LABELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    labels.label(kind, |kind| state.registered_kinds().contains(kind))
+/// The `kind` label of a task of `kind` (`None`: not in the table) in `state`.
+fn kind_label(labels: &mut KindLabels, state: &ReplicatedState, kind: Option<&str>) -> String {
+    match kind {
+        Some(kind) => labels.label(kind, |kind| state.registered_kinds().contains(kind)),
+        None => KIND_OTHER.to_string(),
+    }
 }
 
 /// The label of a terminal state, the `outcome` of `gridkeeper_grid_completed_total`.
@@ -134,19 +133,28 @@ pub fn register() {
     }
 }
 
-/// Counts what one applied entry did to the table.
+/// What one entry did to the tasks of one kind, summed before it is recorded.
+#[derive(Default)]
+struct KindTally {
+    assigned: u64,
+    lost: u64,
+    /// Ended tasks by outcome label.
+    ended: BTreeMap<&'static str, u64>,
+    /// Ended tasks' wait and run times (seconds).
+    waits: Vec<f64>,
+    runs: Vec<f64>,
+}
+
+/// Counts what one applied entry did to the table. Per-task events are summed by kind first, so an
+/// entry of a thousand tasks updates each labelled series once, not a thousand times (the registry
+/// lookup and the label's allocation cost more than the update); every replica does this for every
+/// task it applies.
 pub fn record_applied(effects: &GridEffects, state: &ReplicatedState) {
     if effects.submitted > 0 {
         metrics::counter!("gridkeeper_grid_submitted_total").increment(u64::from(effects.submitted));
     }
-    for &(task, _, _) in &effects.assigned {
-        metrics::counter!("gridkeeper_grid_assigned_total", "kind" => kind_label(state, task)).increment(1);
-    }
     if effects.retried > 0 {
         metrics::counter!("gridkeeper_grid_retries_total").increment(u64::from(effects.retried));
-    }
-    for &(_, task) in &effects.lost {
-        metrics::counter!("gridkeeper_grid_reassignments_total", "kind" => kind_label(state, task)).increment(1);
     }
     if !effects.stolen.is_empty() {
         // Work stealing: queued attempts moved off a node with a far longer queue.
@@ -155,25 +163,57 @@ pub fn record_applied(effects: &GridEffects, state: &ReplicatedState) {
     if effects.refused > 0 {
         metrics::counter!("gridkeeper_grid_rejected_reports_total").increment(u64::from(effects.refused));
     }
+    if effects.assigned.is_empty() && effects.lost.is_empty() && effects.ended.is_empty() {
+        return;
+    }
+    let mut tallies: BTreeMap<Option<&str>, KindTally> = BTreeMap::new();
+    let kind_of = |task: TaskId| state.grid.get(task).map(|entry| entry.spec.kind.as_str());
+    for &(task, _, _) in &effects.assigned {
+        tallies.entry(kind_of(task)).or_default().assigned += 1;
+    }
+    for &(_, task) in &effects.lost {
+        tallies.entry(kind_of(task)).or_default().lost += 1;
+    }
     for &(task, task_state) in &effects.ended {
-        let kind = kind_label(state, task);
-        metrics::counter!("gridkeeper_grid_completed_total", "outcome" => outcome_label(task_state), "kind" => kind.clone())
-            .increment(1);
-        record_times(state, task, kind);
+        let Some(entry) = state.grid.get(task) else {
+            *tallies.entry(None).or_default().ended.entry(outcome_label(task_state)).or_default() += 1;
+            continue;
+        };
+        let tally = tallies.entry(Some(entry.spec.kind.as_str())).or_default();
+        *tally.ended.entry(outcome_label(task_state)).or_default() += 1;
+        // Wait: submission to the first attempt's start; run: the last attempt's start to its end.
+        if let Some(started) = entry.attempts.first().and_then(|attempt| attempt.started_ms) {
+            tally.waits.push(started.saturating_sub(entry.submitted_ms) as f64 / 1e3);
+        }
+        if let Some((started, ended)) =
+            entry.attempts.last().and_then(|attempt| attempt.started_ms.zip(attempt.ended_ms))
+        {
+            tally.runs.push(ended.saturating_sub(started) as f64 / 1e3);
+        }
     }
-}
-
-/// Records an ended task's wait (submission to its first attempt's start) and run (its last
-/// attempt's start to its end), in seconds, from the replicated timestamps.
-fn record_times(state: &ReplicatedState, task: TaskId, kind: String) {
-    let Some(entry) = state.grid.get(task) else { return };
-    if let Some(started) = entry.attempts.first().and_then(|attempt| attempt.started_ms) {
-        let wait = started.saturating_sub(entry.submitted_ms) as f64 / 1e3;
-        metrics::histogram!("gridkeeper_grid_wait_seconds", "kind" => kind.clone()).record(wait);
-    }
-    if let Some((started, ended)) = entry.attempts.last().and_then(|attempt| attempt.started_ms.zip(attempt.ended_ms)) {
-        let run = ended.saturating_sub(started) as f64 / 1e3;
-        metrics::histogram!("gridkeeper_grid_run_seconds", "kind" => kind).record(run);
+    let labelled: Vec<(String, KindTally)> = {
+        let mut labels = KIND_LABELS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tallies.into_iter().map(|(kind, tally)| (kind_label(&mut labels, state, kind), tally)).collect()
+    };
+    for (kind, tally) in labelled {
+        if tally.assigned > 0 {
+            metrics::counter!("gridkeeper_grid_assigned_total", "kind" => kind.clone()).increment(tally.assigned);
+        }
+        if tally.lost > 0 {
+            metrics::counter!("gridkeeper_grid_reassignments_total", "kind" => kind.clone()).increment(tally.lost);
+        }
+        for (outcome, count) in tally.ended {
+            metrics::counter!("gridkeeper_grid_completed_total", "outcome" => outcome, "kind" => kind.clone())
+                .increment(count);
+        }
+        if !tally.waits.is_empty() {
+            let histogram = metrics::histogram!("gridkeeper_grid_wait_seconds", "kind" => kind.clone());
+            tally.waits.into_iter().for_each(|wait| histogram.record(wait));
+        }
+        if !tally.runs.is_empty() {
+            let histogram = metrics::histogram!("gridkeeper_grid_run_seconds", "kind" => kind);
+            tally.runs.into_iter().for_each(|run| histogram.record(run));
+        }
     }
 }
 

@@ -482,17 +482,7 @@ impl TaskTable {
         match assigned {
             None => self.queue.push(id, task.spec.priority, now_ms, task.spec.not_before_ms.max(now_ms)),
             Some((node, token)) => {
-                task.attempts.push(Attempt {
-                    number: 1,
-                    node,
-                    token,
-                    state: AttemptState::Assigned,
-                    assigned_ms: now_ms,
-                    started_ms: None,
-                    ended_ms: None,
-                    error: None,
-                });
-                task.state = TaskState::Assigned;
+                task.assign(node, token, now_ms);
                 self.by_node.entry(node).or_default().insert(id);
             }
         }
@@ -711,17 +701,7 @@ impl TaskTable {
         attempt.state = AttemptState::Lost;
         attempt.ended_ms = Some(now_ms);
         attempt.error = Some(format!("moved from node {from} to node {to} (work stealing)"));
-        let number = entry.attempts.len() as u32 + 1;
-        entry.attempts.push(Attempt {
-            number,
-            node: to,
-            token: new_token,
-            state: AttemptState::Assigned,
-            assigned_ms: now_ms,
-            started_ms: None,
-            ended_ms: None,
-            error: None,
-        });
+        entry.assign(to, new_token, now_ms);
         self.release(from, task);
         self.by_node.entry(to).or_default().insert(task);
         Ok(from)
@@ -746,19 +726,7 @@ impl TaskTable {
         if state != TaskState::Pending || !self.queue.remove_ready(task, now_ms) {
             return Err(GridError::WrongState { task, state });
         }
-        let entry = self.task_mut(task)?;
-        let number = entry.attempts.len() as u32 + 1;
-        entry.attempts.push(Attempt {
-            number,
-            node,
-            token,
-            state: AttemptState::Assigned,
-            assigned_ms: now_ms,
-            started_ms: None,
-            ended_ms: None,
-            error: None,
-        });
-        entry.state = TaskState::Assigned;
+        self.task_mut(task)?.assign(node, token, now_ms);
         self.by_node.entry(node).or_default().insert(task);
         Ok(())
     }

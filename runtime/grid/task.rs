@@ -216,6 +216,21 @@ pub struct Task {
 }
 
 impl Task {
+    /// Starts a new attempt on `node` under `token` at `now_ms`: assigned, not started yet.
+    pub fn assign(&mut self, node: NodeId, token: FencingToken, now_ms: u64) {
+        self.attempts.push(Attempt {
+            number: self.attempts.len() as u32 + 1,
+            node,
+            token,
+            state: AttemptState::Assigned,
+            assigned_ms: now_ms,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+        });
+        self.state = TaskState::Assigned;
+    }
+
     /// The attempt in progress, if any.
     pub fn current_attempt(&self) -> Option<&Attempt> {
         self.attempts.last().filter(|attempt| matches!(attempt.state, AttemptState::Assigned | AttemptState::Running))

@@ -389,10 +389,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|arg| arg == "--quick");
     let value = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|at| args.get(at + 1)).cloned();
-    // `--only calls|kill|memory` runs one part; `--only spread` only the calls over 1,000 actors.
+    // `--only calls|kill|memory` runs one part; `--only spread` only the calls over 1,000 actors;
+    // `--only remote` only the latency to a remote actor.
     let only = value("--only");
     let runs = |part: &str| only.as_deref().is_none_or(|only| only == part);
     let spread_only = only.as_deref() == Some("spread");
+    let remote_only = only.as_deref() == Some("remote");
     let trials = value("--trials").and_then(|text| text.parse().ok()).unwrap_or(if quick { 5 } else { 20 });
     let idle = if quick { 5_000 } else { 20_000 };
     let plan = if quick {
@@ -414,8 +416,15 @@ fn main() {
         ..LocalOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    if runs("calls") || spread_only {
-        calls(&runtime, &dir, &options, plan, spread_only, &mut out);
+    if runs("calls") || spread_only || remote_only {
+        let part = if spread_only {
+            CallsPart::Spread
+        } else if remote_only {
+            CallsPart::Remote
+        } else {
+            CallsPart::All
+        };
+        calls(&runtime, &dir, &options, plan, part, &mut out);
     }
     if runs("kill") {
         kill(&runtime, &dir, &options, trials, &mut out);
@@ -425,15 +434,26 @@ fn main() {
     }
 }
 
+/// Which of the call rows to run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CallsPart {
+    All,
+    /// Only the calls over 1,000 volatile actors.
+    Spread,
+    /// Only the latency to a remote actor.
+    Remote,
+}
+
 /// Parts 1 to 4: calls per second and latency, on one cluster.
 fn calls(
     runtime: &tokio::runtime::Runtime,
     dir: &std::path::Path,
     options: &LocalOptions,
     plan: Plan,
-    spread_only: bool,
+    part: CallsPart,
     out: &mut Out,
 ) {
+    let spread_only = part == CallsPart::Spread;
     let cluster = LocalCluster::start_with(3, dir, options.clone()).expect("cluster");
     let leader = cluster.wait_for_leader(WAIT).expect("leader");
     wait_registered(&cluster, leader, NODES.len());
@@ -443,7 +463,7 @@ fn calls(
     );
 
     let kinds = [(VolatileCounter::KIND, "actor-calls", "volatile"), ("counter", "actor-calls-durable", "durable")];
-    let kinds = if spread_only { &kinds[..0] } else { &kinds[..] };
+    let kinds = if part == CallsPart::All { &kinds[..] } else { &kinds[..0] };
     // 1 caller on the hosting node.
     for &(kind, workload, label) in kinds {
         let id = actor(kind, "one");
@@ -479,7 +499,12 @@ fn calls(
     // 64 callers over 1,000 actors on 3 nodes.
     let all: Vec<ActorService> = NODES.iter().map(|node| service(&cluster, *node)).collect();
     let spreads = [(VolatileCounter::KIND, "actor-spread", "volatile"), ("counter", "actor-spread-durable", "durable")];
-    for &(kind, workload, label) in if spread_only { &spreads[..1] } else { &spreads[..] } {
+    let spreads = match part {
+        CallsPart::All => &spreads[..],
+        CallsPart::Spread => &spreads[..1],
+        CallsPart::Remote => &spreads[..0],
+    };
+    for &(kind, workload, label) in spreads {
         let actors: Vec<ActorId> = (0..1_000).map(|n| actor(kind, &format!("spread-{n}"))).collect();
         // Activate them all first (spread by placement over the three nodes).
         runtime.block_on(async {

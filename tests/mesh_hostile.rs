@@ -171,3 +171,59 @@ async fn a_retired_node_is_told_so_on_connections_it_dialed_and_on_ones_it_accep
         mesh.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_payloads_sent_before_the_inline_handler_exists_reach_it_in_order_once_it_is_given() {
+    use gridkeeper::mesh::{Inbound, InboundHandler};
+    use gridkeeper::wire::Payload;
+    use std::sync::{Arc, Mutex};
+
+    let authority = Authority::generate().expect("CA");
+    let members: BTreeMap<NodeId, SocketAddr> =
+        [1, 2].into_iter().map(|id| (NodeId(id), SocketAddr::from(([127, 0, 0, 1], loopback_port())))).collect();
+    let start = |id: u64, inline: bool| {
+        let credentials = authority.node_credentials(NodeId(id)).expect("credentials");
+        let mut config = MeshConfig::new(NodeId(id), members.clone());
+        config.bulk_inline = inline;
+        Mesh::start(config, &credentials, MeshSocket::Udp(members[&NodeId(id)])).expect("mesh starts")
+    };
+    let (one, two) = (start(1, false), start(2, true));
+    // Inline bulk has no channel; a mesh without it takes no handler.
+    assert!(two.take_inbound(TrafficClass::Bulk).is_none());
+    let refused: InboundHandler = Arc::new(|_| {});
+    assert!(one.handle_bulk(&refused).is_err(), "a mesh whose bulk goes through its channel refuses a handler");
+    tokio::time::timeout(WAIT, async {
+        while !one.is_alive(NodeId(2)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the two connect");
+
+    const SENT: u32 = 200;
+    for n in 0..SENT {
+        let payload = Message::Payload(Payload { topic: 7, body: n.to_le_bytes().to_vec() });
+        one.send(NodeId(2), TrafficClass::Bulk, &payload).expect("queued");
+    }
+    // Nothing is delivered (or lost) while no handler exists.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = seen.clone();
+    let handler: InboundHandler = Arc::new(move |Inbound { from, payload }| {
+        assert_eq!(from, NodeId(1));
+        let n = u32::from_le_bytes(payload.body.as_slice().try_into().expect("four bytes"));
+        recorder.lock().expect("seen").push(n);
+    });
+    two.handle_bulk(&handler).expect("the first handler is taken");
+    assert!(two.handle_bulk(&handler).is_err(), "a second handler is refused");
+    tokio::time::timeout(WAIT, async {
+        while seen.lock().expect("seen").len() < SENT as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("every payload reaches the handler");
+    assert_eq!(*seen.lock().expect("seen"), (0..SENT).collect::<Vec<_>>(), "delivered once each, in the order sent");
+    one.shutdown().await;
+    two.shutdown().await;
+}

@@ -31,7 +31,6 @@ use crate::limits::{
 use crate::registry::STATE_VERSION_ACTOR_FORGET;
 use crate::service::hub::{ActorListener, GridHub};
 use crate::state::ReplicatedState;
-use crate::wire::TrafficClass;
 
 /// Routing rounds one call makes at most (each after a `misdirected` answer or an unreachable host).
 pub const CALL_ROUTES_MAX: u32 = 32;
@@ -72,6 +71,8 @@ struct Inner {
     transport: Transport,
     locations: Mutex<HashMap<ActorId, NodeId>>,
     serving: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The mesh's bulk handler, kept here: the mesh holds it weakly.
+    _bulk: crate::mesh::InboundHandler,
 }
 
 /// A node's actor service. Cheap to clone.
@@ -116,28 +117,30 @@ impl ActorService {
         Some(ActorService { inner })
     }
 
-    /// Starts hosting `kinds` on `coordinator`'s node: attaches to its grid hub, takes the mesh's
+    /// Starts hosting `kinds` on `coordinator`'s node: attaches to its grid hub, handles the mesh's
     /// bulk stream and runs the host. Stop it with [`ActorService::stop`].
     ///
     /// # Errors
-    /// A message if the coordinator has no grid hub or its mesh's bulk stream is taken.
+    /// A message if the coordinator has no grid hub, or its mesh does not hand bulk payloads to a
+    /// handler ([`crate::mesh::MeshConfig::bulk_inline`]) or has one already.
     pub fn start(coordinator: &Coordinator, kinds: ActorKinds, config: HostConfig) -> Result<ActorService, String> {
         let hub = GridHub::of(coordinator).ok_or("this coordinator runs no task grid")?;
-        let inbound =
-            coordinator.mesh().take_inbound(TrafficClass::Bulk).ok_or("the mesh's bulk stream is already taken")?;
         let host = ActorHost::new(coordinator.clone(), kinds, config);
         let transport = Transport::new(coordinator.mesh().clone());
+        let bulk = transport::handler(transport.clone(), host.clone());
+        coordinator.mesh().handle_bulk(&bulk)?;
         let inner = Arc::new(Inner {
             coordinator: coordinator.clone(),
             host: host.clone(),
             transport: transport.clone(),
             locations: Mutex::new(HashMap::new()),
             serving: Mutex::new(Vec::new()),
+            _bulk: bulk,
         });
         hub.attach_actors(inner.clone());
         // Started after attaching: every orphaning the host did not hear was applied before.
         let running = host.start();
-        let serving = tokio::spawn(transport::serve(transport, inbound, host));
+        let serving = tokio::spawn(transport::watch_peers(transport));
         let service = ActorService { inner };
         let upkeep = tokio::spawn(upkeep(service.clone()));
         lock(&service.inner.serving).extend([running, serving, upkeep]);

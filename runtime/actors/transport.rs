@@ -23,7 +23,7 @@ use super::host::{ActorHost, Answer, Call, Refusal};
 use crate::api::ErrorCode;
 use crate::ids::NodeId;
 use crate::limits::{ACTOR_MESSAGE_BYTES_MAX, ACTOR_REPLY_BYTES_MAX};
-use crate::mesh::{Inbound, Mesh, PeerEvent, SendError};
+use crate::mesh::{Inbound, InboundHandler, Mesh, PeerEvent, SendError};
 use crate::wire::{Message, Payload, TrafficClass};
 
 /// Topic of bulk-stream payloads carrying actor [`Frame`]s.
@@ -102,7 +102,8 @@ impl Drop for Slot<'_> {
 }
 
 impl Transport {
-    /// A transport over `mesh`; [`serve`] must run to deliver answers.
+    /// A transport over `mesh`; its [`handler`] must take the bulk stream to deliver answers, and
+    /// [`watch_peers`] run to fail the calls of peers that go down.
     pub fn new(mesh: Mesh) -> Transport {
         Transport { mesh, pending: Arc::default(), next_id: Arc::new(AtomicU64::new(1)) }
     }
@@ -171,40 +172,31 @@ impl Transport {
     }
 }
 
-/// Reads the bulk stream until it closes: completes answers, and hands calls to `host` (bounded),
-/// answering each when its host does. Also fails the pending calls of peers the mesh declares down.
-pub async fn serve(transport: Transport, mut inbound: tokio::sync::mpsc::Receiver<Inbound>, host: ActorHost) {
+/// The mesh's bulk handler ([`Mesh::handle_bulk`]): completes answers and hands calls to `host`
+/// (bounded), answering each when its host does. It runs in the task reading each peer's stream,
+/// so a call reaches its mailbox with no hand-off, in the order its peer sent it.
+pub fn handler(transport: Transport, host: ActorHost) -> InboundHandler {
     let permits = Arc::new(Semaphore::new(ACTOR_INBOUND_CALLS_MAX));
+    Arc::new(move |Inbound { from, payload }| {
+        if payload.topic != TOPIC_ACTOR {
+            return;
+        }
+        match postcard::from_bytes::<Frame>(&payload.body) {
+            Ok(Frame::Answer { id, answer }) => transport.complete(from, id, answer),
+            Ok(Frame::Call { id, call }) => take_call(&transport, &host, &permits, from, id, call),
+            Err(error) => tracing::warn!(%from, %error, "undecodable actor frame dropped"),
+        }
+    })
+}
+
+/// Fails the pending calls of every peer the mesh declares down, until the mesh stops.
+pub async fn watch_peers(transport: Transport) {
     let mut events = transport.mesh.subscribe();
     loop {
-        let Inbound { from, payload } = tokio::select! {
-            received = inbound.recv() => match received {
-                Some(received) => received,
-                None => return,
-            },
-            event = events.recv() => {
-                match event {
-                    Ok(PeerEvent::Down(peer)) => transport.lost(peer),
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-                continue;
-            }
-        };
-        if payload.topic != TOPIC_ACTOR {
-            continue;
-        }
-        let frame = match postcard::from_bytes::<Frame>(&payload.body) {
-            Ok(frame) => frame,
-            Err(error) => {
-                tracing::warn!(%from, %error, "undecodable actor frame dropped");
-                continue;
-            }
-        };
-        match frame {
-            Frame::Answer { id, answer } => transport.complete(from, id, answer),
-            Frame::Call { id, call } => take_call(&transport, &host, &permits, from, id, call),
+        match events.recv().await {
+            Ok(PeerEvent::Down(peer)) => transport.lost(peer),
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::address::PeerAddr;
 use super::backoff::Backoff;
 use super::detector::PeerEvent;
-use super::endpoint::{close_code, Inbound, PeerLink, Shared};
+use super::endpoint::{close_code, Inbound, PeerLink, Shared, WeakHandler};
 use super::handshake::{RefusalLog, SlotRefusal};
 use super::stream::{read_class, read_frame, write_message, StreamReadError};
 use super::telemetry::{class_index, count_frame_error, count_handshake_refusal};
@@ -490,6 +490,8 @@ async fn read_stream(
 ) -> Result<(), StreamReadError> {
     let counters = link.telemetry.class(class).clone();
     let inbound = shared.inbound[class_index(class)].clone();
+    let inline = class == TrafficClass::Bulk && shared.config.bulk_inline;
+    let mut handler: Option<WeakHandler> = None;
     let mut buffer = FrameBuffer::new();
     loop {
         let (message, bytes) = read_frame(&mut recv, &mut buffer, shared.config.frame_bytes_max).await?;
@@ -505,6 +507,17 @@ async fn read_stream(
             Message::Pong { sent_us, .. } if class == TrafficClass::Control => {
                 let rtt_us = shared.clock.micros().saturating_sub(sent_us);
                 link.telemetry.heartbeat_rtt.record(rtt_us as f64 / 1e6);
+            }
+            Message::Payload(payload) if inline => {
+                if handler.is_none() {
+                    // Waits (reading nothing more) until the handler is given.
+                    let mut given = shared.bulk_handler.subscribe();
+                    let Ok(slot) = given.wait_for(Option::is_some).await else { return Ok(()) };
+                    handler = slot.clone();
+                }
+                // Its owner dropped it: nobody takes bulk payloads any more.
+                let Some(handler) = handler.as_ref().and_then(std::sync::Weak::upgrade) else { return Ok(()) };
+                handler(Inbound { from: peer, payload });
             }
             Message::Payload(payload) => {
                 if inbound.send(Inbound { from: peer, payload }).await.is_err() {

@@ -65,6 +65,11 @@ pub struct MeshConfig {
     pub detector: DetectorConfig,
     /// Largest frame body accepted or sent.
     pub frame_bytes_max: usize,
+    /// Whether bulk payloads are handed to the handler given to [`Mesh::handle_bulk`] by the task
+    /// reading each peer's bulk stream, instead of going through the bulk channel
+    /// ([`Mesh::take_inbound`]): one hand-off between tasks fewer per payload. Until a handler is
+    /// given, a bulk stream waits before its first delivery, as it would on a channel nobody reads.
+    pub bulk_inline: bool,
 }
 
 impl MeshConfig {
@@ -76,6 +81,7 @@ impl MeshConfig {
             members: members.into_iter().map(|(id, addr)| (id, addr.into())).collect(),
             detector: DetectorConfig::default(),
             frame_bytes_max: FRAME_BYTES_MAX,
+            bulk_inline: false,
         }
     }
 }
@@ -144,6 +150,14 @@ pub struct Inbound {
     pub payload: Payload,
 }
 
+/// Takes the bulk payloads of [`MeshConfig::bulk_inline`] in the task that read them, one at a
+/// time per peer, in the order the peer sent them. It must not block or wait, and it bounds whatever
+/// it keeps (the stream reads on as soon as it returns).
+pub type InboundHandler = Arc<dyn Fn(Inbound) + Send + Sync>;
+
+/// How the mesh keeps an [`InboundHandler`]: weakly.
+pub(super) type WeakHandler = std::sync::Weak<dyn Fn(Inbound) + Send + Sync>;
+
 /// One member as shown by `/status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MemberStatus {
@@ -191,6 +205,9 @@ pub(super) struct Shared {
     /// Set by shutdown: no dial loop starts after it.
     pub(super) stopped: std::sync::atomic::AtomicBool,
     pub(super) inbound: [mpsc::Sender<Inbound>; 3],
+    /// The bulk handler once [`Mesh::handle_bulk`] gave it (with [`MeshConfig::bulk_inline`]); weak,
+    /// as the handler holds the mesh.
+    pub(super) bulk_handler: watch::Sender<Option<WeakHandler>>,
     pub(super) connections: Mutex<BTreeMap<NodeId, (u64, quinn::Connection)>>,
     pub(super) next_generation: AtomicU64,
     /// Incoming handshakes in flight, overall and per source address.
@@ -406,6 +423,7 @@ impl Mesh {
             told_retired: Mutex::new(std::collections::BTreeSet::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
             inbound: [s0, s1, s2],
+            bulk_handler: watch::Sender::new(None),
             connections: Mutex::new(BTreeMap::new()),
             next_generation: AtomicU64::new(1),
             handshakes: Mutex::new(HandshakeSlots::new(HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_IN_FLIGHT_PER_SOURCE_MAX)),
@@ -462,14 +480,41 @@ impl Mesh {
         }
     }
 
+    /// Gives the handler of bulk payloads ([`MeshConfig::bulk_inline`]); every bulk stream delivers
+    /// to it from now on, and those that waited for it go on. The mesh keeps it weakly (a handler
+    /// usually holds the mesh): its caller keeps it, and once it is dropped a bulk stream ends.
+    ///
+    /// # Errors
+    /// A message if bulk payloads are not handled inline on this mesh, or a handler was given before.
+    pub fn handle_bulk(&self, handler: &InboundHandler) -> Result<(), &'static str> {
+        if !self.shared.config.bulk_inline {
+            return Err("the mesh's bulk payloads go through its channel (bulk_inline is off)");
+        }
+        let mut handler = Some(Arc::downgrade(handler));
+        self.shared.bulk_handler.send_if_modified(|slot| {
+            if slot.is_some() {
+                return false;
+            }
+            *slot = handler.take();
+            true
+        });
+        if handler.is_some() {
+            return Err("the mesh's bulk payloads already have a handler");
+        }
+        Ok(())
+    }
+
     /// A receiver of every liveness change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
         self.shared.events.subscribe()
     }
 
     /// Takes the receiver of payloads arriving on `class`; there is one per class, so a second call
-    /// returns `None`.
+    /// returns `None`, as does the bulk class when it is handled inline ([`MeshConfig::bulk_inline`]).
     pub fn take_inbound(&self, class: TrafficClass) -> Option<mpsc::Receiver<Inbound>> {
+        if class == TrafficClass::Bulk && self.shared.config.bulk_inline {
+            return None;
+        }
         let mut receivers = self.inbound_receivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         receivers[class_index(class)].take()
     }

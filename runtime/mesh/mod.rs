@@ -21,4 +21,4 @@ pub mod tls;
 
 pub use address::{Host, PeerAddr};
 pub use detector::{DetectorConfig, FailureDetector, PeerEvent};
-pub use endpoint::{Inbound, MemberStatus, Mesh, MeshConfig, MeshError, MeshSocket, SendError};
+pub use endpoint::{Inbound, InboundHandler, MemberStatus, Mesh, MeshConfig, MeshError, MeshSocket, SendError};

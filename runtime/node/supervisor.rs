@@ -283,6 +283,7 @@ impl Actor for MeshActor {
             .map_err(|error| format!("task logs in {}: {error}", config.data_dir.display()))?;
         let mut mesh_config = MeshConfig::new(config.id, config.peers.clone());
         mesh_config.detector = config.detector;
+        mesh_config.bulk_inline = true;
         mesh_config.incarnation = crate::clock::unix_millis();
         // A first start reports a taken address at once; a restart may find the old mesh's socket
         // still closing, so it retries briefly.

@@ -229,6 +229,7 @@ impl<'a> SimCluster<'a> {
                 .collect();
             let mut mesh = MeshConfig::new(id, known);
             mesh.detector = config.detector;
+            mesh.bulk_inline = true;
             mesh.incarnation = config.seed;
             let plan = HostPlan {
                 mesh,

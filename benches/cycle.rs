@@ -647,6 +647,8 @@ fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let loaded_only = std::env::args().any(|arg| arg == "--loaded");
     let (cycles, total) = if quick { (100, 20_000) } else { (400, 60_000) };
+    // A longer loaded phase (for a profiler): GK_LOADED_TASKS, in batches of 10,000.
+    let total = std::env::var("GK_LOADED_TASKS").ok().and_then(|text| text.parse().ok()).unwrap_or(total);
     let options = LocalOptions {
         kinds: gridkeeper::worker::builtin::kinds().with(Cycle),
         slots: 2,

@@ -110,6 +110,18 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
         }
     });
 
+    // Nodes sharing this process keep their own gauges: the host's shows its activation.
+    let metrics = gridkeeper::admin::telemetry::install().expect("the recorder");
+    let activations_on = |node: NodeId| -> Option<f64> {
+        let series = format!("gridkeeper_actor_activations{{node=\"{}\"}} ", node.0);
+        metrics.render().lines().find_map(|line| line.strip_prefix(&series).and_then(|value| value.parse().ok()))
+    };
+    assert!(
+        wait_until(WAIT, || activations_on(host).is_some_and(|count| count >= 1.0)),
+        "node {host}'s activation gauge shows the actor it hosts"
+    );
+    assert!(nodes.iter().all(|node| activations_on(*node).is_some()), "every node has its own series");
+
     // Sixteen concurrent callers on the two other nodes lose no add, and each sees its totals rise.
     let host_b = runtime.block_on(add_until_answered(&service(&cluster, NodeId(1)), "b", 0, "warm-b")).1;
     let callers: Vec<ActorService> =

@@ -284,7 +284,7 @@ impl ActorHost {
     /// A host for `coordinator`'s node, running `kinds`; it hears applied entries and its lease
     /// through the node's grid hub once [`ActorHost::start`] runs.
     pub fn new(coordinator: Coordinator, kinds: ActorKinds, config: HostConfig) -> ActorHost {
-        telemetry::register();
+        telemetry::register(coordinator.node());
         let clock = Clock::start_at_rate(config.clock_rate.ppm());
         ActorHost {
             shared: Arc::new(Shared {
@@ -1046,6 +1046,7 @@ fn after_handle(
 async fn run(shared: Arc<Shared>) {
     let scan_every = Duration::from_millis((shared.config.idle_ms / 4).clamp(10, 1_000));
     let mut last_scan = monotonic();
+    let node_label = telemetry::node_label(shared.node);
     loop {
         let writes = {
             let now = shared.clock.now();
@@ -1062,7 +1063,7 @@ async fn run(shared: Arc<Shared>) {
                 let refusal = Refusal::misdirected(None, format!("node {}'s host lease lapsed", shared.node));
                 table.stop_all(&refusal);
             }
-            telemetry::gauges(table.activations.len(), table.depth);
+            telemetry::gauges(&node_label, table.activations.len(), table.depth);
             writes
         };
         for (batch, commits) in writes {

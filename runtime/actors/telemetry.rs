@@ -1,4 +1,7 @@
-//! The actor host's metrics. Labels are bounded: a call's outcome is one of [`Outcome`]'s names.
+//! The actor host's metrics. Labels are bounded: a call's outcome is one of [`Outcome`]'s names; a
+//! gauge's node is the host's own.
+
+use crate::ids::NodeId;
 
 /// A finished call as the metrics count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,26 +42,34 @@ impl Outcome {
     }
 }
 
-/// Registers every series at zero, so dashboards see them before the first actor.
-pub fn register() {
-    metrics::describe_gauge!("gridkeeper_actor_activations", "Actor activations this node hosts.");
+/// Registers every series at zero, so dashboards see them before the first actor; the gauges of
+/// `node` (gauges carry a `node` label: nodes that share a process, as in `LocalCluster`, each keep
+/// their own; counters count for the whole process, which for a node's process is the node).
+pub fn register(node: NodeId) {
+    metrics::describe_gauge!("gridkeeper_actor_activations", "Actor activations the node hosts.");
     metrics::describe_counter!("gridkeeper_actor_activations_total", "Actor activations started on this node.");
     metrics::describe_counter!("gridkeeper_actor_passivations_total", "Idle actor activations released by this node.");
     metrics::describe_counter!("gridkeeper_actor_moves_total", "Activations of orphans (actors whose host died) here.");
     metrics::describe_counter!("gridkeeper_actor_calls_total", "Actor calls answered by this node's host, by outcome.");
-    metrics::describe_gauge!("gridkeeper_actor_mailbox_depth", "Messages waiting in this node's actor mailboxes.");
+    metrics::describe_gauge!("gridkeeper_actor_mailbox_depth", "Messages waiting in the node's actor mailboxes.");
     metrics::counter!("gridkeeper_actor_activations_total").increment(0);
     metrics::counter!("gridkeeper_actor_passivations_total").increment(0);
     metrics::counter!("gridkeeper_actor_moves_total").increment(0);
     for outcome in [Outcome::Ok, Outcome::Failed, Outcome::Refused, Outcome::Misdirected, Outcome::Unknown] {
         metrics::counter!("gridkeeper_actor_calls_total", "outcome" => outcome.label()).increment(0);
     }
+    gauges(&node_label(node), 0, 0);
 }
 
-/// The host's gauges.
-pub fn gauges(activations: usize, mailbox_depth: usize) {
-    metrics::gauge!("gridkeeper_actor_activations").set(activations as f64);
-    metrics::gauge!("gridkeeper_actor_mailbox_depth").set(mailbox_depth as f64);
+/// The value of the `node` label of `node`'s gauges (made once, cloned cheaply).
+pub fn node_label(node: NodeId) -> metrics::SharedString {
+    metrics::SharedString::from_owned(node.0.to_string())
+}
+
+/// The gauges of a host, labelled with [`node_label`].
+pub fn gauges(node: &metrics::SharedString, activations: usize, mailbox_depth: usize) {
+    metrics::gauge!("gridkeeper_actor_activations", "node" => node.clone()).set(activations as f64);
+    metrics::gauge!("gridkeeper_actor_mailbox_depth", "node" => node.clone()).set(mailbox_depth as f64);
 }
 
 /// An activation started (`moved`: of an orphan).

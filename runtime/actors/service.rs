@@ -227,7 +227,7 @@ impl ActorService {
             if left.is_zero() {
                 break;
             }
-            match self.call_on(node, call.clone(), left).await {
+            match self.call_on(node, &call, left).await {
                 Ok(reply) => {
                     self.remember(&call.actor, node);
                     return Ok(CallAnswer { reply, node });
@@ -251,7 +251,7 @@ impl ActorService {
     }
 
     /// One attempt on `node`'s host (this node's in process).
-    async fn call_on(&self, node: NodeId, call: Call, timeout: Duration) -> Answer {
+    async fn call_on(&self, node: NodeId, call: &Call, timeout: Duration) -> Answer {
         if node != self.inner.host.node() {
             if !self.inner.transport.is_alive(node) {
                 return Err(Refusal::new(ErrorCode::Unavailable, format!("node {node} is down")));
@@ -259,7 +259,7 @@ impl ActorService {
             return self.inner.transport.call(node, call, timeout).await;
         }
         // In this task: an idle actor handles the call here, with no hand-off between threads.
-        let submitted = self.inner.host.submit_inline(call)?;
+        let submitted = self.inner.host.submit_inline(call.clone())?;
         match tokio::time::timeout(timeout, submitted.answer()).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(Refusal::new(ErrorCode::OutcomeUnknown, "the activation stopped before it answered")),

@@ -55,6 +55,15 @@ pub enum Frame {
     },
 }
 
+/// A [`Frame`] as it is sent: borrowed, so a call or an answer is encoded without a copy. The same
+/// variants with the same fields in the same order, so it encodes exactly as [`Frame`] does (a test
+/// pins it).
+#[derive(Serialize)]
+enum FrameOut<'a> {
+    Call { id: u64, call: &'a Call },
+    Answer { id: u64, answer: &'a Answer },
+}
+
 // Ordered (not hashed): failing a peer's calls answers them in an order a seed replays.
 type Pending = Mutex<BTreeMap<u64, (NodeId, oneshot::Sender<Answer>)>>;
 
@@ -72,11 +81,11 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-fn encode(frame: &Frame) -> Result<Vec<u8>, Refusal> {
+fn encode(frame: &FrameOut<'_>) -> Result<Vec<u8>, Refusal> {
     postcard::to_stdvec(frame).map_err(|error| Refusal::new(ErrorCode::Internal, format!("an actor frame: {error}")))
 }
 
-fn send_frame(mesh: &Mesh, peer: NodeId, frame: &Frame) -> Result<(), Refusal> {
+fn send_frame(mesh: &Mesh, peer: NodeId, frame: &FrameOut<'_>) -> Result<(), Refusal> {
     let body = encode(frame)?;
     mesh.send(peer, TrafficClass::Bulk, &Message::Payload(Payload { topic: TOPIC_ACTOR, body })).map_err(|error| {
         match error {
@@ -122,7 +131,7 @@ impl Transport {
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled call's slot is removed (its answer, if any, is dropped).
-    pub async fn call(&self, peer: NodeId, call: Call, timeout: Duration) -> Answer {
+    pub async fn call(&self, peer: NodeId, call: &Call, timeout: Duration) -> Answer {
         if call.message.len() > ACTOR_MESSAGE_BYTES_MAX {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
@@ -142,7 +151,7 @@ impl Transport {
             pending.insert(id, (peer, sender));
         }
         let _slot = Slot { pending: &self.pending, id };
-        send_frame(&self.mesh, peer, &Frame::Call { id, call })?;
+        send_frame(&self.mesh, peer, &FrameOut::Call { id, call })?;
         match tokio::time::timeout(timeout, receiver).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => {
@@ -203,7 +212,7 @@ pub async fn watch_peers(transport: Transport) {
 
 fn take_call(transport: &Transport, host: &ActorHost, permits: &Arc<Semaphore>, from: NodeId, id: u64, call: Call) {
     let answer_now = |answer: Answer| {
-        let _ = send_frame(&transport.mesh, from, &Frame::Answer { id, answer });
+        let _ = send_frame(&transport.mesh, from, &FrameOut::Answer { id, answer: &answer });
     };
     if call.message.len() > ACTOR_MESSAGE_BYTES_MAX {
         return answer_now(Err(Refusal::new(ErrorCode::TooLarge, "a message exceeds ACTOR_MESSAGE_BYTES_MAX")));
@@ -230,9 +239,34 @@ fn take_call(transport: &Transport, host: &ActorHost, permits: &Arc<Semaphore>, 
                     Ok(answer) => answer,
                     Err(_) => Err(Refusal::new(ErrorCode::OutcomeUnknown, "the activation stopped before it answered")),
                 };
-                let _ = send_frame(&mesh, from, &Frame::Answer { id, answer });
+                let _ = send_frame(&mesh, from, &FrameOut::Answer { id, answer: &answer });
                 drop(permit);
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::actors::ActorId;
+    use crate::grid::task::Encoding;
+
+    #[test]
+    fn a_frame_is_sent_exactly_as_it_is_read() {
+        let call = Call {
+            actor: ActorId::new("counter", "k-1").expect("an actor id"),
+            message: b"{\"add\":1}".to_vec(),
+            encoding: Encoding::Json,
+            idempotency_key: Some("once".into()),
+            tell: false,
+        };
+        let sent = encode(&FrameOut::Call { id: 7, call: &call }).expect("encodes");
+        assert_eq!(sent, postcard::to_stdvec(&Frame::Call { id: 7, call: call.clone() }).expect("encodes"));
+        assert_eq!(postcard::from_bytes::<Frame>(&sent).expect("decodes"), Frame::Call { id: 7, call });
+        for answer in [Ok(b"{\"total\":3}".to_vec()), Err(Refusal::new(ErrorCode::Misdirected, "not here"))] {
+            let sent = encode(&FrameOut::Answer { id: 9, answer: &answer }).expect("encodes");
+            assert_eq!(postcard::from_bytes::<Frame>(&sent).expect("decodes"), Frame::Answer { id: 9, answer });
         }
     }
 }

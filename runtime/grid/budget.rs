@@ -39,7 +39,13 @@ impl TableBytes {
     /// A task was accepted.
     pub fn on_open(&mut self, spec: &TaskSpec) {
         self.pending_input = self.pending_input.saturating_add(spec.input.len());
-        *self.open_by_kind.entry(spec.kind.clone()).or_default() += 1;
+        // The kind is copied only the first time it opens.
+        match self.open_by_kind.get_mut(&spec.kind) {
+            Some(open) => *open += 1,
+            None => {
+                self.open_by_kind.insert(spec.kind.clone(), 1);
+            }
+        }
     }
 
     /// A task ended.

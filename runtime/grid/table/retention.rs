@@ -67,8 +67,9 @@ impl TaskTable {
 
     /// A task reached a terminal state: its input no longer counts as pending.
     pub(super) fn on_closed(&mut self, task: TaskId) {
-        let Some(spec) = self.tasks.get(&task).map(|entry| entry.spec.clone()) else { return };
-        self.bytes_mut().on_close(&spec);
+        // The task's `Arc`, not a copy of its spec (input included): this runs for every task that ends.
+        let Some(entry) = self.tasks.get(&task).cloned() else { return };
+        self.bytes_mut().on_close(&entry.spec);
     }
 
     /// Forgets the oldest ended tasks while the history is over its count or its bytes (the newest

@@ -410,10 +410,11 @@ fn main() {
     let skip_memory = std::env::var("GK_SKIP_MEMORY").is_ok();
     let probe = Probe::default();
     let hold = Hold::default();
+    let prefetch: Option<u32> = std::env::var("GK_PREFETCH").ok().and_then(|text| text.parse().ok());
     let options = LocalOptions {
         kinds: gridkeeper::worker::builtin::kinds().with(probe.clone()).with(hold.clone()),
         slots: 2,
-        prefetch: std::env::var("GK_PREFETCH").ok().and_then(|text| text.parse().ok()),
+        prefetch,
         ..LocalOptions::default()
     };
     let dir = std::env::temp_dir().join(format!("gridkeeper-grid-bench-{}", std::process::id()));
@@ -422,7 +423,8 @@ fn main() {
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).expect("leader");
     runtime.block_on(wait_registered(&cluster, leader, 3));
     let grid = leader_grid(&cluster);
-    println!("task grid, 3 nodes x 2 slots (prefetch 256 per node), loopback, fsync on");
+    let prefetch = prefetch.unwrap_or(2 * gridkeeper::node::config::PREFETCH_PER_SLOT_DEFAULT);
+    println!("task grid, 3 nodes x 2 slots (prefetch {prefetch} per node), loopback, fsync on");
 
     let _ = runtime.block_on(throughput(&grid, 10_000, 10_000));
     let rate = runtime.block_on(throughput(&grid, total, 10_000));

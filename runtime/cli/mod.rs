@@ -152,7 +152,7 @@ struct NodeArgs {
     /// Share of work under the weighted placement strategy (default 1).
     #[arg(long)]
     weight: Option<u32>,
-    /// Attempts queued on this node beyond its slots (default 128 per slot).
+    /// Attempts queued on this node beyond its slots (default 256 per slot).
     #[arg(long)]
     prefetch: Option<u32>,
     /// Placement strategy when this node leads (default least_loaded).

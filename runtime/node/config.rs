@@ -49,7 +49,7 @@ pub struct NodeSettings {
     pub slots: Option<u32>,
     /// Share of work under the weighted placement strategy (default 1).
     pub weight: Option<u32>,
-    /// Attempts this node accepts queued beyond its slots (default 128 per slot).
+    /// Attempts this node accepts queued beyond its slots (default 256 per slot).
     pub prefetch: Option<u32>,
     /// Cluster placement strategy: least_loaded, round_robin, random, weighted, consistent_hash.
     pub placement: Option<String>,
@@ -159,8 +159,11 @@ pub struct NodeConfig {
 pub const SLOTS_MAX: u32 = 100_000;
 
 /// Attempts queued on a node per slot by default: enough that short tasks keep every slot busy across
-/// the commit round trip that separates one attempt's report from the next assignment.
-pub const PREFETCH_PER_SLOT_DEFAULT: u32 = 128;
+/// the commit round trip that separates one attempt's report from the next assignment. Measured with
+/// no-op tasks on 2 cores (`benches/README.md`): 128 per slot left a 3-node cluster at 37,000–40,000
+/// tasks/s, 256 gave 44,000–54,000, and 512 less again; work stealing evens out what a longer queue
+/// holds back.
+pub const PREFETCH_PER_SLOT_DEFAULT: u32 = 256;
 
 /// Slots of a node that does not say: its cores.
 pub fn default_slots() -> u32 {
@@ -673,7 +676,7 @@ mod tests {
         let config = NodeSettings { placement: Some("consistent-hash".into()), slots: Some(4), ..settings() }
             .validate()
             .expect("valid");
-        assert_eq!((config.placement, config.slots, config.prefetch), (Strategy::ConsistentHash, 4, 4 * 128));
+        assert_eq!((config.placement, config.slots, config.prefetch), (Strategy::ConsistentHash, 4, 4 * 256));
     }
 
     #[test]

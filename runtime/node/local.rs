@@ -47,7 +47,7 @@ pub struct LocalOptions {
     pub slots: u32,
     /// Placement strategy.
     pub placement: Strategy,
-    /// Attempts queued per node beyond its slots (default: 128 per slot).
+    /// Attempts queued per node beyond its slots (default: 256 per slot).
     pub prefetch: Option<u32>,
     /// Serve ZooKeeper clients, each node on a free port ([`LocalCluster::zk`]); off by default.
     pub zookeeper: bool,

@@ -124,6 +124,12 @@ impl ReadyQueue {
     /// whose time has come count as ready even before an entry's tick moved them, in the place the
     /// tick would put them (after their priority's FIFO, by ready time).
     pub fn ordered(&self, now_ms: u64, limit: usize) -> Vec<TaskId> {
+        // One priority in use and nothing delayed due: the order is that FIFO's.
+        let nothing_due = self.delayed.first_key_value().is_none_or(|(&(ready_ms, _), _)| ready_ms > now_ms);
+        if nothing_due && self.ready.len() <= 1 {
+            let fifo = self.ready.values().next();
+            return fifo.into_iter().flatten().take(limit).map(|&(_, task)| task).collect();
+        }
         let mut due: BTreeMap<i32, Vec<(u64, TaskId)>> = BTreeMap::new();
         for (&(ready_ms, task), &priority) in self.delayed.range(..(now_ms.saturating_add(1), TaskId(0))) {
             due.entry(priority).or_default().push((ready_ms, task));
@@ -261,6 +267,24 @@ mod tests {
         let planned = queue.ordered(5_000, 10);
         let popped: Vec<_> = std::iter::from_fn(|| queue.pop(5_000)).collect();
         assert_eq!(planned, popped);
+    }
+
+    #[test]
+    fn ordered_with_one_priority_matches_repeated_pops() {
+        // One priority, a delayed task not yet due (the FIFO's own order) and then due (merged).
+        for now in [50, 5_000] {
+            let mut queue = ReadyQueue::new(1_000);
+            for (id, at) in [(1, 0), (2, 10), (3, 20)] {
+                queue.push(TaskId(id), 0, at, at);
+            }
+            queue.push(TaskId(4), 0, 30, 100);
+            queue.push(TaskId(5), 0, 30, 200);
+            queue.push_front(TaskId(6), 0, 40);
+            let planned = queue.ordered(now, 4);
+            queue.on_tick(now);
+            let popped: Vec<_> = std::iter::from_fn(|| queue.pop(now)).take(4).collect();
+            assert_eq!(planned, popped, "at {now}");
+        }
     }
 
     #[test]

@@ -397,6 +397,26 @@ impl TaskTable {
                 effects.started += u32::from(ok);
                 ok
             }
+            Some(Ok(result)) if result.len() <= self.limits.result_bytes_max => {
+                // The common report, a quick attempt's start and success together: one lookup for
+                // both, and the ended task's bytes read from the same entry.
+                let Ok(slot) = self.current_slot(*task, *token) else { return false };
+                let entry = std::sync::Arc::make_mut(slot);
+                let attempt = entry.attempts.last_mut().expect("current_slot() found an attempt");
+                if attempt.state == AttemptState::Assigned {
+                    attempt.started_ms = Some(*started_ms);
+                }
+                attempt.state = AttemptState::Succeeded;
+                attempt.ended_ms = Some(now_ms);
+                let node = attempt.node;
+                entry.state = TaskState::Succeeded;
+                entry.result = Some(result.clone());
+                let ended = std::sync::Arc::clone(slot);
+                self.release(node, *task);
+                self.bytes_mut().on_close(&ended.spec);
+                self.note_ended(*task, TaskState::Succeeded, &ended, effects);
+                true
+            }
             Some(outcome) => {
                 // A quick attempt's start and end arrive in one report.
                 if self.on_started(*task, *token, *started_ms).is_err() {
@@ -420,8 +440,17 @@ impl TaskTable {
             effects.retried += 1;
             return;
         }
+        let Some(entry) = self.tasks.get(&task).cloned() else {
+            effects.ended.push((task, state));
+            return;
+        };
+        self.note_ended(task, state, &entry, effects);
+    }
+
+    /// Notes that `task` (whose entry is `entry`) ended in `state`: it joins the history, and the
+    /// oldest ended tasks beyond the history's bounds are forgotten.
+    fn note_ended(&mut self, task: TaskId, state: TaskState, entry: &Task, effects: &mut GridEffects) {
         effects.ended.push((task, state));
-        let Some(entry) = self.tasks.get(&task) else { return };
         let retained = entry.retained_bytes();
         self.ended.push_back(task);
         let bytes = self.bytes_mut();
@@ -722,19 +751,27 @@ impl TaskTable {
         token: FencingToken,
         now_ms: u64,
     ) -> Result<(), GridError> {
-        let state = self.task_mut(task)?.state;
+        // One lookup: the state is read through the shared pointer, and the task copied (if a
+        // snapshot shares it) only once the assignment is known to apply.
+        let slot = self.tasks.get_mut(&task).ok_or(GridError::UnknownTask(task))?;
+        let state = slot.state;
         if state != TaskState::Pending || !self.queue.remove_ready(task, now_ms) {
             return Err(GridError::WrongState { task, state });
         }
-        self.task_mut(task)?.assign(node, token, now_ms);
+        std::sync::Arc::make_mut(slot).assign(node, token, now_ms);
         self.by_node.entry(node).or_default().insert(task);
         Ok(())
     }
 
     fn current(&mut self, task: TaskId, token: FencingToken) -> Result<&mut Task, GridError> {
-        let entry = self.task_mut(task)?;
-        match entry.current_attempt() {
-            Some(attempt) if attempt.token == token => Ok(entry),
+        self.current_slot(task, token).map(std::sync::Arc::make_mut)
+    }
+
+    /// The shared entry of `task` if `token` is its current attempt's; not yet copied.
+    fn current_slot(&mut self, task: TaskId, token: FencingToken) -> Result<&mut std::sync::Arc<Task>, GridError> {
+        let slot = self.tasks.get_mut(&task).ok_or(GridError::UnknownTask(task))?;
+        match slot.current_attempt() {
+            Some(attempt) if attempt.token == token => Ok(slot),
             _ => Err(GridError::StaleToken { task, reported: token }),
         }
     }

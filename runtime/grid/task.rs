@@ -218,6 +218,10 @@ pub struct Task {
 impl Task {
     /// Starts a new attempt on `node` under `token` at `now_ms`: assigned, not started yet.
     pub fn assign(&mut self, node: NodeId, token: FencingToken, now_ms: u64) {
+        // Most tasks run once: room for exactly one attempt, not the four a first push reserves.
+        if self.attempts.capacity() == 0 {
+            self.attempts.reserve_exact(1);
+        }
         self.attempts.push(Attempt {
             number: self.attempts.len() as u32 + 1,
             node,

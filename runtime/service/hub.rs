@@ -385,10 +385,12 @@ impl GridHub {
         );
         let mine = effects.assigned.iter().any(|(_, node, _)| *node == self.node);
         if mine && state.registration_zxid(self.node, self.session.load(Ordering::SeqCst)).is_some() {
-            for &(task, node, token) in &effects.assigned {
-                if node == self.node {
-                    if let Some(order) = self.order(state, task, token) {
-                        self.send(order);
+            if let Some(worker) = lock(&self.worker).as_ref() {
+                for &(task, node, token) in &effects.assigned {
+                    if node == self.node {
+                        if let Some(order) = self.order(state, task, token) {
+                            let _ = worker.send(order);
+                        }
                     }
                 }
             }

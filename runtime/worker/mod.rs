@@ -112,6 +112,10 @@ const POLL_WAIT_MS: u64 = 2_000;
 /// Pause after a failed poll or while unregistered.
 const POLL_RETRY_WAIT: Duration = Duration::from_millis(50);
 
+/// Most hub events the forwarder feeds the engine under one lock (one applied `Assign` entry's orders
+/// for this node usually come in together).
+const EVENTS_PER_LOCK: usize = 1_024;
+
 /// Feeds a joined worker's orders from its member's admin API.
 async fn poll_loop(node: NodeId, link: RemoteLink, events: mpsc::UnboundedSender<WorkerEvent>) {
     let mut after_token = 0;
@@ -259,12 +263,20 @@ impl Engine {
     /// Feeds an order from the hub (or a joined worker's poll loop) to the core and executes what
     /// follows.
     fn event(&mut self, event: WorkerEvent) {
+        self.events(std::iter::once(event));
+    }
+
+    /// Feeds the hub's events to the core in order, then executes what they asked for in one go (one
+    /// pass over the actions, one report poll and one gauge update for all of them).
+    fn events(&mut self, events: impl IntoIterator<Item = WorkerEvent>) {
         let now = self.clock.now();
         let mut out = Vec::new();
-        match event {
-            WorkerEvent::Start(order) => self.slots.handle_order(now, order_of(*order), &mut out),
-            WorkerEvent::Abort(task) => self.slots.handle_abort(now, task, &mut out),
-            WorkerEvent::AbortAll => self.slots.handle_abort_all(&mut out),
+        for event in events {
+            match event {
+                WorkerEvent::Start(order) => self.slots.handle_order(now, order_of(*order), &mut out),
+                WorkerEvent::Abort(task) => self.slots.handle_abort(now, task, &mut out),
+                WorkerEvent::AbortAll => self.slots.handle_abort_all(&mut out),
+            }
         }
         self.execute(now, out);
     }
@@ -453,12 +465,9 @@ impl Actor for WorkerSupervisor {
         // that has come in one lock.
         let orders = engine.clone();
         let forwarder = tokio::spawn(async move {
-            while let Some(event) = incoming.recv().await {
-                let mut engine = lock(&orders);
-                engine.event(event);
-                while let Ok(event) = incoming.try_recv() {
-                    engine.event(event);
-                }
+            let mut batch = Vec::with_capacity(EVENTS_PER_LOCK);
+            while incoming.recv_many(&mut batch, EVENTS_PER_LOCK).await > 0 {
+                lock(&orders).events(batch.drain(..));
             }
         });
         Ok(WorkerState { engine, work: WorkRuntime(work), forwarder, poller })

@@ -70,12 +70,23 @@ pub fn parse_header(header: [u8; FRAME_HEADER_BYTES], body_bytes_max: usize) -> 
     Ok(FrameHeader { body_bytes })
 }
 
+/// What a message's archive adds to a payload's bytes, at most for the messages the mesh sends (the
+/// first guess of an encoding buffer's size, not a bound).
+const FRAME_ENVELOPE_BYTES_GUESS: usize = 64;
+
 /// Encodes `message` as one whole frame (header and body).
 ///
 /// # Errors
 /// [`FrameError::Encode`] if the body would exceed `body_bytes_max`.
 pub fn encode_frame(message: &Message, body_bytes_max: usize) -> Result<Vec<u8>, FrameError> {
-    let body = rkyv::to_bytes::<rancor::Error>(message).map_err(|error| FrameError::Encode(error.to_string()))?;
+    // Room for a payload's bytes and the archive around them up front, not grown by doubling.
+    let room = match message {
+        Message::Payload(payload) => payload.body.len() + FRAME_ENVELOPE_BYTES_GUESS,
+        _ => FRAME_ENVELOPE_BYTES_GUESS,
+    };
+    let body =
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, rkyv::util::AlignedVec::<16>::with_capacity(room))
+            .map_err(|error| FrameError::Encode(error.to_string()))?;
     if body.len() > body_bytes_max {
         return Err(FrameError::Encode(format!("body of {} bytes exceeds the limit of {body_bytes_max}", body.len())));
     }

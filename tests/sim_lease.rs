@@ -11,7 +11,12 @@
 //!   many seeds is linearizable, and the old leader did serve reads from its lease after the cut.
 //! - Far beyond it (the old leader's lease clock at 0.2x) the same scenario serves a stale read and
 //!   the checker catches it: the test can fail.
-//! - A healthy leader serves every read from its lease: no quorum round.
+//! - A healthy leader serves every read from its lease: no quorum round, and its followers serve
+//!   theirs from the read leases it grants them (`consensus/follower_lease.rs`).
+//! - Follower read leases: the reader is a follower holding a lease, cut off from everyone (or the
+//!   leader cut off from both followers), while the writer writes through the majority. Within the
+//!   drift bound every history is linearizable and the follower served reads after the cut; with the
+//!   follower's lease clock far beyond the bound it serves a stale read the checker catches.
 //!
 //! Replay a seed: `GK_SIM_SEED=17 cargo test --test sim_lease deposed -- --nocapture`. Explore the
 //! bound: `GK_LEASE_RATE_PPM=900000 GK_SIM_SCHEDULES=300 cargo test --test sim_lease deposed` runs
@@ -56,7 +61,8 @@ enum Event {
 struct Shared {
     history: Mutex<Vec<Event>>,
     next_thread: AtomicU64,
-    /// The leader to depose, once chosen (0 before): its client reads, back to back.
+    /// The node whose client reads back to back, once chosen (0 before): the leader to depose, or
+    /// in the follower-lease scenarios a follower.
     deposed: AtomicU64,
     /// The node whose client writes (0: none). The third node's client only waits for the end: one
     /// reader and one writer keep the checker's search small even when it must refute a history.
@@ -162,6 +168,17 @@ enum Cut {
     /// Cut off from one follower; later from the other, which crashes and restarts at that moment
     /// (forgetting its lease stamp: the coordinator's restart guard must stand in for it).
     RestartFollower,
+    /// The reader is a follower holding a read lease; it is cut off from the leader and the writer.
+    HolderIsolated,
+    /// The reader is a follower holding a read lease; the leader is cut off from both followers, which
+    /// elect a new one.
+    HolderLeaderIsolated,
+}
+
+impl Cut {
+    fn follower_reads(self) -> bool {
+        matches!(self, Cut::HolderIsolated | Cut::HolderLeaderIsolated)
+    }
 }
 
 /// What one run saw.
@@ -171,9 +188,22 @@ struct RunOutcome {
     linearizable: bool,
     deposed_reads_after_cut: u64,
     majority_writes_after_cut: u64,
+    /// Reads the reading node served from a follower read lease, over the whole run.
+    follower_lease_reads: u64,
 }
 
 fn run(seed: u64, cut: Cut, rates: &dyn Fn(NodeId) -> ClockRate) -> RunOutcome {
+    run_with_reader_rate(seed, cut, rates, None)
+}
+
+/// As [`run`]; `reader_rate`, if given, becomes the reading node's lease clock rate once it is chosen
+/// (before it reads anything).
+fn run_with_reader_rate(
+    seed: u64,
+    cut: Cut,
+    rates: &dyn Fn(NodeId) -> ClockRate,
+    reader_rate: Option<ClockRate>,
+) -> RunOutcome {
     let shared = Arc::new(Shared::default());
     let dir = RunDir::new("lease", seed);
     let mut config = SimConfig::new(seed, NODES);
@@ -193,12 +223,34 @@ fn run(seed: u64, cut: Cut, rates: &dyn Fn(NodeId) -> ClockRate) -> RunOutcome {
     assert!(cluster.run_until(SETTLE_MS_MAX, ready).expect("runs"), "seed {seed}: no leader");
     let old = cluster.leader().expect("a leader");
     let others: Vec<NodeId> = (1..=NODES).map(NodeId).filter(|&id| id != old).collect();
-    shared.deposed.store(old.0, Ordering::Relaxed);
+    let reader = if cut.follower_reads() { others[1] } else { old };
+    if let Some(rate) = reader_rate {
+        cluster.coordinator(reader).expect("running").set_lease_clock_rate(rate);
+    }
+    shared.deposed.store(reader.0, Ordering::Relaxed);
     shared.writer.store(others[0].0, Ordering::Relaxed);
     // Reads on the old leader, through its lease, and writes, before the cut.
     cluster.run_for(rng.random_range(50..300)).expect("runs");
+    if std::env::var("GK_LEASE_TRACE").is_ok() {
+        let c = cluster.coordinator(reader).expect("running").read_index_counts();
+        eprintln!("seed {seed}: reader {reader:?} before the cut: {c:?}");
+    }
+    // In the follower-lease scenarios, every run with a skewed reader and half the others stop
+    // writing shortly before the cut: the reader's whole log is then committed and applied, so it
+    // may serve reads at once after the cut (a write in flight at the cut makes it wait for a commit
+    // index it can no longer hear). The writer resumes at the cut.
+    if cut.follower_reads() && (reader_rate.is_some() || seed % 2 == 0) {
+        shared.writer.store(0, Ordering::Relaxed);
+        cluster.run_for(30).expect("runs");
+        shared.writer.store(others[0].0, Ordering::Relaxed);
+    }
     match cut {
-        Cut::Isolate => {
+        Cut::HolderIsolated => {
+            shared.cut_at_ms.store(cluster.elapsed_ms(), Ordering::Relaxed);
+            cluster.partition(reader, old);
+            cluster.partition(reader, others[0]);
+        }
+        Cut::Isolate | Cut::HolderLeaderIsolated => {
             shared.cut_at_ms.store(cluster.elapsed_ms(), Ordering::Relaxed);
             for &other in &others {
                 cluster.partition(old, other);
@@ -256,6 +308,7 @@ fn run(seed: u64, cut: Cut, rates: &dyn Fn(NodeId) -> ClockRate) -> RunOutcome {
     shared.healed.store(true, Ordering::Relaxed);
     let done = cluster.run_until(SETTLE_MS_MAX, |_| shared.finished.load(Ordering::Relaxed) >= NODES).expect("runs");
     let history = shared.history.lock().expect("history").clone();
+    let follower_lease_reads = cluster.coordinator(reader).map_or(0, |c| c.read_index_counts().follower_lease);
     drop(cluster);
     drop(dir);
     assert!(done, "seed {seed}: clients did not finish after healing; {} events", history.len());
@@ -264,6 +317,7 @@ fn run(seed: u64, cut: Cut, rates: &dyn Fn(NodeId) -> ClockRate) -> RunOutcome {
         history: history.iter().map(|event| format!("{event:?}")).collect(),
         deposed_reads_after_cut: shared.deposed_reads_after_cut.load(Ordering::Relaxed),
         majority_writes_after_cut: shared.majority_writes_after_cut.load(Ordering::Relaxed),
+        follower_lease_reads,
     }
 }
 
@@ -384,11 +438,11 @@ fn a_healthy_leader_serves_linearizable_reads_from_its_lease_without_a_quorum_ro
     assert!(cluster.run_until(SETTLE_MS_MAX, ready).expect("runs"), "seed {seed}: no leader");
     cluster.run_for(200).expect("runs");
     let leader = cluster.leader().expect("a leader");
-    let counts = |cluster: &SimCluster<'_>| -> BTreeMap<u64, (u64, u64)> {
+    let counts = |cluster: &SimCluster<'_>| -> BTreeMap<u64, (u64, u64, u64)> {
         (1..=NODES)
             .map(|id| {
                 let counts = cluster.coordinator(NodeId(id)).expect("running").read_index_counts();
-                (id, (counts.lease, counts.quorum))
+                (id, (counts.lease, counts.quorum, counts.follower_lease))
             })
             .collect()
     };
@@ -402,6 +456,7 @@ fn a_healthy_leader_serves_linearizable_reads_from_its_lease_without_a_quorum_ro
     drop(dir);
     eprintln!("seed {seed}: leader {leader}; read indexes (lease, quorum) before {before:?}, after {after:?}");
     let delta = |id: u64| (after[&id].0 - before[&id].0, after[&id].1 - before[&id].1);
+
     let (leader_lease, leader_quorum) = delta(leader.0);
     assert_eq!(leader_quorum, 0, "seed {seed}: the healthy leader ran {leader_quorum} quorum rounds");
     // Every read on the leader took the lease; the followers' batches did too (a batch may carry
@@ -413,5 +468,60 @@ fn a_healthy_leader_serves_linearizable_reads_from_its_lease_without_a_quorum_ro
     );
     for id in (1..=NODES).filter(|&id| id != leader.0) {
         assert_eq!(delta(id), (0, 0), "seed {seed}: follower {id} gave out read indexes");
+        // Most of a follower's reads came from the read lease the leader granted it.
+        let served = after[&id].2 - before[&id].2;
+        assert!(served >= READS / 2, "seed {seed}: follower {id} served {served} of {READS} reads from its lease");
     }
+}
+
+/// Seeds of the follower-lease scenarios each `cargo test` runs within the drift bound.
+const HOLDER_SCHEDULES: u64 = 40;
+
+fn holder_cut_of(seed: u64) -> Cut {
+    if seed % 2 == 0 {
+        Cut::HolderIsolated
+    } else {
+        Cut::HolderLeaderIsolated
+    }
+}
+
+#[test]
+fn a_follower_holding_a_read_lease_never_serves_a_stale_read_within_the_drift_bound() {
+    let served = AtomicU64::new(0);
+    let report = Swarm::new("sim_lease", "holder", HOLDER_SCHEDULES, 1_000).run(|seed| {
+        let cut = holder_cut_of(seed);
+        let outcome = run(seed, cut, &|node| rate_within_bound(seed, node));
+        assert!(
+            outcome.linearizable,
+            "seed {seed} ({cut:?}): a stale read within the drift bound: {:#?}",
+            outcome.history
+        );
+        assert!(outcome.majority_writes_after_cut > 0, "seed {seed}: the majority never wrote after the cut");
+        assert!(outcome.follower_lease_reads > 0, "seed {seed} ({cut:?}): the follower never read from a lease");
+        served.fetch_add(outcome.deposed_reads_after_cut, Ordering::Relaxed);
+        outcome
+    });
+    let served = served.load(Ordering::Relaxed);
+    eprintln!("{} schedules; the cut-off lease holders served {served} reads after their cut", report.schedules);
+    assert!(served >= report.schedules, "the lease holders served only {served} reads after the cut");
+}
+
+#[test]
+fn a_followers_lease_clock_far_beyond_the_drift_bound_serves_a_stale_read_the_checker_catches() {
+    let caught = AtomicU64::new(0);
+    let report = Swarm::new("sim_lease", "holder_beyond_the_bound", CONTROL_SEEDS, 1_500).run(|seed| {
+        // Only the holder's clock is slow: the leader's books are right, the holder's are not.
+        let outcome = run_with_reader_rate(
+            seed,
+            Cut::HolderIsolated,
+            &|_| ClockRate::default(),
+            Some(ClockRate::from_ppm(200_000)),
+        );
+        if !outcome.linearizable {
+            caught.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome.linearizable
+    });
+    let caught = caught.load(Ordering::Relaxed);
+    assert_eq!(caught, report.schedules, "only {caught} of {} runs served a stale read", report.schedules);
 }

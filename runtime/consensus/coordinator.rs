@@ -4,8 +4,10 @@
 //! Followers serve linearizable reads themselves: they ask the leader for a read index and wait
 //! until they have applied it. The leader answers from its lease when it holds one (no quorum round,
 //! see [`super::lease`]) and with a quorum round (ReadIndex) otherwise; its own reads take the lease
-//! directly. Writes and keepalives go to the leader, forwarded transparently; callers never see "not
-//! leader".
+//! directly. A follower that reads often also gets a read lease from the leader with its read index
+//! ([`super::follower_lease`]): while it holds one, it serves linearizable reads from its own log
+//! with no round trip. Writes and keepalives go to the leader, forwarded transparently; callers
+//! never see "not leader".
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use openraft::{BasicNode, Config, ReadPolicy, ServerState, SnapshotPolicy};
 use tokio::task::JoinSet;
 
 use super::disk::Disk;
+use super::follower_lease::held_until;
 use super::lease::{ClockRate, Committed, LeaderView, Lease, LeaseRule};
 use super::log_store::LogStore;
 use super::membership::{self as plan, MemberRecord, MembershipView, RecordState, MEMBERS_PATH};
@@ -24,6 +27,7 @@ use super::network::MeshNetwork;
 use super::observer::Observer;
 pub use super::observer::{NoObserver, StateObserver};
 use super::read_batch::{ReadBatch, Round};
+use super::read_gate::ReadGate;
 use super::request::{Consistency, CoordinatorError, OpenedSession, ReadOp, ReadResult, Replication, Reply, Request};
 use super::rpc::{self, decode, encode, RpcClient, RpcKind};
 use super::session_draw::SessionRng;
@@ -46,6 +50,15 @@ pub type Raft = openraft::Raft<TypeConfig, Arc<StateMachine>>;
 const LEADER_SEARCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for this node to apply a write the leader reports committed, in `write_at`.
 const LOCAL_APPLY_WAIT: Duration = Duration::from_secs(10);
+/// A follower asks for a read lease with its read index only if its previous read-index round began
+/// this recently (lease clock): a lone read does not hold the leader's writes back for a lease.
+const LEASE_ASK_WITHIN: Duration = Duration::from_secs(1);
+/// A follower renews its read lease in the background once this little of it is left.
+const LEASE_RENEW_AHEAD: Duration = Duration::from_millis(60);
+/// Longest a follower's lease read waits to apply its log's end before it asks the leader instead
+/// (an entry of a deposed leader's that will never commit would hold it forever).
+const LEASE_READ_WAIT_MAX: Duration = Duration::from_millis(50);
+
 /// Deadline of one forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause between attempts while no leader is known.
@@ -123,6 +136,7 @@ pub const SNAPSHOT_LOGS_DEFAULT: u64 = 20_000;
 struct ReadIndexCounters {
     lease: std::sync::atomic::AtomicU64,
     quorum: std::sync::atomic::AtomicU64,
+    follower_lease: std::sync::atomic::AtomicU64,
 }
 
 /// Read indexes this node gave out as the leader, by how it confirmed its leadership.
@@ -132,6 +146,29 @@ pub struct ReadIndexCounts {
     pub lease: u64,
     /// With a quorum round (ReadIndex), the lease not held.
     pub quorum: u64,
+    /// Reads this node served as a follower from a read lease the leader granted it: no read index
+    /// asked for.
+    pub follower_lease: u64,
+}
+
+/// The leader's lease as a read found it held.
+#[derive(Debug, Clone, Copy)]
+struct LeaderLease {
+    read_index: u64,
+    /// Its end on the lease clock (`None`: a sole voter's, which never ends).
+    until: Option<Duration>,
+    /// The lease clock when it was checked.
+    now: Duration,
+    term: u64,
+}
+
+/// A read lease this follower holds.
+#[derive(Debug, Clone, Copy)]
+struct HeldLease {
+    /// The reading of this node's lease clock at which it ends.
+    until: Duration,
+    /// The read index it came with: every read under it waits for this much at least.
+    read_index: u64,
 }
 
 struct Inner {
@@ -139,9 +176,17 @@ struct Inner {
     read_index: Arc<ReadBatch>,
     /// The leader lease's parameters.
     lease: LeaseRule,
-    /// Rate of the clock the lease reads, in millionths of the monotonic clock's (always 10⁶ but in
-    /// simulation, see [`Coordinator::set_lease_clock_rate`]).
-    lease_clock_ppm: std::sync::atomic::AtomicU64,
+    /// The follower read leases this node granted as the leader, and its lease clock (whose rate is
+    /// always 10⁶ ppm but in simulation, see [`Coordinator::set_lease_clock_rate`]).
+    gate: Arc<ReadGate>,
+    /// The read lease this node holds as a follower, if any.
+    held: Mutex<Option<HeldLease>>,
+    /// Lease-clock reading (µs, plus one; 0: never) at which this node last began a read-index round.
+    last_round: std::sync::atomic::AtomicU64,
+    /// Whether a background renewal of the read lease is out.
+    renewing: std::sync::atomic::AtomicBool,
+    /// This node's log, for the index of its last entry.
+    log: LogStore,
     /// Whether this node restarted with a vote on disk: it grants no vote until
     /// [`LeaseRule::votes_open`] (see [`super::lease`], "Derivation").
     votes_guarded: bool,
@@ -257,11 +302,12 @@ impl Coordinator {
         let hub = Arc::new(WatchHub::default());
         let tracker = Arc::new(Mutex::new(SessionTracker::default()));
         let clock = Clock::start();
+        let gate = Arc::new(ReadGate::new(clock.instant_at(Millis(0))));
         let above = observer;
         let observer = Arc::new(Observer { hub: hub.clone(), above: above.clone(), tracker: tracker.clone(), clock });
         // Every replica applies with the defaults until the cluster-wide settings are committed, so
         // nodes started with different flags never diverge.
-        let machine = StateMachine::open(&config.data_dir, observer, config.inline_disk)
+        let machine = StateMachine::open(&config.data_dir, observer, gate.clone(), config.inline_disk)
             .map_err(|error| storage_error(error.to_string()))?;
         if let Some(committed) = machine.read_state(|state| state.settings()) {
             if committed != ClusterSettings::new(config.limits, config.grid_limits) {
@@ -278,7 +324,7 @@ impl Coordinator {
         let lease = LeaseRule::new(Duration::from_millis(raft_config.election_timeout_max));
         let raft = RaftRuntime::scope(
             config.seed,
-            Raft::new(node.0, raft_config, MeshNetwork::new(rpc.clone()), log, machine.clone()),
+            Raft::new(node.0, raft_config, MeshNetwork::new(rpc.clone(), gate.clone()), log.clone(), machine.clone()),
         )
         .await
         .map_err(|error| StartError::Raft(error.to_string()))?;
@@ -289,7 +335,11 @@ impl Coordinator {
             node,
             read_index: Arc::default(),
             lease,
-            lease_clock_ppm: std::sync::atomic::AtomicU64::new(ClockRate::default().ppm()),
+            gate,
+            held: Mutex::new(None),
+            last_round: std::sync::atomic::AtomicU64::new(0),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+            log,
             votes_guarded,
             read_counts: ReadIndexCounters::default(),
             raft,
@@ -317,6 +367,7 @@ impl Coordinator {
             tasks.spawn(rpc::serve(coordinator.inner.rpc.clone(), inbound, handler));
             tasks.spawn(coordinator.clone().leader_duties());
             tasks.spawn(coordinator.clone().read_index_rounds());
+            tasks.spawn(coordinator.clone().announce_lifted_commits());
             tasks.spawn(coordinator.clone().follow_membership());
             if votes_guarded {
                 tasks.spawn(coordinator.clone().open_votes());
@@ -324,6 +375,7 @@ impl Coordinator {
         }
         metrics::counter!("gridkeeper_registry_read_index_total", "via" => "lease").increment(0);
         metrics::counter!("gridkeeper_registry_read_index_total", "via" => "quorum").increment(0);
+        metrics::counter!("gridkeeper_registry_read_index_total", "via" => "follower_lease").increment(0);
         let lowest = config.voters.keys().next().copied();
         if config.initialize
             && lowest == Some(node)
@@ -464,7 +516,12 @@ impl Coordinator {
     /// The committed index a linearizable read may be served at, if this node leads and holds its
     /// lease ([`LeaseRule::check`]); `None` sends the read to a quorum round. Counted when held.
     fn lease_read_index(&self) -> Option<u64> {
-        let rate = ClockRate::from_ppm(self.inner.lease_clock_ppm.load(std::sync::atomic::Ordering::Relaxed));
+        self.leader_lease().map(|held| held.read_index)
+    }
+
+    /// The leader's lease, if this node leads and holds one ([`LeaseRule::check`]). Counted when held.
+    fn leader_lease(&self) -> Option<LeaderLease> {
+        let rate = self.inner.gate.rate();
         // `now` is read before the acknowledgement's age: a later age only makes `acked` earlier.
         let now = rate.scale(self.since_origin());
         let metrics = self.inner.raft.metrics();
@@ -493,18 +550,84 @@ impl Coordinator {
             }
         };
         match self.inner.lease.check(&view) {
-            Lease::Held { read_index, .. } => {
+            Lease::Held { read_index, until } => {
                 self.inner.read_counts.lease.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 metrics::counter!("gridkeeper_registry_read_index_total", "via" => "lease").increment(1);
-                Some(read_index)
+                Some(LeaderLease { read_index, until, now, term: view.term })
             }
             Lease::NotHeld(_) => None,
         }
     }
 
+    /// As the leader: a read index for follower `from`, with a read lease granted to it when the
+    /// leader's own lease can back one (see [`super::follower_lease`]).
+    fn read_index_with_lease(&self, from: NodeId) -> Option<Reply> {
+        let held = self.leader_lease()?;
+        let granted = held.until.and_then(|until| self.inner.gate.grant(held.term, from.0, held.now, until));
+        Some(match granted {
+            Some(remaining) => Reply::ReadIndexLease {
+                index: held.read_index,
+                lease_us: u64::try_from(remaining.as_micros()).unwrap_or(u64::MAX),
+            },
+            None => Reply::ReadIndex(held.read_index),
+        })
+    }
+
+    /// As a follower: the read index the read lease this node holds lets it serve a read at once, if
+    /// it holds one: its log's last index, or the lease's own read index if that is higher. Counted.
+    fn follower_lease_index(&self) -> Option<u64> {
+        let now = self.inner.gate.now();
+        let held = (*self.inner.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))?;
+        if now >= held.until {
+            return None;
+        }
+        if held.until.saturating_sub(now) < LEASE_RENEW_AHEAD
+            && !self.inner.renewing.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = this.ask_read_index(true).await;
+                this.inner.renewing.store(false, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        self.inner.read_counts.follower_lease.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("gridkeeper_registry_read_index_total", "via" => "follower_lease").increment(1);
+        Some(self.inner.log.last_index().unwrap_or(0).max(held.read_index))
+    }
+
+    /// Asks the leader for a read index, and for a read lease with it if `lease`; keeps a lease the
+    /// leader grants.
+    async fn ask_read_index(&self, lease: bool) -> Result<u64, CoordinatorError> {
+        let sent = self.inner.gate.now();
+        let request = if lease { Request::ReadIndexLease } else { Request::ReadIndex };
+        match self.request(request).await? {
+            Reply::ReadIndex(index) => Ok(index),
+            Reply::ReadIndexLease { index, lease_us } => {
+                let until = held_until(sent, Duration::from_micros(lease_us));
+                let mut held = self.inner.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if held.is_none_or(|held| held.until < until) {
+                    *held = Some(HeldLease { until, read_index: index });
+                }
+                Ok(index)
+            }
+            other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Re-sends the commit index to followers whenever it had been cut for a lease holder that has
+    /// since caught up (openraft sends it again only when it moves).
+    async fn announce_lifted_commits(self) {
+        loop {
+            self.inner.gate.lifted().await;
+            if self.inner.raft.trigger().heartbeat().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Time on the monotonic clock since this coordinator's origin (taken before openraft started).
     fn since_origin(&self) -> Duration {
-        monotonic().saturating_duration_since(self.inner.clock.instant_at(Millis(0)))
+        self.inner.gate.since_origin()
     }
 
     /// Whether this node may grant votes: always, unless it restarted with a vote on disk and its
@@ -527,6 +650,7 @@ impl Coordinator {
         ReadIndexCounts {
             lease: counts.lease.load(std::sync::atomic::Ordering::Relaxed),
             quorum: counts.quorum.load(std::sync::atomic::Ordering::Relaxed),
+            follower_lease: counts.follower_lease.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -535,7 +659,7 @@ impl Coordinator {
     /// node.
     #[doc(hidden)]
     pub fn set_lease_clock_rate(&self, rate: ClockRate) {
-        self.inner.lease_clock_ppm.store(rate.ppm(), std::sync::atomic::Ordering::Relaxed);
+        self.inner.gate.set_rate(rate);
     }
 
     /// The mesh this coordinator runs over.
@@ -675,6 +799,12 @@ impl Coordinator {
             self.inner.machine.wait_applied(index).await;
             return Ok(());
         }
+        if let Some(index) = self.follower_lease_index() {
+            let applied = tokio::time::timeout(LEASE_READ_WAIT_MAX, self.inner.machine.wait_applied(index)).await;
+            if applied.is_ok() {
+                return Ok(());
+            }
+        }
         let (receiver, round) = self.inner.read_index.enqueue()?;
         if let Some(round) = round {
             // A round was free: this read runs it here, for every read queued with it.
@@ -701,12 +831,12 @@ impl Coordinator {
     /// Asks the leader for a read index (its lease, or a quorum round) and answers every read of `round`.
     async fn run_read_round(&self, round: Round) {
         metrics::histogram!("gridkeeper_registry_read_index_batch").record(round.len() as f64);
-        let outcome = match self.request(Request::ReadIndex).await {
-            Ok(Reply::ReadIndex(index)) => Ok(index),
-            Ok(other) => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
-            Err(error) => Err(error),
-        };
-        round.finish(outcome);
+        // Ask for a lease too if this node read through a round recently: it reads often.
+        let now = u64::try_from(self.inner.gate.now().as_micros()).unwrap_or(u64::MAX).saturating_add(1);
+        let last = self.inner.last_round.swap(now, std::sync::atomic::Ordering::Relaxed);
+        let often = last != 0 && now.saturating_sub(last) < LEASE_ASK_WITHIN.as_micros() as u64;
+        let leading = self.inner.raft.metrics().borrow_watched().current_leader == Some(self.inner.node.0);
+        round.finish(self.ask_read_index(often && !leading).await);
     }
 
     /// Opens a session with a random id and secret drawn here (the proposer), drawing again if the
@@ -880,7 +1010,7 @@ impl Coordinator {
             }
             Request::AddMember { id, addr } => self.serve_add_member(id, addr).await,
             Request::RemoveMember { id } => self.serve_remove_member(id).await,
-            Request::ReadIndex => {
+            Request::ReadIndex | Request::ReadIndexLease => {
                 if let Some(index) = self.lease_read_index() {
                     return Reply::ReadIndex(index);
                 }
@@ -1386,15 +1516,27 @@ fn is_read_index(body: &[u8]) -> bool {
     ENCODED.get_or_init(|| encode(&Request::ReadIndex).unwrap_or_default()) == body
 }
 
+/// A forwarded `Request::ReadIndexLease` as it travels.
+fn is_read_index_lease(body: &[u8]) -> bool {
+    static ENCODED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ENCODED.get_or_init(|| encode(&Request::ReadIndexLease).unwrap_or_default()) == body
+}
+
 impl rpc::RpcHandler for Coordinator {
     /// A follower's read index, answered from the lease when this node leads and holds one: nothing
     /// to wait for (a quorum round, when the lease is not held, goes the usual way).
-    fn answer_now(&self, _from: NodeId, kind: RpcKind, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
-        if kind != RpcKind::Forward || !is_read_index(body) {
+    fn answer_now(&self, from: NodeId, kind: RpcKind, body: &[u8]) -> Option<Result<Vec<u8>, String>> {
+        if kind != RpcKind::Forward {
             return None;
         }
-        let index = self.lease_read_index()?;
-        Some(encode(&Reply::ReadIndex(index)).map_err(|error| error.to_string()))
+        let reply = if is_read_index(body) {
+            Reply::ReadIndex(self.lease_read_index()?)
+        } else if is_read_index_lease(body) {
+            self.read_index_with_lease(from)?
+        } else {
+            return None;
+        };
+        Some(encode(&reply).map_err(|error| error.to_string()))
     }
 
     async fn handle(&self, _from: NodeId, kind: RpcKind, body: Vec<u8>) -> Result<Vec<u8>, String> {

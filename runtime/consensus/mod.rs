@@ -5,17 +5,20 @@
 //! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `chunk.rs` (long
 //! messages in frame-sized pieces), `request.rs` (client
 //! requests), `watch_hub.rs` (watch delivery), `lease.rs` (core: when the leader's lease serves a
-//! linearizable read), `read_batch.rs` (reads waiting for a read index, batched into rounds), `coordinator.rs` (the API).
+//! linearizable read), `follower_lease.rs` (core: when a follower's read lease serves one) and
+//! `read_gate.rs` (its shell), `read_batch.rs` (reads waiting for a read index, batched into rounds), `coordinator.rs` (the API).
 
 pub mod chunk;
 pub mod coordinator;
 pub mod disk;
+pub mod follower_lease;
 pub mod lease;
 pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod observer;
 mod read_batch;
+pub mod read_gate;
 pub mod readiness;
 pub mod request;
 pub mod rpc;

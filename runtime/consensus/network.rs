@@ -4,8 +4,13 @@
 //! AppendEntries batches are cut by bytes as well as by count: a batch that would encode to more than
 //! [`APPEND_BATCH_BYTES_MAX`] sends its longest prefix under the bound (always at least one entry) and
 //! reports openraft's partial success, so the rest follows in the next call.
+//!
+//! Follower read leases ([`super::follower_lease`]) live partly here: every answered AppendEntries
+//! tells the node's [`ReadGate`] how far that follower's log matches the leader's, and the commit
+//! index each AppendEntries carries is cut down to what every lease holder has.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -13,6 +18,7 @@ use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 
+use super::read_gate::ReadGate;
 use super::rpc::{decode, encode, RpcClient, RpcError, RpcKind};
 use super::types::{Entry, LogId, Snapshot, SnapshotMeta, TypeConfig, Vote};
 use crate::ids::NodeId;
@@ -30,12 +36,13 @@ const APPEND_TIMEOUT_MIN: Duration = Duration::from_millis(1_000);
 #[derive(Clone, Debug)]
 pub struct MeshNetwork {
     rpc: RpcClient,
+    gate: Arc<ReadGate>,
 }
 
 impl MeshNetwork {
-    /// A network over `rpc`.
-    pub fn new(rpc: RpcClient) -> MeshNetwork {
-        MeshNetwork { rpc }
+    /// A network over `rpc`, feeding and obeying the node's read `gate`.
+    pub fn new(rpc: RpcClient, gate: Arc<ReadGate>) -> MeshNetwork {
+        MeshNetwork { rpc, gate }
     }
 }
 
@@ -44,13 +51,14 @@ impl MeshNetwork {
 pub struct PeerConnection {
     target: NodeId,
     rpc: RpcClient,
+    gate: Arc<ReadGate>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for MeshNetwork {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, _node: &BasicNode) -> PeerConnection {
-        PeerConnection { target: NodeId(target), rpc: self.rpc.clone() }
+        PeerConnection { target: NodeId(target), rpc: self.rpc.clone(), gate: self.gate.clone() }
     }
 }
 
@@ -86,8 +94,19 @@ impl RaftNetworkV2<TypeConfig> for PeerConnection {
         let timeout = option.soft_ttl().max(APPEND_TIMEOUT_MIN);
         let mut request = request;
         let cut = cut_by_bytes(&mut request.entries, APPEND_BATCH_BYTES_MAX);
+        request.leader_commit = self.gate.cut_commit(request.leader_commit);
+        let term = request.vote.is_committed().then(|| request.vote.leader_id().term);
+        let last = request.entries.last().map(|entry| entry.log_id).or(request.prev_log_id);
         let response: AppendEntriesResponse<TypeConfig> =
             self.call(RpcKind::AppendEntries, &request, timeout).await.map_err(rpc_error)?;
+        let matched = match &response {
+            AppendEntriesResponse::Success => last,
+            AppendEntriesResponse::PartialSuccess(matched) => *matched,
+            _ => None,
+        };
+        if let (Some(term), Some(matched)) = (term, matched) {
+            self.gate.acked(term, self.target.0, matched);
+        }
         Ok(match (cut, response) {
             (Some(last_sent), AppendEntriesResponse::Success) => AppendEntriesResponse::PartialSuccess(Some(last_sent)),
             (_, response) => response,

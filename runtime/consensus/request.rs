@@ -86,6 +86,9 @@ pub enum Request {
         /// Its id.
         id: u64,
     },
+    /// As [`Request::ReadIndex`], from a follower that reads often: the leader may grant it a read
+    /// lease with the index ([`Reply::ReadIndexLease`], see [`super::follower_lease`]).
+    ReadIndexLease,
 }
 
 /// A coordinator's answer.
@@ -124,6 +127,14 @@ pub enum Reply {
     MembershipChanged(String),
     /// A membership change was refused; nothing changed. The message says why.
     MembershipRefused(String),
+    /// The answer to [`Request::ReadIndexLease`] when the leader granted a read lease: the read
+    /// index, and what was left of the lease on the leader's clock when it granted it.
+    ReadIndexLease {
+        /// The read index.
+        index: u64,
+        /// Microseconds of lease left on the leader's clock.
+        lease_us: u64,
+    },
 }
 
 /// The leader's view of replication: its last log index and, per member it replicates to, the

@@ -108,6 +108,9 @@ pub struct StateMachine {
     snapshot_path: PathBuf,
     observer: Arc<dyn ApplyObserver>,
     applied: watch::Sender<u64>,
+    /// Holds an entry back while a follower holding a read lease lacks it (see
+    /// [`super::follower_lease`]).
+    gate: Arc<super::read_gate::ReadGate>,
     /// Build snapshots on the calling task (deterministic simulation) instead of a blocking thread.
     inline_snapshots: bool,
 }
@@ -146,7 +149,12 @@ impl StateMachine {
     ///
     /// # Errors
     /// An I/O error if the snapshot exists but cannot be read.
-    pub fn open(dir: &Path, observer: Arc<dyn ApplyObserver>, inline_snapshots: bool) -> io::Result<Arc<StateMachine>> {
+    pub fn open(
+        dir: &Path,
+        observer: Arc<dyn ApplyObserver>,
+        gate: Arc<super::read_gate::ReadGate>,
+        inline_snapshots: bool,
+    ) -> io::Result<Arc<StateMachine>> {
         let snapshot_path = dir.join("snapshot.bin");
         let (state, snapshot) = match std::fs::read(&snapshot_path) {
             Ok(bytes) => {
@@ -172,6 +180,7 @@ impl StateMachine {
             snapshot_path,
             observer,
             applied,
+            gate,
             inline_snapshots,
         }))
     }
@@ -252,6 +261,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             let zxid = entry.log_id.index;
+            self.gate.wait_visible(zxid).await;
             let response = {
                 let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
                 state.last_applied = Some(entry.log_id);

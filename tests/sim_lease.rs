@@ -239,7 +239,7 @@ fn run_with_reader_rate(
     // writing shortly before the cut: the reader's whole log is then committed and applied, so it
     // may serve reads at once after the cut (a write in flight at the cut makes it wait for a commit
     // index it can no longer hear). The writer resumes at the cut.
-    if cut.follower_reads() && (reader_rate.is_some() || seed % 2 == 0) {
+    if cut.follower_reads() && (reader_rate.is_some() || seed.is_multiple_of(2)) {
         shared.writer.store(0, Ordering::Relaxed);
         cluster.run_for(30).expect("runs");
         shared.writer.store(others[0].0, Ordering::Relaxed);
@@ -478,7 +478,7 @@ fn a_healthy_leader_serves_linearizable_reads_from_its_lease_without_a_quorum_ro
 const HOLDER_SCHEDULES: u64 = 40;
 
 fn holder_cut_of(seed: u64) -> Cut {
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         Cut::HolderIsolated
     } else {
         Cut::HolderLeaderIsolated

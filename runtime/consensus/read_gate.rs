@@ -110,7 +110,7 @@ impl ReadGate {
         if !self.active.load(Ordering::SeqCst) {
             return committed;
         }
-        let Some(committed) = committed else { return None };
+        let committed = committed?;
         match self.bound().0 {
             Bound::Open => Some(committed),
             Bound::Upto { index, .. } if index >= committed.index() => Some(committed),

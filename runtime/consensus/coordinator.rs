@@ -58,6 +58,9 @@ const LEASE_RENEW_AHEAD: Duration = Duration::from_millis(60);
 /// Longest a follower's lease read waits to apply its log's end before it asks the leader instead
 /// (an entry of a deposed leader's that will never commit would hold it forever).
 const LEASE_READ_WAIT_MAX: Duration = Duration::from_millis(50);
+/// How long a follower stops asking for read leases after the leader could not answer one (a leader
+/// of an earlier build, during a rolling upgrade, cannot decode the request).
+const LEASE_ASK_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Deadline of one forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
@@ -185,6 +188,8 @@ struct Inner {
     last_round: std::sync::atomic::AtomicU64,
     /// Whether a background renewal of the read lease is out.
     renewing: std::sync::atomic::AtomicBool,
+    /// Lease-clock reading (µs) before which this node asks for no read lease ([`LEASE_ASK_BACKOFF`]).
+    lease_backoff_until: std::sync::atomic::AtomicU64,
     /// This node's log, for the index of its last entry.
     log: LogStore,
     /// Whether this node restarted with a vote on disk: it grants no vote until
@@ -339,6 +344,7 @@ impl Coordinator {
             held: Mutex::new(None),
             last_round: std::sync::atomic::AtomicU64::new(0),
             renewing: std::sync::atomic::AtomicBool::new(false),
+            lease_backoff_until: std::sync::atomic::AtomicU64::new(0),
             log,
             votes_guarded,
             read_counts: ReadIndexCounters::default(),
@@ -596,20 +602,34 @@ impl Coordinator {
     }
 
     /// Asks the leader for a read index, and for a read lease with it if `lease`; keeps a lease the
-    /// leader grants.
+    /// leader grants. A lease is asked for once, straight from the leader this node knows; if that
+    /// leader cannot answer it (an earlier build, or no leader), the read index is asked for alone,
+    /// with the usual retries, and no lease for [`LEASE_ASK_BACKOFF`].
     async fn ask_read_index(&self, lease: bool) -> Result<u64, CoordinatorError> {
+        use std::sync::atomic::Ordering::Relaxed;
         let sent = self.inner.gate.now();
-        let request = if lease { Request::ReadIndexLease } else { Request::ReadIndex };
-        match self.request(request).await? {
-            Reply::ReadIndex(index) => Ok(index),
-            Reply::ReadIndexLease { index, lease_us } => {
-                let until = held_until(sent, Duration::from_micros(lease_us));
-                let mut held = self.inner.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if held.is_none_or(|held| held.until < until) {
-                    *held = Some(HeldLease { until, read_index: index });
+        let sent_us = u64::try_from(sent.as_micros()).unwrap_or(u64::MAX);
+        let leader = self.inner.raft.metrics().borrow_watched().current_leader;
+        let asks_lease = lease && sent_us >= self.inner.lease_backoff_until.load(Relaxed);
+        if let (true, Some(leader)) = (asks_lease, leader.filter(|&leader| leader != self.inner.node.0)) {
+            match self.forward(NodeId(leader), &Request::ReadIndexLease).await {
+                Reply::ReadIndexLease { index, lease_us } => {
+                    let until = held_until(sent, Duration::from_micros(lease_us));
+                    let mut held = self.inner.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if held.is_none_or(|held| held.until < until) {
+                        *held = Some(HeldLease { until, read_index: index });
+                    }
+                    return Ok(index);
                 }
-                Ok(index)
+                Reply::ReadIndex(index) => return Ok(index),
+                _ => {
+                    let backoff = u64::try_from(LEASE_ASK_BACKOFF.as_micros()).unwrap_or(u64::MAX);
+                    self.inner.lease_backoff_until.store(sent_us.saturating_add(backoff), Relaxed);
+                }
             }
+        }
+        match self.request(Request::ReadIndex).await? {
+            Reply::ReadIndex(index) => Ok(index),
             other => Err(CoordinatorError::Unavailable(format!("unexpected reply {other:?}"))),
         }
     }

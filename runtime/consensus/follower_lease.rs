@@ -42,7 +42,8 @@
 //! follower that is not a holder applies a commit only once the holders have it. A holder that
 //! stops answering holds writes back until its grant runs out (at most the leader's lease, 169 ms).
 //! Only followers that read often ask for a lease, so a cluster nobody reads from on followers pays
-//! nothing.
+//! nothing. A leader of an earlier build (a rolling upgrade) cannot decode the request: the follower
+//! then asks for the read index alone, as before, and asks for no lease for a second.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -58,6 +58,9 @@ const LEASE_RENEW_AHEAD: Duration = Duration::from_millis(60);
 /// Longest a follower's lease read waits to apply its log's end before it asks the leader instead
 /// (an entry of a deposed leader's that will never commit would hold it forever).
 const LEASE_READ_WAIT_MAX: Duration = Duration::from_millis(50);
+/// How many entries a follower's acknowledged log may lag the committed index and still be granted a
+/// read lease (one behind by more is catching up, or installing a snapshot: it would hold writes back).
+const LEASE_LAG_MAX: u64 = 1_024;
 /// How long a follower stops asking for read leases after the leader could not answer one (a leader
 /// of an earlier build, during a rolling upgrade, cannot decode the request).
 const LEASE_ASK_BACKOFF: Duration = Duration::from_secs(1);
@@ -569,7 +572,14 @@ impl Coordinator {
     /// leader's own lease can back one (see [`super::follower_lease`]).
     fn read_index_with_lease(&self, from: NodeId) -> Option<Reply> {
         let held = self.leader_lease()?;
-        let granted = held.until.and_then(|until| self.inner.gate.grant(held.term, from.0, held.now, until));
+        // Only a member the leader replicates to, and one that keeps up with it, may hold writes back.
+        let member =
+            self.inner.raft.metrics().borrow_watched().membership_config.membership().get_node(&from.0).is_some();
+        let floor = held.read_index.saturating_sub(LEASE_LAG_MAX);
+        let granted = held
+            .until
+            .filter(|_| member)
+            .and_then(|until| self.inner.gate.grant(held.term, from.0, held.now, until, floor));
         Some(match granted {
             Some(remaining) => Reply::ReadIndexLease {
                 index: held.read_index,

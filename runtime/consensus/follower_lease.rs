@@ -9,7 +9,10 @@
 //! # The rule
 //! A follower that reads often asks the leader for a lease along with a read index. The leader
 //! grants one only while it holds its own lease ([`super::lease`]), and only up to that lease's end
-//! `until` (on the leader's clock), and answers with what is left of it, `r = until - now`. From
+//! `until` (on the leader's clock), and answers with what is left of it, `r = until - now`. It grants
+//! one only to a member that has acknowledged its log of this term to within 1,024 entries of the
+//! committed index ([`Grants::caught_up`]): a node that hears no AppendEntries must not hold writes
+//! back. From
 //! then on, until the grant runs out on the leader's clock, the follower is a *holder*, and:
 //!
 //! 1. **Nothing becomes visible before every holder has it.** The leader applies (and so answers a
@@ -106,6 +109,14 @@ impl<L: Clone> Grants<L> {
         let end = self.holders.entry(node).or_insert(until);
         *end = (*end).max(until);
         Some(until - now)
+    }
+
+    /// Whether `node` has acknowledged, answering the leader of `term`, holding its log at least up to
+    /// `floor`. The leader grants a lease only to such a follower: one that hears no AppendEntries (a
+    /// node no longer a member, one installing a snapshot, one far behind) would otherwise hold every
+    /// write back for as long as it kept renewing.
+    pub fn caught_up(&self, term: u64, node: u64, floor: u64) -> bool {
+        term == self.term && self.matched.get(&node).is_some_and(|&(index, _)| index >= floor)
     }
 
     /// `node` acknowledged holding the leader's log up to `index` (log id `log_id`), answering the
@@ -229,6 +240,17 @@ mod tests {
         grants.acked(5, 2, 7, 107);
         assert_eq!(grants.grant(4, 2, ms(0), ms(100)), None);
         assert!(!grants.acked(4, 2, 9, 109), "an acknowledgement to an older term is ignored");
+    }
+
+    #[test]
+    fn only_a_follower_that_acknowledged_enough_of_this_term_is_caught_up() {
+        let mut grants: Grants<u64> = Grants::default();
+        assert!(!grants.caught_up(3, 2, 0), "nothing acknowledged yet");
+        grants.acked(3, 2, 50, 150);
+        assert!(grants.caught_up(3, 2, 50));
+        assert!(!grants.caught_up(3, 2, 51), "behind the floor");
+        assert!(!grants.caught_up(3, 3, 0), "another node");
+        assert!(!grants.caught_up(4, 2, 0), "a later term");
     }
 
     #[test]

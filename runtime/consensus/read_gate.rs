@@ -74,9 +74,15 @@ impl ReadGate {
     }
 
     /// The leader of `term`, whose lease clock read `now` and whose lease ends at `until`, grants
-    /// `node` a lease; returns what is left of it.
-    pub fn grant(&self, term: u64, node: u64, now: Duration, until: Duration) -> Option<Duration> {
-        let granted = self.grants().grant(term, node, now, until);
+    /// `node` a lease if it acknowledged this term's log up to `floor` (see [`Grants::caught_up`]);
+    /// returns what is left of it.
+    pub fn grant(&self, term: u64, node: u64, now: Duration, until: Duration, floor: u64) -> Option<Duration> {
+        let mut grants = self.grants();
+        if !grants.caught_up(term, node, floor) {
+            return None;
+        }
+        let granted = grants.grant(term, node, now, until);
+        drop(grants);
         if granted.is_some() {
             self.active.store(true, Ordering::SeqCst);
         }

@@ -431,7 +431,12 @@ fn main() {
     println!("noop throughput, submit to recorded completion ({total} tasks, batches of 10,000): {rate:.0} tasks/s");
 
     let half = rate / 2.0;
-    let window = if quick { Duration::from_secs(2) } else { Duration::from_secs(5) };
+    // `GK_WINDOW_S`: a longer latency window (to profile the phase, or to see snapshots in it).
+    let window = std::env::var("GK_WINDOW_S")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(if quick { Duration::from_secs(2) } else { Duration::from_secs(5) });
     // One task per submission cannot go faster than one commit per submission allows; cap the rate
     // at what single submissions sustain, and say so.
     let offered = std::env::var("GK_RATE").ok().and_then(|text| text.parse().ok()).unwrap_or(half.min(5_000.0));

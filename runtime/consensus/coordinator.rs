@@ -121,7 +121,8 @@ pub struct CoordinatorConfig {
     /// Commit each write inline instead of through the group committer, and build snapshots inline
     /// (deterministic simulation).
     pub inline_disk: bool,
-    /// Log entries since the last snapshot that trigger a new one (and let older entries be purged).
+    /// Log entries since the last snapshot that trigger a new one (and let older entries be purged),
+    /// before this node's stagger (a tenth more for each step of its id mod 4).
     pub snapshot_logs: u64,
     /// Task table bounds.
     pub grid_limits: TableLimits,
@@ -263,14 +264,22 @@ pub enum StartError {
     Raft(String),
 }
 
-fn raft_config(timings: RaftTimings, snapshot_logs: u64) -> Result<Config, StartError> {
+/// Entries between this node's snapshots: `snapshot_logs` plus a tenth of it for each step of the
+/// node id (mod 4), so the nodes of a cluster do not all encode, write and purge behind a snapshot at
+/// the same index, on the same moment (on shared disks and cores that stalled every node at once; with
+/// one node busy, the other two still make a quorum).
+fn staggered_snapshot_logs(snapshot_logs: u64, node: NodeId) -> u64 {
+    snapshot_logs.saturating_add(snapshot_logs / 10 * (node.0 % 4))
+}
+
+fn raft_config(timings: RaftTimings, snapshot_logs: u64, node: NodeId) -> Result<Config, StartError> {
     Config {
         cluster_name: "gridkeeper".into(),
         heartbeat_interval: timings.heartbeat_ms,
         election_timeout_min: timings.election_min_ms,
         election_timeout_max: timings.election_max_ms,
         max_payload_entries: 1024,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered_snapshot_logs(snapshot_logs, node)),
         max_in_snapshot_log_to_keep: (snapshot_logs / 10).min(2_000),
         purge_batch_size: 256,
         // A restarted leader stands for election like any other node. Restoring its leadership
@@ -327,7 +336,7 @@ impl Coordinator {
         }
         let session_rng = SessionRng::new(config.session_seed, machine.applied_index());
         let rpc = RpcClient::new(mesh.clone());
-        let raft_config = Arc::new(raft_config(config.timings, config.snapshot_logs)?);
+        let raft_config = Arc::new(raft_config(config.timings, config.snapshot_logs, config.node)?);
         let node = config.node;
         let lease = LeaseRule::new(Duration::from_millis(raft_config.election_timeout_max));
         let raft = RaftRuntime::scope(
@@ -1598,5 +1607,19 @@ impl rpc::RpcHandler for Coordinator {
                 encode(&self.serve(request).await).map_err(|error| text(&error))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nodes_of_a_cluster_snapshot_at_different_indexes() {
+        let at: Vec<u64> = (1..=3).map(|node| staggered_snapshot_logs(20_000, NodeId(node))).collect();
+        assert_eq!(at, vec![22_000, 24_000, 26_000]);
+        assert_eq!(staggered_snapshot_logs(20_000, NodeId(4)), 20_000);
+        assert_eq!(staggered_snapshot_logs(u64::MAX, NodeId(3)), u64::MAX);
+        assert_eq!(staggered_snapshot_logs(5, NodeId(2)), 5);
     }
 }

@@ -266,7 +266,7 @@ pub enum StartError {
 
 /// Entries between this node's snapshots: `snapshot_logs` plus a tenth of it for each step of the
 /// node id (mod 4), so the nodes of a cluster do not all encode, write and purge behind a snapshot at
-/// the same index, on the same moment (on shared disks and cores that stalled every node at once; with
+/// the same index at the same moment (on shared disks and cores that stalled every node at once; with
 /// one node busy, the other two still make a quorum).
 fn staggered_snapshot_logs(snapshot_logs: u64, node: NodeId) -> u64 {
     snapshot_logs.saturating_add(snapshot_logs / 10 * (node.0 % 4))

@@ -76,6 +76,19 @@ impl LogStore {
     }
 }
 
+/// Drops the entries a purge removed from memory on a thread of their own. openraft's core awaits
+/// [`RaftLogStorage::purge`], with every append queued behind it, and freeing the 20,000 or so
+/// entries behind a snapshot (each a proposal with its own allocations) took that task 32–39 ms at
+/// 5,000 entries/s: every node's writes stalled for as long. The thread runs at normal priority:
+/// freeing takes the allocator's locks, which a thread at low priority could hold while preempted.
+fn drop_elsewhere(purged: BTreeMap<u64, Entry>) {
+    if purged.is_empty() {
+        return;
+    }
+    // Should no thread be had, the refused closure, and the entries with it, are dropped here.
+    let _ = std::thread::Builder::new().name("gk-purge".into()).spawn(move || drop(purged));
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -166,16 +179,57 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let bytes = encode(&log_id)?;
-        {
+        let purged = {
             let mut tail = self.tail();
-            tail.entries = tail.entries.split_off(&(log_id.index + 1));
+            let kept = tail.entries.split_off(&(log_id.index + 1));
             tail.purged = Some(log_id);
-        }
+            std::mem::replace(&mut tail.entries, kept)
+        };
+        drop_elsewhere(purged);
         let batch = WriteBatch {
             purge_through: Some(log_id.index),
             meta: vec![(META_PURGED, Some(bytes))],
             ..WriteBatch::default()
         };
         self.disk.write(batch).await.map_err(io_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::entry::RaftEntry;
+    use openraft::type_config::TypeConfigExt;
+    use openraft::vote::RaftLeaderIdExt;
+
+    fn entry(index: u64) -> Entry {
+        let leader = openraft::type_config::alias::LeaderIdOf::<TypeConfig>::new_committed(1, 1);
+        Entry::new_blank(LogId::new(leader, index))
+    }
+
+    #[tokio::test]
+    async fn a_purge_forgets_the_entries_behind_it_in_memory_and_on_disk() {
+        let dir = std::env::temp_dir().join(format!("gk-log-purge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let mut log = LogStore::load(Disk::open(&dir).expect("open")).expect("load");
+            let (flushed, done) = TypeConfig::oneshot();
+            let callback = IOFlushed::<TypeConfig>::signal(flushed);
+            log.append((1..=10).map(entry), callback).await.expect("append");
+            done.await.expect("flushed").expect("durable");
+            log.purge(entry(6).log_id).await.expect("purge");
+            let left: Vec<u64> =
+                log.try_get_log_entries(0..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+            assert_eq!(left, vec![7, 8, 9, 10]);
+            let state = log.get_log_state().await.expect("state");
+            assert_eq!(state.last_purged_log_id.map(|id| id.index), Some(6));
+            assert_eq!(state.last_log_id.map(|id| id.index), Some(10));
+        }
+        // Reopened (the purge's freeing thread has its own copy; the store's is gone).
+        let mut log = LogStore::load(Disk::open(&dir).expect("reopen")).expect("load");
+        let left: Vec<u64> = log.try_get_log_entries(0..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(left, vec![7, 8, 9, 10]);
+        assert_eq!(log.get_log_state().await.expect("state").last_purged_log_id.map(|id| id.index), Some(6));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

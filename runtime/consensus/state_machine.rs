@@ -131,11 +131,30 @@ fn lower_thread_priority() {
     let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Bytes of a snapshot written and synced at a time when writes are paced.
+const PACED_CHUNK: usize = 256 << 10;
+/// The pause after each paced chunk, in which the log's own fsyncs get the disk.
+const PACED_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Writes `bytes` to `path` through a temporary file, fsync'd and renamed.
+///
+/// `paced`: written and synced a chunk at a time with a pause after each, so the disk's queue never
+/// holds more than one chunk of the snapshot. Written whole and synced once, a 5 MB snapshot held
+/// every log fsync on the same disk (the other nodes' too, when they share it) for 25–65 ms. Off in
+/// deterministic simulation, where nothing else waits for the disk.
+fn write_atomically(path: &Path, bytes: &[u8], paced: bool) -> io::Result<()> {
     use std::io::Write;
     let temporary = path.with_extension("tmp");
     let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
+    if paced {
+        for chunk in bytes.chunks(PACED_CHUNK) {
+            file.write_all(chunk)?;
+            file.sync_data()?;
+            std::thread::sleep(PACED_PAUSE);
+        }
+    } else {
+        file.write_all(bytes)?;
+    }
     file.sync_all()?;
     std::fs::rename(&temporary, path)?;
     if let Some(dir) = path.parent() {
@@ -215,7 +234,7 @@ impl StateMachine {
         let copied = stopwatch.elapsed();
         let bytes = encode_state(&state)?;
         let encoded = stopwatch.elapsed();
-        write_atomically(&self.snapshot_path, &bytes)?;
+        write_atomically(&self.snapshot_path, &bytes, !self.inline_snapshots)?;
         super::telemetry::snapshot_done(copied, encoded - copied, stopwatch.elapsed() - encoded, bytes.len());
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership };
         *self.snapshot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((meta.clone(), bytes.clone()));
@@ -293,7 +312,7 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
         let installed = decode_state(&snapshot)?;
-        write_atomically(&self.snapshot_path, &snapshot)?;
+        write_atomically(&self.snapshot_path, &snapshot, false)?;
         let index = installed.last_applied.map_or(0, |id| id.index);
         self.observer.on_reset(&installed.replicated);
         *self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = installed;
@@ -441,5 +460,22 @@ mod tests {
         assert!(result.is_ok(), "{result:?}");
         let decoded = decode_state(&encode_state(&original).expect("encodes")).expect("decodes");
         assert_eq!(decoded.replicated.registry.session_secrets().get(&session), Some(&secret));
+    }
+
+    #[test]
+    fn a_paced_write_lands_whole_and_replaces_the_old_file() {
+        let dir = std::env::temp_dir().join(format!("gk-paced-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("snapshot.bin");
+        std::fs::write(&path, b"older").expect("older file");
+        // Two full chunks and a partial one.
+        let bytes: Vec<u8> = (0..PACED_CHUNK * 2 + 1234).map(|index| (index % 251) as u8).collect();
+        write_atomically(&path, &bytes, true).expect("paced write");
+        assert_eq!(std::fs::read(&path).expect("read back"), bytes);
+        assert!(!path.with_extension("tmp").exists(), "the temporary file is renamed away");
+        write_atomically(&path, b"unpaced", false).expect("unpaced write");
+        assert_eq!(std::fs::read(&path).expect("read back"), b"unpaced");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

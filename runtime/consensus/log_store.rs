@@ -79,8 +79,9 @@ impl LogStore {
 /// Drops the entries a purge removed from memory on a thread of their own. openraft's core awaits
 /// [`RaftLogStorage::purge`], with every append queued behind it, and freeing the 20,000 or so
 /// entries behind a snapshot (each a proposal with its own allocations) took that task 32–39 ms at
-/// 5,000 entries/s: every node's writes stalled for as long. The thread runs at normal priority:
-/// freeing takes the allocator's locks, which a thread at low priority could hold while preempted.
+/// 5,000 entries/s: every node's writes stalled for as long. One short-lived thread per purge, so one
+/// per snapshot. It runs at normal priority: freeing takes the allocator's locks, which a thread at
+/// low priority could hold while preempted.
 fn drop_elsewhere(purged: BTreeMap<u64, Entry>) {
     if purged.is_empty() {
         return;
@@ -225,7 +226,7 @@ mod tests {
             assert_eq!(state.last_purged_log_id.map(|id| id.index), Some(6));
             assert_eq!(state.last_log_id.map(|id| id.index), Some(10));
         }
-        // Reopened (the purge's freeing thread has its own copy; the store's is gone).
+        // Reopened: the purge is on disk too.
         let mut log = LogStore::load(Disk::open(&dir).expect("reopen")).expect("load");
         let left: Vec<u64> = log.try_get_log_entries(0..).await.expect("read").iter().map(|e| e.log_id.index).collect();
         assert_eq!(left, vec![7, 8, 9, 10]);

@@ -443,7 +443,14 @@ fn main() {
     if std::env::var("GK_TIMELINE").is_ok() {
         println!("  the leader is node {leader}");
     }
+    let merged_before = gridkeeper::service::hub::merged_totals();
     let delays = runtime.block_on(latency(&grid, &probe, offered, window));
+    let merged_after = gridkeeper::service::hub::merged_totals();
+    let (entries, submissions) = (merged_after.0 - merged_before.0, merged_after.1 - merged_before.1);
+    println!(
+        "  {submissions} submissions went out in {entries} submission entries ({:.2} per entry)",
+        submissions as f64 / entries.max(1) as f64
+    );
     println!(
         "submit-to-start at {offered:.0} submissions/s (one task each, open loop, {} samples): p50 {} us, p99 {} us, max {} us",
         delays.len(),

@@ -233,6 +233,18 @@ pub const ASSIGN_BATCH_MAX: usize = 8_192;
 /// this bounds concurrent waits on live work: ten calls of the largest submission each.
 pub const WAITERS_MAX: usize = 1_000_000;
 const _: () = assert!(WAITERS_MAX >= 10 * IDS_MAX);
+/// Submission entries one node keeps in flight before its next small submissions wait and go out
+/// merged into one entry (`grid::merge`). Measured at 5,000 single submissions/s (benches/README.md,
+/// "Merged submissions"): 2, 3, 4 and 6 slots all cut submit → start's p99 by a fifth or more; 4
+/// gave the best p99 with a median as good as 6's, at about 3.8 submissions per entry.
+pub const SUBMIT_IN_FLIGHT_MAX: usize = 4;
+/// Submissions waiting for a merged entry on one node at most; past it a submission is refused as
+/// overloaded (nothing applied). Far more than the admit path's connections
+/// ([`ADMIN_CONNECTIONS_MAX`]) can have waiting at once.
+pub const SUBMIT_MERGE_WAITING_MAX: usize = 16_384;
+/// Encoded task bytes waiting for a merged entry on one node at most: eight entries' worth.
+pub const SUBMIT_MERGE_WAITING_BYTES_MAX: usize = 8 * SUBMIT_BYTES_MAX;
+const _: () = assert!(SUBMIT_MERGE_WAITING_MAX > ADMIN_CONNECTIONS_MAX);
 const _: () = assert!(REPORT_RESULT_BYTES_MAX < REPORT_BATCH_BYTES_MAX);
 const _: () = assert!(REPORT_BATCH_BYTES_MAX + ENTRY_OVERHEAD_BYTES <= ENTRY_BYTES_MAX);
 

@@ -9,10 +9,13 @@
 //! (timeouts, backoff, not-before times, aging, cron) replays from the seed.
 //!
 //! Checked after every schedule, once healed:
+//! - every submitter got back one id per task it submitted, never an id another submission got, and
+//!   each id names the very task it submitted (submissions made at once share entries while the
+//!   node's submission slots are busy, and their ids are split per caller);
 //! - every task in the table (every accepted one among them, and every job run) ends succeeded, with
 //!   exactly one successful attempt and no attempt left open (moved attempts included); no worker ever
 //!   ran more attempts at once than its slots; over the swarm, attempts were moved and submissions
-//!   were placed in their own entry (`SubmitPlaced`);
+//!   were placed in their own entry (`SubmitPlaced`) and submissions shared entries;
 //! - the timers held: no attempt was assigned before its task's not-before time, no retry before its
 //!   backoff ran out, no attempt timed out before its timeout, every stalled first attempt ended
 //!   without success, and no job fired before its due time or twice for one due time.
@@ -24,7 +27,7 @@
 //! `RUST_LOG=gridkeeper=debug` logs the nodes and `GK_SIM_DUMP=<path>` writes each run's final table
 //! to `<path>-<seed>-<n>`, for a diff of two runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,11 +39,12 @@ use gridkeeper::grid::kinds::{AttemptInfo, Task as TaskKind, TaskError};
 use gridkeeper::grid::schedule::{Cadence, CronExpr, Misfire};
 use gridkeeper::grid::table::UNSTARTED_GRACE_MS;
 use gridkeeper::grid::task::{AttemptState, Encoding, RetryPolicy, TaskId, TaskSpec, TaskState};
-use gridkeeper::grid::{GridCommand, GridOutcome, Task};
+use gridkeeper::grid::{GridCommand, Task};
 use gridkeeper::ids::NodeId;
+use gridkeeper::service::Grid;
 use gridkeeper::sim::RunDir;
 use gridkeeper::sim::{FaultLog, FaultSchedule, SimCluster, SimConfig, SimGrid, Swarm, Workload};
-use gridkeeper::state::{Command, Outcome};
+use gridkeeper::state::Command;
 use gridkeeper::worker::builtin::{Empty, FailInput};
 use rand::{Rng, SeedableRng};
 
@@ -48,6 +52,9 @@ const NODES: u64 = 3;
 const SLOTS: u32 = 2;
 const PREFETCH: u32 = 4;
 const BATCHES_PER_NODE: u32 = 4;
+/// Submissions a node makes at once in one batch step at most: more than its submission slots
+/// (`SUBMIT_IN_FLIGHT_MAX`), so that some wait and share an entry.
+const SUBMISSIONS_AT_ONCE_MAX: usize = 2 * gridkeeper::limits::SUBMIT_IN_FLIGHT_MAX;
 /// Simulated milliseconds of faults.
 const CHAOS_MS: u64 = 3_000;
 /// Simulated milliseconds allowed for every task to end once the cluster is healed.
@@ -115,7 +122,10 @@ struct Jobs {
 
 #[derive(Default)]
 struct Shared {
-    accepted: Mutex<BTreeSet<TaskId>>,
+    /// Every id a submitter got back, with the spec it submitted under it.
+    accepted: Mutex<BTreeMap<TaskId, TaskSpec>>,
+    /// Ids handed to two submissions (never: merged entries split their ids per caller).
+    ids_given_twice: Mutex<Vec<TaskId>>,
     /// Batches each node submitted, over all its incarnations: a restarted node goes on from there.
     batches: Mutex<BTreeMap<NodeId, u32>>,
     /// The Unix ms of the first attempt to schedule the jobs: no schedule applied earlier.
@@ -203,11 +213,25 @@ fn workload(shared: Arc<Shared>, seed: u64, jobs: Jobs) -> Workload {
             for _ in done..BATCHES_PER_NODE {
                 tokio::time::sleep(Duration::from_millis(rng.random_range(10..CHAOS_MS / u64::from(BATCHES_PER_NODE))))
                     .await;
-                let specs: Vec<TaskSpec> = (0..rng.random_range(1..10)).map(|_| random_spec(&mut rng)).collect();
-                let command = Command::App(GridCommand::Submit { tasks: specs });
-                if let Ok(Ok(Outcome::App(outcome @ GridOutcome::Submitted { .. }))) = coordinator.write(command).await
-                {
-                    shared.accepted.lock().expect("accepted").extend(outcome.ids());
+                // Several submissions at once, through the service layer: while the node's submission
+                // slots are busy they share entries (`grid::merge`), and each must get back the ids of
+                // exactly its own tasks.
+                let grid = Grid::local(coordinator.clone());
+                let submissions: Vec<Vec<TaskSpec>> = (0..rng.random_range(1..=SUBMISSIONS_AT_ONCE_MAX))
+                    .map(|_| (0..rng.random_range(1..=2)).map(|_| random_spec(&mut rng)).collect())
+                    .collect();
+                let results =
+                    futures_util::future::join_all(submissions.iter().map(|specs| grid.submit_specs(specs.clone())))
+                        .await;
+                for (specs, result) in submissions.into_iter().zip(results) {
+                    let Ok(ids) = result else { continue };
+                    assert_eq!(ids.len(), specs.len(), "one id per task submitted");
+                    let mut accepted = shared.accepted.lock().expect("accepted");
+                    for (id, spec) in ids.into_iter().zip(specs) {
+                        if accepted.insert(id, spec).is_some() {
+                            shared.ids_given_twice.lock().expect("ids").push(id);
+                        }
+                    }
                 }
                 *shared.batches.lock().expect("batches").entry(node).or_default() += 1;
             }
@@ -280,16 +304,21 @@ fn run(seed: u64) -> Run {
             let accepted = shared.accepted.lock().expect("accepted").clone();
             final_tasks(cluster).is_some_and(|(tasks, jobs)| {
                 jobs == 0
-                    && accepted.iter().all(|id| tasks.contains_key(id))
+                    && accepted.keys().all(|id| tasks.contains_key(id))
                     && tasks.values().all(|task| task.state.is_terminal())
             })
         })
         .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
     let accepted = shared.accepted.lock().expect("accepted").clone();
     let (tasks, _) = final_tasks(&cluster).expect("a coordinator runs");
-    let missing: Vec<&TaskId> = accepted.iter().filter(|id| !tasks.contains_key(id)).collect();
+    let missing: Vec<&TaskId> = accepted.keys().filter(|id| !tasks.contains_key(id)).collect();
     assert!(settled, "seed {seed}: not every task ended ({} accepted, missing {missing:?})", accepted.len());
     assert!(!accepted.is_empty(), "seed {seed}: nothing was accepted");
+    let twice = shared.ids_given_twice.lock().expect("ids").clone();
+    assert!(twice.is_empty(), "seed {seed}: ids handed to two submissions: {twice:?}");
+    for (id, spec) in &accepted {
+        assert_eq!(&tasks[id].spec, spec, "seed {seed}: task {id:?} is not the task its submitter was given it for");
+    }
     check_tasks(seed, &tasks);
     let scheduled_at = shared.jobs_scheduled_at.lock().expect("jobs").expect("the jobs were scheduled");
     check_jobs(seed, &jobs, scheduled_at, &tasks);
@@ -422,11 +451,22 @@ fn every_accepted_task_ends_exactly_once_through_crashes_partitions_and_leader_c
     let mut totals = totals.into_inner().expect("totals");
     // Submissions that found room were placed in their own entry (state version 7) on every replica.
     totals.insert("placed at submission", gridkeeper::service::hub::placed_at_submission() as usize);
+    // Submissions that waited for a slot shared an entry with others.
+    let (entries, merged) = gridkeeper::service::hub::merged_totals();
+    totals.insert("merged submissions", (merged - entries) as usize);
     eprintln!("{} schedules: {totals:?}", report.schedules);
     // Over the swarm every timer and fault must have been exercised.
-    for name in
-        ["lost", "failed", "timed out", "delayed", "job runs", "stolen", "leader crashes", "placed at submission"]
-    {
+    for name in [
+        "lost",
+        "failed",
+        "timed out",
+        "delayed",
+        "job runs",
+        "stolen",
+        "leader crashes",
+        "placed at submission",
+        "merged submissions",
+    ] {
         assert!(totals[name] > 0, "no schedule had any {name}: {totals:?}");
     }
 }

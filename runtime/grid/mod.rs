@@ -2,8 +2,8 @@
 //! priorities, aging and not-before times (`queue.rs`), placement strategies with slot limits
 //! (`placement.rs`), the task table with fencing, retries, timeouts, drains and recurring jobs
 //! (`table.rs`), its byte budgets (`budget.rs`), cadences (`schedule.rs`), actor ownership records
-//! (`actors.rs`), the commands replicated through the log (`command.rs`), the cluster-wide settings (`settings.rs`) and the `Task` trait
-//! users implement (`kinds.rs`).
+//! (`actors.rs`), the commands replicated through the log (`command.rs`), the cluster-wide settings (`settings.rs`), the `Task` trait
+//! users implement (`kinds.rs`) and the natural batching of small submissions (`merge.rs`).
 //!
 //! These modules import no I/O and read no clock; every decision is a function of its inputs, the
 //! time included. The table is applied beside the registry in `crate::state`; the service layer
@@ -13,6 +13,7 @@ pub mod actors;
 pub(crate) mod budget;
 pub mod command;
 pub mod kinds;
+pub mod merge;
 pub(crate) mod placement;
 pub(crate) mod queue;
 pub mod schedule;

@@ -25,6 +25,7 @@ use crate::registry::{Change, STATE_VERSION_PLACED};
 use crate::state::replicated::{InFlight, ReplicatedState, NODES_PATH};
 use crate::state::Command;
 
+pub use super::submissions::merged_totals;
 pub use crate::limits::WAITERS_MAX;
 
 /// Waits are swept for abandoned ones (a caller that went away) once they double past this.
@@ -118,6 +119,8 @@ pub struct GridHub {
     /// (its `Assign` entries) and placed submissions ([`StateObserver::shape`]); `None` until the
     /// dispatcher runs. Locked after the state, never before it.
     planner: Arc<Mutex<Option<Planner>>>,
+    /// Small submissions made through this node, merged into shared entries while its slots are busy.
+    submissions: super::submissions::Submissions,
 }
 
 /// Tasks this process's leaders placed as they were submitted (see [`StateObserver::shape`]), for tests and
@@ -260,7 +263,13 @@ impl GridHub {
             applied: tokio::sync::watch::channel(0).0,
             actors: std::sync::RwLock::new(None),
             planner: Arc::new(Mutex::new(None)),
+            submissions: super::submissions::Submissions::default(),
         }
+    }
+
+    /// The merge of small submissions made through this node.
+    pub(crate) fn submissions(&self) -> &super::submissions::Submissions {
+        &self.submissions
     }
 
     /// Installs the leader's planner (the dispatcher does, once, as it starts): placed submissions and

@@ -17,6 +17,7 @@ pub(crate) mod port;
 #[doc(hidden)]
 pub mod registration;
 pub(crate) mod registry;
+pub(crate) mod submissions;
 pub(crate) mod tasks;
 pub mod telemetry;
 

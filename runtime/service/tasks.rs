@@ -15,12 +15,14 @@ use crate::api::grid::{
 };
 use crate::api::{ApiError, ErrorCode};
 use crate::consensus::Coordinator;
+use crate::grid::merge::{BatchBounds, SubmitSize};
 use crate::grid::schedule::{resume as resume_decision, Zone};
 use crate::grid::task::{Task, TaskId, TaskSpec, TaskState};
 use crate::grid::{GridCommand, GridOutcome, Report};
 use crate::ids::NodeId;
 use crate::limits::{
-    IDS_MAX, QUERY_LIMIT_MAX, QUERY_RESPONSE_BYTES_MAX, QUERY_SCAN_MAX, REPORT_BATCH_MAX, SUBMIT_COUNT_MAX, WAIT_MS_MAX,
+    IDS_MAX, QUERY_LIMIT_MAX, QUERY_RESPONSE_BYTES_MAX, QUERY_SCAN_MAX, REPORT_BATCH_MAX, SUBMIT_BYTES_MAX,
+    SUBMIT_COUNT_MAX, WAIT_MS_MAX,
 };
 use crate::state::{Command, Outcome, ReplicatedState};
 
@@ -63,14 +65,25 @@ fn recorded(outcome: GridOutcome) -> Result<RecordedResponse, ApiError> {
     }
 }
 
-/// Submits `specs`, in batches of at most the table's batch size; returns their ids in order.
+/// Submits `specs`, in batches of at most the table's batch size; returns their ids in order. A
+/// submission that fits one entry goes out at once if one of this node's submission slots is free,
+/// and otherwise waits to share the next entry with the others that waited (`grid::merge`).
 ///
 /// # Errors
-/// Bad arguments or too large (see [`check_specs`]) before anything is proposed; then the
-/// coordinator's or the table's refusal. A batch that fails leaves the earlier ones accepted.
+/// Bad arguments or too large (see [`check_specs`]) before anything is proposed; overloaded if too
+/// many submissions wait for an entry here; then the coordinator's or the table's refusal. A batch
+/// that fails leaves the earlier ones accepted.
 pub async fn submit(coordinator: &Coordinator, specs: Vec<TaskSpec>) -> Result<Vec<TaskId>, ApiError> {
-    check_specs(&specs)?;
+    let bytes = check_specs(&specs)?;
     let batch_max = coordinator.read_state(|state| state.grid.limits().batch_max).max(1);
+    // A submission that fits one entry shares one with others when this node's slots are busy.
+    let bounds = BatchBounds { tasks_max: batch_max, bytes_max: SUBMIT_BYTES_MAX };
+    let size = SubmitSize { tasks: specs.len(), bytes };
+    if bounds.admits(size) {
+        if let Some(hub) = GridHub::of(coordinator) {
+            return hub.submissions().submit(coordinator, specs, size, bounds).await;
+        }
+    }
     let mut ids = Vec::with_capacity(specs.len());
     let mut specs = specs;
     while !specs.is_empty() {

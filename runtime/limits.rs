@@ -130,7 +130,8 @@ const _: () = assert!(SILENCE_INTERVALS_MIN * HEARTBEAT_INTERVAL_MS_MAX <= PEER_
 // Grid requests
 
 /// Encoded bytes one submission may carry (count × each task's encoded spec), checked at the edge
-/// before any copy of a task is made. A submission is one log entry: half of [`ENTRY_BYTES_MAX`], so
+/// before any copy of a task is made. A submission goes in one log entry (alone, or merged with others
+/// up to this same bound, see `grid::merge`): half of [`ENTRY_BYTES_MAX`], so
 /// the command's envelope always fits and the coordinator's entry check never has to refuse what the
 /// edge accepted; and every node's transient copies of one request stay a few times 4 MiB.
 pub const SUBMIT_BYTES_MAX: usize = ENTRY_BYTES_MAX / 2;
@@ -188,7 +189,7 @@ pub const ADMIN_HOSTS_MAX: usize = 64;
 const _: () = assert!(ADMIN_CONNECTIONS_PER_CLIENT_MAX < ADMIN_CONNECTIONS_MAX);
 const _: () = assert!(ADMIN_WATCHES_PER_CLIENT_MAX < ADMIN_CONNECTIONS_PER_CLIENT_MAX);
 
-// Grid API calls. One submission is one log entry, so its count is bounded here and its bytes by
+// Grid API calls. One submission goes in one log entry, so its count is bounded here and its bytes by
 // SUBMIT_BYTES_MAX; waits and cancels name at most what one submission returns.
 
 /// Tasks one submission may create: a large map stage in one call, well within what one entry holds

@@ -104,8 +104,9 @@ codes! {
     MembershipRefused => "membership refused",
     /// A bug: the server answered something it should not have.
     Internal => "internal",
-    /// The target is too busy to take the call now (an actor's mailbox is full). Nothing was
-    /// applied; sending it again later may succeed.
+    /// The target is too busy to take the call now (an actor's mailbox is full, or as many
+    /// submissions wait for an entry on the node as it holds). Nothing was applied; sending it again
+    /// later may succeed.
     Overloaded => "overloaded",
     /// The actor's handler refused the message with an error of its own. Sending the same message
     /// again gives the same answer.

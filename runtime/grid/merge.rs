@@ -75,9 +75,6 @@ pub struct SubmitMerge<T> {
     in_flight_max: usize,
     waiting: VecDeque<Waiting<T>>,
     waiting_bytes: usize,
-    /// Batches handed out, and items in them: for the figures (items per entry).
-    batches: u64,
-    merged: u64,
 }
 
 impl<T> Default for SubmitMerge<T> {
@@ -89,14 +86,7 @@ impl<T> Default for SubmitMerge<T> {
 impl<T> SubmitMerge<T> {
     /// A merge with at most `in_flight_max` (at least 1) batches in flight.
     pub fn new(in_flight_max: usize) -> SubmitMerge<T> {
-        SubmitMerge {
-            in_flight: 0,
-            in_flight_max: in_flight_max.max(1),
-            waiting: VecDeque::new(),
-            waiting_bytes: 0,
-            batches: 0,
-            merged: 0,
-        }
+        SubmitMerge { in_flight: 0, in_flight_max: in_flight_max.max(1), waiting: VecDeque::new(), waiting_bytes: 0 }
     }
 
     /// Offers a submission of `size` (which the caller checked with [`BatchBounds::admits`]).
@@ -104,8 +94,6 @@ impl<T> SubmitMerge<T> {
         if self.in_flight < self.in_flight_max {
             debug_assert!(self.waiting.is_empty(), "items wait only while every slot is taken");
             self.in_flight += 1;
-            self.batches += 1;
-            self.merged += 1;
             return Admit::Propose(vec![item]);
         }
         if self.waiting.len() >= SUBMIT_MERGE_WAITING_MAX
@@ -139,9 +127,6 @@ impl<T> SubmitMerge<T> {
         }
         if batch.is_empty() {
             self.in_flight -= 1;
-        } else {
-            self.batches += 1;
-            self.merged += batch.len() as u64;
         }
         batch
     }
@@ -154,11 +139,6 @@ impl<T> SubmitMerge<T> {
     /// Submissions waiting now.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
-    }
-
-    /// Batches handed out so far, and the submissions they held.
-    pub fn totals(&self) -> (u64, u64) {
-        (self.batches, self.merged)
     }
 }
 
@@ -197,7 +177,6 @@ mod tests {
         assert!(merge.on_done(BOUNDS, |_| true).is_empty());
         assert!(merge.on_done(BOUNDS, |_| true).is_empty());
         assert_eq!(merge.in_flight(), 0);
-        assert_eq!(merge.totals(), (3, 6));
     }
 
     #[test]

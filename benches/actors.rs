@@ -348,7 +348,7 @@ fn memory_per_activation(runtime: &tokio::runtime::Runtime, count: usize) -> (f6
     // Warm the paths (first activation, caches) before counting.
     runtime.block_on(add_until_answered(&via, &actor(VolatileCounter::KIND, "warm"), 0, "warm", WAIT));
     std::thread::sleep(Duration::from_millis(500));
-    let before = heap::live_bytes();
+    let window = heap::Window::open();
     let activators = 64;
     runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
@@ -366,7 +366,8 @@ fn memory_per_activation(runtime: &tokio::runtime::Runtime, count: usize) -> (f6
         }
     });
     std::thread::sleep(Duration::from_millis(1_000));
-    let after = heap::live_bytes();
+    let growth = window.growth().max(0) as usize;
+    drop(window);
     let activations = via.host().activations();
     let record_bytes = coordinator(&cluster, NodeId(1)).read_state(|state| {
         let records: Vec<_> = state.actors().filter(|(id, _)| id.kind == VolatileCounter::KIND).collect();
@@ -382,7 +383,7 @@ fn memory_per_activation(runtime: &tokio::runtime::Runtime, count: usize) -> (f6
     println!("  {activations} activations on the node ({count} activated here)");
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
-    (after.saturating_sub(before) as f64 / count as f64, record_bytes)
+    (growth as f64 / count as f64, record_bytes)
 }
 
 fn main() {

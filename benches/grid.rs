@@ -306,7 +306,7 @@ fn failover(cluster: &mut LocalCluster, hold: &Hold, runtime: &tokio::runtime::R
 /// Heap bytes per pending task in the replicated state, by applying submissions directly.
 fn table_bytes_per_task(tasks: usize) -> f64 {
     let limits = TableLimits { tasks_max: tasks + 1, ..TableLimits::default() };
-    let before = heap::live_bytes();
+    let window = heap::Window::open();
     let mut state = ReplicatedState::new(RegistryLimits::default(), limits);
     let mut effects = GridEffects::default();
     let batch = 10_000;
@@ -315,8 +315,8 @@ fn table_bytes_per_task(tasks: usize) -> f64 {
         let (result, _) = state.apply(zxid, &Proposal { now_ms: index as u64, command }, &mut effects);
         assert!(result.is_ok(), "{result:?}");
     }
-    let after = heap::live_bytes();
-    let per_task = (after - before) as f64 / tasks as f64;
+    let per_task = window.growth() as f64 / tasks as f64;
+    drop(window);
     drop(state);
     per_task
 }
@@ -339,14 +339,14 @@ fn finish_with(table: &mut TaskTable, zxid: &mut u64, result: &[u8]) {
 fn envelope() {
     const MIB: usize = 1 << 20;
     let limits = TableLimits::default();
-    let before = heap::live_bytes();
+    let window = heap::Window::open();
     let mut table = TaskTable::new(limits, 6_000);
     let mut zxid = 0u64;
     let result = vec![7u8; limits.result_bytes_max];
     for _ in 0..2 * limits.history_bytes_max / limits.result_bytes_max {
         finish_with(&mut table, &mut zxid, &result);
     }
-    let history_heap = heap::live_bytes() - before;
+    let history_heap = window.growth().max(0) as usize;
     println!(
         "envelope, history at history_bytes_max {} MiB: {} tasks with 1 MiB results kept, counted {} MiB, heap {} MiB",
         limits.history_bytes_max / MIB,
@@ -363,7 +363,7 @@ fn envelope() {
             Err(error) => break error,
         }
     };
-    let heap = heap::live_bytes() - before;
+    let heap = window.growth().max(0) as usize;
     println!(
         "envelope, pending inputs at pending_input_bytes_max {} MiB: {pending} tasks of 1 MiB, counted {} MiB, heap {} MiB (then: {refusal})",
         limits.pending_input_bytes_max / MIB,

@@ -22,7 +22,7 @@
 //! Lock order: the host's table lock is never held while reading or writing through the coordinator
 //! (the apply step calls the host with the replicated state locked).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -196,8 +196,11 @@ struct Table {
     handoff: Handoff,
     /// Bumped on every snapshot install: an activation granted across one waits from the floor.
     resets: u64,
-    /// Ordered (not hashed), so that stopping them all answers in an order a seed replays.
-    activations: BTreeMap<ActorId, Activation>,
+    /// Hashed, not ordered: every call looks its actor up several times, and an ordered map compared
+    /// whole ids at each of its levels (about 6% of the CPU of 1,000 actors called at random). Keys
+    /// come from callers, so the hasher is std's keyed one. Wherever the order shows (stopping them
+    /// all, a snapshot's reset, passivation), the ids are sorted first, so a seed still replays.
+    activations: HashMap<ActorId, Activation>,
     commits: CommitQueue<Held>,
     depth: usize,
     stopped: bool,
@@ -257,7 +260,8 @@ impl Table {
     }
 
     fn stop_all(&mut self, refusal: &Refusal) {
-        let actors: Vec<ActorId> = self.activations.keys().cloned().collect();
+        let mut actors: Vec<ActorId> = self.activations.keys().cloned().collect();
+        actors.sort_unstable();
         for actor in actors {
             self.stop(&actor, refusal);
         }
@@ -296,7 +300,7 @@ impl ActorHost {
                     lease: HostLease::new(),
                     handoff: Handoff::new(Millis(0)),
                     resets: 0,
-                    activations: BTreeMap::new(),
+                    activations: HashMap::new(),
                     commits: CommitQueue::new(),
                     depth: 0,
                     stopped: false,
@@ -592,7 +596,7 @@ impl ActorHost {
         let mut table = shared.lock();
         table.handoff.reset(now);
         table.resets += 1;
-        let ended: Vec<(ActorId, Option<NodeId>)> = table
+        let mut ended: Vec<(ActorId, Option<NodeId>)> = table
             .activations
             .iter()
             .filter(|(_, activation)| activation.phase == Phase::Ready)
@@ -603,6 +607,7 @@ impl ActorHost {
                 (!mine).then(|| (actor.clone(), record.and_then(|record| record.node)))
             })
             .collect();
+        ended.sort_unstable();
         for (actor, owner) in ended {
             table.stop(&actor, &Refusal::misdirected(owner, format!("{actor} is no longer hosted here")));
         }
@@ -1137,6 +1142,7 @@ fn passivate_idle(shared: &Arc<Shared>) {
             releasing.push((actor.clone(), activation.generation, activation.token));
         }
     }
+    releasing.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (actor, generation, token) in releasing {
         let shared = shared.clone();
         shared.runtime.clone().spawn(async move {

@@ -6,6 +6,12 @@
 //! receiving side queues calls on their mailboxes in the order it reads them, so calls from one node
 //! to one actor are handled in the order they were sent.
 //!
+//! A call whose actor is idle is handled in the stream's reading task when its handler finishes at
+//! once (no task spawned, no hand-off to another thread); one that waits (a durable actor's commit)
+//! goes on in its own task. A handler that computes for long would hold up the stream meanwhile, so
+//! one inline handling longer than [`INLINE_HANDLING_US_MAX`] stops inline handling on this node for
+//! [`INLINE_PAUSE_MS`]: at most one such hold-up per pause.
+//!
 //! Bounds: calls awaiting an answer ([`ACTOR_PENDING_CALLS_MAX`]), calls taken from peers and not yet
 //! answered ([`ACTOR_INBOUND_CALLS_MAX`]; past it a call is refused `overloaded`), a message's size
 //! ([`ACTOR_MESSAGE_BYTES_MAX`]) and every call's deadline. A peer the mesh declares down fails its
@@ -35,6 +41,38 @@ pub const ACTOR_PENDING_CALLS_MAX: usize = 65_536;
 /// Calls from peers this node has taken and not yet answered; past it a call is refused `overloaded`
 /// (every mailbox is bounded too; this bounds the answers waiting across all of them).
 pub const ACTOR_INBOUND_CALLS_MAX: usize = 65_536;
+
+/// An inline handling longer than this (in the stream's reading task) pauses inline handling. It is
+/// wall time, so a thread preempted mid-handling looks slow too: with three nodes' threads on two
+/// cores, a bound of 200 µs paused often enough to lose the whole gain (no more calls/s than spawning
+/// every call), while 5 ms, about one scheduler timeslice, seldom trips on a fast handler and still
+/// limits a computing one to one hold-up of the stream per [`INLINE_PAUSE_MS`].
+pub const INLINE_HANDLING_US_MAX: u64 = 5_000;
+
+/// How long inline handling pauses after a slow one; then one call is tried inline again.
+pub const INLINE_PAUSE_MS: u64 = 1_000;
+
+/// Whether calls may be handled in the stream's reading task (core: times come in as values).
+#[derive(Debug, Default)]
+pub struct InlineGate {
+    /// Inline handling resumes at this time (microseconds on the caller's clock); 0: not paused.
+    paused_until_us: AtomicU64,
+}
+
+impl InlineGate {
+    /// Whether a call arriving at `now_us` may be handled inline.
+    pub fn allows(&self, now_us: u64) -> bool {
+        now_us >= self.paused_until_us.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An inline handling that started at `started_us` ended at `now_us`.
+    pub fn on_handled(&self, started_us: u64, now_us: u64) {
+        if now_us.saturating_sub(started_us) > INLINE_HANDLING_US_MAX {
+            let until = now_us.saturating_add(INLINE_PAUSE_MS * 1_000);
+            self.paused_until_us.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
 
 /// One frame on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,13 +224,14 @@ impl Transport {
 /// so a call reaches its mailbox with no hand-off, in the order its peer sent it.
 pub fn handler(transport: Transport, host: ActorHost) -> InboundHandler {
     let permits = Arc::new(Semaphore::new(ACTOR_INBOUND_CALLS_MAX));
+    let inline = Inline { gate: InlineGate::default(), epoch: std::time::Instant::now() };
     Arc::new(move |Inbound { from, payload }| {
         if payload.topic != TOPIC_ACTOR {
             return;
         }
         match postcard::from_bytes::<Frame>(&payload.body) {
             Ok(Frame::Answer { id, answer }) => transport.complete(from, id, answer),
-            Ok(Frame::Call { id, call }) => take_call(&transport, &host, &permits, from, id, call),
+            Ok(Frame::Call { id, call }) => take_call(&transport, &host, &permits, &inline, from, id, call),
             Err(error) => tracing::warn!(%from, %error, "undecodable actor frame dropped"),
         }
     })
@@ -210,7 +249,38 @@ pub async fn watch_peers(transport: Transport) {
     }
 }
 
-fn take_call(transport: &Transport, host: &ActorHost, permits: &Arc<Semaphore>, from: NodeId, id: u64, call: Call) {
+/// The inline gate and the clock it is read with.
+struct Inline {
+    gate: InlineGate,
+    epoch: std::time::Instant,
+}
+
+impl Inline {
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+/// The answer to send for a handled call.
+fn answer_of(handled: Result<Answer, oneshot::error::RecvError>) -> Answer {
+    match handled {
+        Ok(Ok(reply)) if reply.len() > ACTOR_REPLY_BYTES_MAX => {
+            Err(Refusal::new(ErrorCode::TooLarge, "a reply exceeds ACTOR_REPLY_BYTES_MAX"))
+        }
+        Ok(answer) => answer,
+        Err(_) => Err(Refusal::new(ErrorCode::OutcomeUnknown, "the activation stopped before it answered")),
+    }
+}
+
+fn take_call(
+    transport: &Transport,
+    host: &ActorHost,
+    permits: &Arc<Semaphore>,
+    inline: &Inline,
+    from: NodeId,
+    id: u64,
+    call: Call,
+) {
     let answer_now = |answer: Answer| {
         let _ = send_frame(&transport.mesh, from, &FrameOut::Answer { id, answer: &answer });
     };
@@ -226,24 +296,29 @@ fn take_call(transport: &Transport, host: &ActorHost, permits: &Arc<Semaphore>, 
             "too many actor calls taken (ACTOR_INBOUND_CALLS_MAX)",
         )));
     };
-    match host.submit_inline(call) {
-        Err(refusal) => answer_now(Err(refusal)),
-        Ok(submitted) => {
-            let mesh = transport.mesh.clone();
-            // One task handles the call (if its actor was idle) and sends the answer.
-            tokio::spawn(async move {
-                let answer = match submitted.answer().await {
-                    Ok(Ok(reply)) if reply.len() > ACTOR_REPLY_BYTES_MAX => {
-                        Err(Refusal::new(ErrorCode::TooLarge, "a reply exceeds ACTOR_REPLY_BYTES_MAX"))
-                    }
-                    Ok(answer) => answer,
-                    Err(_) => Err(Refusal::new(ErrorCode::OutcomeUnknown, "the activation stopped before it answered")),
-                };
-                let _ = send_frame(&mesh, from, &FrameOut::Answer { id, answer: &answer });
-                drop(permit);
-            });
+    let submitted = match host.submit_inline(call) {
+        Err(refusal) => return answer_now(Err(refusal)),
+        Ok(submitted) => submitted,
+    };
+    let mut answering = Box::pin(submitted.answer());
+    let started_us = inline.now_us();
+    if inline.gate.allows(started_us) {
+        // One poll: an idle actor whose handler does not wait answers here. Whatever it has not
+        // finished goes on in its own task below.
+        let handled = futures_util::FutureExt::now_or_never(&mut answering);
+        inline.gate.on_handled(started_us, inline.now_us());
+        if let Some(handled) = handled {
+            drop(permit);
+            return answer_now(answer_of(handled));
         }
     }
+    let mesh = transport.mesh.clone();
+    // One task waits for the answer (a commit, a busy actor) and sends it.
+    tokio::spawn(async move {
+        let answer = answer_of(answering.await);
+        let _ = send_frame(&mesh, from, &FrameOut::Answer { id, answer: &answer });
+        drop(permit);
+    });
 }
 
 #[cfg(test)]
@@ -251,6 +326,22 @@ mod tests {
     use super::*;
     use crate::grid::actors::ActorId;
     use crate::grid::task::Encoding;
+
+    #[test]
+    fn a_slow_inline_handling_pauses_inline_handling() {
+        let gate = InlineGate::default();
+        assert!(gate.allows(0));
+        gate.on_handled(10, 10 + INLINE_HANDLING_US_MAX);
+        assert!(gate.allows(10 + INLINE_HANDLING_US_MAX), "a handling at the bound is not slow");
+        let ended = 1_000_000;
+        gate.on_handled(ended - INLINE_HANDLING_US_MAX - 1, ended);
+        assert!(!gate.allows(ended));
+        assert!(!gate.allows(ended + INLINE_PAUSE_MS * 1_000 - 1));
+        assert!(gate.allows(ended + INLINE_PAUSE_MS * 1_000));
+        // A fast one during a pause (it cannot happen inline, but a late report) does not end it.
+        gate.on_handled(ended + 5, ended + 6);
+        assert!(!gate.allows(ended + 10));
+    }
 
     #[test]
     fn a_frame_is_sent_exactly_as_it_is_read() {

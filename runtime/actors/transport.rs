@@ -224,7 +224,7 @@ impl Transport {
 /// so a call reaches its mailbox with no hand-off, in the order its peer sent it.
 pub fn handler(transport: Transport, host: ActorHost) -> InboundHandler {
     let permits = Arc::new(Semaphore::new(ACTOR_INBOUND_CALLS_MAX));
-    let inline = Inline { gate: InlineGate::default(), epoch: std::time::Instant::now() };
+    let inline = Inline { gate: InlineGate::default(), clock: crate::clock::Clock::start() };
     Arc::new(move |Inbound { from, payload }| {
         if payload.topic != TOPIC_ACTOR {
             return;
@@ -252,12 +252,12 @@ pub async fn watch_peers(transport: Transport) {
 /// The inline gate and the clock it is read with.
 struct Inline {
     gate: InlineGate,
-    epoch: std::time::Instant,
+    clock: crate::clock::Clock,
 }
 
 impl Inline {
     fn now_us(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+        self.clock.micros()
     }
 }
 

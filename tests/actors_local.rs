@@ -1,6 +1,7 @@
 //! Grid actors on a local cluster of three real nodes (real QUIC, real Raft, real disk): a counter
 //! answers totals in order to a caller on another node, sixteen concurrent callers lose no add, a tell
-//! is handled in order with the calls after it, a full mailbox refuses with `overloaded`, and a durable
+//! is handled in order with the calls after it, a full mailbox refuses with `overloaded`, a handler that
+//! computes for long pauses handling in the mesh stream's reading task, and a durable
 //! counter's total survives killing its host: it answers again from another node with the total intact.
 //! Every wait is bounded.
 
@@ -39,6 +40,25 @@ impl GridActor for Sleeper {
 
     async fn handle(&mut self, message: Nap, _ctx: &ActorContext) -> Result<Nap, ActorError> {
         tokio::time::sleep(Duration::from_millis(message.ms)).await;
+        Ok(message)
+    }
+}
+
+/// A volatile actor that computes (blocks its thread) as long as its message says.
+#[derive(Debug, Default)]
+struct Spinner;
+
+impl GridActor for Spinner {
+    const KIND: &'static str = "spinner";
+    type Message = Nap;
+    type Reply = Nap;
+
+    fn activate(_key: &str, _state: Option<&[u8]>) -> Result<Spinner, ActorError> {
+        Ok(Spinner)
+    }
+
+    async fn handle(&mut self, message: Nap, _ctx: &ActorContext) -> Result<Nap, ActorError> {
+        std::thread::sleep(Duration::from_millis(message.ms));
         Ok(message)
     }
 }
@@ -92,7 +112,7 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
     let _ = std::fs::remove_dir_all(&dir);
     let options = LocalOptions {
         slots: 2,
-        actors: gridkeeper::actors::builtin::kinds().with::<Sleeper>(),
+        actors: gridkeeper::actors::builtin::kinds().with::<Sleeper>().with::<Spinner>(),
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::start_with(3, &dir, options).expect("cluster starts");
@@ -208,6 +228,40 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
         let after = tokio::time::timeout(WAIT, call(host.clone(), 0)).await.expect("bounded").expect("answered");
         assert_eq!(after.node, first.node, "the same activation answers");
         assert_eq!(host.host().handled().get(&id), Some(&3), "the abandoned nap was handled too");
+    });
+
+    // A call from another node to an idle actor whose handler computes for longer than
+    // INLINE_HANDLING_US_MAX is answered, and pauses handling in the stream's reading task; the calls
+    // after it (taken in their own tasks meanwhile) are answered too.
+    runtime.block_on(async {
+        let pauses = || -> f64 {
+            let text = metrics.render();
+            text.lines()
+                .find_map(|line| line.strip_prefix("gridkeeper_actor_inline_pauses_total "))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let id = ActorId::new("spinner", "busy").expect("an id");
+        let nap = |ms: u64| format!("{{\"ms\":{ms}}}").into_bytes();
+        let first = tokio::time::timeout(
+            WAIT,
+            service(&cluster, NodeId(1)).call(id.clone(), nap(0), Encoding::Json, CallOptions::default()),
+        )
+        .await
+        .expect("bounded")
+        .expect("the spinner activates");
+        let caller = service(&cluster, other(first.node, &nodes));
+        let before = pauses();
+        let spin_ms = 2 * gridkeeper::actors::transport::INLINE_HANDLING_US_MAX / 1_000;
+        for ms in [spin_ms, 0, spin_ms, 0] {
+            let answer =
+                tokio::time::timeout(WAIT, caller.call(id.clone(), nap(ms), Encoding::Json, CallOptions::default()))
+                    .await
+                    .expect("bounded")
+                    .expect("answered");
+            assert_eq!((answer.node, answer.reply), (first.node, nap(ms)), "the one host answers each call");
+        }
+        assert!(pauses() > before, "the slow handling paused inline handling ({before} pauses before)");
     });
 
     // Off the mesh, through any node's admin API (JSON), the same counter answers alike.

@@ -69,6 +69,11 @@ pub fn register(node: NodeId) {
     metrics::counter!("gridkeeper_actor_activations_total").increment(0);
     metrics::counter!("gridkeeper_actor_passivations_total").increment(0);
     metrics::counter!("gridkeeper_actor_moves_total").increment(0);
+    metrics::describe_counter!(
+        "gridkeeper_actor_inline_pauses_total",
+        "Times a mesh call handled in its stream's reading task took over INLINE_HANDLING_US_MAX, pausing inline handling.",
+    );
+    metrics::counter!("gridkeeper_actor_inline_pauses_total").increment(0);
     for counter in calls() {
         counter.increment(0);
     }
@@ -102,4 +107,9 @@ pub fn passivated() {
 /// A call was answered.
 pub fn answered(outcome: Outcome) {
     calls()[outcome as usize].increment(1);
+}
+
+/// A slow inline handling paused inline handling.
+pub fn inline_paused() {
+    metrics::counter!("gridkeeper_actor_inline_pauses_total").increment(1);
 }

@@ -65,12 +65,15 @@ impl InlineGate {
         now_us >= self.paused_until_us.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// An inline handling that started at `started_us` ended at `now_us`.
-    pub fn on_handled(&self, started_us: u64, now_us: u64) {
-        if now_us.saturating_sub(started_us) > INLINE_HANDLING_US_MAX {
+    /// An inline handling that started at `started_us` ended at `now_us`: `true` if it was slow
+    /// (inline handling pauses).
+    pub fn on_handled(&self, started_us: u64, now_us: u64) -> bool {
+        let slow = now_us.saturating_sub(started_us) > INLINE_HANDLING_US_MAX;
+        if slow {
             let until = now_us.saturating_add(INLINE_PAUSE_MS * 1_000);
             self.paused_until_us.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
         }
+        slow
     }
 }
 
@@ -306,7 +309,9 @@ fn take_call(
         // One poll: an idle actor whose handler does not wait answers here. Whatever it has not
         // finished goes on in its own task below.
         let handled = futures_util::FutureExt::now_or_never(&mut answering);
-        inline.gate.on_handled(started_us, inline.now_us());
+        if inline.gate.on_handled(started_us, inline.now_us()) {
+            super::telemetry::inline_paused();
+        }
         if let Some(handled) = handled {
             drop(permit);
             return answer_now(answer_of(handled));
@@ -331,15 +336,15 @@ mod tests {
     fn a_slow_inline_handling_pauses_inline_handling() {
         let gate = InlineGate::default();
         assert!(gate.allows(0));
-        gate.on_handled(10, 10 + INLINE_HANDLING_US_MAX);
+        assert!(!gate.on_handled(10, 10 + INLINE_HANDLING_US_MAX));
         assert!(gate.allows(10 + INLINE_HANDLING_US_MAX), "a handling at the bound is not slow");
         let ended = 1_000_000;
-        gate.on_handled(ended - INLINE_HANDLING_US_MAX - 1, ended);
+        assert!(gate.on_handled(ended - INLINE_HANDLING_US_MAX - 1, ended));
         assert!(!gate.allows(ended));
         assert!(!gate.allows(ended + INLINE_PAUSE_MS * 1_000 - 1));
         assert!(gate.allows(ended + INLINE_PAUSE_MS * 1_000));
         // A fast one during a pause (it cannot happen inline, but a late report) does not end it.
-        gate.on_handled(ended + 5, ended + 6);
+        assert!(!gate.on_handled(ended + 5, ended + 6));
         assert!(!gate.allows(ended + 10));
     }
 

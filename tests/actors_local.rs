@@ -20,13 +20,16 @@ use gridkeeper::{ActorContext, ActorError, ErrorCode, Grid, GridActor, GridActor
 /// Longest any one step may take.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A volatile actor that sleeps as long as its message says: it holds its mailbox up.
+/// A volatile actor that sleeps as long as its message says: it holds its mailbox up (with `spin`,
+/// it blocks its thread meanwhile: a handler that computes).
 #[derive(Debug, Default)]
 struct Sleeper;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize, serde::Deserialize, Debug, Clone)]
 struct Nap {
     ms: u64,
+    #[serde(default)]
+    spin: bool,
 }
 
 impl GridActor for Sleeper {
@@ -39,26 +42,11 @@ impl GridActor for Sleeper {
     }
 
     async fn handle(&mut self, message: Nap, _ctx: &ActorContext) -> Result<Nap, ActorError> {
-        tokio::time::sleep(Duration::from_millis(message.ms)).await;
-        Ok(message)
-    }
-}
-
-/// A volatile actor that computes (blocks its thread) as long as its message says.
-#[derive(Debug, Default)]
-struct Spinner;
-
-impl GridActor for Spinner {
-    const KIND: &'static str = "spinner";
-    type Message = Nap;
-    type Reply = Nap;
-
-    fn activate(_key: &str, _state: Option<&[u8]>) -> Result<Spinner, ActorError> {
-        Ok(Spinner)
-    }
-
-    async fn handle(&mut self, message: Nap, _ctx: &ActorContext) -> Result<Nap, ActorError> {
-        std::thread::sleep(Duration::from_millis(message.ms));
+        if message.spin {
+            std::thread::sleep(Duration::from_millis(message.ms));
+        } else {
+            tokio::time::sleep(Duration::from_millis(message.ms)).await;
+        }
         Ok(message)
     }
 }
@@ -112,7 +100,7 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
     let _ = std::fs::remove_dir_all(&dir);
     let options = LocalOptions {
         slots: 2,
-        actors: gridkeeper::actors::builtin::kinds().with::<Sleeper>().with::<Spinner>(),
+        actors: gridkeeper::actors::builtin::kinds().with::<Sleeper>(),
         ..LocalOptions::default()
     };
     let mut cluster = LocalCluster::start_with(3, &dir, options).expect("cluster starts");
@@ -195,11 +183,11 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
     runtime.block_on(async {
         let grid = Grid::local(coordinator(&cluster, NodeId(3)));
         let sleeper = grid.actor::<Sleeper>("s");
-        sleeper.call(Nap { ms: 0 }).await.expect("the sleeper activates");
-        sleeper.tell(Nap { ms: 3_000 }).await.expect("the long nap is taken");
+        sleeper.call(Nap { ms: 0, spin: false }).await.expect("the sleeper activates");
+        sleeper.tell(Nap { ms: 3_000, spin: false }).await.expect("the long nap is taken");
         let mut taken = 0;
         let refused = loop {
-            match sleeper.tell(Nap { ms: 0 }).await {
+            match sleeper.tell(Nap { ms: 0, spin: false }).await {
                 Ok(()) => taken += 1,
                 Err(error) => break error.code(),
             }
@@ -241,8 +229,8 @@ fn actors_answer_in_order_across_nodes_and_survive_their_host() {
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0.0)
         };
-        let id = ActorId::new("spinner", "busy").expect("an id");
-        let nap = |ms: u64| format!("{{\"ms\":{ms}}}").into_bytes();
+        let id = ActorId::new("sleeper", "busy").expect("an id");
+        let nap = |ms: u64| format!("{{\"ms\":{ms},\"spin\":true}}").into_bytes();
         let first = tokio::time::timeout(
             WAIT,
             service(&cluster, NodeId(1)).call(id.clone(), nap(0), Encoding::Json, CallOptions::default()),

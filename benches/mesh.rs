@@ -3,7 +3,13 @@
 //! to a node whose mesh port is flooded with half-open handshakes from 127.0.0.2. Prints figures;
 //! asserts nothing.
 //!
-//! Run: `cargo bench --bench mesh` (`-- --quick` runs only the reconnect phase).
+//! Also the ceiling of request/answer calls over three meshes set up as `LocalCluster` sets up its
+//! nodes (each on its own 2-thread runtime, bulk payloads handled in the stream's reading task, every
+//! request answered at once), with 64 callers on a runtime of their own: what the transport alone
+//! allows the actor benchmark's 1,000-actor row on this machine.
+//!
+//! Run: `cargo bench --bench mesh` (`-- --quick` runs only the reconnect phase; `-- --only ceiling`
+//! only the ceiling).
 
 #[path = "../tests/support/flood.rs"]
 mod flood;
@@ -222,9 +228,148 @@ async fn reconnects() {
     }
 }
 
+const CEILING_CALLERS: usize = 64;
+const CEILING_WARM_UP: Duration = Duration::from_secs(1);
+const CEILING_WINDOW: Duration = Duration::from_secs(5);
+const TOPIC_REQUEST: u32 = 10;
+const TOPIC_ANSWER: u32 = 11;
+
+type Waiting = std::sync::Mutex<BTreeMap<u64, tokio::sync::oneshot::Sender<()>>>;
+
+/// One node of the ceiling: its runtime, its mesh, the requests it awaits answers to, and its handler
+/// (kept: the mesh holds it weakly).
+struct CeilingNode {
+    runtime: tokio::runtime::Runtime,
+    mesh: Mesh,
+    waiting: std::sync::Arc<Waiting>,
+    _handler: gridkeeper::mesh::InboundHandler,
+}
+
+fn ceiling_nodes() -> Vec<CeilingNode> {
+    let authority = Authority::generate().expect("CA");
+    let members: BTreeMap<NodeId, SocketAddr> = (1..=3)
+        .map(|id| {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            (NodeId(id), SocketAddr::from(([127, 0, 0, 1], port)))
+        })
+        .collect();
+    members
+        .keys()
+        .map(|&id| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(format!("ceiling-node-{id}"))
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let credentials = authority.node_credentials(id).expect("creds");
+            let mut config = MeshConfig::new(id, members.clone());
+            config.bulk_inline = true;
+            let mesh = runtime
+                .block_on(async { Mesh::start(config, &credentials, MeshSocket::Udp(members[&id])).expect("mesh") });
+            let waiting: std::sync::Arc<Waiting> = std::sync::Arc::default();
+            let (answering, answered) = (mesh.clone(), waiting.clone());
+            // Answers a request at once with its id; completes the caller of an answer.
+            let handler: gridkeeper::mesh::InboundHandler = std::sync::Arc::new(move |inbound| {
+                let payload = inbound.payload;
+                if payload.topic == TOPIC_REQUEST {
+                    let answer = Payload { topic: TOPIC_ANSWER, body: payload.body };
+                    let _ = answering.send(inbound.from, TrafficClass::Bulk, &Message::Payload(answer));
+                } else if let Ok(id) = <[u8; 8]>::try_from(&payload.body[..8.min(payload.body.len())]) {
+                    let waiter = answered.lock().expect("waiting").remove(&u64::from_le_bytes(id));
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(());
+                    }
+                }
+            });
+            mesh.handle_bulk(&handler).expect("bulk handler");
+            CeilingNode { runtime, mesh, waiting, _handler: handler }
+        })
+        .collect()
+}
+
+/// Closed-loop request/answer calls from 64 callers (on a runtime of their own, spread over the three
+/// nodes), each to one of the two other nodes in turn; prints calls/s and latency.
+fn ceiling() {
+    let nodes = std::sync::Arc::new(ceiling_nodes());
+    let callers = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    callers.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !nodes.iter().all(|node| {
+            nodes.iter().all(|peer| peer.mesh.node() == node.mesh.node() || node.mesh.is_alive(peer.mesh.node()))
+        }) {
+            assert!(Instant::now() < deadline, "the ceiling's mesh forms within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let next_id = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let started = Instant::now();
+    let measure_from = started + CEILING_WARM_UP;
+    let end = measure_from + CEILING_WINDOW;
+    let tasks: Vec<_> = (0..CEILING_CALLERS)
+        .map(|caller| {
+            let (nodes, next_id) = (nodes.clone(), next_id.clone());
+            callers.spawn(async move {
+                let home = &nodes[caller % 3];
+                let mut samples = Vec::new();
+                let mut turn = caller;
+                loop {
+                    let now = Instant::now();
+                    if now >= end {
+                        return samples;
+                    }
+                    turn += 1;
+                    let peer = nodes[(caller % 3 + 1 + turn % 2) % 3].mesh.node();
+                    let id = next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (sender, receiver) = tokio::sync::oneshot::channel();
+                    home.waiting.lock().expect("waiting").insert(id, sender);
+                    let mut body = id.to_le_bytes().to_vec();
+                    body.extend_from_slice(&[0; 56]);
+                    let request = Message::Payload(Payload { topic: TOPIC_REQUEST, body });
+                    if home.mesh.send(peer, TrafficClass::Bulk, &request).is_err() {
+                        home.waiting.lock().expect("waiting").remove(&id);
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    tokio::time::timeout(Duration::from_secs(5), receiver)
+                        .await
+                        .expect("an answer within 5 s")
+                        .expect("answered");
+                    if now >= measure_from {
+                        samples.push(now.elapsed());
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut samples: Vec<Duration> = Vec::new();
+    for task in tasks {
+        samples.extend(callers.block_on(task).expect("caller"));
+    }
+    samples.sort_unstable();
+    println!(
+        "mesh request/answer ceiling (3 nodes of 2 threads, {CEILING_CALLERS} callers, 64 B, every call remote): {:>8.0} calls/s  p50 {:>5.0} µs  p99 {:>6.0} µs",
+        samples.len() as f64 / CEILING_WINDOW.as_secs_f64(),
+        percentile(&samples, 0.50).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6,
+    );
+    drop(callers);
+    if let Ok(nodes) = std::sync::Arc::try_unwrap(nodes) {
+        for node in nodes {
+            let CeilingNode { runtime, mesh, .. } = node;
+            runtime.block_on(mesh.shutdown());
+        }
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
+    let only = std::env::args().skip_while(|arg| arg != "--only").nth(1);
     println!("== gridkeeper mesh benchmark ==");
+    if only.as_deref() == Some("ceiling") {
+        ceiling();
+        return;
+    }
     if !quick {
         codec_cost("ping", &Message::Ping { seq: 1, sent_us: 2 });
         codec_cost("payload 256 B", &Message::Payload(Payload { topic: 1, body: vec![3; 256] }));
@@ -241,4 +386,7 @@ fn main() {
         }
         reconnects().await;
     });
+    if !quick {
+        ceiling();
+    }
 }

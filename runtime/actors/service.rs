@@ -199,6 +199,8 @@ impl ActorService {
         let deadline = monotonic() + Duration::from_millis(timeout_ms);
         let call = Call { actor, message, encoding, idempotency_key: options.idempotency_key, tell: options.tell };
         let mut target = lock(&self.inner.locations).get(&call.actor).copied();
+        // The node the cache named: a call it answers needs no new entry.
+        let mut cached = target;
         let mut wait = ROUTE_WAIT_MIN;
         let mut last = ApiError::new(ErrorCode::Unavailable, format!("no host answered for {}", call.actor));
         for round in 0..CALL_ROUTES_MAX {
@@ -229,11 +231,14 @@ impl ActorService {
             }
             match self.call_on(node, &call, left).await {
                 Ok(reply) => {
-                    self.remember(&call.actor, node);
+                    if cached != Some(node) {
+                        self.remember(&call.actor, node);
+                    }
                     return Ok(CallAnswer { reply, node });
                 }
                 Err(refusal) if refusal.code == ErrorCode::Misdirected || refusal.code == ErrorCode::Unavailable => {
                     lock(&self.inner.locations).remove(&call.actor);
+                    cached = None;
                     // Straight to the owner the host named, once; else read the record again.
                     target = refusal.owner.filter(|owner| *owner != node);
                     last = refusal.into_api();
@@ -271,7 +276,7 @@ impl ActorService {
 
     fn remember(&self, actor: &ActorId, node: NodeId) {
         let mut locations = lock(&self.inner.locations);
-        // The common case on a hot path: known already, so no copy of the id and no insert.
+        // Known already (another call put it there meanwhile): no copy of the id and no insert.
         if locations.get(actor) == Some(&node) {
             return;
         }

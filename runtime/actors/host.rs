@@ -802,13 +802,15 @@ fn next_message(shared: &Shared, actor: &ActorId, generation: u64) -> Next {
     }
     loop {
         let table = &mut *table;
-        let Some(activation) = table.current(actor, generation) else { return Next::Done };
+        // By field, not `current`: the activation stays borrowed while `depth` and `commits` change.
+        let Some(activation) = table.activations.get_mut(actor).filter(|found| found.generation == generation) else {
+            return Next::Done;
+        };
         let Some(envelope) = activation.mailbox.pop_front() else {
             activation.running = false;
             return Next::Done;
         };
         table.depth = table.depth.saturating_sub(1);
-        let activation = table.current(actor, generation).expect("looked up above");
         activation.last_used = now;
         let recorded = envelope.key.as_ref().and_then(|key| {
             activation.recent.iter().rev().find(|(kept, _)| kept == key).map(|(_, reply)| reply.clone())

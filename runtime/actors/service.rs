@@ -202,7 +202,8 @@ impl ActorService {
         // The node the cache named: a call it answers needs no new entry.
         let mut cached = target;
         let mut wait = ROUTE_WAIT_MIN;
-        let mut last = ApiError::new(ErrorCode::Unavailable, format!("no host answered for {}", call.actor));
+        // Why the last route failed; formatted only when one does (not on every call).
+        let mut last: Option<ApiError> = None;
         for round in 0..CALL_ROUTES_MAX {
             let node = match target.take() {
                 Some(node) => node,
@@ -211,13 +212,13 @@ impl ActorService {
                 None => match tokio::time::timeout_at(deadline, self.route(&call.actor, round > 1)).await {
                     Ok(Ok(Some(node))) => node,
                     Ok(Ok(None)) => {
-                        last = ApiError::new(
+                        last = Some(ApiError::new(
                             ErrorCode::Unavailable,
                             format!(
                                 "no live node hosts actor kind {:?} yet: a member has not registered",
                                 call.actor.kind
                             ),
-                        );
+                        ));
                         pause(&mut wait, deadline).await;
                         continue;
                     }
@@ -241,7 +242,7 @@ impl ActorService {
                     cached = None;
                     // Straight to the owner the host named, once; else read the record again.
                     target = refusal.owner.filter(|owner| *owner != node);
-                    last = refusal.into_api();
+                    last = Some(refusal.into_api());
                     if target.is_none() {
                         pause(&mut wait, deadline).await;
                     }
@@ -249,8 +250,13 @@ impl ActorService {
                 Err(refusal) => return Err(refusal.into_api()),
             }
         }
+        let last = last
+            .unwrap_or_else(|| ApiError::new(ErrorCode::Unavailable, format!("no host answered for {}", call.actor)));
         if last.code == ErrorCode::Misdirected {
-            last = ApiError::new(ErrorCode::Unavailable, format!("{}: no host took the call in time", last.message));
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                format!("{}: no host took the call in time", last.message),
+            ));
         }
         Err(last)
     }

@@ -480,6 +480,7 @@ fn main() {
         times.last().copied().unwrap_or(0) / 1_000
     );
     drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
     if skip_memory {
         return;
     }

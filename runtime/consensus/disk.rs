@@ -1,16 +1,25 @@
-//! The durable store under consensus: the Raft log, the vote, and snapshots, in one redb file.
+//! The durable store under consensus: the Raft log and its metadata (the vote, the committed and
+//! purged marks) in append-only segment files ([`super::wal`]).
 //!
 //! Writes go through a group committer: every batch queued while the previous commit was syncing is
-//! written in one transaction with one fsync, and each caller is acknowledged only after that fsync.
-//! Under load the batch grows by itself (no timer, no tuning); at low load a write commits alone.
+//! written as one frame with one fsync, and each caller is acknowledged only after that fsync. Under
+//! load the batch grows by itself (no timer, no tuning); at low load a write commits alone.
 //!
-//! Invariant: an acknowledged write is on disk (fsync'd) before its acknowledgement is sent.
+//! A directory written by an older build, whose log is in `raft.redb`, is imported into segments on
+//! first open, and the old file is kept as `raft.redb.imported`.
+//!
+//! Invariant: an acknowledged write is on disk (fsync'd) before its acknowledgement is sent. One
+//! process at a time writes a directory's log (an exclusive lock on `log.lock`).
 
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
+
+use super::wal::{self, Image, Record, Wal};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -18,7 +27,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Batches waiting for the committer. Callers wait (backpressure) when it is full.
 const WRITES_QUEUED_MAX: usize = 1024;
 
-/// Most write requests folded into one transaction, so one fsync never waits on an unbounded batch.
+/// Most write requests folded into one frame, so one fsync never waits on an unbounded batch.
 const BATCH_WRITES_MAX: usize = 512;
 
 /// Why the store failed. Storage errors are fatal for the node: openraft stops, the supervisor restarts
@@ -43,12 +52,24 @@ pub struct WriteBatch {
     pub appends: Vec<(u64, Vec<u8>)>,
     /// Metadata keys to set (`Some`) or remove (`None`).
     pub meta: Vec<(&'static str, Option<Vec<u8>>)>,
-    /// Durable only with the next durable commit: a group made only of lazy batches is committed
-    /// without an fsync of its own (redb's `Durability::None`), so a hint such as the committed
-    /// index never costs the log a disk flush in the write path. A crash may lose it, never an
-    /// entry: every batch that appends, truncates, purges or is not lazy is fsync'd before it is
-    /// acknowledged.
+    /// Durable only with the next durable commit: a group made only of lazy batches is written
+    /// without an fsync of its own, so a hint such as the committed index never costs the log a disk
+    /// flush in the write path. A crash may lose it, never an entry: every batch that appends,
+    /// truncates, purges or is not lazy is fsync'd before it is acknowledged.
     pub lazy: bool,
+}
+
+impl WriteBatch {
+    fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        let truncate = self.truncate_from.map(Record::Truncate);
+        let purge = self.purge_through.map(Record::Purge);
+        let appends = self.appends.iter().map(|(index, bytes)| Record::Append(*index, bytes));
+        let meta = self.meta.iter().map(|(key, value)| match value {
+            Some(value) => Record::MetaSet(key, value),
+            None => Record::MetaRemove(key),
+        });
+        truncate.into_iter().chain(purge).chain(appends).chain(meta)
+    }
 }
 
 struct Queued {
@@ -59,28 +80,37 @@ struct Queued {
 /// Figures about group commit, for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct CommitStats {
-    /// Transactions committed (= fsyncs).
+    /// Frames written with an fsync (= fsyncs).
     pub commits: std::sync::atomic::AtomicU64,
     /// Write requests acknowledged.
     pub writes: std::sync::atomic::AtomicU64,
 }
 
-/// How writes reach the file.
+/// How writes reach the files.
 #[derive(Clone)]
 enum Writer {
     /// A committer thread batches concurrent writes into one fsync (group commit).
     Grouped(mpsc::Sender<Queued>),
     /// Each write commits in the caller, one fsync each. For deterministic simulation, where an OS
     /// thread finishing at its own pace would make runs unrepeatable.
-    Inline,
+    Inline(Arc<Mutex<Committer>>),
 }
 
-/// The store: reads from any thread, writes through the committer.
+/// What was on disk when the store was opened: the log since the last purge, and the metadata.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Entries by index.
+    pub entries: BTreeMap<u64, Vec<u8>>,
+    /// Metadata by key.
+    pub meta: BTreeMap<String, Vec<u8>>,
+}
+
+/// The store: writes through the committer; what was on disk at opening is read once.
 #[derive(Clone)]
 pub struct Disk {
-    db: Arc<Database>,
     writer: Writer,
     stats: Arc<CommitStats>,
+    recovered: Arc<Mutex<Option<Recovered>>>,
 }
 
 impl std::fmt::Debug for Disk {
@@ -90,10 +120,10 @@ impl std::fmt::Debug for Disk {
 }
 
 impl Disk {
-    /// Opens (or creates) `dir/raft.redb` and starts its committer thread.
+    /// Opens (or creates) the log in `dir` and starts its committer thread.
     ///
     /// # Errors
-    /// [`DiskError`] if the file cannot be opened or initialised.
+    /// [`DiskError`] if the files cannot be opened, are damaged, or are of a newer format.
     pub fn open(dir: &Path) -> Result<Disk, DiskError> {
         Disk::open_with(dir, true)
     }
@@ -102,30 +132,42 @@ impl Disk {
     /// commit): for deterministic simulation.
     ///
     /// # Errors
-    /// [`DiskError`] if the file cannot be opened or initialised.
+    /// [`DiskError`] if the files cannot be opened, are damaged, or are of a newer format.
     pub fn open_inline(dir: &Path) -> Result<Disk, DiskError> {
         Disk::open_with(dir, false)
     }
 
     fn open_with(dir: &Path, grouped: bool) -> Result<Disk, DiskError> {
         std::fs::create_dir_all(dir).map_err(disk_error)?;
-        let db = open_database(&dir.join("raft.redb"))?;
-        let setup = db.begin_write().map_err(disk_error)?;
-        setup.open_table(LOG).map_err(disk_error)?;
-        check_format(&mut setup.open_table(META).map_err(disk_error)?)?;
-        setup.commit().map_err(disk_error)?;
-        let db = Arc::new(db);
+        let lock = lock(dir)?;
+        let seed = import_redb(dir)?;
+        let (wal, mut image) = Wal::open(dir, seed.as_ref()).map_err(disk_error)?;
+        if let Some(seed) = seed {
+            // The segments now hold what the old file held; keep that file aside, never read again.
+            let old = dir.join(REDB_FILE);
+            std::fs::rename(&old, dir.join(format!("{REDB_FILE}.imported"))).map_err(disk_error)?;
+            drop(seed);
+        }
+        let mut committer = Committer { wal, _lock: lock, frame: Vec::new() };
+        check_format(&mut committer, &mut image)?;
+        let recovered = Arc::new(Mutex::new(Some(Recovered { entries: image.entries, meta: image.meta })));
         let stats = Arc::new(CommitStats::default());
         if !grouped {
-            return Ok(Disk { db, writer: Writer::Inline, stats });
+            let writer = Writer::Inline(Arc::new(Mutex::new(committer)));
+            return Ok(Disk { writer, stats, recovered });
         }
         let (queue, receiver) = mpsc::channel(WRITES_QUEUED_MAX);
-        let (committer_db, committer_stats) = (db.clone(), stats.clone());
+        let committer_stats = stats.clone();
         std::thread::Builder::new()
             .name("gk-commit".into())
-            .spawn(move || run_committer(&committer_db, receiver, &committer_stats))
+            .spawn(move || run_committer(committer, receiver, &committer_stats))
             .map_err(disk_error)?;
-        Ok(Disk { db, writer: Writer::Grouped(queue), stats })
+        Ok(Disk { writer: Writer::Grouped(queue), stats, recovered })
+    }
+
+    /// What was on disk when the store was opened; empty after the first call.
+    pub fn take_recovered(&self) -> Recovered {
+        self.recovered.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take().unwrap_or_default()
     }
 
     /// Group-commit figures so far.
@@ -158,9 +200,9 @@ impl Disk {
             Writer::Grouped(queue) => {
                 queue.send(Queued { batch, done }).await.map_err(|_| DiskError("committer stopped".into()))?;
             }
-            Writer::Inline => {
+            Writer::Inline(committer) => {
                 let queued = [Queued { batch, done }];
-                let outcome = commit(&self.db, &queued).map_err(disk_error);
+                let outcome = committer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).commit(&queued);
                 self.stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let [Queued { done, .. }] = queued;
@@ -169,47 +211,10 @@ impl Disk {
         }
         Ok(receiver)
     }
-
-    /// Log entries with index in `[from, to)`, in order.
-    ///
-    /// # Errors
-    /// [`DiskError`].
-    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, DiskError> {
-        let read = self.db.begin_read().map_err(disk_error)?;
-        let table = read.open_table(LOG).map_err(disk_error)?;
-        let mut out = Vec::new();
-        for entry in table.range(from..to).map_err(disk_error)? {
-            let (index, bytes) = entry.map_err(disk_error)?;
-            out.push((index.value(), bytes.value().to_vec()));
-        }
-        Ok(out)
-    }
-
-    /// The last log entry, if any.
-    ///
-    /// # Errors
-    /// [`DiskError`].
-    pub fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError> {
-        let read = self.db.begin_read().map_err(disk_error)?;
-        let table = read.open_table(LOG).map_err(disk_error)?;
-        let last = table.last().map_err(disk_error)?;
-        Ok(last.map(|(index, bytes)| (index.value(), bytes.value().to_vec())))
-    }
-
-    /// A metadata value.
-    ///
-    /// # Errors
-    /// [`DiskError`].
-    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, DiskError> {
-        let read = self.db.begin_read().map_err(disk_error)?;
-        let table = read.open_table(META).map_err(disk_error)?;
-        let value = table.get(key).map_err(disk_error)?;
-        Ok(value.map(|bytes| bytes.value().to_vec()))
-    }
 }
 
 /// How long `open` waits for an earlier handle in this process (a restarting coordinator's committer
-/// thread finishing its last batch) to release the file.
+/// thread finishing its last batch) to release the directory.
 const REOPEN_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The format of the log's entries and metadata this build writes (postcard-encoded openraft
@@ -218,12 +223,20 @@ pub const LOG_FORMAT: u16 = 1;
 
 const META_FORMAT: &str = "format";
 
-/// Records [`LOG_FORMAT`] in a file that has none, and refuses a file of a newer format.
-fn check_format(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), DiskError> {
-    let stored = meta.get(META_FORMAT).map_err(disk_error)?.map(|value| value.value().to_vec());
-    match stored.as_deref() {
+/// Where builds before 2026-12-03 kept the log.
+const REDB_FILE: &str = "raft.redb";
+
+/// Records [`LOG_FORMAT`] in a log that has none, and refuses a log of a newer format.
+fn check_format(committer: &mut Committer, image: &mut Image) -> Result<(), DiskError> {
+    match image.meta.get(META_FORMAT).map(Vec::as_slice) {
         None => {
-            meta.insert(META_FORMAT, LOG_FORMAT.to_le_bytes().as_slice()).map_err(disk_error)?;
+            let batch = WriteBatch {
+                meta: vec![(META_FORMAT, Some(LOG_FORMAT.to_le_bytes().to_vec()))],
+                ..WriteBatch::default()
+            };
+            let (done, _) = oneshot::channel();
+            committer.commit(&[Queued { batch, done }])?;
+            image.meta.insert(META_FORMAT.into(), LOG_FORMAT.to_le_bytes().to_vec());
             Ok(())
         }
         Some([low, high]) if u16::from_le_bytes([*low, *high]) <= LOG_FORMAT => Ok(()),
@@ -233,20 +246,92 @@ fn check_format(meta: &mut redb::Table<&str, &[u8]>) -> Result<(), DiskError> {
     }
 }
 
-fn open_database(path: &Path) -> Result<Database, DiskError> {
-    // Another thread (a previous incarnation's committer) releases the file: wait in real time.
+/// Takes the directory's exclusive lock, waiting (in real time) for another handle in this process to
+/// let go of it. Held for as long as the returned file is open.
+fn lock(dir: &Path) -> Result<File, DiskError> {
+    let path = dir.join("log.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(disk_error)?;
     let deadline = crate::clock::OsDeadline::after(REOPEN_WAIT_MAX);
     loop {
-        match Database::builder().set_cache_size(64 << 20).create(path) {
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) if !deadline.passed() => {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if !deadline.passed() => {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            result => return result.map_err(disk_error),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(DiskError(format!("{}: the log is in use by another process", path.display())));
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(disk_error(error)),
         }
     }
 }
 
-fn run_committer(db: &Database, mut receiver: mpsc::Receiver<Queued>, stats: &CommitStats) {
+/// The log and metadata of an older build's `raft.redb`, when the directory has no segments yet.
+fn import_redb(dir: &Path) -> Result<Option<Image>, DiskError> {
+    let path = dir.join(REDB_FILE);
+    let has_segments = std::fs::read_dir(dir).map_err(disk_error)?.filter_map(Result::ok).any(|listed| {
+        listed.file_name().to_str().is_some_and(|name| name.starts_with("log-") && name.ends_with(".wal"))
+    });
+    if !path.exists() {
+        return Ok(None);
+    }
+    if has_segments {
+        // Imported before, stopped before the rename: the segments are the log.
+        std::fs::rename(&path, dir.join(format!("{REDB_FILE}.imported"))).map_err(disk_error)?;
+        return Ok(None);
+    }
+    let db = Database::builder().create(&path).map_err(disk_error)?;
+    let read = db.begin_read().map_err(disk_error)?;
+    let mut image = Image::default();
+    if let Ok(table) = read.open_table(LOG) {
+        for entry in table.range(0..).map_err(disk_error)? {
+            let (index, bytes) = entry.map_err(disk_error)?;
+            image.entries.insert(index.value(), bytes.value().to_vec());
+        }
+    }
+    if let Ok(table) = read.open_table(META) {
+        for entry in table.range::<&str>(..).map_err(disk_error)? {
+            let (key, value) = entry.map_err(disk_error)?;
+            image.meta.insert(key.value().to_owned(), value.value().to_vec());
+        }
+    }
+    Ok(Some(image))
+}
+
+/// Writes frames into the log's segments: owned by the committer thread, or shared behind a lock
+/// when writes commit inline.
+struct Committer {
+    wal: Wal,
+    _lock: File,
+    frame: Vec<u8>,
+}
+
+impl Committer {
+    /// Writes `batch` as one frame, fsync'd unless every write in it is lazy.
+    fn commit(&mut self, batch: &[Queued]) -> Result<(), DiskError> {
+        self.frame.clear();
+        let start = wal::open_frame(&mut self.frame);
+        for Queued { batch, .. } in batch {
+            for record in batch.records() {
+                wal::encode_record(&mut self.frame, &record);
+                self.wal.note(&record);
+            }
+        }
+        wal::seal_frame(&mut self.frame, start);
+        let outcome = self.wal.write(&self.frame, !is_lazy(batch)).map_err(disk_error);
+        if self.frame.capacity() > FRAME_KEPT_MAX {
+            self.frame = Vec::new();
+        }
+        outcome
+    }
+}
+
+/// The committer's frame buffer is kept between commits up to this size (a batch of large entries
+/// does not pin its memory).
+const FRAME_KEPT_MAX: usize = 1 << 20;
+
+fn run_committer(mut committer: Committer, mut receiver: mpsc::Receiver<Queued>, stats: &CommitStats) {
+    let mut failed: Option<DiskError> = None;
     while let Some(first) = receiver.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH_WRITES_MAX {
@@ -256,17 +341,28 @@ fn run_committer(db: &Database, mut receiver: mpsc::Receiver<Queued>, stats: &Co
             }
         }
         let stopwatch = crate::clock::Stopwatch::start();
-        let outcome = commit(db, &batch).map_err(disk_error);
-        stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // After a failed write the files' state is unknown: every later write fails too, and the
+        // coordinator restarts from what is on disk.
+        let outcome = match &failed {
+            Some(error) => Err(error.clone()),
+            None => committer.commit(&batch),
+        };
+        if let Err(error) = &outcome {
+            failed = Some(error.clone());
+        }
+        let durable = !is_lazy(&batch);
+        if durable {
+            stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         stats.writes.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let seconds = stopwatch.elapsed().as_secs_f64();
-        super::telemetry::commit_done(batch.len(), !is_lazy(&batch), seconds);
+        super::telemetry::commit_done(batch.len(), durable, seconds);
         // For `benches/cycle.rs` (entries per fsync); nothing listens at trace level in a node.
         tracing::trace!(
             target: "gridkeeper::cycle",
             writes = batch.len(),
             entries = batch.iter().map(|queued| queued.batch.appends.len()).sum::<usize>(),
-            durable = !is_lazy(&batch),
+            durable,
             us = (seconds * 1e6) as u64,
             "fsync"
         );
@@ -281,38 +377,6 @@ fn is_lazy(batch: &[Queued]) -> bool {
     batch.iter().all(|Queued { batch, .. }| {
         batch.lazy && batch.appends.is_empty() && batch.truncate_from.is_none() && batch.purge_through.is_none()
     })
-}
-
-fn commit(db: &Database, batch: &[Queued]) -> Result<(), redb::Error> {
-    let mut transaction = db.begin_write()?;
-    transaction.set_durability(if is_lazy(batch) { Durability::None } else { Durability::Immediate })?;
-    {
-        let mut log = transaction.open_table(LOG)?;
-        let mut meta = transaction.open_table(META)?;
-        for Queued { batch, .. } in batch {
-            if let Some(from) = batch.truncate_from {
-                log.retain_in(from.., |_, _| false)?;
-            }
-            if let Some(through) = batch.purge_through {
-                log.retain_in(..=through, |_, _| false)?;
-            }
-            for (index, bytes) in &batch.appends {
-                log.insert(*index, bytes.as_slice())?;
-            }
-            for (key, value) in &batch.meta {
-                match value {
-                    Some(value) => {
-                        meta.insert(*key, value.as_slice())?;
-                    }
-                    None => {
-                        meta.remove(*key)?;
-                    }
-                }
-            }
-        }
-    }
-    transaction.commit()?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -338,12 +402,53 @@ mod tests {
                 .await
                 .expect("trim");
         }
-        let disk = Disk::open(&dir).expect("reopen");
-        let indexes: Vec<u64> = disk.entries(0, 100).expect("read").into_iter().map(|(index, _)| index).collect();
-        assert_eq!(indexes, vec![4, 5, 6, 7]);
-        assert_eq!(disk.last_entry().expect("last").map(|(index, _)| index), Some(7));
-        assert_eq!(disk.meta("vote").expect("meta"), Some(b"v1".to_vec()));
-        assert_eq!(disk.meta("missing").expect("meta"), None);
+        let recovered = Disk::open(&dir).expect("reopen").take_recovered();
+        assert_eq!(recovered.entries.keys().copied().collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+        assert_eq!(recovered.meta.get("vote"), Some(&b"v1".to_vec()));
+        assert_eq!(recovered.meta.get("missing"), None);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn an_older_builds_redb_log_is_imported_once_and_kept_aside() {
+        let dir = temp("import");
+        std::fs::create_dir_all(&dir).expect("dir");
+        {
+            let db = Database::builder().create(dir.join(REDB_FILE)).expect("redb");
+            let write = db.begin_write().expect("begin");
+            {
+                let mut log = write.open_table(LOG).expect("log");
+                for index in 5..=9u64 {
+                    log.insert(index, [index as u8].as_slice()).expect("insert");
+                }
+                let mut meta = write.open_table(META).expect("meta");
+                meta.insert("vote", b"v7".as_slice()).expect("vote");
+            }
+            write.commit().expect("commit");
+        }
+        {
+            let disk = Disk::open(&dir).expect("open");
+            let recovered = disk.take_recovered();
+            assert_eq!(recovered.entries.keys().copied().collect::<Vec<_>>(), vec![5, 6, 7, 8, 9]);
+            assert_eq!(recovered.meta.get("vote"), Some(&b"v7".to_vec()));
+            assert_eq!(recovered.meta.get(META_FORMAT), Some(&LOG_FORMAT.to_le_bytes().to_vec()));
+            disk.write(WriteBatch { appends: vec![(10, vec![10])], ..WriteBatch::default() }).await.expect("write");
+        }
+        assert!(!dir.join(REDB_FILE).exists());
+        assert!(dir.join(format!("{REDB_FILE}.imported")).exists());
+        let recovered = Disk::open(&dir).expect("reopen").take_recovered();
+        assert_eq!(recovered.entries.keys().copied().collect::<Vec<_>>(), vec![5, 6, 7, 8, 9, 10]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_log_in_use_is_not_opened_twice() {
+        let dir = temp("lock");
+        let first = Disk::open_inline(&dir).expect("open");
+        let refused = Disk::open_inline(&dir).expect_err("second handle");
+        assert!(refused.to_string().contains("in use"), "{refused}");
+        drop(first);
+        Disk::open_inline(&dir).expect("open once released");
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -374,7 +479,8 @@ mod tests {
         );
         assert_eq!(writes, 64 * 20);
         assert!(commits < writes, "64 concurrent writers must share fsyncs ({commits} commits for {writes} writes)");
-        assert_eq!(disk.entries(0, u64::MAX).expect("read").len(), 64 * 20);
+        drop(disk);
+        assert_eq!(Disk::open(&dir).expect("reopen").take_recovered().entries.len(), 64 * 20);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -53,15 +53,16 @@ impl LogStore {
     /// # Errors
     /// An I/O error if the stored bytes do not decode.
     pub fn load(disk: Disk) -> io::Result<LogStore> {
-        let meta = |key| -> io::Result<Option<Vec<u8>>> { disk.meta(key).map_err(io_error) };
+        let recovered = disk.take_recovered();
+        let meta = |key: &str| recovered.meta.get(key);
         let mut tail = Tail {
-            vote: meta(META_VOTE)?.map(|bytes| decode(&bytes)).transpose()?,
-            committed: meta(META_COMMITTED)?.map(|bytes| decode(&bytes)).transpose()?,
-            purged: meta(META_PURGED)?.map(|bytes| decode(&bytes)).transpose()?,
+            vote: meta(META_VOTE).map(|bytes| decode(bytes)).transpose()?,
+            committed: meta(META_COMMITTED).map(|bytes| decode(bytes)).transpose()?,
+            purged: meta(META_PURGED).map(|bytes| decode(bytes)).transpose()?,
             entries: BTreeMap::new(),
         };
-        for (index, bytes) in disk.entries(0, u64::MAX).map_err(io_error)? {
-            tail.entries.insert(index, decode(&bytes)?);
+        for (index, bytes) in &recovered.entries {
+            tail.entries.insert(*index, decode(bytes)?);
         }
         Ok(LogStore { disk, tail: Arc::new(Mutex::new(tail)) })
     }

@@ -1,7 +1,7 @@
-//! Consensus: openraft behind one module, with its storage (redb, group commit), its network (the
+//! Consensus: openraft behind one module, with its storage (segment files, group commit), its network (the
 //! mesh's consensus stream), the registry state machine, and the [`Coordinator`] API on top.
 //!
-//! `types.rs` (openraft type config), `disk.rs` (redb file and group committer), `log_store.rs`,
+//! `types.rs` (openraft type config), `disk.rs` (the group committer), `wal.rs` (the log's segment files), `log_store.rs`,
 //! `state_machine.rs`, `network.rs`, `rpc.rs` (request/response over the mesh), `chunk.rs` (long
 //! messages in frame-sized pieces), `request.rs` (client
 //! requests), `watch_hub.rs` (watch delivery), `lease.rs` (core: when the leader's lease serves a
@@ -26,6 +26,7 @@ mod session_draw;
 pub mod state_machine;
 pub mod telemetry;
 pub mod types;
+pub mod wal;
 pub mod watch_hub;
 
 pub use coordinator::{

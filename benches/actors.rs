@@ -1,5 +1,5 @@
 //! Grid actor benchmark (issue 17) on a 3-node loopback cluster of real nodes in this process (QUIC
-//! mesh, Raft, redb with fsync, actor hosts):
+//! mesh, Raft, the fsync'd log, actor hosts):
 //!
 //! 1. calls/s to one actor, 1 caller on its hosting node, closed loop: the durable built-in `counter`
 //!    (every call's state committed through the log before it answers) and a volatile counter defined

@@ -1,5 +1,5 @@
 //! Where a task cycle's time goes: one task traced from submission to recorded completion on a
-//! 3-node loopback cluster of real nodes (QUIC mesh, Raft, redb with fsync, the worker's attempt
+//! 3-node loopback cluster of real nodes (QUIC mesh, Raft, the fsync'd log, the worker's attempt
 //! tasks), in this process so every stage is stamped on one clock.
 //!
 //! The runtime emits `trace`-level events with target `gridkeeper::cycle` at each stage (the log

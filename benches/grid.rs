@@ -1,4 +1,4 @@
-//! Task grid benchmark on a 3-node loopback cluster of real nodes (QUIC mesh, Raft, redb with fsync,
+//! Task grid benchmark on a 3-node loopback cluster of real nodes (QUIC mesh, Raft, the fsync'd log,
 //! task actors), in this process so that probes can time attempts on one clock:
 //!
 //! 1. throughput: `noop` tasks from submission to recorded completion;

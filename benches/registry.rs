@@ -1,4 +1,4 @@
-//! Registry benchmark on a 3-node loopback cluster (real QUIC, real Raft, redb with fsync), clients
+//! Registry benchmark on a 3-node loopback cluster (real QUIC, real Raft, the fsync'd log), clients
 //! on the same machine, one outstanding request per client: set of 256-byte values over 1,000 keys,
 //! sequential create, linearizable get and local get at 1, 16 and 128 clients; then leader failover
 //! under a 16-client write load (kill of the leader; the longest gap without an acknowledged write).

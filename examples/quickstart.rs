@@ -1,6 +1,6 @@
 //! The main job: a real three-node gridkeeper cluster (QUIC mesh with mutual TLS, a Raft coordinator
-//! on redb, task actors under supervision) counts the primes below 60 million as 3,000 tasks, loses a
-//! node halfway through, and still records every task's result exactly once.
+//! on an fsync'd log, task actors under supervision) counts the primes below 60 million as 3,000
+//! tasks, loses a node halfway through, and still records every task's result exactly once.
 //!
 //! Run: `cargo run --release --example quickstart`.
 //!

@@ -1,4 +1,4 @@
-//! Deterministic simulation of grid actors: 3 real nodes (mesh, openraft, redb, registration, actor
+//! Deterministic simulation of grid actors: 3 real nodes (mesh, openraft, the fsync'd log, registration, actor
 //! host and service on each) over turmoil's seeded network and clock. Clients on every node call
 //! durable actors (the built-in `counter`, and `tally`, a durable counter defined here that takes a
 //! few simulated milliseconds per message and logs every activation and every message it handles)

@@ -1,4 +1,4 @@
-//! Deterministic simulation of the task grid: 3 real nodes (mesh, openraft, redb, dispatcher,
+//! Deterministic simulation of the task grid: 3 real nodes (mesh, openraft, the fsync'd log, dispatcher,
 //! registration, worker supervisor with task actors) over turmoil's seeded network and clock. Every
 //! node submits random batches of tasks, among them delayed tasks, tasks that fail before they
 //! succeed (retried with backoff) and tasks whose first attempt stalls past its timeout, while a cron

@@ -1,4 +1,4 @@
-//! Deterministic simulation of the replicated registry: 3 and 5 real nodes (mesh, openraft, redb)
+//! Deterministic simulation of the replicated registry: 3 and 5 real nodes (mesh, openraft, the fsync'd log)
 //! over turmoil's seeded network, with crashes, restarts, partitions and flapping links. Every
 //! client history is checked linearizable (stateright's `LinearizabilityTester`, per key), and the
 //! cluster must serve every client to the end once healed.

@@ -1,4 +1,4 @@
-//! Deterministic simulation of the ZooKeeper front end: 3 real nodes (mesh, openraft, redb and the
+//! Deterministic simulation of the ZooKeeper front end: 3 real nodes (mesh, openraft, the fsync'd log and the
 //! ZooKeeper listener on a simulated TCP port) over turmoil's seeded network, with crashes,
 //! restarts, partitions, held and failing links. Each node also hosts one ZooKeeper client (an
 //! application beside its server: it dies when its host crashes, and the node's next start runs a

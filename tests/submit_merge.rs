@@ -1,5 +1,5 @@
 //! Submissions made at once through one node share log entries while the node's submission slots
-//! are busy (`grid::merge`), on a real one-node cluster (openraft, redb with fsync). Each caller must
+//! are busy (`grid::merge`), on a real one-node cluster (openraft, the fsync'd log). Each caller must
 //! still get exactly its own answer: the ids of its own tasks, or the refusal of its own tasks, and a
 //! caller that left before its batch went out must have nothing proposed.
 

@@ -40,11 +40,21 @@ struct Tail {
     purged: Option<LogId>,
 }
 
+/// Encoded bytes appended since a snapshot was last asked for over them.
+#[derive(Default)]
+struct Growth {
+    bytes: std::sync::atomic::AtomicU64,
+    due: tokio::sync::Notify,
+}
+
 /// The log store; clones share the same log.
 #[derive(Clone)]
 pub struct LogStore {
     disk: Disk,
     tail: Arc<Mutex<Tail>>,
+    growth: Arc<Growth>,
+    /// Bytes of log appended that make a snapshot due (see [`LogStore::snapshot_due`]).
+    snapshot_bytes: u64,
 }
 
 impl LogStore {
@@ -52,7 +62,7 @@ impl LogStore {
     ///
     /// # Errors
     /// An I/O error if the stored bytes do not decode.
-    pub fn load(disk: Disk) -> io::Result<LogStore> {
+    pub fn load(disk: Disk, snapshot_bytes: u64) -> io::Result<LogStore> {
         let recovered = disk.take_recovered();
         let meta = |key: &str| recovered.meta.get(key);
         let mut tail = Tail {
@@ -61,10 +71,30 @@ impl LogStore {
             purged: meta(META_PURGED).map(|bytes| decode(bytes)).transpose()?,
             entries: BTreeMap::new(),
         };
+        let growth = Growth::default();
         for (index, bytes) in &recovered.entries {
             tail.entries.insert(*index, decode(bytes)?);
+            growth.bytes.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(LogStore { disk, tail: Arc::new(Mutex::new(tail)) })
+        Ok(LogStore { disk, tail: Arc::new(Mutex::new(tail)), growth: Arc::new(growth), snapshot_bytes })
+    }
+
+    /// Waits until the log has grown by its byte bound since the last time this returned: the
+    /// caller asks openraft for a snapshot, after which the log is purged. The entry-count policy
+    /// alone would let a log of large entries (10,000-task batches) hold gigabytes in memory.
+    pub async fn snapshot_due(&self) {
+        self.growth.due.notified().await;
+    }
+
+    fn grew(&self, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        // openraft appends from one task at a time, so the count and its reset do not race.
+        let total = self.growth.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total >= self.snapshot_bytes {
+            self.growth.bytes.store(0, Ordering::Relaxed);
+            // One permit, however many bounds were crossed before the waiter ran.
+            self.growth.due.notify_one();
+        }
     }
 
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
@@ -157,6 +187,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         // Stage events for `benches/cycle.rs`: nothing listens at trace level in a node.
+        self.grew(appends.iter().map(|(_, bytes)| bytes.len() as u64).sum());
         let (first, last) = (appends.first().map_or(0, |append| append.0), appends.last().map_or(0, |append| append.0));
         tracing::trace!(target: "gridkeeper::cycle", first, last, "append");
         let flushed = self.disk.submit(WriteBatch { appends, ..WriteBatch::default() }).await.map_err(io_error)?;
@@ -210,11 +241,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_snapshot_is_due_once_the_log_grows_by_its_byte_bound() {
+        let dir = std::env::temp_dir().join(format!("gk-log-bytes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut log = LogStore::load(Disk::open(&dir).expect("open"), 256).expect("load");
+        let watcher = log.clone();
+        let due = tokio::spawn(async move { watcher.snapshot_due().await });
+        let (flushed, done) = TypeConfig::oneshot();
+        log.append((1..=2).map(entry), IOFlushed::<TypeConfig>::signal(flushed)).await.expect("append");
+        done.await.expect("flushed").expect("durable");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!due.is_finished(), "two small entries are far under the bound");
+        let (flushed, done) = TypeConfig::oneshot();
+        log.append((3..=200).map(entry), IOFlushed::<TypeConfig>::signal(flushed)).await.expect("append");
+        done.await.expect("flushed").expect("durable");
+        tokio::time::timeout(std::time::Duration::from_secs(5), due).await.expect("due").expect("task");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
     async fn a_purge_forgets_the_entries_behind_it_in_memory_and_on_disk() {
         let dir = std::env::temp_dir().join(format!("gk-log-purge-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         {
-            let mut log = LogStore::load(Disk::open(&dir).expect("open")).expect("load");
+            let mut log = LogStore::load(Disk::open(&dir).expect("open"), u64::MAX).expect("load");
             let (flushed, done) = TypeConfig::oneshot();
             let callback = IOFlushed::<TypeConfig>::signal(flushed);
             log.append((1..=10).map(entry), callback).await.expect("append");
@@ -228,7 +278,7 @@ mod tests {
             assert_eq!(state.last_log_id.map(|id| id.index), Some(10));
         }
         // Reopened: the purge is on disk too.
-        let mut log = LogStore::load(Disk::open(&dir).expect("reopen")).expect("load");
+        let mut log = LogStore::load(Disk::open(&dir).expect("reopen"), u64::MAX).expect("load");
         let left: Vec<u64> = log.try_get_log_entries(0..).await.expect("read").iter().map(|e| e.log_id.index).collect();
         assert_eq!(left, vec![7, 8, 9, 10]);
         assert_eq!(log.get_log_state().await.expect("state").last_purged_log_id.map(|id| id.index), Some(6));

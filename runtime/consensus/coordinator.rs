@@ -292,7 +292,7 @@ fn raft_config(timings: RaftTimings, snapshot_logs: u64, node: NodeId) -> Result
         // A restarted leader stands for election like any other node. Restoring its leadership
         // without one would let it answer read-index requests from a committed index that may lag
         // what it acknowledged before the crash (the committed mark is persisted lazily, see
-        // `disk::WriteBatch::lazy`): a linearizable read would miss acknowledged writes. The new
+        // `disk::Disk::set_lazily`): a linearizable read would miss acknowledged writes. The new
         // term's blank entry commits everything before it, as standard Raft has it.
         enable_leader_restore: Some(false),
         ..Config::default()

@@ -52,11 +52,6 @@ pub struct WriteBatch {
     pub appends: Vec<(u64, Vec<u8>)>,
     /// Metadata keys to set (`Some`) or remove (`None`).
     pub meta: Vec<(&'static str, Option<Vec<u8>>)>,
-    /// Durable only with the next durable commit: a group made only of lazy batches is written
-    /// without an fsync of its own, so a hint such as the committed index never costs the log a disk
-    /// flush in the write path. A crash may lose it, never an entry: every batch that appends,
-    /// truncates, purges or is not lazy is fsync'd before it is acknowledged.
-    pub lazy: bool,
 }
 
 impl WriteBatch {
@@ -105,12 +100,16 @@ pub struct Recovered {
     pub meta: BTreeMap<String, Vec<u8>>,
 }
 
+/// Metadata values waiting to ride on the next frame (see [`Disk::set_lazily`]), the newest per key.
+type LazyMeta = Arc<Mutex<BTreeMap<&'static str, Option<Vec<u8>>>>>;
+
 /// The store: writes through the committer; what was on disk at opening is read once.
 #[derive(Clone)]
 pub struct Disk {
     writer: Writer,
     stats: Arc<CommitStats>,
     recovered: Arc<Mutex<Option<Recovered>>>,
+    lazy: LazyMeta,
 }
 
 impl std::fmt::Debug for Disk {
@@ -148,13 +147,14 @@ impl Disk {
             std::fs::rename(&old, dir.join(format!("{REDB_FILE}.imported"))).map_err(disk_error)?;
             drop(seed);
         }
-        let mut committer = Committer { wal, _lock: lock, frame: Vec::new() };
+        let lazy = LazyMeta::default();
+        let mut committer = Committer { wal, _lock: lock, frame: Vec::new(), lazy: lazy.clone() };
         check_format(&mut committer, &mut image)?;
         let recovered = Arc::new(Mutex::new(Some(Recovered { entries: image.entries, meta: image.meta })));
         let stats = Arc::new(CommitStats::default());
         if !grouped {
             let writer = Writer::Inline(Arc::new(Mutex::new(committer)));
-            return Ok(Disk { writer, stats, recovered });
+            return Ok(Disk { writer, stats, recovered, lazy });
         }
         let (queue, receiver) = mpsc::channel(WRITES_QUEUED_MAX);
         let committer_stats = stats.clone();
@@ -162,7 +162,14 @@ impl Disk {
             .name("gk-commit".into())
             .spawn(move || run_committer(committer, receiver, &committer_stats))
             .map_err(disk_error)?;
-        Ok(Disk { writer: Writer::Grouped(queue), stats, recovered })
+        Ok(Disk { writer: Writer::Grouped(queue), stats, recovered, lazy })
+    }
+
+    /// Sets a metadata key durably only with the next frame written (or when the store closes):
+    /// a hint such as the committed index then costs the log no write and no wake-up of its own.
+    /// A crash may lose it, never an entry.
+    pub fn set_lazily(&self, key: &'static str, value: Option<Vec<u8>>) {
+        self.lazy.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(key, value);
     }
 
     /// What was on disk when the store was opened; empty after the first call.
@@ -202,7 +209,10 @@ impl Disk {
             }
             Writer::Inline(committer) => {
                 let queued = [Queued { batch, done }];
-                let outcome = committer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).commit(&queued);
+                let mut committer = committer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let lazy = committer.take_lazy();
+                let outcome = committer.commit(&lazy, &queued);
+                drop(committer);
                 self.stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let [Queued { done, .. }] = queued;
@@ -235,7 +245,7 @@ fn check_format(committer: &mut Committer, image: &mut Image) -> Result<(), Disk
                 ..WriteBatch::default()
             };
             let (done, _) = oneshot::channel();
-            committer.commit(&[Queued { batch, done }])?;
+            committer.commit(&BTreeMap::new(), &[Queued { batch, done }])?;
             image.meta.insert(META_FORMAT.into(), LOG_FORMAT.to_le_bytes().to_vec());
             Ok(())
         }
@@ -304,25 +314,45 @@ struct Committer {
     wal: Wal,
     _lock: File,
     frame: Vec<u8>,
+    lazy: LazyMeta,
 }
 
 impl Committer {
-    /// Writes `batch` as one frame, fsync'd unless every write in it is lazy.
-    fn commit(&mut self, batch: &[Queued]) -> Result<(), DiskError> {
+    /// The metadata set lazily so far. Taken before the batch it rides with is drained from the
+    /// queue: a committed mark then never names an entry queued after that batch, so the frame never
+    /// marks committed what is not yet in the log.
+    fn take_lazy(&self) -> BTreeMap<&'static str, Option<Vec<u8>>> {
+        std::mem::take(&mut *self.lazy.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Writes `lazy` and `batch` as one frame, and fsyncs it.
+    fn commit(&mut self, lazy: &BTreeMap<&'static str, Option<Vec<u8>>>, batch: &[Queued]) -> Result<(), DiskError> {
         self.frame.clear();
         let start = wal::open_frame(&mut self.frame);
-        for Queued { batch, .. } in batch {
-            for record in batch.records() {
-                wal::encode_record(&mut self.frame, &record);
-                self.wal.note(&record);
-            }
+        let lazy = lazy.iter().map(|(key, value)| match value {
+            Some(value) => Record::MetaSet(key, value),
+            None => Record::MetaRemove(key),
+        });
+        for record in lazy.chain(batch.iter().flat_map(|queued| queued.batch.records())) {
+            wal::encode_record(&mut self.frame, &record);
+            self.wal.note(&record);
         }
         wal::seal_frame(&mut self.frame, start);
-        let outcome = self.wal.write(&self.frame, !is_lazy(batch)).map_err(disk_error);
+        let outcome = self.wal.write(&self.frame).map_err(disk_error);
         if self.frame.capacity() > FRAME_KEPT_MAX {
             self.frame = Vec::new();
         }
         outcome
+    }
+}
+
+impl Drop for Committer {
+    /// A store closing writes what was set lazily, so a clean stop keeps the newest committed mark.
+    fn drop(&mut self) {
+        let lazy = self.take_lazy();
+        if !lazy.is_empty() {
+            let _ = self.commit(&lazy, &[]);
+        }
     }
 }
 
@@ -333,6 +363,7 @@ const FRAME_KEPT_MAX: usize = 1 << 20;
 fn run_committer(mut committer: Committer, mut receiver: mpsc::Receiver<Queued>, stats: &CommitStats) {
     let mut failed: Option<DiskError> = None;
     while let Some(first) = receiver.blocking_recv() {
+        let lazy = committer.take_lazy();
         let mut batch = vec![first];
         while batch.len() < BATCH_WRITES_MAX {
             match receiver.try_recv() {
@@ -345,24 +376,20 @@ fn run_committer(mut committer: Committer, mut receiver: mpsc::Receiver<Queued>,
         // coordinator restarts from what is on disk.
         let outcome = match &failed {
             Some(error) => Err(error.clone()),
-            None => committer.commit(&batch),
+            None => committer.commit(&lazy, &batch),
         };
         if let Err(error) = &outcome {
             failed = Some(error.clone());
         }
-        let durable = !is_lazy(&batch);
-        if durable {
-            stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        stats.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         stats.writes.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let seconds = stopwatch.elapsed().as_secs_f64();
-        super::telemetry::commit_done(batch.len(), durable, seconds);
+        super::telemetry::commit_done(batch.len(), seconds);
         // For `benches/cycle.rs` (entries per fsync); nothing listens at trace level in a node.
         tracing::trace!(
             target: "gridkeeper::cycle",
             writes = batch.len(),
             entries = batch.iter().map(|queued| queued.batch.appends.len()).sum::<usize>(),
-            durable,
             us = (seconds * 1e6) as u64,
             "fsync"
         );
@@ -370,13 +397,6 @@ fn run_committer(mut committer: Committer, mut receiver: mpsc::Receiver<Queued>,
             let _ = queued.done.send(outcome.clone());
         }
     }
-}
-
-/// Whether every write of `batch` may skip the fsync (lazy metadata only, no log change).
-fn is_lazy(batch: &[Queued]) -> bool {
-    batch.iter().all(|Queued { batch, .. }| {
-        batch.lazy && batch.appends.is_empty() && batch.truncate_from.is_none() && batch.purge_through.is_none()
-    })
 }
 
 #[cfg(test)]
@@ -438,6 +458,23 @@ mod tests {
         assert!(dir.join(format!("{REDB_FILE}.imported")).exists());
         let recovered = Disk::open(&dir).expect("reopen").take_recovered();
         assert_eq!(recovered.entries.keys().copied().collect::<Vec<_>>(), vec![5, 6, 7, 8, 9, 10]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn lazy_metadata_rides_on_the_next_frame_or_the_close() {
+        let dir = temp("lazy");
+        {
+            let disk = Disk::open(&dir).expect("open");
+            disk.set_lazily("committed", Some(b"c1".to_vec()));
+            disk.set_lazily("committed", Some(b"c2".to_vec()));
+            disk.write(WriteBatch { appends: vec![(1, vec![1])], ..WriteBatch::default() }).await.expect("write");
+            disk.set_lazily("committed", Some(b"c3".to_vec()));
+        }
+        // The committer thread lets go of the directory once it has written what was pending.
+        let recovered = Disk::open(&dir).expect("reopen").take_recovered();
+        assert_eq!(recovered.meta.get("committed"), Some(&b"c3".to_vec()));
+        assert_eq!(recovered.entries.keys().copied().collect::<Vec<_>>(), vec![1]);
         std::fs::remove_dir_all(&dir).ok();
     }
 

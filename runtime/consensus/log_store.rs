@@ -160,12 +160,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let bytes = committed.as_ref().map(encode).transpose()?;
         self.tail().committed = committed;
-        // Not awaited: the committed mark is an optimisation (fewer re-applies after restart); losing
-        // the newest one only means re-learning it from the leader.
-        let _ = self
-            .disk
-            .submit(WriteBatch { meta: vec![(META_COMMITTED, bytes)], lazy: true, ..WriteBatch::default() })
-            .await;
+        // Rides on the next frame: the committed mark is an optimisation (fewer re-applies after a
+        // restart); losing the newest one only means re-learning it from the leader.
+        self.disk.set_lazily(META_COMMITTED, bytes);
         Ok(())
     }
 

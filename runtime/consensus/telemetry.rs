@@ -73,14 +73,12 @@ pub fn record_status(status: &ConsensusStatus, znodes: usize, sessions: usize, w
     metrics::gauge!("gridkeeper_registry_watches").set(watches as f64);
 }
 
-/// Records one durable transaction of the group committer (its log writes and the fsync that ends
+/// Records one frame of the group committer (its log writes and the fsync that ends
 /// it) in `gridkeeper_raft_fsync_seconds`, and the writes it carried in
 /// `gridkeeper_raft_commit_batch_writes`.
-pub fn commit_done(writes: usize, durable: bool, seconds: f64) {
+pub fn commit_done(writes: usize, seconds: f64) {
     metrics::histogram!("gridkeeper_raft_commit_batch_writes").record(writes as f64);
-    if durable {
-        metrics::histogram!("gridkeeper_raft_fsync_seconds").record(seconds);
-    }
+    metrics::histogram!("gridkeeper_raft_fsync_seconds").record(seconds);
 }
 
 /// Records one snapshot build in `gridkeeper_raft_snapshot_seconds{stage}`: `copy` (the state copied

@@ -445,19 +445,16 @@ impl Wal {
         }
     }
 
-    /// Writes sealed frames, then fsyncs them when `durable`. Afterwards a full segment is closed and
-    /// a new one opened, and segments holding only purged entries are deleted.
+    /// Writes sealed frames and fsyncs them. Afterwards a full segment is closed and a new one
+    /// opened, and segments holding only purged entries are deleted.
     ///
     /// # Errors
     /// [`WalError`] if a write, fsync, creation or deletion fails. The log's state on disk is then
     /// unknown to this writer; the caller must stop using it.
-    pub fn write(&mut self, frames: &[u8], durable: bool) -> Result<(), WalError> {
+    pub fn write(&mut self, frames: &[u8]) -> Result<(), WalError> {
         let path = segment_path(&self.dir, self.segments.back().expect("a segment is always open").seq);
         self.file.write_all(frames).map_err(io(&path))?;
         self.size += frames.len() as u64;
-        if !durable {
-            return Ok(());
-        }
         self.file.sync_data().map_err(io(&path))?;
         if self.size > SEGMENT_BYTES_MAX {
             self.roll()?;
@@ -537,7 +534,7 @@ mod tests {
         for record in records {
             wal.note(record);
         }
-        wal.write(&frame(records), true).expect("write");
+        wal.write(&frame(records)).expect("write");
     }
 
     #[test]

@@ -30,6 +30,10 @@ const WRITES_QUEUED_MAX: usize = 1024;
 /// Most write requests folded into one frame, so one fsync never waits on an unbounded batch.
 const BATCH_WRITES_MAX: usize = 512;
 
+/// Entry bytes past which the committer stops folding more requests into a frame: a frame (and the
+/// memory it is built in) stays near this size plus one request, however large entries are.
+const BATCH_BYTES_MAX: usize = 16 << 20;
+
 /// Why the store failed. Storage errors are fatal for the node: openraft stops, the supervisor restarts
 /// the coordinator from what is on disk.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,6 +59,11 @@ pub struct WriteBatch {
 }
 
 impl WriteBatch {
+    /// Bytes of the entries it appends.
+    fn append_bytes(&self) -> usize {
+        self.appends.iter().map(|(_, bytes)| bytes.len()).sum()
+    }
+
     fn records(&self) -> impl Iterator<Item = Record<'_>> {
         let truncate = self.truncate_from.map(Record::Truncate);
         let purge = self.purge_through.map(Record::Purge);
@@ -141,12 +150,13 @@ impl Disk {
         let lock = lock(dir)?;
         let seed = import_redb(dir)?;
         let (wal, mut image) = Wal::open(dir, seed.as_ref()).map_err(disk_error)?;
-        if let Some(seed) = seed {
+        if seed.is_some() {
             // The segments now hold what the old file held; keep that file aside, never read again.
             let old = dir.join(REDB_FILE);
             std::fs::rename(&old, dir.join(format!("{REDB_FILE}.imported"))).map_err(disk_error)?;
-            drop(seed);
         }
+        // The image holds the log now; free the import's copy before the node starts.
+        drop(seed);
         let lazy = LazyMeta::default();
         let mut committer = Committer { wal, _lock: lock, frame: Vec::new(), lazy: lazy.clone() };
         check_format(&mut committer, &mut image)?;
@@ -279,12 +289,12 @@ fn lock(dir: &Path) -> Result<File, DiskError> {
 /// The log and metadata of an older build's `raft.redb`, when the directory has no segments yet.
 fn import_redb(dir: &Path) -> Result<Option<Image>, DiskError> {
     let path = dir.join(REDB_FILE);
-    let has_segments = std::fs::read_dir(dir).map_err(disk_error)?.filter_map(Result::ok).any(|listed| {
-        listed.file_name().to_str().is_some_and(|name| name.starts_with("log-") && name.ends_with(".wal"))
-    });
     if !path.exists() {
         return Ok(None);
     }
+    let has_segments = std::fs::read_dir(dir).map_err(disk_error)?.filter_map(Result::ok).any(|listed| {
+        listed.file_name().to_str().is_some_and(|name| name.starts_with("log-") && name.ends_with(".wal"))
+    });
     if has_segments {
         // Imported before, stopped before the rename: the segments are the log.
         std::fs::rename(&path, dir.join(format!("{REDB_FILE}.imported"))).map_err(disk_error)?;
@@ -360,17 +370,28 @@ impl Drop for Committer {
 /// does not pin its memory).
 const FRAME_KEPT_MAX: usize = 1 << 20;
 
+/// The writes for one frame: `first` and whatever else is queued, up to [`BATCH_WRITES_MAX`] writes
+/// or until the entries reach [`BATCH_BYTES_MAX`].
+fn drain(first: Queued, receiver: &mut mpsc::Receiver<Queued>) -> Vec<Queued> {
+    let mut bytes = first.batch.append_bytes();
+    let mut batch = vec![first];
+    while batch.len() < BATCH_WRITES_MAX && bytes < BATCH_BYTES_MAX {
+        match receiver.try_recv() {
+            Ok(next) => {
+                bytes += next.batch.append_bytes();
+                batch.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 fn run_committer(mut committer: Committer, mut receiver: mpsc::Receiver<Queued>, stats: &CommitStats) {
     let mut failed: Option<DiskError> = None;
     while let Some(first) = receiver.blocking_recv() {
         let lazy = committer.take_lazy();
-        let mut batch = vec![first];
-        while batch.len() < BATCH_WRITES_MAX {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+        let batch = drain(first, &mut receiver);
         let stopwatch = crate::clock::Stopwatch::start();
         // After a failed write the files' state is unknown: every later write fails too, and the
         // coordinator restarts from what is on disk.
@@ -487,6 +508,26 @@ mod tests {
         drop(first);
         Disk::open_inline(&dir).expect("open once released");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_frame_stops_growing_at_the_write_or_byte_bound() {
+        let queued = |bytes: usize| {
+            let batch = WriteBatch { appends: vec![(1, vec![0; bytes])], ..WriteBatch::default() };
+            Queued { batch, done: oneshot::channel().0 }
+        };
+        let (queue, mut receiver) = mpsc::channel(WRITES_QUEUED_MAX);
+        for _ in 0..4 {
+            queue.try_send(queued(BATCH_BYTES_MAX / 3)).expect("room");
+        }
+        // Three thirds reach the bound; the fourth waits for the next frame.
+        assert_eq!(drain(queued(1), &mut receiver).len(), 4);
+        assert_eq!(drain(queued(BATCH_BYTES_MAX), &mut receiver).len(), 1);
+        assert_eq!(drain(queued(1), &mut receiver).len(), 2);
+        for _ in 0..WRITES_QUEUED_MAX {
+            queue.try_send(queued(8)).expect("room");
+        }
+        assert_eq!(drain(queued(8), &mut receiver).len(), BATCH_WRITES_MAX);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

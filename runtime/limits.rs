@@ -236,9 +236,10 @@ pub const WAITERS_MAX: usize = 1_000_000;
 const _: () = assert!(WAITERS_MAX >= 10 * IDS_MAX);
 /// Submission entries one node keeps in flight before its next small submissions wait and go out
 /// merged into one entry (`grid::merge`). Measured at 5,000 single submissions/s (benches/README.md,
-/// "Merged submissions"): 2, 3, 4 and 6 slots all cut submit → start's p99 by a fifth or more; 4
-/// gave the best p99 with a median as good as 6's, at about 3.8 submissions per entry.
-pub const SUBMIT_IN_FLIGHT_MAX: usize = 4;
+/// "Merged submissions"): with the redb log, 4 gave the best p99 at about 3.8 submissions per entry.
+/// With the segment log each entry costs less, and 8 beats 4 at 5,000, 12,000 and 20,000
+/// submissions/s and ties it at 30,000 ("More submissions in flight"); 16 loses the tail at 20,000.
+pub const SUBMIT_IN_FLIGHT_MAX: usize = 8;
 /// Submissions waiting for a merged entry on one node at most; past it a submission is refused as
 /// overloaded (nothing applied). Far more than the admit path's connections
 /// ([`ADMIN_CONNECTIONS_MAX`]) can have waiting at once.

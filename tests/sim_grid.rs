@@ -53,8 +53,8 @@ const SLOTS: u32 = 2;
 const PREFETCH: u32 = 4;
 const BATCHES_PER_NODE: u32 = 4;
 /// Submissions a node makes at once in one batch step at most: more than its submission slots
-/// (`SUBMIT_IN_FLIGHT_MAX`), so that some wait and share an entry.
-const SUBMISSIONS_AT_ONCE_MAX: usize = 2 * gridkeeper::limits::SUBMIT_IN_FLIGHT_MAX;
+/// (`SUBMIT_IN_FLIGHT_MAX`), so that in a third of the steps some wait and share an entry.
+const SUBMISSIONS_AT_ONCE_MAX: usize = gridkeeper::limits::SUBMIT_IN_FLIGHT_MAX + 4;
 /// Simulated milliseconds of faults.
 const CHAOS_MS: u64 = 3_000;
 /// Simulated milliseconds allowed for every task to end once the cluster is healed.
